@@ -1,0 +1,230 @@
+//! An emulated card: the applet of [`super::applet`] over a state file.
+//!
+//! **For demos and tests only.** The state (private key, serial, counter, last
+//! signature) lives in one file updated atomically (temporary file, fsync, rename,
+//! fsync of the folder). Deleting the file is losing the card. Restoring an old copy of
+//! this file *together with* an old copy of the trail defeats the rental: only a real
+//! card, whose counter nobody can roll back, closes that hole. Keyfiles may refuse
+//! emulated cards for that reason.
+
+use super::applet::{Applet, CardState};
+use super::{CardBackend, CardTransaction, LastSignature, Serial, TransportError};
+use crate::crypto::Signature;
+use crate::fsutil::{LockGuard, atomic_write};
+use p256::ecdsa::SigningKey;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+const MAGIC: &[u8; 8] = b"TALLYCRD";
+const VERSION: u8 = 1;
+const MAX_LABEL: usize = 256;
+/// Fixed part: magic, version, serial, origin, counter, key, has_last, h, counter, sig, label length.
+const FIXED: usize = 8 + 1 + 16 + 8 + 8 + 32 + 1 + 32 + 8 + 64 + 2;
+
+/// Encodes a card state (the private key included: the buffer zeroizes on drop).
+pub fn encode_state(s: &CardState) -> Zeroizing<Vec<u8>> {
+    let label = s.label.as_bytes();
+    let label = &label[..label.len().min(MAX_LABEL)];
+    let mut out = Zeroizing::new(Vec::with_capacity(FIXED + label.len() + 32));
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&s.serial.0);
+    out.extend_from_slice(&s.origin.to_be_bytes());
+    out.extend_from_slice(&s.counter.to_be_bytes());
+    out.extend_from_slice(&s.key.to_bytes());
+    match &s.last {
+        Some(l) => {
+            out.push(1);
+            out.extend_from_slice(&l.h);
+            out.extend_from_slice(&l.counter.to_be_bytes());
+            out.extend_from_slice(&l.signature.0);
+        }
+        None => {
+            out.push(0);
+            out.extend_from_slice(&[0u8; 32 + 8 + 64]);
+        }
+    }
+    out.extend_from_slice(&(label.len() as u16).to_be_bytes());
+    out.extend_from_slice(label);
+    let sum = Sha256::digest(&out[..]);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// Decodes a card state, refusing anything malformed with the reason.
+pub fn decode_state(b: &[u8]) -> Result<CardState, String> {
+    if b.len() < FIXED + 32 || b.len() > FIXED + MAX_LABEL + 32 {
+        return Err(format!("{} bytes is not a valid card state size", b.len()));
+    }
+    let (body, sum) = b.split_at(b.len() - 32);
+    if Sha256::digest(body)[..] != sum[..] {
+        return Err("checksum mismatch (the file is damaged)".into());
+    }
+    if &body[..8] != MAGIC {
+        return Err("not a Tally card state file".into());
+    }
+    if body[8] != VERSION {
+        return Err(format!("unsupported card state version {}", body[8]));
+    }
+    let u64_at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&body[i..i + 8]);
+        u64::from_be_bytes(a)
+    };
+    let mut serial = [0u8; 16];
+    serial.copy_from_slice(&body[9..25]);
+    let origin = u64_at(25);
+    let counter = u64_at(33);
+    let key = SigningKey::from_slice(&body[41..73])
+        .map_err(|_| "private key is not a valid P-256 scalar".to_string())?;
+    let last = match body[73] {
+        0 => None,
+        1 => {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&body[74..106]);
+            let mut sig = [0u8; 64];
+            sig.copy_from_slice(&body[114..178]);
+            Some(LastSignature {
+                h,
+                counter: u64_at(106),
+                signature: Signature(sig),
+            })
+        }
+        _ => return Err("bad last-signature flag".into()),
+    };
+    let label_len = u16::from_be_bytes([body[178], body[179]]) as usize;
+    if body.len() != FIXED + label_len {
+        return Err("label length does not match the file size".into());
+    }
+    let label =
+        String::from_utf8(body[FIXED..].to_vec()).map_err(|_| "label is not UTF-8".to_string())?;
+    if counter < origin {
+        return Err("counter is below the card's origin".into());
+    }
+    Ok(CardState {
+        serial: Serial(serial),
+        origin,
+        counter,
+        key,
+        last,
+        label,
+    })
+}
+
+/// An emulated card whose state lives in one file.
+#[derive(Debug, Clone)]
+pub struct EmulatedCard {
+    path: PathBuf,
+}
+
+impl EmulatedCard {
+    /// Opens an existing card file (checked at each transaction).
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, TransportError> {
+        let path = path.into();
+        if !path.exists() {
+            return Err(TransportError::NotFound(path));
+        }
+        Ok(Self { path })
+    }
+
+    /// Creates a new card file; refuses to overwrite an existing one.
+    pub fn create(path: impl Into<PathBuf>, state: &CardState) -> Result<Self, TransportError> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _lock = LockGuard::acquire(&path)?;
+        if path.exists() {
+            return Err(TransportError::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "a card already exists at {} (delete it to lose that card)",
+                    path.display()
+                ),
+            )));
+        }
+        atomic_write(&path, &encode_state(state))?;
+        Ok(Self { path })
+    }
+
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the state (for tools and tests; the card's key stays inside `CardState`).
+    pub fn load(&self) -> Result<CardState, TransportError> {
+        load(&self.path)
+    }
+}
+
+fn load(path: &Path) -> Result<CardState, TransportError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => Zeroizing::new(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(TransportError::NotFound(path.to_path_buf()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    decode_state(&bytes).map_err(|reason| TransportError::BadState {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+impl CardBackend for EmulatedCard {
+    fn transaction(&mut self) -> Result<Box<dyn CardTransaction + '_>, TransportError> {
+        let lock = LockGuard::acquire(&self.path)?;
+        let state = load(&self.path)?;
+        Ok(Box::new(EmulatedTransaction {
+            path: &self.path,
+            state,
+            applet: Applet::new(),
+            _lock: lock,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("emulated:{}", self.path.display())
+    }
+}
+
+struct EmulatedTransaction<'a> {
+    path: &'a Path,
+    state: CardState,
+    applet: Applet,
+    _lock: LockGuard,
+}
+
+impl CardTransaction for EmulatedTransaction<'_> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let path = self.path;
+        Ok(self.applet.process(&mut self.state, command, &mut |s| {
+            atomic_write(path, &encode_state(s))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_damage_is_named() {
+        let s = CardState::generate(&mut rand_core::OsRng, 42, "DEMO");
+        let enc = encode_state(&s);
+        let back = decode_state(&enc).unwrap();
+        assert_eq!(back.serial, s.serial);
+        assert_eq!(back.counter, 42);
+        assert_eq!(back.public_key(), s.public_key());
+        for i in 0..enc.len() {
+            let mut bad = enc.to_vec();
+            bad[i] ^= 1;
+            assert!(decode_state(&bad).is_err(), "flip at {i} accepted");
+        }
+        for n in 0..enc.len() {
+            assert!(decode_state(&enc[..n]).is_err());
+        }
+    }
+}

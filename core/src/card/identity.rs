@@ -1,0 +1,170 @@
+//! A card's public identity: what a publisher registers and a keyfile binds.
+
+use crate::crypto::PublicKey;
+use std::fmt;
+
+/// A card's 16-byte serial number: no two cards share one ([0098]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Serial(pub [u8; 16]);
+
+impl Serial {
+    /// Lower-case hex, 32 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// From 32 hex characters.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({})", self.to_hex())
+    }
+}
+
+/// Serial, public key and origin (the counter value the card was personalised with,
+/// the *offset* of [0095]). Everything a verifier needs to know about a card.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CardIdentity {
+    /// The serial number.
+    pub serial: Serial,
+    /// The card's signing key.
+    pub public_key: PublicKey,
+    /// The first counter value this card ever signed with; a trail must start there
+    /// (or at a validator record), so that deleting a whole trail and starting afresh is seen.
+    pub origin: u64,
+}
+
+/// First line of an exported card file.
+pub const EXPORT_MAGIC: &str = "tally-card/1";
+/// Exported card files larger than this are refused unread.
+pub const EXPORT_MAX_BYTES: usize = 4096;
+
+/// Why an exported card file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The file is larger than [`EXPORT_MAX_BYTES`].
+    #[error("card file is too large ({0} bytes; at most {EXPORT_MAX_BYTES})")]
+    TooLarge(usize),
+    /// The file is not UTF-8 text.
+    #[error("card file is not text")]
+    NotText,
+    /// The first line is not `tally-card/1`.
+    #[error("not a Tally card file (first line must be `{EXPORT_MAGIC}`)")]
+    BadMagic,
+    /// A line is not `key: value`.
+    #[error("card file line {line}: expected `key: value`")]
+    BadLine {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A key appears twice.
+    #[error("card file: `{0}` given twice")]
+    Duplicate(String),
+    /// An unknown key.
+    #[error("card file: unknown field `{0}`")]
+    UnknownField(String),
+    /// A required key is missing.
+    #[error("card file: missing `{0}`")]
+    Missing(&'static str),
+    /// A value is malformed.
+    #[error("card file: bad `{field}`: {reason}")]
+    BadValue {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CardIdentity {
+    /// The exported text form. `label` is a free comment such as "DEMO card".
+    pub fn to_export(&self, label: Option<&str>) -> String {
+        let mut s = format!(
+            "{EXPORT_MAGIC}\nserial: {}\npublic-key: {}\norigin: {}\n",
+            self.serial,
+            hex::encode(self.public_key.as_bytes()),
+            self.origin
+        );
+        if let Some(l) = label {
+            let clean: String = l.chars().filter(|c| !c.is_control()).take(200).collect();
+            s.push_str(&format!("label: {clean}\n"));
+        }
+        s
+    }
+
+    /// Parses the exported text form strictly; returns the identity and the label.
+    pub fn from_export(bytes: &[u8]) -> Result<(Self, Option<String>), IdentityError> {
+        if bytes.len() > EXPORT_MAX_BYTES {
+            return Err(IdentityError::TooLarge(bytes.len()));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| IdentityError::NotText)?;
+        let mut lines = text.lines();
+        if lines.next() != Some(EXPORT_MAGIC) {
+            return Err(IdentityError::BadMagic);
+        }
+        let (mut serial, mut key, mut origin, mut label) = (None, None, None, None);
+        for (i, line) in lines.enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let (k, v) = line
+                .split_once(": ")
+                .ok_or(IdentityError::BadLine { line: i + 2 })?;
+            let slot: &mut Option<String> = match k {
+                "serial" => &mut serial,
+                "public-key" => &mut key,
+                "origin" => &mut origin,
+                "label" => &mut label,
+                other => {
+                    return Err(IdentityError::UnknownField(
+                        other.chars().take(40).collect(),
+                    ));
+                }
+            };
+            if slot.is_some() {
+                return Err(IdentityError::Duplicate(k.to_string()));
+            }
+            *slot = Some(v.to_string());
+        }
+        let serial = serial.ok_or(IdentityError::Missing("serial"))?;
+        let serial = Serial::from_hex(&serial).ok_or_else(|| IdentityError::BadValue {
+            field: "serial",
+            reason: "expected 32 hex digits".into(),
+        })?;
+        let key = key.ok_or(IdentityError::Missing("public-key"))?;
+        let key_bytes = hex::decode(&key).map_err(|_| IdentityError::BadValue {
+            field: "public-key",
+            reason: "not hex".into(),
+        })?;
+        let public_key = PublicKey::from_sec1(&key_bytes).map_err(|e| IdentityError::BadValue {
+            field: "public-key",
+            reason: e.to_string(),
+        })?;
+        let origin = origin.ok_or(IdentityError::Missing("origin"))?;
+        let origin = origin.parse::<u64>().map_err(|_| IdentityError::BadValue {
+            field: "origin",
+            reason: "expected a decimal u64".into(),
+        })?;
+        Ok((
+            Self {
+                serial,
+                public_key,
+                origin,
+            },
+            label,
+        ))
+    }
+}

@@ -1,0 +1,224 @@
+//! Small cryptographic building blocks shared by the card, the trail and the keyfile.
+//!
+//! Everything here is pinned: ECDSA over P-256 with SHA-256, fixed 64-byte `r‖s`
+//! signatures, 65-byte uncompressed SEC1 public keys. No algorithm identifier is ever
+//! read from a file, so there is nothing to confuse (T28).
+
+use p256::ecdsa::{Signature as P256Signature, VerifyingKey, signature::Verifier as _};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A 32-byte SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// SHA-256 over `parts`, each prefixed by its length as u32 big-endian, after a domain tag.
+///
+/// Length prefixes and the tag keep inputs of different shapes from ever colliding
+/// (T9, after RFC 6962's domain separation).
+pub fn tagged_hash(tag: &[u8], parts: &[&[u8]]) -> Hash {
+    let mut h = Sha256::new();
+    h.update((tag.len() as u32).to_be_bytes());
+    h.update(tag);
+    for p in parts {
+        h.update((p.len() as u32).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Plain SHA-256.
+pub fn sha256(data: &[u8]) -> Hash {
+    Sha256::digest(data).into()
+}
+
+/// A P-256 public key in uncompressed SEC1 form, known to be a valid point.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PublicKey {
+    sec1: [u8; 65],
+}
+
+impl PublicKey {
+    /// Parses 65 bytes of uncompressed SEC1 (`04‖x‖y`); refuses anything off the curve.
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() != 65 || bytes[0] != 0x04 {
+            return Err(KeyError::Encoding);
+        }
+        VerifyingKey::from_sec1_bytes(bytes).map_err(|_| KeyError::NotOnCurve)?;
+        let mut sec1 = [0u8; 65];
+        sec1.copy_from_slice(bytes);
+        Ok(Self { sec1 })
+    }
+
+    /// From a p256 verifying key.
+    pub fn from_verifying_key(key: &VerifyingKey) -> Self {
+        let point = key.to_encoded_point(false);
+        let mut sec1 = [0u8; 65];
+        sec1.copy_from_slice(point.as_bytes());
+        Self { sec1 }
+    }
+
+    /// The 65 SEC1 bytes.
+    pub fn as_bytes(&self) -> &[u8; 65] {
+        &self.sec1
+    }
+
+    /// SHA-256 of the SEC1 bytes: the fingerprint stored in trail headers and shown to people.
+    pub fn fingerprint(&self) -> Hash {
+        tagged_hash(b"tally/key-fingerprint/v1", &[&self.sec1])
+    }
+
+    /// The p256 form of the key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        // Checked in every constructor.
+        VerifyingKey::from_sec1_bytes(&self.sec1).expect("PublicKey holds a valid point")
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(&self.fingerprint()[..8]))
+    }
+}
+
+/// Why a public key was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The bytes are not 65 bytes of uncompressed SEC1.
+    #[error("public key is not a 65-byte uncompressed P-256 point")]
+    Encoding,
+    /// The coordinates are not a point of P-256.
+    #[error("public key is not a point on P-256")]
+    NotOnCurve,
+}
+
+/// An ECDSA P-256 signature as fixed-width `r‖s`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({}…)", hex::encode(&self.0[..6]))
+    }
+}
+
+/// Half the order of P-256, big-endian: signatures with a larger `s` are refused.
+const HALF_N: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0xc5, 0xe2, 0x5e, 0x11, 0xe8,
+];
+
+impl Signature {
+    /// True when `s ≤ n/2`. Tally's cards always emit low-S signatures, so a high-S one
+    /// is a re-encoded (malleated) signature and is refused.
+    pub fn is_low_s(&self) -> bool {
+        self.0[32..] <= HALF_N[..]
+    }
+}
+
+/// Verifies ECDSA P-256/SHA-256 signatures. Behind a trait so the fast implementation
+/// (ring) and the portable one (p256) are interchangeable and testable against the same vectors.
+pub trait SignatureVerifier: Send + Sync {
+    /// True only when `sig` is a valid low-S signature of `SHA-256(message)` under `key`.
+    fn verify(&self, key: &PublicKey, message: &[u8], sig: &Signature) -> bool;
+    /// A short name for reports.
+    fn name(&self) -> &'static str;
+}
+
+/// ring's constant-time P-256 verifier: about five times faster than `p256` here.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RingVerifier;
+
+impl SignatureVerifier for RingVerifier {
+    fn verify(&self, key: &PublicKey, message: &[u8], sig: &Signature) -> bool {
+        if !sig.is_low_s() {
+            return false;
+        }
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            key.as_bytes(),
+        );
+        key.verify(message, &sig.0).is_ok()
+    }
+    fn name(&self) -> &'static str {
+        "ring"
+    }
+}
+
+/// The RustCrypto `p256` verifier.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct P256Verifier;
+
+impl SignatureVerifier for P256Verifier {
+    fn verify(&self, key: &PublicKey, message: &[u8], sig: &Signature) -> bool {
+        if !sig.is_low_s() {
+            return false;
+        }
+        let Ok(s) = P256Signature::from_slice(&sig.0) else {
+            return false;
+        };
+        key.verifying_key().verify(message, &s).is_ok()
+    }
+    fn name(&self) -> &'static str {
+        "p256"
+    }
+}
+
+/// The fastest verifier available in this build.
+pub fn default_verifier() -> &'static dyn SignatureVerifier {
+    &RingVerifier
+}
+
+/// Signs with a p256 key and normalises to low-S, as every Tally signer must.
+pub fn sign_low_s(key: &p256::ecdsa::SigningKey, message: &[u8]) -> Signature {
+    use p256::ecdsa::signature::Signer as _;
+    let sig: P256Signature = key.sign(message);
+    let sig = sig.normalize_s().unwrap_or(sig);
+    let mut out = [0u8; 64];
+    out.copy_from_slice(&sig.to_bytes());
+    Signature(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_verifiers_agree_and_refuse_high_s() {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let pk = PublicKey::from_verifying_key(sk.verifying_key());
+        let sig = sign_low_s(&sk, b"hello");
+        assert!(RingVerifier.verify(&pk, b"hello", &sig));
+        assert!(P256Verifier.verify(&pk, b"hello", &sig));
+        assert!(!RingVerifier.verify(&pk, b"hellp", &sig));
+        // s' = n - s verifies mathematically but is refused as malleated.
+        let parsed = P256Signature::from_slice(&sig.0).unwrap();
+        let (r, s) = parsed.split_scalars();
+        let high = P256Signature::from_scalars(r, -*s).unwrap();
+        let mut bytes = [0u8; 64];
+        bytes.copy_from_slice(&high.to_bytes());
+        let high = Signature(bytes);
+        assert!(!high.is_low_s());
+        assert!(!RingVerifier.verify(&pk, b"hello", &high));
+        assert!(!P256Verifier.verify(&pk, b"hello", &high));
+    }
+
+    #[test]
+    fn tagged_hash_boundaries_do_not_collide() {
+        let a = tagged_hash(b"t", &[b"ab", b"c"]);
+        let b = tagged_hash(b"t", &[b"a", b"bc"]);
+        let c = tagged_hash(b"tab", &[b"c"]);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(b, c);
+    }
+
+    #[test]
+    fn off_curve_key_refused() {
+        let mut bytes = [0u8; 65];
+        bytes[0] = 4;
+        bytes[1] = 1;
+        assert_eq!(PublicKey::from_sec1(&bytes), Err(KeyError::NotOnCurve));
+        assert_eq!(PublicKey::from_sec1(&bytes[..64]), Err(KeyError::Encoding));
+    }
+}

@@ -1,0 +1,2 @@
+//! `tally-view`.
+fn main() {}
