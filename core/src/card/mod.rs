@@ -11,6 +11,7 @@ pub mod apdu;
 pub mod applet;
 pub mod emulated;
 mod identity;
+pub mod pcsc;
 
 pub use apdu::StatusWord;
 pub use identity::{CardIdentity, IdentityError, Serial};
@@ -51,6 +52,9 @@ pub enum TransportError {
     /// The reader holds no card.
     #[error("no card in the reader")]
     NoCard,
+    /// Cards were found, but none answered SELECT of our applet (this many cards tried).
+    #[error("{0} card(s) found, none holding the Tally applet")]
+    NoApplet(usize),
     /// The card was removed or reset while it was in use.
     #[error("the card was removed or reset during the operation")]
     CardRemoved,
