@@ -11,7 +11,9 @@ pub mod card;
 pub mod crypto;
 pub mod fsutil;
 pub mod nonce;
+pub mod policy;
 pub mod trail;
+pub mod vendor;
 
 pub use card::{
     Card, CardBackend, CardError, CardIdentity, CardTransaction, Serial, TransportError,

@@ -1,3 +1,773 @@
-//! The audit trail of EP 0 895 148 ([0056]–[0061], [0095]).
+//! The audit trail of EP 0 895 148 ([0056]–[0061], [0095], [0098]–[0102]).
+//!
+//! A trail belongs to one card. Each record is signed by the card over
+//! `hash(hash(nonce, body), serial, counter)` and the card's counter only goes up, so
+//! the records of a trail must carry consecutive counters from the card's origin up to
+//! the card's counter − 1. Anything else — a changed byte, a hole, a swap, a truncated
+//! tail, an old copy put back, records from another card — breaks that chain
+//! ([0050], [0061]).
+//!
+//! [`Trail::write`] is the Write routine of [0059]; [`Trail::validate`] is ValidateTrail
+//! of [0060]. Both run under a lock on the trail file and inside one card transaction:
+//! that is the synchronisation role of the rental server ([0058]). A [`Trail`] kept open
+//! remembers how far it has verified, so re-validation only checks new records.
+
 pub mod body;
+pub mod file;
+pub mod record;
+pub mod validate;
+
 pub use body::{Body, BodyError, LicenceId, Usage};
+pub use record::Record;
+
+use crate::card::{Card, CardError, CardIdentity, CardSession};
+use crate::crypto::{SignatureVerifier, default_verifier};
+use crate::fsutil::LockGuard;
+use file::{FormatError, Frames, HEADER_LEN, Header, Intent};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Trail files larger than this are refused (about five million records).
+pub const MAX_TRAIL_BYTES: u64 = 1 << 30;
+
+/// Why a trail is invalid or an operation on it failed. Every variant means "invalid":
+/// there is no error path that lets a trail through (T21).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrailError {
+    /// Reading or writing the trail failed.
+    #[error("trail {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is malformed.
+    #[error("trail file: {0}")]
+    Format(#[from] FormatError),
+    /// The trail, or the card presented, belongs to another card.
+    #[error("wrong card: {0}")]
+    WrongCard(String),
+    /// A record's signature does not verify against the expected card ([0060] step [6.2]).
+    #[error(
+        "record {index} (counter {counter}): signature does not verify — the record was modified or comes from another card"
+    )]
+    BadSignature {
+        /// Position in the trail (0-based).
+        index: u64,
+        /// The counter the record claims.
+        counter: u64,
+    },
+    /// A counter is missing ([0060] step [6.3]): records were deleted.
+    #[error(
+        "gap at record {index}: expected counter {expected}, found {found} — records were deleted"
+    )]
+    Gap {
+        /// Position of the first record after the hole.
+        index: u64,
+        /// The counter that should be there.
+        expected: u64,
+        /// The counter found.
+        found: u64,
+    },
+    /// Records are out of order.
+    #[error(
+        "record {index} is out of order: expected counter {expected}, found {found} — records were reordered"
+    )]
+    Reordered {
+        /// Position of the first misplaced record.
+        index: u64,
+        /// The counter that should be there.
+        expected: u64,
+        /// The counter found.
+        found: u64,
+    },
+    /// Two records carry the same counter (a duplicated record or a forked card, T6).
+    #[error(
+        "record {index} repeats counter {counter} — a record was duplicated, or the card was cloned"
+    )]
+    Duplicate {
+        /// Position of the second record.
+        index: u64,
+        /// The repeated counter.
+        counter: u64,
+    },
+    /// A signed record's body is not in the body format.
+    #[error("record {index}: body is malformed: {error}")]
+    BadBody {
+        /// Position of the record.
+        index: u64,
+        /// The parse error.
+        error: BodyError,
+    },
+    /// The first record is not the trail's genesis record.
+    #[error("the trail does not begin with its genesis record — its beginning was removed")]
+    FirstNotGenesis,
+    /// A genesis record somewhere other than first.
+    #[error("record {index} is a second genesis record — trails were spliced")]
+    UnexpectedGenesis {
+        /// Position of the record.
+        index: u64,
+    },
+    /// The trail does not start at the card's origin.
+    #[error(
+        "the trail starts at counter {first} but the card's first counter is {origin} — the start of the trail is missing"
+    )]
+    NotAtOrigin {
+        /// The trail's first counter.
+        first: u64,
+        /// The card's origin.
+        origin: u64,
+    },
+    /// The card has signed more records than the trail holds: truncation or backup-and-restore (T3, T4).
+    #[error(
+        "the trail ends at counter {trail_next} but the card has signed up to counter {card_counter}: {missing} record(s) are missing from the end — the trail was truncated or rolled back to an older copy (backup-and-restore)",
+        trail_next = .trail_next.wrapping_sub(1), card_counter = .card_counter.wrapping_sub(1), missing = .card_counter.wrapping_sub(*.trail_next)
+    )]
+    Behind {
+        /// The counter the next record of the trail would carry.
+        trail_next: u64,
+        /// The card's counter.
+        card_counter: u64,
+    },
+    /// The trail holds records the card never signed at its current counter: the card was
+    /// rolled back (only possible with an emulated card) or the trail is another card's.
+    #[error(
+        "the trail holds records up to counter {last} but the card's counter is only {card_counter} — the card state was restored from a copy, or this trail is not this card's"
+    )]
+    Ahead {
+        /// The last counter in the trail.
+        last: u64,
+        /// The card's counter.
+        card_counter: u64,
+    },
+    /// The last record is damaged and can't be rebuilt from the card.
+    #[error(
+        "the last record of the trail is damaged ({bytes} bytes torn) and can't be rebuilt from the card"
+    )]
+    TornTail {
+        /// Bytes after the last complete record.
+        bytes: u64,
+    },
+    /// The card signed a record the trail lacks, and the saved intent does not match it.
+    #[error(
+        "the card signed record {counter} but the trail has no intact copy of what it signed — the record is lost"
+    )]
+    LostPending {
+        /// The counter of the lost record.
+        counter: u64,
+    },
+    /// Write step [7] failed: the card's fresh signature does not verify ([0059]).
+    #[error("the card's signature for counter {counter} does not verify against the expected key")]
+    CardSignatureInvalid {
+        /// The counter signed.
+        counter: u64,
+    },
+    /// [0060] step [5]: the card's counter and the last record disagree.
+    #[error("the card counter {card} does not match the last record's counter {record}")]
+    CounterMismatch {
+        /// From GetCounter.
+        card: u64,
+        /// From the record.
+        record: u64,
+    },
+    /// The trail file shrank or was replaced while in use.
+    #[error("the trail file was truncated or replaced while in use")]
+    Shrunk,
+    /// A trail already exists where one was to be created.
+    #[error("a trail already exists at {0}")]
+    Exists(PathBuf),
+    /// The card already signed records but this trail is new: the real trail is missing.
+    #[error(
+        "this card has already signed {used} record(s) since counter {origin}; its trail is missing (restore it rather than starting a new one)"
+    )]
+    CardAlreadyUsed {
+        /// The card's origin.
+        origin: u64,
+        /// Records signed.
+        used: u64,
+    },
+    /// The card failed.
+    #[error(transparent)]
+    Card(#[from] CardError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
+    move |source| TrailError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a successful ValidateTrail found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validation {
+    /// Records in the trail after the nonce record was written.
+    pub records: u64,
+    /// The first record's counter.
+    pub first_counter: u64,
+    /// The last record's counter (the nonce record just written).
+    pub last_counter: u64,
+    /// Records whose signatures were verified by this call (the rest were verified before).
+    pub newly_verified: u64,
+}
+
+/// What reconciling the trail with the card did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Trail and card agreed.
+    InStep,
+    /// A record signed before a crash was rebuilt from the card and appended.
+    Recovered {
+        /// Its counter.
+        counter: u64,
+    },
+}
+
+/// An open trail for one card.
+pub struct Trail {
+    path: PathBuf,
+    intent_path: PathBuf,
+    header: Header,
+    identity: CardIdentity,
+    records: Vec<Record>,
+    verified: usize,
+    end: u64,
+    torn: u64,
+    card_checked: bool,
+    threads: usize,
+    verifier: &'static dyn SignatureVerifier,
+    last_recovery: Option<u64>,
+}
+
+impl std::fmt::Debug for Trail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trail")
+            .field("path", &self.path)
+            .field("records", &self.records.len())
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The intent file beside a trail.
+pub fn intent_path(trail: &Path) -> PathBuf {
+    let mut s = trail.as_os_str().to_os_string();
+    s.push(".intent");
+    PathBuf::from(s)
+}
+
+const INTENT_SIZE: usize = 1 + 8 + 8 + 32 + 2 + body::MAX_BODY + 4;
+const PENDING: u8 = b'P';
+const COMMITTED: u8 = b'C';
+
+impl Trail {
+    /// Creates a new trail for a card that has never signed, and writes its genesis record.
+    pub fn create(
+        path: impl Into<PathBuf>,
+        card: &mut Card,
+        identity: &CardIdentity,
+    ) -> Result<Self, TrailError> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let lock = LockGuard::acquire(&path).map_err(io(&path))?;
+        if path.exists() {
+            return Err(TrailError::Exists(path));
+        }
+        {
+            let mut s = card.session()?;
+            check_identity(&mut s, identity)?;
+            let c = s.get_counter()?;
+            if c != identity.origin {
+                return Err(TrailError::CardAlreadyUsed {
+                    origin: identity.origin,
+                    used: c.saturating_sub(identity.origin),
+                });
+            }
+        }
+        let header = Header::for_card(identity, identity.origin);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(&header.encode()).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        crate::fsutil::sync_dir(crate::fsutil::parent_dir(&path)).map_err(io(&path))?;
+        let mut t = Self::from_parts(
+            path,
+            header,
+            identity.clone(),
+            Frames {
+                records: vec![],
+                end: HEADER_LEN as u64,
+                torn_bytes: 0,
+            },
+        );
+        let mut s = card.session()?;
+        t.card_checked = true;
+        t.write_locked(&mut s, &Body::now(Usage::Genesis))?;
+        drop(lock);
+        Ok(t)
+    }
+
+    fn from_parts(path: PathBuf, header: Header, identity: CardIdentity, frames: Frames) -> Self {
+        Self {
+            intent_path: intent_path(&path),
+            path,
+            header,
+            identity,
+            records: frames.records,
+            verified: 0,
+            end: frames.end,
+            torn: frames.torn_bytes,
+            card_checked: false,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            verifier: default_verifier(),
+            last_recovery: None,
+        }
+    }
+
+    /// Opens an existing trail expected to belong to `identity`. Reads and checks the
+    /// format; signatures are verified by [`Trail::validate`] or [`Trail::verify_offline`].
+    pub fn open(path: impl Into<PathBuf>, identity: &CardIdentity) -> Result<Self, TrailError> {
+        let path = path.into();
+        let mut f = File::open(&path).map_err(io(&path))?;
+        let len = f.metadata().map_err(io(&path))?.len();
+        if len > MAX_TRAIL_BYTES {
+            return Err(TrailError::Io {
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "trail file larger than 1 GiB",
+                ),
+            });
+        }
+        let mut head = [0u8; HEADER_LEN];
+        f.read_exact(&mut head)
+            .map_err(|_| TrailError::Format(FormatError::ShortHeader))?;
+        let header = Header::decode(&head)?;
+        if header.serial != identity.serial {
+            return Err(TrailError::WrongCard(format!(
+                "this trail belongs to card {}, not card {}",
+                header.serial, identity.serial
+            )));
+        }
+        if header.key_fingerprint != identity.public_key.fingerprint() {
+            return Err(TrailError::WrongCard(
+                "the trail was made with a different card key".into(),
+            ));
+        }
+        if header.first_counter != identity.origin {
+            return Err(TrailError::NotAtOrigin {
+                first: header.first_counter,
+                origin: identity.origin,
+            });
+        }
+        let buf = file::read_from(&mut f, HEADER_LEN as u64, MAX_TRAIL_BYTES).map_err(io(&path))?;
+        let frames = file::parse_frames(&buf, HEADER_LEN as u64, 0)?;
+        Ok(Self::from_parts(path, header, identity.clone(), frames))
+    }
+
+    /// Opens the trail at `path`, creating it (with its genesis record) when missing.
+    pub fn open_or_create(
+        path: impl Into<PathBuf>,
+        card: &mut Card,
+        identity: &CardIdentity,
+    ) -> Result<Self, TrailError> {
+        let path = path.into();
+        if path.exists() {
+            Self::open(path, identity)
+        } else {
+            Self::create(path, card, identity)
+        }
+    }
+
+    /// Sets how many threads verify signatures (default: all cores).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Uses another signature verifier (default: the fastest available).
+    pub fn set_verifier(&mut self, verifier: &'static dyn SignatureVerifier) {
+        self.verifier = verifier;
+    }
+
+    /// The records read so far, in trail order. Only the first [`Trail::verified_len`] are verified.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// How many leading records are verified.
+    pub fn verified_len(&self) -> usize {
+        self.verified
+    }
+
+    /// The verified records with their parsed bodies (bodies of verified records always parse).
+    pub fn verified_bodies(&self) -> impl Iterator<Item = (u64, Body)> + '_ {
+        self.records[..self.verified]
+            .iter()
+            .filter_map(|r| Body::parse(&r.body).ok().map(|b| (r.counter, b)))
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The card this trail belongs to.
+    pub fn identity(&self) -> &CardIdentity {
+        &self.identity
+    }
+
+    /// The path of the trail file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The counter of the last record recovered from the card by this handle, if any.
+    pub fn last_recovery(&self) -> Option<u64> {
+        self.last_recovery
+    }
+
+    fn next_counter(&self) -> u64 {
+        self.header
+            .first_counter
+            .saturating_add(self.records.len() as u64)
+    }
+
+    /// Reads records other processes appended since we last looked (under the lock).
+    fn sync(&mut self) -> Result<(), TrailError> {
+        let mut f = File::open(&self.path).map_err(io(&self.path))?;
+        let len = f.metadata().map_err(io(&self.path))?.len();
+        if len < self.end {
+            return Err(TrailError::Shrunk);
+        }
+        if len > MAX_TRAIL_BYTES {
+            return Err(TrailError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other("trail file larger than 1 GiB"),
+            });
+        }
+        if len == self.end && self.torn == 0 {
+            return Ok(());
+        }
+        let buf = file::read_from(&mut f, self.end, MAX_TRAIL_BYTES).map_err(io(&self.path))?;
+        let frames = file::parse_frames(&buf, self.end, self.records.len() as u64)?;
+        self.records.extend(frames.records);
+        self.end = frames.end;
+        self.torn = frames.torn_bytes;
+        Ok(())
+    }
+
+    /// Verifies records not yet verified (incremental validation).
+    fn verify_new(&mut self) -> Result<u64, TrailError> {
+        let from = self.verified;
+        validate::verify_range(
+            &self.records,
+            from,
+            &self.identity,
+            self.header.first_counter,
+            self.verifier,
+            self.threads,
+        )?;
+        self.verified = self.records.len();
+        Ok((self.records.len() - from) as u64)
+    }
+
+    /// Brings the trail in step with the card: detects rollback and truncation, and
+    /// completes a record the card signed just before a crash (from GET_LAST_SIGNATURE).
+    fn reconcile(&mut self, s: &mut CardSession<'_>) -> Result<Reconciled, TrailError> {
+        let next = self.next_counter();
+        let card = s.get_counter()?;
+        if card < next {
+            return Err(TrailError::Ahead {
+                last: next.saturating_sub(1),
+                card_counter: card,
+            });
+        }
+        if card == next {
+            return if self.torn > 0 {
+                Err(TrailError::TornTail { bytes: self.torn })
+            } else {
+                Ok(Reconciled::InStep)
+            };
+        }
+        if card > next.saturating_add(1) {
+            return Err(TrailError::Behind {
+                trail_next: next,
+                card_counter: card,
+            });
+        }
+        // The card is exactly one ahead: it signed record `next`, which the trail lacks.
+        let intent = read_intent(&self.intent_path);
+        let Some((state, intent)) = intent else {
+            return Err(if self.torn > 0 {
+                TrailError::LostPending { counter: next }
+            } else {
+                TrailError::Behind {
+                    trail_next: next,
+                    card_counter: card,
+                }
+            });
+        };
+        if intent.counter != next {
+            return Err(TrailError::Behind {
+                trail_next: next,
+                card_counter: card,
+            });
+        }
+        // A committed record missing without a torn tail was removed on purpose: rollback.
+        if state == COMMITTED && self.torn == 0 {
+            return Err(TrailError::Behind {
+                trail_next: next,
+                card_counter: card,
+            });
+        }
+        let Some(last) = s.get_last_signature()? else {
+            return Err(TrailError::LostPending { counter: next });
+        };
+        let h1 = record::h1(&intent.nonce, &intent.body);
+        if last.counter != next || last.h != h1 {
+            return Err(TrailError::LostPending { counter: next });
+        }
+        let rec = Record {
+            nonce: intent.nonce,
+            body: intent.body,
+            counter: next,
+            signature: last.signature,
+        };
+        if !rec.verify(&self.identity, self.verifier) {
+            return Err(TrailError::CardSignatureInvalid { counter: next });
+        }
+        self.append(&rec, true)?;
+        self.mark_committed()?;
+        self.last_recovery = Some(next);
+        Ok(Reconciled::Recovered { counter: next })
+    }
+
+    /// Appends a frame after the last complete record (dropping torn bytes when `repair`), fsynced.
+    fn append(&mut self, rec: &Record, repair: bool) -> Result<(), TrailError> {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io(&self.path))?;
+        if self.torn > 0 {
+            if !repair {
+                return Err(TrailError::TornTail { bytes: self.torn });
+            }
+            f.set_len(self.end).map_err(io(&self.path))?;
+        }
+        let frame = file::encode_frame(rec);
+        f.write_all_at(&frame, self.end).map_err(io(&self.path))?;
+        if self.torn > 0 {
+            f.sync_all()
+        } else {
+            f.sync_data()
+        }
+        .map_err(io(&self.path))?;
+        self.torn = 0;
+        self.end += frame.len() as u64;
+        self.records.push(rec.clone());
+        Ok(())
+    }
+
+    fn write_intent(&self, intent: &Intent) -> Result<(), TrailError> {
+        let mut buf = vec![0u8; INTENT_SIZE];
+        buf[0] = PENDING;
+        let enc = intent.encode();
+        buf[1..1 + enc.len()].copy_from_slice(&enc);
+        let existed = self.intent_path.exists();
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.intent_path)
+            .map_err(io(&self.intent_path))?;
+        f.write_all_at(&buf, 0).map_err(io(&self.intent_path))?;
+        if existed { f.sync_data() } else { f.sync_all() }.map_err(io(&self.intent_path))?;
+        if !existed {
+            crate::fsutil::sync_dir(crate::fsutil::parent_dir(&self.intent_path))
+                .map_err(io(&self.intent_path))?;
+        }
+        Ok(())
+    }
+
+    fn mark_committed(&self) -> Result<(), TrailError> {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&self.intent_path)
+            .map_err(io(&self.intent_path))?;
+        f.write_all_at(&[COMMITTED], 0)
+            .map_err(io(&self.intent_path))?;
+        f.sync_data().map_err(io(&self.intent_path))
+    }
+
+    /// Write ([0059]) inside an open card session; the caller holds the trail lock and
+    /// has reconciled the trail with the card.
+    fn write_locked(&mut self, s: &mut CardSession<'_>, body: &Body) -> Result<Record, TrailError> {
+        let next = self.next_counter();
+        // [1] a fresh nonce; [2] h1 = hash(n, str).
+        let nonce = crate::nonce::generate();
+        let text = body.encode().into_bytes();
+        let h1 = record::h1(&nonce, &text);
+        // Persist the intent before the card signs, so a crash after signing loses nothing.
+        self.write_intent(&Intent {
+            counter: next,
+            nonce,
+            body: text.clone(),
+        })?;
+        // [3] s = SignAndIncrement(h1).
+        let signature = s.sign_and_increment(&h1)?;
+        // [4] c = GetCounter(); [5] c = c − 1.
+        let c = s
+            .get_counter()?
+            .checked_sub(1)
+            .ok_or(TrailError::CounterMismatch {
+                card: 0,
+                record: next,
+            })?;
+        // [6] h2 = hash(h1, serial, c); [7] verify s against the expected key before anything is saved.
+        let rec = Record {
+            nonce,
+            body: text,
+            counter: c,
+            signature,
+        };
+        if !rec.verify(&self.identity, self.verifier) {
+            return Err(TrailError::CardSignatureInvalid { counter: c });
+        }
+        if c != next {
+            return Err(TrailError::CounterMismatch {
+                card: c,
+                record: next,
+            });
+        }
+        // [8] r = <n, str, c, s>; [9] append r.
+        let all_verified = self.verified == self.records.len();
+        self.append(&rec, false)?;
+        self.mark_committed()?;
+        if all_verified {
+            self.verified = self.records.len();
+        }
+        Ok(rec)
+    }
+
+    /// Write ([0059]): appends a record with `body`, signed by the card. The trail is first
+    /// brought up to date and verified incrementally, so nothing is ever written after an
+    /// invalid record.
+    pub fn write(&mut self, card: &mut Card, body: &Body) -> Result<Record, TrailError> {
+        let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
+        self.sync()?;
+        self.verify_new()?;
+        let mut s = card.session()?;
+        if !self.card_checked {
+            check_identity(&mut s, &self.identity)?;
+            self.card_checked = true;
+        }
+        self.reconcile(&mut s)?;
+        self.verify_new()?;
+        self.write_locked(&mut s, body)
+    }
+
+    /// ValidateTrail ([0060]), incremental: writes a nonce record holding the card's
+    /// counter, checks it, then verifies every record not verified before.
+    pub fn validate(&mut self, card: &mut Card) -> Result<Validation, TrailError> {
+        let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
+        self.sync()?;
+        let mut s = card.session()?;
+        if !self.card_checked {
+            check_identity(&mut s, &self.identity)?;
+            self.card_checked = true;
+        }
+        self.reconcile(&mut s)?;
+        // [1] c = GetCounter(); [2] Write(c).
+        let c = s.get_counter()?;
+        let before = self.verified;
+        let rec = self.write_locked(
+            &mut s,
+            &Body::now(Usage::Nonce {
+                value: c.to_string(),
+            }),
+        )?;
+        drop(s);
+        // [3] r = last record; [4] its signature; [5] c equals its counter.
+        if !rec.verify(&self.identity, self.verifier) {
+            return Err(TrailError::BadSignature {
+                index: self.records.len() as u64 - 1,
+                counter: rec.counter,
+            });
+        }
+        if rec.counter != c {
+            return Err(TrailError::CounterMismatch {
+                card: c,
+                record: rec.counter,
+            });
+        }
+        // [6] every record: signature and counter (offset of [0095]); only records not
+        // verified before are checked (write_locked marks the nonce record verified only
+        // when everything before it already was).
+        self.verify_new()?;
+        Ok(Validation {
+            records: self.records.len() as u64,
+            first_counter: self.header.first_counter,
+            last_counter: rec.counter,
+            newly_verified: (self.records.len() - before) as u64,
+        })
+    }
+
+    /// Verifies the whole trail without a card and without writing: signatures, counters,
+    /// bodies, the start rule. Truncation and rollback need the card's counter and so are
+    /// only caught by [`Trail::validate`]; the report gives the last counter for a verifier
+    /// (a publisher's audit, [0104]) to compare with the card's.
+    pub fn verify_offline(&mut self) -> Result<u64, TrailError> {
+        if self.torn > 0 {
+            return Err(TrailError::TornTail { bytes: self.torn });
+        }
+        self.verify_new()
+    }
+}
+
+fn read_intent(path: &Path) -> Option<(u8, Intent)> {
+    let mut f = File::open(path).ok()?;
+    let mut buf = Vec::new();
+    f.seek(SeekFrom::Start(0)).ok()?;
+    f.take(INTENT_SIZE as u64).read_to_end(&mut buf).ok()?;
+    let state = *buf.first()?;
+    if state != PENDING && state != COMMITTED {
+        return None;
+    }
+    // The intent is followed by zero padding; its own length field says where it ends.
+    let rest = &buf[1..];
+    if rest.len() < 50 + 4 {
+        return None;
+    }
+    let body_len = u16::from_be_bytes([rest[48], rest[49]]) as usize;
+    let end = 50 + body_len + 4;
+    Intent::decode(rest.get(..end)?).map(|i| (state, i))
+}
+
+/// Checks that the card in the reader is the one the trail (or keyfile) expects.
+fn check_identity(s: &mut CardSession<'_>, expected: &CardIdentity) -> Result<(), TrailError> {
+    let (serial, origin) = s.get_serial()?;
+    if serial != expected.serial {
+        return Err(TrailError::WrongCard(format!(
+            "expected card {}, found card {serial}",
+            expected.serial
+        )));
+    }
+    let key = s.get_public_key()?;
+    if key != expected.public_key || origin != expected.origin {
+        return Err(TrailError::WrongCard(format!(
+            "card {serial} does not have the expected key"
+        )));
+    }
+    Ok(())
+}

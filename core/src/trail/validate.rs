@@ -1,0 +1,130 @@
+//! The checks of ValidateTrail ([0060] steps [6]–[6.3], with the offset of [0095]).
+//!
+//! Signatures are verified in parallel (they are independent and dominate the cost);
+//! the counter sequence is then checked in order. Whatever fails first *in trail order*
+//! is reported, so the error names the earliest bad record.
+
+use super::TrailError;
+use super::body::{Body, Usage};
+use super::record::Record;
+use crate::card::CardIdentity;
+use crate::crypto::SignatureVerifier;
+
+/// Verifies `records[from..]`, which sit at positions `from..` of a trail whose first
+/// record carries counter `first_counter`. `records[..from]` are already verified.
+pub fn verify_range(
+    records: &[Record],
+    from: usize,
+    identity: &CardIdentity,
+    first_counter: u64,
+    verifier: &dyn SignatureVerifier,
+    threads: usize,
+) -> Result<(), TrailError> {
+    let todo = &records[from.min(records.len())..];
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let bad_sig = first_bad_signature(todo, identity, verifier, threads).map(|i| i + from);
+    let bad_seq = check_sequence(records, from, first_counter).err();
+    // An inauthentic record is reported as such, even where its counter is also off.
+    match (bad_seq, bad_sig) {
+        (Some((i, _)), Some(j)) if j <= i => Err(TrailError::BadSignature {
+            index: j as u64,
+            counter: records[j].counter,
+        }),
+        (Some((_, e)), _) => Err(e),
+        (None, Some(j)) => Err(TrailError::BadSignature {
+            index: j as u64,
+            counter: records[j].counter,
+        }),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Index (within `records`) of the first record whose signature fails, if any.
+pub fn first_bad_signature(
+    records: &[Record],
+    identity: &CardIdentity,
+    verifier: &dyn SignatureVerifier,
+    threads: usize,
+) -> Option<usize> {
+    let threads = threads.clamp(1, 64);
+    if threads == 1 || records.len() < 64 {
+        return records.iter().position(|r| !r.verify(identity, verifier));
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .enumerate()
+            .map(|(k, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .position(|r| !r.verify(identity, verifier))
+                        .map(|i| k * chunk + i)
+                })
+            })
+            .collect();
+        // A panicking worker can only mean a bug; treat it as a failure at its chunk start (fail closed, T21).
+        handles
+            .into_iter()
+            .enumerate()
+            .filter_map(|(k, h)| h.join().unwrap_or(Some(k * chunk)))
+            .min()
+    })
+}
+
+/// Checks counters, bodies and the start rule for positions `from..`.
+fn check_sequence(
+    records: &[Record],
+    from: usize,
+    first_counter: u64,
+) -> Result<(), (usize, TrailError)> {
+    for (i, r) in records.iter().enumerate().skip(from) {
+        let idx = i as u64;
+        let body =
+            Body::parse(&r.body).map_err(|error| (i, TrailError::BadBody { index: idx, error }))?;
+        if i == 0 && body.usage != Usage::Genesis {
+            return Err((i, TrailError::FirstNotGenesis));
+        }
+        if i > 0 && body.usage == Usage::Genesis {
+            return Err((i, TrailError::UnexpectedGenesis { index: idx }));
+        }
+        // [0060] step [6.3] with the offset of [0095].
+        let expected = first_counter.checked_add(idx).ok_or((
+            i,
+            TrailError::Gap {
+                index: idx,
+                expected: u64::MAX,
+                found: r.counter,
+            },
+        ))?;
+        if r.counter != expected {
+            let e = if i > 0 && r.counter == records[i - 1].counter {
+                TrailError::Duplicate {
+                    index: idx,
+                    counter: r.counter,
+                }
+            } else if records
+                .iter()
+                .skip(i + 1)
+                .any(|later| later.counter == expected)
+                || r.counter < expected
+            {
+                TrailError::Reordered {
+                    index: idx,
+                    expected,
+                    found: r.counter,
+                }
+            } else {
+                TrailError::Gap {
+                    index: idx,
+                    expected,
+                    found: r.counter,
+                }
+            };
+            return Err((i, e));
+        }
+    }
+    Ok(())
+}
