@@ -159,7 +159,26 @@ impl EmulatedCard {
     }
 }
 
-fn load(path: &Path) -> Result<CardState, TransportError> {
+/// Runs one APDU against the card state at `path` under the card's lock: load, process,
+/// persist atomically before answering. The virtual card served to pcscd
+/// ([`super::virtual_card`]) runs every APDU through this, so it keeps the same
+/// atomicity as [`EmulatedCard`] and can share a state file with it.
+pub(crate) fn process_locked(
+    path: &Path,
+    applet: &mut Applet,
+    command: &[u8],
+) -> Result<Vec<u8>, TransportError> {
+    let _lock = LockGuard::acquire(path)?;
+    let mut state = load(path)?;
+    Ok(applet.process(&mut state, command, &mut |s| persist(path, s)))
+}
+
+/// Stores a state atomically (temporary file, fsync, rename, fsync of the folder).
+fn persist(path: &Path, state: &CardState) -> std::io::Result<()> {
+    atomic_write(path, &encode_state(state))
+}
+
+pub(crate) fn load(path: &Path) -> Result<CardState, TransportError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => Zeroizing::new(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -200,9 +219,9 @@ struct EmulatedTransaction<'a> {
 impl CardTransaction for EmulatedTransaction<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let path = self.path;
-        Ok(self.applet.process(&mut self.state, command, &mut |s| {
-            atomic_write(path, &encode_state(s))
-        }))
+        Ok(self
+            .applet
+            .process(&mut self.state, command, &mut |s| persist(path, s)))
     }
 }
 

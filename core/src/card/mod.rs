@@ -12,6 +12,7 @@ pub mod applet;
 pub mod emulated;
 mod identity;
 pub mod pcsc;
+pub mod virtual_card;
 
 pub use apdu::StatusWord;
 pub use identity::{CardIdentity, IdentityError, Serial};
