@@ -1,0 +1,262 @@
+//! Totals of one licence's use, computed from validated trail records.
+//!
+//! Each licence reads only the records carrying its own licence id ([0049]); records of
+//! other licences, genesis and nonce records add nothing to the totals. The time of
+//! *every* record is kept, though, as a lower bound on the true current time: the card's
+//! counter orders the trail, so a wall clock earlier than the newest record was set back
+//! (T20). That reads when a record was written, never what another licence used.
+//!
+//! Feed a [`Tally`] only bodies of records that ValidateTrail accepted ([0060]): the
+//! totals are only as trustworthy as the records.
+
+use crate::trail::{Body, LicenceId, Usage};
+use time::OffsetDateTime;
+
+use super::limits::TimeWeights;
+
+const MINUTES_PER_DAY: usize = 1440;
+
+/// What one licence has used so far.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tally {
+    licence: LicenceId,
+    /// `open` records.
+    pub opens: u64,
+    /// Page views prepaid by `pages` records (the sum of their `count`).
+    pub page_views: u64,
+    /// `pages` records.
+    pub page_records: u64,
+    /// Seconds charged by `time` records.
+    pub seconds: u64,
+    /// `time` records.
+    pub time_records: u64,
+    /// Pages printed.
+    pub printed: u64,
+    /// Time records by the UTC minute of day they were charged in: enough to weigh them
+    /// with any [`TimeWeights`] ([0103]) without keeping every record.
+    time_by_minute: Box<[u64; MINUTES_PER_DAY]>,
+    /// Time of this licence's newest record.
+    pub newest_own: Option<OffsetDateTime>,
+    /// Time of the newest record of any kind in the trail.
+    pub newest_any: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tally")
+            .field("licence", &self.licence)
+            .field("opens", &self.opens)
+            .field("page_views", &self.page_views)
+            .field("seconds", &self.seconds)
+            .field("time_records", &self.time_records)
+            .field("printed", &self.printed)
+            .field("newest_any", &self.newest_any)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tally {
+    /// Nothing used yet.
+    pub fn new(licence: LicenceId) -> Self {
+        Self {
+            licence,
+            opens: 0,
+            page_views: 0,
+            page_records: 0,
+            seconds: 0,
+            time_records: 0,
+            printed: 0,
+            time_by_minute: Box::new([0; MINUTES_PER_DAY]),
+            newest_own: None,
+            newest_any: None,
+        }
+    }
+
+    /// Totals of `licence` over `bodies` (in trail order).
+    pub fn from_bodies<'a>(licence: LicenceId, bodies: impl IntoIterator<Item = &'a Body>) -> Self {
+        let mut t = Self::new(licence);
+        for b in bodies {
+            t.add(b);
+        }
+        t
+    }
+
+    /// The licence these totals belong to.
+    pub fn licence(&self) -> LicenceId {
+        self.licence
+    }
+
+    /// Accounts for one more validated record (incremental validation adds only the new ones).
+    pub fn add(&mut self, body: &Body) {
+        let at = body.at;
+        if self.newest_any.is_none_or(|n| at > n) {
+            self.newest_any = Some(at);
+        }
+        if body.usage.licence() != Some(self.licence) {
+            return;
+        }
+        if self.newest_own.is_none_or(|n| at > n) {
+            self.newest_own = Some(at);
+        }
+        match &body.usage {
+            Usage::Open { .. } => self.opens = self.opens.saturating_add(1),
+            Usage::Pages { count, .. } => {
+                self.page_records = self.page_records.saturating_add(1);
+                self.page_views = self.page_views.saturating_add(u64::from(*count));
+            }
+            Usage::Time { seconds, .. } => {
+                self.time_records = self.time_records.saturating_add(1);
+                self.seconds = self.seconds.saturating_add(u64::from(*seconds));
+                let utc = at.to_offset(time::UtcOffset::UTC);
+                let m = usize::from(utc.hour()) * 60 + usize::from(utc.minute());
+                self.time_by_minute[m] = self.time_by_minute[m].saturating_add(1);
+            }
+            Usage::Print { pages, .. } => {
+                self.printed = self.printed.saturating_add(u64::from(*pages))
+            }
+            Usage::Genesis | Usage::Nonce { .. } => {}
+        }
+    }
+
+    /// Weighted time units used ([0103]): each time record costs the weight of the band
+    /// it was charged in.
+    pub fn units(&self, weights: &TimeWeights) -> u64 {
+        self.time_by_minute
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (m, &n)| {
+                let w = u64::from(weights.weight_at_utc_minute(m as u16));
+                acc.saturating_add(n.saturating_mul(w))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::limits::Limits;
+
+    const A: LicenceId = LicenceId([0xaa; 16]);
+    const B: LicenceId = LicenceId([0xbb; 16]);
+
+    fn at(usage: Usage, unix: i64) -> Body {
+        Body::at_unix(usage, unix)
+    }
+
+    #[test]
+    fn counts_only_its_own_licence() {
+        let bodies = vec![
+            at(Usage::Genesis, 100),
+            at(Usage::Open { licence: A }, 200),
+            at(
+                Usage::Pages {
+                    licence: A,
+                    first: 1,
+                    count: 10,
+                },
+                201,
+            ),
+            at(
+                Usage::Pages {
+                    licence: B,
+                    first: 1,
+                    count: 99,
+                },
+                202,
+            ),
+            at(
+                Usage::Time {
+                    licence: A,
+                    seconds: 60,
+                },
+                203,
+            ),
+            at(
+                Usage::Time {
+                    licence: A,
+                    seconds: 30,
+                },
+                263,
+            ),
+            at(
+                Usage::Time {
+                    licence: B,
+                    seconds: 600,
+                },
+                264,
+            ),
+            at(
+                Usage::Print {
+                    licence: A,
+                    pages: 3,
+                },
+                300,
+            ),
+            at(Usage::Open { licence: B }, 400),
+            at(Usage::Nonce { value: "n1".into() }, 500),
+        ];
+        let t = Tally::from_bodies(A, &bodies);
+        assert_eq!(t.licence(), A);
+        assert_eq!((t.opens, t.page_views, t.page_records), (1, 10, 1));
+        assert_eq!((t.seconds, t.time_records, t.printed), (90, 2, 3));
+        assert_eq!(t.newest_own.map(|t| t.unix_timestamp()), Some(300));
+        assert_eq!(t.newest_any.map(|t| t.unix_timestamp()), Some(500));
+        let tb = Tally::from_bodies(B, &bodies);
+        assert_eq!(
+            (tb.opens, tb.page_views, tb.seconds, tb.printed),
+            (1, 99, 600, 0)
+        );
+    }
+
+    #[test]
+    fn newest_is_the_latest_time_not_the_last_record() {
+        // Trail order comes from the card; a record written after a clock change can be older.
+        let bodies = [
+            at(Usage::Open { licence: A }, 1_000),
+            at(Usage::Open { licence: A }, 500),
+        ];
+        let t = Tally::from_bodies(A, &bodies);
+        assert_eq!(t.newest_own.map(|t| t.unix_timestamp()), Some(1_000));
+    }
+
+    #[test]
+    fn units_weigh_each_time_record_by_its_band() {
+        let l =
+            Limits::parse(b"tally-policy/1\nweights offset=+00:00 default=2\nband 20:00-06:00 1\n")
+                .unwrap();
+        let day = 1_767_225_600; // 2026-01-01T00:00:00Z
+        let bodies = [
+            at(
+                Usage::Time {
+                    licence: A,
+                    seconds: 3600,
+                },
+                day + 19 * 3600 + 3599,
+            ), // 19:59:59 → 2
+            at(
+                Usage::Time {
+                    licence: A,
+                    seconds: 3600,
+                },
+                day + 20 * 3600,
+            ), // 20:00 → 1
+            at(
+                Usage::Time {
+                    licence: A,
+                    seconds: 3600,
+                },
+                day + 5 * 3600 + 3599,
+            ), // 05:59:59 → 1
+            at(
+                Usage::Time {
+                    licence: A,
+                    seconds: 3600,
+                },
+                day + 6 * 3600,
+            ), // 06:00 → 2
+        ];
+        let t = Tally::from_bodies(A, &bodies);
+        assert_eq!(t.units(&l.weights), 6);
+        assert_eq!(t.units(&TimeWeights::default()), 4);
+    }
+}
