@@ -109,6 +109,11 @@ const HALF_N: [u8; 32] = [
 ];
 
 impl Signature {
+    /// From exactly 64 bytes `r‖s`; anything else is refused.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
     /// True when `s ≤ n/2`. Tally's cards always emit low-S signatures, so a high-S one
     /// is a re-encoded (malleated) signature and is refused.
     pub fn is_low_s(&self) -> bool {

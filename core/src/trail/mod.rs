@@ -193,6 +193,23 @@ pub enum TrailError {
     /// The card failed.
     #[error(transparent)]
     Card(#[from] CardError),
+    /// A crash simulated by a test at a [`CrashPoint`].
+    #[error("simulated crash at {0:?}")]
+    InjectedCrash(CrashPoint),
+}
+
+/// Steps of Write at which tests simulate a crash (T11, T15 of DESIGN): the process
+/// stops there, and whatever was durable at that point is all a new process finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After the intent was saved, before the card signed.
+    AfterIntent,
+    /// After the card signed and incremented, before anything was appended.
+    AfterSign,
+    /// Half the record's frame written.
+    MidAppend,
+    /// The record appended and synced, the intent not yet marked committed.
+    AfterAppend,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
@@ -241,6 +258,7 @@ pub struct Trail {
     threads: usize,
     verifier: &'static dyn SignatureVerifier,
     last_recovery: Option<u64>,
+    crash_at: Option<CrashPoint>,
 }
 
 impl std::fmt::Debug for Trail {
@@ -332,6 +350,7 @@ impl Trail {
                 .unwrap_or(1),
             verifier: default_verifier(),
             last_recovery: None,
+            crash_at: None,
         }
     }
 
@@ -435,6 +454,19 @@ impl Trail {
     /// The counter of the last record recovered from the card by this handle, if any.
     pub fn last_recovery(&self) -> Option<u64> {
         self.last_recovery
+    }
+
+    /// Makes the next Write stop at `point` as if the process had died there (tests only).
+    pub fn crash_at(&mut self, point: Option<CrashPoint>) {
+        self.crash_at = point;
+    }
+
+    fn crash(&self, point: CrashPoint) -> Result<(), TrailError> {
+        if self.crash_at == Some(point) {
+            Err(TrailError::InjectedCrash(point))
+        } else {
+            Ok(())
+        }
     }
 
     fn next_counter(&self) -> u64 {
@@ -624,8 +656,10 @@ impl Trail {
             nonce,
             body: text.clone(),
         })?;
+        self.crash(CrashPoint::AfterIntent)?;
         // [3] s = SignAndIncrement(h1).
         let signature = s.sign_and_increment(&h1)?;
+        self.crash(CrashPoint::AfterSign)?;
         // [4] c = GetCounter(); [5] c = c − 1.
         let c = s
             .get_counter()?
@@ -652,7 +686,18 @@ impl Trail {
         }
         // [8] r = <n, str, c, s>; [9] append r.
         let all_verified = self.verified == self.records.len();
+        if self.crash_at == Some(CrashPoint::MidAppend) {
+            let frame = file::encode_frame(&rec);
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(io(&self.path))?;
+            f.write_all_at(&frame[..frame.len() / 2], self.end)
+                .map_err(io(&self.path))?;
+            return Err(TrailError::InjectedCrash(CrashPoint::MidAppend));
+        }
         self.append(&rec, false)?;
+        self.crash(CrashPoint::AfterAppend)?;
         self.mark_committed()?;
         if all_verified {
             self.verified = self.records.len();
@@ -682,15 +727,20 @@ impl Trail {
     pub fn validate(&mut self, card: &mut Card) -> Result<Validation, TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
         self.sync()?;
+        // Step [6] runs first over the records already in the file, so a damaged trail is
+        // named precisely (a hole as a gap, not as a missing tail) and no counter value is
+        // spent on a trail that is already invalid. The nonce record is checked after.
+        let before = self.verified;
+        self.verify_new()?;
         let mut s = card.session()?;
         if !self.card_checked {
             check_identity(&mut s, &self.identity)?;
             self.card_checked = true;
         }
         self.reconcile(&mut s)?;
+        self.verify_new()?;
         // [1] c = GetCounter(); [2] Write(c).
         let c = s.get_counter()?;
-        let before = self.verified;
         let rec = self.write_locked(
             &mut s,
             &Body::now(Usage::Nonce {
