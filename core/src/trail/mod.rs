@@ -212,6 +212,63 @@ pub enum CrashPoint {
     AfterAppend,
 }
 
+impl TrailError {
+    /// A short, stable name of the check that failed, for scripts and UI screens.
+    pub fn check(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Format(_) => "format",
+            Self::WrongCard(_) => "wrong-card",
+            Self::BadSignature { .. } => "signature",
+            Self::Gap { .. } => "gap",
+            Self::Reordered { .. } => "order",
+            Self::Duplicate { .. } => "duplicate",
+            Self::BadBody { .. } => "body",
+            Self::FirstNotGenesis | Self::UnexpectedGenesis { .. } | Self::NotAtOrigin { .. } => {
+                "start"
+            }
+            Self::Behind { .. } => "rollback",
+            Self::Ahead { .. } => "card-rollback",
+            Self::TornTail { .. } | Self::LostPending { .. } => "torn-tail",
+            Self::CardSignatureInvalid { .. } | Self::CounterMismatch { .. } => "card",
+            Self::Shrunk => "replaced",
+            Self::Exists(_) | Self::CardAlreadyUsed { .. } => "setup",
+            Self::Card(_) => "card-io",
+            Self::InjectedCrash(_) => "crash",
+        }
+    }
+
+    /// The position of the record at fault, where one is.
+    pub fn record(&self) -> Option<u64> {
+        match self {
+            Self::BadSignature { index, .. }
+            | Self::Gap { index, .. }
+            | Self::Reordered { index, .. }
+            | Self::Duplicate { index, .. }
+            | Self::BadBody { index, .. }
+            | Self::UnexpectedGenesis { index } => Some(*index),
+            Self::Format(
+                FormatError::Checksum { index }
+                | FormatError::FrameLength { index, .. }
+                | FormatError::Record { index, .. },
+            ) => Some(*index),
+            Self::FirstNotGenesis => Some(0),
+            _ => None,
+        }
+    }
+
+    /// True when the trail (or card) is not valid, as opposed to an I/O or card-link failure.
+    pub fn is_invalid(&self) -> bool {
+        !matches!(
+            self,
+            Self::Io { .. }
+                | Self::Card(CardError::Transport(_))
+                | Self::Exists(_)
+                | Self::InjectedCrash(_)
+        )
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
     move |source| TrailError::Io {
         path: path.to_path_buf(),

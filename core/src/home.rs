@@ -1,0 +1,117 @@
+//! Where a reader's Tally state lives (`TALLY_HOME`) and which card to use (`--card`).
+//!
+//! Every viewer linking core finds the same files: the emulated card at
+//! `<home>/card.state`, and exactly one trail per card at `<home>/trails/<serial>.trail`.
+
+use crate::card::emulated::EmulatedCard;
+use crate::card::pcsc::PcscCard;
+use crate::card::{Card, Serial, TransportError};
+use std::path::{Path, PathBuf};
+
+/// A reader's Tally folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// At `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The default emulated card.
+    pub fn card_path(&self) -> PathBuf {
+        self.root.join("card.state")
+    }
+
+    /// The trail of the card with this serial (one trail per card).
+    pub fn trail_path(&self, serial: &Serial) -> PathBuf {
+        self.root.join("trails").join(format!("{serial}.trail"))
+    }
+}
+
+/// Which card to talk to: `emulated`, `emulated:PATH`, `pcsc` or `pcsc:READER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardSpec {
+    /// An emulated card's state file (`None`: the one in the home folder).
+    Emulated(Option<PathBuf>),
+    /// A card behind PC/SC (`None`: the first reader holding a Tally card).
+    Pcsc(Option<String>),
+}
+
+/// Why a card spec was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad card `{0}`: expected emulated, emulated:PATH, pcsc or pcsc:READER")]
+pub struct CardSpecError(pub String);
+
+impl std::str::FromStr for CardSpec {
+    type Err = CardSpecError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, arg) = match s.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (s, None),
+        };
+        match (kind, arg) {
+            ("emulated", None) => Ok(Self::Emulated(None)),
+            ("emulated", Some(p)) if !p.is_empty() => Ok(Self::Emulated(Some(PathBuf::from(p)))),
+            ("pcsc", None) => Ok(Self::Pcsc(None)),
+            ("pcsc", Some(r)) if !r.is_empty() => Ok(Self::Pcsc(Some(r.to_string()))),
+            _ => Err(CardSpecError(s.chars().take(100).collect())),
+        }
+    }
+}
+
+impl Default for CardSpec {
+    fn default() -> Self {
+        Self::Emulated(None)
+    }
+}
+
+impl CardSpec {
+    /// The emulated card's state file, if this is an emulated card.
+    pub fn emulated_path(&self, home: &Home) -> Option<PathBuf> {
+        match self {
+            Self::Emulated(p) => Some(p.clone().unwrap_or_else(|| home.card_path())),
+            Self::Pcsc(_) => None,
+        }
+    }
+
+    /// Connects to the card.
+    pub fn open(&self, home: &Home) -> Result<Card, TransportError> {
+        match self {
+            Self::Emulated(_) => {
+                let path = self.emulated_path(home).unwrap_or_else(|| home.card_path());
+                Ok(Card::new(Box::new(EmulatedCard::open(path)?)))
+            }
+            Self::Pcsc(reader) => Ok(Card::new(Box::new(PcscCard::connect(reader.as_deref())?))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_strictly() {
+        assert_eq!("emulated".parse(), Ok(CardSpec::Emulated(None)));
+        assert_eq!(
+            "emulated:/x/y".parse(),
+            Ok(CardSpec::Emulated(Some("/x/y".into())))
+        );
+        assert_eq!("pcsc".parse(), Ok(CardSpec::Pcsc(None)));
+        assert_eq!(
+            "pcsc:Virtual PCD 00 00".parse(),
+            Ok(CardSpec::Pcsc(Some("Virtual PCD 00 00".into())))
+        );
+        for bad in ["", "emulated:", "pcsc:", "usb", "Emulated"] {
+            assert!(bad.parse::<CardSpec>().is_err(), "{bad}");
+        }
+    }
+}
