@@ -1,0 +1,5 @@
+//! tally-view as a library: the reader UI, its session and metering, for the binary and tests.
+
+pub mod meter;
+pub mod render;
+pub mod session;

@@ -1,0 +1,501 @@
+//! The reading session: which page is shown, what is prepaid, what is left — and the
+//! [`Meter`] it charges through. No egui types here: the UI reads this state and calls
+//! these methods; every charge goes to a meter worker thread, so a slow or absent card
+//! shows a status instead of freezing the window (DESIGN, "The viewer").
+//!
+//! Charges follow core's policy (`tally_core::policy`): page views are prepaid in blocks
+//! (one `pages` record per block, [0048]), reading time is charged at the start of each
+//! time unit while the window is focused and a page is shown, and every opening and
+//! print is a record of its own. A page is only shown once its view is paid for.
+
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tally_core::policy::{Decision, Reason, Remaining, Rights};
+
+/// One charge the session asks the meter to record on the card-signed trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// The document was opened ([0048]).
+    Open,
+    /// Prepay a block of page views, starting at page `first` (1-based).
+    Pages {
+        /// The page about to be shown (1-based).
+        first: u32,
+    },
+    /// Start one time unit.
+    Time,
+    /// Pages about to be printed.
+    Print {
+        /// How many.
+        pages: u32,
+    },
+}
+
+/// What a charge bought, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charged {
+    /// The `open` record.
+    Open,
+    /// `count` page views prepaid.
+    Pages {
+        /// Page views bought.
+        count: u32,
+    },
+    /// One time unit of `seconds`.
+    Time {
+        /// Its length.
+        seconds: u32,
+    },
+    /// Printing allowed and recorded.
+    Print {
+        /// Pages.
+        pages: u32,
+    },
+}
+
+/// Why a charge or check failed, in the terms the reader's screens use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// No card could be reached.
+    NoCard(String),
+    /// The card present is not the one the licence was issued to.
+    WrongCard(String),
+    /// The keyfile is damaged or was changed.
+    KeyfileInvalid(String),
+    /// The keyfile is signed by a publisher this viewer does not trust.
+    UntrustedVendor(String),
+    /// The package is damaged or does not match the keyfile.
+    PackageInvalid(String),
+    /// ValidateTrail failed: which check, at which record.
+    TrailInvalid(String),
+    /// The policy refused (used up, expired, not yet valid, clock set back).
+    Refused(Reason),
+    /// Anything else (I/O, the card answering strangely).
+    Other(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::NoCard(s) => write!(f, "no card: {s}"),
+            Problem::WrongCard(s) => write!(f, "wrong card: {s}"),
+            Problem::KeyfileInvalid(s) => write!(f, "keyfile invalid: {s}"),
+            Problem::UntrustedVendor(s) => write!(f, "untrusted publisher: {s}"),
+            Problem::PackageInvalid(s) => write!(f, "package invalid: {s}"),
+            Problem::TrailInvalid(s) => write!(f, "usage record invalid: {s}"),
+            Problem::Refused(r) => write!(f, "{r}"),
+            Problem::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Records usage on the card-signed trail and applies the licence's policy.
+///
+/// Implementations re-validate the trail (incrementally) before each charge and refuse
+/// with a [`Problem`] when the trail, the card or the policy says no. A meter never
+/// pretends: a charge that returns `Ok` is a record on the trail.
+pub trait Meter: Send {
+    /// Records one charge, returns what it bought and the policy's view afterwards.
+    fn charge(&mut self, charge: Charge) -> Result<(Charged, Decision), Problem>;
+    /// The policy's view now, without charging.
+    fn standing(&mut self) -> Result<Decision, Problem>;
+}
+
+/// An answer from the meter worker.
+#[derive(Debug, Clone)]
+pub enum MeterEvent {
+    /// A charge went through.
+    Charged(Charged, Decision),
+    /// A charge was refused or failed.
+    Failed(Charge, Problem),
+}
+
+/// A meter running on its own thread.
+pub struct MeterWorker {
+    tx: Option<Sender<Charge>>,
+    rx: Receiver<MeterEvent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MeterWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeterWorker")
+    }
+}
+
+impl MeterWorker {
+    /// Moves `meter` onto a new thread. `wake` is called after every answer.
+    pub fn spawn(mut meter: Box<dyn Meter>, wake: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
+        let (tx, rx_charge) = channel::<Charge>();
+        let (tx_ev, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("tally-meter".into())
+            .spawn(move || {
+                while let Ok(c) = rx_charge.recv() {
+                    let ev = match meter.charge(c) {
+                        Ok((charged, decision)) => MeterEvent::Charged(charged, decision),
+                        Err(p) => MeterEvent::Failed(c, p),
+                    };
+                    if tx_ev.send(ev).is_err() {
+                        return;
+                    }
+                    wake();
+                }
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            rx,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, c: Charge) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(c);
+        }
+    }
+
+    fn try_recv(&self) -> Option<MeterEvent> {
+        match self.rx.try_recv() {
+            Ok(e) => Some(e),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        }
+    }
+}
+
+impl Drop for MeterWorker {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker after the charge in progress, so a record
+        // being written is never cut off.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Facts about the rental the UI shows.
+#[derive(Debug, Clone)]
+pub struct RentalInfo {
+    /// Document title.
+    pub title: String,
+    /// Customer name (also the watermark).
+    pub customer: String,
+    /// Print / copy rights.
+    pub rights: Rights,
+    /// How to renew, for the used-up screen (the vendor's address when the keyfile has one).
+    pub renew_hint: String,
+}
+
+/// Whether the session may show pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Reading normally.
+    Reading,
+    /// The rental is used up or out of its dates: the cover page only (claim 6).
+    Limited(Reason),
+    /// Something is wrong with the card, the trail or the clock: nothing is shown.
+    Stopped(Problem),
+}
+
+/// The state of a reading session.
+#[derive(Debug)]
+pub struct Session {
+    info: RentalInfo,
+    page_count: usize,
+    current: usize,
+    paid_current: bool,
+    prepaid: u32,
+    pending_page: Option<usize>,
+    in_flight: Vec<Charge>,
+    mode: Mode,
+    remaining: Option<Remaining>,
+    unit_ends: Option<Instant>,
+    time_pending: bool,
+    print_pending: Option<u32>,
+    print_ready: Option<u32>,
+    notice: Option<String>,
+    records: u64,
+    meter: MeterWorker,
+}
+
+impl Session {
+    /// A session on an opened document whose `open` record is already written
+    /// (`decision` is the policy's answer after it). Page 1 still has to be paid for:
+    /// call [`Session::go_to`] with 0 to start.
+    pub fn new(
+        info: RentalInfo,
+        page_count: usize,
+        decision: Decision,
+        meter: MeterWorker,
+    ) -> Self {
+        let mut s = Self {
+            info,
+            page_count: page_count.max(1),
+            current: 0,
+            paid_current: false,
+            prepaid: 0,
+            pending_page: None,
+            in_flight: Vec::new(),
+            mode: Mode::Reading,
+            remaining: None,
+            unit_ends: None,
+            time_pending: false,
+            print_pending: None,
+            print_ready: None,
+            notice: None,
+            records: 0,
+            meter,
+        };
+        s.apply_decision(decision);
+        s
+    }
+
+    /// The rental's facts.
+    pub fn info(&self) -> &RentalInfo {
+        &self.info
+    }
+
+    /// Pages in the document.
+    pub fn page_count(&self) -> usize {
+        self.page_count
+    }
+
+    /// Sets the page count once the renderer knows it (the package header may not say).
+    pub fn set_page_count(&mut self, n: usize) {
+        self.page_count = n.max(1);
+        self.current = self.current.min(self.page_count - 1);
+    }
+
+    /// The page being shown (0-based). In limited mode, always the cover.
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// True once the current page's view is paid for (or it is the cover in limited mode).
+    pub fn page_shown(&self) -> bool {
+        match &self.mode {
+            Mode::Reading => self.paid_current,
+            Mode::Limited(_) => true,
+            Mode::Stopped(_) => false,
+        }
+    }
+
+    /// The page waiting for its view to be charged, if any.
+    pub fn pending_page(&self) -> Option<usize> {
+        self.pending_page
+    }
+
+    /// Reading, limited or stopped.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// What is left, as the policy last said.
+    pub fn remaining(&self) -> Option<&Remaining> {
+        self.remaining.as_ref()
+    }
+
+    /// Page views prepaid and not yet used.
+    pub fn prepaid_views(&self) -> u32 {
+        self.prepaid
+    }
+
+    /// True while a charge is being recorded (the status bar says so).
+    pub fn busy(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Charges recorded by this session so far.
+    pub fn records_written(&self) -> u64 {
+        self.records
+    }
+
+    /// A one-line message for the reader (a refused print, a refused copy…), taken once.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
+    }
+
+    /// Pages whose print was just paid for: the UI now sends them to the printer.
+    pub fn take_print_ready(&mut self) -> Option<u32> {
+        self.print_ready.take()
+    }
+
+    fn send(&mut self, c: Charge) {
+        self.in_flight.push(c);
+        self.meter.send(c);
+    }
+
+    fn apply_decision(&mut self, d: Decision) {
+        match d {
+            Decision::Allowed { remaining } => {
+                self.remaining = Some(remaining);
+            }
+            Decision::Limited { reason } => {
+                if !matches!(self.mode, Mode::Stopped(_)) {
+                    self.enter_limited(reason);
+                }
+            }
+            Decision::Denied { reason } => {
+                self.mode = Mode::Stopped(Problem::Refused(reason));
+            }
+        }
+    }
+
+    fn enter_limited(&mut self, reason: Reason) {
+        self.mode = Mode::Limited(reason);
+        self.current = 0;
+        self.pending_page = None;
+        self.unit_ends = None;
+    }
+
+    /// Asks for page `page` (0-based, clamped). Shown at once when a view is prepaid,
+    /// otherwise a new block is charged first. Ignored in limited and stopped modes
+    /// (the cover stays).
+    pub fn go_to(&mut self, page: usize) {
+        if !matches!(self.mode, Mode::Reading) {
+            return;
+        }
+        let page = page.min(self.page_count - 1);
+        if page == self.current && self.paid_current && self.pending_page.is_none() {
+            return;
+        }
+        if self.prepaid > 0 {
+            self.prepaid -= 1;
+            self.current = page;
+            self.paid_current = true;
+            self.pending_page = None;
+            return;
+        }
+        let already = self
+            .in_flight
+            .iter()
+            .any(|c| matches!(c, Charge::Pages { .. }));
+        self.pending_page = Some(page);
+        if !already {
+            let first = u32::try_from(page + 1).unwrap_or(u32::MAX);
+            self.send(Charge::Pages { first });
+        }
+    }
+
+    /// Next page.
+    pub fn next(&mut self) {
+        let p = self.pending_page.unwrap_or(self.current);
+        if p + 1 < self.page_count {
+            self.go_to(p + 1);
+        }
+    }
+
+    /// Previous page.
+    pub fn previous(&mut self) {
+        let p = self.pending_page.unwrap_or(self.current);
+        if p > 0 {
+            self.go_to(p - 1);
+        }
+    }
+
+    /// Asks to print `pages` pages; [`Session::take_print_ready`] says when it is paid.
+    pub fn request_print(&mut self, pages: u32) {
+        if !matches!(self.mode, Mode::Reading) {
+            self.notice = Some("Printing is not available now.".into());
+            return;
+        }
+        if !self.info.rights.print {
+            self.notice = Some(Reason::PrintNotAllowed.to_string());
+            return;
+        }
+        if self.print_pending.is_none() {
+            self.print_pending = Some(pages);
+            self.send(Charge::Print { pages });
+        }
+    }
+
+    /// Whether copying text is allowed now (the right, and a rental still running).
+    pub fn copy_allowed(&self) -> bool {
+        self.info.rights.copy && matches!(self.mode, Mode::Reading)
+    }
+
+    /// Called every frame (and by a timer): takes the meter's answers and starts a time
+    /// unit when one is due — only while `focused` and a page is shown.
+    pub fn tick(&mut self, now: Instant, focused: bool) {
+        while let Some(ev) = self.meter.try_recv() {
+            self.on_event(ev, now);
+        }
+        if !matches!(self.mode, Mode::Reading) || !focused || !self.page_shown() {
+            return;
+        }
+        if self.time_pending || !self.paid_current {
+            return;
+        }
+        if self.unit_ends.is_none_or(|end| now >= end) {
+            self.time_pending = true;
+            self.send(Charge::Time);
+        }
+    }
+
+    /// When the current time unit ends (the UI schedules a repaint for then).
+    pub fn unit_ends(&self) -> Option<Instant> {
+        self.unit_ends
+    }
+
+    fn on_event(&mut self, ev: MeterEvent, now: Instant) {
+        let charge = match &ev {
+            MeterEvent::Charged(c, _) => match c {
+                Charged::Open => Charge::Open,
+                Charged::Pages { .. } => Charge::Pages { first: 0 },
+                Charged::Time { .. } => Charge::Time,
+                Charged::Print { pages } => Charge::Print { pages: *pages },
+            },
+            MeterEvent::Failed(c, _) => *c,
+        };
+        if let Some(pos) = self
+            .in_flight
+            .iter()
+            .position(|c| std::mem::discriminant(c) == std::mem::discriminant(&charge))
+        {
+            self.in_flight.remove(pos);
+        }
+        match ev {
+            MeterEvent::Charged(charged, decision) => {
+                self.records += 1;
+                match charged {
+                    Charged::Open => {}
+                    Charged::Pages { count } => {
+                        self.prepaid = self.prepaid.saturating_add(count);
+                        if let Some(p) = self.pending_page.take() {
+                            self.prepaid = self.prepaid.saturating_sub(1);
+                            self.current = p;
+                            self.paid_current = true;
+                        }
+                    }
+                    Charged::Time { seconds } => {
+                        self.time_pending = false;
+                        self.unit_ends = Some(now + Duration::from_secs(u64::from(seconds)));
+                    }
+                    Charged::Print { pages } => {
+                        self.print_pending = None;
+                        self.print_ready = Some(pages);
+                    }
+                }
+                self.apply_decision(decision);
+            }
+            MeterEvent::Failed(charge, problem) => {
+                if matches!(charge, Charge::Time) {
+                    self.time_pending = false;
+                }
+                match (charge, problem) {
+                    (Charge::Print { .. }, Problem::Refused(r)) => {
+                        self.print_pending = None;
+                        self.notice = Some(r.to_string());
+                    }
+                    (_, Problem::Refused(r)) if !r.is_suspicious() => self.enter_limited(r),
+                    (_, p) => {
+                        self.print_pending = None;
+                        self.mode = Mode::Stopped(p);
+                    }
+                }
+            }
+        }
+    }
+}
