@@ -1,7 +1,8 @@
 //! Reads test-vector files (age style): `key: value` header lines, a blank line, then
 //! the bytes as hex (whitespace ignored). Unknown header keys fail the test.
 
-#![allow(dead_code)]
+// Test support: a malformed vector file should panic loudly.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,192 @@
+//! Packages: one encrypted container per document, identical for every customer (claim 30).
+//!
+//! A package is a vendor-signed [`PackageHeader`] followed by the document encrypted
+//! with AES-256-GCM in fixed-size chunks (the STREAM construction of age): chunk `i`
+//! uses the nonce `prefix ‖ i ‖ last`, and every chunk authenticates the header's hash.
+//! Truncating, reordering, dropping, duplicating or splicing chunks, or changing any
+//! byte, makes decryption fail (T26). The layout is written down in
+//! `docs/package-format.md`.
+//!
+//! The content key ([`ContentKey`]) is random per document and the same for every
+//! customer; keyfiles carry it wrapped ([0064]). Decrypted documents live only in a
+//! zeroizing [`Plaintext`] buffer: nothing decrypted reaches the disk.
+//!
+//! Header errors are specific (a reader must know that a package comes from an
+//! untrusted vendor); everything after the header fails with one opaque
+//! [`PackageError::Decrypt`] (DESIGN threat 9).
+
+mod header;
+mod stream;
+
+pub use header::{
+    CHUNK_SIZE, HEADER_MAX_BYTES, MAGIC, MAX_CHUNK_SIZE, MAX_PLAINTEXT, MAX_TITLE_BYTES,
+    MEDIA_TYPE_PDF, MIN_CHUNK_SIZE, PackageHeader, VERSION,
+};
+pub use stream::{PackOptions, open_package, open_package_bytes, seal_package};
+
+use rand_core::CryptoRngCore;
+use std::fmt;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
+
+/// A document's 16-byte random identifier. Keyfiles name the document by it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocumentId(pub [u8; 16]);
+
+impl DocumentId {
+    /// A fresh random identifier.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        Self(b)
+    }
+    /// Lower-case hex, 32 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    /// From exactly 32 lower-case hex characters.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.bytes().any(|c| c.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+}
+
+impl fmt::Display for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DocumentId({})", self.to_hex())
+    }
+}
+
+/// The 32-byte AES-256-GCM key of one document. Zeroized on drop; never printed.
+#[derive(Clone)]
+pub struct ContentKey(Zeroizing<[u8; 32]>);
+
+impl ZeroizeOnDrop for ContentKey {}
+
+impl ContentKey {
+    /// A fresh random key.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut k[..]);
+        Self(k)
+    }
+    /// From raw bytes (for example after unwrapping it from a keyfile).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+    /// From a slice of exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        if bytes.len() != 32 {
+            return None;
+        }
+        k.copy_from_slice(bytes);
+        Some(Self(k))
+    }
+    /// The raw key, to be wrapped into a keyfile or stored encrypted. Handle with care.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContentKey(<secret>)")
+    }
+}
+
+/// A decrypted document: memory only, zeroized on drop, never printed.
+pub struct Plaintext(Zeroizing<Vec<u8>>);
+
+impl ZeroizeOnDrop for Plaintext {}
+
+impl Plaintext {
+    /// The document bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// True for an empty document.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl AsRef<[u8]> for Plaintext {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Plaintext({} bytes)", self.0.len())
+    }
+}
+
+/// Why a package could not be written, read or opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackageError {
+    /// The file does not start with the package magic.
+    #[error("not a Tally package")]
+    BadMagic,
+    /// The format version is not one this build reads.
+    #[error("unsupported package version {0}")]
+    UnsupportedVersion(u8),
+    /// The header ends before its declared length.
+    #[error("package header is truncated")]
+    TruncatedHeader,
+    /// The declared header length is outside the accepted range.
+    #[error("package header length {0} is outside the accepted range")]
+    HeaderLength(u32),
+    /// A header field is malformed.
+    #[error("package header: bad {field}: {reason}")]
+    BadHeader {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The media type is not `application/pdf` (the only one this version pins, T28).
+    #[error("package media type `{0}` is not supported")]
+    MediaType(String),
+    /// The header names a vendor that is not in the trust list.
+    #[error("package is signed by an untrusted vendor (fingerprint {0})")]
+    UntrustedVendor(String),
+    /// The header's vendor signature does not verify: the header was edited.
+    #[error("package header signature does not verify (the header was edited)")]
+    BadSignature,
+    /// The encrypted body is not intact, or the key is wrong. Deliberately opaque.
+    #[error("package does not decrypt (damaged, tampered with, or the wrong key)")]
+    Decrypt,
+    /// While packing, the input did not have the announced length.
+    #[error("input changed while packing: expected {expected} bytes, read {got}")]
+    InputLength {
+        /// Announced length.
+        expected: u64,
+        /// Bytes actually available.
+        got: u64,
+    },
+    /// The document is too large for memory or for the format.
+    #[error("document of {0} bytes is too large")]
+    TooLarge(u64),
+    /// Packing options are invalid (title, chunk size, page count).
+    #[error("invalid package option: {0}")]
+    Options(String),
+    /// Reading or writing failed.
+    #[error("package I/O: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,332 @@
+//! Chunked AES-256-GCM (the STREAM construction, as in age).
+//!
+//! Chunk `i` of `n` is `AES-256-GCM(key, nonce = prefix ‖ u32 i ‖ last, aad = header hash)`
+//! where `last` is 1 for the final chunk and 0 otherwise. Binding the index stops
+//! reordering; the last-chunk flag stops truncation at a chunk boundary; the header
+//! hash (which covers the document id and the random nonce prefix) stops splicing
+//! chunks from another package or another header (T26).
+
+use super::header::{HeaderFields, PackageHeader, TAG_LEN, check_chunk_size};
+use super::{CHUNK_SIZE, ContentKey, DocumentId, PackageError, Plaintext};
+use crate::vendor::{VendorPublic, VendorSecret};
+use rand_core::CryptoRngCore;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use std::io::{ErrorKind, Read, Write};
+use zeroize::{Zeroize, Zeroizing};
+
+/// What the packer states about a document.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// Title shown to readers (1–512 bytes, no control characters).
+    pub title: String,
+    /// Number of pages (≥ 1), counted by the packer with pdfium.
+    pub page_count: u32,
+    /// Plaintext bytes per chunk; [`CHUNK_SIZE`] unless a test wants many small chunks.
+    pub chunk_size: u32,
+}
+
+impl PackOptions {
+    /// Options with the default chunk size.
+    pub fn new(title: impl Into<String>, page_count: u32) -> Self {
+        Self {
+            title: title.into(),
+            page_count,
+            chunk_size: CHUNK_SIZE,
+        }
+    }
+}
+
+fn aead(key: &ContentKey) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.as_bytes()).expect("32-byte AES key"))
+}
+
+fn nonce(prefix: &[u8; 7], index: u64, last: bool) -> Nonce {
+    let mut n = [0u8; 12];
+    n[..7].copy_from_slice(prefix);
+    // Chunk counts are bounded by MAX_PLAINTEXT / MIN_CHUNK_SIZE = 2^24, so this never truncates.
+    n[7..11].copy_from_slice(&(index as u32).to_be_bytes());
+    n[11] = u8::from(last);
+    Nonce::assume_unique_for_key(n)
+}
+
+/// Encrypts `plaintext_len` bytes from `input` into a package written to `output`, in
+/// constant memory (one chunk). `progress` is called after each chunk with the
+/// plaintext bytes done so far. Returns the signed header and the fresh content key,
+/// which the caller wraps into keyfiles and must store only encrypted.
+///
+/// Fails with [`PackageError::InputLength`] if `input` holds more or fewer bytes than
+/// announced; the output is then incomplete and must be discarded.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_package<R: Read, W: Write>(
+    vendor: &VendorSecret,
+    options: &PackOptions,
+    plaintext_len: u64,
+    mut input: R,
+    mut output: W,
+    rng: &mut impl CryptoRngCore,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(PackageHeader, ContentKey), PackageError> {
+    check_chunk_size(options.chunk_size)
+        .map_err(|r| PackageError::Options(format!("chunk size {r}")))?;
+    let key = ContentKey::generate(rng);
+    let mut prefix = [0u8; 7];
+    rng.fill_bytes(&mut prefix);
+    let header = PackageHeader::sign(
+        vendor,
+        &HeaderFields {
+            document_id: DocumentId::generate(rng),
+            title: &options.title,
+            page_count: options.page_count,
+            plaintext_size: plaintext_len,
+            chunk_size: options.chunk_size,
+            nonce_prefix: prefix,
+        },
+    )?;
+    output.write_all(header.as_bytes())?;
+    let aad = header.hash();
+    let k = aead(&key);
+    let cs = u64::from(options.chunk_size);
+    let n = header.chunk_count();
+    let mut buf = Zeroizing::new(vec![0u8; options.chunk_size as usize + TAG_LEN as usize]);
+    let mut done = 0u64;
+    for i in 0..n {
+        let len = (plaintext_len - done).min(cs) as usize;
+        if let Err(e) = input.read_exact(&mut buf[..len]) {
+            return Err(match e.kind() {
+                ErrorKind::UnexpectedEof => PackageError::InputLength {
+                    expected: plaintext_len,
+                    got: done,
+                },
+                _ => PackageError::Io(e),
+            });
+        }
+        let tag = k
+            .seal_in_place_separate_tag(
+                nonce(&prefix, i, i + 1 == n),
+                Aad::from(aad),
+                &mut buf[..len],
+            )
+            .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
+        buf[len..len + TAG_LEN as usize].copy_from_slice(tag.as_ref());
+        output.write_all(&buf[..len + TAG_LEN as usize])?;
+        done += len as u64;
+        progress(done);
+    }
+    let mut extra = [0u8; 1];
+    loop {
+        match input.read(&mut extra) {
+            Ok(0) => break,
+            Ok(_) => {
+                return Err(PackageError::InputLength {
+                    expected: plaintext_len,
+                    got: plaintext_len + 1,
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PackageError::Io(e)),
+        }
+    }
+    output.flush()?;
+    Ok((header, key))
+}
+
+/// Verifies the header against `trust` and decrypts the whole package from `input`
+/// into memory. For a single vendor pass `std::slice::from_ref(&vendor)`.
+///
+/// Header problems are reported specifically; any problem after the header —
+/// a changed byte, truncation, trailing bytes, a chunk moved or from another
+/// package, the wrong key — is the opaque [`PackageError::Decrypt`].
+pub fn open_package<R: Read>(
+    mut input: R,
+    trust: &[VendorPublic],
+    key: &ContentKey,
+) -> Result<(PackageHeader, Plaintext), PackageError> {
+    let (header, _) = PackageHeader::read(&mut input, trust)?;
+    let plain = decrypt_body(&header, &mut input, key)?;
+    Ok((header, plain))
+}
+
+/// [`open_package`] over bytes already in memory; the length is checked before any
+/// allocation.
+pub fn open_package_bytes(
+    bytes: &[u8],
+    trust: &[VendorPublic],
+    key: &ContentKey,
+) -> Result<(PackageHeader, Plaintext), PackageError> {
+    let mut r = bytes;
+    let (header, _) = PackageHeader::read(&mut r, trust)?;
+    if bytes.len() as u64 != header.package_len() {
+        return Err(PackageError::Decrypt);
+    }
+    let plain = decrypt_body(&header, &mut r, key)?;
+    Ok((header, plain))
+}
+
+fn decrypt_body(
+    header: &PackageHeader,
+    input: &mut impl Read,
+    key: &ContentKey,
+) -> Result<Plaintext, PackageError> {
+    let size = header.plaintext_size();
+    let cap = usize::try_from(size + TAG_LEN).map_err(|_| PackageError::TooLarge(size))?;
+    // Reserve everything once: growing the vector would leave unzeroized copies behind.
+    let mut out: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+    out.try_reserve_exact(cap)
+        .map_err(|_| PackageError::TooLarge(size))?;
+    let aad = header.hash();
+    let k = aead(key);
+    let cs = u64::from(header.chunk_size());
+    let n = header.chunk_count();
+    let mut done = 0u64;
+    for i in 0..n {
+        let len = (size - done).min(cs) as usize;
+        let start = out.len();
+        out.resize(start + len + TAG_LEN as usize, 0);
+        input
+            .read_exact(&mut out[start..])
+            .map_err(|e| match e.kind() {
+                ErrorKind::UnexpectedEof => PackageError::Decrypt,
+                _ => PackageError::Io(e),
+            })?;
+        let plain_len = k
+            .open_in_place(
+                nonce(header.nonce_prefix(), i, i + 1 == n),
+                Aad::from(aad),
+                &mut out[start..],
+            )
+            .map_err(|_| PackageError::Decrypt)?
+            .len();
+        out[start + plain_len..].zeroize();
+        out.truncate(start + plain_len);
+        done += len as u64;
+    }
+    let mut extra = [0u8; 1];
+    loop {
+        match input.read(&mut extra) {
+            Ok(0) => break,
+            Ok(_) => return Err(PackageError::Decrypt),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PackageError::Io(e)),
+        }
+    }
+    Ok(Plaintext(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    fn vendor(name: &str) -> VendorSecret {
+        VendorSecret::generate(name, false, &mut OsRng).unwrap()
+    }
+
+    fn pack(v: &VendorSecret, data: &[u8], cs: u32) -> (Vec<u8>, ContentKey) {
+        let mut out = Vec::new();
+        let opts = PackOptions {
+            title: "A title".into(),
+            page_count: 3,
+            chunk_size: cs,
+        };
+        let mut calls = Vec::new();
+        let (h, key) = seal_package(
+            v,
+            &opts,
+            data.len() as u64,
+            data,
+            &mut out,
+            &mut OsRng,
+            &mut |d| calls.push(d),
+        )
+        .unwrap();
+        assert_eq!(out.len() as u64, h.package_len());
+        assert_eq!(calls.last().copied(), Some(data.len() as u64));
+        assert_eq!(calls.len() as u64, h.chunk_count());
+        (out, key)
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn round_trips_at_every_boundary() {
+        let v = vendor("V");
+        let trust = [v.public().clone()];
+        for n in [0, 1, 1023, 1024, 1025, 2048, 5000] {
+            let d = data(n);
+            let (pkg, key) = pack(&v, &d, 1024);
+            let (h, p) = open_package_bytes(&pkg, &trust, &key).unwrap();
+            assert_eq!(p.as_bytes(), &d[..], "n={n}");
+            assert_eq!(h.title(), "A title");
+            assert_eq!(h.page_count(), 3);
+            let (_, p2) = open_package(&pkg[..], &trust, &key).unwrap();
+            assert_eq!(p2.as_bytes(), &d[..]);
+        }
+    }
+
+    #[test]
+    fn wrong_key_and_untrusted_vendor() {
+        let v = vendor("V");
+        let (pkg, _) = pack(&v, &data(3000), 1024);
+        let other = ContentKey::generate(&mut OsRng);
+        assert!(matches!(
+            open_package_bytes(&pkg, &[v.public().clone()], &other),
+            Err(PackageError::Decrypt)
+        ));
+        let w = vendor("W");
+        assert!(matches!(
+            open_package_bytes(&pkg, &[w.public().clone()], &other),
+            Err(PackageError::UntrustedVendor(_))
+        ));
+    }
+
+    #[test]
+    fn every_changed_byte_fails() {
+        let v = vendor("V");
+        let trust = [v.public().clone()];
+        let (pkg, key) = pack(&v, &data(2100), 1024);
+        for i in 0..pkg.len() {
+            let mut p = pkg.clone();
+            p[i] ^= 0x80;
+            assert!(open_package_bytes(&p, &trust, &key).is_err(), "byte {i}");
+            assert!(open_package(&p[..], &trust, &key).is_err(), "byte {i}");
+        }
+        for cut in 0..pkg.len() {
+            assert!(
+                open_package(&pkg[..cut], &trust, &key).is_err(),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn input_length_mismatch_is_refused() {
+        let v = vendor("V");
+        let d = data(3000);
+        let opts = PackOptions::new("T", 1);
+        for announced in [2999u64, 3001] {
+            let r = seal_package(
+                &v,
+                &opts,
+                announced,
+                &d[..],
+                std::io::sink(),
+                &mut OsRng,
+                &mut |_| {},
+            );
+            assert!(
+                matches!(r, Err(PackageError::InputLength { .. })),
+                "{announced}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_hides_key_and_plaintext() {
+        let k = ContentKey::from_bytes([0xab; 32]);
+        assert!(!format!("{k:?}").contains("ab"));
+        let p = Plaintext(Zeroizing::new(b"secret".to_vec()));
+        assert_eq!(format!("{p:?}"), "Plaintext(6 bytes)");
+    }
+}
