@@ -10,6 +10,7 @@
 pub mod card;
 pub mod crypto;
 pub mod fsutil;
+pub mod keyfile;
 pub mod nonce;
 pub mod package;
 pub mod policy;

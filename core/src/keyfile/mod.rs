@@ -1,0 +1,314 @@
+//! Keyfiles: the vendor-signed, decoy-padded licence of EP 0 895 148 ([0037]–[0040],
+//! [0064]–[0074]).
+//!
+//! A keyfile binds one customer's card (serial, public key, origin) to one document,
+//! with limits and rights ([0072]), the document's content key wrapped for Tally viewers,
+//! and optionally a validation server. The customer information string (CIS) hides among
+//! 480,000 decoy bits at a place only the vendor's keyed rule finds ([0068], [0069],
+//! [0074]); the customer's identity is sealed to the vendor's tracing key so a leaked
+//! keyfile names its owner ([0069]); the vendor's signature covers every byte (T24), and
+//! a keyfile from a vendor the viewer does not trust is refused (T22).
+//!
+//! What the content-key wrapping protects, and what it cannot, is written down in
+//! `docs/keyfile-format.md`: it keeps casual tools from lifting the key and ties a
+//! keyfile to one card; it cannot stop a debugger attached to any software viewer.
+
+mod cis;
+mod decoy;
+mod format;
+
+pub use cis::{Cis, MAX_CIS_BYTES, MAX_NAME_BYTES, MAX_URL_BYTES, ServerInfo, check_name};
+pub use decoy::DECOY_BYTES;
+pub use format::{
+    HEADER_LEN, KeyfileHeader, MAGIC, MAX_KEYFILE_BYTES, MIN_KEYFILE_BYTES, Owner, SEALED_LEN,
+    SIGNATURE_LEN, VERSION,
+};
+
+use crate::card::CardIdentity;
+use crate::crypto::{self, Hash};
+use crate::package::{ContentKey, DocumentId};
+use crate::policy::{Limits, PolicyError, Rights};
+use crate::trail::LicenceId;
+use crate::vendor::{VendorPublic, VendorSecret};
+use rand_core::CryptoRngCore;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// Why a keyfile was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyfileError {
+    /// Larger than [`MAX_KEYFILE_BYTES`]: refused unread.
+    #[error("keyfile is too large ({0} bytes; at most {MAX_KEYFILE_BYTES})")]
+    TooLarge(usize),
+    /// Shorter than its header says it is.
+    #[error("keyfile is truncated ({actual} bytes; expected {expected})")]
+    Truncated {
+        /// The length the header implies (or the minimum).
+        expected: usize,
+        /// The actual length.
+        actual: usize,
+    },
+    /// Bytes after the signature.
+    #[error("keyfile has {extra} bytes of trailing data after the signature")]
+    TrailingData {
+        /// How many.
+        extra: usize,
+    },
+    /// Does not start with `TALLYKEY`.
+    #[error("not a Tally keyfile")]
+    BadMagic,
+    /// A format version this build does not read (algorithms are pinned per version, T28).
+    #[error("unsupported keyfile format version {0}")]
+    UnsupportedVersion(u8),
+    /// A header field is out of range.
+    #[error("keyfile header: {0}")]
+    BadHeader(&'static str),
+    /// Signed by a vendor that is not among the trusted ones (T22).
+    #[error(
+        "keyfile was signed by a vendor this viewer does not trust (fingerprint {fingerprint})"
+    )]
+    UnknownVendor {
+        /// The fingerprint the keyfile names, hex.
+        fingerprint: String,
+    },
+    /// The vendor's signature does not verify: some byte was changed (T24).
+    #[error("keyfile signature does not verify: the keyfile was changed")]
+    BadSignature,
+    /// Signed, but the CIS does not decrypt under the vendor's layout key (opaque).
+    #[error("keyfile's customer information cannot be read")]
+    CisUnreadable,
+    /// The decrypted CIS is malformed, or a CIS to issue is invalid.
+    #[error("customer information: {0}")]
+    BadCis(&'static str),
+    /// The embedded policy is invalid.
+    #[error("keyfile policy: {0}")]
+    Policy(PolicyError),
+    /// The card presented is not the one the keyfile was issued for.
+    #[error("this keyfile belongs to card {expected}, not to card {actual}")]
+    WrongCard {
+        /// The serial in the keyfile, hex.
+        expected: String,
+        /// The serial presented, hex.
+        actual: String,
+    },
+    /// The keyfile does not accept emulated cards and the card is emulated.
+    #[error("this keyfile needs a real smart card; emulated cards are not accepted")]
+    EmulatedCardRefused,
+    /// The content key does not unwrap (opaque).
+    #[error("the document key cannot be unwrapped")]
+    ContentKeyUnwrap,
+    /// The sealed identity does not open with this vendor's tracing key (opaque).
+    #[error("the sealed customer identity cannot be opened with this vendor's tracing key")]
+    TraceUnreadable,
+    /// An encryption primitive failed (never expected).
+    #[error("encryption failed")]
+    Crypto,
+    /// Reading the keyfile failed.
+    #[error("reading keyfile: {0}")]
+    Io(String),
+}
+
+/// A length for ring's HKDF output.
+struct Len(usize);
+impl ring::hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-SHA-256 → 32-byte AES key ‖ 12-byte nonce.
+pub(crate) fn derive(ikm: &[u8], salt: &[u8], info: &[u8]) -> Zeroizing<[u8; 44]> {
+    let mut out = Zeroizing::new([0u8; 44]);
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(ikm);
+    let info = [info];
+    // 44 bytes is far below HKDF's 255·32 limit, so expand and fill cannot fail.
+    if let Ok(okm) = prk.expand(&info, Len(44)) {
+        let _ = okm.fill(&mut out[..]);
+    }
+    out
+}
+
+fn aead_key(m: &[u8; 44]) -> Result<(ring::aead::LessSafeKey, [u8; 12]), KeyfileError> {
+    let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &m[..32])
+        .map_err(|_| KeyfileError::Crypto)?;
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&m[32..]);
+    Ok((ring::aead::LessSafeKey::new(key), nonce))
+}
+
+/// AES-256-GCM with a key and nonce used for exactly one message (derived per keyfile).
+pub(crate) fn aead_seal(m: &[u8; 44], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyfileError> {
+    let (key, nonce) = aead_key(m)?;
+    let mut buf = plain.to_vec();
+    key.seal_in_place_append_tag(
+        ring::aead::Nonce::assume_unique_for_key(nonce),
+        ring::aead::Aad::from(aad),
+        &mut buf,
+    )
+    .map_err(|_| KeyfileError::Crypto)?;
+    Ok(buf)
+}
+
+/// Opens [`aead_seal`]'s output; the plaintext is zeroized on drop.
+pub(crate) fn aead_open(
+    m: &[u8; 44],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
+    let (key, nonce) = aead_key(m)?;
+    let mut buf = Zeroizing::new(sealed.to_vec());
+    let n = key
+        .open_in_place(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::from(aad),
+            &mut buf[..],
+        )
+        .map_err(|_| KeyfileError::Crypto)?
+        .len();
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Entry points for keyfiles.
+#[derive(Debug)]
+pub struct Keyfile;
+
+impl Keyfile {
+    /// Builds a keyfile for `cis`, signed by `vendor` ([0064]–[0069]). Randomness (salt,
+    /// decoys, ephemeral tracing key) comes from `rng`, so tests can be byte-exact.
+    pub fn issue(
+        vendor: &VendorSecret,
+        cis: &Cis,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>, KeyfileError> {
+        format::issue(vendor, cis, rng)
+    }
+
+    /// Verifies a keyfile against the trusted vendors and decrypts its CIS ([0070],
+    /// [0073], [0074]). Structural errors come first, then the vendor, then the signature.
+    pub fn open(bytes: &[u8], trusted: &[VendorPublic]) -> Result<VerifiedKeyfile, KeyfileError> {
+        let (vendor, cis) = format::open(bytes, trusted)?;
+        Ok(VerifiedKeyfile {
+            vendor,
+            cis,
+            hash: crypto::sha256(bytes),
+        })
+    }
+
+    /// Reads at most [`MAX_KEYFILE_BYTES`] from `reader`, then [`open`](Self::open)s it.
+    pub fn read_from(
+        reader: impl std::io::Read,
+        trusted: &[VendorPublic],
+    ) -> Result<VerifiedKeyfile, KeyfileError> {
+        use std::io::Read as _;
+        let mut buf = Vec::new();
+        reader
+            .take(MAX_KEYFILE_BYTES as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| KeyfileError::Io(e.kind().to_string()))?;
+        Self::open(&buf, trusted)
+    }
+
+    /// The header of a keyfile, checked for shape but not verified (for `inspect`).
+    pub fn peek(bytes: &[u8]) -> Result<KeyfileHeader, KeyfileError> {
+        format::split(bytes).map(|p| p.header)
+    }
+
+    /// Names the owner of a keyfile issued by `vendor` ([0069]). The owner is only proof
+    /// of what the vendor issued when [`Owner::signature_valid`] is true.
+    pub fn trace(bytes: &[u8], vendor: &VendorSecret) -> Result<Owner, KeyfileError> {
+        format::trace(bytes, vendor)
+    }
+}
+
+/// A keyfile whose signature verified under a trusted vendor and whose CIS parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedKeyfile {
+    vendor: VendorPublic,
+    cis: cis::ParsedCis,
+    hash: Hash,
+}
+
+impl VerifiedKeyfile {
+    /// The vendor that signed it.
+    pub fn vendor(&self) -> &VendorPublic {
+        &self.vendor
+    }
+    /// The licence id (trail records carry it, [0049]).
+    pub fn licence(&self) -> LicenceId {
+        self.cis.licence
+    }
+    /// The document it opens.
+    pub fn document(&self) -> DocumentId {
+        self.cis.document
+    }
+    /// The card it was issued for.
+    pub fn card(&self) -> &CardIdentity {
+        &self.cis.card
+    }
+    /// The customer's name (for the watermark).
+    pub fn customer_name(&self) -> &str {
+        &self.cis.customer_name
+    }
+    /// Thresholds, dates and rights.
+    pub fn limits(&self) -> &Limits {
+        &self.cis.limits
+    }
+    /// Print / copy rights.
+    pub fn rights(&self) -> Rights {
+        self.cis.limits.rights
+    }
+    /// Whether an emulated card is accepted.
+    pub fn allows_emulated_card(&self) -> bool {
+        self.cis.allow_emulated_card
+    }
+    /// The validation server, if any.
+    pub fn server(&self) -> Option<&ServerInfo> {
+        self.cis.server.as_ref()
+    }
+    /// When it was issued.
+    pub fn issued_at(&self) -> OffsetDateTime {
+        self.cis.issued_at
+    }
+    /// SHA-256 of the keyfile bytes.
+    pub fn file_hash(&self) -> &Hash {
+        &self.hash
+    }
+
+    /// Checks that `card` is the card this keyfile was issued for (serial, key and
+    /// origin), and that it is a real card unless emulated cards are allowed.
+    pub fn check_card(&self, card: &CardIdentity, emulated: bool) -> Result<(), KeyfileError> {
+        if *card != self.cis.card {
+            return Err(KeyfileError::WrongCard {
+                expected: self.cis.card.serial.to_hex(),
+                actual: card.serial.to_hex(),
+            });
+        }
+        if emulated && !self.cis.allow_emulated_card {
+            return Err(KeyfileError::EmulatedCardRefused);
+        }
+        Ok(())
+    }
+
+    /// Unwraps the content key for `card`, which must be the keyfile's card. The key is
+    /// bound to the licence, the document and the card, so a keyfile copied to another
+    /// card does not unwrap (see `docs/keyfile-format.md` for what this cannot stop).
+    pub fn unwrap_content_key(&self, card: &CardIdentity) -> Result<ContentKey, KeyfileError> {
+        if *card != self.cis.card {
+            return Err(KeyfileError::WrongCard {
+                expected: self.cis.card.serial.to_hex(),
+                actual: card.serial.to_hex(),
+            });
+        }
+        cis::unwrap_content_key(
+            &self.cis.wrapped_key,
+            &self.cis.licence,
+            &self.cis.document,
+            card,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
