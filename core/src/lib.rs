@@ -11,6 +11,7 @@ pub mod card;
 pub mod crypto;
 pub mod fsutil;
 pub mod keyfile;
+pub mod home;
 pub mod nonce;
 pub mod package;
 pub mod policy;

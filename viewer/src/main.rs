@@ -1,2 +1,25 @@
-//! `tally-view`.
-fn main() {}
+//! `tally-view`: parse → dispatch → exit code. All rental rules live in tally-core.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tally_viewer::cli::{Cli, Command};
+use tally_viewer::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| {
+        let home = commands::home(&cli.home)?;
+        match &cli.command {
+            Some(Command::Card(c)) => commands::card::run(c, &home, &cli.card),
+            Some(Command::Trail(t)) => commands::trail::run(t, &home, &cli.card),
+            None => commands::open::run(&cli, &home),
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("tally-view: {:#}", f.error());
+            ExitCode::from(f.code())
+        }
+    }
+}

@@ -72,10 +72,16 @@ pub enum TransportError {
     },
     /// Reading or writing failed.
     #[error("card I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// Any other transport failure.
     #[error("card transport: {0}")]
     Other(String),
+}
+
+impl From<std::io::Error> for TransportError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// Errors of the card protocol layer.
@@ -103,7 +109,13 @@ pub enum CardError {
     },
     /// The card's public key is not a valid P-256 key.
     #[error("card public key: {0}")]
-    Key(#[from] KeyError),
+    Key(KeyError),
+}
+
+impl From<KeyError> for CardError {
+    fn from(e: KeyError) -> Self {
+        Self::Key(e)
+    }
 }
 
 /// A connection to a card; open a short transaction for each operation.

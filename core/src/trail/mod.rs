@@ -38,16 +38,16 @@ pub const MAX_TRAIL_BYTES: u64 = 1 << 30;
 #[non_exhaustive]
 pub enum TrailError {
     /// Reading or writing the trail failed.
-    #[error("trail {path}: {source}")]
+    #[error("trail {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is malformed.
     #[error("trail file: {0}")]
-    Format(#[from] FormatError),
+    Format(FormatError),
     /// The trail, or the card presented, belongs to another card.
     #[error("wrong card: {0}")]
     WrongCard(String),
@@ -212,6 +212,12 @@ pub enum CrashPoint {
     AfterAppend,
 }
 
+impl From<FormatError> for TrailError {
+    fn from(e: FormatError) -> Self {
+        Self::Format(e)
+    }
+}
+
 impl TrailError {
     /// A short, stable name of the check that failed, for scripts and UI screens.
     pub fn check(&self) -> &'static str {
@@ -270,9 +276,9 @@ impl TrailError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
-    move |source| TrailError::Io {
+    move |error| TrailError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -420,7 +426,7 @@ impl Trail {
         if len > MAX_TRAIL_BYTES {
             return Err(TrailError::Io {
                 path,
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "trail file larger than 1 GiB",
                 ),
@@ -542,7 +548,7 @@ impl Trail {
         if len > MAX_TRAIL_BYTES {
             return Err(TrailError::Io {
                 path: self.path.clone(),
-                source: std::io::Error::other("trail file larger than 1 GiB"),
+                error: std::io::Error::other("trail file larger than 1 GiB"),
             });
         }
         if len == self.end && self.torn == 0 {

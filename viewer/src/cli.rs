@@ -1,0 +1,98 @@
+//! Command-line arguments of `tally-view` (clap derive; doc comments are the help).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use tally_core::home::CardSpec;
+
+/// Tally's reader: opens rented documents and meters their use through your card.
+///
+/// Exit codes: 0 ok, 1 a check failed (the message names the check and the record),
+/// 2 usage or I/O error.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tally-view",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Folder holding your card state and trails [default: the platform data folder].
+    #[arg(long, env = "TALLY_HOME", global = true)]
+    pub home: Option<PathBuf>,
+
+    /// Which card: emulated, emulated:PATH, pcsc or pcsc:READER.
+    #[arg(long, env = "TALLY_CARD", global = true, default_value = "emulated")]
+    pub card: CardSpec,
+
+    /// Open the sample document with the demo licence on the demo card.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// The package to read (.tly).
+    pub package: Option<PathBuf>,
+
+    /// The keyfile (licence) for that package.
+    pub keyfile: Option<PathBuf>,
+
+    /// What to do; without a command, open the reading window.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Your card: create an emulated one, show it, export it for a publisher.
+    #[command(subcommand)]
+    Card(CardCommand),
+    /// Your audit trail: verify it against the card, or list its records.
+    #[command(subcommand)]
+    Trail(TrailCommand),
+}
+
+/// `tally-view card …`
+#[derive(Subcommand, Debug)]
+pub enum CardCommand {
+    /// Create an emulated card (for demos and tests only); refuses to overwrite one.
+    Init(CardInitArgs),
+    /// Show the card's serial, counter and key fingerprint.
+    Info(JsonArg),
+    /// Write the card's public file (serial, public key, origin) for a publisher to register.
+    Export(ExportArgs),
+}
+
+/// Arguments of `card init`.
+#[derive(Args, Debug)]
+pub struct CardInitArgs {
+    /// The counter value the card starts at [default: random, as real cards need not start at 0].
+    #[arg(long)]
+    pub origin: Option<u64>,
+    /// A label stored on the card and shown by `card info`.
+    #[arg(long, default_value = "emulated card (demos and tests only)")]
+    pub label: String,
+}
+
+/// Arguments of `card export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Where to write the card file.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+}
+
+/// `--json` alone.
+#[derive(Args, Debug)]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tally-view trail …`
+#[derive(Subcommand, Debug)]
+pub enum TrailCommand {
+    /// Run ValidateTrail: append a nonce record signed by the card, then check every record.
+    Verify(JsonArg),
+    /// List the records of the trail.
+    Show(JsonArg),
+}

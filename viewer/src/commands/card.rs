@@ -1,0 +1,96 @@
+//! `tally-view card init | info | export`.
+
+use super::{Failure, Outcome};
+use crate::cli::{CardCommand, CardInitArgs};
+use anyhow::Context as _;
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::home::{CardSpec, Home};
+
+/// Runs a card subcommand.
+pub fn run(cmd: &CardCommand, home: &Home, spec: &CardSpec) -> Outcome {
+    match cmd {
+        CardCommand::Init(args) => init(args, home, spec),
+        CardCommand::Info(a) => info(a.json, home, spec),
+        CardCommand::Export(a) => {
+            let mut card = spec.open(home)?;
+            let id = card.identity().context("reading the card")?;
+            let label = spec
+                .emulated_path(home)
+                .and_then(|p| EmulatedCard::open(p).ok()?.load().ok())
+                .map(|s| s.label);
+            let text = id.to_export(label.as_deref());
+            std::fs::write(&a.output, text)
+                .with_context(|| format!("writing {}", a.output.display()))?;
+            println!("card {} exported to {}", id.serial, a.output.display());
+            Ok(())
+        }
+    }
+}
+
+fn init(args: &CardInitArgs, home: &Home, spec: &CardSpec) -> Outcome {
+    let Some(path) = spec.emulated_path(home) else {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "a real card is personalised by its issuer; `card init` makes emulated cards only"
+        )));
+    };
+    // T10: a random origin, as a real card's counter need not start at zero ([0095]).
+    let origin = args
+        .origin
+        .unwrap_or_else(|| u64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng)));
+    let state = CardState::generate(&mut rand_core::OsRng, origin, &args.label);
+    EmulatedCard::create(&path, &state)
+        .with_context(|| format!("creating the card at {}", path.display()))?;
+    println!(
+        "created emulated card {} at {} (counter starts at {origin})",
+        state.serial,
+        path.display()
+    );
+    println!(
+        "note: an emulated card is for demos and tests; restoring its file together with the trail defeats metering"
+    );
+    Ok(())
+}
+
+fn info(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
+    let mut card = spec.open(home)?;
+    let (id, counter, last) = {
+        let mut s = card.session().context("opening the card")?;
+        let id = s.identity()?;
+        let counter = s.get_counter()?;
+        let last = s.get_last_signature()?;
+        (id, counter, last)
+    };
+    let label = spec
+        .emulated_path(home)
+        .and_then(|p| EmulatedCard::open(p).ok()?.load().ok())
+        .map(|s| s.label);
+    let fp = hex::encode(id.public_key.fingerprint());
+    if json {
+        let v = serde_json::json!({
+            "card": card.describe(),
+            "serial": id.serial.to_hex(),
+            "origin": id.origin,
+            "counter": counter,
+            "records_signed": counter - id.origin,
+            "key_fingerprint": fp,
+            "last_signature_counter": last.map(|l| l.counter),
+            "label": label,
+            "exhausted": counter == u64::MAX,
+        });
+        println!("{v:#}");
+    } else {
+        println!("card:            {}", card.describe());
+        println!("serial:          {}", id.serial);
+        println!("key fingerprint: {fp}");
+        println!("origin:          {}", id.origin);
+        println!(
+            "counter:         {counter} ({} records signed)",
+            counter - id.origin
+        );
+        if let Some(l) = label {
+            println!("label:           {l}");
+        }
+    }
+    Ok(())
+}

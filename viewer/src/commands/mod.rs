@@ -1,0 +1,62 @@
+//! One file per subcommand; each returns the process exit code.
+
+pub mod card;
+pub mod open;
+pub mod trail;
+
+use std::path::PathBuf;
+use tally_core::home::Home;
+
+/// What went wrong, sorted by exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// A check failed (exit 1).
+    Check(anyhow::Error),
+    /// Usage or I/O (exit 2).
+    Usage(anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Check(_) => 1,
+            Failure::Usage(_) => 2,
+        }
+    }
+
+    /// The error.
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Check(e) | Failure::Usage(e) => e,
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Usage(e.into())
+    }
+}
+
+/// Result of a command.
+pub type Outcome = Result<(), Failure>;
+
+/// Sorts a trail error: invalid trail → exit 1, I/O or card link → exit 2.
+pub fn trail_failure(e: tally_core::trail::TrailError) -> Failure {
+    if e.is_invalid() {
+        Failure::Check(e.into())
+    } else {
+        Failure::Usage(e.into())
+    }
+}
+
+/// The home folder: `--home`/`TALLY_HOME`, else the platform data folder.
+pub fn home(flag: &Option<PathBuf>) -> Result<Home, Failure> {
+    if let Some(p) = flag {
+        return Ok(Home::new(p));
+    }
+    directories::ProjectDirs::from("org", "tally", "tally")
+        .map(|d| Home::new(d.data_dir()))
+        .ok_or_else(|| Failure::Usage(anyhow::anyhow!("no home folder: set TALLY_HOME or --home")))
+}
