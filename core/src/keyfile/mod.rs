@@ -18,7 +18,7 @@ mod decoy;
 mod format;
 
 pub use cis::{Cis, MAX_CIS_BYTES, MAX_NAME_BYTES, MAX_URL_BYTES, ServerInfo, check_name};
-pub use decoy::DECOY_BYTES;
+pub use decoy::{DECOY_BYTES, cis_offset};
 pub use format::{
     HEADER_LEN, KeyfileHeader, MAGIC, MAX_KEYFILE_BYTES, MIN_KEYFILE_BYTES, Owner, SEALED_LEN,
     SIGNATURE_LEN, VERSION,
