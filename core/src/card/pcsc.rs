@@ -12,6 +12,12 @@
 //!   command never reached the card and is safe to resend: we reconnect (leaving the
 //!   card as it is), select our applet again if the session had selected it, and retry
 //!   once.
+//! - **Someone else powered the card off** (`SCARD_UNPOWER_CARD`). pcsc-lite then
+//!   reports `ResetCard` to the other handles, leaves the card unpowered through a
+//!   `LeaveCard` reconnect, and refuses new shared connections with `UnpoweredCard`. An
+//!   unpowered card holds no session state, so we power it up with a reset: after a
+//!   reconnect when the status lacks POWERED, and on connect through a direct
+//!   connection reconnected with `ResetCard`.
 //! - **Removed card, restarted pcscd.** A removed card or a dead handle is reconnected
 //!   at the start of the next transaction (a new context if pcscd restarted). An error
 //!   in the middle of a command is reported as [`TransportError::CardRemoved`]: the
@@ -67,7 +73,35 @@ fn context() -> Result<Context, TransportError> {
 }
 
 fn connect_to(ctx: &Context, reader: &CStr) -> Result<pcsc::Card, pcsc::Error> {
-    ctx.connect(reader, ShareMode::Shared, Protocols::ANY)
+    match ctx.connect(reader, ShareMode::Shared, Protocols::ANY) {
+        Err(pcsc::Error::UnpoweredCard) => {
+            // Left unpowered by another application: a direct connection needs no power,
+            // and reconnecting it shared with a reset powers the card up.
+            let mut card = ctx.connect(reader, ShareMode::Direct, Protocols::UNDEFINED)?;
+            if let Err(e) =
+                card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard)
+            {
+                leave(card);
+                return Err(e);
+            }
+            Ok(card)
+        }
+        other => other,
+    }
+}
+
+/// `SCardReconnect` leaving the card as it is — then powering it up if someone had
+/// powered it off (an unpowered card has no state a reset could destroy).
+fn reconnect(card: &mut pcsc::Card) -> Result<(), pcsc::Error> {
+    card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)?;
+    let powered = card
+        .status2_owned()
+        .map(|s| s.status().contains(pcsc::Status::POWERED))
+        .unwrap_or(true);
+    if !powered {
+        card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard)?;
+    }
+    Ok(())
 }
 
 /// Disconnects without resetting the card; never lets `Drop` reset it either.
@@ -214,8 +248,7 @@ impl CardBackend for PcscCard {
         let tx = match card.transaction2() {
             Ok(tx) => tx,
             Err((card, e)) if needs_reconnect(e) => {
-                card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
-                    .map_err(map_err)?;
+                reconnect(card).map_err(map_err)?;
                 card.transaction().map_err(map_err)?
             }
             Err((_, e)) => return Err(map_err(e)),
@@ -265,6 +298,16 @@ impl CardTransaction for PcscTransaction<'_> {
                 self.tx
                     .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
                     .map_err(map_err)?;
+                let powered = self
+                    .tx
+                    .status2_owned()
+                    .map(|s| s.status().contains(pcsc::Status::POWERED))
+                    .unwrap_or(true);
+                if !powered {
+                    self.tx
+                        .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard)
+                        .map_err(map_err)?;
+                }
                 if self.selected && !is_select && !selects_our_applet(&self.tx).map_err(map_err)? {
                     return Err(TransportError::CardRemoved);
                 }
