@@ -109,6 +109,9 @@ pub enum VendorError {
     /// The public file's self-signature does not verify: it was edited.
     #[error("vendor public file: signature does not verify (the file was edited)")]
     BadSignature,
+    /// Data stored encrypted by this vendor does not decrypt (damaged, or another vendor's).
+    #[error("stored vendor data does not decrypt (damaged, or written by another vendor)")]
+    AtRest,
     /// The key-derivation function failed (parameters rejected by argon2).
     #[error("key derivation failed")]
     Kdf,
@@ -340,6 +343,62 @@ impl VendorSecret {
         let mut out = Zeroizing::new([0u8; 32]);
         out.copy_from_slice(tag.as_ref());
         out
+    }
+
+    /// Encrypts `plaintext` for storage by this vendor (AES-256-GCM under
+    /// [`storage_key`](Self::storage_key)`(purpose)`, a random nonce, `context` as
+    /// associated data). Output: nonce ‖ ciphertext ‖ tag. The registry keeps content
+    /// keys this way, bound to their document id through `context`.
+    pub fn encrypt_at_rest(
+        &self,
+        purpose: &str,
+        context: &[u8],
+        plaintext: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Vec<u8> {
+        let key = self.storage_key(purpose);
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let mut buf = Vec::with_capacity(12 + plaintext.len() + TAG_LEN);
+        buf.extend_from_slice(plaintext);
+        aead_key(&key)
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(context),
+                &mut buf,
+            )
+            .expect("small buffers always seal");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        buf.zeroize();
+        out
+    }
+
+    /// Opens what [`encrypt_at_rest`](Self::encrypt_at_rest) wrote with the same
+    /// `purpose` and `context`; anything else fails with the opaque [`VendorError::AtRest`].
+    pub fn decrypt_at_rest(
+        &self,
+        purpose: &str,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VendorError> {
+        if sealed.len() < 12 + TAG_LEN {
+            return Err(VendorError::AtRest);
+        }
+        let key = self.storage_key(purpose);
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&sealed[..12]);
+        let mut buf = Zeroizing::new(sealed[12..].to_vec());
+        let n = aead_key(&key)
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(context),
+                &mut buf,
+            )
+            .map_err(|_| VendorError::AtRest)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
     }
 
     /// Encrypts the secret keys under `password` with argon2id `params` and AES-256-GCM.
@@ -819,6 +878,32 @@ mod tests {
                 VendorError::BadName
             );
         }
+    }
+
+    #[test]
+    fn at_rest_round_trip_is_bound_to_purpose_and_context() {
+        let v = vendor();
+        let sealed = v.encrypt_at_rest("p", b"ctx", b"content key", &mut OsRng);
+        assert_eq!(
+            &v.decrypt_at_rest("p", b"ctx", &sealed).unwrap()[..],
+            b"content key"
+        );
+        assert_eq!(
+            v.decrypt_at_rest("q", b"ctx", &sealed).unwrap_err(),
+            VendorError::AtRest
+        );
+        assert_eq!(
+            v.decrypt_at_rest("p", b"cty", &sealed).unwrap_err(),
+            VendorError::AtRest
+        );
+        assert_eq!(
+            vendor().decrypt_at_rest("p", b"ctx", &sealed).unwrap_err(),
+            VendorError::AtRest
+        );
+        assert_eq!(
+            v.decrypt_at_rest("p", b"ctx", &sealed[..27]).unwrap_err(),
+            VendorError::AtRest
+        );
     }
 
     #[test]

@@ -1,0 +1,42 @@
+//! Command-line arguments (clap derive; doc comments are the help text).
+
+use crate::commands;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Tally's publisher tool: vendor keys, customers, packages and keyfiles.
+#[derive(Parser, Debug)]
+#[command(name = "tally-pack", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The vendor folder: encrypted keys, public file and customer registry.
+    #[arg(long, global = true, env = "TALLY_VENDOR", value_name = "DIR")]
+    pub vendor: Option<PathBuf>,
+    /// Read the vendor password from the first line of FILE (otherwise
+    /// TALLY_VENDOR_PASSWORD, otherwise a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands: one variant and one file in `commands/` each.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the vendor's keys, or export the public file viewers trust.
+    #[command(subcommand)]
+    Vendor(commands::vendor::VendorCommand),
+    /// Register customers (their cards) and list them.
+    #[command(subcommand)]
+    Customer(commands::customer::CustomerCommand),
+    /// Encrypt a PDF into a package, identical for every customer (claim 30).
+    Pack(commands::pack::PackArgs),
+    /// Say what a Tally file is and whether it verifies.
+    Inspect(commands::inspect::InspectArgs),
+    /// Issue a customer a keyfile for a package: a bounded rental ([0064]–[0069]).
+    Issue(commands::issue::IssueArgs),
+    /// Name the owner of a leaked keyfile ([0069]).
+    Trace(commands::trace::TraceArgs),
+    /// Verify a customer's trail and report use per licence, for billing ([0041], [0104]).
+    Audit(commands::audit::AuditArgs),
+}

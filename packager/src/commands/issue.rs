@@ -1,0 +1,297 @@
+//! `tally-pack issue`: the keyfile generator of [0064]–[0069].
+//!
+//! Looks the customer up in the registry ([0065]: the name indexes the database of
+//! card keys), reads the package's signed header for its document id, takes the content
+//! key from the registry, builds the limits from `--policy` and the flags, and writes a
+//! vendor-signed keyfile (`tally_core::keyfile`). Every issued licence is recorded in
+//! the registry so `audit` can name it.
+
+use super::{Ctx, refused};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tally_core::keyfile::{Cis, Keyfile};
+use tally_core::package::PackageHeader;
+use tally_core::policy::{Limits, Rights, parse_date_limit};
+use tally_core::trail::LicenceId;
+
+/// Arguments of `issue`.
+#[derive(Args, Debug)]
+pub struct IssueArgs {
+    /// The registered customer (see `customer list`).
+    #[arg(long, value_name = "NAME")]
+    pub customer: String,
+    /// The package the keyfile opens (made by `pack` with this vendor).
+    #[arg(long, value_name = "DOC.tly")]
+    pub package: PathBuf,
+    /// Where to write the keyfile.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// A policy file (`docs/policy-format.md`); the flags below add to it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// At most N page views.
+    #[arg(long, value_name = "N")]
+    pub pages: Option<u64>,
+    /// At most N minutes of reading.
+    #[arg(long, value_name = "N")]
+    pub minutes: Option<u64>,
+    /// At most N openings.
+    #[arg(long, value_name = "N")]
+    pub opens: Option<u64>,
+    /// At most N printed pages (implies `--allow print`).
+    #[arg(long, value_name = "N")]
+    pub prints: Option<u64>,
+    /// Usable up to and including DATE (YYYY-MM-DD: its last second, UTC; or RFC 3339 …Z).
+    #[arg(long, value_name = "DATE")]
+    pub not_after: Option<String>,
+    /// Usable from DATE (YYYY-MM-DD: its first second, UTC; or RFC 3339 …Z).
+    #[arg(long, value_name = "DATE")]
+    pub not_before: Option<String>,
+    /// Rights: `print`, `copy` or `print,copy`.
+    #[arg(long, value_name = "RIGHTS")]
+    pub allow: Option<String>,
+    /// Page views prepaid by one page record (default 10).
+    #[arg(long, value_name = "N")]
+    pub page_block: Option<u32>,
+    /// Seconds charged by one time record (default 60).
+    #[arg(long, value_name = "SECONDS")]
+    pub time_unit: Option<u32>,
+    /// Accept an emulated (software) card, e.g. for demos.
+    #[arg(long)]
+    pub allow_emulated_card: bool,
+}
+
+/// Extra schema for issued keyfiles (migration 2 of the registry).
+pub const MIGRATION_SQL: &str = "CREATE TABLE keyfiles (
+        licence_id   TEXT PRIMARY KEY,        -- 32 lower-case hex digits
+        customer     TEXT NOT NULL,
+        serial       TEXT NOT NULL,           -- the card's, hex
+        document_id  TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        policy       TEXT NOT NULL,           -- canonical tally-policy/1
+        sha256       TEXT NOT NULL,           -- of the keyfile
+        issued_at    TEXT NOT NULL
+    );
+    CREATE INDEX keyfiles_by_customer ON keyfiles (customer);";
+
+/// An issued licence as recorded in the registry.
+#[derive(Debug, Clone)]
+pub struct IssuedRow {
+    /// The licence.
+    pub licence: LicenceId,
+    /// The document's title.
+    pub title: String,
+    /// The document id, hex.
+    pub document_id: String,
+    /// The limits.
+    pub limits: Limits,
+    /// When it was issued.
+    pub issued_at: String,
+}
+
+/// Every licence issued to `customer`.
+pub fn issued_to(conn: &Connection, customer: &str) -> Result<Vec<IssuedRow>> {
+    let mut st = conn.prepare(
+        "SELECT licence_id, title, document_id, policy, issued_at FROM keyfiles
+         WHERE customer = ?1 ORDER BY issued_at, licence_id",
+    )?;
+    let rows = st.query_map([customer], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (lic, title, document_id, policy, issued_at) = row?;
+        Ok(IssuedRow {
+            licence: LicenceId::from_hex(&lic)
+                .with_context(|| format!("registry: bad licence id {lic:?}"))?,
+            title,
+            document_id,
+            limits: Limits::parse(policy.as_bytes())
+                .with_context(|| format!("registry: licence {lic}: policy"))?,
+            issued_at,
+        })
+    })
+    .collect()
+}
+
+/// The customer a licence was issued to, if this vendor issued it.
+pub fn licence_owner(conn: &Connection, licence: &LicenceId) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT customer FROM keyfiles WHERE licence_id = ?1",
+            [licence.to_hex()],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+fn set<T>(slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
+    if let Some(v) = v {
+        if slot.is_some() {
+            bail!("--{name} is also set in the policy file: give it in one place");
+        }
+        *slot = Some(v);
+    }
+    Ok(())
+}
+
+/// The limits from `--policy` and the flags (a limit given in both is a usage error).
+pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
+    let mut l = match &args.policy {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            Limits::parse(&bytes).with_context(|| format!("policy file {}", p.display()))?
+        }
+        None => Limits::default(),
+    };
+    set(&mut l.pages, args.pages, "pages")?;
+    set(&mut l.minutes, args.minutes, "minutes")?;
+    set(&mut l.opens, args.opens, "opens")?;
+    set(&mut l.prints, args.prints, "prints")?;
+    let date = |v: &Option<String>, end: bool, name: &str| -> Result<Option<_>> {
+        v.as_deref()
+            .map(|s| parse_date_limit(s, end).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
+            .transpose()
+    };
+    set(&mut l.not_after, date(&args.not_after, true, "not-after")?, "not-after")?;
+    set(&mut l.not_before, date(&args.not_before, false, "not-before")?, "not-before")?;
+    if let Some(a) = &args.allow {
+        let r = Rights::parse_list(a).map_err(|e| anyhow::anyhow!("--allow: {e}"))?;
+        l.rights.print |= r.print;
+        l.rights.copy |= r.copy;
+    }
+    if args.prints.is_some() {
+        l.rights.print = true;
+    }
+    if let Some(b) = args.page_block {
+        l.page_block = b;
+    }
+    if let Some(t) = args.time_unit {
+        l.time_unit = t;
+    }
+    l.check().context("the limits given")?;
+    Ok(l)
+}
+
+/// Runs `issue`.
+pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
+    let limits = build_limits(&args)?;
+    if args.output.exists() && !args.force {
+        bail!(
+            "{} exists; pass --force to replace it",
+            args.output.display()
+        );
+    }
+    let vendor = ctx.open_vendor()?;
+    let registry = ctx.registry()?;
+    let Some(customer) = registry.customer(&args.customer)? else {
+        return Err(refused(format!(
+            "no customer named `{}` in the registry (see `tally-pack customer list`)",
+            args.customer
+        )));
+    };
+    tally_core::keyfile::check_name(&customer.name)
+        .map_err(|e| refused(format!("customer name cannot go into a keyfile: {e}")))?;
+    let mut f = std::fs::File::open(&args.package)
+        .with_context(|| format!("opening {}", args.package.display()))?;
+    let (header, _) = PackageHeader::read(&mut f, std::slice::from_ref(vendor.public()))
+        .with_context(|| format!("package {}", args.package.display()))?;
+    let document = header.document_id();
+    let Some(content_key) = registry.content_key(&vendor, &document)? else {
+        return Err(refused(format!(
+            "package {} (document {document}) is not in this vendor's registry",
+            args.package.display()
+        )));
+    };
+    let mut lic = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut lic);
+    let licence = LicenceId(lic);
+    let now = time::OffsetDateTime::now_utc();
+    let issued_at = now.replace_nanosecond(0).unwrap_or(now);
+    let cis = Cis {
+        licence,
+        document,
+        card: customer.card.clone(),
+        customer_name: customer.name.clone(),
+        content_key,
+        limits,
+        allow_emulated_card: args.allow_emulated_card,
+        // Filled by the validation-server work; keyfiles issued here are offline-only.
+        server: None,
+        issued_at,
+    };
+    let bytes = Keyfile::issue(&vendor, &cis, &mut rand_core::OsRng).context("building the keyfile")?;
+    tally_core::fsutil::atomic_write(&args.output, &bytes)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    registry
+        .connection()
+        .execute(
+            "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                licence.to_hex(),
+                customer.name,
+                customer.card.serial.to_hex(),
+                document.to_hex(),
+                header.title(),
+                cis.limits.to_text(),
+                hex::encode(tally_core::crypto::sha256(&bytes)),
+                super::now_rfc3339()
+            ],
+        )
+        .context("recording the keyfile in the registry")?;
+    println!("keyfile: {}", args.output.display());
+    println!("licence: {licence}");
+    println!("customer: {} (card {})", customer.name, customer.card.serial);
+    println!("document: {} ({document})", header.title());
+    println!("limits: {}", summary(&cis.limits));
+    if args.allow_emulated_card {
+        println!("emulated card: accepted");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line saying what a licence allows.
+pub fn summary(l: &Limits) -> String {
+    let mut parts = Vec::new();
+    let mut add = |name: &str, v: Option<u64>| {
+        if let Some(v) = v {
+            parts.push(format!("{v} {name}"));
+        }
+    };
+    add("pages", l.pages);
+    add("minutes", l.minutes);
+    add("openings", l.opens);
+    add("units", l.units);
+    add("prints", l.prints);
+    if let Some(t) = l.not_before {
+        parts.push(format!("from {t}"));
+    }
+    if let Some(t) = l.not_after {
+        parts.push(format!("until {t}"));
+    }
+    if let Some(r) = &l.rule {
+        parts.push(format!("rule {r}"));
+    }
+    if parts.is_empty() {
+        parts.push("unlimited ([0041]: billed from the audited trail)".into());
+    }
+    format!(
+        "{}; rights {}; page block {}; time unit {} s",
+        parts.join(", "),
+        l.rights,
+        l.page_block,
+        l.time_unit
+    )
+}

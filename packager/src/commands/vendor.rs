@@ -1,0 +1,107 @@
+//! `tally-pack vendor init|export`: the vendor's keys ([0065]).
+
+use super::{Ctx, PUBLIC_FILE, SECRET_FILE, refused};
+use crate::registry::Registry;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tally_core::vendor::{KdfParams, VendorSecret};
+
+/// Vendor key commands.
+#[derive(Subcommand, Debug)]
+pub enum VendorCommand {
+    /// Create a signing key, a tracing key and a layout key, encrypted under the
+    /// vendor password (argon2id, at least 64 MiB and 3 passes, then AES-256-GCM).
+    /// Refuses to overwrite existing keys.
+    Init {
+        /// The vendor's name, shown to readers.
+        #[arg(long)]
+        name: String,
+        /// Mark this vendor as a demonstration vendor.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Write the public file that viewers trust (needs the password: the file is
+    /// self-signed).
+    Export {
+        /// Where to write it (`-` for standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// Runs a vendor command.
+pub fn run(ctx: &Ctx, cmd: VendorCommand) -> Result<ExitCode> {
+    match cmd {
+        VendorCommand::Init { name, demo } => init(ctx, &name, demo),
+        VendorCommand::Export { output } => export(ctx, &output),
+    }
+}
+
+fn init(ctx: &Ctx, name: &str, demo: bool) -> Result<ExitCode> {
+    let dir = ctx.vendor_dir()?;
+    let secret_path = dir.join(SECRET_FILE);
+    if secret_path.exists() {
+        return Err(refused(format!(
+            "{} already holds vendor keys; refusing to overwrite them",
+            dir.display()
+        )));
+    }
+    let vendor = VendorSecret::generate(name, demo, &mut rand_core::OsRng)
+        .map_err(|e| refused(format!("--name: {e}")))?;
+    let password = ctx.password(true)?;
+    let sealed = vendor
+        .seal(password.as_bytes(), KdfParams::FLOOR, &mut rand_core::OsRng)
+        .map_err(|e| refused(e.to_string()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_new_private(&secret_path, &sealed)?;
+    let public = vendor.public().to_export(&vendor);
+    tally_core::fsutil::atomic_write(&dir.join(PUBLIC_FILE), public.as_bytes())
+        .with_context(|| format!("writing {}", dir.join(PUBLIC_FILE).display()))?;
+    Registry::open(dir)?;
+    println!(
+        "vendor `{}`{} created in {}",
+        vendor.name(),
+        if demo { " (DEMO)" } else { "" },
+        dir.display()
+    );
+    println!("fingerprint: {}", vendor.public().fingerprint_hex());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` (failing if it exists) readable by the owner only, writes and syncs it.
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tally_core::fsutil::sync_dir(tally_core::fsutil::parent_dir(path))
+        .with_context(|| format!("syncing the folder of {}", path.display()))?;
+    Ok(())
+}
+
+fn export(ctx: &Ctx, output: &Path) -> Result<ExitCode> {
+    let vendor = ctx.open_vendor()?;
+    let text = vendor.public().to_export(&vendor);
+    if output.as_os_str() == "-" {
+        std::io::stdout().write_all(text.as_bytes())?;
+    } else {
+        tally_core::fsutil::atomic_write(output, text.as_bytes())
+            .with_context(|| format!("writing {}", output.display()))?;
+        eprintln!(
+            "wrote the public file of `{}` to {} (fingerprint {})",
+            vendor.name(),
+            output.display(),
+            vendor.public().fingerprint_hex()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
