@@ -1,7 +1,9 @@
 //! tally-view as a library: the reader UI, its session and metering, for the binary and tests.
 
+pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod meter;
 pub mod render;
 pub mod session;
+pub mod ui;

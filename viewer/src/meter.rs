@@ -3,8 +3,11 @@
 
 use crate::session::{Charge, Charged, Meter, Problem};
 use tally_core::card::{CardError, TransportError};
+use tally_core::keyfile::{Keyfile, KeyfileError, VerifiedKeyfile};
+use tally_core::package::{Plaintext, open_package_bytes};
 use tally_core::policy::{self, Clock, Decision, Limits, Tally};
 use tally_core::trail::{Body, LicenceId, Trail, TrailError, Usage};
+use tally_core::vendor::VendorPublic;
 use tally_core::{Card, CardIdentity};
 
 /// Translates a trail failure into what the reader is told.
@@ -36,7 +39,7 @@ pub struct CardMeter {
     trail: Trail,
     licence: LicenceId,
     limits: Limits,
-    clock: Box<dyn Clock>,
+    clock: std::sync::Arc<dyn Clock>,
     tally: Tally,
     tallied: usize,
 }
@@ -60,7 +63,7 @@ impl CardMeter {
         trail_path: &std::path::Path,
         licence: LicenceId,
         limits: Limits,
-        clock: Box<dyn Clock>,
+        clock: std::sync::Arc<dyn Clock>,
     ) -> Result<Self, Problem> {
         let identity = card.identity().map_err(card_problem)?;
         if identity.serial != expected.serial || identity.public_key != expected.public_key {
@@ -187,4 +190,158 @@ impl Meter for CardMeter {
             self.clock.as_ref(),
         ))
     }
+}
+
+/// Everything needed to open a rental.
+pub struct OpenInputs {
+    /// The package file.
+    pub package: std::path::PathBuf,
+    /// The keyfile.
+    pub keyfile: std::path::PathBuf,
+    /// The reader's home folder (card state, trails).
+    pub home: tally_core::home::Home,
+    /// Which card.
+    pub card: tally_core::home::CardSpec,
+    /// Publishers trusted for this opening.
+    pub trusted: Vec<VendorPublic>,
+    /// The clock (injected so tests can set it back).
+    pub clock: std::sync::Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for OpenInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenInputs")
+            .field("package", &self.package)
+            .field("keyfile", &self.keyfile)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rental that passed every check, with its document decrypted in memory.
+pub struct Opened {
+    /// What the UI shows about the rental.
+    pub info: crate::session::RentalInfo,
+    /// Pages, as the package header says.
+    pub page_count: usize,
+    /// The policy's answer (after the `open` record when reading is allowed).
+    pub decision: Decision,
+    /// The meter for the session.
+    pub meter: CardMeter,
+    /// The decrypted PDF (memory only, zeroized on drop).
+    pub document: Plaintext,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("title", &self.info.title)
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest package read into memory.
+pub const MAX_PACKAGE_BYTES: u64 = 1 << 31;
+
+fn read_bounded(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>, Problem> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Problem::Other(format!("cannot read the {what} {}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Problem::Other(format!("cannot read the {what} {}: {e}", path.display())))?;
+    if buf.len() as u64 > max {
+        return Err(Problem::Other(format!(
+            "the {what} {} is larger than {max} bytes",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
+/// The checks of an opening, in order ([0070]–[0074], [0060]): (1) the keyfile's
+/// signature against the trusted publishers, (2) the card present and the keyfile's,
+/// (3) ValidateTrail, (4) the policy. Returns the verified keyfile, the card's identity
+/// and the meter. Used by opening and by `tally-view status`.
+pub fn check_rental(
+    inputs: &OpenInputs,
+) -> Result<(VerifiedKeyfile, CardIdentity, CardMeter, Decision), Problem> {
+    let bytes = read_bounded(
+        &inputs.keyfile,
+        tally_core::keyfile::MAX_KEYFILE_BYTES as u64,
+        "keyfile",
+    )?;
+    let keyfile = Keyfile::open(&bytes, &inputs.trusted).map_err(|e| match e {
+        KeyfileError::UnknownVendor { .. } => Problem::UntrustedVendor(e.to_string()),
+        other => Problem::KeyfileInvalid(other.to_string()),
+    })?;
+    let mut card = inputs
+        .card
+        .open(&inputs.home)
+        .map_err(|e| card_problem(CardError::Transport(e)))?;
+    let identity = card.identity().map_err(card_problem)?;
+    let emulated = matches!(inputs.card, tally_core::home::CardSpec::Emulated(_));
+    keyfile
+        .check_card(&identity, emulated)
+        .map_err(|e| Problem::WrongCard(e.to_string()))?;
+    let trail_path = inputs.home.trail_path(&identity.serial);
+    let meter = CardMeter::validate(
+        card,
+        keyfile.card(),
+        &trail_path,
+        keyfile.licence(),
+        keyfile.limits().clone(),
+        inputs.clock.clone(),
+    )?;
+    let decision = meter.evaluate_opening();
+    if let Decision::Denied { reason } = &decision {
+        return Err(Problem::Refused(reason.clone()));
+    }
+    Ok((keyfile, identity, meter, decision))
+}
+
+/// Opens a rental: [`check_rental`], then decrypts the package into memory and, when
+/// reading is allowed, writes the `open` record. A used-up rental opens in limited
+/// mode (the cover page only, claim 6) without a record.
+pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
+    let (keyfile, identity, mut meter, decision) = check_rental(inputs)?;
+    let bytes = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")?;
+    let key = keyfile
+        .unwrap_content_key(&identity)
+        .map_err(|e| Problem::KeyfileInvalid(e.to_string()))?;
+    let (header, document) = open_package_bytes(&bytes, &inputs.trusted, &key)
+        .map_err(|e| Problem::PackageInvalid(e.to_string()))?;
+    if header.document_id() != keyfile.document() {
+        return Err(Problem::PackageInvalid(
+            "this licence is for a different document".into(),
+        ));
+    }
+    let decision = match decision {
+        Decision::Allowed { .. } => meter.charge(Charge::Open)?.1,
+        other => other,
+    };
+    let renew_hint = match keyfile.server() {
+        Some(s) => format!(
+            "To read on, ask {} for a new licence (their service: {}).",
+            keyfile.vendor().name(),
+            s.url
+        ),
+        None => format!(
+            "To read on, ask {} for a new licence and open the document with it.",
+            keyfile.vendor().name()
+        ),
+    };
+    Ok(Opened {
+        info: crate::session::RentalInfo {
+            title: header.title().to_string(),
+            customer: keyfile.customer_name().to_string(),
+            rights: keyfile.rights(),
+            renew_hint,
+        },
+        page_count: header.page_count() as usize,
+        decision,
+        meter,
+        document,
+    })
 }

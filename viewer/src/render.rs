@@ -205,9 +205,14 @@ impl std::fmt::Debug for Renderer {
 }
 
 impl Renderer {
-    /// Starts a worker on `bytes` (the decrypted PDF). `watermark` is stamped on every
+    /// Starts a worker on `bytes` (the decrypted PDF, e.g. core's zeroizing `Plaintext`;
+    /// it is dropped on the worker when the renderer is dropped). `watermark` is stamped on every
     /// page; `wake` is called after each reply (the UI requests a repaint there).
-    pub fn start(bytes: Zeroizing<Vec<u8>>, watermark: String, wake: Box<dyn Fn() + Send>) -> Self {
+    pub fn start<B: AsRef<[u8]> + Send + 'static>(
+        bytes: B,
+        watermark: String,
+        wake: Box<dyn Fn() + Send>,
+    ) -> Self {
         let (tx, req_rx) = channel();
         let (reply_tx, rx) = channel();
         let worker = std::thread::Builder::new()
@@ -261,8 +266,8 @@ impl Drop for Renderer {
     }
 }
 
-fn worker(
-    bytes: Zeroizing<Vec<u8>>,
+fn worker<B: AsRef<[u8]>>(
+    bytes: B,
     watermark: String,
     rx: Receiver<Request>,
     tx: Sender<Reply>,
@@ -280,7 +285,7 @@ fn worker(
             return;
         }
     };
-    let mut doc = match pdfium.load_pdf_from_byte_slice(&bytes, None) {
+    let mut doc = match pdfium.load_pdf_from_byte_slice(bytes.as_ref(), None) {
         Ok(d) => d,
         Err(e) => {
             send(Reply::OpenFailed(format!(
