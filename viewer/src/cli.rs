@@ -59,6 +59,20 @@ pub enum CardCommand {
     Info(JsonArg),
     /// Write the card's public file (serial, public key, origin) for a publisher to register.
     Export(ExportArgs),
+    /// Serve an emulated card to pcscd through vsmartcard's vpcd, as a virtual card in the
+    /// reader "Virtual PCD 00 00" (demos and tests: then use `--card pcsc`). Runs until killed.
+    ServeVirtual(ServeVirtualArgs),
+}
+
+/// Arguments of `card serve-virtual`.
+#[derive(Args, Debug)]
+pub struct ServeVirtualArgs {
+    /// The emulated card's state file [default: the card of --card emulated:PATH, else the home folder's].
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Where vpcd listens (it listens on all interfaces: keep it off untrusted networks).
+    #[arg(long, default_value = tally_core::card::virtual_card::DEFAULT_VPCD)]
+    pub vpcd: String,
 }
 
 /// Arguments of `card init`.

@@ -1,10 +1,11 @@
 //! `tally-view card init | info | export`.
 
 use super::{Failure, Outcome};
-use crate::cli::{CardCommand, CardInitArgs};
+use crate::cli::{CardCommand, CardInitArgs, ServeVirtualArgs};
 use anyhow::Context as _;
 use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::virtual_card::{Event, VirtualCard};
 use tally_core::home::{CardSpec, Home};
 
 /// Runs a card subcommand.
@@ -12,6 +13,7 @@ pub fn run(cmd: &CardCommand, home: &Home, spec: &CardSpec) -> Outcome {
     match cmd {
         CardCommand::Init(args) => init(args, home, spec),
         CardCommand::Info(a) => info(a.json, home, spec),
+        CardCommand::ServeVirtual(a) => serve_virtual(a, home, spec),
         CardCommand::Export(a) => {
             let mut card = spec.open(home)?;
             let id = card.identity().context("reading the card")?;
@@ -92,5 +94,30 @@ fn info(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
             println!("label:           {l}");
         }
     }
+    Ok(())
+}
+
+fn serve_virtual(args: &ServeVirtualArgs, home: &Home, spec: &CardSpec) -> Outcome {
+    let path = args
+        .state
+        .clone()
+        .or_else(|| spec.emulated_path(home))
+        .unwrap_or_else(|| home.card_path());
+    let server = VirtualCard::new(&path, args.vpcd.as_str())
+        .with_context(|| format!("opening the card at {}", path.display()))?;
+    let serial = EmulatedCard::open(&path)?.load()?.serial;
+    eprintln!(
+        "serving emulated card {serial} ({}) to vpcd at {}; Ctrl-C to stop",
+        path.display(),
+        args.vpcd
+    );
+    server.run(&mut |event| match event {
+        Event::Connected(peer) => {
+            eprintln!("connected to vpcd at {peer}: the card is in the reader")
+        }
+        Event::Disconnected(why) => eprintln!("vpcd connection ended ({why}); reconnecting"),
+        Event::StateError(e) => eprintln!("card state: {e}"),
+        _ => {}
+    })?;
     Ok(())
 }
