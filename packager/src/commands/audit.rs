@@ -10,7 +10,7 @@
 //! (GetCounter), or with a nonce the vendor asked the customer to write ([0104]).
 
 use super::{Ctx, refused};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +37,8 @@ pub struct AuditArgs {
 struct Row {
     licence: LicenceId,
     title: String,
+    document_id: String,
+    issued_at: String,
     tally: Tally,
     status: String,
     issued: bool,
@@ -80,8 +82,9 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
         }
     };
     let mut trail = Trail::open(&args.trail, &customer.card).map_err(check)?;
-    let last_counter = trail.verify_offline().map_err(check)?;
+    trail.verify_offline().map_err(check)?;
     let first_counter = trail.header().first_counter;
+    let last_counter = trail.records().last().map_or(first_counter, |r| r.counter);
 
     let issued = super::issue::issued_to(registry.connection(), &customer.name)?;
     let mut rows: BTreeMap<LicenceId, Row> = BTreeMap::new();
@@ -91,6 +94,8 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             Row {
                 licence: i.licence,
                 title: i.title.clone(),
+                document_id: i.document_id.clone(),
+                issued_at: i.issued_at.clone(),
                 tally: Tally::new(i.licence),
                 status: String::new(),
                 issued: true,
@@ -135,6 +140,8 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             "licences": rows.iter().map(|r| serde_json::json!({
                 "licence": r.licence.to_hex(),
                 "title": r.title,
+                "document_id": r.document_id,
+                "issued_at": r.issued_at,
                 "opens": r.tally.opens,
                 "page_views_prepaid": r.tally.page_views,
                 "page_records": r.tally.page_records,
@@ -146,7 +153,9 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if args.csv {
-        println!("licence,title,opens,page_views_prepaid,page_records,seconds,time_records,printed_pages,status");
+        println!(
+            "licence,title,opens,page_views_prepaid,page_records,seconds,time_records,printed_pages,status"
+        );
         for r in &rows {
             let t = &r.tally;
             println!(
@@ -164,7 +173,10 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
         }
     } else {
         println!("trail: {}", args.trail.display());
-        println!("customer: {} (card {})", customer.name, customer.card.serial);
+        println!(
+            "customer: {} (card {})",
+            customer.name, customer.card.serial
+        );
         println!(
             "verified: {records} records, counters {first_counter}..={last_counter}; every signature checked"
         );

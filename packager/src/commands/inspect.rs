@@ -43,6 +43,8 @@ pub enum Kind {
     VendorPublic,
     /// A card file (`tally-card/1`).
     Card,
+    /// A keyfile (`TALLYKEY`).
+    Keyfile,
 }
 
 /// Recognises a file by its first bytes.
@@ -55,6 +57,8 @@ pub fn detect(prefix: &[u8]) -> Option<Kind> {
         Some(Kind::VendorPublic)
     } else if prefix.starts_with(b"tally-card/1\n") {
         Some(Kind::Card)
+    } else if prefix.starts_with(tally_core::keyfile::MAGIC) {
+        Some(Kind::Keyfile)
     } else {
         None
     }
@@ -134,6 +138,7 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<ExitCode> {
         Kind::VendorSecret => inspect_vendor_secret(path)?,
         Kind::VendorPublic => inspect_vendor_public(path)?,
         Kind::Card => inspect_card(ctx, path)?,
+        Kind::Keyfile => inspect_keyfile(ctx, &args)?,
     };
     report.print(args.json)?;
     Ok(if report.verifies() {
@@ -296,6 +301,63 @@ fn inspect_card(ctx: &Ctx, path: &Path) -> Result<Report> {
                     .map(|c| c.name);
                 r.field("customer", owner.map_or(Value::Null, Value::from));
             }
+        }
+        Err(e) => r.problem(e.to_string()),
+    }
+    Ok(r)
+}
+
+fn inspect_keyfile(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
+    use tally_core::keyfile::{Keyfile, MAX_KEYFILE_BYTES};
+    let mut r = Report::new("keyfile");
+    let path = &args.file;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .take(MAX_KEYFILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    r.field("size", bytes.len());
+    match Keyfile::peek(&bytes) {
+        Ok(h) => r.field("vendor_fingerprint", hex::encode(h.vendor_fingerprint)),
+        Err(e) => {
+            r.problem(e.to_string());
+            return Ok(r);
+        }
+    }
+    let trust = trust_list(ctx, &args.trust)?;
+    if trust.is_empty() {
+        r.problem("signature not checked: no trusted vendor (pass --trust FILE or --vendor DIR)");
+        return Ok(r);
+    }
+    match Keyfile::open(&bytes, &trust) {
+        Ok(k) => {
+            r.field("vendor", k.vendor().name());
+            r.field("signature", "valid");
+            r.field("licence", k.licence().to_hex());
+            r.field("document_id", k.document().to_hex());
+            r.field("customer", k.customer_name());
+            r.field("card_serial", k.card().serial.to_hex());
+            r.field("allows", super::issue::summary(k.limits()));
+            r.field(
+                "emulated_card",
+                if k.allows_emulated_card() {
+                    "accepted"
+                } else {
+                    "refused"
+                },
+            );
+            r.field(
+                "issued_at",
+                k.issued_at()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            );
+            match k.server() {
+                Some(s) => r.field("server", s.url.clone()),
+                None => r.field("server", "none (offline only)"),
+            }
+            r.field("policy", k.limits().to_text());
         }
         Err(e) => r.problem(e.to_string()),
     }

@@ -164,8 +164,16 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
             .map(|s| parse_date_limit(s, end).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
             .transpose()
     };
-    set(&mut l.not_after, date(&args.not_after, true, "not-after")?, "not-after")?;
-    set(&mut l.not_before, date(&args.not_before, false, "not-before")?, "not-before")?;
+    set(
+        &mut l.not_after,
+        date(&args.not_after, true, "not-after")?,
+        "not-after",
+    )?;
+    set(
+        &mut l.not_before,
+        date(&args.not_before, false, "not-before")?,
+        "not-before",
+    )?;
     if let Some(a) = &args.allow {
         let r = Rights::parse_list(a).map_err(|e| anyhow::anyhow!("--allow: {e}"))?;
         l.rights.print |= r.print;
@@ -231,7 +239,8 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         server: None,
         issued_at,
     };
-    let bytes = Keyfile::issue(&vendor, &cis, &mut rand_core::OsRng).context("building the keyfile")?;
+    let bytes =
+        Keyfile::issue(&vendor, &cis, &mut rand_core::OsRng).context("building the keyfile")?;
     tally_core::fsutil::atomic_write(&args.output, &bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
     registry
@@ -253,7 +262,10 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         .context("recording the keyfile in the registry")?;
     println!("keyfile: {}", args.output.display());
     println!("licence: {licence}");
-    println!("customer: {} (card {})", customer.name, customer.card.serial);
+    println!(
+        "customer: {} (card {})",
+        customer.name, customer.card.serial
+    );
     println!("document: {} ({document})", header.title());
     println!("limits: {}", summary(&cis.limits));
     if args.allow_emulated_card {

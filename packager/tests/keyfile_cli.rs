@@ -1,0 +1,351 @@
+//! `tally-pack issue`, `trace`, `audit` and `inspect` on keyfiles, driven as a user would
+//! (assert_cmd): a tampered keyfile, an unknown customer, an untrusted vendor, trace
+//! naming the owner, and an audit of a real card-signed trail.
+
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::{Card, CardIdentity};
+use tally_core::trail::{Body, LicenceId, Trail, Usage};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn sample_pdf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf")
+}
+
+impl Env {
+    /// A vendor with one customer (`Ada`, an emulated card) and one package.
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let env = Self { _tmp: tmp, dir };
+        env.pack(&["vendor", "init", "--name", "Test Press"])
+            .assert()
+            .success();
+        env.add_customer("Ada", "ada");
+        env.pack(&[
+            "pack",
+            sample_pdf().to_str().unwrap(),
+            "-o",
+            env.path("doc.tly").to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn vendor_dir(&self) -> PathBuf {
+        self.path("vendor")
+    }
+
+    fn pack(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("tally-pack").unwrap();
+        c.env("TALLY_VENDOR", self.vendor_dir())
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+            .args(args);
+        c
+    }
+
+    /// Creates an emulated card `<file>.state` and registers it as customer `name`.
+    fn add_customer(&self, name: &str, file: &str) -> CardIdentity {
+        let state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
+        let card_path = self.path(&format!("{file}.state"));
+        EmulatedCard::create(&card_path, &state).unwrap();
+        let identity = self.card(file).identity().unwrap();
+        let export = self.path(&format!("{file}.card"));
+        std::fs::write(&export, identity.to_export(Some("test card"))).unwrap();
+        self.pack(&[
+            "customer",
+            "add",
+            "--name",
+            name,
+            "--card",
+            export.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+        identity
+    }
+
+    fn card(&self, file: &str) -> Card {
+        Card::new(Box::new(
+            EmulatedCard::open(self.path(&format!("{file}.state"))).unwrap(),
+        ))
+    }
+
+    /// Issues `out` for Ada with extra flags.
+    fn issue(&self, out: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+        let doc = self.path("doc.tly");
+        let out = self.path(out);
+        let mut args = vec![
+            "issue",
+            "--customer",
+            "Ada",
+            "--package",
+            doc.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.pack(&args).assert()
+    }
+
+    fn licence_of(&self, keyfile: &str) -> LicenceId {
+        let out = self
+            .pack(&["inspect", "--json", self.path(keyfile).to_str().unwrap()])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        LicenceId::from_hex(v["licence"].as_str().unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn issue_inspect_and_trace_name_the_owner() {
+    let env = Env::new();
+    env.issue(
+        "ada.key",
+        &[
+            "--pages",
+            "30",
+            "--not-after",
+            "2099-12-31",
+            "--allow",
+            "print",
+        ],
+    )
+    .success()
+    .stdout(predicate::str::contains("customer: Ada"))
+    .stdout(predicate::str::contains("30 pages"));
+    let key = env.path("ada.key");
+    let len = std::fs::metadata(&key).unwrap().len();
+    assert!(len > 60_000, "about 480,000 decoy bits: {len} bytes");
+    env.pack(&["inspect", key.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("kind: keyfile"))
+        .stdout(predicate::str::contains("customer: Ada"))
+        .stdout(predicate::str::contains("signature: valid"))
+        .stdout(predicate::str::contains("not-after 2099-12-31T23:59:59Z"));
+    env.pack(&["trace", key.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("customer: Ada"))
+        .stdout(predicate::str::contains("registry: issued to `Ada`"))
+        .stdout(predicate::str::contains("signature: valid"));
+}
+
+#[test]
+fn a_tampered_keyfile_is_refused_and_still_traced() {
+    let env = Env::new();
+    env.issue("ada.key", &["--pages", "30"]).success();
+    let key = env.path("ada.key");
+    let mut bytes = std::fs::read(&key).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    let bad = env.path("bad.key");
+    std::fs::write(&bad, &bytes).unwrap();
+    env.pack(&["inspect", bad.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("verifies: NO"))
+        .stdout(predicate::str::contains("signature does not verify"));
+    env.pack(&["trace", bad.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("customer: Ada"))
+        .stdout(predicate::str::contains("signature: INVALID"));
+    // Cut short: refused with the reason, exit 1.
+    std::fs::write(&bad, &bytes[..bytes.len() - 10]).unwrap();
+    env.pack(&["inspect", bad.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("truncated"));
+}
+
+#[test]
+fn unknown_customer_and_conflicting_limits_are_refused() {
+    let env = Env::new();
+    env.issue("x.key", &[])
+        .success()
+        .stdout(predicate::str::contains("unlimited"));
+    let doc = env.path("doc.tly");
+    let out = env.path("bob.key");
+    env.pack(&[
+        "issue",
+        "--customer",
+        "Bob",
+        "--package",
+        doc.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .assert()
+    .code(1)
+    .stderr(predicate::str::contains("no customer named `Bob`"));
+    assert!(!out.exists());
+    // Existing output without --force.
+    env.issue("x.key", &[])
+        .code(2)
+        .stderr(predicate::str::contains("--force"));
+    // A policy file and a flag for the same limit.
+    let policy = env.path("policy.txt");
+    std::fs::write(
+        &policy,
+        "tally-policy/1\npages 10\nrule any(pages 10, minutes 5)\n",
+    )
+    .unwrap();
+    env.issue(
+        "p.key",
+        &["--policy", policy.to_str().unwrap(), "--pages", "5"],
+    )
+    .code(2)
+    .stderr(predicate::str::contains("also set in the policy file"));
+    env.issue(
+        "p.key",
+        &["--policy", policy.to_str().unwrap(), "--minutes", "5"],
+    )
+    .success()
+    .stdout(predicate::str::contains("rule any(pages 10, minutes 5)"));
+    // A malformed policy names the line.
+    std::fs::write(&policy, "tally-policy/1\npagez 10\n").unwrap();
+    env.issue("q.key", &["--policy", policy.to_str().unwrap()])
+        .code(1)
+        .stderr(predicate::str::contains(
+            "line 2: unknown directive `pagez`",
+        ));
+    env.issue("q.key", &["--not-after", "31/12/2026"])
+        .code(2)
+        .stderr(predicate::str::contains("--not-after"));
+}
+
+#[test]
+fn an_untrusted_vendor_is_refused() {
+    let env = Env::new();
+    env.issue("ada.key", &[]).success();
+    let key = env.path("ada.key");
+    // Another vendor's folder: its viewer trusts only that vendor.
+    let other = env.path("other");
+    let mut c = Command::cargo_bin("tally-pack").unwrap();
+    c.env("TALLY_VENDOR", &other)
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+        .args(["vendor", "init", "--name", "Other Press"])
+        .assert()
+        .success();
+    let mut c = Command::cargo_bin("tally-pack").unwrap();
+    c.env("TALLY_VENDOR", &other)
+        .args(["inspect", key.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("does not trust"));
+    let mut c = Command::cargo_bin("tally-pack").unwrap();
+    c.env("TALLY_VENDOR", &other)
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+        .args(["trace", key.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does not trust"));
+}
+
+#[test]
+fn audit_reports_use_per_licence_from_a_card_signed_trail() {
+    let env = Env::new();
+    env.issue("ada.key", &["--pages", "30", "--minutes", "10"])
+        .success();
+    let lic = env.licence_of("ada.key");
+    let mut card = env.card("ada");
+    let identity = card.identity().unwrap();
+    let trail_path = env.path("ada.trail");
+    let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
+    let other = LicenceId([0x77; 16]);
+    for usage in [
+        Usage::Open { licence: lic },
+        Usage::Pages {
+            licence: lic,
+            first: 1,
+            count: 10,
+        },
+        Usage::Time {
+            licence: lic,
+            seconds: 60,
+        },
+        Usage::Time {
+            licence: lic,
+            seconds: 60,
+        },
+        Usage::Pages {
+            licence: other,
+            first: 1,
+            count: 99,
+        },
+        Usage::Nonce {
+            value: "vendor-challenge-42".into(),
+        },
+        Usage::Print {
+            licence: lic,
+            pages: 0,
+        },
+    ] {
+        trail.write(&mut card, &Body::now(usage)).unwrap();
+    }
+    drop(trail);
+    let t = trail_path.to_str().unwrap();
+    env.pack(&["audit", t, "--customer", "Ada"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("verified: 8 records"))
+        .stdout(predicate::str::contains(
+            "1 openings, 10 page views prepaid in 1 blocks, 2 min 0 s in 2 time units",
+        ))
+        .stdout(predicate::str::contains("nonce: vendor-challenge-42"))
+        .stdout(predicate::str::contains("other licences: 1 records"))
+        .stdout(predicate::str::contains("active: 20 pages · 8 min"));
+    env.pack(&["audit", t, "--customer", "Ada", "--csv"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("licence,title,opens,"))
+        .stdout(predicate::str::contains(format!("{lic},")))
+        .stdout(predicate::str::contains(",1,10,1,120,2,0,"));
+    let out = env
+        .pack(&["audit", t, "--customer", "Ada", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["licences"][0]["licence"], lic.to_hex());
+    assert_eq!(v["licences"][0]["seconds"], 120);
+    assert_eq!(v["last_counter"], 107);
+    // Another customer's card: the trail is not theirs.
+    env.add_customer("Bob", "bob");
+    env.pack(&["audit", t, "--customer", "Bob"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong-card"));
+    // A changed byte in a record: refused, the check named.
+    let mut bytes = std::fs::read(&trail_path).unwrap();
+    let n = bytes.len();
+    bytes[n - 80] ^= 0x01;
+    std::fs::write(&trail_path, &bytes).unwrap();
+    env.pack(&["audit", t, "--customer", "Ada"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does not verify"));
+    env.pack(&["audit", t, "--customer", "Nobody"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no customer named `Nobody`"));
+}
