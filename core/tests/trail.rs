@@ -1,6 +1,11 @@
 //! The audit-trail threats of THREATS.md (T1–T7, T9–T12, T14, T22) against the emulated card.
 //! Each attack must be detected with the specific error that names the record.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 use std::path::{Path, PathBuf};
 use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;

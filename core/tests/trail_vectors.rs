@@ -6,6 +6,11 @@
 //! `UPDATE_VECTORS=1 cargo test -p tally-core --test trail_vectors` regenerates the trail
 //! vectors (deterministic: fixed key, RFC 6979 signatures, fixed nonces).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 use std::path::{Path, PathBuf};
 use tally_core::card::{CardIdentity, Serial};
 use tally_core::crypto::{PublicKey, Signature, sign_low_s};

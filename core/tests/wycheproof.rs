@@ -2,6 +2,11 @@
 //! verifiers. Our policy is Wycheproof's plus one rule: high-S signatures are refused
 //! (Tally cards only emit low-S), so a "valid" vector is accepted exactly when its S is low.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 use tally_core::crypto::{P256Verifier, PublicKey, RingVerifier, Signature, SignatureVerifier};
 use wycheproof::TestResult;
 use wycheproof::ecdsa::{TestName, TestSet};

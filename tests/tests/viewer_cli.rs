@@ -1,6 +1,11 @@
 //! CLI cases for the reader's headless commands: `tally-view card …` and `tally-view trail …`.
 //! Exit codes: 0 ok, 1 check failed (message names the check and the record), 2 usage or I/O.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
