@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # THE test command (README, .ci/run). In order:
 #   setup.sh → cargo fmt --check → cargo clippy -D warnings → start pcscd and Xvfb
-#   → cargo test (every test, doc tests included) → cargo bench --no-run (benches must build).
+#   → cargo test (every test, doc tests included) → cargo bench --no-run (the benches must build).
 # Every step runs even when an earlier one failed, so one run reports everything; the exit code
 # is 0 only if all passed (1 = a check failed, 2 = set-up failed). The last line printed is
 # always `N passed, N failed`, summed over cargo's `test result:` lines, for CI to read.
@@ -169,4 +169,6 @@ step pcscd start_pcscd
 step xvfb start_xvfb
 
 step test run_tests
-step bench cargo bench --workspace --no-run --locked
+# `--bench '*'`: only the bench targets. Plain `cargo bench --no-run` also builds every lib and
+# bin as a release-mode test harness, which doubled this step's time and tests nothing.
+step bench cargo bench --workspace --bench '*' --no-run --locked
