@@ -12,12 +12,16 @@
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
+#[path = "support/pcscd.rs"]
+mod pcscd;
+use pcscd::{Pcscd, READER, ensure_pcscd, vpcd_port_lock, wait_reader};
+
+use pcsc::{Context, Disposition, Protocols, ShareMode};
 use tally_core::card::apdu::{Command as Apdu, Ins, StatusWord};
 use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;
@@ -29,8 +33,6 @@ use tally_core::fsutil::LockGuard;
 use tally_core::trail::file::{HEADER_LEN, encode_frame};
 use tally_core::trail::{Body, CrashPoint, LicenceId, Trail, TrailError, Usage};
 
-/// vpcd's first reader (port 35963), where the virtual card goes.
-const READER: &str = "Virtual PCD 00 00";
 /// vpcd's second reader (port 35964), always empty here.
 const EMPTY_READER: &str = "Virtual PCD 00 01";
 /// The 8 viewers of DESIGN threat 16, metering for this long each.
@@ -142,142 +144,6 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------
 // The fixture: pcscd, the port lock, and a virtual card server thread.
 
-/// A pcscd this fixture started (stopped on drop), or none if one was already running.
-struct Pcscd(Option<Child>);
-
-impl Drop for Pcscd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-const PCSCD_SOCKET: &str = "/run/pcscd/pcscd.comm";
-
-/// Checks pcscd answers and has vpcd's reader.
-fn pcscd_ready() -> Result<Context, String> {
-    let ctx = Context::establish(Scope::User).map_err(fail("connecting to pcscd"))?;
-    let readers = PcscCard::list_readers().map_err(fail("listing readers"))?;
-    if !readers.iter().any(|r| r == READER) {
-        return Err(format!(
-            "pcscd is running but has no reader {READER:?} (readers: {readers:?}); install \
-             vsmartcard-vpcd (scripts/setup.sh does) and restart pcscd"
-        ));
-    }
-    Ok(ctx)
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-            .unwrap_or(false)
-    })
-}
-
-fn ensure_pcscd() -> Result<(Pcscd, Context), String> {
-    let required = std::env::var("TALLY_PCSCD").is_ok_and(|v| v == "1");
-    match pcscd_ready() {
-        Ok(ctx) => return Ok((Pcscd(None), ctx)),
-        Err(e) if required => {
-            return Err(format!(
-                "TALLY_PCSCD=1 says a pcscd is up for this run, but: {e}"
-            ));
-        }
-        Err(e) if Path::new(PCSCD_SOCKET).exists() => {
-            return Err(format!(
-                "{PCSCD_SOCKET} exists but pcscd does not answer ({e}); stop the stale pcscd \
-                 or remove the socket"
-            ));
-        }
-        Err(_) => {}
-    }
-    if !is_root() {
-        return Err(
-            "pcscd is not running and only root can start it: run `scripts/test.sh` (starts \
-             its own and sets TALLY_PCSCD=1), or start `pcscd -f` first"
-                .into(),
-        );
-    }
-    let child = Command::new("pcscd")
-        .arg("-f")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(fail("starting pcscd -f (is the pcscd package installed?)"))?;
-    let guard = Pcscd(Some(child));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if Path::new(PCSCD_SOCKET).exists() {
-            // bind() comes just before listen(): a client this early gets NoService.
-            std::thread::sleep(Duration::from_millis(200));
-            if let Ok(ctx) = pcscd_ready() {
-                return Ok((guard, ctx));
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "started pcscd -f but it did not answer within 10 s: {}",
-                pcscd_ready().err().unwrap_or_default()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Blocks until the reader is empty (`present == false`) or holds a responsive card.
-///
-/// Pitfall 3 of SETUP-NOTES: pcscd reports a departed card as present until its next
-/// poll (~400 ms), so starting the next card must wait for EMPTY first.
-fn wait_reader(ctx: &Context, reader: &str, present: bool, timeout: Duration) -> Outcome {
-    let name = CString::new(reader).map_err(fail("reader name"))?;
-    let mut rs = [ReaderState::new(name, State::UNAWARE)];
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match ctx.get_status_change(left, &mut rs) {
-            Ok(()) => {}
-            Err(pcsc::Error::Timeout) => {
-                return Err(format!(
-                    "reader {reader:?} not {} after {timeout:?} (state {:?})",
-                    if present { "holding a card" } else { "empty" },
-                    rs[0].event_state()
-                ));
-            }
-            Err(e) => return Err(format!("waiting for {reader:?}: {e}")),
-        }
-        let st = rs[0].event_state();
-        ensure!(
-            !st.intersects(State::UNKNOWN | State::UNAVAILABLE),
-            "reader {reader:?} unknown to pcscd ({st:?})"
-        );
-        if present && st.contains(State::PRESENT) {
-            ensure!(
-                !st.contains(State::MUTE),
-                "pcscd finds the virtual card mute (bad ATR?): {st:?}"
-            );
-            return Ok(());
-        }
-        if !present && st.contains(State::EMPTY) {
-            return Ok(());
-        }
-        rs[0].sync_current_state();
-    }
-}
-
 /// A virtual card server thread.
 struct Server {
     state: PathBuf,
@@ -294,11 +160,6 @@ struct Rig {
     // Field order is drop order: stop pcscd before releasing the port lock.
     _pcscd: Pcscd,
     _port: LockGuard,
-}
-
-/// The lock that gives one process at a time vpcd's port (tests and the card bench).
-pub fn vpcd_port_lock() -> std::io::Result<LockGuard> {
-    LockGuard::acquire(&std::env::temp_dir().join("tally-vpcd-35963"))
 }
 
 impl Rig {
