@@ -1,0 +1,60 @@
+//! The card side: any sequence of APDUs against the applet never panics, never lowers the
+//! counter, and never changes the state without the answer 9000.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tally_core::card::applet::{Applet, CardState};
+use tally_core::card::emulated::decode_state;
+use std::sync::OnceLock;
+
+fn base() -> &'static Vec<u8> {
+    static S: OnceLock<Vec<u8>> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut s = CardState::generate(&mut rand_core_shim::Fixed(7), 5, "fuzz");
+        s.counter = u64::MAX - 3;
+        tally_core::card::emulated::encode_state(&s).to_vec()
+    })
+}
+
+mod rand_core_shim {
+    /// A deterministic byte source, so runs are reproducible.
+    pub struct Fixed(pub u8);
+    impl rand_core::RngCore for Fixed {
+        fn next_u32(&mut self) -> u32 {
+            u32::from(self.0)
+        }
+        fn next_u64(&mut self) -> u64 {
+            u64::from(self.0)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            dest.fill(self.0);
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            dest.fill(self.0);
+            Ok(())
+        }
+    }
+    impl rand_core::CryptoRng for Fixed {}
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut state: CardState = decode_state(base()).expect("base state");
+    let mut applet = Applet::new();
+    // Split the input into APDUs: each starts with a length byte.
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let n = (len as usize).min(tail.len());
+        let (apdu, next) = tail.split_at(n);
+        rest = next;
+        let before = state.counter;
+        let fail_persist = apdu.first() == Some(&0xEE);
+        let resp = applet.process(&mut state, apdu, &mut |_| {
+            if fail_persist { Err(std::io::Error::other("injected")) } else { Ok(()) }
+        });
+        assert!(resp.len() >= 2);
+        let ok = resp[resp.len() - 2..] == [0x90, 0x00];
+        assert!(state.counter >= before, "counter went down");
+        if state.counter != before {
+            assert!(ok && state.counter == before + 1, "counter moved without success");
+        }
+    }
+});
