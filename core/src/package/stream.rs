@@ -12,6 +12,7 @@ use crate::vendor::{VendorPublic, VendorSecret};
 use rand_core::CryptoRngCore;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use std::io::{ErrorKind, Read, Write};
+use std::sync::mpsc;
 use zeroize::{Zeroize, Zeroizing};
 
 /// What the packer states about a document.
@@ -50,18 +51,20 @@ fn nonce(prefix: &[u8; 7], index: u64, last: bool) -> Nonce {
 }
 
 /// Encrypts `plaintext_len` bytes from `input` into a package written to `output`, in
-/// constant memory (one chunk). `progress` is called after each chunk with the
-/// plaintext bytes done so far. Returns the signed header and the fresh content key,
-/// which the caller wraps into keyfiles and must store only encrypted.
+/// constant memory (a few chunk buffers). `progress` is called after each chunk with
+/// the plaintext bytes done so far. Returns the signed header and the fresh content
+/// key, which the caller wraps into keyfiles and must store only encrypted.
+///
+/// Reading runs on a second thread so that copying the input overlaps with encryption
+/// (see `packager/benches/pack.rs`); encryption and writing stay on the caller's thread.
 ///
 /// Fails with [`PackageError::InputLength`] if `input` holds more or fewer bytes than
 /// announced; the output is then incomplete and must be discarded.
-#[allow(clippy::too_many_arguments)]
-pub fn seal_package<R: Read, W: Write>(
+pub fn seal_package<R: Read + Send, W: Write>(
     vendor: &VendorSecret,
     options: &PackOptions,
     plaintext_len: u64,
-    mut input: R,
+    input: R,
     mut output: W,
     rng: &mut impl CryptoRngCore,
     progress: &mut dyn FnMut(u64),
@@ -85,49 +88,106 @@ pub fn seal_package<R: Read, W: Write>(
     output.write_all(header.as_bytes())?;
     let aad = header.hash();
     let k = aead(&key);
-    let cs = u64::from(options.chunk_size);
+    let cs = options.chunk_size as usize;
     let n = header.chunk_count();
-    let mut buf = Zeroizing::new(vec![0u8; options.chunk_size as usize + TAG_LEN as usize]);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Result<Chunk, PackageError>>(PIPELINE);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Zeroizing<Vec<u8>>>(PIPELINE + 1);
+    for _ in 0..=PIPELINE {
+        empty_tx
+            .send(Zeroizing::new(vec![0u8; cs + TAG_LEN as usize]))
+            .expect("the receiver is alive");
+    }
+    std::thread::scope(|scope| -> Result<(), PackageError> {
+        // Owned by this closure: on any early return they drop before the scope joins
+        // the reader, which then stops instead of waiting forever.
+        let (full_rx, empty_tx) = (full_rx, empty_tx);
+        scope.spawn(move || read_chunks(input, plaintext_len, cs as u64, n, &empty_rx, &full_tx));
+        let mut done = 0u64;
+        for i in 0..n {
+            // A closed channel means the reader stopped after sending its error.
+            let Ok(chunk) = full_rx.recv() else {
+                return Err(PackageError::Options("input reader stopped".into()));
+            };
+            let Chunk { mut buf, len } = chunk?;
+            let tag = k
+                .seal_in_place_separate_tag(
+                    nonce(&prefix, i, i + 1 == n),
+                    Aad::from(aad),
+                    &mut buf[..len],
+                )
+                .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
+            buf[len..len + TAG_LEN as usize].copy_from_slice(tag.as_ref());
+            output.write_all(&buf[..len + TAG_LEN as usize])?;
+            done += len as u64;
+            progress(done);
+            // The reader may already have finished; then the buffer is simply dropped.
+            let _ = empty_tx.send(buf);
+        }
+        // The reader's last word: whether the input ended where announced.
+        match full_rx.recv() {
+            Ok(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    })?;
+    output.flush()?;
+    Ok((header, key))
+}
+
+/// Buffers in flight between the reader thread and the encrypting thread.
+const PIPELINE: usize = 2;
+
+struct Chunk {
+    buf: Zeroizing<Vec<u8>>,
+    len: usize,
+}
+
+/// The reader thread: fills empty buffers with the next chunk's plaintext, then checks
+/// that the input ends exactly at `plaintext_len` (sending an error if not).
+fn read_chunks<R: Read>(
+    mut input: R,
+    plaintext_len: u64,
+    cs: u64,
+    n: u64,
+    empty: &mpsc::Receiver<Zeroizing<Vec<u8>>>,
+    full: &mpsc::SyncSender<Result<Chunk, PackageError>>,
+) {
     let mut done = 0u64;
-    for i in 0..n {
+    for _ in 0..n {
+        let Ok(mut buf) = empty.recv() else { return };
         let len = (plaintext_len - done).min(cs) as usize;
         if let Err(e) = input.read_exact(&mut buf[..len]) {
-            return Err(match e.kind() {
+            let _ = full.send(Err(match e.kind() {
                 ErrorKind::UnexpectedEof => PackageError::InputLength {
                     expected: plaintext_len,
                     got: done,
                 },
                 _ => PackageError::Io(e),
-            });
+            }));
+            return;
         }
-        let tag = k
-            .seal_in_place_separate_tag(
-                nonce(&prefix, i, i + 1 == n),
-                Aad::from(aad),
-                &mut buf[..len],
-            )
-            .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
-        buf[len..len + TAG_LEN as usize].copy_from_slice(tag.as_ref());
-        output.write_all(&buf[..len + TAG_LEN as usize])?;
         done += len as u64;
-        progress(done);
+        if full.send(Ok(Chunk { buf, len })).is_err() {
+            return;
+        }
     }
     let mut extra = [0u8; 1];
     loop {
         match input.read(&mut extra) {
-            Ok(0) => break,
+            Ok(0) => return,
             Ok(_) => {
-                return Err(PackageError::InputLength {
+                let _ = full.send(Err(PackageError::InputLength {
                     expected: plaintext_len,
                     got: plaintext_len + 1,
-                });
+                }));
+                return;
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(PackageError::Io(e)),
+            Err(e) => {
+                let _ = full.send(Err(PackageError::Io(e)));
+                return;
+            }
         }
     }
-    output.flush()?;
-    Ok((header, key))
 }
 
 /// Verifies the header against `trust` and decrypts the whole package from `input`
@@ -319,6 +379,46 @@ mod tests {
                 matches!(r, Err(PackageError::InputLength { .. })),
                 "{announced}"
             );
+        }
+    }
+
+    /// A writer that fails after `left` bytes.
+    struct Failing {
+        left: usize,
+    }
+    impl Write for Failing {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if b.len() > self.left {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.left -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_stops_the_reader_thread() {
+        let v = vendor("V");
+        let d = data(64 * 1024);
+        let opts = PackOptions {
+            title: "T".into(),
+            page_count: 1,
+            chunk_size: 1024,
+        };
+        for left in [0, 500, 5000, 40_000] {
+            let r = seal_package(
+                &v,
+                &opts,
+                d.len() as u64,
+                &d[..],
+                Failing { left },
+                &mut OsRng,
+                &mut |_| {},
+            );
+            assert!(matches!(r, Err(PackageError::Io(_))), "{left}");
         }
     }
 
