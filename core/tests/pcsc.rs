@@ -218,6 +218,29 @@ impl Rig {
         wait_reader(&self.ctx, READER, true, Duration::from_secs(10))
     }
 
+    /// Inserts a card without our applet: it answers the ATR, and `6A82` to every APDU.
+    fn insert_foreign(&mut self) -> Outcome {
+        self.stop_card()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(s) = std::net::TcpStream::connect(DEFAULT_VPCD) {
+                    let _ = foreign_card(s, &flag);
+                } else {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+        self.server = Some(Server {
+            state: PathBuf::new(),
+            stop,
+            thread,
+            events: Arc::new(Mutex::new(Vec::new())),
+        });
+        wait_reader(&self.ctx, READER, true, Duration::from_secs(10))
+    }
+
     /// Removes the card (closes its connection to vpcd) and waits for pcscd to notice.
     fn stop_card(&mut self) -> Outcome {
         if let Some(s) = self.server.take() {
@@ -243,6 +266,49 @@ impl Rig {
             .and_then(|c| c.load())
             .map_err(fail("reading card state"))
     }
+}
+
+/// Another application's card, speaking vpcd's framing: ATR on request, `6A82` to any APDU.
+fn foreign_card(mut s: std::net::TcpStream, stop: &AtomicBool) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_millis(100)))?;
+    s.set_nodelay(true)?;
+    let mut buf = [0u8; 65_537];
+    let mut have = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match s.read(&mut buf[have..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => have += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        while have >= 2 {
+            let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+            if have < 2 + len {
+                break;
+            }
+            let reply: &[u8] = match &buf[2..2 + len] {
+                [0x04] => &[0x3B, 0x80, 0x80, 0x01, 0x01],
+                [_] | [] => &[],
+                _ => &[0x6A, 0x82],
+            };
+            if !reply.is_empty() {
+                let mut frame = (reply.len() as u16).to_be_bytes().to_vec();
+                frame.extend_from_slice(reply);
+                s.write_all(&frame)?;
+            }
+            buf.copy_within(2 + len..have, 0);
+            have -= 2 + len;
+        }
+    }
+    Ok(())
 }
 
 fn pcsc_card(reader: Option<&str>) -> Result<Card, String> {
@@ -406,6 +472,22 @@ fn errors(rig: &mut Rig) -> Outcome {
         Err(TransportError::NoCard) => {}
         other => return Err(format!("empty reader gave {other:?}")),
     }
+    // A card without our applet.
+    rig.insert_foreign()?;
+    match PcscCard::connect(None) {
+        Err(e @ TransportError::NoApplet(1)) => {
+            ensure!(
+                e.to_string().contains("none holding the Tally applet"),
+                "{e}"
+            )
+        }
+        other => return Err(format!("a foreign card gave {other:?}")),
+    }
+    match pcsc_card(Some(READER))?.identity() {
+        Err(CardError::Status { status, .. }) if status == StatusWord::APPLET_NOT_FOUND => {}
+        other => return Err(format!("identity of a foreign card gave {other:?}")),
+    }
+    rig.stop_card()?;
     // No service: the same binary, pointed at a socket where no pcscd listens.
     let out = Command::new(std::env::current_exe().map_err(fail("current exe"))?)
         .args(["--child", "no-service"])
