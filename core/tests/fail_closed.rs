@@ -1,0 +1,135 @@
+//! T21, fail closed: random mutations of a valid trail file (flips, insertions, deletions,
+//! truncations, splices) fed to ValidateTrail with the card. The only acceptable outcomes are
+//! an error, or — when the damage was a torn last record the card can vouch for — a trail
+//! whose records are exactly the original ones. Nothing else is ever accepted.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use proptest::prelude::*;
+use std::sync::OnceLock;
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::{Card, CardIdentity};
+use tally_core::trail::file::{HEADER_LEN, parse_frames};
+use tally_core::trail::{Body, LicenceId, Record, Trail, Usage, intent_path};
+
+struct Base {
+    trail: Vec<u8>,
+    intent: Vec<u8>,
+    card: Vec<u8>,
+    identity: CardIdentity,
+    records: Vec<Record>,
+}
+
+fn base() -> &'static Base {
+    static B: OnceLock<Base> = OnceLock::new();
+    B.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = dir.path().join("card");
+        EmulatedCard::create(&cp, &CardState::generate(&mut rand_core::OsRng, 9, "t")).unwrap();
+        let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
+        let identity = card.identity().unwrap();
+        let tp = dir.path().join("trail");
+        let mut t = Trail::create(&tp, &mut card, &identity).unwrap();
+        for i in 0..6 {
+            t.write(
+                &mut card,
+                &Body::now(Usage::Pages {
+                    licence: LicenceId([3; 16]),
+                    first: i + 1,
+                    count: 4,
+                }),
+            )
+            .unwrap();
+        }
+        let trail = std::fs::read(&tp).unwrap();
+        let records = parse_frames(&trail[HEADER_LEN..], HEADER_LEN as u64, 0)
+            .unwrap()
+            .records;
+        Base {
+            intent: std::fs::read(intent_path(&tp)).unwrap(),
+            card: std::fs::read(&cp).unwrap(),
+            trail,
+            identity,
+            records,
+        }
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    Truncate(usize),
+    Duplicate(usize, usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1u8..=255).prop_map(|(i, x)| Mutation::Flip(i, x)),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..40))
+            .prop_map(|(i, v)| Mutation::Insert(i, v)),
+        (any::<usize>(), 1usize..200).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), 1usize..300).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
+    ]
+}
+
+fn apply(b: &[u8], muts: &[Mutation]) -> Vec<u8> {
+    let mut v = b.to_vec();
+    for m in muts {
+        let len = v.len().max(1);
+        match m {
+            Mutation::Flip(i, x) => {
+                if !v.is_empty() {
+                    v[i % len] ^= x;
+                }
+            }
+            Mutation::Insert(i, bytes) => {
+                let at = i % (v.len() + 1);
+                v.splice(at..at, bytes.iter().copied());
+            }
+            Mutation::Delete(i, n) => {
+                let at = i % len;
+                let end = (at + n).min(v.len());
+                v.drain(at.min(v.len())..end);
+            }
+            Mutation::Truncate(i) => v.truncate(i % len),
+            Mutation::Duplicate(i, n) => {
+                let at = i % len;
+                let end = (at + n).min(v.len());
+                let copy = v[at.min(v.len())..end].to_vec();
+                v.splice(end..end, copy);
+            }
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #[test]
+    fn mutated_trails_are_never_accepted(muts in prop::collection::vec(mutation(), 1..4)) {
+        let b = base();
+        let bad = apply(&b.trail, &muts);
+        prop_assume!(bad != b.trail);
+        let dir = tempfile::tempdir().unwrap();
+        let tp = dir.path().join("trail");
+        let cp = dir.path().join("card");
+        std::fs::write(&tp, &bad).unwrap();
+        std::fs::write(intent_path(&tp), &b.intent).unwrap();
+        std::fs::write(&cp, &b.card).unwrap();
+        let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
+        let res = Trail::open(&tp, &b.identity).and_then(|mut t| t.validate(&mut card).map(|_| t));
+        if let Ok(t) = res {
+            // Accepted only if the torn tail was rebuilt into exactly the original records
+            // (followed by the nonce record ValidateTrail appends).
+            let recs = t.records();
+            prop_assert_eq!(&recs[..recs.len() - 1], &b.records[..], "accepted a changed trail: {:?}", muts);
+        }
+    }
+}
