@@ -985,4 +985,37 @@ mod tests {
             "all(pages 5, opens 2, any(minutes 1, units 3))"
         );
     }
+
+    proptest::proptest! {
+        /// Hostile policy text: a clear error or a policy, never a panic; what parses
+        /// round-trips through the canonical form.
+        #[test]
+        fn arbitrary_policies_never_panic(body in "(?s)(pages|minutes|opens|units|prints|allow|rule|band|weights|not-after|page-block|time-unit|[ a-z0-9:(),+=#\\n-]){0,40}") {
+            let text = format!("tally-policy/1\n{body}");
+            if let Ok(l) = Limits::parse(text.as_bytes()) {
+                let canon = l.to_text();
+                proptest::prop_assert_eq!(Limits::parse_canonical(canon.as_bytes()), Ok(l));
+            }
+        }
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = Limits::parse(&bytes);
+            let mut b = b"tally-policy/1\n".to_vec();
+            b.extend_from_slice(&bytes);
+            let _ = Limits::parse(&b);
+        }
+
+        /// Rule text from random trees parses back to the same tree.
+        #[test]
+        fn rules_round_trip(maxes in proptest::collection::vec(0u64..1000, 1..6), any in proptest::bool::ANY) {
+            let leaves: Vec<Rule> = maxes.iter().enumerate().map(|(i, &max)| Rule::Limit {
+                measure: [Measure::Pages, Measure::Minutes, Measure::Opens, Measure::Units][i % 4],
+                max,
+            }).collect();
+            let r = if any { Rule::Any(leaves) } else { Rule::All(vec![Rule::Any(leaves.clone()), leaves[0].clone()]) };
+            proptest::prop_assert_eq!(parse_rule(&r.to_string()), Ok(r));
+        }
+    }
 }
