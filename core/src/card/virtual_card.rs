@@ -2,6 +2,8 @@
 //! vsmartcard's `vpcd` reader driver, so the whole PC/SC path ([`super::pcsc`]) runs on
 //! a machine without hardware.
 //!
+//! (The module is `virtual_card` because `virtual` is a reserved word in Rust.)
+//!
 //! **For demos and tests only**, like [`super::emulated`]: its state file can be copied
 //! and rolled back.
 //!
