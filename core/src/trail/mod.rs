@@ -838,8 +838,9 @@ impl Trail {
 
     /// Verifies the whole trail without a card and without writing: signatures, counters,
     /// bodies, the start rule. Truncation and rollback need the card's counter and so are
-    /// only caught by [`Trail::validate`]; the report gives the last counter for a verifier
-    /// (a publisher's audit, [0104]) to compare with the card's.
+    /// only caught by [`Trail::validate`]; a verifier without the card (a publisher's audit,
+    /// [0104]) compares the last record's counter (from [`Trail::records`]) with the card's.
+    /// Returns how many records this call verified.
     pub fn verify_offline(&mut self) -> Result<u64, TrailError> {
         if self.torn > 0 {
             return Err(TrailError::TornTail { bytes: self.torn });
