@@ -540,6 +540,12 @@ fn t13_reset_and_power_off(rig: &mut Rig) -> Outcome {
         .map_err(|e| format!("B connect to power off: {e}; events {:?}", rig.events()))?;
     b.disconnect(Disposition::UnpowerCard)
         .map_err(|(_, e)| format!("B unpower: {e}"))?;
+    // A new viewer finds the card unpowered (a shared connect says UnpoweredCard) and
+    // powers it up.
+    let fresh = pcsc_card(Some(READER))?
+        .identity()
+        .map_err(fail("identity of a card left unpowered"))?;
+    ensure!(fresh == id, "another card?");
     trail
         .write(&mut a, &page_body(3))
         .map_err(fail("write after power-off"))?;

@@ -84,6 +84,12 @@ fn connect_to(ctx: &Context, reader: &CStr) -> Result<pcsc::Card, pcsc::Error> {
                 leave(card);
                 return Err(e);
             }
+            // The pcsc crate panics on transmit over a handle without a protocol; a
+            // successful shared reconnect sets one, but make sure.
+            if !card.status2_owned().is_ok_and(|s| s.protocol2().is_some()) {
+                leave(card);
+                return Err(pcsc::Error::UnpoweredCard);
+            }
             Ok(card)
         }
         other => other,
