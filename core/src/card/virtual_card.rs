@@ -492,6 +492,36 @@ mod tests {
         t.join().unwrap();
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever bytes vpcd sends, the server answers or hangs up, and never panics.
+        #[test]
+        fn hostile_byte_streams_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..8)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("card");
+            EmulatedCard::create(&path, &CardState::generate(&mut rand_core::OsRng, 0, "p")).unwrap();
+            let before = std::fs::read(&path).unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let card = VirtualCard::new(&path, listener.local_addr().unwrap().to_string()).unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (mut vpcd, _) = listener.accept().unwrap();
+            let server = std::thread::spawn(move || {
+                let _ = card.serve_connection(client, &mut |_| {});
+            });
+            for c in &chunks {
+                if vpcd.write_all(c).is_err() {
+                    break;
+                }
+            }
+            drop(vpcd);
+            server.join().expect("the server thread panicked");
+            // Random bytes never select the applet, so nothing was signed.
+            proptest::prop_assert_eq!(std::fs::read(&path).unwrap(), before);
+        }
+    }
+
     #[test]
     fn missing_state_is_refused_up_front() {
         let dir = tempfile::tempdir().unwrap();
