@@ -88,38 +88,58 @@ pub fn seal_package<R: Read + Send, W: Write>(
     output.write_all(header.as_bytes())?;
     let aad = header.hash();
     let k = aead(&key);
-    let cs = options.chunk_size as usize;
-    let n = header.chunk_count();
-    let (full_tx, full_rx) = mpsc::sync_channel::<Result<Chunk, PackageError>>(PIPELINE);
+    let geo = Geometry {
+        size: plaintext_len,
+        cs: options.chunk_size as usize,
+        n: header.chunk_count(),
+        per_batch: (BATCH_BYTES / options.chunk_size as usize).max(1),
+    };
+    let slot = geo.cs + TAG_LEN as usize;
+    let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, PackageError>>(PIPELINE);
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Zeroizing<Vec<u8>>>(PIPELINE + 1);
     for _ in 0..=PIPELINE {
         empty_tx
-            .send(Zeroizing::new(vec![0u8; cs + TAG_LEN as usize]))
+            .send(Zeroizing::new(vec![0u8; slot * geo.per_batch]))
             .expect("the receiver is alive");
     }
     std::thread::scope(|scope| -> Result<(), PackageError> {
         // Owned by this closure: on any early return they drop before the scope joins
         // the reader, which then stops instead of waiting forever.
         let (full_rx, empty_tx) = (full_rx, empty_tx);
-        scope.spawn(move || read_chunks(input, plaintext_len, cs as u64, n, &empty_rx, &full_tx));
+        scope.spawn(move || read_batches(input, geo, &empty_rx, &full_tx));
         let mut done = 0u64;
-        for i in 0..n {
+        let mut next = 0u64;
+        while next < geo.n {
             // A closed channel means the reader stopped after sending its error.
-            let Ok(chunk) = full_rx.recv() else {
+            let Ok(batch) = full_rx.recv() else {
                 return Err(PackageError::Options("input reader stopped".into()));
             };
-            let Chunk { mut buf, len } = chunk?;
-            let tag = k
-                .seal_in_place_separate_tag(
-                    nonce(&prefix, i, i + 1 == n),
-                    Aad::from(aad),
-                    &mut buf[..len],
-                )
-                .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
-            buf[len..len + TAG_LEN as usize].copy_from_slice(tag.as_ref());
-            output.write_all(&buf[..len + TAG_LEN as usize])?;
-            done += len as u64;
+            let Batch {
+                mut buf,
+                first,
+                count,
+            } = batch?;
+            debug_assert_eq!(first, next);
+            let mut end = 0;
+            for j in 0..count {
+                let i = first + j as u64;
+                let len = geo.len(i);
+                let off = j * slot;
+                let tag = k
+                    .seal_in_place_separate_tag(
+                        nonce(&prefix, i, i + 1 == geo.n),
+                        Aad::from(aad),
+                        &mut buf[off..off + len],
+                    )
+                    .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
+                buf[off + len..off + len + TAG_LEN as usize].copy_from_slice(tag.as_ref());
+                end = off + len + TAG_LEN as usize;
+                done += len as u64;
+            }
+            // Only the package's last chunk may be short, so the slots are contiguous.
+            output.write_all(&buf[..end])?;
             progress(done);
+            next = first + count as u64;
             // The reader may already have finished; then the buffer is simply dropped.
             let _ = empty_tx.send(buf);
         }
@@ -135,40 +155,68 @@ pub fn seal_package<R: Read + Send, W: Write>(
 
 /// Buffers in flight between the reader thread and the encrypting thread.
 const PIPELINE: usize = 2;
+/// Plaintext handed over per message: big enough that thread wake-ups cost nothing
+/// next to the encryption, small enough to keep memory flat.
+const BATCH_BYTES: usize = 1 << 20;
 
-struct Chunk {
-    buf: Zeroizing<Vec<u8>>,
-    len: usize,
+#[derive(Clone, Copy)]
+struct Geometry {
+    size: u64,
+    cs: usize,
+    n: u64,
+    per_batch: usize,
 }
 
-/// The reader thread: fills empty buffers with the next chunk's plaintext, then checks
-/// that the input ends exactly at `plaintext_len` (sending an error if not).
-fn read_chunks<R: Read>(
+impl Geometry {
+    /// Plaintext length of chunk `i`: full, except the last one.
+    fn len(&self, i: u64) -> usize {
+        if i + 1 == self.n {
+            (self.size - (self.n - 1) * self.cs as u64) as usize
+        } else {
+            self.cs
+        }
+    }
+}
+
+/// Up to `per_batch` consecutive chunks, each in a slot of `cs + 16` bytes.
+struct Batch {
+    buf: Zeroizing<Vec<u8>>,
+    first: u64,
+    count: usize,
+}
+
+/// The reader thread: fills empty buffers with the next chunks' plaintext, then checks
+/// that the input ends exactly at the announced size (sending an error if not).
+fn read_batches<R: Read>(
     mut input: R,
-    plaintext_len: u64,
-    cs: u64,
-    n: u64,
+    geo: Geometry,
     empty: &mpsc::Receiver<Zeroizing<Vec<u8>>>,
-    full: &mpsc::SyncSender<Result<Chunk, PackageError>>,
+    full: &mpsc::SyncSender<Result<Batch, PackageError>>,
 ) {
+    let slot = geo.cs + TAG_LEN as usize;
     let mut done = 0u64;
-    for _ in 0..n {
+    let mut first = 0u64;
+    while first < geo.n {
         let Ok(mut buf) = empty.recv() else { return };
-        let len = (plaintext_len - done).min(cs) as usize;
-        if let Err(e) = input.read_exact(&mut buf[..len]) {
-            let _ = full.send(Err(match e.kind() {
-                ErrorKind::UnexpectedEof => PackageError::InputLength {
-                    expected: plaintext_len,
-                    got: done,
-                },
-                _ => PackageError::Io(e),
-            }));
+        let count = (geo.n - first).min(geo.per_batch as u64) as usize;
+        for j in 0..count {
+            let len = geo.len(first + j as u64);
+            if let Err(e) = input.read_exact(&mut buf[j * slot..j * slot + len]) {
+                let _ = full.send(Err(match e.kind() {
+                    ErrorKind::UnexpectedEof => PackageError::InputLength {
+                        expected: geo.size,
+                        got: done,
+                    },
+                    _ => PackageError::Io(e),
+                }));
+                return;
+            }
+            done += len as u64;
+        }
+        if full.send(Ok(Batch { buf, first, count })).is_err() {
             return;
         }
-        done += len as u64;
-        if full.send(Ok(Chunk { buf, len })).is_err() {
-            return;
-        }
+        first += count as u64;
     }
     let mut extra = [0u8; 1];
     loop {
@@ -176,8 +224,8 @@ fn read_chunks<R: Read>(
             Ok(0) => return,
             Ok(_) => {
                 let _ = full.send(Err(PackageError::InputLength {
-                    expected: plaintext_len,
-                    got: plaintext_len + 1,
+                    expected: geo.size,
+                    got: geo.size + 1,
                 }));
                 return;
             }
@@ -301,7 +349,11 @@ mod tests {
         .unwrap();
         assert_eq!(out.len() as u64, h.package_len());
         assert_eq!(calls.last().copied(), Some(data.len() as u64));
-        assert_eq!(calls.len() as u64, h.chunk_count());
+        assert!(calls.windows(2).all(|w| w[0] < w[1]) || data.is_empty());
+        let batches = h
+            .chunk_count()
+            .div_ceil((BATCH_BYTES as u64 / u64::from(cs)).max(1));
+        assert_eq!(calls.len() as u64, batches);
         (out, key)
     }
 
@@ -313,7 +365,8 @@ mod tests {
     fn round_trips_at_every_boundary() {
         let v = vendor("V");
         let trust = [v.public().clone()];
-        for n in [0, 1, 1023, 1024, 1025, 2048, 5000] {
+        // The last two span several reader batches (1 MiB each).
+        for n in [0, 1, 1023, 1024, 1025, 2048, 5000, 1 << 20, (3 << 20) + 5] {
             let d = data(n);
             let (pkg, key) = pack(&v, &d, 1024);
             let (h, p) = open_package_bytes(&pkg, &trust, &key).unwrap();
