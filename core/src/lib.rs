@@ -10,8 +10,9 @@
 pub mod card;
 pub mod crypto;
 pub mod fsutil;
-pub mod keyfile;
 pub mod home;
+pub mod icv;
+pub mod keyfile;
 pub mod nonce;
 pub mod package;
 pub mod policy;
