@@ -694,3 +694,104 @@ fn inspect_knows_every_kind_and_refuses_others() {
         .code(1)
         .stderr(predicate::str::contains("not a Tally file"));
 }
+
+/// A PDF of about `pad` bytes: one page plus an unreferenced stream of zeros.
+fn big_pdf(path: &Path, pad: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut at = 0usize;
+    let mut offsets = Vec::new();
+    let put = |f: &mut std::io::BufWriter<std::fs::File>, b: &[u8], at: &mut usize| {
+        f.write_all(b).unwrap();
+        *at += b.len();
+    };
+    put(&mut f, b"%PDF-1.4\n", &mut at);
+    for o in [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+    ] {
+        offsets.push(at);
+        let i = offsets.len();
+        put(
+            &mut f,
+            format!("{i} 0 obj\n{o}\nendobj\n").as_bytes(),
+            &mut at,
+        );
+    }
+    offsets.push(at);
+    put(
+        &mut f,
+        format!("4 0 obj\n<< /Length {pad} >>\nstream\n").as_bytes(),
+        &mut at,
+    );
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = pad;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        put(&mut f, &zeros[..n], &mut at);
+        left -= n;
+    }
+    put(&mut f, b"\nendstream\nendobj\n", &mut at);
+    let xref = at;
+    put(&mut f, b"xref\n0 5\n0000000000 65535 f \n", &mut at);
+    for o in offsets {
+        put(&mut f, format!("{o:010} 00000 n \n").as_bytes(), &mut at);
+    }
+    put(
+        &mut f,
+        format!("trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+        &mut at,
+    );
+    f.flush().unwrap();
+}
+
+/// Peak resident memory (VmHWM, KiB) of a running process, if it is still there.
+fn peak_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn packing_a_1_gb_pdf_keeps_memory_flat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = init_vendor(tmp.path(), "Big Press");
+    let input = tmp.path().join("big.pdf");
+    big_pdf(&input, 1 << 30);
+    let size = std::fs::metadata(&input).unwrap().len();
+    let out = tmp.path().join("big.tly");
+    let mut child = tp(&v)
+        .arg("pack")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(status.success());
+    // Peak RSS stays far below the input size (argon2 alone takes 64 MiB).
+    assert!(
+        peak > 0 && peak < 200 * 1024,
+        "peak RSS {peak} KiB for a {size}-byte input"
+    );
+    let chunks = size.div_ceil(64 << 10);
+    let mut prefix = [0u8; 13];
+    std::io::Read::read_exact(&mut std::fs::File::open(&out).unwrap(), &mut prefix).unwrap();
+    let header = u64::from(u32::from_be_bytes(prefix[9..13].try_into().unwrap()));
+    eprintln!("peak RSS {peak} KiB packing {size} bytes");
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        header + size + 16 * chunks
+    );
+}
