@@ -48,6 +48,43 @@ pub enum Command {
     /// Your audit trail: verify it against the card, or list its records.
     #[command(subcommand)]
     Trail(TrailCommand),
+    /// The checks of an opening, without a window: exit 0 when reading is allowed, 1 when not.
+    Status(StatusArgs),
+    /// The publishers whose licences this viewer opens.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+/// Arguments of `status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The package (.tly).
+    pub package: PathBuf,
+    /// Its keyfile.
+    pub keyfile: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Use the demo card and trust the demo publisher (as `tally-view --demo` does).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// `tally-view trust …`
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Trust a publisher: give the public file the publisher sent you.
+    Add {
+        /// The publisher's public file.
+        file: PathBuf,
+    },
+    /// List the trusted publishers.
+    List,
+    /// Stop trusting a publisher.
+    Remove {
+        /// Its fingerprint (64 hex digits, from `trust list`).
+        fingerprint: String,
+    },
 }
 
 /// `tally-view card …`

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod meter;
 pub mod render;
 pub mod session;

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
         match &cli.command {
             Some(Command::Card(c)) => commands::card::run(c, &home, &cli.card),
             Some(Command::Trail(t)) => commands::trail::run(t, &home, &cli.card),
+            Some(Command::Status(s)) => commands::status::run(s, &home, &cli.card, s.demo),
+            Some(Command::Trust(t)) => commands::trust::run(t, &home),
             None => commands::open::run(&cli, &home),
         }
     })();

@@ -2,7 +2,9 @@
 
 pub mod card;
 pub mod open;
+pub mod status;
 pub mod trail;
+pub mod trust;
 
 use std::path::PathBuf;
 use tally_core::home::Home;

@@ -48,7 +48,7 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
         }
         ui.separator();
         if ui
-            .add_enabled(reading && cur > 0, egui::Button::new("◀ Previous"))
+            .add_enabled(reading && cur > 0, egui::Button::new("⬅ Previous"))
             .on_hover_text("Previous page (Left, Page Up)")
             .clicked()
         {
@@ -72,7 +72,7 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
         }
         ui.label(format!("of {n}"));
         if ui
-            .add_enabled(reading && cur + 1 < n, egui::Button::new("Next ▶"))
+            .add_enabled(reading && cur + 1 < n, egui::Button::new("Next ➡"))
             .on_hover_text("Next page (Right, Page Down, Space)")
             .clicked()
         {
@@ -96,8 +96,7 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
         }
         let pct = match r.zoom {
             Zoom::Scale(s) => format!("{:.0}%", s * 100.0),
-            Zoom::FitWidth => "width".into(),
-            Zoom::FitPage => "page".into(),
+            Zoom::FitWidth | Zoom::FitPage => "Zoom".into(),
         };
         ui.label(pct);
         if ui.button("+").on_hover_text("Zoom in (Ctrl +)").clicked() {

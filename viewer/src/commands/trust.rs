@@ -1,0 +1,93 @@
+//! `tally-view trust add | list | remove`: the publishers whose keyfiles this viewer opens
+//! (T22). Kept as their public files in `<TALLY_HOME>/vendors/<fingerprint>.pub`.
+
+use super::{Failure, Outcome};
+use crate::cli::TrustCommand;
+use anyhow::Context as _;
+use std::path::PathBuf;
+use tally_core::home::Home;
+use tally_core::vendor::{PUBLIC_MAX_BYTES, VendorPublic};
+
+fn dir(home: &Home) -> PathBuf {
+    home.root().join("vendors")
+}
+
+/// The trusted publishers. Demo publishers are never among them (they are trusted only
+/// for `--demo`); damaged files are skipped with a warning.
+pub fn trusted(home: &Home) -> Vec<VendorPublic> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir(home)) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pub"))
+    {
+        match std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| VendorPublic::from_export(&b).map_err(|e| e.to_string()))
+        {
+            Ok(v) if !v.is_demo() => out.push(v),
+            Ok(_) => eprintln!("warning: {} is a DEMO publisher; ignored", p.display()),
+            Err(e) => eprintln!("warning: {} ignored: {e}", p.display()),
+        }
+    }
+    out
+}
+
+/// Runs a trust subcommand.
+pub fn run(cmd: &TrustCommand, home: &Home) -> Outcome {
+    match cmd {
+        TrustCommand::Add { file } => {
+            let meta =
+                std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+            if meta.len() > PUBLIC_MAX_BYTES as u64 {
+                return Err(Failure::Check(anyhow::anyhow!(
+                    "{} is not a publisher file (too large)",
+                    file.display()
+                )));
+            }
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let v = VendorPublic::from_export(&bytes)
+                .map_err(|e| Failure::Check(anyhow::anyhow!("{}: {e}", file.display())))?;
+            if v.is_demo() {
+                return Err(Failure::Check(anyhow::anyhow!(
+                    "{} is a DEMO publisher: demo publishers are trusted only in --demo mode",
+                    v.name()
+                )));
+            }
+            let d = dir(home);
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            let dest = d.join(format!("{}.pub", v.fingerprint_hex()));
+            std::fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
+            println!(
+                "trusted publisher \"{}\" ({})",
+                v.name(),
+                v.fingerprint_hex()
+            );
+            Ok(())
+        }
+        TrustCommand::List => {
+            for v in trusted(home) {
+                println!("{}  {}", v.fingerprint_hex(), v.name());
+            }
+            Ok(())
+        }
+        TrustCommand::Remove { fingerprint } => {
+            if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "a fingerprint is 64 hex digits (see `tally-view trust list`)"
+                )));
+            }
+            let p = dir(home).join(format!("{}.pub", fingerprint.to_ascii_lowercase()));
+            std::fs::remove_file(&p).map_err(|_| {
+                Failure::Check(anyhow::anyhow!("no trusted publisher {fingerprint}"))
+            })?;
+            println!("publisher {fingerprint} is no longer trusted");
+            Ok(())
+        }
+    }
+}
