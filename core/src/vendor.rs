@@ -906,6 +906,22 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Hostile bytes never panic the parsers (T25); random secret files never open.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = VendorPublic::from_export(&bytes);
+            let _ = VendorSecret::peek_params(&bytes);
+            proptest::prop_assert!(VendorSecret::open(&bytes, b"password").is_err());
+            let mut with_magic = SECRET_MAGIC.to_vec();
+            with_magic.push(SECRET_VERSION);
+            with_magic.extend_from_slice(&bytes);
+            proptest::prop_assert!(open_test(&with_magic, b"password").is_err());
+            let text = format!("{PUBLIC_MAGIC}\n{}", String::from_utf8_lossy(&bytes));
+            proptest::prop_assert!(VendorPublic::from_export(text.as_bytes()).is_err());
+        }
+    }
+
     #[test]
     fn debug_hides_secrets() {
         let v = vendor();

@@ -475,6 +475,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Hostile bytes never panic the header parser or the decryptor (T25).
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let v = VendorSecret::generate("V", false, &mut OsRng).unwrap();
+            let trust = [v.public().clone()];
+            let key = ContentKey::from_bytes([1; 32]);
+            let _ = PackageHeader::parse_unverified(&bytes);
+            let _ = PackageHeader::read_unverified(&mut &bytes[..]);
+            let mut with_magic = super::super::MAGIC.to_vec();
+            with_magic.push(1);
+            with_magic.extend_from_slice(&bytes);
+            let _ = PackageHeader::read_unverified(&mut &with_magic[..]);
+            proptest::prop_assert!(open_package_bytes(&with_magic, &trust, &key).is_err());
+            proptest::prop_assert!(open_package(&with_magic[..], &trust, &key).is_err());
+        }
+    }
+
     #[test]
     fn debug_hides_key_and_plaintext() {
         let k = ContentKey::from_bytes([0xab; 32]);
