@@ -214,3 +214,25 @@ fn another_cards_trail_is_refused() {
         .code(1)
         .stderr(predicate::str::contains("wrong card"));
 }
+
+#[test]
+fn global_options_go_before_or_after_the_command() {
+    let home = tempfile::tempdir().unwrap();
+    let card = home.path().join("elsewhere.state");
+    let spec = format!("emulated:{}", card.display());
+    view(home.path())
+        .args(["--card", &spec, "card", "init"])
+        .assert()
+        .success();
+    view(home.path())
+        .args(["card", "info", "--card", &spec])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("elsewhere.state"));
+    // A document and a command at once is a usage error, not a silent choice.
+    view(home.path())
+        .args(["a.tly", "b.key", "card", "info"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("can't be combined"));
+}

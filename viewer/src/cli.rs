@@ -9,12 +9,9 @@ use tally_core::home::CardSpec;
 /// Exit codes: 0 ok, 1 a check failed (the message names the check and the record),
 /// 2 usage or I/O error.
 #[derive(Parser, Debug)]
-#[command(
-    name = "tally-view",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+// Not `args_conflicts_with_subcommands`: with it, a global option before the subcommand
+// (`tally-view --card pcsc card info`) made clap read `card info` as PACKAGE KEYFILE.
+#[command(name = "tally-view", version, about)]
 pub struct Cli {
     /// Folder holding your card state and trails [default: the platform data folder].
     #[arg(long, env = "TALLY_HOME", global = true)]

@@ -8,6 +8,11 @@ use tally_viewer::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| {
+        if cli.command.is_some() && (cli.package.is_some() || cli.keyfile.is_some() || cli.demo) {
+            return Err(commands::Failure::Usage(anyhow::anyhow!(
+                "PACKAGE, KEYFILE and --demo open the reading window; they can't be combined with a command"
+            )));
+        }
         let home = commands::home(&cli.home)?;
         match &cli.command {
             Some(Command::Card(c)) => commands::card::run(c, &home, &cli.card),
