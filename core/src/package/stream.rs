@@ -250,7 +250,7 @@ pub fn open_package<R: Read>(
     key: &ContentKey,
 ) -> Result<(PackageHeader, Plaintext), PackageError> {
     let (header, _) = PackageHeader::read(&mut input, trust)?;
-    let plain = decrypt_body(&header, &mut input, key)?;
+    let plain = decrypt_body(&header, &mut ReadSource(&mut input), key)?;
     Ok((header, plain))
 }
 
@@ -266,13 +266,62 @@ pub fn open_package_bytes(
     if bytes.len() as u64 != header.package_len() {
         return Err(PackageError::Decrypt);
     }
-    let plain = decrypt_body(&header, &mut r, key)?;
+    let plain = decrypt_body(&header, &mut SliceSource(r), key)?;
     Ok((header, plain))
+}
+
+/// Where the encrypted body comes from: a reader, or bytes already in memory (copied
+/// straight into the output buffer, without zero-filling it first).
+trait Source {
+    /// Appends exactly `n` bytes to `out` (within its capacity); a short input is `Decrypt`.
+    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError>;
+    /// True when nothing follows.
+    fn at_end(&mut self) -> Result<bool, PackageError>;
+}
+
+struct ReadSource<'a, R>(&'a mut R);
+
+impl<R: Read> Source for ReadSource<'_, R> {
+    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError> {
+        let start = out.len();
+        out.resize(start + n, 0);
+        self.0
+            .read_exact(&mut out[start..])
+            .map_err(|e| match e.kind() {
+                ErrorKind::UnexpectedEof => PackageError::Decrypt,
+                _ => PackageError::Io(e),
+            })
+    }
+    fn at_end(&mut self) -> Result<bool, PackageError> {
+        let mut extra = [0u8; 1];
+        loop {
+            match self.0.read(&mut extra) {
+                Ok(0) => return Ok(true),
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(PackageError::Io(e)),
+            }
+        }
+    }
+}
+
+struct SliceSource<'a>(&'a [u8]);
+
+impl Source for SliceSource<'_> {
+    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(PackageError::Decrypt)?;
+        out.extend_from_slice(head);
+        self.0 = rest;
+        Ok(())
+    }
+    fn at_end(&mut self) -> Result<bool, PackageError> {
+        Ok(self.0.is_empty())
+    }
 }
 
 fn decrypt_body(
     header: &PackageHeader,
-    input: &mut impl Read,
+    input: &mut impl Source,
     key: &ContentKey,
 ) -> Result<Plaintext, PackageError> {
     let size = header.plaintext_size();
@@ -289,13 +338,7 @@ fn decrypt_body(
     for i in 0..n {
         let len = (size - done).min(cs) as usize;
         let start = out.len();
-        out.resize(start + len + TAG_LEN as usize, 0);
-        input
-            .read_exact(&mut out[start..])
-            .map_err(|e| match e.kind() {
-                ErrorKind::UnexpectedEof => PackageError::Decrypt,
-                _ => PackageError::Io(e),
-            })?;
+        input.append(&mut out, len + TAG_LEN as usize)?;
         let plain_len = k
             .open_in_place(
                 nonce(header.nonce_prefix(), i, i + 1 == n),
@@ -308,14 +351,8 @@ fn decrypt_body(
         out.truncate(start + plain_len);
         done += len as u64;
     }
-    let mut extra = [0u8; 1];
-    loop {
-        match input.read(&mut extra) {
-            Ok(0) => break,
-            Ok(_) => return Err(PackageError::Decrypt),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(PackageError::Io(e)),
-        }
+    if !input.at_end()? {
+        return Err(PackageError::Decrypt);
     }
     Ok(Plaintext(out))
 }
