@@ -25,10 +25,11 @@ pub struct Migration {
 }
 
 /// Every schema step, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "customers and packages",
-    sql: "CREATE TABLE customers (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "customers and packages",
+        sql: "CREATE TABLE customers (
               id          INTEGER PRIMARY KEY,
               name        TEXT NOT NULL UNIQUE,
               serial      TEXT NOT NULL UNIQUE,   -- 32 lower-case hex digits
@@ -46,11 +47,13 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
               wrapped_key    BLOB NOT NULL,       -- content key, encrypted at rest
               created_at     TEXT NOT NULL
           );",
-}, Migration {
-    version: 2,
-    name: "issued keyfiles",
-    sql: crate::commands::issue::MIGRATION_SQL,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "issued keyfiles",
+        sql: crate::commands::issue::MIGRATION_SQL,
+    },
+];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.
 const CONTENT_KEY_PURPOSE: &str = "registry/content-key/v1";
@@ -366,4 +369,123 @@ fn raw_to_customer(raw: RawCustomer) -> Result<Customer> {
         label,
         added_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+    use tally_core::package::{PackOptions, seal_package};
+
+    fn card(serial: u8) -> CardIdentity {
+        let v = VendorSecret::generate("Card Key Source", false, &mut OsRng).unwrap();
+        CardIdentity {
+            serial: Serial([serial; 16]),
+            public_key: v.public().signing_key().clone(),
+            origin: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_and_newer_schemas_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::open(dir.path()).unwrap();
+        let applied: u32 = r
+            .conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(applied as usize, MIGRATIONS.len());
+        let mode: String = r
+            .conn
+            .query_row("PRAGMA journal_mode", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(r);
+        // Reopening applies nothing twice.
+        let r = Registry::open(dir.path()).unwrap();
+        let again: u32 = r
+            .conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(again, applied);
+        r.conn
+            .execute(
+                "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
+                [],
+            )
+            .unwrap();
+        drop(r);
+        let err = Registry::open(dir.path()).err().unwrap();
+        assert!(format!("{err:#}").contains("newer"), "{err:#}");
+    }
+
+    #[test]
+    fn customers_are_unique_by_name_serial_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::open(dir.path()).unwrap();
+        let a = card(1);
+        r.add_customer("a", &a, Some("label")).unwrap().unwrap();
+        assert!(matches!(
+            r.add_customer("a", &card(2), None).unwrap(),
+            Err(Duplicate::Name)
+        ));
+        assert!(matches!(
+            r.add_customer("b", &CardIdentity { public_key: card(3).public_key, ..a.clone() }, None)
+                .unwrap(),
+            Err(Duplicate::Serial(ref c)) if c == "a"
+        ));
+        assert!(matches!(
+            r.add_customer("b", &CardIdentity { serial: Serial([4; 16]), ..a.clone() }, None)
+                .unwrap(),
+            Err(Duplicate::Key(ref c)) if c == "a"
+        ));
+        let back = r.customer("a").unwrap().unwrap();
+        assert_eq!(back.card, a); // u64::MAX origin survives SQLite's i64.
+        assert_eq!(back.label.as_deref(), Some("label"));
+        assert!(r.customer("b").unwrap().is_none());
+        assert_eq!(r.customers().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn content_keys_are_stored_encrypted_and_bound_to_their_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::open(dir.path()).unwrap();
+        let v = VendorSecret::generate("Registry Press", false, &mut OsRng).unwrap();
+        let pack = || {
+            let (h, k) = seal_package(
+                &v,
+                &PackOptions::new("T", 1),
+                3,
+                &b"abc"[..],
+                std::io::sink(),
+                &mut OsRng,
+                &mut |_| {},
+            )
+            .unwrap();
+            r.add_package(&v, &h, "00", &k).unwrap();
+            (h, k)
+        };
+        let (h1, k1) = pack();
+        let (h2, _) = pack();
+        let got = r.content_key(&v, &h1.document_id()).unwrap().unwrap();
+        assert_eq!(got.as_bytes(), k1.as_bytes());
+        let row = r.package(&h1.document_id()).unwrap().unwrap();
+        assert!(!row.wrapped_key.windows(32).any(|w| w == k1.as_bytes()));
+        // Another vendor cannot unwrap it.
+        let w = VendorSecret::generate("Other", false, &mut OsRng).unwrap();
+        assert!(r.content_key(&w, &h1.document_id()).is_err());
+        // A wrapped key moved to another document's row does not unwrap.
+        r.conn
+            .execute(
+                "UPDATE packages SET wrapped_key = ?1 WHERE document_id = ?2",
+                params![row.wrapped_key, h2.document_id().to_hex()],
+            )
+            .unwrap();
+        assert!(r.content_key(&v, &h2.document_id()).is_err());
+        assert!(
+            r.content_key(&v, &tally_core::package::DocumentId([0; 16]))
+                .unwrap()
+                .is_none()
+        );
+    }
 }
