@@ -17,6 +17,7 @@ pub mod nonce;
 pub mod package;
 pub mod policy;
 pub mod trail;
+pub mod validation;
 pub mod vendor;
 
 pub use card::{

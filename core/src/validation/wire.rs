@@ -1,0 +1,408 @@
+//! The two messages of Figures 3 and 4, byte for byte (integers big-endian).
+//!
+//! ```text
+//! VAL_REQ plaintext (REQUEST_LEN = 170 bytes)
+//!   version u8 = 1 · variant u8 (1–7) · UI 16 · ICV 32 · PSI u64 · VSSI u64 ·
+//!   DT i64 (the copy's clock, Unix s) · VSI 32 (fingerprint of the server key) ·
+//!   IV 32 · viewer ICV 32
+//! VAL_REQ envelope (ENVELOPE_LEN = 260 bytes)
+//!   "TALLYVRQ" · version u8 = 1 · ephemeral P-256 key 65 (SEC1) ·
+//!   AES-256-GCM(plaintext) 170 + tag 16; associated data: the 74 header bytes
+//! VAL_OK / refusal (VERDICT_LEN = 218 bytes)
+//!   "TALLYVOK" · version u8 = 1 · status u8 · UI 16 · PSI u64 · VSSI u64 ·
+//!   DT i64 (server time) · VSI 32 · IV 32 (the next IV; zero in a refusal) ·
+//!   expires i64 · request 32 (hash of the VAL_REQ plaintext answered) ·
+//!   signature 64 (ECDSA P-256 low-S over "tally/val-ok/v1\0" ‖ the 154 bytes before it)
+//! ```
+
+use super::ValidationError;
+use crate::crypto::{self, Hash, PublicKey, Signature};
+use crate::icv::{IV_LEN, Icv, IcvVariant, Iv, UI_LEN, Ui};
+use rand_core::CryptoRngCore;
+use std::fmt;
+
+/// Bytes of a VAL_REQ plaintext.
+pub const REQUEST_LEN: usize = 2 + UI_LEN + 32 + 8 + 8 + 8 + 32 + IV_LEN + 32;
+const ENVELOPE_MAGIC: &[u8; 8] = b"TALLYVRQ";
+const HEADER_LEN: usize = 8 + 1 + 65;
+/// Bytes of an encrypted VAL_REQ.
+pub const ENVELOPE_LEN: usize = HEADER_LEN + REQUEST_LEN + 16;
+const VERDICT_MAGIC: &[u8; 8] = b"TALLYVOK";
+const VERDICT_BODY_LEN: usize = 8 + 1 + 1 + UI_LEN + 8 + 8 + 8 + 32 + IV_LEN + 8 + 32;
+/// Bytes of a signed VAL_OK or refusal.
+pub const VERDICT_LEN: usize = VERDICT_BODY_LEN + 64;
+const VERSION: u8 = 1;
+const ECIES_INFO: &[u8] = b"tally/val-req/ecies/v1";
+const SIGN_DOMAIN: &[u8] = b"tally/val-ok/v1\0";
+
+/// A decrypted validation request (Figure 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValReq {
+    /// The ICV variant the copy used.
+    pub variant: IcvVariant,
+    /// Unique identifier of the copy (its current, rolled value).
+    pub ui: Ui,
+    /// ICV of `package ‖ UI`.
+    pub icv: Icv,
+    /// Program sequence identifier.
+    pub psi: u64,
+    /// Validation server sequence identifier of the last ticket the copy accepted.
+    pub vssi: u64,
+    /// Date and time of this validation on the copy's clock (Unix seconds).
+    pub dt: i64,
+    /// Validation server identifier: the fingerprint of the server key the copy trusts.
+    pub vsi: Hash,
+    /// The initialisation value used in the ICV.
+    pub iv: Iv,
+    /// ICV of the viewer executable.
+    pub viewer_icv: Icv,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        // Callers check the total length first, so this never runs past the end.
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.bytes[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_be_bytes(self.take())
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take())
+    }
+}
+
+fn exact(what: &'static str, bytes: &[u8], expected: usize) -> Result<(), ValidationError> {
+    if bytes.len() != expected {
+        return Err(ValidationError::Length {
+            what,
+            expected,
+            actual: bytes.len(),
+        });
+    }
+    Ok(())
+}
+
+impl ValReq {
+    /// The plaintext bytes.
+    pub fn encode(&self) -> [u8; REQUEST_LEN] {
+        let mut v = Vec::with_capacity(REQUEST_LEN);
+        v.push(VERSION);
+        v.push(self.variant.number());
+        v.extend_from_slice(&self.ui.0);
+        v.extend_from_slice(&self.icv.0);
+        v.extend_from_slice(&self.psi.to_be_bytes());
+        v.extend_from_slice(&self.vssi.to_be_bytes());
+        v.extend_from_slice(&self.dt.to_be_bytes());
+        v.extend_from_slice(&self.vsi);
+        v.extend_from_slice(&self.iv.0);
+        v.extend_from_slice(&self.viewer_icv.0);
+        let mut out = [0u8; REQUEST_LEN];
+        out.copy_from_slice(&v);
+        out
+    }
+
+    /// Parses exactly [`REQUEST_LEN`] plaintext bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ValidationError> {
+        exact("VAL_REQ", bytes, REQUEST_LEN)?;
+        let mut r = Reader { bytes, at: 0 };
+        let version = r.u8();
+        if version != VERSION {
+            return Err(ValidationError::UnsupportedVersion {
+                what: "VAL_REQ",
+                version,
+            });
+        }
+        let variant = IcvVariant::from_number(r.u8())
+            .ok_or(ValidationError::BadField("VAL_REQ: ICV variant is not 1–7"))?;
+        Ok(Self {
+            variant,
+            ui: Ui(r.take()),
+            icv: Icv(r.take()),
+            psi: r.u64(),
+            vssi: r.u64(),
+            dt: r.i64(),
+            vsi: r.take(),
+            iv: Iv(r.take()),
+            viewer_icv: Icv(r.take()),
+        })
+    }
+
+    /// Encrypts the request to `server` (ECIES, see the module docs).
+    pub fn seal(&self, server: &PublicKey, rng: &mut impl CryptoRngCore) -> Vec<u8> {
+        let eph = p256::ecdh::EphemeralSecret::random(rng);
+        let eph_pub =
+            PublicKey::from_verifying_key(&p256::ecdsa::VerifyingKey::from(eph.public_key()));
+        let shared = eph.diffie_hellman(&p256::PublicKey::from(server.verifying_key()));
+        let mut header = Vec::with_capacity(ENVELOPE_LEN);
+        header.extend_from_slice(ENVELOPE_MAGIC);
+        header.push(VERSION);
+        header.extend_from_slice(eph_pub.as_bytes());
+        let m = ecies_key(shared.raw_secret_bytes(), &eph_pub, server);
+        let plain = zeroize::Zeroizing::new(self.encode());
+        // AES-GCM on 170 bytes with a valid key cannot fail.
+        let sealed = crate::keyfile::aead_seal(&m, &header, &plain[..]).unwrap_or_default();
+        header.extend_from_slice(&sealed);
+        header
+    }
+}
+
+fn ecies_key(shared: &[u8], eph: &PublicKey, server: &PublicKey) -> zeroize::Zeroizing<[u8; 44]> {
+    let mut salt = Vec::with_capacity(130);
+    salt.extend_from_slice(eph.as_bytes());
+    salt.extend_from_slice(server.as_bytes());
+    crate::keyfile::derive(shared, &salt, ECIES_INFO)
+}
+
+/// Opens an envelope with the server's ECDH secret; returns the request and the hash of
+/// its plaintext (what the answer must carry).
+pub(super) fn open_envelope(
+    secret: &p256::SecretKey,
+    server: &PublicKey,
+    bytes: &[u8],
+) -> Result<(ValReq, Hash), ValidationError> {
+    exact("encrypted VAL_REQ", bytes, ENVELOPE_LEN)?;
+    if &bytes[..8] != ENVELOPE_MAGIC {
+        return Err(ValidationError::BadMagic("encrypted VAL_REQ"));
+    }
+    if bytes[8] != VERSION {
+        return Err(ValidationError::UnsupportedVersion {
+            what: "encrypted VAL_REQ",
+            version: bytes[8],
+        });
+    }
+    let eph = PublicKey::from_sec1(&bytes[9..HEADER_LEN]).map_err(|_| {
+        ValidationError::BadField("encrypted VAL_REQ: ephemeral key is not a P-256 point")
+    })?;
+    let shared = p256::ecdh::diffie_hellman(
+        secret.to_nonzero_scalar(),
+        p256::PublicKey::from(eph.verifying_key()).as_affine(),
+    );
+    let m = ecies_key(shared.raw_secret_bytes(), &eph, server);
+    let plain = crate::keyfile::aead_open(&m, &bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
+        .map_err(|_| ValidationError::Decrypt)?;
+    let req = ValReq::parse(&plain)?;
+    Ok((req, request_hash(&plain)))
+}
+
+/// The hash a ticket carries to name the request it answers.
+pub fn request_hash(plain: &[u8]) -> Hash {
+    crypto::tagged_hash(b"tally/val-req/hash/v1", &[plain])
+}
+
+/// What the server says (the status byte of a verdict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// VAL_OK: validated.
+    Ok,
+    /// The copy was revoked by the publisher (T23).
+    Revoked,
+    /// An old UI was presented again: the copy was cloned; it is now revoked (T15).
+    Clone,
+    /// The viewer executable is not a registered release build.
+    ModifiedViewer,
+    /// No copy has this UI.
+    UnknownCopy,
+    /// The ICV does not match the package and UI: the copy was modified.
+    IcvMismatch,
+    /// A PSI not above the last one, or a stale VSSI/IV: a replayed request (T17).
+    Replay,
+    /// A PSI far beyond the last one: refused and not adopted (T19).
+    SequenceJump,
+    /// The request names another validation server.
+    WrongServer,
+    /// The server does not accept this ICV variant.
+    VariantRefused,
+}
+
+impl Status {
+    const ALL: [Status; 10] = [
+        Self::Ok,
+        Self::Revoked,
+        Self::Clone,
+        Self::ModifiedViewer,
+        Self::UnknownCopy,
+        Self::IcvMismatch,
+        Self::Replay,
+        Self::SequenceJump,
+        Self::WrongServer,
+        Self::VariantRefused,
+    ];
+
+    /// Its byte.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Revoked => 1,
+            Self::Clone => 2,
+            Self::ModifiedViewer => 3,
+            Self::UnknownCopy => 4,
+            Self::IcvMismatch => 5,
+            Self::Replay => 6,
+            Self::SequenceJump => 7,
+            Self::WrongServer => 8,
+            Self::VariantRefused => 9,
+        }
+    }
+
+    /// From its byte.
+    pub fn from_code(c: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(c)).copied()
+    }
+
+    /// A short machine-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Revoked => "revoked",
+            Self::Clone => "clone",
+            Self::ModifiedViewer => "modified-viewer",
+            Self::UnknownCopy => "unknown-copy",
+            Self::IcvMismatch => "icv-mismatch",
+            Self::Replay => "replay",
+            Self::SequenceJump => "sequence-jump",
+            Self::WrongServer => "wrong-server",
+            Self::VariantRefused => "variant-refused",
+        }
+    }
+
+    /// Whether the copy must stop until a later VAL_OK (every refusal except those about
+    /// one request's sequence numbers or parameters, which a retry may fix).
+    pub fn stops_the_copy(self) -> bool {
+        matches!(
+            self,
+            Self::Revoked
+                | Self::Clone
+                | Self::ModifiedViewer
+                | Self::UnknownCopy
+                | Self::IcvMismatch
+        )
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ok => "validated",
+            Self::Revoked => "this copy was revoked by the publisher",
+            Self::Clone => {
+                "an earlier identifier of this copy was presented again: the copy was cloned and is now revoked"
+            }
+            Self::ModifiedViewer => {
+                "the viewer program is not a registered release build (it was modified)"
+            }
+            Self::UnknownCopy => "the validation server does not know this copy",
+            Self::IcvMismatch => {
+                "the integrity check value does not match the package: the copy was modified"
+            }
+            Self::Replay => "the request repeats an old sequence number (a replay)",
+            Self::SequenceJump => "the request's sequence number jumps too far ahead",
+            Self::WrongServer => "the request is addressed to another validation server",
+            Self::VariantRefused => "the server does not accept this ICV variant",
+        })
+    }
+}
+
+/// A VAL_OK ticket or a signed refusal (Figure 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// OK or why not.
+    pub status: Status,
+    /// The UI the request presented.
+    pub ui: Ui,
+    /// The request's PSI.
+    pub psi: u64,
+    /// The server's sequence for this copy (new in a VAL_OK).
+    pub vssi: u64,
+    /// The server's date and time (Unix seconds).
+    pub dt: i64,
+    /// The server key's fingerprint.
+    pub vsi: Hash,
+    /// The IV for the copy's next validation (zero in a refusal).
+    pub iv: Iv,
+    /// Until when the ticket stands (Unix seconds; = `dt` in a refusal).
+    pub expires: i64,
+    /// The hash of the VAL_REQ plaintext answered.
+    pub request: Hash,
+}
+
+impl Verdict {
+    /// The signed part.
+    pub fn body(&self) -> [u8; VERDICT_BODY_LEN] {
+        let mut v = Vec::with_capacity(VERDICT_BODY_LEN);
+        v.extend_from_slice(VERDICT_MAGIC);
+        v.push(VERSION);
+        v.push(self.status.code());
+        v.extend_from_slice(&self.ui.0);
+        v.extend_from_slice(&self.psi.to_be_bytes());
+        v.extend_from_slice(&self.vssi.to_be_bytes());
+        v.extend_from_slice(&self.dt.to_be_bytes());
+        v.extend_from_slice(&self.vsi);
+        v.extend_from_slice(&self.iv.0);
+        v.extend_from_slice(&self.expires.to_be_bytes());
+        v.extend_from_slice(&self.request);
+        let mut out = [0u8; VERDICT_BODY_LEN];
+        out.copy_from_slice(&v);
+        out
+    }
+
+    /// The message the server signs.
+    pub(super) fn signed_message(body: &[u8]) -> Vec<u8> {
+        let mut m = SIGN_DOMAIN.to_vec();
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// Parses a verdict and verifies its signature under `server`; nothing is believed
+    /// before the signature verifies.
+    pub fn open(bytes: &[u8], server: &PublicKey) -> Result<Self, ValidationError> {
+        exact("VAL_OK", bytes, VERDICT_LEN)?;
+        let (body, sig) = bytes.split_at(VERDICT_BODY_LEN);
+        if &body[..8] != VERDICT_MAGIC {
+            return Err(ValidationError::BadMagic("VAL_OK"));
+        }
+        let sig = Signature::from_slice(sig).ok_or(ValidationError::BadSignature)?;
+        if !crypto::default_verifier().verify(server, &Self::signed_message(body), &sig) {
+            return Err(ValidationError::BadSignature);
+        }
+        let mut r = Reader { bytes: body, at: 8 };
+        let version = r.u8();
+        if version != VERSION {
+            return Err(ValidationError::UnsupportedVersion {
+                what: "VAL_OK",
+                version,
+            });
+        }
+        let status =
+            Status::from_code(r.u8()).ok_or(ValidationError::BadField("VAL_OK: unknown status"))?;
+        let v = Self {
+            status,
+            ui: Ui(r.take()),
+            psi: r.u64(),
+            vssi: r.u64(),
+            dt: r.i64(),
+            vsi: r.take(),
+            iv: Iv(r.take()),
+            expires: r.i64(),
+            request: r.take(),
+        };
+        if v.vsi != server.fingerprint() {
+            return Err(ValidationError::WrongServer);
+        }
+        if v.expires < v.dt {
+            return Err(ValidationError::TicketDates);
+        }
+        Ok(v)
+    }
+}
