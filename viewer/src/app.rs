@@ -247,6 +247,22 @@ impl Reader {
         }
     }
 
+    /// True when nothing is in flight: the page asked for and every thumbnail asked for
+    /// have arrived and no charge is being recorded (tests wait for this before a snapshot).
+    pub fn settled(&self) -> bool {
+        let page_ok = match self.requested {
+            Some((i, w)) => self.pages.get(&i).is_some_and(|(pw, _)| *pw == w),
+            None => !self.session.page_shown() || self.load_error.is_some(),
+        };
+        self.doc.is_some()
+            && page_ok
+            && self
+                .thumbs_requested
+                .iter()
+                .all(|i| self.thumbs.contains_key(i))
+            && !self.session.busy()
+    }
+
     /// The texture for a page, at whatever width is available.
     pub fn page_texture(&self, index: usize) -> Option<&TextureHandle> {
         self.pages.get(&index).map(|(_, t)| t)

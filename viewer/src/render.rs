@@ -244,11 +244,7 @@ impl Renderer {
 
     /// The next reply, if one is ready (never blocks).
     pub fn try_recv(&self) -> Option<Reply> {
-        match self.rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 
     /// Waits for the next reply (for tests, benchmarks and headless use only).

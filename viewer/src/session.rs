@@ -8,7 +8,7 @@
 //! time unit while the window is focused and a page is shown, and every opening and
 //! print is a record of its own. A page is only shown once its view is paid for.
 
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tally_core::policy::{Decision, Reason, Remaining, Rights};
@@ -157,10 +157,7 @@ impl MeterWorker {
     }
 
     fn try_recv(&self) -> Option<MeterEvent> {
-        match self.rx.try_recv() {
-            Ok(e) => Some(e),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 }
 

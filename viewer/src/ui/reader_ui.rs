@@ -48,7 +48,7 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
         }
         ui.separator();
         if ui
-            .add_enabled(reading && cur > 0, egui::Button::new("⬅ Previous"))
+            .add_enabled(reading && cur > 0, egui::Button::new("Previous"))
             .on_hover_text("Previous page (Left, Page Up)")
             .clicked()
         {
@@ -72,7 +72,7 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
         }
         ui.label(format!("of {n}"));
         if ui
-            .add_enabled(reading && cur + 1 < n, egui::Button::new("Next ➡"))
+            .add_enabled(reading && cur + 1 < n, egui::Button::new("Next"))
             .on_hover_text("Next page (Right, Page Down, Space)")
             .clicked()
         {
@@ -132,7 +132,7 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
     });
 }
 
-fn left_text(rem: Option<&Remaining>, prepaid: u32) -> Vec<String> {
+fn left_text(rem: Option<&Remaining>, prepaid: u32, can_print: bool) -> Vec<String> {
     let mut parts = Vec::new();
     let Some(rem) = rem else {
         return parts;
@@ -167,7 +167,7 @@ fn left_text(rem: Option<&Remaining>, prepaid: u32) -> Vec<String> {
             )
         });
     }
-    if let Some(p) = rem.prints {
+    if let Some(p) = rem.prints.filter(|_| can_print) {
         parts.push(format!("Prints left: {p}"));
     }
     if parts.is_empty() {
@@ -179,11 +179,15 @@ fn left_text(rem: Option<&Remaining>, prepaid: u32) -> Vec<String> {
 fn status_bar(r: &mut Reader, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         let n = r.session.page_count();
-        ui.label(format!("Page {} of {n}", r.session.current() + 1));
+        ui.label(format!("Showing page {} of {n}", r.session.current() + 1));
         ui.separator();
         match r.session.mode() {
             Mode::Reading => {
-                for part in left_text(r.session.remaining(), r.session.prepaid_views()) {
+                for part in left_text(
+                    r.session.remaining(),
+                    r.session.prepaid_views(),
+                    r.session.info().rights.print,
+                ) {
                     ui.label(part);
                     ui.separator();
                 }

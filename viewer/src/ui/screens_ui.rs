@@ -122,7 +122,7 @@ pub(super) fn problem(app: &mut ReaderApp, ui: &mut egui::Ui) {
     let mut other = false;
     centered(ui, |ui| {
         ui.label(
-            RichText::new("⚠")
+            RichText::new("!")
                 .size(40.0)
                 .color(Color32::from_rgb(190, 90, 0)),
         );
@@ -131,6 +131,14 @@ pub(super) fn problem(app: &mut ReaderApp, ui: &mut egui::Ui) {
         ui.label(RichText::new(body).size(15.0));
         ui.add_space(6.0);
         ui.label(RichText::new(action).size(15.0).strong());
+        if let Problem::TrailInvalid(what) = &p {
+            ui.add_space(6.0);
+            ui.label(
+                RichText::new(format!("What failed: {what}"))
+                    .size(14.0)
+                    .color(Color32::DARK_RED),
+            );
+        }
         ui.add_space(12.0);
         ui.horizontal(|ui| {
             if ui.button("Try again").clicked() {
@@ -223,7 +231,7 @@ fn browse(app: &mut ReaderApp, ui: &mut egui::Ui) {
         .max_height(260.0)
         .show(ui, |ui| {
             if let Some(parent) = app.dialog.dir.parent().map(|p| p.to_path_buf())
-                && ui.button("⬆ Up one folder").clicked()
+                && ui.button("Up one folder").clicked()
             {
                 app.dialog.dir = parent;
             }
@@ -233,7 +241,7 @@ fn browse(app: &mut ReaderApp, ui: &mut egui::Ui) {
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
                 if is_dir {
-                    if ui.button(format!("📁 {name}")).clicked() {
+                    if ui.button(format!("{name}/")).clicked() {
                         app.dialog.dir = p;
                     }
                 } else {

@@ -1,0 +1,379 @@
+//! UI tests of the reader window with egui_kittest on an emulated card: the real opening
+//! checks, real pdfium rendering, real card signatures on a real trail file. They press
+//! keys like a reader and assert the records that reached the trail.
+//!
+//! Snapshots live in `viewer/tests/snapshots/`; they are made and checked on one
+//! renderer (`WGPU_BACKEND=vulkan`, lavapipe, see scripts/env.sh). No snapshot shows a
+//! date: the licences here have no date limit.
+
+// Setup helpers outside #[test] fns: a failed setup should stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
+use egui::Key;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
+use rand_core::OsRng;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::home::{CardSpec, Home};
+use tally_core::keyfile::{Cis, Keyfile};
+use tally_core::package::{PackOptions, seal_package};
+use tally_core::policy::{Limits, Rights, SystemClock};
+use tally_core::trail::{Body, LicenceId, Trail, Usage};
+use tally_core::vendor::VendorSecret;
+use tally_core::{CardIdentity, PublicKey};
+use tally_viewer::app::{InputsFactory, ReaderApp, Screen};
+use tally_viewer::meter::OpenInputs;
+use tally_viewer::session::{Mode, Problem};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    home: Home,
+    identity: CardIdentity,
+    vendor: VendorSecret,
+    package: PathBuf,
+    keyfile: PathBuf,
+    licence: LicenceId,
+}
+
+fn sample_pdf() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
+        .expect("samples/sample.pdf")
+}
+
+fn identity_of(state: &CardState) -> CardIdentity {
+    CardIdentity {
+        serial: state.serial,
+        public_key: PublicKey::from_verifying_key(state.key.verifying_key()),
+        origin: state.origin,
+    }
+}
+
+/// A home with a fresh emulated card, a package of the sample PDF, and a keyfile with
+/// `limits` issued to that card by a fresh vendor.
+fn fixture(limits: Limits) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::new(dir.path().join("home"));
+    let card = CardState::generate(&mut OsRng, 500, "test card");
+    EmulatedCard::create(home.card_path(), &card).unwrap();
+    let identity = identity_of(&card);
+    let vendor = VendorSecret::generate("Test Publisher", false, &mut OsRng).unwrap();
+    let pdf = sample_pdf();
+    let mut pkg = Vec::new();
+    let (header, key) = seal_package(
+        &vendor,
+        &PackOptions::new("Sonnets", 7),
+        pdf.len() as u64,
+        &pdf[..],
+        &mut pkg,
+        &mut OsRng,
+        &mut |_| {},
+    )
+    .unwrap();
+    let package = dir.path().join("doc.tly");
+    std::fs::write(&package, pkg).unwrap();
+    let licence = LicenceId([7; 16]);
+    let cis = Cis {
+        licence,
+        document: header.document_id(),
+        card: identity.clone(),
+        customer_name: "Ada Reader".into(),
+        content_key: key,
+        limits,
+        allow_emulated_card: true,
+        server: None,
+        issued_at: time::macros::datetime!(2026-01-01 00:00:00 UTC),
+    };
+    let kf = Keyfile::issue(&vendor, &cis, &mut OsRng).unwrap();
+    let keyfile = dir.path().join("doc.tkey");
+    std::fs::write(&keyfile, kf).unwrap();
+    Fixture {
+        _dir: dir,
+        home,
+        identity,
+        vendor,
+        package,
+        keyfile,
+        licence,
+    }
+}
+
+fn limits(pages: Option<u64>) -> Limits {
+    Limits {
+        pages,
+        minutes: Some(600),
+        opens: Some(20),
+        rights: Rights {
+            print: false,
+            copy: true,
+        },
+        ..Limits::default()
+    }
+}
+
+impl Fixture {
+    fn factory(&self, trust: bool) -> InputsFactory {
+        let home = self.home.clone();
+        let trusted = if trust {
+            vec![self.vendor.public().clone()]
+        } else {
+            vec![]
+        };
+        Box::new(move |package, keyfile| OpenInputs {
+            package,
+            keyfile,
+            home: home.clone(),
+            card: CardSpec::Emulated(None),
+            trusted: trusted.clone(),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    fn harness(&self, trust: bool) -> Harness<'static, ReaderApp> {
+        let factory = self.factory(trust);
+        let home = self.home.root().to_path_buf();
+        let initial = Some((self.package.clone(), self.keyfile.clone()));
+        Harness::builder()
+            .with_size([900.0, 600.0])
+            .build_eframe(move |cc| {
+                ReaderApp::new(&cc.egui_ctx, Some(factory), Some(&home), initial)
+            })
+    }
+
+    /// This licence's records on the trail, verified offline.
+    fn usages(&self) -> Vec<Usage> {
+        let mut t = Trail::open(self.home.trail_path(&self.identity.serial), &self.identity)
+            .expect("trail opens");
+        t.verify_offline().expect("trail verifies");
+        t.verified_bodies()
+            .map(|(_, b): (u64, Body)| b.usage)
+            .filter(|u| u.licence() == Some(self.licence))
+            .collect()
+    }
+
+    fn count(&self, f: impl Fn(&Usage) -> bool) -> usize {
+        self.usages().iter().filter(|u| f(u)).count()
+    }
+}
+
+/// Steps the UI (without waiting on it) until `done`, then lets it draw twice more.
+fn settle(h: &mut Harness<'static, ReaderApp>, what: &str, done: impl Fn(&ReaderApp) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if done(h.state()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    h.step();
+    h.step();
+}
+
+fn reading_settled(a: &ReaderApp) -> bool {
+    a.reader().is_some_and(|r| r.settled())
+}
+
+fn problem_of(a: &ReaderApp) -> Option<Problem> {
+    match &a.screen {
+        Screen::Problem(p) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn reading_view_turns_pages_and_meters_them() {
+    let f = fixture(limits(Some(1000)));
+    let mut h = f.harness(true);
+    settle(&mut h, "the first page", reading_settled);
+    h.snapshot("reading_view");
+    // Open, one block of pages and the first time unit reached the trail.
+    assert_eq!(f.count(|u| matches!(u, Usage::Open { .. })), 1);
+    assert_eq!(
+        f.usages()
+            .iter()
+            .filter_map(|u| match u {
+                Usage::Pages { first, count, .. } => Some((*first, *count)),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        vec![(1, 10)]
+    );
+    assert_eq!(f.count(|u| matches!(u, Usage::Time { seconds: 60, .. })), 1);
+
+    for _ in 0..3 {
+        h.key_press(Key::ArrowRight);
+        h.step();
+    }
+    h.key_press(Key::End);
+    h.step();
+    h.key_press(Key::PageUp);
+    settle(&mut h, "page 6", |a| {
+        reading_settled(a) && a.reader().is_some_and(|r| r.session.current() == 5)
+    });
+    h.get_by_label("Page 6 of 7");
+    // All six views came out of the first prepaid block: still one page record.
+    assert_eq!(f.count(|u| matches!(u, Usage::Pages { .. })), 1);
+    let r = h.state().reader().expect("reading");
+    assert_eq!(r.session.prepaid_views(), 10 - 6);
+    h.snapshot("status_bar_after_pages");
+
+    // Home goes back to the cover; a click on "Next" turns the page.
+    h.key_press(Key::Home);
+    h.step();
+    h.get_by_label("Next").click();
+    settle(&mut h, "page 2", |a| {
+        reading_settled(a) && a.reader().is_some_and(|r| r.session.current() == 1)
+    });
+    assert_eq!(h.state().reader().unwrap().session.prepaid_views(), 2);
+}
+
+#[test]
+fn used_up_rental_falls_back_to_the_cover() {
+    let f = fixture(limits(Some(3)));
+    let mut h = f.harness(true);
+    settle(&mut h, "the first page", reading_settled);
+    for _ in 0..4 {
+        h.key_press(Key::ArrowRight);
+        h.step();
+    }
+    settle(&mut h, "limited mode", |a| {
+        a.reader()
+            .is_some_and(|r| matches!(r.session.mode(), Mode::Limited(_)) && r.settled())
+    });
+    h.get_by_label("Your rental has been used up");
+    h.snapshot("rental_used_up");
+    // Three views were prepaid (capped at what was left) and nothing more was charged.
+    assert_eq!(
+        f.count(|u| matches!(u, Usage::Pages { count: 3, .. })),
+        1,
+        "{:?}",
+        f.usages()
+    );
+    assert_eq!(f.count(|u| matches!(u, Usage::Pages { .. })), 1);
+    let r = h.state().reader().unwrap();
+    assert_eq!(r.session.current(), 0, "only the cover is shown");
+
+    // Opening again: limited from the start, and no open record is written.
+    drop(h);
+    let opens = f.count(|u| matches!(u, Usage::Open { .. }));
+    let mut h = f.harness(true);
+    settle(&mut h, "limited mode", |a| {
+        a.reader()
+            .is_some_and(|r| matches!(r.session.mode(), Mode::Limited(_)) && r.settled())
+    });
+    assert_eq!(f.count(|u| matches!(u, Usage::Open { .. })), opens);
+    h.key_press(Key::ArrowRight);
+    h.step();
+    assert_eq!(h.state().reader().unwrap().session.current(), 0);
+}
+
+#[test]
+fn tampered_trail_is_refused_with_the_check_named() {
+    let f = fixture(limits(None));
+    {
+        let mut h = f.harness(true);
+        settle(&mut h, "the first page", reading_settled);
+    }
+    let before = f.usages().len();
+    assert!(before >= 3);
+    // Delete a middle record: cut its frame out of the file.
+    let path = f.home.trail_path(&f.identity.serial);
+    let mut t = Trail::open(&path, &f.identity).unwrap();
+    t.verify_offline().unwrap();
+    let records = t.records().to_vec();
+    drop(t);
+    let bytes = std::fs::read(&path).unwrap();
+    let frame = tally_core::trail::file::encode_frame(&records[2]);
+    let at = bytes
+        .windows(frame.len())
+        .position(|w| w == frame.as_slice())
+        .expect("frame in file");
+    let mut cut = bytes[..at].to_vec();
+    cut.extend_from_slice(&bytes[at + frame.len()..]);
+    std::fs::write(&path, cut).unwrap();
+
+    let mut h = f.harness(true);
+    settle(&mut h, "the problem screen", |a| problem_of(a).is_some());
+    let p = problem_of(h.state()).unwrap();
+    assert!(
+        matches!(&p, Problem::TrailInvalid(s) if s.contains("gap at record 2")),
+        "{p:?}"
+    );
+    h.get_by_label("Your usage record has been changed or damaged");
+    h.snapshot("trail_invalid");
+}
+
+#[test]
+fn wrong_card_is_refused_and_nothing_is_charged() {
+    let f = fixture(limits(None));
+    // Another card in the reader's home.
+    std::fs::remove_file(f.home.card_path()).unwrap();
+    let other = CardState::generate(&mut OsRng, 0, "someone else's card");
+    EmulatedCard::create(f.home.card_path(), &other).unwrap();
+    let mut h = f.harness(true);
+    settle(&mut h, "the problem screen", |a| problem_of(a).is_some());
+    assert!(matches!(problem_of(h.state()), Some(Problem::WrongCard(_))));
+    h.get_by_label("This is not the card for this rental");
+    h.snapshot("wrong_card");
+    assert!(!f.home.trail_path(&f.identity.serial).exists());
+    assert!(!f.home.trail_path(&other.serial).exists());
+}
+
+#[test]
+fn edited_keyfile_is_refused() {
+    let f = fixture(limits(None));
+    let mut kf = std::fs::read(&f.keyfile).unwrap();
+    let mid = kf.len() / 2;
+    kf[mid] ^= 0x01;
+    std::fs::write(&f.keyfile, kf).unwrap();
+    let mut h = f.harness(true);
+    settle(&mut h, "the problem screen", |a| problem_of(a).is_some());
+    assert!(
+        matches!(problem_of(h.state()), Some(Problem::KeyfileInvalid(_))),
+        "{:?}",
+        problem_of(h.state())
+    );
+    h.get_by_label("The licence file is damaged");
+    h.snapshot("keyfile_invalid");
+    assert!(!f.home.trail_path(&f.identity.serial).exists());
+}
+
+#[test]
+fn untrusted_publisher_is_refused() {
+    let f = fixture(limits(None));
+    let mut h = f.harness(false);
+    settle(&mut h, "the problem screen", |a| problem_of(a).is_some());
+    assert!(matches!(
+        problem_of(h.state()),
+        Some(Problem::UntrustedVendor(_))
+    ));
+    h.get_by_label("This licence is from a publisher you have not trusted");
+    h.snapshot("untrusted_vendor");
+    assert!(!f.home.trail_path(&f.identity.serial).exists());
+}
+
+#[test]
+fn copy_is_refused_without_the_right() {
+    let mut l = limits(None);
+    l.rights.copy = false;
+    let f = fixture(l);
+    let mut h = f.harness(true);
+    settle(&mut h, "the first page", reading_settled);
+    let copy = h.get_by_label("Copy text");
+    assert!(copy.accesskit_node().is_disabled());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::C);
+    h.step();
+    assert!(h.output().platform_output.commands.is_empty());
+    assert_eq!(
+        h.state().reader().unwrap().notice.as_deref(),
+        Some("This rental does not allow copying text.")
+    );
+}
