@@ -39,4 +39,13 @@ pub enum Command {
     Trace(commands::trace::TraceArgs),
     /// Verify a customer's trail and report use per licence, for billing ([0041], [0104]).
     Audit(commands::audit::AuditArgs),
+    /// Run the validation server (WO 98/33296): VAL_REQ in, signed VAL_OK out.
+    Serve(commands::serve::ServeArgs),
+    /// Revoke a copy or every copy of a customer: refused at its next validation.
+    Revoke(commands::revoke::RevokeArgs),
+    /// List issued copies: status, flags, validations (time, date, frequency).
+    Copies(commands::copies::CopiesArgs),
+    /// Register released viewer builds (their ICVs).
+    #[command(subcommand)]
+    Viewer(commands::viewer::ViewerCommand),
 }

@@ -10,6 +10,7 @@ mod commands;
 mod password;
 mod pdf;
 mod registry;
+mod server;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "issued keyfiles",
         sql: crate::commands::issue::MIGRATION_SQL,
     },
+    Migration {
+        version: 3,
+        name: "validation server: copies, retired UIs, validations, viewer builds",
+        sql: crate::server::db::MIGRATION_SQL,
+    },
 ];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.
@@ -139,7 +144,12 @@ impl Registry {
 
     /// Opens (creating if needed) and migrates the registry of `vendor_dir`.
     pub fn open(vendor_dir: &Path) -> Result<Self> {
-        let path = Self::path(vendor_dir);
+        Self::open_file(&Self::path(vendor_dir))
+    }
+
+    /// Opens (creating if needed) and migrates the registry at `path` (`serve --db`).
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
         let conn = Connection::open(&path)
             .with_context(|| format!("opening registry {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;

@@ -65,6 +65,13 @@ pub struct IssueArgs {
     /// Accept an emulated (software) card, e.g. for demos.
     #[arg(long)]
     pub allow_emulated_card: bool,
+    /// The validation server this copy reports to (`tally-pack serve`); its key, derived
+    /// from the vendor secret, goes into the keyfile with the URL.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Days between required online validations (needs `--server`).
+    #[arg(long, value_name = "DAYS", requires = "server")]
+    pub require_online_every: Option<u16>,
 }
 
 /// Extra schema for issued keyfiles (migration 2 of the registry).
@@ -235,8 +242,16 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         content_key,
         limits,
         allow_emulated_card: args.allow_emulated_card,
-        // Filled by the validation-server work; keyfiles issued here are offline-only.
-        server: None,
+        server: match &args.server {
+            Some(url) => Some(tally_core::keyfile::ServerInfo {
+                url: url.clone(),
+                public_key: tally_core::validation::ServerSecret::derive(&vendor)?
+                    .public()
+                    .clone(),
+                require_online_every_days: args.require_online_every,
+            }),
+            None => None,
+        },
         issued_at,
     };
     let bytes =

@@ -4,12 +4,16 @@
 //! Adding a subcommand: a variant in `cli::Command`, a file here, an arm in [`run`].
 
 pub mod audit;
+pub mod copies;
 pub mod customer;
 pub mod inspect;
 pub mod issue;
 pub mod pack;
+pub mod revoke;
+pub mod serve;
 pub mod trace;
 pub mod vendor;
+pub mod viewer;
 
 use crate::cli::{Cli, Command};
 use crate::registry::Registry;
@@ -32,6 +36,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Issue(a) => issue::run(&ctx, a),
         Command::Trace(a) => trace::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
+        Command::Serve(a) => serve::run_serve(&ctx, a),
+        Command::Revoke(a) => revoke::run(&ctx, a),
+        Command::Copies(a) => copies::run(&ctx, a),
+        Command::Viewer(c) => viewer::run(&ctx, c),
     }
 }
 

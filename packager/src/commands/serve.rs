@@ -1,0 +1,74 @@
+//! `tally-pack serve`: the validation server of WO 98/33296 (see `crate::server`).
+
+use super::Ctx;
+use crate::server::{Config, run};
+use anyhow::{Result, bail};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tally_core::icv::IcvVariant;
+use tally_core::policy::SystemClock;
+use tally_core::validation::ServerSecret;
+
+/// Arguments of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8680")]
+    pub listen: String,
+    /// The database (default: the vendor folder's registry, shared with `issue`,
+    /// `revoke` and `copies`).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// A folder holding the packages, to compute ICVs (repeatable; default
+    /// `<vendor>/packages`). Files are matched to the registry by SHA-256.
+    #[arg(long = "packages", value_name = "DIR")]
+    pub packages: Vec<PathBuf>,
+    /// How long a VAL_OK ticket stands, in hours.
+    #[arg(long, value_name = "HOURS", default_value_t = 24 * 7)]
+    pub ticket_hours: u32,
+    /// ICV variant accepted (repeatable; default V7, the strongest).
+    #[arg(long = "icv", value_name = "V1..V7")]
+    pub icv: Vec<IcvVariant>,
+}
+
+/// Runs `serve`.
+pub fn run_serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
+    let vendor = ctx.open_vendor()?;
+    let key = ServerSecret::derive(&vendor)?;
+    drop(vendor);
+    let dir = ctx.existing_vendor_dir()?;
+    if args.ticket_hours == 0 || args.ticket_hours > 24 * 366 {
+        bail!("--ticket-hours must be 1 to 8784");
+    }
+    let db = args
+        .db
+        .unwrap_or_else(|| crate::registry::Registry::path(dir));
+    let mut package_dirs = args.packages;
+    if package_dirs.is_empty() {
+        package_dirs.push(dir.join("packages"));
+    }
+    let variants = if args.icv.is_empty() {
+        vec![IcvVariant::default()]
+    } else {
+        args.icv
+    };
+    eprintln!(
+        "validation server key {} (derived from the vendor secret); database {}",
+        hex::encode(key.vsi()),
+        db.display()
+    );
+    run(
+        Config {
+            key,
+            db,
+            package_dirs,
+            lifetime: i64::from(args.ticket_hours) * 3600,
+            variants,
+            clock: Arc::new(SystemClock),
+        },
+        &args.listen,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,410 @@
+//! The validation server's tables in the registry (migration 3) and every query on
+//! them. `serve`, `revoke`, `copies` and `viewer register` share these functions, so
+//! they agree while the server runs (SQLite WAL; one writer at a time).
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tally_core::icv::{Icv, Iv, Ui};
+use tally_core::trail::LicenceId;
+use tally_core::validation::{CopyState, Lookup};
+
+/// Migration 3 of the registry.
+pub const MIGRATION_SQL: &str = "CREATE TABLE copies (
+        id            INTEGER PRIMARY KEY,
+        licence_id    TEXT NOT NULL UNIQUE,   -- the keyfile's licence = the copy's first UI
+        customer      TEXT NOT NULL,
+        document_id   TEXT NOT NULL,
+        ui            TEXT NOT NULL UNIQUE,   -- confirmed UI, hex
+        vssi          INTEGER NOT NULL,       -- u64 stored bit for bit
+        iv            BLOB NOT NULL,
+        pending_ui    TEXT UNIQUE,            -- UI of the last ticket, until presented
+        pending_vssi  INTEGER,
+        pending_iv    BLOB,
+        last_psi      INTEGER NOT NULL,
+        status        TEXT NOT NULL,          -- active | revoked
+        flags         TEXT NOT NULL,          -- comma-separated: clone, modified-viewer, icv-mismatch
+        created       TEXT NOT NULL
+    );
+    CREATE INDEX copies_by_customer ON copies (customer);
+    CREATE TABLE retired_uis (
+        ui       TEXT PRIMARY KEY,            -- presenting one again is a clone
+        copy_id  INTEGER NOT NULL REFERENCES copies (id)
+    );
+    CREATE TABLE validations (
+        id       INTEGER PRIMARY KEY,
+        copy_id  INTEGER REFERENCES copies (id),
+        at       TEXT NOT NULL,               -- RFC 3339 UTC
+        unix     INTEGER NOT NULL,
+        status   TEXT NOT NULL,
+        psi      INTEGER NOT NULL,
+        vssi     INTEGER NOT NULL
+    );
+    CREATE INDEX validations_by_copy ON validations (copy_id, unix);
+    CREATE TABLE viewer_builds (
+        icv            TEXT PRIMARY KEY,      -- tally_core::icv::executable_icv, hex
+        name           TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        registered_at  TEXT NOT NULL
+    );";
+
+/// u64 ↔ SQLite INTEGER, bit for bit.
+fn to_sql(v: u64) -> i64 {
+    v as i64
+}
+fn from_sql(v: i64) -> u64 {
+    v as u64
+}
+
+fn iv_from(blob: &[u8]) -> Result<Iv> {
+    Ok(Iv(blob
+        .try_into()
+        .context("registry: an IV is not 32 bytes")?))
+}
+
+fn ui_from(hex: &str) -> Result<Ui> {
+    Ui::from_hex(hex).with_context(|| format!("registry: bad UI {hex:?}"))
+}
+
+/// Gives every issued keyfile its copy row (first UI = licence id). Idempotent.
+pub fn sync_copies(conn: &Connection) -> Result<usize> {
+    let mut st = conn.prepare(
+        "SELECT k.licence_id, k.customer, k.document_id FROM keyfiles k
+         LEFT JOIN copies c ON c.licence_id = k.licence_id WHERE c.id IS NULL",
+    )?;
+    let missing = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (lic, customer, doc) in &missing {
+        let licence = LicenceId::from_hex(lic)
+            .with_context(|| format!("registry: bad licence id {lic:?}"))?;
+        let s = CopyState::new(Ui::initial(&licence));
+        conn.execute(
+            "INSERT OR IGNORE INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, 'active', '', ?6)",
+            params![lic, customer, doc, s.ui.to_hex(), s.iv.0.as_slice(), crate::commands::now_rfc3339()],
+        )?;
+    }
+    Ok(missing.len())
+}
+
+/// A copy row.
+#[derive(Debug, Clone)]
+pub struct CopyRow {
+    /// Row id.
+    pub id: i64,
+    /// The licence (= first UI), hex.
+    pub licence: String,
+    /// The customer.
+    pub customer: String,
+    /// The document, hex.
+    pub document: String,
+    /// The rules' view of it.
+    pub state: CopyState,
+    /// Flags, comma-separated.
+    pub flags: String,
+    /// When the row was made.
+    pub created: String,
+}
+
+const COPY_COLUMNS: &str = "id, licence_id, customer, document_id, ui, vssi, iv, pending_ui, pending_vssi, pending_iv, last_psi, status, flags, created";
+
+type RawCopy = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Vec<u8>,
+    Option<String>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    i64,
+    String,
+    String,
+    String,
+);
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawCopy> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
+    ))
+}
+
+fn to_row(r: RawCopy) -> Result<CopyRow> {
+    let (
+        id,
+        licence,
+        customer,
+        document,
+        ui,
+        vssi,
+        iv,
+        pui,
+        pvssi,
+        piv,
+        psi,
+        status,
+        flags,
+        created,
+    ) = r;
+    let pending = match (pui, pvssi, piv) {
+        (Some(u), Some(v), Some(i)) => Some((ui_from(&u)?, from_sql(v), iv_from(&i)?)),
+        _ => None,
+    };
+    Ok(CopyRow {
+        id,
+        licence,
+        customer,
+        document,
+        state: CopyState {
+            ui: ui_from(&ui)?,
+            vssi: from_sql(vssi),
+            iv: iv_from(&iv)?,
+            pending,
+            last_psi: from_sql(psi),
+            revoked: status == "revoked",
+        },
+        flags,
+        created,
+    })
+}
+
+/// Finds the copy a UI belongs to, and how.
+pub fn lookup(conn: &Connection, ui: &Ui) -> Result<Option<(CopyRow, Lookup)>> {
+    let hex = ui.to_hex();
+    let found = conn
+        .query_row(
+            &format!("SELECT {COPY_COLUMNS} FROM copies WHERE ui = ?1 OR pending_ui = ?1"),
+            [&hex],
+            raw,
+        )
+        .optional()?;
+    if let Some(r) = found {
+        let row = to_row(r)?;
+        let how = if row.state.ui == *ui {
+            Lookup::Current
+        } else {
+            Lookup::Pending
+        };
+        return Ok(Some((row, how)));
+    }
+    let retired = conn
+        .query_row(
+            &format!(
+                "SELECT {COPY_COLUMNS} FROM copies WHERE id = (SELECT copy_id FROM retired_uis WHERE ui = ?1)"
+            ),
+            [&hex],
+            raw,
+        )
+        .optional()?;
+    retired
+        .map(|r| Ok((to_row(r)?, Lookup::Superseded)))
+        .transpose()
+}
+
+/// Stores a copy's new state.
+pub fn store(tx: &Transaction<'_>, id: i64, s: &CopyState) -> Result<()> {
+    let (pu, pv, pi) = match &s.pending {
+        Some((u, v, i)) => (Some(u.to_hex()), Some(to_sql(*v)), Some(i.0.to_vec())),
+        None => (None, None, None),
+    };
+    tx.execute(
+        "UPDATE copies SET ui = ?2, vssi = ?3, iv = ?4, pending_ui = ?5, pending_vssi = ?6,
+         pending_iv = ?7, last_psi = ?8, status = CASE WHEN ?9 THEN 'revoked' ELSE status END
+         WHERE id = ?1",
+        params![
+            id,
+            s.ui.to_hex(),
+            to_sql(s.vssi),
+            s.iv.0.as_slice(),
+            pu,
+            pv,
+            pi,
+            to_sql(s.last_psi),
+            s.revoked
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records UIs a copy moved on from.
+pub fn retire(tx: &Transaction<'_>, id: i64, uis: &[Ui]) -> Result<()> {
+    for u in uis {
+        tx.execute(
+            "INSERT OR IGNORE INTO retired_uis (ui, copy_id) VALUES (?1, ?2)",
+            params![u.to_hex(), id],
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds a flag to a copy (once).
+pub fn flag(tx: &Transaction<'_>, id: i64, flag: &str) -> Result<()> {
+    let flags: String =
+        tx.query_row("SELECT flags FROM copies WHERE id = ?1", [id], |r| r.get(0))?;
+    if flags.split(',').any(|f| f == flag) {
+        return Ok(());
+    }
+    let new = if flags.is_empty() {
+        flag.to_string()
+    } else {
+        format!("{flags},{flag}")
+    };
+    tx.execute(
+        "UPDATE copies SET flags = ?2 WHERE id = ?1",
+        params![id, new],
+    )?;
+    Ok(())
+}
+
+/// Logs one validation (time, date; frequency is computed from these rows).
+pub fn log(
+    tx: &Transaction<'_>,
+    copy: Option<i64>,
+    unix: i64,
+    status: &str,
+    psi: u64,
+    vssi: u64,
+) -> Result<()> {
+    let at = time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string());
+    tx.execute(
+        "INSERT INTO validations (copy_id, at, unix, status, psi, vssi) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![copy, at, unix, status, to_sql(psi), to_sql(vssi)],
+    )?;
+    Ok(())
+}
+
+/// Whether a viewer build is registered.
+pub fn viewer_registered(conn: &Connection, icv: &Icv) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM viewer_builds WHERE icv = ?1",
+            [hex::encode(icv.0)],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Registers a viewer build; false when it was already registered.
+pub fn register_viewer(conn: &Connection, icv: &Icv, name: &str, size: u64) -> Result<bool> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO viewer_builds (icv, name, size, registered_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            hex::encode(icv.0),
+            name,
+            i64::try_from(size).unwrap_or(i64::MAX),
+            crate::commands::now_rfc3339()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Revokes copies: by any of their UIs or licence id, or every copy of a customer.
+/// Returns the licence ids revoked.
+pub fn revoke(
+    conn: &Connection,
+    copy: Option<&str>,
+    customer: Option<&str>,
+) -> Result<Vec<String>> {
+    sync_copies(conn)?;
+    let mut st = conn.prepare(
+        "SELECT id, licence_id FROM copies
+         WHERE (?1 IS NOT NULL AND (licence_id = ?1 OR ui = ?1 OR pending_ui = ?1
+                OR id = (SELECT copy_id FROM retired_uis WHERE ui = ?1)))
+            OR (?2 IS NOT NULL AND customer = ?2)",
+    )?;
+    let rows = st
+        .query_map(params![copy, customer], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (id, _) in &rows {
+        conn.execute("UPDATE copies SET status = 'revoked' WHERE id = ?1", [id])?;
+    }
+    Ok(rows.into_iter().map(|(_, l)| l).collect())
+}
+
+/// A copy with its validation history, for `tally-pack copies`.
+#[derive(Debug, Clone)]
+pub struct CopySummary {
+    /// The copy.
+    pub row: CopyRow,
+    /// Validations logged (any outcome).
+    pub validations: u64,
+    /// Successful ones.
+    pub ok: u64,
+    /// First and last validation (RFC 3339).
+    pub first: Option<String>,
+    /// The last.
+    pub last: Option<String>,
+    /// Validations per day between the first and the last (or over one day).
+    pub per_day: f64,
+}
+
+/// Every copy, by customer then licence.
+pub fn copies(conn: &Connection) -> Result<Vec<CopySummary>> {
+    sync_copies(conn)?;
+    let mut st = conn.prepare(&format!(
+        "SELECT {COPY_COLUMNS} FROM copies ORDER BY customer, licence_id"
+    ))?;
+    let rows = st
+        .query_map([], raw)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    for r in rows {
+        let row = to_row(r)?;
+        let (n, ok, lo, hi): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), MIN(unix), MAX(unix)
+             FROM validations WHERE copy_id = ?1",
+            [row.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let fmt = |u: Option<i64>| {
+            u.and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+        };
+        let span_days = match (lo, hi) {
+            (Some(a), Some(b)) => ((b - a) as f64 / 86_400.0).max(1.0),
+            _ => 1.0,
+        };
+        out.push(CopySummary {
+            validations: u64::try_from(n).unwrap_or(0),
+            ok: u64::try_from(ok).unwrap_or(0),
+            first: fmt(lo),
+            last: fmt(hi),
+            per_day: n as f64 / span_days,
+            row,
+        });
+    }
+    Ok(out)
+}
