@@ -117,7 +117,7 @@ fn pack(vendor: &Path, dir: &Path, pages: usize) -> (PathBuf, Vec<u8>) {
         .args(["--title", "Test document"])
         .assert()
         .success()
-        .stdout(predicate::str::contains(format!("{pages} pages")));
+        .stdout(predicate::str::contains(format!("{pages} page")));
     (out, pdf)
 }
 

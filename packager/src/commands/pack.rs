@@ -155,9 +155,10 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
         .with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
     tally_core::fsutil::sync_dir(dir)?;
     println!(
-        "packed `{}`: {} pages, {} bytes → {} (document {})",
+        "packed `{}`: {} page{}, {} bytes → {} (document {})",
         header.title(),
         header.page_count(),
+        if header.page_count() == 1 { "" } else { "s" },
         header.plaintext_size(),
         args.output.display(),
         header.document_id()
