@@ -21,7 +21,7 @@ use tally_core::card::emulated::EmulatedCard;
 use tally_core::home::{CardSpec, Home};
 use tally_core::keyfile::{Cis, Keyfile};
 use tally_core::package::{PackOptions, seal_package};
-use tally_core::policy::{Limits, Rights, SystemClock};
+use tally_core::policy::{Clock, Limits, Rights, SystemClock, TestClock};
 use tally_core::trail::{Body, LicenceId, Trail, Usage};
 use tally_core::vendor::VendorSecret;
 use tally_core::{CardIdentity, PublicKey};
@@ -115,7 +115,7 @@ fn limits(pages: Option<u64>) -> Limits {
 }
 
 impl Fixture {
-    fn factory(&self, trust: bool) -> InputsFactory {
+    fn factory(&self, trust: bool, clock: Arc<dyn Clock>) -> InputsFactory {
         let home = self.home.clone();
         let trusted = if trust {
             vec![self.vendor.public().clone()]
@@ -128,19 +128,32 @@ impl Fixture {
             home: home.clone(),
             card: CardSpec::Emulated(None),
             trusted: trusted.clone(),
-            clock: Arc::new(SystemClock),
+            clock: clock.clone(),
         })
     }
 
     fn harness(&self, trust: bool) -> Harness<'static, ReaderApp> {
-        let factory = self.factory(trust);
+        self.harness_with(trust, Arc::new(SystemClock), true)
+    }
+
+    fn harness_with(
+        &self,
+        trust: bool,
+        clock: Arc<dyn Clock>,
+        focused: bool,
+    ) -> Harness<'static, ReaderApp> {
+        let factory = self.factory(trust, clock);
         let home = self.home.root().to_path_buf();
-        let initial = Some((self.package.clone(), self.keyfile.clone()));
-        Harness::builder()
+        let mut h = Harness::builder()
             .with_size([900.0, 600.0])
-            .build_eframe(move |cc| {
-                ReaderApp::new(&cc.egui_ctx, Some(factory), Some(&home), initial)
-            })
+            .build_eframe(move |cc| ReaderApp::new(&cc.egui_ctx, Some(factory), Some(&home), None));
+        // Focus is set before the opening starts, so the first frame of reading sees it.
+        h.input_mut().focused = focused;
+        h.step();
+        let ctx = h.ctx.clone();
+        h.state_mut()
+            .open(&ctx, self.package.clone(), self.keyfile.clone());
+        h
     }
 
     /// This licence's records on the trail, verified offline.
@@ -248,7 +261,7 @@ fn used_up_rental_falls_back_to_the_cover() {
         a.reader()
             .is_some_and(|r| matches!(r.session.mode(), Mode::Limited(_)) && r.settled())
     });
-    h.get_by_label("Your rental has been used up");
+    h.get_by_label("This rental has been used up");
     h.snapshot("rental_used_up");
     // Three views were prepaid (capped at what was left) and nothing more was charged.
     assert_eq!(
@@ -376,4 +389,71 @@ fn copy_is_refused_without_the_right() {
         h.state().reader().unwrap().notice.as_deref(),
         Some("This rental does not allow copying text.")
     );
+}
+
+#[test]
+fn time_is_charged_only_while_the_window_is_focused() {
+    let f = fixture(limits(None));
+    let mut h = f.harness_with(true, Arc::new(SystemClock), false);
+    settle(&mut h, "the first page", reading_settled);
+    for _ in 0..20 {
+        h.step();
+    }
+    assert_eq!(f.count(|u| matches!(u, Usage::Time { .. })), 0);
+    assert_eq!(f.count(|u| matches!(u, Usage::Pages { .. })), 1);
+    h.input_mut().focused = true;
+    settle(&mut h, "a time unit", |a| {
+        reading_settled(a) && a.reader().is_some_and(|r| r.session.unit_ends().is_some())
+    });
+    assert_eq!(f.count(|u| matches!(u, Usage::Time { seconds: 60, .. })), 1);
+}
+
+#[test]
+fn a_rental_past_its_date_shows_the_cover_and_says_it_ended() {
+    let mut l = limits(None);
+    l.not_after = Some(time::macros::datetime!(2026-02-01 00:00:00 UTC));
+    let f = fixture(l);
+    let clock = Arc::new(TestClock::at(
+        time::macros::datetime!(2031-03-01 12:00:00 UTC),
+    ));
+    let mut h = f.harness_with(true, clock, true);
+    settle(&mut h, "limited mode", |a| {
+        a.reader()
+            .is_some_and(|r| matches!(r.session.mode(), Mode::Limited(_)) && r.settled())
+    });
+    h.get_by_label("This rental has ended");
+    h.key_press(Key::ArrowRight);
+    h.step();
+    assert_eq!(h.state().reader().unwrap().session.current(), 0);
+    assert_eq!(f.count(|u| matches!(u, Usage::Open { .. })), 0);
+    assert_eq!(f.count(|u| matches!(u, Usage::Pages { .. })), 0);
+}
+
+#[test]
+fn a_clock_set_back_is_refused() {
+    let mut l = limits(None);
+    l.not_after = Some(time::macros::datetime!(2099-01-01 00:00:00 UTC));
+    let f = fixture(l);
+    {
+        let mut h = f.harness(true);
+        settle(&mut h, "the first page", reading_settled);
+    }
+    let records = f.usages().len();
+    let clock = Arc::new(TestClock::at(
+        time::macros::datetime!(2020-01-01 00:00:00 UTC),
+    ));
+    let mut h = f.harness_with(true, clock, true);
+    settle(&mut h, "the problem screen", |a| problem_of(a).is_some());
+    assert!(
+        matches!(
+            problem_of(h.state()),
+            Some(Problem::Refused(
+                tally_core::policy::Reason::ClockSetBack { .. }
+            ))
+        ),
+        "{:?}",
+        problem_of(h.state())
+    );
+    h.get_by_label("Your computer's clock looks wrong");
+    assert_eq!(f.usages().len(), records, "nothing charged");
 }

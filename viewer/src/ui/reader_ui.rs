@@ -347,6 +347,7 @@ fn search(r: &mut Reader, ui: &mut egui::Ui, reading: bool) {
 
 fn page_view(r: &mut Reader, ui: &mut egui::Ui) {
     if let Mode::Limited(reason) = r.session.mode() {
+        let (title, _, _) = super::problem_text(&crate::session::Problem::Refused(reason.clone()));
         let reason = reason.to_string();
         let hint = r.session.info().renew_hint.clone();
         egui::Frame::new()
@@ -354,7 +355,7 @@ fn page_view(r: &mut Reader, ui: &mut egui::Ui) {
             .inner_margin(10.0)
             .show(ui, |ui| {
                 ui.set_width(ui.available_width());
-                ui.heading("Your rental has been used up");
+                ui.heading(title);
                 ui.label(reason);
                 ui.label("You can still see the cover page.");
                 ui.label(hint);

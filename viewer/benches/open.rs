@@ -1,0 +1,329 @@
+//! Viewer benchmark: prints one table (`cargo bench -p tally-viewer --bench open`).
+//!
+//! 1. Open-to-first-page for a 300-page PDF on an emulated card whose trail already holds
+//!    10³, 10⁴ and 10⁵ records: keyfile check, card, cold ValidateTrail (parse + every
+//!    signature + the nonce record), policy, decryption, the `open` record, the first page
+//!    block charged through the meter worker, and page 1 rendered by pdfium — everything
+//!    before the reader sees the page, except drawing. Goal: ≤ 500 ms at 10⁴.
+//! 2. The UI thread's cost of a page turn including metering (Session::next + tick, the
+//!    render request, the RGBA → egui image conversion and texture registration), and the
+//!    latency from the key press until the page's pixels are ready. Goal: ≤ 16 ms.
+
+// A benchmark's setup failing should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
+use rand_core::OsRng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_core::card::LastSignature;
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::crypto::sign_low_s;
+use tally_core::home::{CardSpec, Home};
+use tally_core::keyfile::{Cis, Keyfile};
+use tally_core::package::{PackOptions, seal_package};
+use tally_core::policy::{Limits, Rights, SystemClock};
+use tally_core::trail::file::{Header, encode_frame};
+use tally_core::trail::{Body, LicenceId, Record, Usage};
+use tally_core::vendor::VendorSecret;
+use tally_core::{CardIdentity, PublicKey};
+use tally_viewer::meter::{OpenInputs, open_rental};
+use tally_viewer::render::{Renderer, Reply, Request};
+use tally_viewer::session::{MeterWorker, Session};
+
+const PAGES: usize = 300;
+const WIDTH: u32 = 1024;
+const LICENCE: LicenceId = LicenceId([9; 16]);
+
+/// A PDF of `n` pages of text, written directly (objects, xref, trailer).
+fn pdf(n: usize) -> Vec<u8> {
+    let mut objs: Vec<Vec<u8>> = Vec::new();
+    objs.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    objs.push(format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")).into_bytes());
+    objs.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman >>".to_vec());
+    for i in 0..n {
+        objs.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+                5 + 2 * i
+            )
+            .into_bytes(),
+        );
+        let mut content = format!("BT /F1 20 Tf 72 720 Td (Page {}) Tj ET\n", i + 1);
+        for l in 0..40 {
+            content.push_str(&format!(
+                "BT /F1 11 Tf 72 {} Td (Line {l} of page {}: the quick brown fox jumps over the lazy dog.) Tj ET\n",
+                690 - 15 * l,
+                i + 1
+            ));
+        }
+        objs.push(
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            )
+            .into_bytes(),
+        );
+    }
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend(o);
+        out.extend(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A card in `home` whose trail already holds `n` records (genesis, then this licence's
+/// page blocks), signed with the card's key as the card would, without n card round trips.
+fn card_with_trail(home: &Home, n: u64) -> CardIdentity {
+    let mut state = CardState::generate(&mut OsRng, 1_000, "bench card");
+    let identity = CardIdentity {
+        serial: state.serial,
+        public_key: PublicKey::from_verifying_key(state.key.verifying_key()),
+        origin: state.origin,
+    };
+    let key = state.key.clone();
+    let threads = 2u64;
+    let per = n.div_ceil(threads);
+    let records: Vec<Record> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let (key, identity) = (key.clone(), identity.clone());
+                s.spawn(move || {
+                    (t * per..((t + 1) * per).min(n))
+                        .map(|i| {
+                            let usage = if i == 0 {
+                                Usage::Genesis
+                            } else {
+                                Usage::Pages {
+                                    licence: LICENCE,
+                                    first: 1,
+                                    count: 10,
+                                }
+                            };
+                            let body = Body::at_unix(usage, 1_764_000_000 + i as i64);
+                            let mut r = Record {
+                                nonce: tally_core::nonce::generate(),
+                                body: body.encode().into_bytes(),
+                                counter: identity.origin + i,
+                                signature: tally_core::crypto::Signature([0; 64]),
+                            };
+                            r.signature = sign_low_s(&key, &r.signed_message(&identity));
+                            r
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let last = records.last().unwrap();
+    state.counter = identity.origin + n;
+    state.last = Some(LastSignature {
+        h: last.h1(),
+        counter: last.counter,
+        signature: last.signature,
+    });
+    EmulatedCard::create(home.card_path(), &state).unwrap();
+    let path = home.trail_path(&identity.serial);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut bytes = Header::for_card(&identity, identity.origin)
+        .encode()
+        .to_vec();
+    for r in &records {
+        bytes.extend(encode_frame(r));
+    }
+    std::fs::write(&path, bytes).unwrap();
+    identity
+}
+
+fn wait_page(r: &Renderer, index: usize) -> tally_viewer::render::PageImage {
+    loop {
+        match r
+            .recv_timeout(Duration::from_secs(30))
+            .expect("renderer answers")
+        {
+            Reply::Page {
+                index: i, image, ..
+            } if i == index => return image,
+            Reply::OpenFailed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = pdf(PAGES);
+    let vendor = VendorSecret::generate("Bench Publisher", false, &mut OsRng).unwrap();
+    let mut pkg = Vec::new();
+    let (header, key) = seal_package(
+        &vendor,
+        &PackOptions::new("Bench", PAGES as u32),
+        doc.len() as u64,
+        &doc[..],
+        &mut pkg,
+        &mut OsRng,
+        &mut |_| {},
+    )
+    .unwrap();
+    let package = dir.path().join("bench.tly");
+    std::fs::write(&package, pkg).unwrap();
+    let limits = Limits {
+        rights: Rights {
+            print: false,
+            copy: true,
+        },
+        ..Limits::default()
+    };
+    let ctx = egui::Context::default();
+    // Warm-up: binds pdfium once (as the first window would) so rows compare like with like.
+    tally_viewer::render::pdfium().unwrap();
+
+    println!(
+        "tally-view open benchmark ({PAGES}-page PDF, {} KiB; page 1 at {WIDTH} px)",
+        doc.len() / 1024
+    );
+    println!();
+    println!(
+        "| trail records | checks+ValidateTrail+decrypt+open | first page block charged | page 1 rendered | open → first page |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    let mut last_session = None;
+    for n in [1_000u64, 10_000, 100_000] {
+        let home = Home::new(dir.path().join(format!("home-{n}")));
+        let identity = card_with_trail(&home, n);
+        let cis = Cis {
+            licence: LICENCE,
+            document: header.document_id(),
+            card: identity,
+            customer_name: "Bench Reader".into(),
+            content_key: key.clone(),
+            limits: limits.clone(),
+            allow_emulated_card: true,
+            server: None,
+            issued_at: time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap(),
+        };
+        let keyfile = dir.path().join(format!("bench-{n}.tkey"));
+        std::fs::write(&keyfile, Keyfile::issue(&vendor, &cis, &mut OsRng).unwrap()).unwrap();
+        let inputs = OpenInputs {
+            package: package.clone(),
+            keyfile,
+            home: home.clone(),
+            card: CardSpec::Emulated(None),
+            trusted: vec![vendor.public().clone()],
+            clock: Arc::new(SystemClock),
+        };
+
+        let t0 = Instant::now();
+        let opened = open_rental(&inputs).expect("opens");
+        let t_open = t0.elapsed();
+        let (info, pages, decision, meter, document) = (
+            opened.info,
+            opened.page_count,
+            opened.decision,
+            opened.meter,
+            opened.document,
+        );
+        let worker = MeterWorker::spawn(Box::new(meter), Box::new(|| {})).unwrap();
+        let mut session = Session::new(info, pages, decision, worker);
+        let renderer =
+            Renderer::start(document, "Licensed to Bench Reader".into(), Box::new(|| {}));
+        session.go_to(0);
+        renderer.send(Request::Page {
+            index: 0,
+            width: WIDTH,
+        });
+        while !session.page_shown() {
+            session.tick(Instant::now(), false);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let t_block = t0.elapsed();
+        let img = wait_page(&renderer, 0);
+        let t_page = t0.elapsed();
+        let _ = ctx.load_texture("p0", img.to_color_image(), egui::TextureOptions::LINEAR);
+        let t_first = t0.elapsed();
+        println!(
+            "| {n} | {:.1} ms | {:.1} ms | {:.1} ms | **{:.1} ms** |",
+            t_open.as_secs_f64() * 1e3,
+            t_block.as_secs_f64() * 1e3,
+            t_page.as_secs_f64() * 1e3,
+            t_first.as_secs_f64() * 1e3
+        );
+        last_session = Some((session, renderer));
+    }
+
+    // Page turns on the 10⁵-record session: the UI thread's work, and key-to-pixels.
+    let (mut session, renderer) = last_session.unwrap();
+    let mut ui_cost = Vec::new();
+    let mut latency = Vec::new();
+    let mut charged = 0;
+    for _ in 0..(PAGES - 1).min(120) {
+        let pressed = Instant::now();
+        // UI thread, frame of the key press: turn, tick, ask for the page.
+        session.next();
+        session.tick(Instant::now(), false);
+        let target = session.pending_page().unwrap_or(session.current());
+        renderer.send(Request::Page {
+            index: target,
+            width: WIDTH,
+        });
+        let mut ui = pressed.elapsed();
+        if session.pending_page().is_some() {
+            charged += 1;
+            while !session.page_shown() || session.pending_page().is_some() {
+                let t = Instant::now();
+                session.tick(Instant::now(), false);
+                ui += t.elapsed();
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        let img = wait_page(&renderer, target);
+        // UI thread, frame the pixels arrive: convert and register the texture.
+        let t = Instant::now();
+        let _ = ctx.load_texture("p", img.to_color_image(), egui::TextureOptions::LINEAR);
+        ui += t.elapsed();
+        latency.push(pressed.elapsed().as_secs_f64() * 1e3);
+        ui_cost.push(ui.as_secs_f64() * 1e3);
+    }
+    println!();
+    println!("| page turns (10⁵-record trail) | p50 | p99 | max |\n|---|---:|---:|---:|");
+    let (mut a, mut b) = (ui_cost.clone(), ui_cost);
+    println!(
+        "| UI-thread cost incl. metering | {:.2} ms | {:.2} ms | {:.2} ms |",
+        pct(&mut a, 0.5),
+        pct(&mut b, 0.99),
+        a.iter().cloned().fold(0.0, f64::max)
+    );
+    let (mut c, mut d) = (latency.clone(), latency);
+    println!(
+        "| key → pixels ready (worker render{}) | {:.2} ms | {:.2} ms | {:.2} ms |",
+        format_args!(", {charged} turns charged a page block"),
+        pct(&mut c, 0.5),
+        pct(&mut d, 0.99),
+        c.iter().cloned().fold(0.0, f64::max)
+    );
+}
