@@ -11,9 +11,7 @@ pub mod db;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +27,8 @@ use tally_core::validation::{ENVELOPE_LEN, Lookup, Presented, ServerSecret, Stat
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest package file the server loads to compute ICVs.
 const MAX_PACKAGE: u64 = 1 << 30;
+/// How long a client may take to send its body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How the server runs.
 pub struct Config {
@@ -113,17 +113,36 @@ async fn server_key(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-async fn validate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            let code = e.status();
-            let code = if code.is_client_error() {
-                code
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return bad(code, format!("request body refused: {}", e.body_text()));
+async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return bad(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body refused: length limit exceeded ({MAX_BODY} bytes at most)"),
+        );
+    }
+    let read = tokio::time::timeout(
+        BODY_TIMEOUT,
+        axum::body::to_bytes(req.into_body(), MAX_BODY),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            return bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body refused: length limit exceeded or unreadable ({e})"),
+            );
+        }
+        Err(_) => {
+            return bad(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body refused: not received in time",
+            );
         }
     };
     if body.len() != ENVELOPE_LEN {

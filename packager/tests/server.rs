@@ -1,0 +1,708 @@
+//! The validation server through real HTTP on loopback with a real SQLite file: a
+//! `tally-pack serve` child process on 127.0.0.1 port 0, a copy driven by
+//! `tally_core::validation::ClientState`, raw HTTP/1.1 over `TcpStream` so malformed
+//! requests can be sent as they are. T15, T17, T18, T19, T23, T25, a modified viewer,
+//! an unknown copy, and a server restart in the middle of a session.
+
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+use tally_core::card::Card;
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::crypto::PublicKey;
+use tally_core::icv::{Icv, IcvVariant, executable_icv};
+use tally_core::keyfile::Keyfile;
+use tally_core::policy::{SystemClock, TestClock};
+use tally_core::trail::LicenceId;
+use tally_core::validation::{ClientState, Status, ValReq, ValidationError, Verdict};
+use tally_core::vendor::VendorPublic;
+
+const PASSWORD: &str = "correct horse battery staple";
+const VIEWER_BUILD: &[u8] = b"\x7fELF pretend viewer build 1.0 with metering";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A copy as the viewer holds it: its keyfile's licence, the package, the server key.
+struct Copy {
+    state: ClientState,
+    package: Vec<u8>,
+    server_key: PublicKey,
+    days: Option<u16>,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let env = Self { _tmp: tmp, dir };
+        env.cmd(&["vendor", "init", "--name", "Test Press"])
+            .assert()
+            .success();
+        env.add_customer("Ada", "ada");
+        env.add_customer("Bob", "bob");
+        std::fs::create_dir_all(env.path("packages")).unwrap();
+        let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
+        env.cmd(&[
+            "pack",
+            pdf.to_str().unwrap(),
+            "-o",
+            env.path("packages/doc.tly").to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+        let build = env.path("tally-view-1.0");
+        std::fs::write(&build, VIEWER_BUILD).unwrap();
+        env.cmd(&["viewer", "register", build.to_str().unwrap()])
+            .assert()
+            .success();
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("tally-pack").unwrap();
+        c.env("TALLY_VENDOR", self.path("vendor"))
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+            .args(args);
+        c
+    }
+
+    fn add_customer(&self, name: &str, file: &str) {
+        let state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
+        let card_path = self.path(&format!("{file}.state"));
+        EmulatedCard::create(&card_path, &state).unwrap();
+        let identity = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()))
+            .identity()
+            .unwrap();
+        let export = self.path(&format!("{file}.card"));
+        std::fs::write(&export, identity.to_export(Some("test card"))).unwrap();
+        self.cmd(&[
+            "customer",
+            "add",
+            "--name",
+            name,
+            "--card",
+            export.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    }
+
+    /// Issues a keyfile with a server and returns the copy as a viewer would hold it.
+    fn issue(&self, customer: &str, out: &str, days: &str) -> Copy {
+        let out = self.path(out);
+        self.cmd(&[
+            "issue",
+            "--customer",
+            customer,
+            "--package",
+            self.path("packages/doc.tly").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--allow-emulated-card",
+            "--server",
+            "http://127.0.0.1:1/",
+            "--require-online-every",
+            days,
+        ])
+        .assert()
+        .success();
+        let vendor =
+            VendorPublic::from_export(&std::fs::read(self.path("vendor/vendor.pub")).unwrap())
+                .unwrap();
+        let kf = Keyfile::open(&std::fs::read(&out).unwrap(), &[vendor]).unwrap();
+        let server = kf.server().unwrap();
+        Copy {
+            state: ClientState::new(kf.licence()),
+            package: std::fs::read(self.path("packages/doc.tly")).unwrap(),
+            server_key: server.public_key.clone(),
+            days: server.require_online_every_days,
+        }
+    }
+
+    fn serve(&self, extra: &[&str]) -> Server {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
+        c.env("TALLY_VENDOR", self.path("vendor"))
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+            .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
+            .arg(self.path("packages"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+            .parse()
+            .unwrap();
+        Server { child, addr }
+    }
+
+    fn copies(&self) -> serde_json::Value {
+        let out = self.cmd(&["copies", "--json"]).output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// One HTTP/1.1 exchange; `raw` is sent as is.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server may answer (413) before reading a large body: ignore a failed write.
+    let _ = s.write_all(raw);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let mut body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers: head,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+    out
+}
+
+fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Reply {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    exchange(addr, &raw)
+}
+
+fn viewer_icv(bytes: &[u8]) -> Icv {
+    executable_icv(bytes).unwrap()
+}
+
+impl Copy {
+    fn request(&mut self) -> Vec<u8> {
+        self.request_with(IcvVariant::V7, VIEWER_BUILD)
+    }
+
+    fn request_with(&mut self, variant: IcvVariant, viewer: &[u8]) -> Vec<u8> {
+        self.state.prepare(
+            variant,
+            &self.package,
+            &self.server_key,
+            viewer_icv(viewer),
+            &SystemClock,
+            &mut rand_core::OsRng,
+        )
+    }
+
+    /// One validation through the server; the reply's HTTP status must match the verdict.
+    fn validate(&mut self, addr: SocketAddr) -> Result<Verdict, ValidationError> {
+        let env = self.request();
+        let r = post(addr, "/v1/validate", &env);
+        check_http(&r);
+        self.state.accept(&r.body, &self.server_key)
+    }
+
+    fn licence(&self) -> LicenceId {
+        self.state.licence()
+    }
+}
+
+fn check_http(r: &Reply) {
+    assert!(
+        r.status == 200 || r.status == 403,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    let name = r
+        .headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-tally-status: ")
+                .map(str::to_string)
+        })
+        .unwrap();
+    assert_eq!(r.status == 200, name == "ok", "{name}");
+}
+
+fn copy_json<'a>(all: &'a serde_json::Value, licence: &LicenceId) -> &'a serde_json::Value {
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["licence"] == licence.to_hex())
+        .unwrap()
+}
+
+#[test]
+fn validations_survive_a_server_restart_and_are_logged() {
+    let env = Env::new();
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&[]);
+    // The key the server publishes is the one in the keyfile.
+    let r = exchange(
+        server.addr,
+        b"GET /v1/server-key HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v["public_key"].as_str().unwrap(),
+        hex::encode(copy.server_key.as_bytes())
+    );
+    let ui0 = copy.state.ui();
+    for k in 1..=3 {
+        let t = copy.validate(server.addr).unwrap();
+        assert_eq!((t.status, t.psi, t.vssi), (Status::Ok, k, k));
+    }
+    assert_ne!(copy.state.ui(), ui0, "the UI rolled forward");
+    // A request sent, and the server stops before the copy sees the answer.
+    let pending = copy.request();
+    drop(server);
+    let server = env.serve(&[]);
+    let r = post(server.addr, "/v1/validate", &pending);
+    let t = copy.state.accept(&r.body, &copy.server_key).unwrap();
+    assert_eq!((t.psi, t.vssi), (4, 4));
+    // And a session across another restart, with its answer lost this time: the copy
+    // retries from the same UI and is still served.
+    let lost = copy.request();
+    let _ = post(server.addr, "/v1/validate", &lost);
+    drop(server);
+    let server = env.serve(&[]);
+    let t = copy.validate(server.addr).unwrap();
+    assert_eq!((t.psi, t.vssi), (6, 6));
+    copy.validate(server.addr).unwrap();
+    let status = copy
+        .state
+        .check_offline(&copy.server_key, copy.days, &SystemClock)
+        .unwrap();
+    assert!(status.valid_until > status.last_validated);
+    let all = env.copies();
+    let c = copy_json(&all, &copy.licence());
+    assert_eq!(c["customer"], "Ada");
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["validations"], 7);
+    assert_eq!(c["validations_ok"], 7);
+    assert!(c["last_validation"].as_str().unwrap().ends_with('Z'));
+    assert!(c["validations_per_day"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn t15_a_cloned_copy_is_flagged_and_revoked() {
+    let env = Env::new();
+    let mut a = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&[]);
+    a.validate(server.addr).unwrap();
+    // The installed copy (its state) is copied to another machine.
+    let mut b = Copy {
+        state: a.state.clone(),
+        package: a.package.clone(),
+        server_key: a.server_key.clone(),
+        days: a.days,
+    };
+    a.validate(server.addr).unwrap();
+    a.validate(server.addr).unwrap();
+    assert_eq!(
+        b.validate(server.addr),
+        Err(ValidationError::Refused(Status::Clone))
+    );
+    let all = env.copies();
+    let c = copy_json(&all, &a.licence());
+    assert_eq!(c["status"], "revoked");
+    assert_eq!(c["flags"], serde_json::json!(["clone"]));
+    // Both copies are now refused.
+    assert_eq!(
+        a.validate(server.addr),
+        Err(ValidationError::Refused(Status::Revoked))
+    );
+    assert_eq!(
+        a.state.check_offline(&a.server_key, a.days, &SystemClock),
+        Err(ValidationError::Refused(Status::Revoked))
+    );
+}
+
+#[test]
+fn t15_clones_that_alternate_are_caught_too() {
+    let env = Env::new();
+    let mut a = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&[]);
+    a.validate(server.addr).unwrap();
+    let mut b = Copy {
+        state: a.state.clone(),
+        package: a.package.clone(),
+        server_key: a.server_key.clone(),
+        days: a.days,
+    };
+    a.validate(server.addr).unwrap();
+    // b repeats a's sequence number: a replay.
+    assert_eq!(
+        b.validate(server.addr),
+        Err(ValidationError::Refused(Status::Replay))
+    );
+    // b tries again from the UI the server last confirmed: served as a retry after a
+    // lost answer, and the UI a was given is retired ...
+    b.validate(server.addr).unwrap();
+    // ... so when a comes back with it, the copy is a clone.
+    assert_eq!(
+        a.validate(server.addr),
+        Err(ValidationError::Refused(Status::Clone))
+    );
+    assert_eq!(
+        b.validate(server.addr),
+        Err(ValidationError::Refused(Status::Revoked))
+    );
+    let all = env.copies();
+    assert_eq!(copy_json(&all, &a.licence())["status"], "revoked");
+}
+
+#[test]
+fn t17_every_replay_is_rejected() {
+    let env = Env::new();
+    let mut ada = env.issue("Ada", "ada.key", "3");
+    let mut bob = env.issue("Bob", "bob.key", "3");
+    let server = env.serve(&[]);
+    // A replayed VAL_REQ: the server refuses it (signed), nothing changes.
+    let env1 = ada.request();
+    let r1 = post(server.addr, "/v1/validate", &env1);
+    ada.state.accept(&r1.body, &ada.server_key).unwrap();
+    let replay = post(server.addr, "/v1/validate", &env1);
+    assert_eq!(replay.status, 403);
+    assert_eq!(
+        Verdict::open(&replay.body, &ada.server_key).unwrap().status,
+        Status::Replay
+    );
+    // An old VAL_OK presented again: not for the copy's current UI.
+    let env2 = ada.request();
+    let r2 = post(server.addr, "/v1/validate", &env2);
+    assert_eq!(
+        ada.state.accept(&r1.body, &ada.server_key),
+        Err(ValidationError::OtherCopy)
+    );
+    ada.state.accept(&r2.body, &ada.server_key).unwrap();
+    // A VAL_OK for another copy.
+    let rb = post(server.addr, "/v1/validate", &bob.request());
+    ada.request();
+    assert_eq!(
+        ada.state.accept(&rb.body, &ada.server_key),
+        Err(ValidationError::OtherCopy)
+    );
+    bob.state.accept(&rb.body, &bob.server_key).unwrap();
+    // One older than the newest seen: the answer to a superseded request of this copy.
+    let older = post(server.addr, "/v1/validate", &ada.request());
+    let newer = post(server.addr, "/v1/validate", &ada.request());
+    ada.state.accept(&newer.body, &ada.server_key).unwrap();
+    assert!(ada.state.accept(&older.body, &ada.server_key).is_err());
+    // Still usable afterwards.
+    ada.validate(server.addr).unwrap();
+}
+
+#[test]
+fn t18_tickets_expire_with_an_injected_clock() {
+    let env = Env::new();
+    let mut copy = env.issue("Ada", "ada.key", "2");
+    let server = env.serve(&["--ticket-hours", "24"]);
+    let t = copy.validate(server.addr).unwrap();
+    let clock = TestClock::at_unix(t.dt);
+    let key = copy.server_key.clone();
+    assert!(copy.state.check_offline(&key, copy.days, &clock).is_ok());
+    clock.advance(time::Duration::hours(24));
+    assert!(matches!(
+        copy.state.check_offline(&key, copy.days, &clock),
+        Err(ValidationError::TicketExpired { .. })
+    ));
+    // A longer ticket is still bounded by the keyfile's two days.
+    drop(server);
+    let server = env.serve(&["--ticket-hours", "240"]);
+    let t = copy.validate(server.addr).unwrap();
+    let clock = TestClock::at_unix(t.dt);
+    clock.advance(time::Duration::days(2) - time::Duration::seconds(1));
+    assert!(copy.state.check_offline(&key, copy.days, &clock).is_ok());
+    clock.advance(time::Duration::seconds(1));
+    assert!(matches!(
+        copy.state.check_offline(&key, copy.days, &clock),
+        Err(ValidationError::OfflineTooLong { days: 2, .. })
+    ));
+    // Going online again restores it.
+    copy.validate(server.addr).unwrap();
+    assert!(
+        copy.state
+            .check_offline(&key, copy.days, &SystemClock)
+            .is_ok()
+    );
+}
+
+#[test]
+fn t19_a_huge_sequence_number_does_not_brick_the_copy() {
+    let env = Env::new();
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&[]);
+    copy.validate(server.addr).unwrap();
+    // Someone holding the copy's UI and package sends a request with a PSI near 2^64.
+    let ui = copy.state.ui();
+    let iv = copy.state.iv();
+    let req = ValReq {
+        variant: IcvVariant::V7,
+        ui,
+        icv: tally_core::icv::compute(IcvVariant::V7, &copy.package, &ui, &iv),
+        psi: u64::MAX - 3,
+        vssi: copy.state.vssi(),
+        dt: 0,
+        vsi: copy.server_key.fingerprint(),
+        iv,
+        viewer_icv: viewer_icv(VIEWER_BUILD),
+    };
+    let r = post(
+        server.addr,
+        "/v1/validate",
+        &req.seal(&copy.server_key, &mut rand_core::OsRng),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        Verdict::open(&r.body, &copy.server_key).unwrap().status,
+        Status::SequenceJump
+    );
+    // The jump was not adopted: the copy goes on with its own next PSI.
+    let t = copy.validate(server.addr).unwrap();
+    assert_eq!(t.psi, 2);
+    let all = env.copies();
+    assert_eq!(copy_json(&all, &copy.licence())["last_psi"], 2);
+}
+
+#[test]
+fn t23_a_revoked_copy_is_refused_at_its_next_validation() {
+    let env = Env::new();
+    let mut ada = env.issue("Ada", "ada.key", "3");
+    let mut ada2 = env.issue("Ada", "ada2.key", "3");
+    let mut bob = env.issue("Bob", "bob.key", "3");
+    let server = env.serve(&[]);
+    ada.validate(server.addr).unwrap();
+    bob.validate(server.addr).unwrap();
+    // Revoked by its current (rolled) UI, while the server runs.
+    env.cmd(&["revoke", "--copy", &ada.state.ui().to_hex()])
+        .assert()
+        .success();
+    assert_eq!(
+        ada.validate(server.addr),
+        Err(ValidationError::Refused(Status::Revoked))
+    );
+    assert!(
+        ada.state
+            .check_offline(&ada.server_key, ada.days, &SystemClock)
+            .is_err()
+    );
+    bob.validate(server.addr).unwrap();
+    // Every copy of a customer.
+    env.cmd(&["revoke", "--customer", "Bob"]).assert().success();
+    assert_eq!(
+        bob.validate(server.addr),
+        Err(ValidationError::Refused(Status::Revoked))
+    );
+    ada2.validate(server.addr).unwrap();
+    // Unknown names are refused with exit code 1 and a reason.
+    env.cmd(&["revoke", "--copy", "00"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no copy"));
+    env.cmd(&["revoke"]).assert().code(2);
+}
+
+#[test]
+fn a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused() {
+    let env = Env::new();
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&[]);
+    let env_bytes = copy.request_with(IcvVariant::V7, b"\x7fELF patched: metering removed");
+    let r = post(server.addr, "/v1/validate", &env_bytes);
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        copy.state.accept(&r.body, &copy.server_key),
+        Err(ValidationError::Refused(Status::ModifiedViewer))
+    );
+    let r = post(
+        server.addr,
+        "/v1/validate",
+        &copy.request_with(IcvVariant::V1, VIEWER_BUILD),
+    );
+    assert_eq!(
+        copy.state.accept(&r.body, &copy.server_key),
+        Err(ValidationError::Refused(Status::VariantRefused))
+    );
+    // A copy whose package bytes changed.
+    copy.package[100] ^= 1;
+    assert_eq!(
+        copy.validate(server.addr),
+        Err(ValidationError::Refused(Status::IcvMismatch))
+    );
+    copy.package[100] ^= 1;
+    copy.validate(server.addr).unwrap();
+    let all = env.copies();
+    let flags = copy_json(&all, &copy.licence())["flags"].clone();
+    assert_eq!(
+        flags,
+        serde_json::json!(["modified-viewer", "icv-mismatch"])
+    );
+    // A copy the server never issued.
+    let mut stranger = Copy {
+        state: ClientState::new(LicenceId([0xee; 16])),
+        package: copy.package.clone(),
+        server_key: copy.server_key.clone(),
+        days: None,
+    };
+    assert_eq!(
+        stranger.validate(server.addr),
+        Err(ValidationError::Refused(Status::UnknownCopy))
+    );
+    // The server accepts V1 when told to.
+    drop(server);
+    let server = env.serve(&["--icv", "V1", "--icv", "V7"]);
+    let r = post(
+        server.addr,
+        "/v1/validate",
+        &copy.request_with(IcvVariant::V1, VIEWER_BUILD),
+    );
+    copy.state.accept(&r.body, &copy.server_key).unwrap();
+}
+
+fn post_raw(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+#[test]
+fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason() {
+    let env = Env::new();
+    let copy = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&[]);
+    let mut tampered = ValReq {
+        variant: IcvVariant::V7,
+        ui: copy.state.ui(),
+        icv: Icv([0; 32]),
+        psi: 1,
+        vssi: 0,
+        dt: 0,
+        vsi: [0; 32],
+        iv: copy.state.iv(),
+        viewer_icv: Icv([0; 32]),
+    }
+    .seal(&copy.server_key, &mut rand_core::OsRng);
+    tampered[200] ^= 1;
+    let mut bad_key = b"TALLYVRQ\x01".to_vec();
+    bad_key.resize(260, 0);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("oversized", post_raw("/v1/validate", &vec![0u8; 200 * 1024]), 413, "length limit"),
+        ("too long", post_raw("/v1/validate", &[0u8; 1000]), 413, "exactly 260 bytes"),
+        ("empty", post_raw("/v1/validate", b""), 400, "exactly 260 bytes"),
+        ("short", post_raw("/v1/validate", b"hello"), 400, "has 5"),
+        ("zeros", post_raw("/v1/validate", &[0u8; 260]), 400, "magic"),
+        ("bad point", post_raw("/v1/validate", &bad_key), 400, "ephemeral key"),
+        ("tampered", post_raw("/v1/validate", &tampered), 400, "does not decrypt"),
+        ("unknown path", post_raw("/v1/nothing", b"x"), 404, "no such endpoint"),
+        (
+            "wrong method",
+            b"GET /v1/validate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            405,
+            "",
+        ),
+        (
+            "huge content-length",
+            b"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\nConnection: close\r\n\r\n".to_vec(),
+            413,
+            "length limit",
+        ),
+        ("oversized, chunked", {
+            let mut raw = b"POST /v1/validate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+            for _ in 0..5 {
+                raw.extend_from_slice(b"4000\r\n");
+                raw.extend_from_slice(&[b'a'; 0x4000]);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            raw
+        }, 413, "length limit"),
+        ("not http", b"\x16\x03\x01 not http at all\r\n\r\n".to_vec(), 400, ""),
+    ];
+    for (name, raw, code, reason) in &cases {
+        let r = exchange(server.addr, raw);
+        assert_eq!(r.status, *code, "{name}: {}", r.text());
+        assert!(r.text().contains(reason), "{name}: {}", r.text());
+    }
+    // The server is still up and serving.
+    let mut copy = env.issue("Ada", "ada3.key", "3");
+    copy.validate(server.addr).unwrap();
+}
