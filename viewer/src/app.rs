@@ -80,6 +80,8 @@ pub struct Reader {
     pub notice: Option<String>,
     print_pages: Option<Vec<usize>>,
     printing: bool,
+    /// The print command (`lp` found on the PATH at start); `None`: printing unavailable.
+    pub printer: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -137,6 +139,7 @@ impl Reader {
             notice: None,
             print_pages: None,
             printing: false,
+            printer: lp_path(),
         })
     }
 
@@ -212,7 +215,7 @@ impl Reader {
     }
 
     fn send_to_printer(&mut self, pdf: Zeroizing<Vec<u8>>) {
-        let Some(lp) = lp_path() else {
+        let Some(lp) = self.printer.clone() else {
             self.notice = Some("No printing service (lp) was found on this computer.".into());
             return;
         };
@@ -310,7 +313,14 @@ impl Reader {
                 return;
             }
             let at = from + pos;
-            let snippet: String = lower[at.saturating_sub(30)..]
+            // Same byte offsets in the original only when lower-casing kept every length.
+            let src: &str = if lower.len() == text.len() {
+                text
+            } else {
+                &lower
+            };
+            let start = src.floor_char_boundary(at.saturating_sub(30));
+            let snippet: String = src[start..]
                 .chars()
                 .take(70)
                 .map(|c| if c.is_control() { ' ' } else { c })
@@ -362,7 +372,7 @@ impl Reader {
         self.session.info().rights.print
             && matches!(self.session.mode(), Mode::Reading)
             && !self.printing
-            && lp_path().is_some()
+            && self.printer.is_some()
     }
 
     /// Keyboard: page turns and shortcuts. Ignored while a text box has the focus.

@@ -457,3 +457,88 @@ fn a_clock_set_back_is_refused() {
     h.get_by_label("Your computer's clock looks wrong");
     assert_eq!(f.usages().len(), records, "nothing charged");
 }
+
+#[test]
+fn printing_is_charged_then_sent_to_the_printer_with_the_watermark() {
+    let mut l = limits(None);
+    l.rights.print = true;
+    l.prints = Some(2);
+    let f = fixture(l);
+    // The system's print command is replaced by a script that keeps the job it is piped:
+    // the job must be a PDF of the rasterized, watermarked page.
+    let job = f.home.root().join("job.pdf");
+    let printer = f.home.root().join("fake-lp.sh");
+    std::fs::write(
+        &printer,
+        format!(
+            "#!/bin/sh\ncat > '{}.part' && mv '{0}.part' '{0}'\n",
+            job.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &printer,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut h = f.harness(true);
+    settle(&mut h, "the first page", reading_settled);
+    h.state_mut().reader_mut().unwrap().printer = Some(printer);
+    // Page 2 is black text only: any reddish pixel in the job is the watermark.
+    h.key_press(Key::ArrowRight);
+    settle(&mut h, "page 2", |a| {
+        reading_settled(a) && a.reader().is_some_and(|r| r.session.current() == 1)
+    });
+    h.get_by_label("Print…").click();
+    settle(&mut h, "the print job", |a| {
+        a.reader()
+            .is_some_and(|r| r.notice.as_deref() == Some("Sent to the printer."))
+    });
+    let start = Instant::now();
+    while !job.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no print job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pdf = std::fs::read(&job).unwrap();
+    let pdfium = tally_viewer::render::pdfium().unwrap();
+    let doc = pdfium.load_pdf_from_byte_slice(&pdf, None).unwrap();
+    assert_eq!(doc.pages().len(), 1);
+    let page = doc.pages().get(0).unwrap();
+    let bitmap = page
+        .render_with_config(
+            &pdfium_render::prelude::PdfRenderConfig::new()
+                .set_target_width(600)
+                .set_reverse_byte_order(true),
+        )
+        .unwrap();
+    let reddish = bitmap
+        .as_raw_bytes()
+        .chunks_exact(4)
+        .filter(|px| {
+            // RGBA (reverse byte order asked for above)
+            let (r, g, b) = (i32::from(px[0]), i32::from(px[1]), i32::from(px[2]));
+            r > g + 20 && r > b + 20
+        })
+        .count();
+    assert!(
+        reddish > 200,
+        "watermark pixels in the print job: {reddish}"
+    );
+    assert_eq!(f.count(|u| matches!(u, Usage::Print { pages: 1, .. })), 1);
+
+    // Ctrl+P prints once more; then the two printable pages are used up and it is refused.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::P);
+    settle(&mut h, "the second print", |a| {
+        reading_settled(a) && a.reader().is_some_and(|r| r.print_available())
+    });
+    assert_eq!(f.count(|u| matches!(u, Usage::Print { .. })), 2);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::P);
+    settle(&mut h, "the refusal", |a| {
+        a.reader().is_some_and(|r| {
+            r.notice
+                .as_deref()
+                .is_some_and(|n| n.contains("printable pages"))
+        })
+    });
+    assert_eq!(f.count(|u| matches!(u, Usage::Print { .. })), 2);
+}
