@@ -50,6 +50,8 @@ pub enum Command {
     /// The publishers whose licences this viewer opens.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Validate this copy online with the publisher's server (exit 0 validated, 1 refused).
+    Validate(crate::commands::validate::ValidateArgs),
 }
 
 /// Arguments of `status`.

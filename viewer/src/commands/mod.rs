@@ -5,6 +5,7 @@ pub mod open;
 pub mod status;
 pub mod trail;
 pub mod trust;
+pub mod validate;
 
 use std::path::PathBuf;
 use tally_core::home::Home;
