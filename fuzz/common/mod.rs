@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// `core/tests/data/<rel>`.
 pub fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/data")
+        .join(rel)
 }
 
 /// The bytes of a test-vector file (header lines, a blank line, hex).

@@ -20,7 +20,10 @@ fn base() -> &'static Base {
         let keyfile = common::vector_bytes("keyfile/ok-basic");
         let vendor = std::fs::read(common::data("keyfile-trust/vendor.pub")).expect("vendor.pub");
         let trust = vec![VendorPublic::from_export(&vendor).expect("vendor.pub parses")];
-        assert!(Keyfile::open(&keyfile, &trust).is_ok(), "the base keyfile must open");
+        assert!(
+            Keyfile::open(&keyfile, &trust).is_ok(),
+            "the base keyfile must open"
+        );
         Base { keyfile, trust }
     })
 }
@@ -29,5 +32,8 @@ fuzz_target!(|ops: &[u8]| {
     let b = base();
     let edited = common::mutate(&b.keyfile, ops);
     let opened = Keyfile::open(&edited, &b.trust);
-    assert!(opened.is_err() || edited == b.keyfile, "an edited keyfile opened");
+    assert!(
+        opened.is_err() || edited == b.keyfile,
+        "an edited keyfile opened"
+    );
 });

@@ -27,7 +27,12 @@ fn base() -> &'static Base {
         let key = ContentKey::from_slice(&common::hex(&common::vector_field("package/ok", "key")))
             .expect("32-byte key");
         let plain_sha256 = common::hex(&common::vector_field("package/ok", "plaintext-sha256"));
-        let b = Base { package, trust, key, plain_sha256 };
+        let b = Base {
+            package,
+            trust,
+            key,
+            plain_sha256,
+        };
         let (_, plain) = open_package_bytes(&b.package, &b.trust, &b.key).expect("base opens");
         assert_eq!(sha256(plain.as_bytes()).to_vec(), b.plain_sha256);
         b
@@ -39,7 +44,11 @@ fuzz_target!(|ops: &[u8]| {
     let edited = common::mutate(&b.package, ops);
     let from_bytes = open_package_bytes(&edited, &b.trust, &b.key);
     let from_reader = open_package(&edited[..], &b.trust, &b.key);
-    assert_eq!(from_bytes.is_ok(), from_reader.is_ok(), "the two entry points disagree");
+    assert_eq!(
+        from_bytes.is_ok(),
+        from_reader.is_ok(),
+        "the two entry points disagree"
+    );
     if let Ok((_, plain)) = from_bytes {
         assert!(edited == b.package, "an edited package decrypted");
         assert_eq!(sha256(plain.as_bytes()).to_vec(), b.plain_sha256);

@@ -31,18 +31,31 @@ fn base() -> &'static Base {
             request: [0x65; 32],
         };
         let signed = server.sign(&verdict);
-        assert_eq!(Verdict::open(&signed, server.public()).expect("base opens"), verdict);
-        Base { server, verdict, signed }
+        assert_eq!(
+            Verdict::open(&signed, server.public()).expect("base opens"),
+            verdict
+        );
+        Base {
+            server,
+            verdict,
+            signed,
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let b = base();
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     if mode % 2 == 0 {
         let _ = Verdict::open(rest, b.server.public());
         if let Ok(s) = ClientState::parse(rest) {
-            assert_eq!(s.encode(), rest, "client state parse/encode not a round trip");
+            assert_eq!(
+                s.encode(),
+                rest,
+                "client state parse/encode not a round trip"
+            );
         }
     } else {
         let edited = common::mutate(&b.signed, rest);

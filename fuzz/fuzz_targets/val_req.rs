@@ -54,14 +54,23 @@ fn base() -> &'static Base {
         };
         let envelope = request.seal(server.public(), &mut Fixed(9));
         assert_eq!(envelope.len(), ENVELOPE_LEN);
-        assert_eq!(server.open_request(&envelope).expect("base opens").0, request);
-        Base { server, request, envelope }
+        assert_eq!(
+            server.open_request(&envelope).expect("base opens").0,
+            request
+        );
+        Base {
+            server,
+            request,
+            envelope,
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let b = base();
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     match mode % 3 {
         // Arbitrary bytes as a body and as a plaintext.
         0 => {
