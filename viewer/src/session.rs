@@ -340,6 +340,27 @@ impl Session {
         }
     }
 
+    /// The policy's view right after a charge went through. "Used up" here means the
+    /// charge just bought the last of something: what was bought (prepaid page views, the
+    /// running time unit) is still the reader's, so reading goes on, and the next charge
+    /// is the one refused. Only a refusal for tampering stops at once.
+    fn apply_after_charge(&mut self, d: Decision) {
+        match d {
+            Decision::Allowed { .. } | Decision::Denied { .. } => self.apply_decision(d),
+            Decision::Limited { reason } => {
+                // Show the exhausted measure as nothing left (beyond what is prepaid).
+                if let Some(r) = &mut self.remaining {
+                    match reason {
+                        Reason::PagesUsedUp { .. } => r.pages = Some(0),
+                        Reason::TimeUsedUp { .. } => r.seconds = Some(0),
+                        Reason::UnitsUsedUp { left, .. } => r.units = Some(left),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     fn enter_limited(&mut self, reason: Reason) {
         self.mode = Mode::Limited(reason);
         self.current = 0;
@@ -475,7 +496,7 @@ impl Session {
                         self.print_ready = Some(pages);
                     }
                 }
-                self.apply_decision(decision);
+                self.apply_after_charge(decision);
             }
             MeterEvent::Failed(charge, problem) => {
                 if matches!(charge, Charge::Time) {

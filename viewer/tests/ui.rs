@@ -253,6 +253,9 @@ fn used_up_rental_falls_back_to_the_cover() {
     let f = fixture(limits(Some(3)));
     let mut h = f.harness(true);
     settle(&mut h, "the first page", reading_settled);
+    // The block bought the last three views. Core's policy then refuses the next time
+    // unit (the pages threshold no longer holds), so the session falls back to the cover
+    // rather than read on unmetered.
     for _ in 0..4 {
         h.key_press(Key::ArrowRight);
         h.step();

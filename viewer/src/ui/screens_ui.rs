@@ -164,7 +164,9 @@ pub(super) fn problem(app: &mut ReaderApp, ui: &mut egui::Ui) {
 pub(super) fn welcome(app: &mut ReaderApp, ui: &mut egui::Ui) {
     let mut open: Option<(PathBuf, PathBuf)> = None;
     egui::CentralPanel::default().show(ui, |ui| {
-        ui.heading("Tally reader");
+        ui.set_max_width(860.0);
+        ui.add_space(12.0);
+        ui.heading(RichText::new("Tally reader").size(26.0));
         ui.label("Open a rented document: choose the document (package) and its licence (keyfile), or drop both files on this window.");
         ui.add_space(8.0);
         egui::Grid::new("open-grid").num_columns(2).show(ui, |ui| {
