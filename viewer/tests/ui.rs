@@ -545,3 +545,37 @@ fn printing_is_charged_then_sent_to_the_printer_with_the_watermark() {
     });
     assert_eq!(f.count(|u| matches!(u, Usage::Print { .. })), 2);
 }
+
+#[test]
+fn card_removed_while_reading_shows_the_no_card_screen() {
+    let f = fixture(limits(None));
+    let mut h = f.harness(true);
+    settle(&mut h, "the first page", reading_settled);
+    // The card goes away; the prepaid block still covers nine more views.
+    let card = std::fs::read(f.home.card_path()).unwrap();
+    std::fs::remove_file(f.home.card_path()).unwrap();
+    for key in std::iter::repeat_n(Key::ArrowRight, 6).chain(std::iter::repeat_n(Key::ArrowLeft, 3))
+    {
+        h.key_press(key);
+        h.step();
+    }
+    assert!(matches!(
+        h.state().reader().unwrap().session.mode(),
+        Mode::Reading
+    ));
+    // The tenth view needs a new block: the card can't be reached.
+    h.key_press(Key::ArrowLeft);
+    settle(&mut h, "the problem screen", |a| problem_of(a).is_some());
+    assert!(
+        matches!(problem_of(h.state()), Some(Problem::NoCard(_))),
+        "{:?}",
+        problem_of(h.state())
+    );
+    h.get_by_label("Your card is not connected");
+    h.snapshot("no_card");
+    // Card back, "Try again": reading resumes with a new opening.
+    std::fs::write(f.home.card_path(), card).unwrap();
+    h.get_by_label("Try again").click();
+    settle(&mut h, "reading again", reading_settled);
+    assert_eq!(f.count(|u| matches!(u, Usage::Open { .. })), 2);
+}
