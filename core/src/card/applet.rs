@@ -27,6 +27,9 @@ pub struct CardState {
     pub label: String,
 }
 
+// The only secret, the private key, is p256's `SigningKey`, which zeroizes itself on drop.
+impl zeroize::ZeroizeOnDrop for CardState {}
+
 impl fmt::Debug for CardState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CardState")

@@ -17,6 +17,9 @@ pub struct ServerSecret {
     public: PublicKey,
 }
 
+// Both halves are p256 types (`SigningKey`, `SecretKey`) that zeroize themselves on drop.
+impl zeroize::ZeroizeOnDrop for ServerSecret {}
+
 impl fmt::Debug for ServerSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ServerSecret({:?})", self.public)
