@@ -2,10 +2,11 @@
 # The long fuzz run recorded in docs/security.md: every target of fuzz/ until RUNS
 # executions (default 10 million) or SECONDS of wall time (default 200), two targets at a
 # time (the build machine has 2 cores). Prints one line per target with the exact count.
-#   bash scripts/fuzz-long.sh [RUNS] [SECONDS]
+#   bash scripts/fuzz-long.sh [RUNS] [SECONDS] [TARGET...]   (default: every target)
 set -euo pipefail
 RUNS=${1:-10000000}
 SECS=${2:-200}
+shift $(($# < 2 ? $# : 2))
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT/fuzz"
 export RUSTC_BOOTSTRAP=1
@@ -23,7 +24,7 @@ run() {
     fi
 }
 status=0
-targets=($(cargo fuzz list))
+if [ $# -gt 0 ]; then targets=("$@"); else targets=($(cargo fuzz list)); fi
 for ((i = 0; i < ${#targets[@]}; i += 2)); do
     run "${targets[i]}" &
     a=$!

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # THE test command (README, .ci/run). In order:
 #   setup.sh → cargo fmt --check → cargo clippy -D warnings → start pcscd and Xvfb
-#   → cargo test (every test, doc tests included) → cargo bench --no-run (the benches must build).
+#   → cargo test (every test, doc tests included) → cargo bench --no-run (the benches must build)
+#   → fuzz smoke (scripts/fuzz.sh 3: every fuzz target built and run for 3 s).
 # Every step runs even when an earlier one failed, so one run reports everything; the exit code
 # is 0 only if all passed (1 = a check failed, 2 = set-up failed). The last line printed is
 # always `N passed, N failed`, summed over cargo's `test result:` lines, for CI to read.
@@ -86,7 +87,7 @@ start_pcscd() {
     else
         # A socket left by a killed pcscd would look ready before ours is: remove it first.
         rm -f "$sock"
-        pcscd -f >"$LOG_DIR/pcscd.log" 2>&1 &
+        pcscd -f >"$LOG_DIR/pcscd.log" 2>&1 9>&- &
         PCSCD_PID=$!
         local i
         for i in $(seq 100); do
@@ -109,7 +110,7 @@ start_xvfb() {
     local n i
     for n in $(seq 99 119); do
         [ -e "/tmp/.X$n-lock" ] && continue
-        Xvfb ":$n" -screen 0 1280x1024x24 -nolisten tcp -noreset >"$LOG_DIR/xvfb.log" 2>&1 &
+        Xvfb ":$n" -screen 0 1280x1024x24 -nolisten tcp -noreset >"$LOG_DIR/xvfb.log" 2>&1 9>&- &
         XVFB_PID=$!
         for i in $(seq 100); do
             alive "$XVFB_PID" || break
@@ -148,13 +149,21 @@ run_tests() {
     return "$rc"
 }
 
+# One run at a time per checkout: runs share pcscd, vpcd's ports and target/. A second run
+# waits here instead of stopping the first one's pcscd under it.
+mkdir -p "$LOG_DIR"
+exec 9>"$LOG_DIR/.lock"
+if ! flock -n 9; then
+    say "waiting for another scripts/test.sh run in this checkout to finish"
+    flock 9
+fi
+
 bash scripts/setup.sh || {
     say "set-up failed"
     exit 2
 }
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
-mkdir -p "$LOG_DIR"
 
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -172,3 +181,6 @@ step test run_tests
 # `--bench '*'`: only the bench targets. Plain `cargo bench --no-run` also builds every lib and
 # bin as a release-mode test harness, which doubled this step's time and tests nothing.
 step bench cargo bench --workspace --bench '*' --no-run --locked
+# Fuzz smoke (issue 7): builds every target of fuzz/ and runs each for 3 s. The long run and
+# its counts are in docs/security.md (scripts/fuzz-long.sh).
+step fuzz bash scripts/fuzz.sh 3
