@@ -286,6 +286,16 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
     if args.allow_emulated_card {
         println!("emulated card: accepted");
     }
+    if let Some(s) = &cis.server {
+        println!(
+            "validation server: {} (key {}){}",
+            s.url,
+            hex::encode(&s.public_key.fingerprint()[..8]),
+            s.require_online_every_days
+                .map(|d| format!(", online check every {d} days"))
+                .unwrap_or_default()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

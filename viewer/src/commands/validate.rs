@@ -28,6 +28,9 @@ pub struct ValidateArgs {
     /// Ask this server instead of the keyfile's URL (the key must still be the keyfile's).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// The ICV variant to compute (the server accepts V7 unless told otherwise).
+    #[arg(long, value_name = "V1..V7", default_value = "V7")]
+    pub icv: IcvVariant,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -76,7 +79,7 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
         Err(e) => return Err(Failure::Check(anyhow!(e).context("validation state"))),
     };
     let envelope = state.prepare(
-        IcvVariant::default(),
+        args.icv,
         &package,
         &server.public_key,
         viewer_icv,
