@@ -262,7 +262,8 @@ fn read_bounded(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>,
 
 /// The checks of an opening, in order ([0070]–[0074], [0060]): (1) the keyfile's
 /// signature against the trusted publishers, (2) the card present and the keyfile's,
-/// (3) ValidateTrail, (4) the policy. Returns the verified keyfile, the card's identity
+/// (3) ValidateTrail, (4) the policy, (5) the online validation the keyfile requires.
+/// Returns the verified keyfile, the card's identity
 /// and the meter. Used by opening and by `tally-view status`.
 pub fn check_rental(
     inputs: &OpenInputs,
@@ -298,7 +299,37 @@ pub fn check_rental(
     if let Decision::Denied { reason } = &decision {
         return Err(Problem::Refused(reason.clone()));
     }
+    check_validation(inputs, &keyfile)?;
     Ok((keyfile, identity, meter, decision))
+}
+
+/// The validation rule of WO 98/33296 as the keyfile sets it: with a validation server
+/// and `require_online_every_days`, the last ticket must be valid and recent enough
+/// (`ClientState::check_offline`, T18); a copy the server refused stays refused (T23).
+/// Validating online is `tally-view validate`.
+fn check_validation(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<(), Problem> {
+    use tally_core::validation::{ClientState, ValidationError};
+    let Some(server) = keyfile.server() else {
+        return Ok(());
+    };
+    let days = server.require_online_every_days;
+    let state = ClientState::load(&inputs.home, &keyfile.licence()).map_err(|e| {
+        Problem::ValidationNeeded(format!("the validation record is unreadable: {e}"))
+    })?;
+    let Some(state) = state else {
+        return match days {
+            Some(_) => Err(Problem::ValidationNeeded(
+                "this copy has never been validated".into(),
+            )),
+            None => Ok(()),
+        };
+    };
+    match state.check_offline(&server.public_key, days, inputs.clock.as_ref()) {
+        Ok(_) => Ok(()),
+        Err(e @ ValidationError::Refused(_)) => Err(Problem::Revoked(e.to_string())),
+        Err(e) if days.is_some() => Err(Problem::ValidationNeeded(e.to_string())),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Opens a rental: [`check_rental`], then decrypts the package into memory and, when

@@ -71,6 +71,10 @@ pub enum Problem {
     TrailInvalid(String),
     /// The policy refused (used up, expired, not yet valid, clock set back).
     Refused(Reason),
+    /// The licence requires an online validation (WO 98/33296) that is missing or too old.
+    ValidationNeeded(String),
+    /// The publisher's validation service refused this copy (revoked or cloned).
+    Revoked(String),
     /// Anything else (I/O, the card answering strangely).
     Other(String),
 }
@@ -85,6 +89,8 @@ impl std::fmt::Display for Problem {
             Problem::PackageInvalid(s) => write!(f, "package invalid: {s}"),
             Problem::TrailInvalid(s) => write!(f, "usage record invalid: {s}"),
             Problem::Refused(r) => write!(f, "{r}"),
+            Problem::ValidationNeeded(s) => write!(f, "online validation needed: {s}"),
+            Problem::Revoked(s) => write!(f, "copy refused by the publisher: {s}"),
             Problem::Other(s) => f.write_str(s),
         }
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::home::{CardSpec, Home};
-use tally_core::keyfile::{Cis, Keyfile};
+use tally_core::keyfile::{Cis, Keyfile, ServerInfo};
 use tally_core::package::{PackOptions, seal_package};
 use tally_core::policy::{Clock, Limits, Rights, SystemClock, TestClock};
 use tally_core::trail::{Body, LicenceId, Trail, Usage};
@@ -55,6 +55,10 @@ fn identity_of(state: &CardState) -> CardIdentity {
 /// A home with a fresh emulated card, a package of the sample PDF, and a keyfile with
 /// `limits` issued to that card by a fresh vendor.
 fn fixture(limits: Limits) -> Fixture {
+    fixture_with(limits, None)
+}
+
+fn fixture_with(limits: Limits, server: Option<ServerInfo>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let home = Home::new(dir.path().join("home"));
     let card = CardState::generate(&mut OsRng, 500, "test card");
@@ -84,7 +88,7 @@ fn fixture(limits: Limits) -> Fixture {
         content_key: key,
         limits,
         allow_emulated_card: true,
-        server: None,
+        server,
         issued_at: time::macros::datetime!(2026-01-01 00:00:00 UTC),
     };
     let kf = Keyfile::issue(&vendor, &cis, &mut OsRng).unwrap();
@@ -578,4 +582,28 @@ fn card_removed_while_reading_shows_the_no_card_screen() {
     h.get_by_label("Try again").click();
     settle(&mut h, "reading again", reading_settled);
     assert_eq!(f.count(|u| matches!(u, Usage::Open { .. })), 2);
+}
+
+#[test]
+fn a_licence_that_requires_online_validation_is_refused_until_validated() {
+    let server_key = CardState::generate(&mut OsRng, 0, "stand-in for the server key");
+    let server = ServerInfo {
+        url: "http://127.0.0.1:9".into(),
+        public_key: PublicKey::from_verifying_key(server_key.key.verifying_key()),
+        require_online_every_days: Some(7),
+    };
+    let f = fixture_with(limits(None), Some(server));
+    let mut h = f.harness(true);
+    settle(&mut h, "the problem screen", |a| problem_of(a).is_some());
+    assert!(
+        matches!(problem_of(h.state()), Some(Problem::ValidationNeeded(ref s)) if s.contains("never been validated")),
+        "{:?}",
+        problem_of(h.state())
+    );
+    h.get_by_label("This rental needs to be checked online");
+    assert_eq!(
+        f.count(|u| matches!(u, Usage::Open { .. })),
+        0,
+        "nothing opened"
+    );
 }

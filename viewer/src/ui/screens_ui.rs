@@ -74,6 +74,20 @@ pub fn problem_text(p: &Problem) -> (&'static str, String, String) {
                 "Ask the publisher for a new licence.".into(),
             ),
         },
+        Problem::ValidationNeeded(_) => (
+            "This rental needs to be checked online",
+            "The publisher asks for this copy to be validated online from time to time, and \
+             that check is missing or too old."
+                .into(),
+            "Connect to the internet, run: tally-view validate PACKAGE KEYFILE, then press \
+             Try again."
+                .into(),
+        ),
+        Problem::Revoked(_) => (
+            "The publisher has withdrawn this copy",
+            "The publisher's validation service refused this copy of the document.".into(),
+            "Contact the publisher with the details below.".into(),
+        ),
         Problem::Other(_) => (
             "The document could not be opened",
             "Something went wrong while opening the document.".into(),
@@ -90,6 +104,8 @@ fn detail(p: &Problem) -> String {
         | Problem::UntrustedVendor(s)
         | Problem::PackageInvalid(s)
         | Problem::TrailInvalid(s)
+        | Problem::ValidationNeeded(s)
+        | Problem::Revoked(s)
         | Problem::Other(s) => s.clone(),
         Problem::Refused(r) => r.to_string(),
     }
