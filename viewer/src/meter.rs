@@ -307,10 +307,13 @@ pub fn check_rental(
 /// and `require_online_every_days`, the last ticket must be valid and recent enough
 /// (`ClientState::check_offline`, T18); a copy the server refused stays refused (T23).
 /// Validating online is `tally-view validate`.
-fn check_validation(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<(), Problem> {
+pub fn check_validation(
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+) -> Result<Option<tally_core::validation::OnlineStatus>, Problem> {
     use tally_core::validation::{ClientState, ValidationError};
     let Some(server) = keyfile.server() else {
-        return Ok(());
+        return Ok(None);
     };
     let days = server.require_online_every_days;
     let state = ClientState::load(&inputs.home, &keyfile.licence()).map_err(|e| {
@@ -321,14 +324,14 @@ fn check_validation(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<()
             Some(_) => Err(Problem::ValidationNeeded(
                 "this copy has never been validated".into(),
             )),
-            None => Ok(()),
+            None => Ok(None),
         };
     };
     match state.check_offline(&server.public_key, days, inputs.clock.as_ref()) {
-        Ok(_) => Ok(()),
+        Ok(s) => Ok(Some(s)),
         Err(e @ ValidationError::Refused(_)) => Err(Problem::Revoked(e.to_string())),
         Err(e) if days.is_some() => Err(Problem::ValidationNeeded(e.to_string())),
-        Err(_) => Ok(()),
+        Err(_) => Ok(None),
     }
 }
 
@@ -337,6 +340,7 @@ fn check_validation(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<()
 /// mode (the cover page only, claim 6) without a record.
 pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
     let (keyfile, identity, mut meter, decision) = check_rental(inputs)?;
+    let validated = check_validation(inputs, &keyfile)?.map(|s| s.last_validated);
     let bytes = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")?;
     let key = keyfile
         .unwrap_content_key(&identity)
@@ -369,6 +373,7 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
             customer: keyfile.customer_name().to_string(),
             rights: keyfile.rights(),
             renew_hint,
+            validated,
         },
         page_count: header.page_count() as usize,
         decision,

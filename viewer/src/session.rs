@@ -189,6 +189,8 @@ pub struct RentalInfo {
     pub rights: Rights,
     /// How to renew, for the used-up screen (the vendor's address when the keyfile has one).
     pub renew_hint: String,
+    /// When the publisher's service last validated this copy, if the licence uses one.
+    pub validated: Option<time::OffsetDateTime>,
 }
 
 /// Whether the session may show pages.

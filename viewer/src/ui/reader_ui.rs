@@ -197,6 +197,15 @@ fn status_bar(r: &mut Reader, ui: &mut egui::Ui) {
             }
             Mode::Stopped(_) => {}
         }
+        if let Some(v) = r.session.info().validated {
+            ui.label(format!(
+                "Checked online: {:04}-{:02}-{:02}",
+                v.year(),
+                u8::from(v.month()),
+                v.day()
+            ));
+            ui.separator();
+        }
         if r.session.busy() {
             ui.label(RichText::new("Recording use on your card…").italics());
         }
