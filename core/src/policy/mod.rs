@@ -269,6 +269,10 @@ struct Ctx<'a> {
     tally: &'a Tally,
     phase: Phase,
     units_used: u64,
+    /// Page views are charged in advance ([`page_charge`]): a pages threshold that is
+    /// exactly used up may still have prepaid views the reader is entitled to. A time
+    /// charge must not refuse because of it — the next page charge refuses instead.
+    pages_prepaid: bool,
 }
 
 impl Ctx<'_> {
@@ -278,7 +282,19 @@ impl Ctx<'_> {
             tally,
             phase,
             units_used: tally.units(&limits.weights),
+            pages_prepaid: false,
         }
+    }
+
+    /// Treat a used-up pages threshold as holding (see `pages_prepaid`).
+    fn with_prepaid_pages(mut self) -> Self {
+        self.pages_prepaid = true;
+        self
+    }
+
+    /// True when threshold `max` on `m` still holds.
+    fn open_threshold(&self, m: Measure, max: u64) -> bool {
+        self.left(m, max) > 0 || (self.pages_prepaid && m == Measure::Pages)
     }
 
     /// How much of a threshold `max` on `m` is left, in the measure's charging unit
@@ -317,7 +333,7 @@ impl Ctx<'_> {
     fn holds(&self, rule: &Rule) -> Result<(), Reason> {
         match rule {
             Rule::Limit { measure, max } => {
-                if self.left(*measure, *max) > 0 {
+                if self.open_threshold(*measure, *max) {
                     Ok(())
                 } else {
                     Err(self.used_up(*measure, *max))
@@ -346,7 +362,7 @@ impl Ctx<'_> {
                 let left = self.left(*measure, *max);
                 if *measure == target {
                     Some(left)
-                } else if left > 0 {
+                } else if self.open_threshold(*measure, *max) {
                     None
                 } else {
                     Some(0)
@@ -483,7 +499,7 @@ pub fn page_charge(limits: &Limits, tally: &Tally, clock: &dyn Clock) -> Result<
 /// including when the weighted units left ([0103]) are fewer than this hour band costs.
 pub fn time_charge(limits: &Limits, tally: &Tally, clock: &dyn Clock) -> Result<u32, Reason> {
     let now = check_dates(limits, tally, clock)?;
-    let ctx = Ctx::new(limits, tally, Phase::Reading);
+    let ctx = Ctx::new(limits, tally, Phase::Reading).with_prepaid_pages();
     let rule = limits.combined_rule();
     ctx.holds(&rule)?;
     let needed = limits.weights.weight_at(now);

@@ -534,8 +534,9 @@ proptest::proptest! {
             record(&mut t, pages(n), T0);
         }
         proptest::prop_assert_eq!(t.page_views, p);
-        // The `all` holds no more: nothing else may be charged either.
-        proptest::prop_assert!(time_charge(&l, &t, &c).is_err());
+        // No more page views; the prepaid ones may still be read, and that time is charged.
+        proptest::prop_assert!(page_charge(&l, &t, &c).is_err());
+        proptest::prop_assert!(time_charge(&l, &t, &c).is_ok());
         let mut t = Tally::new(LIC);
         while let Ok(s) = time_charge(&l, &t, &c) {
             proptest::prop_assert!(s >= 1 && s <= unit);
@@ -543,4 +544,25 @@ proptest::proptest! {
         }
         proptest::prop_assert_eq!(t.seconds, m * 60);
     }
+}
+
+#[test]
+fn time_is_still_charged_while_the_last_prepaid_pages_are_read() {
+    // The last block of page views is prepaid: the reader may read those pages, and the
+    // time spent on them is charged; the next page charge is what refuses.
+    let l = limits("pages 10\nminutes 60\npage-block 10\ntime-unit 60\n");
+    let c = clock(T0);
+    let mut t = Tally::new(LIC);
+    record(&mut t, pages(10), T0);
+    assert_eq!(time_charge(&l, &t, &c), Ok(60));
+    assert!(matches!(
+        page_charge(&l, &t, &c),
+        Err(Reason::PagesUsedUp { limit: 10 })
+    ));
+    // Time itself used up still refuses.
+    record(&mut t, time(3600), T0);
+    assert!(matches!(
+        time_charge(&l, &t, &c),
+        Err(Reason::TimeUsedUp { .. })
+    ));
 }
