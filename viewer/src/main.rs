@@ -6,6 +6,7 @@ use tally_viewer::cli::{Cli, Command};
 use tally_viewer::commands;
 
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let result = (|| {
         if cli.command.is_some() && (cli.package.is_some() || cli.keyfile.is_some() || cli.demo) {
@@ -30,4 +31,22 @@ fn main() -> ExitCode {
             ExitCode::from(f.code())
         }
     }
+}
+
+/// `println!` panics when stdout is a closed pipe (`tally-view … | head`); a broken pipe is
+/// not an error for a CLI, so exit quietly instead of printing a panic.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
