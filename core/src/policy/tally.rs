@@ -35,6 +35,9 @@ pub struct Tally {
     /// Time records by the UTC minute of day they were charged in: enough to weigh them
     /// with any [`TimeWeights`] ([0103]) without keeping every record.
     time_by_minute: Box<[u64; MINUTES_PER_DAY]>,
+    /// Time records vouched for by a validator record ([0094], [`Tally::resume`]): their
+    /// minute of day is not known, so each is charged at the heaviest weight.
+    vouched_time_records: u64,
     /// Time of this licence's newest record.
     pub newest_own: Option<OffsetDateTime>,
     /// Time of the newest record of any kind in the trail.
@@ -67,6 +70,7 @@ impl Tally {
             time_records: 0,
             printed: 0,
             time_by_minute: Box::new([0; MINUTES_PER_DAY]),
+            vouched_time_records: 0,
             newest_own: None,
             newest_any: None,
         }
@@ -76,6 +80,33 @@ impl Tally {
     pub fn from_bodies<'a>(licence: LicenceId, bodies: impl IntoIterator<Item = &'a Body>) -> Self {
         let mut t = Self::new(licence);
         for b in bodies {
+            t.add(b);
+        }
+        t
+    }
+
+    /// Totals of `licence` after a fast start ([0094]): the validator's totals for the
+    /// licence (none when it names no totals for it, or when `vouched` is `None`), plus
+    /// `later`, the bodies of the verified records after its `upto` (in trail order; see
+    /// `Trail::unvouched_bodies`). Vouched-for time records count at the heaviest weight of
+    /// any [`TimeWeights`] (never less than they cost; exact for flat weights), and the
+    /// times of vouched-for records are not known (the validator record's own time, which
+    /// is among `later`, stands in for them in `newest_any`).
+    pub fn resume<'a>(
+        licence: LicenceId,
+        vouched: Option<&crate::trail::validator::Vouched>,
+        later: impl IntoIterator<Item = &'a Body>,
+    ) -> Self {
+        let mut t = Self::new(licence);
+        if let Some(v) = vouched.and_then(|v| v.totals.iter().find(|t| t.licence == licence)) {
+            t.opens = u64::from(v.opens);
+            t.page_views = u64::from(v.pages);
+            t.seconds = u64::from(v.seconds);
+            t.printed = u64::from(v.prints);
+            t.time_records = u64::from(v.times);
+            t.vouched_time_records = u64::from(v.times);
+        }
+        for b in later {
             t.add(b);
         }
         t
@@ -114,17 +145,26 @@ impl Tally {
             Usage::Print { pages, .. } => {
                 self.printed = self.printed.saturating_add(u64::from(*pages))
             }
-            Usage::Genesis | Usage::Nonce { .. } => {}
+            // A validator's totals are used only by `resume`; read in full, it adds nothing.
+            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) => {}
         }
     }
 
     /// Weighted time units used ([0103]): each time record costs the weight of the band
     /// it was charged in.
     pub fn units(&self, weights: &TimeWeights) -> u64 {
+        let heaviest = weights
+            .bands
+            .iter()
+            .map(|b| b.weight)
+            .fold(weights.default, u32::max);
+        let vouched = self
+            .vouched_time_records
+            .saturating_mul(u64::from(heaviest));
         self.time_by_minute
             .iter()
             .enumerate()
-            .fold(0u64, |acc, (m, &n)| {
+            .fold(vouched, |acc, (m, &n)| {
                 let w = u64::from(weights.weight_at_utc_minute(m as u16));
                 acc.saturating_add(n.saturating_mul(w))
             })

@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "nonce"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "nonce" | "validator"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
+//! ; validator only ([0094]; see `super::validator`):
+//! fields  = "key=" hex64 SP "upto=" num SP "chain=" hex64 0*5(SP totals) SP "sig=" hex128
+//! totals  = "lic=" hex32 SP "opens=" n32 SP "pages=" n32 SP "seconds=" n32 SP "prints=" n32 SP "times=" n32
 //! ```
+//!
+//! `sig=` is the one value longer than 64 characters: exactly 128 lower-case hex digits.
 //!
 //! | kind    | fields after `at=`                         | meaning |
 //! |---------|--------------------------------------------|---------|
@@ -18,10 +23,12 @@
 //! | time    | `lic= seconds=`                            | one time unit of `seconds` charged at its start |
 //! | print   | `lic= pages=`                              | `pages` pages printed |
 //! | nonce   | `value=`                                   | a nonce written by ValidateTrail ([0060] step [2]) or a vendor ([0104]) |
+//! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` ([0094]) |
 //!
 //! Each licence reads only records carrying its own `lic=` ([0049]). Bodies are at most
 //! [`MAX_BODY`] bytes; anything else is refused with the reason.
 
+use crate::crypto::{Hash, Signature};
 use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -97,6 +104,48 @@ pub enum Usage {
         /// The nonce text.
         value: String,
     },
+    /// A validation server vouches for the records before it ([0094]).
+    Validator(Box<Validator>),
+}
+
+/// Most licences one validator record carries totals for: with every total at `u32::MAX`
+/// a validator body is then still at most [`MAX_BODY`] bytes (see the test
+/// `largest_validator_fits`). A card with more licences is not vouched for.
+pub const MAX_VALIDATOR_LICENCES: usize = 5;
+
+/// One licence's totals over the records a validator vouches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LicenceTotals {
+    /// The licence.
+    pub licence: LicenceId,
+    /// `open` records.
+    pub opens: u32,
+    /// Page views prepaid (the sum of `pages` records' `count`).
+    pub pages: u32,
+    /// Seconds charged by `time` records.
+    pub seconds: u32,
+    /// Pages printed.
+    pub prints: u32,
+    /// `time` records (so weighted time units can be bounded, [0103]).
+    pub times: u32,
+}
+
+/// The content of a validator record ([0094]): the server with key fingerprint `server_key`
+/// checked every record with a counter up to `upto`, whose running chain hash is `chain`
+/// (`super::validator::chain_hash`), and found these totals; `signature` is its ECDSA
+/// P-256 signature over the body text before ` sig=` (`super::validator::signed_message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validator {
+    /// Fingerprint of the validation server's public key.
+    pub server_key: Hash,
+    /// The last counter vouched for.
+    pub upto: u64,
+    /// The chain hash after the record with counter `upto`.
+    pub chain: Hash,
+    /// Totals per licence, in ascending licence order, at most [`MAX_VALIDATOR_LICENCES`].
+    pub totals: Vec<LicenceTotals>,
+    /// The server's signature.
+    pub signature: Signature,
 }
 
 impl Usage {
@@ -107,7 +156,7 @@ impl Usage {
             | Usage::Pages { licence, .. }
             | Usage::Time { licence, .. }
             | Usage::Print { licence, .. } => Some(*licence),
-            Usage::Genesis | Usage::Nonce { .. } => None,
+            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) => None,
         }
     }
 }
@@ -181,6 +230,7 @@ impl Body {
             Usage::Time { .. } => "time",
             Usage::Print { .. } => "print",
             Usage::Nonce { .. } => "nonce",
+            Usage::Validator(_) => "validator",
         };
         s.push_str(&format!("{PREFIX} {kind} at={at}"));
         match &self.usage {
@@ -203,8 +253,35 @@ impl Body {
                 };
                 s.push_str(&format!(" value={v}"));
             }
+            Usage::Validator(v) => {
+                s.push_str(&format!(
+                    " key={} upto={} chain={}",
+                    hex::encode(v.server_key),
+                    v.upto,
+                    hex::encode(v.chain)
+                ));
+                for t in &v.totals {
+                    s.push_str(&format!(
+                        " lic={} opens={} pages={} seconds={} prints={} times={}",
+                        t.licence, t.opens, t.pages, t.seconds, t.prints, t.times
+                    ));
+                }
+                s.push_str(&format!(" sig={}", hex::encode(v.signature.0)));
+            }
         }
         s
+    }
+
+    /// For a validator body: the text the server signs, i.e. the body up to (not
+    /// including) ` sig=`. `None` for other kinds.
+    pub fn validator_signed_text(&self) -> Option<String> {
+        if !matches!(self.usage, Usage::Validator(_)) {
+            return None;
+        }
+        let mut s = self.encode();
+        let cut = s.rfind(" sig=")?;
+        s.truncate(cut);
+        Some(s)
     }
 
     /// Parses the text form strictly.
@@ -287,6 +364,9 @@ impl Body {
             "nonce" => Usage::Nonce {
                 value: field("value")?.to_string(),
             },
+            // `field` is not used on this path: the validator reads its own words, because
+            // `sig=` is longer than 64 characters.
+            "validator" => Usage::Validator(Box::new(parse_validator(&mut words)?)),
             other => return Err(BodyError::UnknownKind(other.chars().take(20).collect())),
         };
         if words.next().is_some() {
@@ -304,6 +384,93 @@ impl Body {
             });
         }
         Ok(body)
+    }
+}
+
+fn bad(field: &'static str, reason: &'static str) -> BodyError {
+    BodyError::Field { field, reason }
+}
+
+/// The next word as `name=value`, the value 1..=`max` characters of `allowed`.
+fn take<'a>(
+    words: &mut std::str::Split<'a, char>,
+    name: &'static str,
+    max: usize,
+) -> Result<&'a str, BodyError> {
+    let w = words.next().ok_or(bad(name, "missing"))?;
+    let v = w
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix('='))
+        .ok_or(bad(name, "missing or out of order"))?;
+    if v.is_empty() || v.len() > max || !valid_value_chars(v) {
+        return Err(bad(name, "bad characters or length"));
+    }
+    Ok(v)
+}
+
+fn valid_value_chars(v: &str) -> bool {
+    v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:+-".contains(&b))
+}
+
+fn hex_exact<const N: usize>(name: &'static str, v: &str) -> Result<[u8; N], BodyError> {
+    let mut out = [0u8; N];
+    if v.len() != 2 * N || hex::decode_to_slice(v, &mut out).is_err() {
+        return Err(bad(name, "expected fixed-length hex"));
+    }
+    Ok(out)
+}
+
+fn num64(name: &'static str, v: &str) -> Result<u64, BodyError> {
+    if v.len() > 1 && v.starts_with('0') {
+        return Err(bad(name, "leading zero"));
+    }
+    v.parse::<u64>().map_err(|_| bad(name, "expected a number"))
+}
+
+fn num32(name: &'static str, v: &str) -> Result<u32, BodyError> {
+    u32::try_from(num64(name, v)?).map_err(|_| bad(name, "number too large"))
+}
+
+/// The fields of a validator body after `at=` (strict; canonical form is checked by the caller).
+fn parse_validator(words: &mut std::str::Split<'_, char>) -> Result<Validator, BodyError> {
+    let server_key = hex_exact::<32>("key", take(words, "key", 64)?)?;
+    let upto = num64("upto", take(words, "upto", 20)?)?;
+    let chain = hex_exact::<32>("chain", take(words, "chain", 64)?)?;
+    let mut totals: Vec<LicenceTotals> = Vec::new();
+    loop {
+        let w = words.next().ok_or(bad("sig", "missing"))?;
+        if let Some(v) = w.strip_prefix("sig=") {
+            if v.len() != 128 || !valid_value_chars(v) {
+                return Err(bad("sig", "expected 128 hex digits"));
+            }
+            let signature = Signature(hex_exact::<64>("sig", v)?);
+            return Ok(Validator {
+                server_key,
+                upto,
+                chain,
+                totals,
+                signature,
+            });
+        }
+        let v = w
+            .strip_prefix("lic=")
+            .ok_or(bad("lic", "expected `lic=` or `sig=`"))?;
+        if totals.len() >= MAX_VALIDATOR_LICENCES {
+            return Err(bad("lic", "too many licences"));
+        }
+        let licence = LicenceId(hex_exact::<16>("lic", v)?);
+        if totals.last().is_some_and(|t| t.licence >= licence) {
+            return Err(bad("lic", "licences not in strictly ascending order"));
+        }
+        totals.push(LicenceTotals {
+            licence,
+            opens: num32("opens", take(words, "opens", 10)?)?,
+            pages: num32("pages", take(words, "pages", 10)?)?,
+            seconds: num32("seconds", take(words, "seconds", 10)?)?,
+            prints: num32("prints", take(words, "prints", 10)?)?,
+            times: num32("times", take(words, "times", 10)?)?,
+        });
     }
 }
 
@@ -389,5 +556,88 @@ mod tests {
             Body::parse(&[0xff, 0xfe]),
             Err(BodyError::NotText)
         ));
+    }
+
+    fn validator(n: usize, big: bool) -> Body {
+        let v = if big { u32::MAX } else { 7 };
+        let totals = (0..n)
+            .map(|i| LicenceTotals {
+                licence: LicenceId([i as u8; 16]),
+                opens: v,
+                pages: v,
+                seconds: v,
+                prints: v,
+                times: v,
+            })
+            .collect();
+        Body::at_unix(
+            Usage::Validator(Box::new(Validator {
+                server_key: [0xab; 32],
+                upto: if big { u64::MAX } else { 41 },
+                chain: [0x22; 32],
+                totals,
+                signature: Signature([0x33; 64]),
+            })),
+            1_764_000_000,
+        )
+    }
+
+    #[test]
+    fn validator_round_trips_and_its_signed_text_stops_before_sig() {
+        for n in 0..=MAX_VALIDATOR_LICENCES {
+            let b = validator(n, false);
+            let text = b.encode();
+            assert_eq!(Body::parse(text.as_bytes()).unwrap(), b, "{text}");
+            let signed = b.validator_signed_text().unwrap();
+            assert_eq!(format!("{signed} sig={}", "33".repeat(64)), text);
+        }
+        assert_eq!(Body::now(Usage::Genesis).validator_signed_text(), None);
+    }
+
+    #[test]
+    fn largest_validator_fits() {
+        let text = validator(MAX_VALIDATOR_LICENCES, true).encode();
+        assert!(text.len() <= MAX_BODY, "{} bytes", text.len());
+        assert!(Body::parse(text.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn malformed_validators_are_named() {
+        let good = validator(2, false).encode();
+        let sig = format!(" sig={}", "33".repeat(64));
+        let too_many = {
+            let six = validator(MAX_VALIDATOR_LICENCES, false).encode();
+            let extra =
+                " lic=ffffffffffffffffffffffffffffffff opens=1 pages=1 seconds=1 prints=1 times=1";
+            six.replace(&sig, &format!("{extra}{sig}"))
+        };
+        let swapped = {
+            let a =
+                " lic=00000000000000000000000000000000 opens=7 pages=7 seconds=7 prints=7 times=7";
+            let b =
+                " lic=01010101010101010101010101010101 opens=7 pages=7 seconds=7 prints=7 times=7";
+            good.replace(&format!("{a}{b}"), &format!("{b}{a}"))
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (good.replace(&sig, &sig[..sig.len() - 2]), "`sig`"),
+            (good.replace(&sig, &format!("{sig}00")), "`sig`"),
+            (good.replace("key=abab", "key=ABAB"), "canonical"),
+            (good.replace(&sig, ""), "`sig`: missing"),
+            (good.replace("upto=41", "upto=041"), "leading zero"),
+            (
+                good.replace("upto=41", "upto=18446744073709551616"),
+                "`upto`",
+            ),
+            (good.replace("opens=7", "opens=4294967296"), "too large"),
+            (good.replace(" times=7", ""), "`times`"),
+            (good.replace("key=ab", "key=a"), "`key`"),
+            (format!("{good} x=1"), "extra"),
+            (too_many, "too many licences"),
+            (swapped, "ascending"),
+        ];
+        for (text, want) in &cases {
+            let err = Body::parse(text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 }

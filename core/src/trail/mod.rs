@@ -16,12 +16,13 @@ pub mod body;
 pub mod file;
 pub mod record;
 pub mod validate;
+pub mod validator;
 
 pub use body::{Body, BodyError, LicenceId, Usage};
 pub use record::Record;
 
 use crate::card::{Card, CardError, CardIdentity, CardSession};
-use crate::crypto::{SignatureVerifier, default_verifier};
+use crate::crypto::{PublicKey, SignatureVerifier, default_verifier};
 use crate::fsutil::LockGuard;
 use file::{FormatError, Frames, HEADER_LEN, Header, Intent};
 use std::fs::{File, OpenOptions};
@@ -196,6 +197,15 @@ pub enum TrailError {
     /// A crash simulated by a test at a [`CrashPoint`].
     #[error("simulated crash at {0:?}")]
     InjectedCrash(CrashPoint),
+    /// A validator record naming a trusted server key is forged, or the records it
+    /// vouches for were changed ([0094]; see [`validator`]).
+    #[error("record {index} is a validator record that can't be trusted: {reason}")]
+    BadValidator {
+        /// Position of the validator record.
+        index: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 /// Steps of Write at which tests simulate a crash (T11, T15 of DESIGN): the process
@@ -241,6 +251,7 @@ impl TrailError {
             Self::Exists(_) | Self::CardAlreadyUsed { .. } => "setup",
             Self::Card(_) => "card-io",
             Self::InjectedCrash(_) => "crash",
+            Self::BadValidator { .. } => "validator",
         }
     }
 
@@ -252,7 +263,8 @@ impl TrailError {
             | Self::Reordered { index, .. }
             | Self::Duplicate { index, .. }
             | Self::BadBody { index, .. }
-            | Self::UnexpectedGenesis { index } => Some(*index),
+            | Self::UnexpectedGenesis { index }
+            | Self::BadValidator { index, .. } => Some(*index),
             Self::Format(
                 FormatError::Checksum { index }
                 | FormatError::FrameLength { index, .. }
@@ -322,6 +334,12 @@ pub struct Trail {
     verifier: &'static dyn SignatureVerifier,
     last_recovery: Option<u64>,
     crash_at: Option<CrashPoint>,
+    // Validator fast start ([0094], `validator`): keys trusted (none by default, which
+    // keeps full validation), the validator a fresh verification started from, and how
+    // many records' signatures that let it skip.
+    trusted_validators: Vec<PublicKey>,
+    vouched: Option<validator::Vouched>,
+    skipped: u64,
 }
 
 impl std::fmt::Debug for Trail {
@@ -414,6 +432,9 @@ impl Trail {
             verifier: default_verifier(),
             last_recovery: None,
             crash_at: None,
+            trusted_validators: Vec::new(),
+            vouched: None,
+            skipped: 0,
         }
     }
 
@@ -480,6 +501,28 @@ impl Trail {
     /// Uses another signature verifier (default: the fastest available).
     pub fn set_verifier(&mut self, verifier: &'static dyn SignatureVerifier) {
         self.verifier = verifier;
+    }
+
+    /// Trusts validator records signed by these validation-server keys ([0094]): the next
+    /// verification of a trail not verified yet starts from the newest such record, checking
+    /// the records it vouches for by the chain hash only (see [`validator`]). Empty (the
+    /// default) means full validation, exactly as without validator records.
+    pub fn set_trusted_validators(&mut self, keys: Vec<PublicKey>) {
+        self.trusted_validators = keys;
+    }
+
+    /// The validator record the verification of this trail started from, if it fast-started.
+    pub fn vouched(&self) -> Option<&validator::Vouched> {
+        self.vouched.as_ref()
+    }
+
+    /// The verified records whose use is *not* in the fast start's validator totals, with
+    /// their bodies: all verified records without a fast start, else those after its `upto`.
+    /// Totals = the validator's totals + these ([`crate::policy::Tally::resume`]).
+    pub fn unvouched_bodies(&self) -> impl Iterator<Item = (u64, Body)> + '_ {
+        let upto = self.vouched.as_ref().map(|v| v.upto);
+        self.verified_bodies()
+            .filter(move |(c, _)| upto.is_none_or(|u| *c > u))
     }
 
     /// The records read so far, in trail order. Only the first [`Trail::verified_len`] are verified.
@@ -564,7 +607,23 @@ impl Trail {
 
     /// Verifies records not yet verified (incremental validation).
     fn verify_new(&mut self) -> Result<u64, TrailError> {
-        let from = self.verified;
+        let mut from = self.verified;
+        if from == 0 && !self.trusted_validators.is_empty() {
+            // Fast start ([0094]): the records a trusted validator vouches for are checked
+            // by the chain hash (in `fast_start`), not by signature.
+            if let Some(v) = validator::fast_start(
+                &self.records,
+                &self.identity,
+                self.header.first_counter,
+                &self.trusted_validators,
+                self.verifier,
+            )? {
+                let skip = v.upto - self.header.first_counter + 1;
+                from = skip as usize;
+                self.skipped = self.skipped.saturating_add(skip);
+                self.vouched = Some(v);
+            }
+        }
         validate::verify_range(
             &self.records,
             from,
@@ -794,6 +853,7 @@ impl Trail {
         // named precisely (a hole as a gap, not as a missing tail) and no counter value is
         // spent on a trail that is already invalid. The nonce record is checked after.
         let before = self.verified;
+        let skipped_before = self.skipped;
         self.verify_new()?;
         let mut s = card.session()?;
         if !self.card_checked {
@@ -832,7 +892,8 @@ impl Trail {
             records: self.records.len() as u64,
             first_counter: self.header.first_counter,
             last_counter: rec.counter,
-            newly_verified: (self.records.len() - before) as u64,
+            newly_verified: ((self.records.len() - before) as u64)
+                .saturating_sub(self.skipped - skipped_before),
         })
     }
 

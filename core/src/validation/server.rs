@@ -83,6 +83,19 @@ impl ServerSecret {
         open_envelope(&self.secret, &self.public, envelope)
     }
 
+    /// Signs a validator body's text before ` sig=` for card `serial` ([0094]); the message
+    /// is domain-separated (`trail::validator::signed_message`), so this signs nothing else.
+    pub fn sign_validator(
+        &self,
+        serial: &crate::card::Serial,
+        unsigned: &[u8],
+    ) -> crypto::Signature {
+        crypto::sign_low_s(
+            &self.signing,
+            &crate::trail::validator::signed_message(serial, unsigned),
+        )
+    }
+
     /// Signs a verdict.
     pub fn sign(&self, verdict: &Verdict) -> Vec<u8> {
         let body = verdict.body();

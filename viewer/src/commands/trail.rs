@@ -71,6 +71,14 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
         Usage::Time { licence, seconds } => (format!("time {seconds}s"), Some(licence.to_hex())),
         Usage::Print { licence, pages } => (format!("print {pages} pages"), Some(licence.to_hex())),
         Usage::Nonce { value } => (format!("nonce {value}"), None),
+        Usage::Validator(v) => (
+            format!(
+                "validator up to counter {} by server {}",
+                v.upto,
+                hex::encode(&v.server_key[..8])
+            ),
+            None,
+        ),
     }
 }
 

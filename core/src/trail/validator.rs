@@ -1,0 +1,331 @@
+//! Validator records: a trusted audit-trail validation service ([0094]).
+//!
+//! A validation server checks a trail in full (every card signature, the counter
+//! sequence, the start rule) and answers with a validator body: "every record up to
+//! counter `upto`, whose chain hash is `chain`, is valid, and these are each licence's
+//! totals", signed with the server's key. The viewer writes that body through the normal
+//! Write, so the card signs it and it takes the next counter like any record.
+//!
+//! A fresh ValidateTrail that trusts the server's key ([`super::Trail::set_trusted_validators`])
+//! then starts from the newest such record: the records up to `upto` are checked only by
+//! recomputing the chain hash (SHA-256, cheap) and their counters; only the records after
+//! `upto` have their card signatures verified. Totals for a licence start from the
+//! validator's and add the later records ([`crate::policy::Tally::resume`]).
+//!
+//! ## Chain hash (exact definition)
+//!
+//! ```text
+//! chain_0 = tagged_hash("tally/chain/v1", [serial (16), key-fingerprint (32), first-counter:u64 BE])
+//! chain_i = tagged_hash("tally/chain/v1", [chain_{i-1} (32), record_i])
+//! record_i = nonce (32) ‖ counter:u64 BE ‖ signature (64) ‖ body-length:u16 BE ‖ body
+//! ```
+//!
+//! where `tagged_hash(tag, parts) = SHA-256(u32(len tag) ‖ tag ‖ Σ u32(len part) ‖ part)`
+//! ([`crate::crypto::tagged_hash`]) and `record_i` is the record as stored in its frame
+//! ([`Record::encode`]; the frame's length and CRC are not included). A validator with
+//! `upto = u` carries `chain_k` for the record `k` whose counter is `u`.
+//!
+//! ## What the server signs
+//!
+//! ```text
+//! m = "TALLY-VALIDATOR-SIG/v1" (22) ‖ card serial (16) ‖ the body text before " sig="
+//! sig = ECDSA-P256-SHA256(server key, m), low-S, written as 128 hex digits
+//! ```
+//!
+//! Not done: archiving the vouched-for prefix out of the working trail (a trail that
+//! begins with a validator instead of genesis). The header has no field saying so yet;
+//! every trail still starts with its genesis record.
+
+use super::TrailError;
+use super::body::{Body, LicenceTotals, Usage, Validator};
+use super::record::Record;
+use crate::card::{CardIdentity, Serial};
+use crate::crypto::{Hash, PublicKey, SignatureVerifier, tagged_hash};
+
+/// Domain tag of the chain hash.
+pub const CHAIN_TAG: &[u8] = b"tally/chain/v1";
+/// Domain prefix of the message a validation server signs.
+pub const SIG_DOMAIN: &[u8; 22] = b"TALLY-VALIDATOR-SIG/v1";
+
+/// `chain_0` of a trail.
+pub fn chain_start(serial: &Serial, key_fingerprint: &Hash, first_counter: u64) -> Hash {
+    tagged_hash(
+        CHAIN_TAG,
+        &[&serial.0, key_fingerprint, &first_counter.to_be_bytes()],
+    )
+}
+
+/// `chain_i` from `chain_{i-1}` and record `i`.
+pub fn chain_step(prev: &Hash, record: &Record) -> Hash {
+    tagged_hash(CHAIN_TAG, &[prev, &record.encode()])
+}
+
+/// The chain hash after every record of `records` (the first of which carries `first_counter`).
+pub fn chain_hash(identity: &CardIdentity, first_counter: u64, records: &[Record]) -> Hash {
+    let start = chain_start(
+        &identity.serial,
+        &identity.public_key.fingerprint(),
+        first_counter,
+    );
+    records.iter().fold(start, |c, r| chain_step(&c, r))
+}
+
+/// The message the server signs for a validator body whose text before ` sig=` is `unsigned`.
+pub fn signed_message(serial: &Serial, unsigned: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIG_DOMAIN.len() + 16 + unsigned.len());
+    m.extend_from_slice(SIG_DOMAIN);
+    m.extend_from_slice(&serial.0);
+    m.extend_from_slice(unsigned);
+    m
+}
+
+/// True when `body` is a validator whose signature verifies under `server` for the card `serial`
+/// and whose `key=` names `server`.
+pub fn verify_validator(
+    body: &Body,
+    serial: &Serial,
+    server: &PublicKey,
+    verifier: &dyn SignatureVerifier,
+) -> bool {
+    let Usage::Validator(v) = &body.usage else {
+        return false;
+    };
+    let Some(unsigned) = body.validator_signed_text() else {
+        return false;
+    };
+    v.server_key == server.fingerprint()
+        && verifier.verify(
+            server,
+            &signed_message(serial, unsigned.as_bytes()),
+            &v.signature,
+        )
+}
+
+/// Where a fast start begins: the validator record chosen and what it vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vouched {
+    /// Position of the validator record in the trail.
+    pub index: u64,
+    /// Its counter.
+    pub counter: u64,
+    /// The last counter it vouches for.
+    pub upto: u64,
+    /// Fingerprint of the server that signed it.
+    pub server_key: Hash,
+    /// Each licence's totals up to `upto`.
+    pub totals: Vec<LicenceTotals>,
+}
+
+/// Cheap test for a validator body, before any parsing.
+fn looks_like_validator(body: &[u8]) -> bool {
+    body.starts_with(b"tally/1 validator ")
+}
+
+/// Finds the newest validator record in `records` whose `key=` is one of `trusted`, checks
+/// the server's signature and the chain hash of the records it vouches for, and their
+/// counters. Returns `None` when no record names a trusted key (full validation then
+/// applies). A validator naming a trusted key whose signature fails, or whose chain hash
+/// does not match the records before it, is an error: the trail was forged or tampered with.
+pub fn fast_start(
+    records: &[Record],
+    identity: &CardIdentity,
+    first_counter: u64,
+    trusted: &[PublicKey],
+    verifier: &dyn SignatureVerifier,
+) -> Result<Option<Vouched>, TrailError> {
+    if trusted.is_empty() {
+        return Ok(None);
+    }
+    let found = records.iter().enumerate().rev().find_map(|(i, r)| {
+        if !looks_like_validator(&r.body) {
+            return None;
+        }
+        let body = Body::parse(&r.body).ok()?;
+        let Usage::Validator(v) = &body.usage else {
+            return None;
+        };
+        let key = trusted
+            .iter()
+            .find(|k| k.fingerprint() == v.server_key)?
+            .clone();
+        Some((i, body.clone(), key))
+    });
+    let Some((index, body, key)) = found else {
+        return Ok(None);
+    };
+    let idx = index as u64;
+    let Usage::Validator(v) = &body.usage else {
+        return Ok(None);
+    };
+    let v: &Validator = v;
+    if !verify_validator(&body, &identity.serial, &key, verifier) {
+        return Err(TrailError::BadValidator {
+            index: idx,
+            reason: "the server's signature does not verify",
+        });
+    }
+    // Counters only (cheap): the server checked them, the chain hash binds them; this
+    // names a hole precisely instead of as a chain mismatch.
+    for (i, r) in records[..index].iter().enumerate() {
+        let expected = first_counter.saturating_add(i as u64);
+        if r.counter != expected {
+            return Err(TrailError::Gap {
+                index: i as u64,
+                expected,
+                found: r.counter,
+            });
+        }
+    }
+    // The vouched-for records are records[..=k] with k = upto − first_counter < index.
+    let k = v
+        .upto
+        .checked_sub(first_counter)
+        .filter(|k| *k < idx)
+        .ok_or(TrailError::BadValidator {
+            index: idx,
+            reason: "it vouches for counters outside the records before it",
+        })? as usize;
+    let prefix = &records[..=k];
+    if chain_hash(identity, first_counter, prefix) != v.chain {
+        return Err(TrailError::BadValidator {
+            index: idx,
+            reason: "the chain hash of the records it vouches for does not match — a record before it was changed",
+        });
+    }
+    Ok(Some(Vouched {
+        index: idx,
+        counter: records[index].counter,
+        upto: v.upto,
+        server_key: v.server_key,
+        totals: v.totals.clone(),
+    }))
+}
+
+/// Why a validation server would not vouch for a trail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VouchError {
+    /// The trail is invalid (or is another card's).
+    #[error("the trail is invalid: {0}")]
+    Trail(#[from] TrailError),
+    /// The trail has no records.
+    #[error("the trail has no records")]
+    Empty,
+    /// More licences than one validator record has room for.
+    #[error("the trail holds {0} licences; a validator record carries at most {max}", max = super::body::MAX_VALIDATOR_LICENCES)]
+    TooManyLicences(usize),
+    /// A licence's total does not fit the validator's 32-bit fields.
+    #[error("licence {0}: a total is larger than a validator record can carry")]
+    TotalTooLarge(super::LicenceId),
+}
+
+/// The server's side of [0094]: checks a whole trail file (`bytes`, as stored on disk)
+/// against the card `identity` — format, every card signature, the counter sequence from the
+/// card's origin, the start rule, no torn tail — and returns a validator body vouching for
+/// all its records, time-stamped `at_unix` and signed by `secret`. The caller appends it
+/// with the card (Write), so it becomes a card-signed record too.
+pub fn vouch(
+    secret: &crate::validation::ServerSecret,
+    identity: &CardIdentity,
+    bytes: &[u8],
+    at_unix: i64,
+) -> Result<Body, VouchError> {
+    use super::file::{HEADER_LEN, Header, parse_frames};
+    let header = Header::decode(bytes).map_err(TrailError::from)?;
+    if header.serial != identity.serial
+        || header.key_fingerprint != identity.public_key.fingerprint()
+    {
+        return Err(TrailError::WrongCard(format!(
+            "the trail belongs to card {}, which is not the registered card {}",
+            header.serial, identity.serial
+        ))
+        .into());
+    }
+    if header.first_counter != identity.origin {
+        return Err(TrailError::NotAtOrigin {
+            first: header.first_counter,
+            origin: identity.origin,
+        }
+        .into());
+    }
+    let frames = parse_frames(
+        bytes.get(HEADER_LEN..).unwrap_or_default(),
+        HEADER_LEN as u64,
+        0,
+    )
+    .map_err(TrailError::from)?;
+    if frames.torn_bytes > 0 {
+        return Err(TrailError::TornTail {
+            bytes: frames.torn_bytes,
+        }
+        .into());
+    }
+    let records = frames.records;
+    let last = records.last().ok_or(VouchError::Empty)?.counter;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    super::validate::verify_range(
+        &records,
+        0,
+        identity,
+        header.first_counter,
+        crate::crypto::default_verifier(),
+        threads,
+    )?;
+    // Totals per licence, exactly as `policy::Tally` counts them from the same bodies.
+    let mut sums: std::collections::BTreeMap<super::LicenceId, [u64; 5]> = Default::default();
+    for r in &records {
+        // Bodies of verified records always parse (checked by `verify_range`).
+        let Ok(body) = Body::parse(&r.body) else {
+            continue;
+        };
+        let Some(lic) = body.usage.licence() else {
+            continue;
+        };
+        let s = sums.entry(lic).or_default();
+        match body.usage {
+            Usage::Open { .. } => s[0] += 1,
+            Usage::Pages { count, .. } => s[1] += u64::from(count),
+            Usage::Time { seconds, .. } => {
+                s[2] += u64::from(seconds);
+                s[4] += 1;
+            }
+            Usage::Print { pages, .. } => s[3] += u64::from(pages),
+            _ => {}
+        }
+    }
+    if sums.len() > super::body::MAX_VALIDATOR_LICENCES {
+        return Err(VouchError::TooManyLicences(sums.len()));
+    }
+    let totals = sums
+        .into_iter()
+        .map(|(licence, s)| {
+            let f = |x: u64| u32::try_from(x).map_err(|_| VouchError::TotalTooLarge(licence));
+            Ok(LicenceTotals {
+                licence,
+                opens: f(s[0])?,
+                pages: f(s[1])?,
+                seconds: f(s[2])?,
+                prints: f(s[3])?,
+                times: f(s[4])?,
+            })
+        })
+        .collect::<Result<Vec<_>, VouchError>>()?;
+    let mut body = Body::at_unix(
+        Usage::Validator(Box::new(Validator {
+            server_key: secret.public().fingerprint(),
+            upto: last,
+            chain: chain_hash(identity, header.first_counter, &records),
+            totals,
+            signature: crate::crypto::Signature([0; 64]),
+        })),
+        at_unix,
+    );
+    let unsigned = body.validator_signed_text().unwrap_or_default();
+    let sig = secret.sign_validator(&identity.serial, unsigned.as_bytes());
+    if let Usage::Validator(v) = &mut body.usage {
+        v.signature = sig;
+    }
+    Ok(body)
+}
