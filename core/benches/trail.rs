@@ -3,15 +3,21 @@
 //! - Write/s on the emulated card (each Write fsyncs the intent, the card state and the trail);
 //! - the raw verifier rates (ring on 1 and 2 threads, p256 on 1) — the ceiling;
 //! - ValidateTrail records/s on trails of 10⁴ and 10⁵ records, 1 and 2 threads, from a cold
-//!   open (parse + every signature + the nonce record write), and its ratio to the ceiling.
+//!   open (parse + every signature + the nonce record write), and its ratio to the ceiling;
+//! - fresh-start ValidateTrail on a 10⁵-record trail with a validator record ([0094]) 1000
+//!   records from the end: not trusted (every signature) vs trusted (chain hash up to the
+//!   validator, signatures after it).
 
 use std::time::Instant;
 use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::card::{Card, CardIdentity, LastSignature};
 use tally_core::crypto::{P256Verifier, RingVerifier, SignatureVerifier, sign_low_s};
+use tally_core::trail::body::{LicenceTotals, Validator};
 use tally_core::trail::file::{Header, encode_frame};
+use tally_core::trail::validator::chain_hash;
 use tally_core::trail::{Body, LicenceId, Record, Trail, Usage};
+use tally_core::validation::ServerSecret;
 
 fn page(i: u32) -> Body {
     Body::at_unix(
@@ -27,6 +33,16 @@ fn page(i: u32) -> Body {
 /// Builds a trail of `n` records signed with the card's key (as the card would), and a card
 /// state whose counter is in step with it, without n fsynced card round trips.
 fn synth(dir: &std::path::Path, n: u64) -> (Card, CardIdentity, std::path::PathBuf) {
+    synth_with(dir, n, None)
+}
+
+/// As [`synth`]; with `validator = Some((k, server))` record `k` is a validator record by
+/// `server` vouching for records `0..k` (as `tally_core::trail::validator::vouch` would).
+fn synth_with(
+    dir: &std::path::Path,
+    n: u64,
+    validator: Option<(usize, &ServerSecret)>,
+) -> (Card, CardIdentity, std::path::PathBuf) {
     let mut state = CardState::generate(&mut rand_core::OsRng, 1_000, "bench card");
     let identity = CardIdentity {
         serial: state.serial,
@@ -36,7 +52,7 @@ fn synth(dir: &std::path::Path, n: u64) -> (Card, CardIdentity, std::path::PathB
     let key = state.key.clone();
     let threads = 2u64;
     let per = n.div_ceil(threads);
-    let records: Vec<Record> = std::thread::scope(|s| {
+    let mut records: Vec<Record> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
                 let key = key.clone();
@@ -66,6 +82,34 @@ fn synth(dir: &std::path::Path, n: u64) -> (Card, CardIdentity, std::path::PathB
             .flat_map(|h| h.join().expect("signer thread"))
             .collect()
     });
+    if let Some((k, server)) = validator {
+        let upto = records[k - 1].counter;
+        let mut body = Body::at_unix(
+            Usage::Validator(Box::new(Validator {
+                server_key: server.public().fingerprint(),
+                upto,
+                chain: chain_hash(&identity, identity.origin, &records[..k]),
+                totals: vec![LicenceTotals {
+                    licence: LicenceId([1; 16]),
+                    opens: 0,
+                    pages: 10 * (k as u32 - 1),
+                    seconds: 0,
+                    prints: 0,
+                    times: 0,
+                }],
+                signature: tally_core::crypto::Signature([0; 64]),
+            })),
+            1_764_000_000 + k as i64,
+        );
+        let text = body.validator_signed_text().expect("validator");
+        let sig = server.sign_validator(&identity.serial, text.as_bytes());
+        if let Usage::Validator(v) = &mut body.usage {
+            v.signature = sig;
+        }
+        let r = &mut records[k];
+        r.body = body.encode().into_bytes();
+        r.signature = sign_low_s(&key, &r.signed_message(&identity));
+    }
     let last = records.last().expect("at least one record");
     state.counter = identity.origin + n;
     state.last = Some(LastSignature {
@@ -185,6 +229,48 @@ fn main() {
                 100.0 * rate / ceiling
             );
         }
+    }
+    // Fast start from a validator record ([0094]), 10⁵ records, validator 1000 from the end.
+    let n = 100_000u64;
+    let server = ServerSecret::random(&mut rand_core::OsRng);
+    let (_, ident, path) = synth_with(dir.path(), n, Some((n as usize - 1_000, &server)));
+    let mut full_ms = 0.0;
+    for trusted in [false, true] {
+        // A copy per run: each validate() appends its nonce record.
+        let run = dir.path().join(format!("fast-{trusted}.trail"));
+        std::fs::copy(&path, &run).expect("copy");
+        let _ = std::fs::copy(
+            tally_core::trail::intent_path(&path),
+            tally_core::trail::intent_path(&run),
+        );
+        let card_copy = dir.path().join(format!("card-{trusted}.state"));
+        std::fs::copy(dir.path().join("card.state"), &card_copy).expect("card copy");
+        let mut card = Card::new(Box::new(EmulatedCard::open(&card_copy).expect("card")));
+        let t0 = Instant::now();
+        let mut t = Trail::open(&run, &ident).expect("open");
+        t.set_threads(2);
+        if trusted {
+            t.set_trusted_validators(vec![server.public().clone()]);
+        }
+        let v = t.validate(&mut card).expect("validate");
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(t.vouched().is_some(), trusted);
+        let label = if trusted { "fast" } else { "full" };
+        let vs = if trusted {
+            format!("{:>9.1}%", 100.0 * ms / full_ms)
+        } else {
+            full_ms = ms;
+            String::new()
+        };
+        println!(
+            "{:<52} {:>10.1} ms {:>10}",
+            format!(
+                "ValidateTrail 10⁵, validator −1000, {label} ({} sig)",
+                v.newly_verified
+            ),
+            ms,
+            vs
+        );
     }
     println!("\ngoal: ValidateTrail ≥ 90% of the raw verifier rate on the same number of threads");
 }

@@ -329,3 +329,44 @@ pub fn vouch(
     }
     Ok(body)
 }
+
+/// The reader's check of a server's answer before appending it: `answer` must be a
+/// canonical validator body signed by `server` for this card, vouching for a prefix of
+/// `records` (the reader's trail, first counter `identity.origin`) with the right chain
+/// hash. The body is returned, ready for Write. Errors are [`TrailError::BadValidator`]
+/// (with the position the record would have taken) or [`TrailError::BadBody`].
+pub fn check_answer(
+    answer: &[u8],
+    server: &PublicKey,
+    identity: &CardIdentity,
+    records: &[Record],
+) -> Result<Body, TrailError> {
+    let index = records.len() as u64;
+    let refuse = |reason| TrailError::BadValidator { index, reason };
+    let body = Body::parse(answer).map_err(|error| TrailError::BadBody { index, error })?;
+    let Usage::Validator(v) = &body.usage else {
+        return Err(refuse("the server's answer is not a validator record"));
+    };
+    if v.server_key != server.fingerprint() {
+        return Err(refuse("the answer names another server key"));
+    }
+    if !verify_validator(
+        &body,
+        &identity.serial,
+        server,
+        crate::crypto::default_verifier(),
+    ) {
+        return Err(refuse("the server's signature does not verify"));
+    }
+    let k = v
+        .upto
+        .checked_sub(identity.origin)
+        .filter(|k| *k < index)
+        .ok_or(refuse("it vouches for records this trail does not have"))? as usize;
+    if chain_hash(identity, identity.origin, &records[..=k]) != v.chain {
+        return Err(refuse(
+            "its chain hash does not match this trail — the server saw other records",
+        ));
+    }
+    Ok(body)
+}

@@ -33,10 +33,14 @@
 
 mod client;
 mod server;
+mod trail_req;
 mod wire;
 
 pub use client::{ClientState, OnlineStatus, STATE_LEN, state_path};
 pub use server::{CopyState, Decision, Lookup, Presented, ServerSecret, decide};
+pub use trail_req::{
+    MAX_TRAIL_ENVELOPE, MAX_TRAIL_REQUEST_TRAIL, TrailRequest, seal_trail_request,
+};
 pub use wire::{ENVELOPE_LEN, REQUEST_LEN, Status, VERDICT_LEN, ValReq, Verdict, request_hash};
 
 pub use crate::icv::{Icv, IcvVariant, Iv, Ui};

@@ -83,6 +83,14 @@ impl ServerSecret {
         open_envelope(&self.secret, &self.public, envelope)
     }
 
+    /// Decrypts a trail validation request ([`super::seal_trail_request`]).
+    pub fn open_trail_request(
+        &self,
+        envelope: &[u8],
+    ) -> Result<super::TrailRequest, ValidationError> {
+        super::trail_req::open_trail_request(&self.secret, &self.public, envelope)
+    }
+
     /// Signs a validator body's text before ` sig=` for card `serial` ([0094]); the message
     /// is domain-separated (`trail::validator::signed_message`), so this signs nothing else.
     pub fn sign_validator(
