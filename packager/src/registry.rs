@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "validation server: copies, retired UIs, validations, viewer builds",
         sql: crate::server::db::MIGRATION_SQL,
     },
+    Migration {
+        version: 4,
+        name: "trail validation service: encrypted trail backups",
+        sql: crate::server::trail::MIGRATION_SQL,
+    },
 ];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.

@@ -6,8 +6,11 @@
 //!   200 with a signed VAL_OK, or 403 with a signed refusal (header `x-tally-status`
 //!   names it); 400/404/405/413/415 with a one-line reason for anything malformed (T25).
 //! * `GET /v1/server-key` — the server's public key and identifier, as JSON.
+//! * `POST /v1/trail/validate` — a reader's encrypted trail: validated and vouched for with a
+//!   signed validator record, kept (encrypted) as its backup ([0094], [0062]; see [`trail`]).
 
 pub mod db;
+pub mod trail;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -79,6 +82,7 @@ pub fn router(config: Config) -> Result<Router> {
     Ok(Router::new()
         .route("/v1/validate", post(validate))
         .route("/v1/server-key", get(server_key))
+        .route("/v1/trail/validate", post(trail::trail_validate))
         .fallback(|| async {
             bad(
                 StatusCode::NOT_FOUND,

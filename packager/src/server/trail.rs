@@ -1,0 +1,220 @@
+//! `POST /v1/trail/validate`: the trusted audit-trail validation service of EP 0 895 148
+//! [0094] with the encrypted backup of [0062].
+//!
+//! Body: an encrypted trail validation request (`tally_core::validation::seal_trail_request`:
+//! the card's serial and the whole trail file, ECIES to the server key), at most
+//! `MAX_TRAIL_ENVELOPE` bytes. The server finds the customer registered with that card,
+//! checks the trail against the card's registered key (`tally_core::trail::validator::vouch`:
+//! every signature, the counters from the origin, the start rule) and answers 200 with a
+//! validator body signed by the server key (text, at most 1024 bytes), which the reader
+//! appends as a card-signed record. It keeps the request, still encrypted, as the card's
+//! backup (table `trail_backups`, migration 4), replacing an older one only by one that
+//! vouches for more records. Refusals: 400 (not a request for this server), 404 (no
+//! customer has this card), 422 (the trail is invalid; header `x-tally-check` names the
+//! check), 413/408 for oversized or slow bodies.
+
+use super::{App, bad};
+use anyhow::{Context, Result};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+use tally_core::card::{CardIdentity, Serial};
+use tally_core::crypto::PublicKey;
+use tally_core::trail::Usage;
+use tally_core::trail::validator::{VouchError, vouch};
+use tally_core::validation::MAX_TRAIL_ENVELOPE;
+
+/// Migration 4 of the registry.
+pub const MIGRATION_SQL: &str = "CREATE TABLE trail_backups (
+        serial       TEXT PRIMARY KEY,        -- the card's, 32 lower-case hex digits
+        customer     TEXT NOT NULL,
+        upto         TEXT NOT NULL,           -- last counter vouched for: 20-digit decimal, sorts as a number
+        records      INTEGER NOT NULL,
+        envelope     BLOB NOT NULL,           -- the request as received, still encrypted to the server key
+        received_at  TEXT NOT NULL            -- RFC 3339 UTC
+    );";
+
+/// How long a client may take to send a trail.
+const TRAIL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The handler of `POST /v1/trail/validate`.
+pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_TRAIL_ENVELOPE as u64) {
+        return bad(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("trail refused: larger than {MAX_TRAIL_ENVELOPE} bytes"),
+        );
+    }
+    let read = tokio::time::timeout(
+        TRAIL_BODY_TIMEOUT,
+        axum::body::to_bytes(req.into_body(), MAX_TRAIL_ENVELOPE),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            return bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("trail refused: length limit exceeded or unreadable ({e})"),
+            );
+        }
+        Err(_) => {
+            return bad(
+                StatusCode::REQUEST_TIMEOUT,
+                "trail refused: not received in time",
+            );
+        }
+    };
+    match tokio::task::spawn_blocking(move || app.handle_trail(&body)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => bad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("server error: {e:#}"),
+        ),
+        Err(_) => bad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server error: handler failed",
+        ),
+    }
+}
+
+/// The registered customer and card for `serial`.
+pub fn customer_by_serial(
+    conn: &Connection,
+    serial: &Serial,
+) -> Result<Option<(String, CardIdentity)>> {
+    let row: Option<(String, Vec<u8>, String)> = conn
+        .query_row(
+            "SELECT name, public_key, origin FROM customers WHERE serial = ?1",
+            [serial.to_hex()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((name, key, origin)) = row else {
+        return Ok(None);
+    };
+    let card = CardIdentity {
+        serial: *serial,
+        public_key: PublicKey::from_sec1(&key)
+            .with_context(|| format!("registry: customer {name}: bad key"))?,
+        origin: origin
+            .parse()
+            .with_context(|| format!("registry: customer {name}: bad origin"))?,
+    };
+    Ok(Some((name, card)))
+}
+
+/// Keeps `envelope` as the backup of `serial` unless the stored one vouches for more.
+/// Returns whether it was stored.
+pub fn store_backup(
+    conn: &Connection,
+    serial: &Serial,
+    customer: &str,
+    upto: u64,
+    records: u64,
+    envelope: &[u8],
+    now: &str,
+) -> Result<bool> {
+    let n = conn.execute(
+        "INSERT INTO trail_backups (serial, customer, upto, records, envelope, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (serial) DO UPDATE SET
+             customer = excluded.customer, upto = excluded.upto, records = excluded.records,
+             envelope = excluded.envelope, received_at = excluded.received_at
+         WHERE excluded.upto >= trail_backups.upto",
+        params![
+            serial.to_hex(),
+            customer,
+            format!("{upto:020}"),
+            i64::try_from(records).unwrap_or(i64::MAX),
+            envelope,
+            now
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+impl App {
+    fn handle_trail(&self, envelope: &[u8]) -> Result<Response> {
+        let req = match self.key.open_trail_request(envelope) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("trail validation request refused: {e}"),
+                ));
+            }
+        };
+        let found = {
+            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            customer_by_serial(&conn, &req.serial)?
+        };
+        let Some((customer, card)) = found else {
+            return Ok(bad(
+                StatusCode::NOT_FOUND,
+                format!("no customer is registered with card {}", req.serial),
+            ));
+        };
+        let now = self.clock.now();
+        // The whole check runs without the database lock: it is the expensive part.
+        let body = match vouch(&self.key, &card, &req.trail, now.unix_timestamp()) {
+            Ok(b) => b,
+            Err(e) => {
+                let check = match &e {
+                    VouchError::Trail(t) => t.check(),
+                    VouchError::Empty => "empty",
+                    VouchError::TooManyLicences(_) => "too-many-licences",
+                    VouchError::TotalTooLarge(_) => "total-too-large",
+                    _ => "refused",
+                };
+                return Ok((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            "text/plain; charset=utf-8".to_string(),
+                        ),
+                        (
+                            header::HeaderName::from_static("x-tally-check"),
+                            check.to_string(),
+                        ),
+                    ],
+                    format!("trail of card {} refused: {e}\n", req.serial),
+                )
+                    .into_response());
+            }
+        };
+        let Usage::Validator(v) = &body.usage else {
+            anyhow::bail!("vouch returned a body that is not a validator");
+        };
+        let records = v.upto.saturating_sub(card.origin).saturating_add(1);
+        let at = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .context("formatting the time")?;
+        {
+            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            store_backup(
+                &conn,
+                &req.serial,
+                &customer,
+                v.upto,
+                records,
+                envelope,
+                &at,
+            )?;
+        }
+        Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body.encode(),
+        )
+            .into_response())
+    }
+}

@@ -1,0 +1,415 @@
+//! `POST /v1/trail/validate` of a real `tally-pack serve` on loopback with its real SQLite
+//! registry ([0094], [0062]): a reader's trail (emulated card) is vouched for, the signed
+//! validator is appended by the card, and a fresh ValidateTrail trusting the server key
+//! fast-starts from it; a forged validator and a trail tampered before the validator are
+//! refused; the encrypted trail is kept as the card's backup, newest first.
+
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::{Card, CardIdentity, Serial};
+use tally_core::crypto::PublicKey;
+use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
+use tally_core::trail::validator::check_answer;
+use tally_core::trail::{Body, LicenceId, Record, Trail, Usage};
+use tally_core::validation::{ServerSecret, seal_trail_request};
+
+const PASSWORD: &str = "correct horse battery staple";
+const LIC: LicenceId = LicenceId([0x5a; 16]);
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+struct Reader {
+    card_path: PathBuf,
+    trail_path: PathBuf,
+    identity: CardIdentity,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let env = Self { _tmp: tmp, dir };
+        env.cmd(&["vendor", "init", "--name", "Test Press"])
+            .assert()
+            .success();
+        std::fs::create_dir_all(env.dir.join("packages")).unwrap();
+        env
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("tally-pack").unwrap();
+        c.env("TALLY_VENDOR", self.dir.join("vendor"))
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+            .args(args);
+        c
+    }
+
+    /// A reader with an emulated card and a trail of genesis + `n` records; registered as
+    /// customer `name` when `register`.
+    fn reader(&self, name: &str, n: u32, register: bool) -> Reader {
+        let state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
+        let card_path = self.dir.join(format!("{name}.state"));
+        EmulatedCard::create(&card_path, &state).unwrap();
+        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()));
+        let identity = card.identity().unwrap();
+        if register {
+            let export = self.dir.join(format!("{name}.card"));
+            std::fs::write(&export, identity.to_export(Some("test card"))).unwrap();
+            self.cmd(&[
+                "customer",
+                "add",
+                "--name",
+                name,
+                "--card",
+                export.to_str().unwrap(),
+            ])
+            .assert()
+            .success();
+        }
+        let trail_path = self.dir.join(format!("{name}.trail"));
+        let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
+        for i in 0..n {
+            trail.write(&mut card, &usage(i)).unwrap();
+        }
+        Reader {
+            card_path,
+            trail_path,
+            identity,
+        }
+    }
+
+    fn serve(&self) -> Server {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"))
+            .env("TALLY_VENDOR", self.dir.join("vendor"))
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+            .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
+            .arg(self.dir.join("packages"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+            .to_string();
+        Server { child, url }
+    }
+
+    fn registry(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.join("vendor/registry.sqlite")).unwrap()
+    }
+
+    /// The stored backup of `serial`: (upto, records, envelope).
+    fn backup(&self, serial: &Serial) -> Option<(String, i64, Vec<u8>)> {
+        use rusqlite::OptionalExtension as _;
+        self.registry()
+            .query_row(
+                "SELECT upto, records, envelope FROM trail_backups WHERE serial = ?1",
+                [serial.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .unwrap()
+    }
+}
+
+fn usage(i: u32) -> Body {
+    Body::now(match i % 3 {
+        0 => Usage::Open { licence: LIC },
+        1 => Usage::Pages {
+            licence: LIC,
+            first: i,
+            count: 4,
+        },
+        _ => Usage::Print {
+            licence: LIC,
+            pages: 2,
+        },
+    })
+}
+
+impl Reader {
+    fn card(&self) -> Card {
+        Card::new(Box::new(EmulatedCard::open(&self.card_path).unwrap()))
+    }
+    fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.trail_path).unwrap()
+    }
+    fn records(&self) -> Vec<Record> {
+        let b = self.bytes();
+        parse_frames(&b[HEADER_LEN..], HEADER_LEN as u64, 0)
+            .unwrap()
+            .records
+    }
+    fn open(&self, trusted: &[PublicKey]) -> Trail {
+        let mut t = Trail::open(&self.trail_path, &self.identity).unwrap();
+        t.set_trusted_validators(trusted.to_vec());
+        t
+    }
+    fn write(&self, body: &Body) {
+        self.open(&[]).write(&mut self.card(), body).unwrap();
+    }
+    fn rewrite(&self, records: &[Record]) {
+        let mut out = Header::for_card(&self.identity, self.identity.origin)
+            .encode()
+            .to_vec();
+        for r in records {
+            out.extend(encode_frame(r));
+        }
+        std::fs::write(&self.trail_path, out).unwrap();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn server_key(url: &str) -> PublicKey {
+    let mut r = agent().get(format!("{url}/v1/server-key")).call().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    PublicKey::from_sec1(&hex::decode(v["public_key"].as_str().unwrap()).unwrap()).unwrap()
+}
+
+/// POSTs `body`; returns the HTTP status, the `x-tally-check` header and the body.
+fn post(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
+    let mut r = agent()
+        .post(format!("{url}/v1/trail/validate"))
+        .header("content-type", "application/octet-stream")
+        .send(body)
+        .unwrap();
+    let check = r
+        .headers()
+        .get("x-tally-check")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = r
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap();
+    (r.status().as_u16(), check, text)
+}
+
+/// Sends `reader`'s trail and returns the envelope sent and the HTTP reply.
+fn send(url: &str, key: &PublicKey, reader: &Reader) -> (Vec<u8>, (u16, Option<String>, String)) {
+    let env = seal_trail_request(
+        key,
+        &reader.identity.serial,
+        &reader.bytes(),
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let reply = post(url, &env);
+    (env, reply)
+}
+
+#[test]
+fn a_vouched_trail_fast_starts_and_is_backed_up() {
+    let env = Env::new();
+    let ada = env.reader("Ada", 30, true);
+    let server = env.serve();
+    let key = server_key(&server.url);
+
+    let (sent, (status, _, answer)) = send(&server.url, &key, &ada);
+    assert_eq!(status, 200, "{answer}");
+    let body = check_answer(answer.as_bytes(), &key, &ada.identity, &ada.records()).unwrap();
+    let Usage::Validator(v) = &body.usage else {
+        panic!("{body:?}")
+    };
+    assert_eq!(v.upto, 130); // genesis at 100, then 30 records
+    assert_eq!(v.totals.len(), 1);
+    assert_eq!(
+        (v.totals[0].opens, v.totals[0].pages, v.totals[0].prints),
+        (10, 40, 20)
+    );
+    ada.write(&body); // counter 131, signed by the card
+    ada.write(&usage(0)); // 132
+
+    // The backup: the envelope exactly as sent (still encrypted), vouching up to 130.
+    let (upto, records, stored) = env.backup(&ada.identity.serial).unwrap();
+    assert_eq!((upto.as_str(), records), ("00000000000000000130", 31));
+    assert_eq!(stored, sent);
+
+    // A fresh ValidateTrail trusting the server key starts from the validator.
+    let mut t = ada.open(std::slice::from_ref(&key));
+    let r = t.validate(&mut ada.card()).unwrap();
+    assert_eq!(t.vouched().unwrap().upto, 130);
+    assert_eq!(r.newly_verified, 3); // the validator, the open, the nonce record
+    let later: Vec<Body> = t.unvouched_bodies().map(|(_, b)| b).collect();
+    let fast = tally_core::policy::Tally::resume(LIC, t.vouched(), &later);
+    assert_eq!((fast.opens, fast.page_views, fast.printed), (11, 40, 20));
+    // Without trust, the same trail validates in full.
+    let full = ada.open(&[]).validate(&mut ada.card()).unwrap();
+    assert_eq!(full.newly_verified, full.records);
+
+    // A second request vouches for more and replaces the backup.
+    let (sent2, (status, _, answer2)) = send(&server.url, &key, &ada);
+    assert_eq!(status, 200, "{answer2}");
+    ada.write(&check_answer(answer2.as_bytes(), &key, &ada.identity, &ada.records()).unwrap());
+    let (upto, _, stored) = env.backup(&ada.identity.serial).unwrap();
+    assert_eq!(upto, "00000000000000000134");
+    assert_eq!(stored, sent2);
+    let mut t = ada.open(std::slice::from_ref(&key));
+    t.verify_offline().unwrap();
+    assert_eq!(t.vouched().unwrap().upto, 134);
+}
+
+#[test]
+fn forged_validators_and_tampered_trails_are_refused() {
+    let env = Env::new();
+    let ada = env.reader("Ada", 12, true);
+    let server = env.serve();
+    let key = server_key(&server.url);
+    let forger = ServerSecret::random(&mut rand_core::OsRng);
+
+    // An answer checked against another key (a forger's, or a man in the middle's) is refused.
+    let (_, (status, _, answer)) = send(&server.url, &key, &ada);
+    assert_eq!(status, 200, "{answer}");
+    let err = check_answer(
+        answer.as_bytes(),
+        forger.public(),
+        &ada.identity,
+        &ada.records(),
+    )
+    .unwrap_err();
+    assert_eq!(err.check(), "validator", "{err}");
+
+    // A validator signed by a forger but naming the server's key, appended by the card.
+    let mut forged = tally_core::trail::validator::vouch(
+        &forger,
+        &ada.identity,
+        &ada.bytes(),
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .unwrap();
+    if let Usage::Validator(v) = &mut forged.usage {
+        v.server_key = key.fingerprint();
+    }
+    let good = ada.records();
+    ada.write(&forged);
+    let err = ada
+        .open(std::slice::from_ref(&key))
+        .validate(&mut ada.card())
+        .unwrap_err();
+    assert_eq!(
+        (err.check(), err.record()),
+        ("validator", Some(13)),
+        "{err}"
+    );
+    ada.rewrite(&good);
+    // (The card counter moved on; only chain checks below, no more writes on this card.)
+
+    // A genuine validator, then a record before it changed: caught by the chain hash.
+    let bob = env.reader("Bob", 12, true);
+    let (_, (status, _, answer)) = send(&server.url, &key, &bob);
+    assert_eq!(status, 200, "{answer}");
+    bob.write(&check_answer(answer.as_bytes(), &key, &bob.identity, &bob.records()).unwrap());
+    let good = bob.records();
+    let mut bad = good.clone();
+    // A different body: 99 printed pages where the record said something else.
+    bad[4].body = Body::now(Usage::Print {
+        licence: LIC,
+        pages: 99,
+    })
+    .encode()
+    .into_bytes();
+    assert_ne!(bad[4].body, good[4].body);
+    bob.rewrite(&bad);
+    let err = bob
+        .open(std::slice::from_ref(&key))
+        .validate(&mut bob.card())
+        .unwrap_err();
+    assert_eq!(err.check(), "validator", "{err}");
+    assert!(err.to_string().contains("chain hash"), "{err}");
+    // The server refuses to vouch for it, naming the check; the backup stays the good one.
+    let before = env.backup(&bob.identity.serial).unwrap();
+    let (_, (status, check, text)) = send(&server.url, &key, &bob);
+    assert_eq!(status, 422, "{text}");
+    assert_eq!(check.as_deref(), Some("signature"), "{text}");
+    assert!(text.contains("record 4"), "{text}");
+    assert_eq!(env.backup(&bob.identity.serial).unwrap(), before);
+    bob.rewrite(&good);
+    bob.open(std::slice::from_ref(&key))
+        .validate(&mut bob.card())
+        .unwrap();
+
+    // A card nobody registered, an envelope for another server, garbage.
+    let eve = env.reader("Eve", 2, false);
+    let (_, (status, _, text)) = send(&server.url, &key, &eve);
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("no customer"), "{text}");
+    let (_, (status, _, text)) = send(&server.url, forger.public(), &bob);
+    assert_eq!(status, 400, "{text}");
+    let (status, _, text) = post(&server.url, b"not a request");
+    assert_eq!(status, 400, "{text}");
+    // Bob's trail sent under Ada's serial is checked against Ada's card and refused.
+    let env_wrong = seal_trail_request(
+        &key,
+        &ada.identity.serial,
+        &bob.bytes(),
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let (status, check, text) = post(&server.url, &env_wrong);
+    assert_eq!(
+        (status, check.as_deref()),
+        (422, Some("wrong-card")),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail() {
+    let env = Env::new();
+    let ada = env.reader("Ada", 6, true);
+    let old = ada.bytes();
+    ada.write(&usage(1));
+    let server = env.serve();
+    let key = server_key(&server.url);
+    let (sent, (status, _, text)) = send(&server.url, &key, &ada);
+    assert_eq!(status, 200, "{text}");
+    drop(server);
+    let server = env.serve();
+    assert_eq!(server_key(&server.url), key);
+    // The older copy of the trail is still valid and vouched for, but does not replace the backup.
+    let env_old =
+        seal_trail_request(&key, &ada.identity.serial, &old, &mut rand_core::OsRng).unwrap();
+    let (status, _, text) = post(&server.url, &env_old);
+    assert_eq!(status, 200, "{text}");
+    let (upto, _, stored) = env.backup(&ada.identity.serial).unwrap();
+    assert_eq!(upto, "00000000000000000107");
+    assert_eq!(stored, sent);
+}
