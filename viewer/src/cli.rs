@@ -145,4 +145,7 @@ pub enum TrailCommand {
     Verify(JsonArg),
     /// List the records of the trail.
     Show(JsonArg),
+    /// Have a validation server vouch for the trail ([0094]) and append its signed validator
+    /// record (the server also keeps the encrypted trail as a backup).
+    Vouch(crate::commands::vouch::VouchArgs),
 }

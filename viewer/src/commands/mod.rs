@@ -6,6 +6,7 @@ pub mod status;
 pub mod trail;
 pub mod trust;
 pub mod validate;
+pub mod vouch;
 
 use std::path::PathBuf;
 use tally_core::home::Home;

@@ -11,6 +11,7 @@ pub fn run(cmd: &TrailCommand, home: &Home, spec: &CardSpec) -> Outcome {
     match cmd {
         TrailCommand::Verify(a) => verify(a.json, home, spec),
         TrailCommand::Show(a) => show(a.json, home, spec),
+        TrailCommand::Vouch(a) => super::vouch::run(a, home, spec),
     }
 }
 

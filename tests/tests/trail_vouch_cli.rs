@@ -1,0 +1,189 @@
+//! `tally-view trail vouch` against a real `tally-pack serve` on loopback (real SQLite
+//! registry): the validator record is appended and a fast start uses it; a wrong server key
+//! and an unreachable server are usage failures (exit 2); a trail tampered before the
+//! validator is caught by the chain hash (exit 1), also by `trail verify` (signature).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use tally_core::card::CardIdentity;
+use tally_core::crypto::PublicKey;
+use tally_core::home::Home;
+use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
+use tally_core::trail::{Body, LicenceId, Trail, Usage};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pack(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("tally-pack").unwrap();
+    c.env("TALLY_VENDOR", dir.join("vendor"))
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
+    c
+}
+
+fn view(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("tally-view").unwrap();
+    c.env("TALLY_HOME", dir.join("home"))
+        .env_remove("TALLY_CARD");
+    c
+}
+
+fn serve(dir: &Path) -> (Server, String) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tally-pack"))
+        .env("TALLY_VENDOR", dir.join("vendor"))
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+        .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
+        .arg(dir.join("packages"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    (Server(child), url)
+}
+
+/// `GET /v1/server-key` over a plain HTTP/1.1 exchange; the public key's hex.
+fn server_key_hex(url: &str) -> String {
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"GET /v1/server-key HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let json = &buf[buf.find('{').unwrap()..=buf.rfind('}').unwrap()];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["public_key"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    pack(dir)
+        .args(["vendor", "init", "--name", "Test Press"])
+        .assert()
+        .success();
+    view(dir).args(["card", "init"]).assert().success();
+    let card = dir.join("reader.card");
+    view(dir)
+        .args(["card", "export", "-o"])
+        .arg(&card)
+        .assert()
+        .success();
+    pack(dir)
+        .args(["customer", "add", "--name", "Ada", "--card"])
+        .arg(&card)
+        .assert()
+        .success();
+    std::fs::create_dir_all(dir.join("packages")).unwrap();
+    let (identity, _) = CardIdentity::from_export(&std::fs::read(&card).unwrap()).unwrap();
+    let trail_path = Home::new(dir.join("home")).trail_path(&identity.serial);
+    for _ in 0..3 {
+        view(dir).args(["trail", "verify"]).assert().success();
+    }
+    let (server, url) = serve(dir);
+    let key_hex = server_key_hex(&url);
+    let key = PublicKey::from_sec1(&hex::decode(&key_hex).unwrap()).unwrap();
+
+    // Vouched: genesis + 3 nonce records, then vouch's own ValidateTrail nonce.
+    let out = view(dir)
+        .args(["trail", "vouch", "--json", "--server", &url, "--server-key"])
+        .arg(&key_hex)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let origin = identity.origin;
+    assert_eq!(v["upto"].as_u64().unwrap(), origin + 4);
+    assert_eq!(v["validator_counter"].as_u64().unwrap(), origin + 5);
+
+    // A fresh ValidateTrail trusting the key starts from the validator.
+    let mut t = Trail::open(&trail_path, &identity).unwrap();
+    t.set_trusted_validators(vec![key.clone()]);
+    assert_eq!(t.verify_offline().unwrap(), 1); // only the validator record itself
+    assert_eq!(t.vouched().unwrap().upto, origin + 4);
+    // The trail is still an ordinary valid trail.
+    view(dir).args(["trail", "verify"]).assert().success();
+    view(dir)
+        .args(["trail", "show"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("validator up to counter"));
+
+    // A key that is not the server's: the server can't open the request (exit 2).
+    let other = tally_core::validation::ServerSecret::random(&mut rand_core::OsRng);
+    view(dir)
+        .args(["trail", "vouch", "--server", &url, "--server-key"])
+        .arg(hex::encode(other.public().as_bytes()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("HTTP 400"));
+    // Neither a keyfile nor a key: usage.
+    view(dir)
+        .args(["trail", "vouch", "--server", &url])
+        .assert()
+        .code(2);
+
+    // Tamper with a record before the validator (a different nonce record body).
+    let bytes = std::fs::read(&trail_path).unwrap();
+    let mut records = parse_frames(&bytes[HEADER_LEN..], HEADER_LEN as u64, 0)
+        .unwrap()
+        .records;
+    records[2].body = Body::now(Usage::Open {
+        licence: LicenceId([7; 16]),
+    })
+    .encode()
+    .into_bytes();
+    let mut out = Header::for_card(&identity, origin).encode().to_vec();
+    for r in &records {
+        out.extend(encode_frame(r));
+    }
+    std::fs::write(&trail_path, out).unwrap();
+    view(dir)
+        .args(["trail", "vouch", "--server", &url, "--server-key"])
+        .arg(&key_hex)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("chain hash"));
+    view(dir)
+        .args(["trail", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("record 2"));
+
+    // Put back, it verifies; with the server gone, vouch is a usage failure (exit 2).
+    std::fs::write(&trail_path, &bytes).unwrap();
+    view(dir).args(["trail", "verify"]).assert().success();
+    drop(server);
+    view(dir)
+        .args(["trail", "vouch", "--server", &url, "--server-key"])
+        .arg(&key_hex)
+        .assert()
+        .code(2);
+}

@@ -1,0 +1,171 @@
+//! `tally-view trail vouch (--keyfile KEYFILE | --server URL --server-key HEX) [--json]`:
+//! the trusted audit-trail validation service of EP 0 895 148 [0094], headless.
+//!
+//! Runs ValidateTrail locally, sends the whole trail (encrypted to the server key, with the
+//! card's serial) to `POST /v1/trail/validate`, checks the answer — a validator body signed
+//! by that server key for this card, vouching for exactly these records — and appends it
+//! through Write, so the card signs it. Later ValidateTrails that trust the server key may
+//! start from it. The server keeps the encrypted trail as a backup ([0062]).
+//!
+//! Exit 0 when the validator record was appended; 1 when the local trail is invalid, the
+//! server refused the trail, or its answer does not verify; 2 when the server can't be
+//! reached or a file can't be read. The rules are `tally_core::trail::validator`.
+
+use super::{Failure, Outcome, trail_failure};
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::Duration;
+use tally_core::crypto::PublicKey;
+use tally_core::home::{CardSpec, Home};
+use tally_core::keyfile::Keyfile;
+use tally_core::trail::file::{HEADER_LEN, parse_frames};
+use tally_core::trail::validator::check_answer;
+use tally_core::trail::{Trail, Usage};
+use tally_core::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
+
+/// Arguments of `trail vouch`.
+#[derive(Args, Debug)]
+pub struct VouchArgs {
+    /// Take the validation server's URL and key from this keyfile (signed by its vendor).
+    #[arg(long, value_name = "KEYFILE")]
+    pub keyfile: Option<PathBuf>,
+    /// The validation server (overrides the keyfile's URL).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The server's public key, 130 hex digits (uncompressed SEC1), when no keyfile is given.
+    #[arg(long, value_name = "HEX", conflicts_with = "keyfile")]
+    pub server_key: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Largest answer read (a validator body is at most 1024 bytes).
+const MAX_ANSWER: u64 = 64 * 1024;
+
+fn server(args: &VouchArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
+    if let Some(path) = &args.keyfile {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let kf = Keyfile::open(&bytes, &super::trust::trusted(home)).map_err(|e| {
+            Failure::Check(anyhow!(e).context(format!("keyfile {}", path.display())))
+        })?;
+        let Some(s) = kf.server() else {
+            return Err(Failure::Usage(anyhow!(
+                "this keyfile names no validation server"
+            )));
+        };
+        let url = args.server.clone().unwrap_or_else(|| s.url.clone());
+        return Ok((url, s.public_key.clone()));
+    }
+    let (Some(url), Some(key)) = (&args.server, &args.server_key) else {
+        return Err(Failure::Usage(anyhow!(
+            "give --keyfile, or both --server and --server-key"
+        )));
+    };
+    let key = hex::decode(key.trim())
+        .ok()
+        .and_then(|b| PublicKey::from_sec1(&b).ok())
+        .ok_or_else(|| {
+            Failure::Usage(anyhow!(
+                "--server-key must be 130 hex digits of a P-256 public key"
+            ))
+        })?;
+    Ok((url.clone(), key))
+}
+
+/// Runs `trail vouch`.
+pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
+    let (url, key) = server(args, home)?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
+    }
+    let endpoint = format!("{}/v1/trail/validate", url.trim_end_matches('/'));
+    let mut card = spec.open(home)?;
+    let id = card.identity().context("reading the card")?;
+    let path = home.trail_path(&id.serial);
+    // ValidateTrail first: never send (or vouch on top of) a trail that is not valid here.
+    let mut trail = Trail::open(&path, &id).map_err(trail_failure)?;
+    trail.set_trusted_validators(vec![key.clone()]);
+    trail.validate(&mut card).map_err(trail_failure)?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .take(MAX_TRAIL_REQUEST_TRAIL as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > MAX_TRAIL_REQUEST_TRAIL {
+        return Err(Failure::Usage(anyhow!(
+            "the trail is larger than the 64 MiB a validation request carries"
+        )));
+    }
+    // The records sent, exactly: the answer must vouch for these.
+    let sent = parse_frames(
+        bytes.get(HEADER_LEN..).unwrap_or_default(),
+        HEADER_LEN as u64,
+        0,
+    )
+    .map_err(|e| trail_failure(e.into()))?
+    .records;
+    let envelope = seal_trail_request(&key, &id.serial, &bytes, &mut rand_core::OsRng)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into();
+    let mut response = agent
+        .post(&endpoint)
+        .header("content-type", "application/octet-stream")
+        .send(&envelope[..])
+        .map_err(|e| {
+            Failure::Usage(anyhow!(
+                "cannot reach the validation server {endpoint}: {e}"
+            ))
+        })?;
+    let status = response.status().as_u16();
+    let answer = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+        .map_err(|e| Failure::Usage(anyhow!("reading the server's answer: {e}")))?;
+    if status != 200 {
+        let text: String = String::from_utf8_lossy(&answer).chars().take(300).collect();
+        let e = anyhow!(
+            "the validation server answered HTTP {status}: {}",
+            text.trim()
+        );
+        return Err(if matches!(status, 404 | 422) {
+            Failure::Check(e)
+        } else {
+            Failure::Usage(e)
+        });
+    }
+    let body = check_answer(&answer, &key, &id, &sent).map_err(trail_failure)?;
+    let rec = trail.write(&mut card, &body).map_err(trail_failure)?;
+    let upto = match &body.usage {
+        Usage::Validator(v) => v.upto,
+        _ => 0,
+    };
+    if args.json {
+        println!(
+            "{:#}",
+            serde_json::json!({
+                "vouched": true,
+                "server": url,
+                "server_key": hex::encode(key.fingerprint()),
+                "upto": upto,
+                "validator_counter": rec.counter,
+            })
+        );
+    } else {
+        println!(
+            "trail vouched for by {url} up to counter {upto}; validator record written at counter {} (server key {})",
+            rec.counter,
+            hex::encode(&key.fingerprint()[..8])
+        );
+    }
+    Ok(())
+}
