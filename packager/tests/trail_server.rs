@@ -375,6 +375,18 @@ fn forged_validators_and_tampered_trails_are_refused() {
     assert_eq!(status, 400, "{text}");
     let (status, _, text) = post(&server.url, b"not a request");
     assert_eq!(status, 400, "{text}");
+    // A declared length over the limit is refused before anything is read.
+    let addr = server.url.strip_prefix("http://").unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "POST /v1/trail/validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        tally_core::validation::MAX_TRAIL_ENVELOPE + 1
+    );
+    std::io::Write::write_all(&mut tcp, head.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut tcp, &mut reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     // Bob's trail sent under Ada's serial is checked against Ada's card and refused.
     let env_wrong = seal_trail_request(
         &key,

@@ -39,6 +39,13 @@ pub const MIGRATION_SQL: &str = "CREATE TABLE trail_backups (
 /// How long a client may take to send a trail.
 const TRAIL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Trail validations in progress at once: each holds its trail in memory (up to
+/// `MAX_TRAIL_ENVELOPE`) and keeps a core busy, so more wait (up to [`SLOT_WAIT`]) or get 503.
+const TRAIL_SLOTS: usize = 2;
+/// How long a request waits for a free slot before 503.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(TRAIL_SLOTS);
+
 /// The handler of `POST /v1/trail/validate`.
 pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) -> Response {
     let declared = req
@@ -52,6 +59,13 @@ pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) ->
             format!("trail refused: larger than {MAX_TRAIL_ENVELOPE} bytes"),
         );
     }
+    // A slot before the body is read, so memory stays bounded by TRAIL_SLOTS trails.
+    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, SLOTS.acquire()).await else {
+        return bad(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy validating other trails; try again later",
+        );
+    };
     let read = tokio::time::timeout(
         TRAIL_BODY_TIMEOUT,
         axum::body::to_bytes(req.into_body(), MAX_TRAIL_ENVELOPE),
