@@ -91,7 +91,8 @@ impl Tally {
     /// `Trail::unvouched_bodies`). Vouched-for time records count at the heaviest weight of
     /// any [`TimeWeights`] (never less than they cost; exact for flat weights), and the
     /// times of vouched-for records are not known (the validator record's own time, which
-    /// is among `later`, stands in for them in `newest_any`).
+    /// is among `later`, stands in for them in `newest_any`). A validator does not carry
+    /// `page_records` or `newest_own`: they count only the records in `later`.
     pub fn resume<'a>(
         licence: LicenceId,
         vouched: Option<&crate::trail::validator::Vouched>,
