@@ -832,6 +832,17 @@ impl Trail {
     /// invalid record.
     pub fn write(&mut self, card: &mut Card, body: &Body) -> Result<Record, TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
+        let mut s = self.in_step(card)?;
+        self.write_locked(&mut s, body)
+    }
+
+    /// Under the trail lock: reads what other processes appended and verifies it, opens a
+    /// card session, checks it is the expected card, and brings trail and card in step.
+    ///
+    /// Step [6] of [0060] runs on the records already in the file before anything is
+    /// written, so a damaged trail is named precisely (a hole as a gap, not as a missing
+    /// tail) and no counter value is spent on a trail that is already invalid.
+    fn in_step<'c>(&mut self, card: &'c mut Card) -> Result<CardSession<'c>, TrailError> {
         self.sync()?;
         self.verify_new()?;
         let mut s = card.session()?;
@@ -841,27 +852,17 @@ impl Trail {
         }
         self.reconcile(&mut s)?;
         self.verify_new()?;
-        self.write_locked(&mut s, body)
+        Ok(s)
     }
 
     /// ValidateTrail ([0060]), incremental: writes a nonce record holding the card's
     /// counter, checks it, then verifies every record not verified before.
     pub fn validate(&mut self, card: &mut Card) -> Result<Validation, TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
-        self.sync()?;
-        // Step [6] runs first over the records already in the file, so a damaged trail is
-        // named precisely (a hole as a gap, not as a missing tail) and no counter value is
-        // spent on a trail that is already invalid. The nonce record is checked after.
         let before = self.verified;
         let skipped_before = self.skipped;
-        self.verify_new()?;
-        let mut s = card.session()?;
-        if !self.card_checked {
-            check_identity(&mut s, &self.identity)?;
-            self.card_checked = true;
-        }
-        self.reconcile(&mut s)?;
-        self.verify_new()?;
+        // Step [6] first over the records already there (see `in_step`); the nonce record after.
+        let mut s = self.in_step(card)?;
         // [1] c = GetCounter(); [2] Write(c).
         let c = s.get_counter()?;
         let rec = self.write_locked(
