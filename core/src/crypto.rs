@@ -184,6 +184,89 @@ pub fn sign_low_s(key: &p256::ecdsa::SigningKey, message: &[u8]) -> Signature {
     Signature(out)
 }
 
+/// AES-256-GCM with 96-bit nonces and 128-bit tags: the one AEAD Tally uses (pinned, T28).
+/// Every user (packages, keyfiles, vendor secrets, validation messages) goes through this
+/// type, so the Wycheproof vectors run against the code that protects real data (T26).
+/// Failures are deliberately opaque ([`AeadError`]).
+pub struct Aes256Gcm(ring::aead::LessSafeKey);
+
+/// An AEAD operation failed. Deliberately carries no detail: a wrong key, a changed byte
+/// and a truncated tag look the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("decryption failed")]
+pub struct AeadError;
+
+/// Length of an AES-GCM tag.
+pub const AEAD_TAG_LEN: usize = 16;
+
+impl Aes256Gcm {
+    /// A key for AES-256-GCM.
+    pub fn new(key: &[u8; 32]) -> Self {
+        // A 32-byte key is always a valid AES-256 key.
+        let k = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key)
+            .expect("32-byte AES-256 key");
+        Self(ring::aead::LessSafeKey::new(k))
+    }
+
+    /// Encrypts `buf` in place and appends the tag. The nonce must never repeat under one key.
+    pub fn seal_in_place_append_tag(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), AeadError> {
+        self.0
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(aad),
+                buf,
+            )
+            .map_err(|_| AeadError)
+    }
+
+    /// Encrypts `buf` in place and returns the tag separately.
+    pub fn seal_in_place_separate_tag(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; AEAD_TAG_LEN], AeadError> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(aad),
+                buf,
+            )
+            .map_err(|_| AeadError)?;
+        let mut out = [0u8; AEAD_TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Decrypts `buf` (ciphertext ‖ tag) in place; returns the plaintext part.
+    pub fn open_in_place<'b>(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        buf: &'b mut [u8],
+    ) -> Result<&'b mut [u8], AeadError> {
+        self.0
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(aad),
+                buf,
+            )
+            .map_err(|_| AeadError)
+    }
+}
+
+impl fmt::Debug for Aes256Gcm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Aes256Gcm(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

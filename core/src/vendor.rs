@@ -362,11 +362,7 @@ impl VendorSecret {
         let mut buf = Vec::with_capacity(12 + plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
         aead_key(&key)
-            .seal_in_place_append_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(context),
-                &mut buf,
-            )
+            .seal_in_place_append_tag(nonce, context, &mut buf)
             .expect("small buffers always seal");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -390,11 +386,7 @@ impl VendorSecret {
         nonce.copy_from_slice(&sealed[..12]);
         let mut buf = Zeroizing::new(sealed[12..].to_vec());
         let n = aead_key(&key)
-            .open_in_place(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(context),
-                &mut buf,
-            )
+            .open_in_place(nonce, context, &mut buf)
             .map_err(|_| VendorError::AtRest)?
             .len();
         buf.truncate(n);
@@ -433,12 +425,8 @@ impl VendorSecret {
         plain.extend_from_slice(self.name.as_bytes());
         let aead = aead_key(&key);
         let mut buf = plain.to_vec();
-        aead.seal_in_place_append_tag(
-            ring::aead::Nonce::assume_unique_for_key(nonce),
-            ring::aead::Aad::from(&out[..]),
-            &mut buf,
-        )
-        .map_err(|_| VendorError::Kdf)?;
+        aead.seal_in_place_append_tag(nonce, &out[..], &mut buf)
+            .map_err(|_| VendorError::Kdf)?;
         out.extend_from_slice(&buf);
         buf.zeroize();
         Ok(out)
@@ -472,21 +460,14 @@ impl VendorSecret {
         let aead = aead_key(&key);
         let mut buf = Zeroizing::new(bytes[SECRET_HEADER_LEN..].to_vec());
         let plain = aead
-            .open_in_place(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(&bytes[..SECRET_HEADER_LEN]),
-                &mut buf,
-            )
+            .open_in_place(nonce, &bytes[..SECRET_HEADER_LEN], &mut buf)
             .map_err(|_| VendorError::WrongPassword)?;
         parse_plaintext(plain)
     }
 }
 
-fn aead_key(key: &[u8; 32]) -> ring::aead::LessSafeKey {
-    ring::aead::LessSafeKey::new(
-        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key)
-            .expect("32 bytes is an AES-256 key"),
-    )
+fn aead_key(key: &[u8; 32]) -> crate::crypto::Aes256Gcm {
+    crate::crypto::Aes256Gcm::new(key)
 }
 
 fn be32(b: &[u8]) -> u32 {

@@ -76,3 +76,54 @@ fn der_vectors_through_strict_der_parsing() {
     println!("DER: {a} accepted, {r} rejected ({h} valid-but-high-S refused by policy)");
     assert!(a > 100 && r > 300);
 }
+
+/// T26: Wycheproof's AES-GCM vectors through `crypto::Aes256Gcm`, the one AEAD wrapper every
+/// Tally format uses. Only 256-bit keys, 96-bit nonces and 128-bit tags are Tally's
+/// parameters; the wrapper's types admit nothing else, so other groups are out of scope.
+#[test]
+fn aes_gcm_vectors_through_our_aead() {
+    use tally_core::crypto::Aes256Gcm;
+    use wycheproof::aead::{TestName as AeadName, TestSet as AeadSet};
+    let set = AeadSet::load(AeadName::AesGcm).expect("vectors load");
+    let (mut valid, mut invalid) = (0, 0);
+    for g in set
+        .test_groups
+        .iter()
+        .filter(|g| g.key_size == 256 && g.nonce_size == 96 && g.tag_size == 128)
+    {
+        for t in &g.tests {
+            let key: [u8; 32] = t.key[..].try_into().unwrap();
+            let nonce: [u8; 12] = t.nonce[..].try_into().unwrap();
+            let aead = Aes256Gcm::new(&key);
+            let mut sealed = t.ct.to_vec();
+            sealed.extend_from_slice(&t.tag);
+            let opened = aead
+                .open_in_place(nonce, &t.aad, &mut sealed)
+                .map(|p| p.to_vec());
+            match t.result {
+                TestResult::Valid => {
+                    assert_eq!(
+                        opened.as_deref(),
+                        Ok(&t.pt[..]),
+                        "tc {} ({})",
+                        t.tc_id,
+                        t.comment
+                    );
+                    let mut buf = t.pt.to_vec();
+                    aead.seal_in_place_append_tag(nonce, &t.aad, &mut buf)
+                        .unwrap();
+                    assert_eq!(&buf[..t.ct.len()], &t.ct[..], "tc {} seal", t.tc_id);
+                    assert_eq!(&buf[t.ct.len()..], &t.tag[..], "tc {} tag", t.tc_id);
+                    valid += 1;
+                }
+                TestResult::Invalid => {
+                    assert!(opened.is_err(), "tc {} ({}) opened", t.tc_id, t.comment);
+                    invalid += 1;
+                }
+                TestResult::Acceptable => {}
+            }
+        }
+    }
+    println!("AES-256-GCM: {valid} valid vectors round-tripped, {invalid} invalid refused");
+    assert!(valid > 20 && invalid > 10);
+}

@@ -129,24 +129,20 @@ pub(crate) fn derive(ikm: &[u8], salt: &[u8], info: &[u8]) -> Zeroizing<[u8; 44]
     out
 }
 
-fn aead_key(m: &[u8; 44]) -> Result<(ring::aead::LessSafeKey, [u8; 12]), KeyfileError> {
-    let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &m[..32])
-        .map_err(|_| KeyfileError::Crypto)?;
+fn aead_key(m: &[u8; 44]) -> Result<(crate::crypto::Aes256Gcm, [u8; 12]), KeyfileError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&m[..32]);
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&m[32..]);
-    Ok((ring::aead::LessSafeKey::new(key), nonce))
+    Ok((crate::crypto::Aes256Gcm::new(&key), nonce))
 }
 
 /// AES-256-GCM with a key and nonce used for exactly one message (derived per keyfile).
 pub(crate) fn aead_seal(m: &[u8; 44], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyfileError> {
     let (key, nonce) = aead_key(m)?;
     let mut buf = plain.to_vec();
-    key.seal_in_place_append_tag(
-        ring::aead::Nonce::assume_unique_for_key(nonce),
-        ring::aead::Aad::from(aad),
-        &mut buf,
-    )
-    .map_err(|_| KeyfileError::Crypto)?;
+    key.seal_in_place_append_tag(nonce, aad, &mut buf)
+        .map_err(|_| KeyfileError::Crypto)?;
     Ok(buf)
 }
 
@@ -159,11 +155,7 @@ pub(crate) fn aead_open(
     let (key, nonce) = aead_key(m)?;
     let mut buf = Zeroizing::new(sealed.to_vec());
     let n = key
-        .open_in_place(
-            ring::aead::Nonce::assume_unique_for_key(nonce),
-            ring::aead::Aad::from(aad),
-            &mut buf[..],
-        )
+        .open_in_place(nonce, aad, &mut buf[..])
         .map_err(|_| KeyfileError::Crypto)?
         .len();
     buf.truncate(n);

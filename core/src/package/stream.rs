@@ -8,9 +8,9 @@
 
 use super::header::{HeaderFields, PackageHeader, TAG_LEN, check_chunk_size};
 use super::{CHUNK_SIZE, ContentKey, DocumentId, PackageError, Plaintext};
+use crate::crypto::Aes256Gcm;
 use crate::vendor::{VendorPublic, VendorSecret};
 use rand_core::CryptoRngCore;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use std::io::{ErrorKind, Read, Write};
 use std::sync::mpsc;
 use zeroize::{Zeroize, Zeroizing};
@@ -37,17 +37,17 @@ impl PackOptions {
     }
 }
 
-fn aead(key: &ContentKey) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.as_bytes()).expect("32-byte AES key"))
+fn aead(key: &ContentKey) -> Aes256Gcm {
+    Aes256Gcm::new(key.as_bytes())
 }
 
-fn nonce(prefix: &[u8; 7], index: u64, last: bool) -> Nonce {
+fn nonce(prefix: &[u8; 7], index: u64, last: bool) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..7].copy_from_slice(prefix);
     // Chunk counts are bounded by MAX_PLAINTEXT / MIN_CHUNK_SIZE = 2^24, so this never truncates.
     n[7..11].copy_from_slice(&(index as u32).to_be_bytes());
     n[11] = u8::from(last);
-    Nonce::assume_unique_for_key(n)
+    n
 }
 
 /// Encrypts `plaintext_len` bytes from `input` into a package written to `output`, in
@@ -128,7 +128,7 @@ pub fn seal_package<R: Read + Send, W: Write>(
                 let tag = k
                     .seal_in_place_separate_tag(
                         nonce(&prefix, i, i + 1 == geo.n),
-                        Aad::from(aad),
+                        &aad,
                         &mut buf[off..off + len],
                     )
                     .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
@@ -342,7 +342,7 @@ fn decrypt_body(
         let plain_len = k
             .open_in_place(
                 nonce(header.nonce_prefix(), i, i + 1 == n),
-                Aad::from(aad),
+                &aad,
                 &mut out[start..],
             )
             .map_err(|_| PackageError::Decrypt)?
