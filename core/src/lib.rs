@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod fsutil;
 pub mod home;
 pub mod icv;
+mod id;
 pub mod keyfile;
 pub mod nonce;
 pub mod package;

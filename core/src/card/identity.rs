@@ -1,37 +1,11 @@
 //! A card's public identity: what a publisher registers and a keyfile binds.
 
 use crate::crypto::PublicKey;
-use std::fmt;
 
-/// A card's 16-byte serial number: no two cards share one ([0098]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Serial(pub [u8; 16]);
-
-impl Serial {
-    /// Lower-case hex, 32 characters.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// From 32 hex characters.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(Self(out))
-    }
-}
-
-impl fmt::Display for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Serial({})", self.to_hex())
-    }
-}
+crate::id::id16!(
+    /// A card's 16-byte serial number: no two cards share one ([0098]).
+    Serial
+);
 
 /// Serial, public key and origin (the counter value the card was personalised with,
 /// the *offset* of [0095]). Everything a verifier needs to know about a card.

@@ -28,9 +28,10 @@ use rand_core::CryptoRngCore;
 use std::fmt;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
-/// A document's 16-byte random identifier. Keyfiles name the document by it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DocumentId(pub [u8; 16]);
+crate::id::id16!(
+    /// A document's 16-byte random identifier. Keyfiles name the document by it.
+    DocumentId
+);
 
 impl DocumentId {
     /// A fresh random identifier.
@@ -38,31 +39,6 @@ impl DocumentId {
         let mut b = [0u8; 16];
         rng.fill_bytes(&mut b);
         Self(b)
-    }
-    /// Lower-case hex, 32 characters.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-    /// From exactly 32 lower-case hex characters.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        if s.bytes().any(|c| c.is_ascii_uppercase()) {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(Self(out))
-    }
-}
-
-impl fmt::Display for DocumentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for DocumentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DocumentId({})", self.to_hex())
     }
 }
 

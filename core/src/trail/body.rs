@@ -29,7 +29,6 @@
 //! [`MAX_BODY`] bytes; anything else is refused with the reason.
 
 use crate::crypto::{Hash, Signature};
-use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -37,34 +36,10 @@ use time::format_description::well_known::Rfc3339;
 pub const MAX_BODY: usize = 1024;
 const PREFIX: &str = "tally/1";
 
-/// A licence identifier (16 bytes, written as 32 hex digits).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LicenceId(pub [u8; 16]);
-
-impl LicenceId {
-    /// 32 lower-case hex digits.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-    /// From 32 hex digits.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(Self(out))
-    }
-}
-
-impl fmt::Display for LicenceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for LicenceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LicenceId({})", self.to_hex())
-    }
-}
+crate::id::id16!(
+    /// A licence identifier (16 bytes, written as 32 hex digits).
+    LicenceId
+);
 
 /// The kind of use a record accounts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,7 +303,7 @@ impl Body {
         let lic = |v: &str| {
             LicenceId::from_hex(v).ok_or(BodyError::Field {
                 field: "lic",
-                reason: "expected 32 hex digits",
+                reason: "expected 32 lower-case hex digits",
             })
         };
         let num = |name: &'static str, v: &str| {
@@ -540,7 +515,7 @@ mod tests {
             ),
             (
                 "tally/1 open at=2026-01-01T00:00:00Z lic=ABABABABABABABABABABABABABABABAB",
-                "canonical",
+                "lower-case hex",
             ),
             ("tally/1 genesis at=2026-01-01T00:00:00Z ", "extra"),
         ];
