@@ -104,6 +104,27 @@ fn bad(code: StatusCode, reason: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// Reads a request body of at most `limit` bytes within `timeout`; otherwise the 4xx
+/// answer to send, naming `what` was refused (413 too long or unreadable, 408 too slow).
+pub(crate) async fn read_body(
+    req: Request,
+    limit: usize,
+    timeout: std::time::Duration,
+    what: &str,
+) -> Result<axum::body::Bytes, Response> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(bad(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} refused: length limit exceeded or unreadable ({e})"),
+        )),
+        Err(_) => Err(bad(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("{what} refused: not received in time"),
+        )),
+    }
+}
+
 async fn server_key(State(app): State<Arc<App>>) -> Response {
     let body = serde_json::json!({
         "public_key": hex::encode(app.key.public().as_bytes()),
@@ -129,25 +150,9 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
             format!("request body refused: length limit exceeded ({MAX_BODY} bytes at most)"),
         );
     }
-    let read = tokio::time::timeout(
-        BODY_TIMEOUT,
-        axum::body::to_bytes(req.into_body(), MAX_BODY),
-    )
-    .await;
-    let body = match read {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            return bad(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body refused: length limit exceeded or unreadable ({e})"),
-            );
-        }
-        Err(_) => {
-            return bad(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body refused: not received in time",
-            );
-        }
+    let body = match read_body(req, MAX_BODY, BODY_TIMEOUT, "request body").await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
     if body.len() != ENVELOPE_LEN {
         let code = if body.len() > ENVELOPE_LEN {

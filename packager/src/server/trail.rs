@@ -13,7 +13,7 @@
 //! customer has this card), 422 (the trail is invalid; header `x-tally-check` names the
 //! check), 413/408 for oversized or slow bodies.
 
-use super::{App, bad};
+use super::{App, bad, read_body};
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -66,25 +66,9 @@ pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) ->
             "busy validating other trails; try again later",
         );
     };
-    let read = tokio::time::timeout(
-        TRAIL_BODY_TIMEOUT,
-        axum::body::to_bytes(req.into_body(), MAX_TRAIL_ENVELOPE),
-    )
-    .await;
-    let body = match read {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            return bad(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("trail refused: length limit exceeded or unreadable ({e})"),
-            );
-        }
-        Err(_) => {
-            return bad(
-                StatusCode::REQUEST_TIMEOUT,
-                "trail refused: not received in time",
-            );
-        }
+    let body = match read_body(req, MAX_TRAIL_ENVELOPE, TRAIL_BODY_TIMEOUT, "trail").await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
     match tokio::task::spawn_blocking(move || app.handle_trail(&body)).await {
         Ok(Ok(r)) => r,
