@@ -68,3 +68,18 @@ impl Drop for LockGuard {
         let _ = self.file.unlock();
     }
 }
+
+/// Reads a whole file of at most `max` bytes; a larger one is an `InvalidData` error,
+/// so a hostile file never makes us allocate without bound.
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut buf = Vec::new();
+    File::open(path)?.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(buf)
+}

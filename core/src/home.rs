@@ -6,6 +6,7 @@
 use crate::card::emulated::EmulatedCard;
 use crate::card::pcsc::PcscCard;
 use crate::card::{Card, Serial, TransportError};
+use crate::crypto::PublicKey;
 use std::path::{Path, PathBuf};
 
 /// A reader's Tally folder.
@@ -34,6 +35,77 @@ impl Home {
     pub fn trail_path(&self, serial: &Serial) -> PathBuf {
         self.root.join("trails").join(format!("{serial}.trail"))
     }
+
+    /// The list of validation-server keys this reader trusts for validator and recovery
+    /// records ([0094]): one key per line, 130 hex digits (uncompressed SEC1).
+    pub fn validators_path(&self) -> PathBuf {
+        self.root.join("validators")
+    }
+
+    /// The validation-server keys this reader trusts. A missing file is an empty list; a
+    /// malformed one is an error naming the line, never a silently shorter list.
+    pub fn trusted_validators(&self) -> Result<Vec<PublicKey>, ValidatorsError> {
+        let path = self.validators_path();
+        let bytes = match crate::fsutil::read_bounded(&path, MAX_VALIDATORS_FILE) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(ValidatorsError::Io(path, e)),
+        };
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| ValidatorsError::Line(path.clone(), 0))?;
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = hex::decode(line)
+                .ok()
+                .and_then(|b| PublicKey::from_sec1(&b).ok())
+                .ok_or_else(|| ValidatorsError::Line(path.clone(), i + 1))?;
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Adds `key` to the trusted validation-server keys (atomically; a key already there
+    /// is not added twice). Returns true when it was new.
+    pub fn add_trusted_validator(&self, key: &PublicKey) -> Result<bool, ValidatorsError> {
+        let mut keys = self.trusted_validators()?;
+        if keys.contains(key) {
+            return Ok(false);
+        }
+        keys.push(key.clone());
+        let mut text = String::from(
+            "# validation-server keys trusted for validator and recovery records (tally-view)\n",
+        );
+        for k in &keys {
+            text.push_str(&hex::encode(k.as_bytes()));
+            text.push('\n');
+        }
+        let path = self.validators_path();
+        std::fs::create_dir_all(&self.root).map_err(|e| ValidatorsError::Io(path.clone(), e))?;
+        crate::fsutil::atomic_write(&path, text.as_bytes())
+            .map_err(|e| ValidatorsError::Io(path.clone(), e))?;
+        Ok(true)
+    }
+}
+
+/// Largest trusted-validators file read (about 7,000 keys).
+const MAX_VALIDATORS_FILE: u64 = 1 << 20;
+
+/// Why the trusted validation-server keys can't be read or saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidatorsError {
+    /// Reading or writing the file failed (or it is larger than 1 MiB).
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// A line is not a P-256 public key in 130 hex digits (line 0: not UTF-8).
+    #[error("{0}, line {1}: not a validation-server key (130 hex digits)")]
+    Line(PathBuf, usize),
 }
 
 /// Which card to talk to: `emulated`, `emulated:PATH`, `pcsc` or `pcsc:READER`.

@@ -339,6 +339,7 @@ fn outcome_from_bytes(bytes: &[u8], id: &CardIdentity) -> String {
             0,
             id,
             h.first_counter,
+            &[],
             &tally_core::crypto::RingVerifier,
             2,
         )

@@ -354,6 +354,7 @@ fn vouched_time_records_cost_the_heaviest_weight() {
             prints: 0,
             times: 3,
         }],
+        recoveries: vec![],
     };
     let t = Tally::resume(B, Some(&v), &[]);
     let mut w = TimeWeights::default();

@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trail validation service: encrypted trail backups",
         sql: crate::server::trail::MIGRATION_SQL,
     },
+    Migration {
+        version: 5,
+        name: "trail restores: recovery records issued",
+        sql: crate::server::restore::MIGRATION_SQL,
+    },
 ];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.

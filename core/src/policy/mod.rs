@@ -36,7 +36,7 @@ pub use limits::{
     Band, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_POLICY_BYTES, MAX_THRESHOLD, Measure,
     POLICY_MAGIC, PolicyError, Rights, Rule, TimeWeights, parse_date_limit, parse_rule,
 };
-pub use tally::Tally;
+pub use tally::{Tally, WRITTEN_OFF};
 
 use std::fmt;
 use time::{Duration, OffsetDateTime, UtcOffset};
@@ -101,6 +101,9 @@ pub enum Reason {
     },
     /// The licence does not include the copy right.
     CopyNotAllowed,
+    /// The trail was restored from a backup and the records lost since were charged to
+    /// this licence in full by the validation server's recovery record ([0062]).
+    WrittenOff,
 }
 
 fn human(t: OffsetDateTime) -> String {
@@ -122,6 +125,9 @@ impl fmt::Display for Reason {
             Reason::PagesUsedUp { limit } => {
                 write!(f, "All {limit} page views of this rental have been used.")
             }
+            Reason::WrittenOff => f.write_str(
+                "This rental counts as used up: the reading trail was restored from the publisher's backup, and the use recorded after that backup was lost and charged in full.",
+            ),
             Reason::TimeUsedUp { limit_minutes } => write!(
                 f,
                 "All {limit_minutes} minutes of reading time of this rental have been used."
@@ -440,6 +446,9 @@ fn check_dates(
     clock: &dyn Clock,
 ) -> Result<OffsetDateTime, Reason> {
     let now = trusted_now(limits, tally, clock)?;
+    if tally.written_off {
+        return Err(Reason::WrittenOff);
+    }
     if let Some(nb) = limits.not_before
         && now < nb
     {

@@ -16,6 +16,10 @@ use super::limits::TimeWeights;
 
 const MINUTES_PER_DAY: usize = 1440;
 
+/// What "fully used" sets each total to: more than any threshold a keyfile can carry, and
+/// still what a validator record's 32-bit totals can say ([0094]).
+pub const WRITTEN_OFF: u64 = u32::MAX as u64;
+
 /// What one licence has used so far.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tally {
@@ -38,6 +42,9 @@ pub struct Tally {
     /// Time records vouched for by a validator record ([0094], [`Tally::resume`]): their
     /// minute of day is not known, so each is charged at the heaviest weight.
     vouched_time_records: u64,
+    /// A recovery record charged lost records to this licence in full ([0062]): every
+    /// total is then at least [`WRITTEN_OFF`], so every threshold reads as reached.
+    pub written_off: bool,
     /// Time of this licence's newest record.
     pub newest_own: Option<OffsetDateTime>,
     /// Time of the newest record of any kind in the trail.
@@ -71,6 +78,7 @@ impl Tally {
             printed: 0,
             time_by_minute: Box::new([0; MINUTES_PER_DAY]),
             vouched_time_records: 0,
+            written_off: false,
             newest_own: None,
             newest_any: None,
         }
@@ -107,6 +115,12 @@ impl Tally {
             t.time_records = u64::from(v.times);
             t.vouched_time_records = u64::from(v.times);
         }
+        // Lost records the validator's prefix charged in full stay charged in full ([0062]).
+        for r in vouched.map(|v| v.recoveries.as_slice()).unwrap_or_default() {
+            if r.charge == crate::trail::body::LostCharge::Full && r.covers(&licence) {
+                t.write_off();
+            }
+        }
         for b in later {
             t.add(b);
         }
@@ -123,6 +137,13 @@ impl Tally {
         let at = body.at;
         if self.newest_any.is_none_or(|n| at > n) {
             self.newest_any = Some(at);
+        }
+        // A recovery record names no single licence: it says which licences it charges.
+        if let Usage::Recovery(r) = &body.usage {
+            if r.charge == crate::trail::body::LostCharge::Full && r.covers(&self.licence) {
+                self.write_off();
+            }
+            return;
         }
         if body.usage.licence() != Some(self.licence) {
             return;
@@ -148,7 +169,24 @@ impl Tally {
             }
             // A validator's totals are used only by `resume`; read in full, it adds nothing.
             Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) => {}
+            // Only reached for a recovery naming no licence of its own (`licence()` is None):
+            // handled above the licence filter.
+            Usage::Recovery(_) => {}
         }
+    }
+
+    /// Charges lost records in full ([0062], `LostCharge::Full`): every total becomes at
+    /// least [`WRITTEN_OFF`]. Vouched-for time records count at the heaviest weight, so the
+    /// weighted time units are at least as large too.
+    pub fn write_off(&mut self) {
+        self.written_off = true;
+        let w = WRITTEN_OFF;
+        self.opens = self.opens.max(w);
+        self.page_views = self.page_views.max(w);
+        self.seconds = self.seconds.max(w);
+        self.printed = self.printed.max(w);
+        self.time_records = self.time_records.max(w);
+        self.vouched_time_records = self.vouched_time_records.max(w);
     }
 
     /// Weighted time units used ([0103]): each time record costs the weight of the band

@@ -4,13 +4,16 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "nonce" | "validator"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "nonce" | "validator" | "recovery"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
 //! ; validator only ([0094]; see `super::validator`):
 //! fields  = "key=" hex64 SP "upto=" num SP "chain=" hex64 0*5(SP totals) SP "sig=" hex128
 //! totals  = "lic=" hex32 SP "opens=" n32 SP "pages=" n32 SP "seconds=" n32 SP "prints=" n32 SP "times=" n32
+//! ; recovery only ([0062]; see `super::validator`):
+//! fields  = "key=" hex64 SP "from=" num SP "to=" num SP "chain=" hex64 SP "charge=" ("full" / "forgive")
+//!           SP "scope=" ("all" / "listed") 0*12(SP "lic=" hex32) SP "sig=" hex128
 //! ```
 //!
 //! `sig=` is the one value longer than 64 characters: exactly 128 lower-case hex digits.
@@ -24,6 +27,7 @@
 //! | print   | `lic= pages=`                              | `pages` pages printed |
 //! | nonce   | `value=`                                   | a nonce written by ValidateTrail ([0060] step [2]) or a vendor ([0104]) |
 //! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` ([0094]) |
+//! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup ([0062]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
 //!
 //! Each licence reads only records carrying its own `lic=` ([0049]). Bodies are at most
 //! [`MAX_BODY`] bytes; anything else is refused with the reason.
@@ -81,6 +85,65 @@ pub enum Usage {
     },
     /// A validation server vouches for the records before it ([0094]).
     Validator(Box<Validator>),
+    /// A validation server restored the trail from its backup and accounts for the card
+    /// counters lost between the backup and the restore ([0062]).
+    Recovery(Box<Recovery>),
+}
+
+/// Most licences one recovery record names (a card with more is charged with `scope=all`).
+pub const MAX_RECOVERY_LICENCES: usize = 12;
+
+/// How a recovery record charges the records it stands in for. The publisher's policy,
+/// chosen at the validation server (`tally-pack serve --lost-records`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostCharge {
+    /// Every licence in scope is charged as fully used: every threshold it has is reached.
+    /// The default: lost records are never silently forgiven.
+    Full,
+    /// The publisher forgives the lost records on the record (nothing is added to the
+    /// totals; the recovery record itself still shows the loss to any audit).
+    Forgive,
+}
+
+impl LostCharge {
+    /// The word in the body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Forgive => "forgive",
+        }
+    }
+}
+
+/// The content of a recovery record: the server with key fingerprint `server_key` restored
+/// this trail from the backup it kept ([0062]); the backup's records end with the chain
+/// hash `chain` (`super::validator::chain_hash`), and the card counters `from..=to` — the
+/// records written after the backup, and the card-signed restore request — are lost. They
+/// are charged as `charge` says to `licences` (`None`: every licence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Fingerprint of the validation server's public key.
+    pub server_key: Hash,
+    /// The first lost counter (the counter after the backup's last record).
+    pub from: u64,
+    /// The last lost counter (the restore request's).
+    pub to: u64,
+    /// The chain hash after the backup's last record.
+    pub chain: Hash,
+    /// How the lost records are charged.
+    pub charge: LostCharge,
+    /// The licences charged, in strictly ascending order, at most
+    /// [`MAX_RECOVERY_LICENCES`]; `None` charges every licence.
+    pub licences: Option<Vec<LicenceId>>,
+    /// The server's signature.
+    pub signature: Signature,
+}
+
+impl Recovery {
+    /// True when the lost records count against `licence`.
+    pub fn covers(&self, licence: &LicenceId) -> bool {
+        self.licences.as_ref().is_none_or(|l| l.contains(licence))
+    }
 }
 
 /// Most licences one validator record carries totals for: with every total at `u32::MAX`
@@ -131,7 +194,9 @@ impl Usage {
             | Usage::Pages { licence, .. }
             | Usage::Time { licence, .. }
             | Usage::Print { licence, .. } => Some(*licence),
-            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) => None,
+            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) | Usage::Recovery(_) => {
+                None
+            }
         }
     }
 }
@@ -206,6 +271,7 @@ impl Body {
             Usage::Print { .. } => "print",
             Usage::Nonce { .. } => "nonce",
             Usage::Validator(_) => "validator",
+            Usage::Recovery(_) => "recovery",
         };
         s.push_str(&format!("{PREFIX} {kind} at={at}"));
         match &self.usage {
@@ -243,6 +309,26 @@ impl Body {
                 }
                 s.push_str(&format!(" sig={}", hex::encode(v.signature.0)));
             }
+            Usage::Recovery(r) => {
+                s.push_str(&format!(
+                    " key={} from={} to={} chain={} charge={}",
+                    hex::encode(r.server_key),
+                    r.from,
+                    r.to,
+                    hex::encode(r.chain),
+                    r.charge.as_str()
+                ));
+                match &r.licences {
+                    None => s.push_str(" scope=all"),
+                    Some(l) => {
+                        s.push_str(" scope=listed");
+                        for lic in l {
+                            s.push_str(&format!(" lic={lic}"));
+                        }
+                    }
+                }
+                s.push_str(&format!(" sig={}", hex::encode(r.signature.0)));
+            }
         }
         s
     }
@@ -251,6 +337,15 @@ impl Body {
     /// including) ` sig=`. `None` for other kinds.
     pub fn validator_signed_text(&self) -> Option<String> {
         if !matches!(self.usage, Usage::Validator(_)) {
+            return None;
+        }
+        self.server_signed_text()
+    }
+
+    /// For a validator or recovery body (the two kinds a server signs): the body up to
+    /// (not including) ` sig=`. `None` for other kinds.
+    pub fn server_signed_text(&self) -> Option<String> {
+        if !matches!(self.usage, Usage::Validator(_) | Usage::Recovery(_)) {
             return None;
         }
         let mut s = self.encode();
@@ -342,6 +437,7 @@ impl Body {
             // `field` is not used on this path: the validator reads its own words, because
             // `sig=` is longer than 64 characters.
             "validator" => Usage::Validator(Box::new(parse_validator(&mut words)?)),
+            "recovery" => Usage::Recovery(Box::new(parse_recovery(&mut words)?)),
             other => return Err(BodyError::UnknownKind(other.chars().take(20).collect())),
         };
         if words.next().is_some() {
@@ -405,6 +501,67 @@ fn num64(name: &'static str, v: &str) -> Result<u64, BodyError> {
 
 fn num32(name: &'static str, v: &str) -> Result<u32, BodyError> {
     u32::try_from(num64(name, v)?).map_err(|_| bad(name, "number too large"))
+}
+
+/// The `sig=` word: exactly 128 lower-case hex digits.
+fn parse_sig(v: &str) -> Result<Signature, BodyError> {
+    if v.len() != 128 || !valid_value_chars(v) {
+        return Err(bad("sig", "expected 128 hex digits"));
+    }
+    Ok(Signature(hex_exact::<64>("sig", v)?))
+}
+
+/// The fields of a recovery body after `at=` (strict; canonical form is checked by the caller).
+fn parse_recovery(words: &mut std::str::Split<'_, char>) -> Result<Recovery, BodyError> {
+    let server_key = hex_exact::<32>("key", take(words, "key", 64)?)?;
+    let from = num64("from", take(words, "from", 20)?)?;
+    let to = num64("to", take(words, "to", 20)?)?;
+    if to < from {
+        return Err(bad("to", "smaller than `from`"));
+    }
+    let chain = hex_exact::<32>("chain", take(words, "chain", 64)?)?;
+    let charge = match take(words, "charge", 10)? {
+        "full" => LostCharge::Full,
+        "forgive" => LostCharge::Forgive,
+        _ => return Err(bad("charge", "expected `full` or `forgive`")),
+    };
+    let listed = match take(words, "scope", 10)? {
+        "all" => false,
+        "listed" => true,
+        _ => return Err(bad("scope", "expected `all` or `listed`")),
+    };
+    let mut licences: Vec<LicenceId> = Vec::new();
+    loop {
+        let w = words.next().ok_or(bad("sig", "missing"))?;
+        if let Some(v) = w.strip_prefix("sig=") {
+            if listed && licences.is_empty() {
+                return Err(bad("lic", "`scope=listed` names no licence"));
+            }
+            return Ok(Recovery {
+                server_key,
+                from,
+                to,
+                chain,
+                charge,
+                licences: listed.then_some(licences),
+                signature: parse_sig(v)?,
+            });
+        }
+        let v = w
+            .strip_prefix("lic=")
+            .ok_or(bad("lic", "expected `lic=` or `sig=`"))?;
+        if !listed {
+            return Err(bad("lic", "`scope=all` takes no licences"));
+        }
+        if licences.len() >= MAX_RECOVERY_LICENCES {
+            return Err(bad("lic", "too many licences"));
+        }
+        let licence = LicenceId(hex_exact::<16>("lic", v)?);
+        if licences.last().is_some_and(|l| *l >= licence) {
+            return Err(bad("lic", "licences not in strictly ascending order"));
+        }
+        licences.push(licence);
+    }
 }
 
 /// The fields of a validator body after `at=` (strict; canonical form is checked by the caller).

@@ -197,6 +197,16 @@ pub enum TrailError {
     /// A crash simulated by a test at a [`CrashPoint`].
     #[error("simulated crash at {0:?}")]
     InjectedCrash(CrashPoint),
+    /// A recovery record does not account for the hole before it: wrong counters, an
+    /// untrusted or forged server signature, or records before it that are not the
+    /// server's backup ([0062]; see [`validator::check_recovery`]).
+    #[error("record {index} is a recovery record that can't be trusted: {reason}")]
+    BadRecovery {
+        /// Position of the recovery record.
+        index: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A validator record naming a trusted server key is forged, or the records it
     /// vouches for were changed ([0094]; see [`validator`]).
     #[error("record {index} is a validator record that can't be trusted: {reason}")]
@@ -252,6 +262,7 @@ impl TrailError {
             Self::Card(_) => "card-io",
             Self::InjectedCrash(_) => "crash",
             Self::BadValidator { .. } => "validator",
+            Self::BadRecovery { .. } => "recovery",
         }
     }
 
@@ -264,7 +275,8 @@ impl TrailError {
             | Self::Duplicate { index, .. }
             | Self::BadBody { index, .. }
             | Self::UnexpectedGenesis { index }
-            | Self::BadValidator { index, .. } => Some(*index),
+            | Self::BadValidator { index, .. }
+            | Self::BadRecovery { index, .. } => Some(*index),
             Self::Format(
                 FormatError::Checksum { index }
                 | FormatError::FrameLength { index, .. }
@@ -410,7 +422,8 @@ impl Trail {
         );
         let mut s = card.session()?;
         t.card_checked = true;
-        t.write_locked(&mut s, &Body::now(Usage::Genesis))?;
+        let next = t.next_counter();
+        t.write_locked(&mut s, &Body::now(Usage::Genesis), next)?;
         drop(lock);
         Ok(t)
     }
@@ -575,10 +588,12 @@ impl Trail {
         }
     }
 
+    /// The counter the next record takes: one after the last record's (a restored trail
+    /// has a hole before its recovery record, so this is not first + length).
     fn next_counter(&self) -> u64 {
-        self.header
-            .first_counter
-            .saturating_add(self.records.len() as u64)
+        self.records
+            .last()
+            .map_or(self.header.first_counter, |r| r.counter.saturating_add(1))
     }
 
     /// Reads records other processes appended since we last looked (under the lock).
@@ -618,9 +633,14 @@ impl Trail {
                 &self.trusted_validators,
                 self.verifier,
             )? {
-                let skip = v.upto - self.header.first_counter + 1;
-                from = skip as usize;
-                self.skipped = self.skipped.saturating_add(skip);
+                // The vouched-for records are those up to the one carrying `upto`.
+                let skip = self
+                    .records
+                    .iter()
+                    .position(|r| r.counter == v.upto)
+                    .map_or(0, |k| k + 1);
+                from = skip;
+                self.skipped = self.skipped.saturating_add(skip as u64);
                 self.vouched = Some(v);
             }
         }
@@ -629,6 +649,7 @@ impl Trail {
             from,
             &self.identity,
             self.header.first_counter,
+            &self.trusted_validators,
             self.verifier,
             self.threads,
         )?;
@@ -766,8 +787,15 @@ impl Trail {
 
     /// Write ([0059]) inside an open card session; the caller holds the trail lock and
     /// has reconciled the trail with the card.
-    fn write_locked(&mut self, s: &mut CardSession<'_>, body: &Body) -> Result<Record, TrailError> {
-        let next = self.next_counter();
+    ///
+    /// `next` is the counter the record must take: the one after the last record's
+    /// (`next_counter`), except in `restore`, where the recovery record follows a hole.
+    fn write_locked(
+        &mut self,
+        s: &mut CardSession<'_>,
+        body: &Body,
+        next: u64,
+    ) -> Result<Record, TrailError> {
         // [1] a fresh nonce; [2] h1 = hash(n, str).
         let nonce = crate::nonce::generate();
         let text = body.encode().into_bytes();
@@ -833,7 +861,8 @@ impl Trail {
     pub fn write(&mut self, card: &mut Card, body: &Body) -> Result<Record, TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
         let mut s = self.in_step(card)?;
-        self.write_locked(&mut s, body)
+        let next = self.next_counter();
+        self.write_locked(&mut s, body, next)
     }
 
     /// Under the trail lock: reads what other processes appended and verifies it, opens a
@@ -865,11 +894,13 @@ impl Trail {
         let mut s = self.in_step(card)?;
         // [1] c = GetCounter(); [2] Write(c).
         let c = s.get_counter()?;
+        let next = self.next_counter();
         let rec = self.write_locked(
             &mut s,
             &Body::now(Usage::Nonce {
                 value: c.to_string(),
             }),
+            next,
         )?;
         drop(s);
         // [3] r = last record; [4] its signature; [5] c equals its counter.
@@ -908,6 +939,171 @@ impl Trail {
             return Err(TrailError::TornTail { bytes: self.torn });
         }
         self.verify_new()
+    }
+
+    /// Has the card sign `body` outside any trail, for a card whose trail is missing at
+    /// `path`: the restore request of [`crate::validation::seal_restore_request`]. Its
+    /// counter is then lost to the trail on purpose, and the server's recovery record
+    /// accounts for it ([0062]). Refused when a trail exists at `path` (its own Write must
+    /// be used then, or it must be moved aside first).
+    pub fn sign_detached(
+        path: &Path,
+        card: &mut Card,
+        identity: &CardIdentity,
+        body: &Body,
+    ) -> Result<Record, TrailError> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let _lock = LockGuard::acquire(path).map_err(io(path))?;
+        if path.exists() {
+            return Err(TrailError::Exists(path.to_path_buf()));
+        }
+        let mut s = card.session()?;
+        check_identity(&mut s, identity)?;
+        let nonce = crate::nonce::generate();
+        let text = body.encode().into_bytes();
+        let h1 = record::h1(&nonce, &text);
+        let signature = s.sign_and_increment(&h1)?;
+        let counter = s
+            .get_counter()?
+            .checked_sub(1)
+            .ok_or(TrailError::CounterMismatch { card: 0, record: 0 })?;
+        let rec = Record {
+            nonce,
+            body: text,
+            counter,
+            signature,
+        };
+        if !rec.verify(identity, default_verifier()) {
+            return Err(TrailError::CardSignatureInvalid { counter });
+        }
+        Ok(rec)
+    }
+
+    /// Restores a lost trail at `path` from a validation server's answer ([0062]): writes
+    /// `backup` (the trail file the server kept) and appends `recovery` (the server's
+    /// recovery body) through Write, so the card signs it at the next counter.
+    ///
+    /// Everything is checked before anything is written: the backup is this card's trail
+    /// and valid; the recovery body is signed by `server` for this card, accounts for the
+    /// counters from the backup's next one up to the card's counter − 1 exactly, and
+    /// carries the backup's chain hash. The restored trail trusts `server` for its
+    /// recovery record (and validator records). A crash before the recovery record is
+    /// saved leaves a trail that ValidateTrail refuses as rolled back: move it aside and
+    /// restore again (a new request accounts for the counters spent since).
+    pub fn restore(
+        path: impl Into<PathBuf>,
+        card: &mut Card,
+        identity: &CardIdentity,
+        backup: &[u8],
+        recovery: &[u8],
+        server: &PublicKey,
+    ) -> Result<Self, TrailError> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let lock = LockGuard::acquire(&path).map_err(io(&path))?;
+        if path.exists() {
+            return Err(TrailError::Exists(path));
+        }
+        if backup.len() as u64 > MAX_TRAIL_BYTES {
+            return Err(TrailError::Io {
+                path,
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the backup is larger than 1 GiB",
+                ),
+            });
+        }
+        let header = Header::decode(backup)?;
+        if header.serial != identity.serial
+            || header.key_fingerprint != identity.public_key.fingerprint()
+            || header.first_counter != identity.origin
+        {
+            return Err(TrailError::WrongCard(format!(
+                "the server's backup is not a trail of card {}",
+                identity.serial
+            )));
+        }
+        let frames = file::parse_frames(
+            backup.get(HEADER_LEN..).unwrap_or_default(),
+            HEADER_LEN as u64,
+            0,
+        )?;
+        if frames.torn_bytes > 0 {
+            return Err(TrailError::TornTail {
+                bytes: frames.torn_bytes,
+            });
+        }
+        let trusted = vec![server.clone()];
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        validate::verify_range(
+            &frames.records,
+            0,
+            identity,
+            header.first_counter,
+            &trusted,
+            default_verifier(),
+            threads,
+        )?;
+        let index = frames.records.len() as u64;
+        let body = Body::parse(recovery).map_err(|error| TrailError::BadBody { index, error })?;
+        let Usage::Recovery(r) = &body.usage else {
+            return Err(TrailError::BadRecovery {
+                index,
+                reason: "the server's answer is not a recovery record",
+            });
+        };
+        let refuse = |reason| TrailError::BadRecovery { index, reason };
+        if !validator::verify_recovery(&body, &identity.serial, server, default_verifier()) {
+            return Err(refuse("the server's signature does not verify"));
+        }
+        let next = frames
+            .records
+            .last()
+            .map_or(header.first_counter, |r| r.counter.saturating_add(1));
+        if r.from != next {
+            return Err(refuse(
+                "it does not start at the counter after the backup's last record",
+            ));
+        }
+        if validator::chain_hash(identity, header.first_counter, &frames.records) != r.chain {
+            return Err(refuse("its chain hash is not the backup's"));
+        }
+        let mut s = card.session()?;
+        check_identity(&mut s, identity)?;
+        let card_counter = s.get_counter()?;
+        if r.to.checked_add(1) != Some(card_counter) {
+            return Err(TrailError::Behind {
+                trail_next: r.to.saturating_add(1),
+                card_counter,
+            });
+        }
+        // All checked: write the backup, durably, then append the recovery record.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(backup).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        drop(f);
+        crate::fsutil::sync_dir(crate::fsutil::parent_dir(&path)).map_err(io(&path))?;
+        let mut t = Self::from_parts(path, header, identity.clone(), frames);
+        t.trusted_validators = trusted;
+        t.verified = t.records.len();
+        t.card_checked = true;
+        t.write_locked(&mut s, &body, card_counter)?;
+        drop(s);
+        // The recovery record through the same check every later ValidateTrail makes.
+        t.verified = t.records.len() - 1;
+        t.verify_new()?;
+        drop(lock);
+        Ok(t)
     }
 }
 

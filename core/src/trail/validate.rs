@@ -8,15 +8,18 @@ use super::TrailError;
 use super::body::{Body, Usage};
 use super::record::Record;
 use crate::card::CardIdentity;
-use crate::crypto::SignatureVerifier;
+use crate::crypto::{PublicKey, SignatureVerifier};
 
 /// Verifies `records[from..]`, which sit at positions `from..` of a trail whose first
-/// record carries counter `first_counter`. `records[..from]` are already verified.
+/// record carries counter `first_counter`. `records[..from]` are already verified. A hole
+/// in the counters is accepted only right before a recovery record signed by one of
+/// `trusted` that accounts for exactly the missing counters ([0062]).
 pub fn verify_range(
     records: &[Record],
     from: usize,
     identity: &CardIdentity,
     first_counter: u64,
+    trusted: &[PublicKey],
     verifier: &dyn SignatureVerifier,
     threads: usize,
 ) -> Result<(), TrailError> {
@@ -25,7 +28,7 @@ pub fn verify_range(
         return Ok(());
     }
     let bad_sig = first_bad_signature(todo, identity, verifier, threads).map(|i| i + from);
-    let bad_seq = check_sequence(records, from, first_counter).err();
+    let bad_seq = check_sequence(records, from, first_counter, identity, trusted, verifier).err();
     // An inauthentic record is reported as such, even where its counter is also off.
     match (bad_seq, bad_sig) {
         (Some((i, _)), Some(j)) if j <= i => Err(TrailError::BadSignature {
@@ -79,19 +82,28 @@ fn check_sequence(
     records: &[Record],
     from: usize,
     first_counter: u64,
+    identity: &CardIdentity,
+    trusted: &[PublicKey],
+    verifier: &dyn SignatureVerifier,
 ) -> Result<(), (usize, TrailError)> {
     for (i, r) in records.iter().enumerate().skip(from) {
         let idx = i as u64;
         let body =
             Body::parse(&r.body).map_err(|error| (i, TrailError::BadBody { index: idx, error }))?;
-        if i == 0 && body.usage != Usage::Genesis {
+        // A trail restored with no backup at all begins with its recovery record ([0062]).
+        let restored_from_nothing = i == 0 && matches!(body.usage, Usage::Recovery(_));
+        if i == 0 && body.usage != Usage::Genesis && !restored_from_nothing {
             return Err((i, TrailError::FirstNotGenesis));
         }
         if i > 0 && body.usage == Usage::Genesis {
             return Err((i, TrailError::UnexpectedGenesis { index: idx }));
         }
-        // [0060] step [6.3] with the offset of [0095].
-        let expected = first_counter.checked_add(idx).ok_or((
+        // [0060] step [6.3] with the offset of [0095]: each counter follows the one before.
+        let expected = match i.checked_sub(1) {
+            None => Some(first_counter),
+            Some(p) => records[p].counter.checked_add(1),
+        }
+        .ok_or((
             i,
             TrailError::Gap {
                 index: idx,
@@ -99,6 +111,21 @@ fn check_sequence(
                 found: r.counter,
             },
         ))?;
+        // A recovery record must account for exactly the hole before it ([0062]).
+        if let Usage::Recovery(_) = &body.usage {
+            super::validator::check_recovery(
+                records,
+                i,
+                &body,
+                expected,
+                identity,
+                first_counter,
+                trusted,
+                verifier,
+            )
+            .map_err(|e| (i, e))?;
+            continue;
+        }
         if r.counter != expected {
             let e = if i > 0 && r.counter == records[i - 1].counter {
                 TrailError::Duplicate {

@@ -32,12 +32,25 @@
 //! sig = ECDSA-P256-SHA256(server key, m), low-S, written as 128 hex digits
 //! ```
 //!
+//! ## Recovery records ([0062])
+//!
+//! The same server keeps the latest trail it vouched for as the reader's backup. When the
+//! reader's trail is lost, `tally-view trail restore` asks for it with a card-signed
+//! request; the server answers the backup and a recovery body, signed with its key
+//! (message `"TALLY-RECOVERY-SIG/v1" ‖ serial (16) ‖ text before " sig="`), that accounts
+//! for the card counters lost between the backup and the request. The reader writes the
+//! backup and appends the recovery body through Write. ValidateTrail accepts a hole in the
+//! counters only right before a recovery record from a trusted server key that names
+//! exactly the missing counters and carries the chain hash of every record before it
+//! ([`check_recovery`]); the lost use is charged as the record says
+//! ([`crate::policy::Tally`]).
+//!
 //! Not done: archiving the vouched-for prefix out of the working trail (a trail that
 //! begins with a validator instead of genesis). The header has no field saying so yet;
 //! every trail still starts with its genesis record.
 
 use super::TrailError;
-use super::body::{Body, LicenceTotals, Usage, Validator};
+use super::body::{Body, LicenceTotals, Recovery, Usage, Validator};
 use super::record::Record;
 use crate::card::{CardIdentity, Serial};
 use crate::crypto::{Hash, PublicKey, SignatureVerifier, tagged_hash};
@@ -46,6 +59,89 @@ use crate::crypto::{Hash, PublicKey, SignatureVerifier, tagged_hash};
 pub const CHAIN_TAG: &[u8] = b"tally/chain/v1";
 /// Domain prefix of the message a validation server signs.
 pub const SIG_DOMAIN: &[u8; 22] = b"TALLY-VALIDATOR-SIG/v1";
+/// Domain prefix of the message a validation server signs for a recovery record ([0062]).
+pub const RECOVERY_SIG_DOMAIN: &[u8; 21] = b"TALLY-RECOVERY-SIG/v1";
+
+/// The message the server signs for a recovery body whose text before ` sig=` is `unsigned`.
+pub fn recovery_signed_message(serial: &Serial, unsigned: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(RECOVERY_SIG_DOMAIN.len() + 16 + unsigned.len());
+    m.extend_from_slice(RECOVERY_SIG_DOMAIN);
+    m.extend_from_slice(&serial.0);
+    m.extend_from_slice(unsigned);
+    m
+}
+
+/// True when `body` is a recovery record whose signature verifies under `server` for the
+/// card `serial` and whose `key=` names `server`.
+pub fn verify_recovery(
+    body: &Body,
+    serial: &Serial,
+    server: &PublicKey,
+    verifier: &dyn SignatureVerifier,
+) -> bool {
+    let Usage::Recovery(r) = &body.usage else {
+        return false;
+    };
+    let Some(unsigned) = body.server_signed_text() else {
+        return false;
+    };
+    r.server_key == server.fingerprint()
+        && verifier.verify(
+            server,
+            &recovery_signed_message(serial, unsigned.as_bytes()),
+            &r.signature,
+        )
+}
+
+/// Checks the recovery record `records[index]` (body `body`), which follows a hole in the
+/// counters: the previous record's counter + 1 is `expected`, its own counter is `found`.
+/// It stands in for exactly the lost counters `expected..found` only when one of `trusted`
+/// signed it for this card and its chain hash is that of every record before it ([0062]).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the position, the record and the trail's identity, start and trusted keys are all needed; a struct would only rename them"
+)]
+pub fn check_recovery(
+    records: &[Record],
+    index: usize,
+    body: &Body,
+    expected: u64,
+    identity: &CardIdentity,
+    first_counter: u64,
+    trusted: &[PublicKey],
+    verifier: &dyn SignatureVerifier,
+) -> Result<(), TrailError> {
+    let Usage::Recovery(r) = &body.usage else {
+        return Err(TrailError::BadRecovery {
+            index: index as u64,
+            reason: "not a recovery record",
+        });
+    };
+    let refuse = |reason| TrailError::BadRecovery {
+        index: index as u64,
+        reason,
+    };
+    let found = records.get(index).map_or(0, |r| r.counter);
+    if r.from != expected || r.to.checked_add(1) != Some(found) {
+        return Err(refuse(
+            "the counters it accounts for are not exactly the ones missing before it",
+        ));
+    }
+    let Some(key) = trusted.iter().find(|k| k.fingerprint() == r.server_key) else {
+        return Err(refuse(
+            "it is signed by a validation server this reader does not trust (add its key with `--server-key`, or restore from a keyfile's server)",
+        ));
+    };
+    if !verify_recovery(body, &identity.serial, key, verifier) {
+        return Err(refuse("the server's signature does not verify"));
+    }
+    if chain_hash(identity, first_counter, &records[..index]) != r.chain {
+        return Err(refuse(
+            "its chain hash does not match the records before it — they are not the server's backup",
+        ));
+    }
+    Ok(())
+}
 
 /// `chain_0` of a trail.
 pub fn chain_start(serial: &Serial, key_fingerprint: &Hash, first_counter: u64) -> Hash {
@@ -114,11 +210,19 @@ pub struct Vouched {
     pub server_key: Hash,
     /// Each licence's totals up to `upto`.
     pub totals: Vec<LicenceTotals>,
+    /// The recovery records among the records vouched for ([0062]): a licence they charge
+    /// in full stays charged in full after a fast start ([`crate::policy::Tally::resume`]).
+    pub recoveries: Vec<Recovery>,
 }
 
 /// Cheap test for a validator body, before any parsing.
 fn looks_like_validator(body: &[u8]) -> bool {
     body.starts_with(b"tally/1 validator ")
+}
+
+/// Cheap test for a recovery body, before any parsing.
+pub fn looks_like_recovery(body: &[u8]) -> bool {
+    body.starts_with(b"tally/1 recovery ")
 }
 
 /// Finds the newest validator record in `records` whose `key=` is one of `trusted`, checks
@@ -165,26 +269,48 @@ pub fn fast_start(
         });
     }
     // Counters only (cheap): the server checked them, the chain hash binds them; this
-    // names a hole precisely instead of as a chain mismatch.
+    // names a hole precisely instead of as a chain mismatch. A hole is allowed only where a
+    // recovery record accounts for exactly its counters (the server checked its signature).
+    let mut expected = first_counter;
     for (i, r) in records[..index].iter().enumerate() {
-        let expected = first_counter.saturating_add(i as u64);
         if r.counter != expected {
-            return Err(TrailError::Gap {
+            let accounted = looks_like_recovery(&r.body)
+                && Body::parse(&r.body).is_ok_and(|b| {
+                    matches!(&b.usage, Usage::Recovery(rec)
+                        if rec.from == expected && rec.to.checked_add(1) == Some(r.counter))
+                });
+            if !accounted {
+                return Err(TrailError::Gap {
+                    index: i as u64,
+                    expected,
+                    found: r.counter,
+                });
+            }
+        } else if looks_like_recovery(&r.body) {
+            // A recovery record where no counter is missing can't be genuine.
+            return Err(TrailError::BadRecovery {
                 index: i as u64,
-                expected,
-                found: r.counter,
+                reason: "the counters it accounts for are not exactly the ones missing before it",
             });
         }
+        expected = r.counter.saturating_add(1);
     }
-    // The vouched-for records are records[..=k] with k = upto − first_counter < index.
-    let k = v
-        .upto
-        .checked_sub(first_counter)
-        .filter(|k| *k < idx)
+    // The vouched-for records are records[..=k], where record k carries counter `upto`.
+    let k = records[..index]
+        .iter()
+        .position(|r| r.counter == v.upto)
         .ok_or(TrailError::BadValidator {
             index: idx,
             reason: "it vouches for counters outside the records before it",
-        })? as usize;
+        })?;
+    let recoveries: Vec<Recovery> = records[..=k]
+        .iter()
+        .filter(|r| looks_like_recovery(&r.body))
+        .filter_map(|r| match Body::parse(&r.body).ok()?.usage {
+            Usage::Recovery(rec) => Some(*rec),
+            _ => None,
+        })
+        .collect();
     let prefix = &records[..=k];
     if chain_hash(identity, first_counter, prefix) != v.chain {
         return Err(TrailError::BadValidator {
@@ -198,6 +324,7 @@ pub fn fast_start(
         upto: v.upto,
         server_key: v.server_key,
         totals: v.totals.clone(),
+        recoveries,
     }))
 }
 
@@ -265,11 +392,13 @@ pub fn vouch(
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    // The server trusts its own recovery records ([0062]) and no other server's.
     super::validate::verify_range(
         &records,
         0,
         identity,
         header.first_counter,
+        std::slice::from_ref(secret.public()),
         crate::crypto::default_verifier(),
         threads,
     )?;
@@ -358,11 +487,10 @@ pub fn check_answer(
     ) {
         return Err(refuse("the server's signature does not verify"));
     }
-    let k = v
-        .upto
-        .checked_sub(identity.origin)
-        .filter(|k| *k < index)
-        .ok_or(refuse("it vouches for records this trail does not have"))? as usize;
+    let k = records
+        .iter()
+        .position(|r| r.counter == v.upto)
+        .ok_or(refuse("it vouches for records this trail does not have"))?;
     if chain_hash(identity, identity.origin, &records[..=k]) != v.chain {
         return Err(refuse(
             "its chain hash does not match this trail — the server saw other records",

@@ -104,6 +104,28 @@ impl ServerSecret {
         )
     }
 
+    /// Signs a recovery body's text before ` sig=` for card `serial` ([0062]); the message
+    /// is domain-separated (`trail::validator::recovery_signed_message`).
+    pub fn sign_recovery(
+        &self,
+        serial: &crate::card::Serial,
+        unsigned: &[u8],
+    ) -> crypto::Signature {
+        crypto::sign_low_s(
+            &self.signing,
+            &crate::trail::validator::recovery_signed_message(serial, unsigned),
+        )
+    }
+
+    /// Decrypts a restore request ([`super::seal_restore_request`]); returns it with the
+    /// key its answer must be sealed under.
+    pub fn open_restore_request(
+        &self,
+        envelope: &[u8],
+    ) -> Result<(super::RestoreRequest, super::AnswerKey), ValidationError> {
+        super::restore::open_restore_request(&self.secret, &self.public, envelope)
+    }
+
     /// Signs a verdict.
     pub fn sign(&self, verdict: &Verdict) -> Vec<u8> {
         let body = verdict.body();

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tally_core::icv::IcvVariant;
 use tally_core::policy::SystemClock;
+use tally_core::trail::body::LostCharge;
 use tally_core::validation::ServerSecret;
 
 /// Arguments of `serve`.
@@ -31,6 +32,18 @@ pub struct ServeArgs {
     /// ICV variant accepted (repeatable; default V7, the strongest).
     #[arg(long = "icv", value_name = "V1..V7")]
     pub icv: Vec<IcvVariant>,
+    /// How the records lost between a reader's backup and a restore are charged: `full`
+    /// (every licence of the card used up) or `forgive` (recorded, not charged).
+    #[arg(long, value_name = "full|forgive", default_value = "full", value_parser = parse_lost)]
+    pub lost_records: LostCharge,
+}
+
+fn parse_lost(s: &str) -> Result<LostCharge, String> {
+    match s {
+        "full" => Ok(LostCharge::Full),
+        "forgive" => Ok(LostCharge::Forgive),
+        _ => Err("expected `full` or `forgive`".into()),
+    }
 }
 
 /// Runs `serve`.
@@ -67,6 +80,7 @@ pub fn run_serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
             lifetime: i64::from(args.ticket_hours) * 3600,
             variants,
             clock: Arc::new(SystemClock),
+            lost_records: args.lost_records,
         },
         &args.listen,
     )?;

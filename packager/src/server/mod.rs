@@ -8,8 +8,11 @@
 //! * `GET /v1/server-key` — the server's public key and identifier, as JSON.
 //! * `POST /v1/trail/validate` — a reader's encrypted trail: validated and vouched for with a
 //!   signed validator record, kept (encrypted) as its backup ([0094], [0062]; see [`trail`]).
+//! * `POST /v1/trail/restore` — a card-signed request for that backup: answered with the
+//!   backup and a signed recovery record charging the lost records ([0062]; see [`restore`]).
 
 pub mod db;
+pub mod restore;
 pub mod trail;
 
 use anyhow::{Context, Result};
@@ -47,6 +50,8 @@ pub struct Config {
     pub variants: Vec<IcvVariant>,
     /// The server's clock.
     pub clock: Arc<dyn Clock>,
+    /// How a restored trail's lost records are charged (the publisher's policy).
+    pub lost_records: tally_core::trail::body::LostCharge,
 }
 
 struct App {
@@ -57,6 +62,7 @@ struct App {
     lifetime: i64,
     variants: Vec<IcvVariant>,
     clock: Arc<dyn Clock>,
+    lost_records: tally_core::trail::body::LostCharge,
 }
 
 /// Opens the database and builds the router.
@@ -78,11 +84,13 @@ pub fn router(config: Config) -> Result<Router> {
         lifetime: config.lifetime,
         variants: config.variants,
         clock: config.clock,
+        lost_records: config.lost_records,
     });
     Ok(Router::new()
         .route("/v1/validate", post(validate))
         .route("/v1/server-key", get(server_key))
         .route("/v1/trail/validate", post(trail::trail_validate))
+        .route("/v1/trail/restore", post(restore::trail_restore))
         .fallback(|| async {
             bad(
                 StatusCode::NOT_FOUND,

@@ -1,0 +1,467 @@
+//! Restoring a lost trail from the validation server's backup ([0062]): the card-signed
+//! restore request, the server's recovery plan, `Trail::restore`, and ValidateTrail's rule
+//! that a hole in the counters is accepted only before a trusted recovery record naming
+//! exactly the missing counters. Real card emulation, real ECDSA and AES-GCM, real files.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use std::path::PathBuf;
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::{Card, CardIdentity};
+use tally_core::policy::Tally;
+use tally_core::trail::body::{LostCharge, Recovery};
+use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
+use tally_core::trail::validator::vouch;
+use tally_core::trail::{Body, LicenceId, Record, Trail, TrailError, Usage};
+use tally_core::validation::{
+    RestoreError, ServerSecret, open_restore_answer, plan_recovery, restore_request_body,
+    seal_restore_answer, seal_restore_request,
+};
+
+const A: LicenceId = LicenceId([0xaa; 16]);
+const B: LicenceId = LicenceId([0xbb; 16]);
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+struct Fx {
+    _dir: tempfile::TempDir,
+    card_path: PathBuf,
+    trail: PathBuf,
+    id: CardIdentity,
+    server: ServerSecret,
+}
+
+impl Fx {
+    /// A card with a trail of `n` open records of licence A.
+    fn new(n: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let card_path = dir.path().join("card.state");
+        let state = CardState::generate(&mut rand_core::OsRng, 1000, "recovery test card");
+        EmulatedCard::create(&card_path, &state).unwrap();
+        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()));
+        let id = card.identity().unwrap();
+        let trail = dir.path().join("trails").join("t.trail");
+        let mut t = Trail::create(&trail, &mut card, &id).unwrap();
+        for _ in 0..n {
+            t.write(&mut card, &Body::now(Usage::Open { licence: A }))
+                .unwrap();
+        }
+        Self {
+            _dir: dir,
+            card_path,
+            trail,
+            id,
+            server: ServerSecret::random(&mut rand_core::OsRng),
+        }
+    }
+
+    fn card(&self) -> Card {
+        Card::new(Box::new(EmulatedCard::open(&self.card_path).unwrap()))
+    }
+
+    fn write(&self, usage: Usage) {
+        let mut t = Trail::open(&self.trail, &self.id).unwrap();
+        t.set_trusted_validators(vec![self.server.public().clone()]);
+        t.write(&mut self.card(), &Body::now(usage)).unwrap();
+    }
+
+    /// The server's view: the trail file as it would be backed up now.
+    fn backup(&self) -> Vec<u8> {
+        std::fs::read(&self.trail).unwrap()
+    }
+
+    /// Loses the trail, then runs the whole restore: request, plan, answer, `Trail::restore`.
+    fn lose_and_restore(
+        &self,
+        backup: &[u8],
+        licences: Vec<LicenceId>,
+        charge: LostCharge,
+    ) -> Result<Trail, TrailError> {
+        std::fs::remove_file(&self.trail).unwrap();
+        let mut card = self.card();
+        let body = restore_request_body(self.server.public(), now());
+        let request = Trail::sign_detached(&self.trail, &mut card, &self.id, &body).unwrap();
+        let (env, key) = seal_restore_request(
+            self.server.public(),
+            &self.id.serial,
+            &request,
+            &mut rand_core::OsRng,
+        )
+        .unwrap();
+        // Server side.
+        let (req, server_key) = self.server.open_restore_request(&env).unwrap();
+        let plan = plan_recovery(
+            &self.server,
+            &self.id,
+            &req,
+            backup,
+            None,
+            licences,
+            charge,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(plan.to, request.counter);
+        let answer = seal_restore_answer(&server_key, plan.body.encode().as_bytes(), backup).unwrap();
+        // Reader side.
+        let answer = open_restore_answer(&key, &answer).unwrap();
+        Trail::restore(
+            &self.trail,
+            &mut card,
+            &self.id,
+            &answer.trail,
+            &answer.recovery,
+            self.server.public(),
+        )
+    }
+
+    fn validate(&self, trusted: Vec<tally_core::crypto::PublicKey>) -> Result<Trail, TrailError> {
+        let mut t = Trail::open(&self.trail, &self.id)?;
+        t.set_trusted_validators(trusted);
+        t.validate(&mut self.card())?;
+        Ok(t)
+    }
+
+    fn records(&self) -> Vec<Record> {
+        let b = std::fs::read(&self.trail).unwrap();
+        parse_frames(&b[HEADER_LEN..], HEADER_LEN as u64, 0)
+            .unwrap()
+            .records
+    }
+
+    fn rewrite(&self, records: &[Record]) {
+        let mut out = Header::for_card(&self.id, self.id.origin).encode().to_vec();
+        for r in records {
+            out.extend(encode_frame(r));
+        }
+        std::fs::write(&self.trail, out).unwrap();
+    }
+}
+
+fn recovery_of(t: &Trail) -> Recovery {
+    let body = Body::parse(&t.records().last().unwrap().body).unwrap();
+    match body.usage {
+        Usage::Recovery(r) => *r,
+        other => panic!("last record is not a recovery: {other:?}"),
+    }
+}
+
+#[test]
+fn restore_accounts_for_every_lost_counter_and_validates_afterwards() {
+    let f = Fx::new(3);
+    let backup = f.backup(); // genesis + 3 opens: counters 1000..=1003
+    for _ in 0..5 {
+        f.write(Usage::Open { licence: A }); // lost: 1004..=1008
+    }
+    let t = f
+        .lose_and_restore(&backup, vec![A], LostCharge::Full)
+        .unwrap();
+    let r = recovery_of(&t);
+    // The five lost records plus the restore request itself (1009).
+    assert_eq!((r.from, r.to), (1004, 1009));
+    assert_eq!(t.records().len(), 5);
+    assert_eq!(t.records().last().unwrap().counter, 1010);
+    // ValidateTrail trusting the server: valid, and metering goes on.
+    let t = f.validate(vec![f.server.public().clone()]).unwrap();
+    assert_eq!(t.records().last().unwrap().counter, 1011);
+    f.write(Usage::Open { licence: B });
+    f.validate(vec![f.server.public().clone()]).unwrap();
+}
+
+#[test]
+fn a_recovery_from_an_untrusted_server_is_refused_by_name() {
+    let f = Fx::new(1);
+    let backup = f.backup();
+    f.write(Usage::Open { licence: A });
+    f.lose_and_restore(&backup, vec![A], LostCharge::Full)
+        .unwrap();
+    let e = f.validate(vec![]).unwrap_err();
+    assert!(
+        matches!(e, TrailError::BadRecovery { index: 2, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("does not trust"), "{e}");
+    let other = ServerSecret::random(&mut rand_core::OsRng);
+    let e = f.validate(vec![other.public().clone()]).unwrap_err();
+    assert_eq!(e.check(), "recovery");
+}
+
+#[test]
+fn a_hole_without_a_recovery_is_still_a_gap() {
+    let f = Fx::new(4);
+    let mut recs = f.records();
+    recs.remove(2);
+    f.rewrite(&recs);
+    let e = f.validate(vec![f.server.public().clone()]).unwrap_err();
+    assert!(matches!(e, TrailError::Gap { index: 2, expected: 1002, found: 1003 }), "{e}");
+}
+
+#[test]
+fn a_recovery_cannot_cover_records_deleted_elsewhere_or_be_moved() {
+    let f = Fx::new(2);
+    let backup = f.backup();
+    f.write(Usage::Open { licence: A });
+    f.lose_and_restore(&backup, vec![A], LostCharge::Full)
+        .unwrap();
+    f.write(Usage::Open { licence: B });
+    f.write(Usage::Open { licence: B });
+    let trusted = vec![f.server.public().clone()];
+    let good = f.records();
+    // A record of the backup deleted: the recovery's chain hash no longer matches.
+    let mut recs = good.clone();
+    recs.remove(1);
+    f.rewrite(&recs);
+    let e = f.validate(trusted.clone()).unwrap_err();
+    assert!(matches!(e, TrailError::Gap { index: 1, .. }), "{e}");
+    // A record after the recovery deleted: a plain gap.
+    let mut recs = good.clone();
+    recs.remove(4);
+    f.rewrite(&recs);
+    let e = f.validate(trusted.clone()).unwrap_err();
+    assert!(matches!(e, TrailError::Gap { index: 4, .. }), "{e}");
+    // The last backup record deleted so the recovery seems to cover one more: refused.
+    let mut recs = good.clone();
+    recs.remove(2);
+    f.rewrite(&recs);
+    let e = f.validate(trusted.clone()).unwrap_err();
+    assert_eq!(e.check(), "recovery", "{e}");
+    // The recovery's body edited (its range widened): the card signature fails.
+    let mut recs = good.clone();
+    let text = String::from_utf8(recs[3].body.clone()).unwrap();
+    recs[3].body = text.replace(" from=1003 ", " from=1002 ").into_bytes();
+    f.rewrite(&recs);
+    let e = f.validate(trusted.clone()).unwrap_err();
+    assert!(matches!(e, TrailError::BadSignature { index: 3, .. }), "{e}");
+    // Intact, it validates.
+    f.rewrite(&good);
+    f.validate(trusted).unwrap();
+}
+
+#[test]
+fn lost_records_are_charged_in_full_to_the_named_licences_only() {
+    let f = Fx::new(2);
+    let backup = f.backup();
+    f.write(Usage::Open { licence: A });
+    let t = f
+        .lose_and_restore(&backup, vec![A], LostCharge::Full)
+        .unwrap();
+    let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
+    let a = Tally::from_bodies(A, &bodies);
+    assert!(a.written_off);
+    assert!(a.opens >= tally_core::policy::WRITTEN_OFF);
+    assert!(a.page_views >= tally_core::policy::WRITTEN_OFF);
+    let b = Tally::from_bodies(B, &bodies);
+    assert!(!b.written_off);
+    assert_eq!(b.opens, 0);
+}
+
+#[test]
+fn forgiven_and_all_licence_recoveries_say_so() {
+    let f = Fx::new(1);
+    let backup = f.backup();
+    let t = f
+        .lose_and_restore(&backup, vec![], LostCharge::Forgive)
+        .unwrap();
+    let r = recovery_of(&t);
+    assert_eq!(r.charge, LostCharge::Forgive);
+    assert_eq!(r.licences, None);
+    let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
+    let a = Tally::from_bodies(A, &bodies);
+    assert!(!a.written_off);
+    assert_eq!(a.opens, 1);
+    // Thirteen licences: more than a recovery names, so every licence is charged.
+    let f = Fx::new(1);
+    let backup = f.backup();
+    let many: Vec<LicenceId> = (0..13u8).map(|i| LicenceId([i; 16])).collect();
+    let t = f.lose_and_restore(&backup, many, LostCharge::Full).unwrap();
+    assert_eq!(recovery_of(&t).licences, None);
+    let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
+    assert!(Tally::from_bodies(B, &bodies).written_off);
+}
+
+#[test]
+fn the_server_refuses_requests_it_should_not_answer() {
+    let f = Fx::new(2);
+    let backup = f.backup();
+    std::fs::remove_file(&f.trail).unwrap();
+    let mut card = f.card();
+    let sign = |card: &mut Card, body: &Body| {
+        Trail::sign_detached(&f.trail, card, &f.id, body).unwrap()
+    };
+    let plan = |rec: &Record, last: Option<u64>, at: i64| {
+        let (env, _) =
+            seal_restore_request(f.server.public(), &f.id.serial, rec, &mut rand_core::OsRng)
+                .unwrap();
+        let (req, _) = f.server.open_restore_request(&env).unwrap();
+        plan_recovery(&f.server, &f.id, &req, &backup, last, vec![A], LostCharge::Full, at)
+    };
+    let good = sign(&mut card, &restore_request_body(f.server.public(), now()));
+    assert!(plan(&good, None, now()).is_ok());
+    // Replayed: its counter is not above the last restore's.
+    assert!(matches!(
+        plan(&good, Some(good.counter), now()),
+        Err(RestoreError::Replay { .. })
+    ));
+    // Stale: an hour off the server's clock.
+    assert!(matches!(
+        plan(&good, None, now() + 3600),
+        Err(RestoreError::Stale { .. })
+    ));
+    // For another server.
+    let other = ServerSecret::random(&mut rand_core::OsRng);
+    let foreign = sign(&mut card, &restore_request_body(other.public(), now()));
+    assert!(matches!(
+        plan(&foreign, None, now()),
+        Err(RestoreError::NotARequest)
+    ));
+    // Not a restore request at all.
+    let plain = sign(&mut card, &Body::now(Usage::Open { licence: A }));
+    assert!(matches!(
+        plan(&plain, None, now()),
+        Err(RestoreError::NotARequest)
+    ));
+    // Signature edited.
+    let mut forged = good.clone();
+    forged.signature.0[10] ^= 1;
+    assert!(matches!(
+        plan(&forged, None, now()),
+        Err(RestoreError::NotTheCard(_))
+    ));
+    // Another card's request under this serial.
+    let mut body_edit = good.clone();
+    body_edit.counter += 1;
+    assert!(matches!(
+        plan(&body_edit, None, now()),
+        Err(RestoreError::NotTheCard(_))
+    ));
+    // A damaged backup.
+    let mut bad = backup.clone();
+    let last = bad.len() - 3;
+    bad[last] ^= 1;
+    let (env, _) =
+        seal_restore_request(f.server.public(), &f.id.serial, &good, &mut rand_core::OsRng)
+            .unwrap();
+    let (req, _) = f.server.open_restore_request(&env).unwrap();
+    assert!(matches!(
+        plan_recovery(&f.server, &f.id, &req, &bad, None, vec![], LostCharge::Full, now()),
+        Err(RestoreError::Backup(_))
+    ));
+}
+
+#[test]
+fn a_forged_or_mismatched_answer_is_refused_before_anything_is_written() {
+    let f = Fx::new(2);
+    let backup = f.backup();
+    f.write(Usage::Open { licence: A });
+    std::fs::remove_file(&f.trail).unwrap();
+    let mut card = f.card();
+    let body = restore_request_body(f.server.public(), now());
+    let request = Trail::sign_detached(&f.trail, &mut card, &f.id, &body).unwrap();
+    let (env, key) =
+        seal_restore_request(f.server.public(), &f.id.serial, &request, &mut rand_core::OsRng)
+            .unwrap();
+    let (req, skey) = f.server.open_restore_request(&env).unwrap();
+    let plan =
+        plan_recovery(&f.server, &f.id, &req, &backup, None, vec![A], LostCharge::Full, now())
+            .unwrap();
+    let text = plan.body.encode();
+    let restore = |backup: &[u8], recovery: &[u8], server: &ServerSecret| {
+        let mut card = f.card();
+        Trail::restore(&f.trail, &mut card, &f.id, backup, recovery, server.public())
+    };
+    // Signed by another server.
+    let other = ServerSecret::random(&mut rand_core::OsRng);
+    assert_eq!(
+        restore(&backup, text.as_bytes(), &other).unwrap_err().check(),
+        "recovery"
+    );
+    // Its text edited (charge forgiven): the server's signature fails.
+    let edited = text.replace("charge=full", "charge=forgive");
+    assert_eq!(
+        restore(&backup, edited.as_bytes(), &f.server).unwrap_err().check(),
+        "recovery"
+    );
+    // A shorter backup than the one it was made for: the chain hash / range don't match.
+    let recs = parse_frames(&backup[HEADER_LEN..], HEADER_LEN as u64, 0)
+        .unwrap()
+        .records;
+    let mut short = Header::for_card(&f.id, f.id.origin).encode().to_vec();
+    for r in &recs[..recs.len() - 1] {
+        short.extend(encode_frame(r));
+    }
+    assert_eq!(
+        restore(&short, text.as_bytes(), &f.server).unwrap_err().check(),
+        "recovery"
+    );
+    // The card used since the request: the recovery does not reach its counter.
+    f.card()
+        .session()
+        .unwrap()
+        .sign_and_increment(&[7; 32])
+        .unwrap();
+    assert!(matches!(
+        restore(&backup, text.as_bytes(), &f.server),
+        Err(TrailError::Behind { .. })
+    ));
+    // Nothing was written by any refusal.
+    assert!(!f.trail.exists());
+    // The answer opens only with this request's key.
+    let sealed = seal_restore_answer(&skey, text.as_bytes(), &backup).unwrap();
+    assert!(open_restore_answer(&key, &sealed).is_ok());
+    let (_, key2) =
+        seal_restore_request(f.server.public(), &f.id.serial, &request, &mut rand_core::OsRng)
+            .unwrap();
+    assert!(open_restore_answer(&key2, &sealed).is_err());
+    let mut flipped = sealed.clone();
+    let n = flipped.len() - 1;
+    flipped[n] ^= 1;
+    assert!(open_restore_answer(&key, &flipped).is_err());
+}
+
+#[test]
+fn a_validator_after_a_recovery_keeps_the_write_off_on_a_fast_start() {
+    let f = Fx::new(2);
+    let backup = f.backup();
+    f.write(Usage::Open { licence: A });
+    f.lose_and_restore(&backup, vec![A], LostCharge::Full)
+        .unwrap();
+    f.write(Usage::Open { licence: B });
+    // The server vouches for the restored trail (recovery included) and the reader appends it.
+    let v = vouch(&f.server, &f.id, &f.backup(), now()).unwrap();
+    f.write(v.usage);
+    let mut t = Trail::open(&f.trail, &f.id).unwrap();
+    t.set_trusted_validators(vec![f.server.public().clone()]);
+    t.verify_offline().unwrap();
+    assert!(t.vouched().is_some(), "fast start from the validator");
+    let later: Vec<Body> = t.unvouched_bodies().map(|(_, b)| b).collect();
+    let a = Tally::resume(A, t.vouched(), &later);
+    assert!(a.written_off, "the write-off survives the fast start");
+    let b = Tally::resume(B, t.vouched(), &later);
+    assert!(!b.written_off);
+    assert_eq!(b.opens, 1);
+}
+
+#[test]
+fn with_no_backup_at_all_everything_since_the_origin_is_charged() {
+    let f = Fx::new(3);
+    f.write(Usage::Open { licence: A });
+    // The server never saw this trail: its "backup" is a header with no records.
+    let empty = Header::for_card(&f.id, f.id.origin).encode().to_vec();
+    let t = f
+        .lose_and_restore(&empty, vec![A], LostCharge::Full)
+        .unwrap();
+    assert_eq!(t.records().len(), 1);
+    let r = recovery_of(&t);
+    assert_eq!(r.from, f.id.origin);
+    let t = f.validate(vec![f.server.public().clone()]).unwrap();
+    let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
+    assert!(Tally::from_bodies(A, &bodies).written_off);
+    // Without trusting the server, a trail that starts with a recovery is refused.
+    assert_eq!(f.validate(vec![]).unwrap_err().check(), "recovery");
+}

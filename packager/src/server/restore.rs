@@ -1,0 +1,201 @@
+//! `POST /v1/trail/restore`: restoring a reader's lost trail from the backup the trail
+//! validation service keeps ([0062]; the rules are `tally_core::validation::plan_recovery`).
+//!
+//! Body: an encrypted restore request (`tally_core::validation::seal_restore_request`: the
+//! card's serial and a card-signed request record), at most `MAX_RESTORE_REQUEST` bytes.
+//! The server finds the customer registered with that card and its newest backup, checks
+//! the request (signed by the registered card, for this server, fresh, its counter above
+//! the last restore request's and at least the backup's end), and answers 200 with the
+//! backup and a server-signed recovery body that charges the lost counters as the
+//! publisher's policy says (`serve --lost-records`, default `full`), encrypted to the
+//! requester. Each restore is logged (table `trail_restores`, migration 5): its counter is
+//! what makes a replayed request fail. Refusals: 400 (not a request for this server), 404
+//! (no customer has this card), 422 (header `x-tally-check` names the check). With no
+//! backup at all, the answer is an empty trail and a recovery from the card's origin.
+
+use super::{App, bad, read_body};
+use anyhow::{Context, Result};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+use tally_core::card::Serial;
+use tally_core::trail::LicenceId;
+use tally_core::validation::{MAX_RESTORE_REQUEST, plan_recovery, seal_restore_answer};
+
+/// Migration 5 of the registry.
+pub const MIGRATION_SQL: &str = "CREATE TABLE trail_restores (
+        id           INTEGER PRIMARY KEY,
+        serial       TEXT NOT NULL,           -- the card's, 32 lower-case hex digits
+        customer     TEXT NOT NULL,
+        counter      TEXT NOT NULL,           -- the request's card counter: 20-digit decimal
+        lost_from    TEXT NOT NULL,           -- first lost counter, 20-digit decimal
+        charge       TEXT NOT NULL,           -- full | forgive
+        restored_at  TEXT NOT NULL            -- RFC 3339 UTC
+    );
+    CREATE INDEX trail_restores_by_serial ON trail_restores (serial, counter);";
+
+/// How long a client may take to send its (small) request.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The handler of `POST /v1/trail/restore`.
+pub(super) async fn trail_restore(State(app): State<Arc<App>>, req: Request) -> Response {
+    let body = match read_body(req, MAX_RESTORE_REQUEST, BODY_TIMEOUT, "restore request").await
+    {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    match tokio::task::spawn_blocking(move || app.handle_restore(&body)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => bad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("server error: {e:#}"),
+        ),
+        Err(_) => bad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server error: handler failed",
+        ),
+    }
+}
+
+/// The newest backup envelope of `serial`, if any.
+fn backup_envelope(conn: &Connection, serial: &Serial) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row(
+            "SELECT envelope FROM trail_backups WHERE serial = ?1",
+            [serial.to_hex()],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// The counter of the last restore request of `serial`, if any.
+fn last_restore(conn: &Connection, serial: &Serial) -> Result<Option<u64>> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT MAX(counter) FROM trail_restores WHERE serial = ?1",
+            [serial.to_hex()],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    v.map(|s| s.parse().context("registry: bad restore counter"))
+        .transpose()
+}
+
+/// The licences issued for the card `serial`.
+fn licences_of(conn: &Connection, serial: &Serial) -> Result<Vec<LicenceId>> {
+    let mut st = conn.prepare("SELECT licence_id FROM keyfiles WHERE serial = ?1")?;
+    let rows = st.query_map([serial.to_hex()], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let hex = r?;
+        out.push(
+            LicenceId::from_hex(&hex)
+                .with_context(|| format!("registry: bad licence id {hex}"))?,
+        );
+    }
+    Ok(out)
+}
+
+impl App {
+    fn handle_restore(&self, envelope: &[u8]) -> Result<Response> {
+        let (req, answer_key) = match self.key.open_restore_request(envelope) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("restore request refused: {e}"),
+                ));
+            }
+        };
+        let (found, backup, last, licences) = {
+            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                super::trail::customer_by_serial(&conn, &req.serial)?,
+                backup_envelope(&conn, &req.serial)?,
+                last_restore(&conn, &req.serial)?,
+                licences_of(&conn, &req.serial)?,
+            )
+        };
+        let Some((customer, card)) = found else {
+            return Ok(bad(
+                StatusCode::NOT_FOUND,
+                format!("no customer is registered with card {}", req.serial),
+            ));
+        };
+        // No backup (the reader never had its trail vouched for): the restored trail holds
+        // only the recovery record, which charges every counter since the card's origin.
+        let trail = match backup {
+            Some(envelope) => self
+                .key
+                .open_trail_request(&envelope)
+                .context("the stored backup does not decrypt under this server's key")?
+                .trail,
+            None => zeroize::Zeroizing::new(
+                tally_core::trail::file::Header::for_card(&card, card.origin)
+                    .encode()
+                    .to_vec(),
+            ),
+        };
+        let now = self.clock.now();
+        let plan = match plan_recovery(
+            &self.key,
+            &card,
+            &req,
+            &trail,
+            last,
+            licences,
+            self.lost_records,
+            now.unix_timestamp(),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            "text/plain; charset=utf-8".to_string(),
+                        ),
+                        (
+                            header::HeaderName::from_static("x-tally-check"),
+                            e.check().to_string(),
+                        ),
+                    ],
+                    format!("restore of card {} refused: {e}\n", req.serial),
+                )
+                    .into_response());
+            }
+        };
+        let at = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .context("formatting the time")?;
+        {
+            // Logged before answering: if the answer is lost, the next request (a higher
+            // counter) is still accepted, and this one can never be replayed.
+            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            conn.execute(
+                "INSERT INTO trail_restores (serial, customer, counter, lost_from, charge, restored_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    req.serial.to_hex(),
+                    customer,
+                    format!("{:020}", plan.to),
+                    format!("{:020}", plan.from),
+                    self.lost_records.as_str(),
+                    at
+                ],
+            )?;
+        }
+        let answer = seal_restore_answer(&answer_key, plan.body.encode().as_bytes(), &trail)
+            .context("sealing the restore answer")?;
+        Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            answer,
+        )
+            .into_response())
+    }
+}
