@@ -108,7 +108,8 @@ impl Fx {
         )
         .unwrap();
         assert_eq!(plan.to, request.counter);
-        let answer = seal_restore_answer(&server_key, plan.body.encode().as_bytes(), backup).unwrap();
+        let answer =
+            seal_restore_answer(&server_key, plan.body.encode().as_bytes(), backup).unwrap();
         // Reader side.
         let answer = open_restore_answer(&key, &answer).unwrap();
         Trail::restore(
@@ -182,10 +183,7 @@ fn a_recovery_from_an_untrusted_server_is_refused_by_name() {
     f.lose_and_restore(&backup, vec![A], LostCharge::Full)
         .unwrap();
     let e = f.validate(vec![]).unwrap_err();
-    assert!(
-        matches!(e, TrailError::BadRecovery { index: 2, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, TrailError::BadRecovery { index: 2, .. }), "{e}");
     assert!(e.to_string().contains("does not trust"), "{e}");
     let other = ServerSecret::random(&mut rand_core::OsRng);
     let e = f.validate(vec![other.public().clone()]).unwrap_err();
@@ -199,7 +197,17 @@ fn a_hole_without_a_recovery_is_still_a_gap() {
     recs.remove(2);
     f.rewrite(&recs);
     let e = f.validate(vec![f.server.public().clone()]).unwrap_err();
-    assert!(matches!(e, TrailError::Gap { index: 2, expected: 1002, found: 1003 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            TrailError::Gap {
+                index: 2,
+                expected: 1002,
+                found: 1003
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -237,7 +245,10 @@ fn a_recovery_cannot_cover_records_deleted_elsewhere_or_be_moved() {
     recs[3].body = text.replace(" from=1003 ", " from=1002 ").into_bytes();
     f.rewrite(&recs);
     let e = f.validate(trusted.clone()).unwrap_err();
-    assert!(matches!(e, TrailError::BadSignature { index: 3, .. }), "{e}");
+    assert!(
+        matches!(e, TrailError::BadSignature { index: 3, .. }),
+        "{e}"
+    );
     // Intact, it validates.
     f.rewrite(&good);
     f.validate(trusted).unwrap();
@@ -291,15 +302,23 @@ fn the_server_refuses_requests_it_should_not_answer() {
     let backup = f.backup();
     std::fs::remove_file(&f.trail).unwrap();
     let mut card = f.card();
-    let sign = |card: &mut Card, body: &Body| {
-        Trail::sign_detached(&f.trail, card, &f.id, body).unwrap()
-    };
+    let sign =
+        |card: &mut Card, body: &Body| Trail::sign_detached(&f.trail, card, &f.id, body).unwrap();
     let plan = |rec: &Record, last: Option<u64>, at: i64| {
         let (env, _) =
             seal_restore_request(f.server.public(), &f.id.serial, rec, &mut rand_core::OsRng)
                 .unwrap();
         let (req, _) = f.server.open_restore_request(&env).unwrap();
-        plan_recovery(&f.server, &f.id, &req, &backup, last, vec![A], LostCharge::Full, at)
+        plan_recovery(
+            &f.server,
+            &f.id,
+            &req,
+            &backup,
+            last,
+            vec![A],
+            LostCharge::Full,
+            at,
+        )
     };
     let good = sign(&mut card, &restore_request_body(f.server.public(), now()));
     assert!(plan(&good, None, now()).is_ok());
@@ -344,12 +363,25 @@ fn the_server_refuses_requests_it_should_not_answer() {
     let mut bad = backup.clone();
     let last = bad.len() - 3;
     bad[last] ^= 1;
-    let (env, _) =
-        seal_restore_request(f.server.public(), &f.id.serial, &good, &mut rand_core::OsRng)
-            .unwrap();
+    let (env, _) = seal_restore_request(
+        f.server.public(),
+        &f.id.serial,
+        &good,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
     let (req, _) = f.server.open_restore_request(&env).unwrap();
     assert!(matches!(
-        plan_recovery(&f.server, &f.id, &req, &bad, None, vec![], LostCharge::Full, now()),
+        plan_recovery(
+            &f.server,
+            &f.id,
+            &req,
+            &bad,
+            None,
+            vec![],
+            LostCharge::Full,
+            now()
+        ),
         Err(RestoreError::Backup(_))
     ));
 }
@@ -363,28 +395,51 @@ fn a_forged_or_mismatched_answer_is_refused_before_anything_is_written() {
     let mut card = f.card();
     let body = restore_request_body(f.server.public(), now());
     let request = Trail::sign_detached(&f.trail, &mut card, &f.id, &body).unwrap();
-    let (env, key) =
-        seal_restore_request(f.server.public(), &f.id.serial, &request, &mut rand_core::OsRng)
-            .unwrap();
+    let (env, key) = seal_restore_request(
+        f.server.public(),
+        &f.id.serial,
+        &request,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
     let (req, skey) = f.server.open_restore_request(&env).unwrap();
-    let plan =
-        plan_recovery(&f.server, &f.id, &req, &backup, None, vec![A], LostCharge::Full, now())
-            .unwrap();
+    let plan = plan_recovery(
+        &f.server,
+        &f.id,
+        &req,
+        &backup,
+        None,
+        vec![A],
+        LostCharge::Full,
+        now(),
+    )
+    .unwrap();
     let text = plan.body.encode();
     let restore = |backup: &[u8], recovery: &[u8], server: &ServerSecret| {
         let mut card = f.card();
-        Trail::restore(&f.trail, &mut card, &f.id, backup, recovery, server.public())
+        Trail::restore(
+            &f.trail,
+            &mut card,
+            &f.id,
+            backup,
+            recovery,
+            server.public(),
+        )
     };
     // Signed by another server.
     let other = ServerSecret::random(&mut rand_core::OsRng);
     assert_eq!(
-        restore(&backup, text.as_bytes(), &other).unwrap_err().check(),
+        restore(&backup, text.as_bytes(), &other)
+            .unwrap_err()
+            .check(),
         "recovery"
     );
     // Its text edited (charge forgiven): the server's signature fails.
     let edited = text.replace("charge=full", "charge=forgive");
     assert_eq!(
-        restore(&backup, edited.as_bytes(), &f.server).unwrap_err().check(),
+        restore(&backup, edited.as_bytes(), &f.server)
+            .unwrap_err()
+            .check(),
         "recovery"
     );
     // A shorter backup than the one it was made for: the chain hash / range don't match.
@@ -396,7 +451,9 @@ fn a_forged_or_mismatched_answer_is_refused_before_anything_is_written() {
         short.extend(encode_frame(r));
     }
     assert_eq!(
-        restore(&short, text.as_bytes(), &f.server).unwrap_err().check(),
+        restore(&short, text.as_bytes(), &f.server)
+            .unwrap_err()
+            .check(),
         "recovery"
     );
     // The card used since the request: the recovery does not reach its counter.
@@ -414,9 +471,13 @@ fn a_forged_or_mismatched_answer_is_refused_before_anything_is_written() {
     // The answer opens only with this request's key.
     let sealed = seal_restore_answer(&skey, text.as_bytes(), &backup).unwrap();
     assert!(open_restore_answer(&key, &sealed).is_ok());
-    let (_, key2) =
-        seal_restore_request(f.server.public(), &f.id.serial, &request, &mut rand_core::OsRng)
-            .unwrap();
+    let (_, key2) = seal_restore_request(
+        f.server.public(),
+        &f.id.serial,
+        &request,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
     assert!(open_restore_answer(&key2, &sealed).is_err());
     let mut flipped = sealed.clone();
     let n = flipped.len() - 1;

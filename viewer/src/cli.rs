@@ -141,11 +141,15 @@ pub struct JsonArg {
 /// `tally-view trail …`
 #[derive(Subcommand, Debug)]
 pub enum TrailCommand {
-    /// Run ValidateTrail: append a nonce record signed by the card, then check every record.
-    Verify(JsonArg),
+    /// Run ValidateTrail: append a nonce record signed by the card, then check every record
+    /// (from the newest validator record of a trusted validation server, [0094]).
+    Verify(crate::commands::trail::VerifyArgs),
     /// List the records of the trail.
     Show(JsonArg),
     /// Have a validation server vouch for the trail ([0094]) and append its signed validator
     /// record (the server also keeps the encrypted trail as a backup).
     Vouch(crate::commands::vouch::VouchArgs),
+    /// Recover a lost trail from the validation server's backup ([0062]); the records lost
+    /// since the backup are charged by the server's signed recovery record.
+    Restore(crate::commands::restore::RestoreArgs),
 }

@@ -2,6 +2,7 @@
 
 pub mod card;
 pub mod open;
+pub mod restore;
 pub mod status;
 pub mod trail;
 pub mod trust;

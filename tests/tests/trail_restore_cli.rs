@@ -1,0 +1,365 @@
+//! `tally-view trail restore` against a real `tally-pack serve` on loopback (real SQLite
+//! registry, real HTTP): a reader's trail is backed up by `trail vouch`, metered further,
+//! then lost; the restore brings back the backup with a server-signed recovery record that
+//! charges the lost use in full, so the rental reads as used up and nothing is forgiven.
+//! Also: a second restore, a card the server does not know, a replayed request, hostile
+//! request bodies, and a server restarted in the middle.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use tally_core::card::CardIdentity;
+use tally_core::home::Home;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pack(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("tally-pack").unwrap();
+    c.env("TALLY_VENDOR", dir.join("vendor"))
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
+    c
+}
+
+fn view_at(home: &Path) -> Command {
+    let mut c = Command::cargo_bin("tally-view").unwrap();
+    c.env("TALLY_HOME", home).env_remove("TALLY_CARD");
+    c
+}
+
+/// Starts `tally-pack serve` on `listen` with `extra` options; returns it and its URL.
+fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Server, String) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tally-pack"))
+        .env("TALLY_VENDOR", dir.join("vendor"))
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+        .args(["serve", "--listen", listen, "--packages"])
+        .arg(dir.join("packages"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    (Server(child), url)
+}
+
+/// One raw HTTP/1.1 POST; returns the status code and the body text.
+fn post(url: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// A vendor, a reader (emulated card, registered), one package, the server running, and a
+/// keyfile naming it (30 page views, 5 openings).
+fn setup(dir: &Path, home: &Path) -> (PathBuf, PathBuf, Server, String) {
+    pack(dir)
+        .args(["vendor", "init", "--name", "Test Press"])
+        .assert()
+        .success();
+    view_at(home).args(["card", "init"]).assert().success();
+    let card = dir.join("reader.card");
+    view_at(home)
+        .args(["card", "export", "-o"])
+        .arg(&card)
+        .assert()
+        .success();
+    pack(dir)
+        .args(["customer", "add", "--name", "Ada", "--card"])
+        .arg(&card)
+        .assert()
+        .success();
+    view_at(home)
+        .args(["trust", "add"])
+        .arg(dir.join("vendor/vendor.pub"))
+        .assert()
+        .success();
+    std::fs::create_dir_all(dir.join("packages")).unwrap();
+    let package = dir.join("packages/doc.tly");
+    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
+    pack(dir)
+        .arg("pack")
+        .arg(&pdf)
+        .arg("-o")
+        .arg(&package)
+        .assert()
+        .success();
+    // This viewer build is a registered release (the window validates online at opening).
+    pack(dir)
+        .args(["viewer", "register"])
+        .arg(assert_cmd::cargo::cargo_bin("tally-view"))
+        .assert()
+        .success();
+    let (server, url) = serve(dir, "127.0.0.1:0", &[]);
+    let keyfile = dir.join("ada.key");
+    pack(dir)
+        .args(["issue", "--customer", "Ada", "--allow-emulated-card"])
+        .args(["--pages", "30", "--opens", "5", "--package"])
+        .arg(&package)
+        .arg("-o")
+        .arg(&keyfile)
+        .args(["--server", &url])
+        .assert()
+        .success();
+    (package, keyfile, server, url)
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap()
+}
+
+/// Loses the trail (and its intent file): the disk it was on is gone.
+fn lose(trail: &Path) {
+    std::fs::remove_file(trail).unwrap();
+    let mut intent = trail.as_os_str().to_os_string();
+    intent.push(".intent");
+    let _ = std::fs::remove_file(intent);
+}
+
+#[test]
+fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let (package, keyfile, server, url) = setup(dir, &home);
+    let view = || view_at(&home);
+    let status = || {
+        let mut c = view_at(&home);
+        c.arg("status").arg(&package).arg(&keyfile);
+        c
+    };
+    let (identity, _) =
+        CardIdentity::from_export(&std::fs::read(dir.join("reader.card")).unwrap()).unwrap();
+    let trail = Home::new(&home).trail_path(&identity.serial);
+
+    status()
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("reading is allowed"));
+    // Backed up: the server keeps the trail it vouched for.
+    let out = view()
+        .args(["trail", "vouch", "--json", "--keyfile"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let upto = json(&out.stdout)["upto"].as_u64().unwrap();
+    // More use after the backup, then the disk is lost.
+    for _ in 0..3 {
+        view().args(["trail", "verify"]).assert().success();
+    }
+    lose(&trail);
+    status()
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("restore"));
+
+    let out = view()
+        .args(["trail", "restore", "--json", "--keyfile"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out.stdout);
+    assert_eq!(r["restored"], true);
+    assert_eq!(r["charge"], "full");
+    // Lost: the vouch's validator record, the three verify nonces, the restore request.
+    let from = r["lost_from"].as_u64().unwrap();
+    let to = r["lost_to"].as_u64().unwrap();
+    assert_eq!(from, upto + 1);
+    assert_eq!(to - from + 1, 5, "{r}");
+    assert_eq!(r["recovery_counter"].as_u64().unwrap(), to + 1);
+    // The restored trail validates, and the rental reads as used up (cover page only).
+    view().args(["trail", "verify"]).assert().success();
+    status()
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("used up"))
+        .stdout(predicate::str::contains(
+            "restored from the publisher's backup",
+        ));
+    let shown = view().args(["trail", "show"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&format!(
+            "counters {from}..={to} lost, charged full to 1 licence(s)"
+        )),
+        "{shown:?}"
+    );
+    // An existing trail is never replaced without being asked.
+    view()
+        .args(["trail", "restore", "--keyfile"])
+        .arg(&keyfile)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+
+    // The server restarts (same port, same SQLite file): a second restore, asked for with
+    // --replace, still works and still charges everything since the backup.
+    let addr = url.strip_prefix("http://").unwrap().to_string();
+    drop(server);
+    let (server, url2) = serve(dir, &addr, &[]);
+    assert_eq!(url, url2);
+    let out = view()
+        .args(["trail", "restore", "--json", "--replace", "--keyfile"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r2 = json(&out.stdout);
+    assert_eq!(r2["lost_from"].as_u64().unwrap(), from);
+    assert!(r2["lost_to"].as_u64().unwrap() > to + 1);
+    let aside: Vec<_> = std::fs::read_dir(trail.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".replaced-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the replaced trail is kept aside");
+    view().args(["trail", "verify"]).assert().success();
+
+    // A replayed request: the same card-signed request sent twice. The first is answered,
+    // the second refused by its counter — over real HTTP, after the restart.
+    let mut card = tally_core::card::Card::new(Box::new(
+        tally_core::card::emulated::EmulatedCard::open(home.join("card.state")).unwrap(),
+    ));
+    let key_hex = {
+        let kf = std::fs::read(&keyfile).unwrap();
+        let vendor = tally_core::vendor::VendorPublic::from_export(
+            &std::fs::read(dir.join("vendor/vendor.pub")).unwrap(),
+        )
+        .unwrap();
+        let kf = tally_core::keyfile::Keyfile::open(&kf, &[vendor]).unwrap();
+        kf.server().unwrap().public_key.clone()
+    };
+    let spare = dir.join("no-trail-here");
+    let body = tally_core::validation::restore_request_body(
+        &key_hex,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    );
+    let req = tally_core::trail::Trail::sign_detached(&spare, &mut card, &identity, &body).unwrap();
+    let (env, _) = tally_core::validation::seal_restore_request(
+        &key_hex,
+        &identity.serial,
+        &req,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    assert_eq!(post(&url, "/v1/trail/restore", &env).0, 200);
+    let (code, text) = post(&url, "/v1/trail/restore", &env);
+    assert_eq!(code, 422, "{text}");
+    assert!(text.contains("replayed"), "{text}");
+    // Hostile bodies: a clear 4xx with a reason, never a crash.
+    let (code, text) = post(&url, "/v1/trail/restore", b"not a request");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("restore request refused"), "{text}");
+    let (code, _) = post(&url, "/v1/trail/restore", &vec![0u8; 100_000]);
+    assert_eq!(code, 413);
+    let mut flipped = env.clone();
+    let n = flipped.len() - 1;
+    flipped[n] ^= 1;
+    let (code, text) = post(&url, "/v1/trail/restore", &flipped);
+    assert_eq!(code, 400, "{text}");
+    drop(server);
+}
+
+#[test]
+fn a_card_the_server_does_not_know_gets_nothing_and_forgiving_servers_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let (package, keyfile, server, url) = setup(dir, &home);
+    // Another reader, whose card no customer has: nothing to restore, exit 1 with the reason.
+    let stranger = dir.join("stranger");
+    view_at(&stranger).args(["card", "init"]).assert().success();
+    view_at(&stranger)
+        .args(["trust", "add"])
+        .arg(dir.join("vendor/vendor.pub"))
+        .assert()
+        .success();
+    let (identity, _) = {
+        let out = dir.join("stranger.card");
+        view_at(&stranger)
+            .args(["card", "export", "-o"])
+            .arg(&out)
+            .assert()
+            .success();
+        CardIdentity::from_export(&std::fs::read(&out).unwrap()).unwrap()
+    };
+    assert!(!Home::new(&stranger).trail_path(&identity.serial).exists());
+    view_at(&stranger)
+        .args(["trail", "restore", "--keyfile"])
+        .arg(&keyfile)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no customer is registered"));
+    // The registered reader reads, never has a backup made, and loses the trail; the
+    // publisher forgives lost records:
+    // the trail comes back as just the recovery record, and reading goes on.
+    drop(server);
+    let addr = url.strip_prefix("http://").unwrap().to_string();
+    let (_server, _) = serve(dir, &addr, &["--lost-records", "forgive"]);
+    let (id, _) =
+        CardIdentity::from_export(&std::fs::read(dir.join("reader.card")).unwrap()).unwrap();
+    view_at(&home)
+        .arg("status")
+        .arg(&package)
+        .arg(&keyfile)
+        .assert()
+        .success();
+    lose(&Home::new(&home).trail_path(&id.serial));
+    let out = view_at(&home)
+        .args(["trail", "restore", "--json", "--keyfile"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out.stdout);
+    assert_eq!(r["charge"], "forgive");
+    assert_eq!(r["backup_records"], 0);
+    assert_eq!(r["lost_from"].as_u64(), Some(id.origin));
+    view_at(&home).args(["trail", "verify"]).assert().success();
+    view_at(&home)
+        .arg("status")
+        .arg(&package)
+        .arg(&keyfile)
+        .assert()
+        .success();
+}

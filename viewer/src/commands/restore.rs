@@ -1,0 +1,168 @@
+//! `tally-view trail restore (--keyfile KEYFILE | --server URL --server-key HEX) [--replace] [--json]`:
+//! recovers a lost trail from the validation server's backup ([0062]), headless.
+//!
+//! The card signs a restore request (one counter value, accounted for by the recovery);
+//! the server answers — encrypted to this request — with the newest trail it vouched for
+//! and a recovery record it signed, charging the records lost since that backup as the
+//! publisher's policy says (default: in full). Both are checked and written by
+//! `tally_core::trail::Trail::restore`, which appends the recovery record through Write.
+//! The server's key is added to the trusted validation servers (`<home>/validators`), so
+//! later ValidateTrails accept the recovery record.
+//!
+//! Exit 0 when the trail was restored; 1 when the server refused or its answer does not
+//! verify; 2 when the server can't be reached, a trail is in the way, or a file can't be read.
+
+use super::{Failure, Outcome, trail_failure};
+use crate::commands::vouch::VouchArgs;
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use tally_core::home::{CardSpec, Home};
+use tally_core::trail::{Trail, Usage};
+use tally_core::validation::{
+    MAX_RESTORE_ANSWER, open_restore_answer, restore_request_body, seal_restore_request,
+};
+
+/// Arguments of `trail restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Take the validation server's URL and key from this keyfile (signed by its vendor).
+    #[arg(long, value_name = "KEYFILE")]
+    pub keyfile: Option<PathBuf>,
+    /// The validation server (overrides the keyfile's URL).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The server's public key, 130 hex digits (uncompressed SEC1), when no keyfile is given.
+    #[arg(long, value_name = "HEX", conflicts_with = "keyfile")]
+    pub server_key: Option<String>,
+    /// Move a damaged or rolled-back trail aside (`<trail>.replaced-<unix time>`) first.
+    /// Without it, an existing trail is never touched.
+    #[arg(long)]
+    pub replace: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `trail restore`.
+pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
+    let (url, key) = super::vouch::server(
+        &VouchArgs {
+            keyfile: args.keyfile.clone(),
+            server: args.server.clone(),
+            server_key: args.server_key.clone(),
+            json: args.json,
+        },
+        home,
+    )?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
+    }
+    let endpoint = format!("{}/v1/trail/restore", url.trim_end_matches('/'));
+    let mut card = spec.open(home)?;
+    let id = card.identity().context("reading the card")?;
+    let path = home.trail_path(&id.serial);
+    if path.exists() {
+        if !args.replace {
+            return Err(Failure::Usage(anyhow!(
+                "a trail already exists at {}; restore only replaces a lost trail (give --replace to move this one aside first)",
+                path.display()
+            )));
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut aside = path.clone().into_os_string();
+        aside.push(format!(".replaced-{now}"));
+        std::fs::rename(&path, &aside)
+            .with_context(|| format!("moving {} aside", path.display()))?;
+        eprintln!(
+            "note: the old trail was moved to {}",
+            PathBuf::from(&aside).display()
+        );
+    }
+    // The card signs the request: only this card can ask for its trail.
+    let body = restore_request_body(&key, time::OffsetDateTime::now_utc().unix_timestamp());
+    let request = Trail::sign_detached(&path, &mut card, &id, &body).map_err(trail_failure)?;
+    let (envelope, answer_key) =
+        seal_restore_request(&key, &id.serial, &request, &mut rand_core::OsRng)
+            .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into();
+    let mut response = agent
+        .post(&endpoint)
+        .header("content-type", "application/octet-stream")
+        .send(&envelope[..])
+        .map_err(|e| {
+            Failure::Usage(anyhow!(
+                "cannot reach the validation server {endpoint}: {e} (the card counter {} spent on the request is accounted for by the next restore)",
+                request.counter
+            ))
+        })?;
+    let status = response.status().as_u16();
+    let answer = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESTORE_ANSWER as u64)
+        .read_to_vec()
+        .map_err(|e| Failure::Usage(anyhow!("reading the server's answer: {e}")))?;
+    if status != 200 {
+        let text: String = String::from_utf8_lossy(&answer).chars().take(300).collect();
+        let e = anyhow!(
+            "the validation server answered HTTP {status}: {}",
+            text.trim()
+        );
+        return Err(if matches!(status, 404 | 422) {
+            Failure::Check(e)
+        } else {
+            Failure::Usage(e)
+        });
+    }
+    let answer = open_restore_answer(&answer_key, &answer)
+        .map_err(|e| Failure::Check(anyhow!(e).context("the server's restore answer")))?;
+    let trail = Trail::restore(&path, &mut card, &id, &answer.trail, &answer.recovery, &key)
+        .map_err(trail_failure)?;
+    let added = home
+        .add_trusted_validator(&key)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let last = trail.records().last();
+    let (from, to, charge) = match last.and_then(|r| tally_core::trail::Body::parse(&r.body).ok()) {
+        Some(tally_core::trail::Body {
+            usage: Usage::Recovery(r),
+            ..
+        }) => (r.from, r.to, r.charge.as_str()),
+        _ => (0, 0, "?"),
+    };
+    let backup_records = trail.records().len().saturating_sub(1);
+    if args.json {
+        println!(
+            "{:#}",
+            serde_json::json!({
+                "restored": true,
+                "trail": path,
+                "server": url,
+                "server_key": hex::encode(key.fingerprint()),
+                "backup_records": backup_records,
+                "lost_from": from,
+                "lost_to": to,
+                "charge": charge,
+                "recovery_counter": last.map(|r| r.counter),
+                "server_trusted_now": added,
+            })
+        );
+    } else {
+        println!(
+            "trail restored from {url}: {backup_records} records from the backup; counters {from}..={to} were lost and are charged `{charge}` by the server's recovery record (counter {})",
+            last.map_or(0, |r| r.counter)
+        );
+        if added {
+            eprintln!(
+                "note: validation server {} is now trusted for validator and recovery records",
+                hex::encode(&key.fingerprint()[..8])
+            );
+        }
+    }
+    Ok(())
+}
