@@ -194,9 +194,7 @@ impl Usage {
             | Usage::Pages { licence, .. }
             | Usage::Time { licence, .. }
             | Usage::Print { licence, .. } => Some(*licence),
-            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) | Usage::Recovery(_) => {
-                None
-            }
+            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) | Usage::Recovery(_) => None,
         }
     }
 }

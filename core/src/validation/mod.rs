@@ -39,9 +39,9 @@ mod wire;
 
 pub use client::{ClientState, OnlineStatus, STATE_LEN, state_path};
 pub use restore::{
-    AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer,
-    RestoreError, RestoreRequest, backup_records, open_restore_answer, plan_recovery,
-    restore_request_body, restore_value, seal_restore_answer, seal_restore_request,
+    AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer, RestoreError,
+    RestoreRequest, backup_records, open_restore_answer, plan_recovery, restore_request_body,
+    restore_value, seal_restore_answer, seal_restore_request,
 };
 pub use server::{CopyState, Decision, Lookup, Presented, ServerSecret, decide};
 pub use trail_req::{

@@ -50,11 +50,8 @@ const ANSWER_INFO: &[u8] = b"tally/restore-answer/ecies/v1";
 /// Largest restore request: header, serial, one record, tag.
 pub const MAX_RESTORE_REQUEST: usize = HEADER_LEN + 16 + MAX_RECORD + 16;
 /// Largest answer: header, body length, a body, the largest trail a backup holds, tag.
-pub const MAX_RESTORE_ANSWER: usize = ANSWER_HEADER_LEN
-    + 2
-    + crate::trail::body::MAX_BODY
-    + super::MAX_TRAIL_REQUEST_TRAIL
-    + 16;
+pub const MAX_RESTORE_ANSWER: usize =
+    ANSWER_HEADER_LEN + 2 + crate::trail::body::MAX_BODY + super::MAX_TRAIL_REQUEST_TRAIL + 16;
 
 /// The nonce value a restore request for `server` carries.
 pub fn restore_value(server: &PublicKey) -> String {
@@ -218,7 +215,10 @@ impl std::fmt::Debug for RestoreAnswer {
 }
 
 /// Opens the server's answer with the key kept from [`seal_restore_request`].
-pub fn open_restore_answer(key: &AnswerKey, bytes: &[u8]) -> Result<RestoreAnswer, ValidationError> {
+pub fn open_restore_answer(
+    key: &AnswerKey,
+    bytes: &[u8],
+) -> Result<RestoreAnswer, ValidationError> {
     const WHAT: &str = "restore answer";
     if bytes.len() < ANSWER_HEADER_LEN + 2 + 16 || bytes.len() > MAX_RESTORE_ANSWER {
         return Err(ValidationError::BadField(
@@ -289,9 +289,7 @@ pub enum RestoreError {
     Backup(TrailError),
     /// The request's counter is below the backup's end: the request is not the card's
     /// newest use.
-    #[error(
-        "the restore request's counter {counter} is below the backup's next counter {next}"
-    )]
+    #[error("the restore request's counter {counter} is below the backup's next counter {next}")]
     BehindBackup {
         /// The request's counter.
         counter: u64,
@@ -380,8 +378,8 @@ pub fn plan_recovery(
     }
     licences.sort_unstable();
     licences.dedup();
-    let licences = (!licences.is_empty() && licences.len() <= MAX_RECOVERY_LICENCES)
-        .then_some(licences);
+    let licences =
+        (!licences.is_empty() && licences.len() <= MAX_RECOVERY_LICENCES).then_some(licences);
     let mut body = Body::at_unix(
         Usage::Recovery(Box::new(Recovery {
             server_key: secret.public().fingerprint(),

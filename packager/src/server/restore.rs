@@ -41,8 +41,7 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The handler of `POST /v1/trail/restore`.
 pub(super) async fn trail_restore(State(app): State<Arc<App>>, req: Request) -> Response {
-    let body = match read_body(req, MAX_RESTORE_REQUEST, BODY_TIMEOUT, "restore request").await
-    {
+    let body = match read_body(req, MAX_RESTORE_REQUEST, BODY_TIMEOUT, "restore request").await {
         Ok(b) => b,
         Err(refused) => return refused,
     };
@@ -92,8 +91,7 @@ fn licences_of(conn: &Connection, serial: &Serial) -> Result<Vec<LicenceId>> {
     for r in rows {
         let hex = r?;
         out.push(
-            LicenceId::from_hex(&hex)
-                .with_context(|| format!("registry: bad licence id {hex}"))?,
+            LicenceId::from_hex(&hex).with_context(|| format!("registry: bad licence id {hex}"))?,
         );
     }
     Ok(out)
@@ -128,11 +126,12 @@ impl App {
         // No backup (the reader never had its trail vouched for): the restored trail holds
         // only the recovery record, which charges every counter since the card's origin.
         let trail = match backup {
-            Some(envelope) => self
-                .key
-                .open_trail_request(&envelope)
-                .context("the stored backup does not decrypt under this server's key")?
-                .trail,
+            Some(envelope) => {
+                self.key
+                    .open_trail_request(&envelope)
+                    .context("the stored backup does not decrypt under this server's key")?
+                    .trail
+            }
             None => zeroize::Zeroizing::new(
                 tally_core::trail::file::Header::for_card(&card, card.origin)
                     .encode()
