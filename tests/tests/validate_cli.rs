@@ -1,7 +1,10 @@
 //! `tally-view validate` against a real `tally-pack serve` on loopback (real SQLite):
 //! validated (exit 0, state saved in TALLY_HOME), a viewer build the publisher did not
 //! register (exit 1, "not a registered release build"), a revoked copy (exit 1), an
-//! unreachable server (exit 2).
+//! unreachable server (exit 2). And the opening path (`tally-view status`, and the
+//! window's checks in process with the clock moved on): validated online at the first
+//! opening and when due, a revoked copy refused, an unreachable server falls back to the
+//! offline grace.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +16,11 @@ use predicates::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use tally_core::home::{CardSpec, Home};
+use tally_core::policy::Clock;
+use tally_viewer::meter::{Checked, OpenInputs, check_rental};
+use tally_viewer::session::Problem;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -61,8 +69,8 @@ fn serve(dir: &Path) -> (Server, String) {
     (Server(child), url)
 }
 
-/// A vendor, a reader with an emulated card, one package and a keyfile with a server.
-fn setup(dir: &Path) -> (PathBuf, PathBuf) {
+/// A vendor, a reader with an emulated card trusting it, and one package.
+fn reader(dir: &Path) -> PathBuf {
     pack(dir)
         .args(["vendor", "init", "--name", "Test Press"])
         .assert()
@@ -94,8 +102,14 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
         .arg(&package)
         .assert()
         .success();
-    let keyfile = dir.join("ada.key");
-    pack(dir)
+    package
+}
+
+/// Issues a keyfile `name` for Ada naming the server `url`, requiring an online check every
+/// `days` days; returns it and its licence id (hex, from `issue`'s output).
+fn issue(dir: &Path, package: &Path, name: &str, url: &str, days: u16) -> (PathBuf, String) {
+    let keyfile = dir.join(name);
+    let out = pack(dir)
         .args([
             "issue",
             "--customer",
@@ -103,17 +117,29 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
             "--allow-emulated-card",
             "--package",
         ])
-        .arg(&package)
+        .arg(package)
         .arg("-o")
         .arg(&keyfile)
-        .args([
-            "--server",
-            "http://127.0.0.1:9/",
-            "--require-online-every",
-            "7",
-        ])
+        .args(["--server", url, "--require-online-every", &days.to_string()])
         .assert()
-        .success();
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let licence = out
+        .lines()
+        .find_map(|l| l.strip_prefix("licence: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    (keyfile, licence)
+}
+
+/// A vendor, a reader with an emulated card, one package and a keyfile with a server.
+fn setup(dir: &Path) -> (PathBuf, PathBuf) {
+    let package = reader(dir);
+    let (keyfile, _) = issue(dir, &package, "ada.key", "http://127.0.0.1:9/", 7);
     (package, keyfile)
 }
 
@@ -167,4 +193,139 @@ fn validate_registered_unregistered_revoked_and_unreachable() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("cannot reach"));
+}
+
+/// The reader's clock `days` ahead (the server keeps the real time): an opening that
+/// happens after the keyfile's offline grace is over.
+struct Later(i64);
+
+impl Clock for Later {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::days(self.0)
+    }
+}
+
+/// The checks of an opening (the window's and `status`'s path), run in this process with
+/// the clock `days` ahead; the server sees this test binary as the viewer.
+fn open_later(dir: &Path, package: &Path, keyfile: &Path, days: i64) -> Result<Checked, Problem> {
+    let home = Home::new(dir.join("home"));
+    let inputs = OpenInputs {
+        package: package.to_path_buf(),
+        keyfile: keyfile.to_path_buf(),
+        home: home.clone(),
+        card: CardSpec::Emulated(None),
+        trusted: tally_viewer::commands::trust::trusted(&home),
+        clock: Arc::new(Later(days)),
+    };
+    check_rental(&inputs)
+}
+
+/// How many validations the server logged for the copy `licence` (`tally-pack copies`).
+fn validations(dir: &Path, licence: &str) -> u64 {
+    let out = pack(dir)
+        .args(["copies", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["licence"] == licence)
+        .unwrap()["validations"]
+        .as_u64()
+        .unwrap()
+}
+
+fn status(dir: &Path, package: &Path, keyfile: &Path, json: bool) -> Command {
+    let mut c = view(dir);
+    c.arg("status");
+    if json {
+        c.arg("--json");
+    }
+    c.arg(package).arg(keyfile);
+    c
+}
+
+fn json_of(a: assert_cmd::assert::Assert) -> serde_json::Value {
+    serde_json::from_slice(&a.get_output().stdout).unwrap()
+}
+
+#[test]
+fn opening_validates_online_when_due_and_falls_back_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let package = reader(dir);
+    let (server, url) = serve(dir);
+    for viewer in [
+        assert_cmd::cargo::cargo_bin("tally-view"),
+        std::env::current_exe().unwrap(),
+    ] {
+        pack(dir)
+            .args(["viewer", "register"])
+            .arg(viewer)
+            .assert()
+            .success();
+    }
+    let (a, lic_a) = issue(dir, &package, "a.key", &url, 7);
+    let (b, _) = issue(dir, &package, "b.key", &url, 7);
+    let (c, _) = issue(dir, &package, "c.key", &url, 7);
+
+    // The first opening is the installation: validated online, the state written.
+    let v = json_of(status(dir, &package, &a, true).assert().success());
+    assert_eq!(v["allowed"], true, "{v}");
+    assert!(v["last_validated"].is_string(), "{v}");
+    assert!(v["valid_until"].is_string(), "{v}");
+    assert_eq!(dir.join("home/validation").read_dir().unwrap().count(), 1);
+    assert_eq!(validations(dir, &lic_a), 1);
+    // Not due again for 7 days: the next opening stays offline and says when.
+    status(dir, &package, &a, false)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("last validated online"));
+    assert_eq!(validations(dir, &lic_a), 1);
+
+    // Revoked: the next opening that has to validate (8 days on) is refused by the server…
+    pack(dir)
+        .args(["revoke", "--copy", &lic_a])
+        .assert()
+        .success();
+    let p = open_later(dir, &package, &a, 8).unwrap_err();
+    assert!(matches!(p, Problem::Revoked(_)), "{p}");
+    assert!(p.to_string().contains("revoked"), "{p}");
+    assert_eq!(validations(dir, &lic_a), 2);
+    // …and stays refused today: the signed refusal is remembered (and asked again).
+    status(dir, &package, &a, false)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("withdrawn this copy"))
+        .stdout(predicate::str::contains("revoked"));
+
+    // Copy b is validated while the server runs; then the server goes away.
+    status(dir, &package, &b, false).assert().success();
+    drop(server);
+    // Within the grace: it opens offline, saying when it was last validated.
+    let v = json_of(status(dir, &package, &b, true).assert().success());
+    assert_eq!(v["allowed"], true, "{v}");
+    assert!(v["last_validated"].is_string(), "{v}");
+    // Beyond the grace: refused, saying the server could not be reached.
+    let p = open_later(dir, &package, &b, 8).unwrap_err();
+    assert!(matches!(p, Problem::ValidationNeeded(_)), "{p}");
+    let text = p.to_string();
+    assert!(text.contains("every 7 days"), "{text}");
+    assert!(
+        text.contains("cannot reach the validation server"),
+        "{text}"
+    );
+    // Never validated, with a requirement: refused with the reason.
+    status(dir, &package, &c, false)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("needs to be checked online"))
+        .stdout(predicate::str::contains("not been validated online yet"))
+        .stdout(predicate::str::contains(
+            "cannot reach the validation server",
+        ));
 }

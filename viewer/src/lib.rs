@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod meter;
+pub mod online;
 pub mod render;
 pub mod session;
 pub mod ui;

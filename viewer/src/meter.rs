@@ -1,12 +1,16 @@
 //! The real meter: charges go to the card-signed trail of core ([0059]) after core's
 //! policy has said how much may be charged ([`tally_core::policy`]).
 
+use crate::online::{OPEN_TIMEOUT, Round, RoundError, validate_online};
 use crate::session::{Charge, Charged, Meter, Problem};
 use tally_core::card::{CardError, TransportError};
+use tally_core::crypto::PublicKey;
+use tally_core::icv::IcvVariant;
 use tally_core::keyfile::{Keyfile, KeyfileError, VerifiedKeyfile};
 use tally_core::package::{Plaintext, open_package_bytes};
 use tally_core::policy::{self, Clock, Decision, Limits, Tally};
 use tally_core::trail::{Body, LicenceId, Trail, TrailError, Usage};
+use tally_core::validation::{ClientState, OnlineStatus, ValidationError};
 use tally_core::vendor::VendorPublic;
 use tally_core::{Card, CardIdentity};
 
@@ -56,7 +60,10 @@ impl std::fmt::Debug for CardMeter {
 
 impl CardMeter {
     /// Opens (or creates) the card's trail at `trail_path` and runs ValidateTrail ([0060]).
-    /// The card must be the one `expected` names (the keyfile's card).
+    /// The card must be the one `expected` names (the keyfile's card). A fresh open
+    /// starts from the newest validator record signed by one of `validators` ([0094]):
+    /// the records it vouches for are checked by their chain hash, not one signature
+    /// each, and the licence's totals start from the validator's. Empty: full validation.
     pub fn validate(
         mut card: Card,
         expected: &CardIdentity,
@@ -64,6 +71,7 @@ impl CardMeter {
         licence: LicenceId,
         limits: Limits,
         clock: std::sync::Arc<dyn Clock>,
+        validators: Vec<PublicKey>,
     ) -> Result<Self, Problem> {
         let identity = card.identity().map_err(card_problem)?;
         if identity.serial != expected.serial || identity.public_key != expected.public_key {
@@ -75,6 +83,7 @@ impl CardMeter {
         }
         let mut trail =
             Trail::open_or_create(trail_path, &mut card, &identity).map_err(trail_problem)?;
+        trail.set_trusted_validators(validators);
         trail.validate(&mut card).map_err(trail_problem)?;
         let mut m = Self {
             card,
@@ -112,10 +121,14 @@ impl CardMeter {
     /// Adds the verified records not yet counted to the tally (incremental, [0094]).
     fn catch_up(&mut self) {
         let verified = self.trail.verified_len();
-        if self.tallied > verified {
-            // The trail was re-read from scratch: count again.
-            self.tally = Tally::new(self.licence);
-            self.tallied = 0;
+        if self.tallied == 0 || self.tallied > verified {
+            // From the start (first count, or the trail was re-read from scratch): the fast
+            // start's validator totals, if the trail started from one, plus every verified
+            // record after it (all of them without a validator).
+            let later: Vec<Body> = self.trail.unvouched_bodies().map(|(_, b)| b).collect();
+            self.tally = Tally::resume(self.licence, self.trail.vouched(), &later);
+            self.tallied = verified;
+            return;
         }
         for r in &self.trail.records()[self.tallied..verified] {
             if let Ok(b) = Body::parse(&r.body) {
@@ -260,14 +273,38 @@ fn read_bounded(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>,
     Ok(buf)
 }
 
+/// What [`check_rental`] found: everything an opening (or `tally-view status`) needs.
+pub struct Checked {
+    /// The keyfile, its signature verified.
+    pub keyfile: VerifiedKeyfile,
+    /// The card present (the keyfile's).
+    pub identity: CardIdentity,
+    /// The meter, its trail validated.
+    pub meter: CardMeter,
+    /// The policy's answer for opening now.
+    pub decision: Decision,
+    /// The copy's online standing, when the keyfile names a validation server and the
+    /// copy has a valid ticket (for the status bar's "last validated").
+    pub online: Option<OnlineStatus>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("identity", &self.identity)
+            .field("decision", &self.decision)
+            .field("online", &self.online)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The checks of an opening, in order ([0070]–[0074], [0060]): (1) the keyfile's
 /// signature against the trusted publishers, (2) the card present and the keyfile's,
-/// (3) ValidateTrail, (4) the policy, (5) the online validation the keyfile requires.
-/// Returns the verified keyfile, the card's identity
-/// and the meter. Used by opening and by `tally-view status`.
-pub fn check_rental(
-    inputs: &OpenInputs,
-) -> Result<(VerifiedKeyfile, CardIdentity, CardMeter, Decision), Problem> {
+/// (3) ValidateTrail (starting from the newest validator record of a trusted validation
+/// server, [0094]), (4) the policy, (5) the online validation the keyfile requires
+/// ([`check_validation`], which goes online when it is due). Used by opening and by
+/// `tally-view status`, so `status` validates online exactly when opening would.
+pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
     let bytes = read_bounded(
         &inputs.keyfile,
         tally_core::keyfile::MAX_KEYFILE_BYTES as u64,
@@ -277,6 +314,19 @@ pub fn check_rental(
         KeyfileError::UnknownVendor { .. } => Problem::UntrustedVendor(e.to_string()),
         other => Problem::KeyfileInvalid(other.to_string()),
     })?;
+    // The reader's trusted validation servers plus this licence's own: the keyfile's key
+    // is the vendor's (signed into the keyfile), so its validator records are as
+    // trustworthy as the licence itself. A malformed list is an error, not an empty list.
+    let mut validators = inputs.home.trusted_validators().map_err(|e| {
+        Problem::Other(format!(
+            "the list of trusted validation servers is unreadable: {e}"
+        ))
+    })?;
+    if let Some(s) = keyfile.server()
+        && !validators.contains(&s.public_key)
+    {
+        validators.push(s.public_key.clone());
+    }
     let mut card = inputs
         .card
         .open(&inputs.home)
@@ -294,53 +344,122 @@ pub fn check_rental(
         keyfile.licence(),
         keyfile.limits().clone(),
         inputs.clock.clone(),
+        validators,
     )?;
     let decision = meter.evaluate_opening();
     if let Decision::Denied { reason } = &decision {
         return Err(Problem::Refused(reason.clone()));
     }
-    check_validation(inputs, &keyfile)?;
-    Ok((keyfile, identity, meter, decision))
+    let online = check_validation(inputs, &keyfile)?;
+    Ok(Checked {
+        keyfile,
+        identity,
+        meter,
+        decision,
+        online,
+    })
 }
 
-/// The validation rule of WO 98/33296 as the keyfile sets it: with a validation server
-/// and `require_online_every_days`, the last ticket must be valid and recent enough
-/// (`ClientState::check_offline`, T18); a copy the server refused stays refused (T23).
-/// Validating online is `tally-view validate`.
+/// The validation rule of WO 98/33296 as the keyfile sets it, going online when due.
+///
+/// Offline first: with a valid ticket no older than `require_online_every_days`
+/// (`ClientState::check_offline`, T18) the copy opens without the network. Otherwise —
+/// never validated (the first open is the installation), the ticket too old or expired,
+/// or a refusal remembered (only a later VAL_OK lifts it) — one online round
+/// ([`crate::online`], [`crate::online::OPEN_TIMEOUT`]): a VAL_OK opens; a signed refusal
+/// that stops the copy (revoked, clone, modified viewer, T23) is refused; anything else —
+/// the server unreachable, an answer that does not verify — falls back to the offline
+/// rule, whose refusal then says what the round met. Without a requirement in the
+/// keyfile, a copy that could not be validated still opens.
 pub fn check_validation(
     inputs: &OpenInputs,
     keyfile: &VerifiedKeyfile,
-) -> Result<Option<tally_core::validation::OnlineStatus>, Problem> {
-    use tally_core::validation::{ClientState, ValidationError};
+) -> Result<Option<OnlineStatus>, Problem> {
     let Some(server) = keyfile.server() else {
         return Ok(None);
     };
     let days = server.require_online_every_days;
+    let clock = inputs.clock.as_ref();
     let state = ClientState::load(&inputs.home, &keyfile.licence()).map_err(|e| {
         Problem::ValidationNeeded(format!("the validation record is unreadable: {e}"))
     })?;
-    let Some(state) = state else {
-        return match days {
-            Some(_) => Err(Problem::ValidationNeeded(
-                "this copy has never been validated".into(),
-            )),
-            None => Ok(None),
-        };
+    let offline = match &state {
+        Some(s) => s.check_offline(&server.public_key, days, clock),
+        None => Err(ValidationError::NeverValidated),
     };
-    match state.check_offline(&server.public_key, days, inputs.clock.as_ref()) {
-        Ok(s) => Ok(Some(s)),
-        Err(e @ ValidationError::Refused(_)) => Err(Problem::Revoked(e.to_string())),
-        Err(e) if days.is_some() => Err(Problem::ValidationNeeded(e.to_string())),
-        Err(_) => Ok(None),
+    let due = match offline {
+        Ok(s) => return Ok(Some(s)),
+        Err(e) => e,
+    };
+    let tried = match online_round(inputs, keyfile) {
+        Ok(state) => {
+            return match state.check_offline(&server.public_key, days, clock) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => offline_rule(e, days, None),
+            };
+        }
+        Err(RoundError::Answer(e @ ValidationError::Refused(status)))
+            if status.stops_the_copy() =>
+        {
+            return Err(Problem::Revoked(e.to_string()));
+        }
+        Err(e) => e.to_string(),
+    };
+    offline_rule(due, days, Some(&tried))
+}
+
+/// The refusal for a copy whose offline check failed with `e` (`tried`: why the online
+/// round just made did not help).
+fn offline_rule(
+    e: ValidationError,
+    days: Option<u16>,
+    tried: Option<&str>,
+) -> Result<Option<OnlineStatus>, Problem> {
+    let why = match tried {
+        Some(t) => format!("{e} (tried just now: {t})"),
+        None => e.to_string(),
+    };
+    match e {
+        ValidationError::Refused(_) => Err(Problem::Revoked(why)),
+        _ if days.is_some() => Err(Problem::ValidationNeeded(why)),
+        _ => Ok(None),
     }
+}
+
+/// One online round for opening: the package and this viewer's executable are read for
+/// their ICVs (only here, when a round is due).
+fn online_round(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<ClientState, RoundError> {
+    let server = keyfile.server().ok_or(RoundError::NoServer)?;
+    let package = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")
+        .map_err(|p| RoundError::Local(p.to_string()))?;
+    let viewer_icv = tally_core::icv::current_executable_icv().map_err(|e| {
+        RoundError::Local(format!(
+            "cannot read this viewer's executable for its ICV: {e}"
+        ))
+    })?;
+    let round = Round {
+        url: &server.url,
+        package: &package,
+        variant: IcvVariant::V7,
+        viewer_icv,
+        clock: inputs.clock.as_ref(),
+        timeout: OPEN_TIMEOUT,
+    };
+    validate_online(&inputs.home, keyfile, &round).map(|(state, _)| state)
 }
 
 /// Opens a rental: [`check_rental`], then decrypts the package into memory and, when
 /// reading is allowed, writes the `open` record. A used-up rental opens in limited
 /// mode (the cover page only, claim 6) without a record.
 pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
-    let (keyfile, identity, mut meter, decision) = check_rental(inputs)?;
-    let validated = check_validation(inputs, &keyfile)?.map(|s| s.last_validated);
+    let Checked {
+        keyfile,
+        identity,
+        mut meter,
+        decision,
+        online,
+    } = check_rental(inputs)?;
+    let validated = online.map(|s| s.last_validated);
     let bytes = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")?;
     let key = keyfile
         .unwrap_content_key(&identity)

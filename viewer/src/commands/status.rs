@@ -1,7 +1,10 @@
 //! `tally-view status PACKAGE KEYFILE [--json]`: the checks of an opening, headless —
-//! the keyfile against the trusted publishers, the card, ValidateTrail, the policy —
-//! then what is left. Exit 0 when reading is allowed, 1 when not (with the reason).
-//! Like ValidateTrail itself ([0060]), it appends one nonce record to the trail.
+//! the keyfile against the trusted publishers, the card, ValidateTrail, the policy,
+//! the online validation the keyfile requires — then what is left. Exit 0 when reading is
+//! allowed, 1 when not (with the reason). Like ValidateTrail itself ([0060]), it appends
+//! one nonce record to the trail; like opening, it validates online when that is due
+//! (never validated, or the last ticket too old or expired), so it may change the
+//! copy's validation state.
 
 use super::{Failure, Outcome};
 use crate::cli::StatusArgs;
@@ -9,6 +12,11 @@ use crate::meter::{OpenInputs, check_rental};
 use std::sync::Arc;
 use tally_core::home::{CardSpec, Home};
 use tally_core::policy::{Decision, SystemClock};
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
 
 /// Runs `status`.
 pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outcome {
@@ -27,9 +35,14 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
         trusted,
         clock: Arc::new(SystemClock),
     };
-    let (problem, decision, tally) = match check_rental(&inputs) {
-        Ok((_, _, meter, d)) => (None, Some(d), Some(meter.tally().clone())),
-        Err(p) => (Some(p), None, None),
+    let (problem, decision, tally, online) = match check_rental(&inputs) {
+        Ok(c) => (
+            None,
+            Some(c.decision),
+            Some(c.meter.tally().clone()),
+            c.online,
+        ),
+        Err(p) => (Some(p), None, None, None),
     };
     let (allowed, headline, reason) = match (&problem, &decision) {
         (Some(p), _) => {
@@ -76,10 +89,19 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
                 "reason": reason,
                 "remaining": remaining,
                 "used": used,
+                "last_validated": online.map(|s| rfc3339(s.last_validated)),
+                "valid_until": online.map(|s| rfc3339(s.valid_until)),
             })
         );
     } else if allowed {
         println!("{headline}; {reason}");
+        if let Some(s) = online {
+            println!(
+                "last validated online {}; usable offline until {}",
+                rfc3339(s.last_validated),
+                rfc3339(s.valid_until)
+            );
+        }
     } else {
         println!("not allowed: {headline}");
         println!("{reason}");

@@ -4,9 +4,11 @@
 //! the server cannot be reached or a file cannot be read.
 //!
 //! The rules — the ICV, the sequence numbers, the rolling UI, the ticket checks — are
-//! `tally_core::validation::ClientState`; this command reads files, talks HTTP and prints.
+//! `tally_core::validation::ClientState`; the HTTP round is [`crate::online`] (shared with
+//! opening a document); this command reads files and prints.
 
 use super::{Failure, Outcome};
+use crate::online::{Round, RoundError, validate_online};
 use anyhow::{Context, anyhow};
 use clap::Args;
 use std::io::Read as _;
@@ -16,7 +18,7 @@ use tally_core::home::Home;
 use tally_core::icv::IcvVariant;
 use tally_core::keyfile::Keyfile;
 use tally_core::policy::SystemClock;
-use tally_core::validation::{ClientState, VERDICT_LEN, ValidationError};
+use tally_core::validation::ValidationError;
 
 /// Arguments of `validate`.
 #[derive(Args, Debug)]
@@ -39,6 +41,9 @@ pub struct ValidateArgs {
 /// Largest package read into memory for the ICV.
 const MAX_PACKAGE: u64 = 1 << 30;
 
+/// A command run by hand may wait longer than the window does ([`crate::online::OPEN_TIMEOUT`]).
+const TIMEOUT: Duration = Duration::from_secs(30);
+
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
@@ -53,15 +58,12 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
         Failure::Check(anyhow!(e).context(format!("keyfile {}", args.keyfile.display())))
     })?;
     let Some(server) = kf.server() else {
-        return Err(Failure::Check(anyhow!(
-            "this keyfile names no validation server: the licence works offline only"
-        )));
+        return Err(Failure::Check(anyhow!(RoundError::NoServer)));
     };
     let url = args.server.as_deref().unwrap_or(&server.url);
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
     }
-    let endpoint = format!("{}/v1/validate", url.trim_end_matches('/'));
     let mut package = Vec::new();
     std::fs::File::open(&args.package)
         .with_context(|| format!("opening {}", args.package.display()))?
@@ -73,53 +75,16 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
     }
     let viewer_icv = tally_core::icv::current_executable_icv()
         .context("reading this viewer's executable for its ICV")?;
-    let mut state = match ClientState::load(home, &kf.licence()) {
-        Ok(Some(s)) => s,
-        Ok(None) => ClientState::new(kf.licence()),
-        Err(e) => return Err(Failure::Check(anyhow!(e).context("validation state"))),
-    };
-    let envelope = state.prepare(
-        args.icv,
-        &package,
-        &server.public_key,
+    let round = Round {
+        url,
+        package: &package,
+        variant: args.icv,
         viewer_icv,
-        &SystemClock,
-        &mut rand_core::OsRng,
-    );
-    // Saved before sending, so a crash never reuses a sequence number.
-    state.save(home).context("saving the validation state")?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut response = agent
-        .post(&endpoint)
-        .header("content-type", "application/octet-stream")
-        .send(&envelope[..])
-        .map_err(|e| {
-            Failure::Usage(anyhow!(
-                "cannot reach the validation server {endpoint}: {e}"
-            ))
-        })?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_vec()
-        .map_err(|e| Failure::Usage(anyhow!("reading the server's answer: {e}")))?;
-    if body.len() != VERDICT_LEN {
-        let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-        return Err(Failure::Check(anyhow!(
-            "the validation server answered HTTP {status}: {}",
-            text.trim()
-        )));
-    }
-    let result = state.accept(&body, &server.public_key);
-    state.save(home).context("saving the validation state")?;
-    match result {
-        Ok(ticket) => {
+        clock: &SystemClock,
+        timeout: TIMEOUT,
+    };
+    match validate_online(home, &kf, &round) {
+        Ok((state, ticket)) => {
             let standing = state
                 .check_offline(
                     &server.public_key,
@@ -148,7 +113,7 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
             }
             Ok(())
         }
-        Err(e) => {
+        Err(RoundError::Answer(e)) => {
             if args.json {
                 let status = match &e {
                     ValidationError::Refused(s) => s.name(),
@@ -161,5 +126,11 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
             }
             Err(Failure::Check(anyhow!(e)))
         }
+        // A refusal without a verdict (a 4xx reason) and an unreadable state are checks
+        // that failed; no answer at all, or a state that can't be saved, is exit 2.
+        Err(e @ (RoundError::NotAVerdict { .. } | RoundError::StateUnreadable(_))) => {
+            Err(Failure::Check(anyhow!(e)))
+        }
+        Err(e) => Err(Failure::Usage(anyhow!(e))),
     }
 }

@@ -76,11 +76,13 @@ pub fn problem_text(p: &Problem) -> (&'static str, String, String) {
         },
         Problem::ValidationNeeded(_) => (
             "This rental needs to be checked online",
-            "The publisher asks for this copy to be validated online from time to time, and \
-             that check is missing or too old."
+            "The publisher asks for this copy to be validated online from time to time. The \
+             viewer could not do that just now (the details below say why, usually that the \
+             publisher's validation service could not be reached), and the last check is \
+             missing or too old."
                 .into(),
-            "Connect to the internet, run: tally-view validate PACKAGE KEYFILE, then press \
-             Try again."
+            "Connect to the internet, then press Try again (the viewer validates the copy \
+             itself)."
                 .into(),
         ),
         Problem::Revoked(_) => (
