@@ -1,17 +1,74 @@
 //! `tally-view trail verify | show`.
+//!
+//! Both trust the validation servers listed in the home folder (`<home>/validators`,
+//! filled by `trail vouch`): a trail carrying a validator record signed by one of them
+//! starts from the newest such record ([0094]) — the records it vouches for are checked by
+//! their chain hash, the later ones by signature — and the output says so.
 
 use super::{Failure, Outcome, trail_failure};
 use crate::cli::TrailCommand;
-use anyhow::Context as _;
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+use tally_core::crypto::PublicKey;
 use tally_core::home::{CardSpec, Home};
+use tally_core::trail::validator::Vouched;
 use tally_core::trail::{Body, Trail, TrailError, Usage};
+
+/// Arguments of `trail verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Also trust this validation server's key for this run (130 hex digits, uncompressed
+    /// SEC1; repeatable). The home folder's trusted servers are always used.
+    #[arg(long = "server-key", value_name = "HEX")]
+    pub server_keys: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The home's trusted validation-server keys plus `extra` (hex). A malformed validators
+/// file is an error naming the line, never a silently shorter list (which would only
+/// slow verification down, but would hide a damaged file).
+fn validators(home: &Home, extra: &[String]) -> Result<Vec<PublicKey>, Failure> {
+    let mut keys = home
+        .trusted_validators()
+        .map_err(|e| Failure::Usage(anyhow!(e).context("the trusted validation servers")))?;
+    for hex_key in extra {
+        let key = hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|b| PublicKey::from_sec1(&b).ok())
+            .ok_or_else(|| {
+                Failure::Usage(anyhow!(
+                    "--server-key must be 130 hex digits of a P-256 public key"
+                ))
+            })?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// The fast start, for JSON output.
+fn fast_start_json(v: Option<&Vouched>) -> serde_json::Value {
+    match v {
+        Some(v) => serde_json::json!({
+            "validator_index": v.index,
+            "validator_counter": v.counter,
+            "upto": v.upto,
+            "server_key": hex::encode(v.server_key),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
 
 /// Runs a trail subcommand.
 pub fn run(cmd: &TrailCommand, home: &Home, spec: &CardSpec) -> Outcome {
     match cmd {
-        TrailCommand::Verify(a) => verify(a.json, home, spec),
+        TrailCommand::Verify(a) => verify(a, home, spec),
         TrailCommand::Show(a) => show(a.json, home, spec),
         TrailCommand::Vouch(a) => super::vouch::run(a, home, spec),
+        TrailCommand::Restore(a) => super::restore::run(a, home, spec),
     }
 }
 
@@ -23,12 +80,15 @@ fn report_failure(json: bool, e: TrailError) -> Failure {
     trail_failure(e)
 }
 
-fn verify(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
+fn verify(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
+    let json = args.json;
+    let keys = validators(home, &args.server_keys)?;
     let mut card = spec.open(home)?;
     let id = card.identity().context("reading the card")?;
     let path = home.trail_path(&id.serial);
     let mut trail =
         Trail::open_or_create(&path, &mut card, &id).map_err(|e| report_failure(json, e))?;
+    trail.set_trusted_validators(keys);
     let v = trail
         .validate(&mut card)
         .map_err(|e| report_failure(json, e))?;
@@ -46,8 +106,23 @@ fn verify(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
             "last_counter": v.last_counter,
             "newly_verified": v.newly_verified,
             "recovered": trail.last_recovery(),
+            "fast_start": fast_start_json(trail.vouched()),
         });
         println!("{out:#}");
+    } else if let Some(f) = trail.vouched() {
+        println!(
+            "trail OK: {} records, counters {}..={}; fast start from the validator record at \
+             counter {} (server key {}): counters up to {} checked by its chain hash, the \
+             {} records after them by signature against card {}",
+            v.records,
+            v.first_counter,
+            v.last_counter,
+            f.counter,
+            hex::encode(&f.server_key[..8]),
+            f.upto,
+            v.newly_verified,
+            id.serial
+        );
     } else {
         println!(
             "trail OK: {} records, counters {}..={}, every signature verified against card {}",
@@ -80,14 +155,32 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             ),
             None,
         ),
+        Usage::Recovery(r) => (
+            format!(
+                "recovery by server {}: counters {}..={} lost, charged {} to {}",
+                hex::encode(&r.server_key[..8]),
+                r.from,
+                r.to,
+                r.charge.as_str(),
+                r.licences
+                    .as_ref()
+                    .map_or("every licence".to_string(), |l| format!(
+                        "{} licence(s)",
+                        l.len()
+                    ))
+            ),
+            None,
+        ),
     }
 }
 
 fn show(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
+    let keys = validators(home, &[])?;
     let mut card = spec.open(home)?;
     let id = card.identity().context("reading the card")?;
     let path = home.trail_path(&id.serial);
     let mut trail = Trail::open(&path, &id).map_err(|e| report_failure(json, e))?;
+    trail.set_trusted_validators(keys);
     // Show never writes; it checks signatures and order (truncation needs `trail verify`).
     let check = trail.verify_offline();
     let mut rows = Vec::new();
@@ -122,10 +215,19 @@ fn show(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
         };
         println!(
             "{:#}",
-            serde_json::json!({"trail": path, "card": id.serial.to_hex(), "status": status, "records": recs})
+            serde_json::json!({"trail": path, "card": id.serial.to_hex(), "status": status,
+                "fast_start": fast_start_json(trail.vouched()), "records": recs})
         );
     } else {
         println!("trail {} (card {})", path.display(), id.serial);
+        if let Some(f) = trail.vouched() {
+            println!(
+                "fast start: counters up to {} vouched for by the validator record at counter {} (server key {}), checked by its chain hash",
+                f.upto,
+                f.counter,
+                hex::encode(&f.server_key[..8])
+            );
+        }
         for (i, c, _, what, lic, text) in &rows {
             let lic = lic
                 .as_deref()

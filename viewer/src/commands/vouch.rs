@@ -4,8 +4,10 @@
 //! Runs ValidateTrail locally, sends the whole trail (encrypted to the server key, with the
 //! card's serial) to `POST /v1/trail/validate`, checks the answer — a validator body signed
 //! by that server key for this card, vouching for exactly these records — and appends it
-//! through Write, so the card signs it. Later ValidateTrails that trust the server key may
-//! start from it. The server keeps the encrypted trail as a backup ([0062]).
+//! through Write, so the card signs it, and adds the server key to the home's trusted
+//! validation servers (`<home>/validators`): later ValidateTrails — `trail verify`, `trail
+//! show`, opening a document — start from it. The server keeps the encrypted trail as a
+//! backup ([0062]).
 //!
 //! Exit 0 when the validator record was appended; 1 when the local trail is invalid, the
 //! server refused the trail, or its answer does not verify; 2 when the server can't be
@@ -45,7 +47,7 @@ pub struct VouchArgs {
 /// Largest answer read (a validator body is at most 1024 bytes).
 const MAX_ANSWER: u64 = 64 * 1024;
 
-fn server(args: &VouchArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
+pub(super) fn server(args: &VouchArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
     if let Some(path) = &args.keyfile {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let kf = Keyfile::open(&bytes, &super::trust::trusted(home)).map_err(|e| {
@@ -82,6 +84,10 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
     }
     let endpoint = format!("{}/v1/trail/validate", url.trim_end_matches('/'));
+    // The key is added to the home's trusted validators afterwards: read that list first,
+    // so a damaged file stops us before anything is sent or written.
+    home.trusted_validators()
+        .map_err(|e| Failure::Usage(anyhow!(e).context("the trusted validation servers")))?;
     let mut card = spec.open(home)?;
     let id = card.identity().context("reading the card")?;
     let path = home.trail_path(&id.serial);
@@ -143,12 +149,21 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
             Failure::Usage(e)
         });
     }
-    let body = check_answer(&answer, &key, &id, &sent).map_err(trail_failure)?;
+    let body = check_answer(&answer, &key, &id, trail.header().first_counter, &sent).map_err(trail_failure)?;
     let rec = trail.write(&mut card, &body).map_err(trail_failure)?;
     let upto = match &body.usage {
         Usage::Validator(v) => v.upto,
         _ => 0,
     };
+    // From now on `trail verify`, `trail show` and opening a document start from this
+    // server's validator records ([0094]); the record is already written, so a failure
+    // here is reported as such.
+    let newly_trusted = home.add_trusted_validator(&key).map_err(|e| {
+        Failure::Usage(anyhow!(e).context(format!(
+            "the validator record was written at counter {}, but the server key could not be added to the trusted validation servers",
+            rec.counter
+        )))
+    })?;
     if args.json {
         println!(
             "{:#}",
@@ -158,6 +173,7 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
                 "server_key": hex::encode(key.fingerprint()),
                 "upto": upto,
                 "validator_counter": rec.counter,
+                "newly_trusted": newly_trusted,
             })
         );
     } else {
@@ -166,6 +182,12 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
             rec.counter,
             hex::encode(&key.fingerprint()[..8])
         );
+        if newly_trusted {
+            println!(
+                "note: this server's key is now trusted for fast starts of ValidateTrail ({})",
+                home.validators_path().display()
+            );
+        }
     }
     Ok(())
 }
