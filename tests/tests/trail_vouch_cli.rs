@@ -122,19 +122,82 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     let origin = identity.origin;
     assert_eq!(v["upto"].as_u64().unwrap(), origin + 4);
     assert_eq!(v["validator_counter"].as_u64().unwrap(), origin + 5);
+    // The server key is now one of the home's trusted validation servers.
+    assert_eq!(v["newly_trusted"], true, "{v}");
+    let home = Home::new(dir.join("home"));
+    assert_eq!(home.trusted_validators().unwrap(), vec![key.clone()]);
 
     // A fresh ValidateTrail trusting the key starts from the validator.
     let mut t = Trail::open(&trail_path, &identity).unwrap();
     t.set_trusted_validators(vec![key.clone()]);
     assert_eq!(t.verify_offline().unwrap(), 1); // only the validator record itself
     assert_eq!(t.vouched().unwrap().upto, origin + 4);
-    // The trail is still an ordinary valid trail.
-    view(dir).args(["trail", "verify"]).assert().success();
+    // `trail verify` with no flags starts from it too (the home trusts the key), and says so.
+    let out = view(dir)
+        .args(["trail", "verify", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fast_start"]["upto"].as_u64(), Some(origin + 4), "{v}");
+    assert_eq!(
+        v["fast_start"]["validator_counter"].as_u64(),
+        Some(origin + 5)
+    );
+    assert_eq!(
+        v["fast_start"]["server_key"].as_str(),
+        Some(hex::encode(key.fingerprint()).as_str())
+    );
+    // Signatures checked: the validator record and the two nonce records after it.
+    assert_eq!(v["newly_verified"].as_u64(), Some(2), "{v}");
+    view(dir)
+        .args(["trail", "verify"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "fast start from the validator record at counter {}",
+            origin + 5
+        )));
     view(dir)
         .args(["trail", "show"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("validator up to counter"));
+        .stdout(predicate::str::contains("validator up to counter"))
+        .stdout(predicate::str::contains(format!(
+            "fast start: counters up to {}",
+            origin + 4
+        )));
+    // Without the home's list: full validation; --server-key trusts the key for one run.
+    let validators = home.validators_path();
+    let list = std::fs::read(&validators).unwrap();
+    std::fs::remove_file(&validators).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(
+        &view(dir)
+            .args(["trail", "verify", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["fast_start"], serde_json::Value::Null, "{v}");
+    let v: serde_json::Value = serde_json::from_slice(
+        &view(dir)
+            .args(["trail", "verify", "--json", "--server-key"])
+            .arg(&key_hex)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["fast_start"]["upto"].as_u64(), Some(origin + 4), "{v}");
+    view(dir)
+        .args(["trail", "verify", "--server-key", "abcd"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--server-key must be 130 hex digits",
+        ));
+    std::fs::write(&validators, &list).unwrap();
 
     // A key that is not the server's: the server can't open the request (exit 2).
     let other = tally_core::validation::ServerSecret::random(&mut rand_core::OsRng);
@@ -171,15 +234,55 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("chain hash"));
+    // Trusting the server, verify finds it by the chain hash; without, by record 2's signature.
+    view(dir)
+        .args(["trail", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("chain hash"));
+    std::fs::remove_file(&validators).unwrap();
     view(dir)
         .args(["trail", "verify"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("record 2"));
+    std::fs::write(&validators, &list).unwrap();
 
-    // Put back, it verifies; with the server gone, vouch is a usage failure (exit 2).
+    // Put back, it verifies; vouching again keeps the key listed once.
     std::fs::write(&trail_path, &bytes).unwrap();
     view(dir).args(["trail", "verify"]).assert().success();
+    let out = view(dir)
+        .args(["trail", "vouch", "--json", "--server", &url, "--server-key"])
+        .arg(&key_hex)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["newly_trusted"], false, "{v}");
+    assert_eq!(home.trusted_validators().unwrap(), vec![key.clone()]);
+
+    // A damaged list of trusted servers is an error naming the line, never ignored.
+    let mut bad = list.clone();
+    bad.extend_from_slice(b"not a key\n");
+    std::fs::write(&validators, &bad).unwrap();
+    let bad_line = format!(
+        "validators, line {}",
+        bad.split(|b| *b == b'\n').count() - 1
+    );
+    for args in [
+        &["trail", "verify"][..],
+        &["trail", "show"],
+        &["trail", "vouch", "--server", &url, "--server-key", &key_hex],
+    ] {
+        view(dir)
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(&bad_line));
+    }
+    std::fs::write(&validators, &list).unwrap();
+
+    // With the server gone, vouch is a usage failure (exit 2).
     drop(server);
     view(dir)
         .args(["trail", "vouch", "--server", &url, "--server-key"])

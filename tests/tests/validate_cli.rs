@@ -303,8 +303,32 @@ fn opening_validates_online_when_due_and_falls_back_offline() {
         .stdout(predicate::str::contains("withdrawn this copy"))
         .stdout(predicate::str::contains("revoked"));
 
-    // Copy b is validated while the server runs; then the server goes away.
+    // Copy b is validated while the server runs.
     status(dir, &package, &b, false).assert().success();
+    // The opening trusts the keyfile's server for ValidateTrail's fast start ([0094]),
+    // also without the home's list (which `trail vouch` fills).
+    view(dir)
+        .args(["trail", "vouch", "--keyfile"])
+        .arg(&b)
+        .assert()
+        .success();
+    let validators = Home::new(dir.join("home")).validators_path();
+    std::fs::remove_file(&validators).unwrap();
+    let checked = open_later(dir, &package, &b, 0).unwrap();
+    assert!(checked.meter.trail().vouched().is_some());
+    assert!(checked.online.is_some());
+    drop(checked);
+    // A damaged list of trusted servers is a clear refusal naming the line, not ignored.
+    std::fs::write(&validators, "# trusted\nnot a key\n").unwrap();
+    status(dir, &package, &b, false)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "the list of trusted validation servers is unreadable",
+        ))
+        .stdout(predicate::str::contains("validators, line 2"));
+    std::fs::remove_file(&validators).unwrap();
+    // Then the server goes away.
     drop(server);
     // Within the grace: it opens offline, saying when it was last validated.
     let v = json_of(status(dir, &package, &b, true).assert().success());
