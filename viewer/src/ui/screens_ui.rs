@@ -126,7 +126,10 @@ fn centered(ui: &mut egui::Ui, add: impl FnOnce(&mut egui::Ui)) {
 pub(super) fn opening(ui: &mut egui::Ui) {
     centered(ui, |ui| {
         ui.heading("Opening…");
-        ui.label("Checking the licence, your card and your usage record.");
+        ui.label(
+            "Checking the licence, your card and your usage record, and validating this copy \
+             online when the publisher asks for it.",
+        );
     });
 }
 
