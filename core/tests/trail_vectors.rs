@@ -321,13 +321,8 @@ fn outcome_from_file(bytes: &[u8], id: &CardIdentity) -> String {
 fn outcome_from_bytes(bytes: &[u8], id: &CardIdentity) -> String {
     // The in-memory entry point: header, frames, then the validator over the parsed records.
     let res = (|| -> Result<(), TrailError> {
+        // The start rule (origin, or an archived trail's anchor) is verify_range's own.
         let h = Header::decode(bytes)?;
-        if h.first_counter != id.origin {
-            return Err(TrailError::NotAtOrigin {
-                first: h.first_counter,
-                origin: id.origin,
-            });
-        }
         let f = parse_frames(&bytes[HEADER_LEN..], HEADER_LEN as u64, 0)?;
         if f.torn_bytes > 0 {
             return Err(TrailError::TornTail {

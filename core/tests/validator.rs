@@ -375,27 +375,76 @@ fn the_reader_checks_the_servers_answer_before_appending_it() {
     let (s, other) = (server(), server());
     let answer = vouch(&s, &f.identity, &f.bytes(), now()).unwrap().encode();
     let records = f.records();
-    let body = check_answer(answer.as_bytes(), s.public(), &f.identity, &records).unwrap();
+    let body = check_answer(
+        answer.as_bytes(),
+        s.public(),
+        &f.identity,
+        f.identity.origin,
+        &records,
+    )
+    .unwrap();
     assert_eq!(body.encode(), answer);
     // Another key, a body that is not a validator, garbage.
-    let err = check_answer(answer.as_bytes(), other.public(), &f.identity, &records).unwrap_err();
+    let err = check_answer(
+        answer.as_bytes(),
+        other.public(),
+        &f.identity,
+        f.identity.origin,
+        &records,
+    )
+    .unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
     let open = Body::now(Usage::Open { licence: A }).encode();
-    let err = check_answer(open.as_bytes(), s.public(), &f.identity, &records).unwrap_err();
+    let err = check_answer(
+        open.as_bytes(),
+        s.public(),
+        &f.identity,
+        f.identity.origin,
+        &records,
+    )
+    .unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
-    let err = check_answer(b"\xff\x00", s.public(), &f.identity, &records).unwrap_err();
+    let err = check_answer(
+        b"\xff\x00",
+        s.public(),
+        &f.identity,
+        f.identity.origin,
+        &records,
+    )
+    .unwrap_err();
     assert_eq!(err.check(), "body", "{err}");
     // Vouching for records this trail lacks, or for different records.
-    let err = check_answer(answer.as_bytes(), s.public(), &f.identity, &records[..3]).unwrap_err();
+    let err = check_answer(
+        answer.as_bytes(),
+        s.public(),
+        &f.identity,
+        f.identity.origin,
+        &records[..3],
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("does not have"), "{err}");
     let mut changed = records.clone();
     changed[2].nonce[0] ^= 1;
-    let err = check_answer(answer.as_bytes(), s.public(), &f.identity, &changed).unwrap_err();
+    let err = check_answer(
+        answer.as_bytes(),
+        s.public(),
+        &f.identity,
+        f.identity.origin,
+        &changed,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("chain hash"), "{err}");
     // A bit flipped in the answer's signature.
     let mut forged = answer.clone().into_bytes();
     let n = forged.len();
     forged[n - 1] = if forged[n - 1] == b'0' { b'1' } else { b'0' };
-    let err = check_answer(&forged, s.public(), &f.identity, &records).unwrap_err();
+    let err = check_answer(
+        &forged,
+        s.public(),
+        &f.identity,
+        f.identity.origin,
+        &records,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("signature"), "{err}");
 }

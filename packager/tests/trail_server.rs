@@ -245,7 +245,14 @@ fn a_vouched_trail_fast_starts_and_is_backed_up() {
 
     let (sent, (status, _, answer)) = send(&server.url, &key, &ada);
     assert_eq!(status, 200, "{answer}");
-    let body = check_answer(answer.as_bytes(), &key, &ada.identity, &ada.records()).unwrap();
+    let body = check_answer(
+        answer.as_bytes(),
+        &key,
+        &ada.identity,
+        ada.identity.origin,
+        &ada.records(),
+    )
+    .unwrap();
     let Usage::Validator(v) = &body.usage else {
         panic!("{body:?}")
     };
@@ -278,7 +285,16 @@ fn a_vouched_trail_fast_starts_and_is_backed_up() {
     // A second request vouches for more and replaces the backup.
     let (sent2, (status, _, answer2)) = send(&server.url, &key, &ada);
     assert_eq!(status, 200, "{answer2}");
-    ada.write(&check_answer(answer2.as_bytes(), &key, &ada.identity, &ada.records()).unwrap());
+    ada.write(
+        &check_answer(
+            answer2.as_bytes(),
+            &key,
+            &ada.identity,
+            ada.identity.origin,
+            &ada.records(),
+        )
+        .unwrap(),
+    );
     let (upto, _, stored) = env.backup(&ada.identity.serial).unwrap();
     assert_eq!(upto, "00000000000000000134");
     assert_eq!(stored, sent2);
@@ -302,6 +318,7 @@ fn forged_validators_and_tampered_trails_are_refused() {
         answer.as_bytes(),
         forger.public(),
         &ada.identity,
+        ada.identity.origin,
         &ada.records(),
     )
     .unwrap_err();
@@ -336,7 +353,16 @@ fn forged_validators_and_tampered_trails_are_refused() {
     let bob = env.reader("Bob", 12, true);
     let (_, (status, _, answer)) = send(&server.url, &key, &bob);
     assert_eq!(status, 200, "{answer}");
-    bob.write(&check_answer(answer.as_bytes(), &key, &bob.identity, &bob.records()).unwrap());
+    bob.write(
+        &check_answer(
+            answer.as_bytes(),
+            &key,
+            &bob.identity,
+            bob.identity.origin,
+            &bob.records(),
+        )
+        .unwrap(),
+    );
     let good = bob.records();
     let mut bad = good.clone();
     // A different body: 99 printed pages where the record said something else.

@@ -114,6 +114,11 @@ impl Tally {
             t.printed = u64::from(v.prints);
             t.time_records = u64::from(v.times);
             t.vouched_time_records = u64::from(v.times);
+            // All totals at their maximum is how a validator says "charged in full".
+            let full = u32::MAX;
+            if [v.opens, v.pages, v.seconds, v.prints, v.times] == [full; 5] {
+                t.write_off();
+            }
         }
         // Lost records the validator's prefix charged in full stay charged in full ([0062]).
         for r in vouched.map(|v| v.recoveries.as_slice()).unwrap_or_default() {

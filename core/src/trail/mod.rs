@@ -197,6 +197,18 @@ pub enum TrailError {
     /// A crash simulated by a test at a [`CrashPoint`].
     #[error("simulated crash at {0:?}")]
     InjectedCrash(CrashPoint),
+    /// `Trail::archive` found nothing it may move out of the working trail.
+    #[error("nothing archived: {0}")]
+    NotArchivable(&'static str),
+    /// The trail's records before `first` were archived, and no validator record from a
+    /// trusted validation server vouches for them ([`validator::chain_origin`]).
+    #[error(
+        "the trail's records before counter {first} were archived out of it, and no trusted validation server vouches for them here — validate it with the key of the server whose validator it was archived at (a trail missing its beginning is never taken for an archived one)"
+    )]
+    Archived {
+        /// The trail's first counter.
+        first: u64,
+    },
     /// A recovery record does not account for the hole before it: wrong counters, an
     /// untrusted or forged server signature, or records before it that are not the
     /// server's backup ([0062]; see [`validator::check_recovery`]).
@@ -263,6 +275,9 @@ impl TrailError {
             Self::InjectedCrash(_) => "crash",
             Self::BadValidator { .. } => "validator",
             Self::BadRecovery { .. } => "recovery",
+            // A trail that does not begin where it should, like `NotAtOrigin`.
+            Self::Archived { .. } => "start",
+            Self::NotArchivable(_) => "archive",
         }
     }
 
@@ -329,6 +344,21 @@ pub enum Reconciled {
         /// Its counter.
         counter: u64,
     },
+}
+
+/// What [`Trail::archive`] moved out of the working trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// The archive file: a trail file (the old header) holding the records moved.
+    pub path: PathBuf,
+    /// Records moved.
+    pub records: u64,
+    /// Their counters: `first..=upto`.
+    pub first: u64,
+    /// The last counter moved: the `upto` of the validator record that vouches for them.
+    pub upto: u64,
+    /// Records left in the working trail.
+    pub kept: u64,
 }
 
 /// An open trail for one card.
@@ -481,7 +511,8 @@ impl Trail {
                 "the trail was made with a different card key".into(),
             ));
         }
-        if header.first_counter != identity.origin {
+        // A later first counter is an archived trail: validation needs its anchor validator.
+        if header.first_counter < identity.origin {
             return Err(TrailError::NotAtOrigin {
                 first: header.first_counter,
                 origin: identity.origin,
@@ -941,6 +972,101 @@ impl Trail {
         self.verify_new()
     }
 
+    /// Moves the records a trusted validator record vouches for out of the working trail
+    /// ([0094]: "the vouched-for prefix may be archived"), so the working trail — and every
+    /// fresh ValidateTrail — stays small however long the rental history grows.
+    ///
+    /// The cut is at the `upto` of the newest validator record signed by one of `trusted`
+    /// (the one a fast start begins from). The records up to it go, byte for byte, to
+    /// `<trail>.archive-<first>-<upto>` (itself a trail file, verifiable with the keys that
+    /// verified it here); the working trail is rewritten atomically with `first counter =
+    /// upto + 1` and the records after the cut, the validator record among them. That
+    /// validator is the new trail's *anchor* ([`validator::chain_origin`]): later
+    /// validations need a trusted key for it, and a trail with its beginning cut anywhere
+    /// else is refused. Refused too: a trail that does not verify, no trusted validator
+    /// after the last cut, and a cut past a recovery record charging every licence (its
+    /// charge could not be carried by the validator's per-licence totals).
+    ///
+    /// Needs no card. Other processes that hold the trail open see it replaced and stop
+    /// with [`TrailError::Shrunk`]: archive while no viewer is reading.
+    pub fn archive(
+        path: impl Into<PathBuf>,
+        identity: &CardIdentity,
+        trusted: Vec<PublicKey>,
+    ) -> Result<Archive, TrailError> {
+        let path = path.into();
+        let _lock = LockGuard::acquire(&path).map_err(io(&path))?;
+        let mut t = Self::open(&path, identity)?;
+        if trusted.is_empty() {
+            return Err(TrailError::NotArchivable(
+                "no validation server is trusted, so no validator record can vouch for the records to archive",
+            ));
+        }
+        t.set_trusted_validators(trusted.clone());
+        t.verify_offline()?;
+        let Some(v) = t.vouched.clone() else {
+            return Err(TrailError::NotArchivable(
+                "no validator record from a trusted server is in the trail (run `tally-view trail vouch` first)",
+            ));
+        };
+        let Some(k) = t.records.iter().position(|r| r.counter == v.upto) else {
+            return Err(TrailError::NotArchivable(
+                "the newest validator vouches only for records already archived (vouch again first)",
+            ));
+        };
+        let every_licence = t.records[..=k].iter().any(|r| {
+            validator::looks_like_recovery(&r.body)
+                && Body::parse(&r.body).is_ok_and(|b| {
+                    matches!(&b.usage, Usage::Recovery(rec)
+                        if rec.licences.is_none() && rec.charge == body::LostCharge::Full)
+                })
+        });
+        if every_licence {
+            return Err(TrailError::NotArchivable(
+                "a recovery record charging every licence is among the records to archive",
+            ));
+        }
+        let first = t.header.first_counter;
+        let mut name = path.as_os_str().to_os_string();
+        name.push(format!(".archive-{first}-{}", v.upto));
+        let archive_path = PathBuf::from(name);
+        let frames = |recs: &[Record], header: &Header| {
+            let mut out = header.encode().to_vec();
+            for r in recs {
+                out.extend(file::encode_frame(r));
+            }
+            out
+        };
+        let archived = frames(&t.records[..=k], &t.header);
+        let kept_header = Header::for_card(identity, v.upto.saturating_add(1));
+        let kept = frames(&t.records[k + 1..], &kept_header);
+        // The archive first, durably; then the working trail replaced in one rename. A
+        // crash in between leaves the old trail whole (and an archive that is rewritten).
+        crate::fsutil::atomic_write(&archive_path, &archived).map_err(io(&archive_path))?;
+        // The new working trail must verify, anchored, before it replaces the old one.
+        let mut tmp = path.as_os_str().to_os_string();
+        tmp.push(".archiving");
+        let tmp = PathBuf::from(tmp);
+        crate::fsutil::atomic_write(&tmp, &kept).map_err(io(&tmp))?;
+        let check = Self::open(&tmp, identity).and_then(|mut n| {
+            n.set_trusted_validators(trusted);
+            n.verify_offline()
+        });
+        if let Err(e) = check {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        crate::fsutil::sync_dir(crate::fsutil::parent_dir(&path)).map_err(io(&path))?;
+        Ok(Archive {
+            path: archive_path,
+            records: k as u64 + 1,
+            first,
+            upto: v.upto,
+            kept: (t.records.len() - k - 1) as u64,
+        })
+    }
+
     /// Has the card sign `body` outside any trail, for a card whose trail is missing at
     /// `path`: the restore request of [`crate::validation::seal_restore_request`]. Its
     /// counter is then lost to the trail on purpose, and the server's recovery record
@@ -1020,7 +1146,7 @@ impl Trail {
         let header = Header::decode(backup)?;
         if header.serial != identity.serial
             || header.key_fingerprint != identity.public_key.fingerprint()
-            || header.first_counter != identity.origin
+            || header.first_counter < identity.origin
         {
             return Err(TrailError::WrongCard(format!(
                 "the server's backup is not a trail of card {}",
@@ -1071,7 +1197,14 @@ impl Trail {
                 "it does not start at the counter after the backup's last record",
             ));
         }
-        if validator::chain_hash(identity, header.first_counter, &frames.records) != r.chain {
+        let origin = validator::chain_origin(
+            &frames.records,
+            identity,
+            header.first_counter,
+            &trusted,
+            default_verifier(),
+        )?;
+        if validator::chain_from(origin, &frames.records) != r.chain {
             return Err(refuse("its chain hash is not the backup's"));
         }
         let mut s = card.session()?;

@@ -90,10 +90,18 @@ fn check_sequence(
         let idx = i as u64;
         let body =
             Body::parse(&r.body).map_err(|error| (i, TrailError::BadBody { index: idx, error }))?;
-        // A trail restored with no backup at all begins with its recovery record ([0062]).
-        let restored_from_nothing = i == 0 && matches!(body.usage, Usage::Recovery(_));
-        if i == 0 && body.usage != Usage::Genesis && !restored_from_nothing {
-            return Err((i, TrailError::FirstNotGenesis));
+        if i == 0 && first_counter != identity.origin {
+            // An archived trail: it starts after its anchor's `upto`, never with a genesis.
+            super::validator::chain_origin(records, identity, first_counter, trusted, verifier)
+                .map_err(|e| (i, e))?;
+            if body.usage == Usage::Genesis {
+                return Err((i, TrailError::UnexpectedGenesis { index: idx }));
+            }
+        } else if i == 0 && body.usage != Usage::Genesis {
+            // A trail restored with no backup at all begins with its recovery record ([0062]).
+            if !matches!(body.usage, Usage::Recovery(_)) {
+                return Err((i, TrailError::FirstNotGenesis));
+            }
         }
         if i > 0 && body.usage == Usage::Genesis {
             return Err((i, TrailError::UnexpectedGenesis { index: idx }));

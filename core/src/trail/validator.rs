@@ -135,7 +135,8 @@ pub fn check_recovery(
     if !verify_recovery(body, &identity.serial, key, verifier) {
         return Err(refuse("the server's signature does not verify"));
     }
-    if chain_hash(identity, first_counter, &records[..index]) != r.chain {
+    let origin = chain_origin(records, identity, first_counter, trusted, verifier)?;
+    if chain_from(origin, &records[..index]) != r.chain {
         return Err(refuse(
             "its chain hash does not match the records before it — they are not the server's backup",
         ));
@@ -164,6 +165,71 @@ pub fn chain_hash(identity: &CardIdentity, first_counter: u64, records: &[Record
         first_counter,
     );
     records.iter().fold(start, |c, r| chain_step(&c, r))
+}
+
+/// The chain hash after every record of `records`, continuing from `start` (the chain hash
+/// before the first of them: [`chain_start`], or an archived trail's [`chain_origin`]).
+pub fn chain_from(start: Hash, records: &[Record]) -> Hash {
+    records.iter().fold(start, |c, r| chain_step(&c, r))
+}
+
+/// The chain hash before the first record of a trail whose header says `first_counter`.
+///
+/// A trail that starts at the card's origin starts from [`chain_start`]. A trail whose
+/// records before `first_counter` were archived ([`super::Trail::archive`]) starts from
+/// the chain hash of its *anchor*: the validator record, signed by one of `trusted`, that
+/// vouches for every record up to `first_counter − 1` — the server saw those records, so
+/// nothing before the anchor can have been dropped unnoticed ([0094]). With no such
+/// validator the trail is refused ([`TrailError::Archived`]): a trail missing its
+/// beginning is never taken for an archived one.
+pub fn chain_origin(
+    records: &[Record],
+    identity: &CardIdentity,
+    first_counter: u64,
+    trusted: &[PublicKey],
+    verifier: &dyn SignatureVerifier,
+) -> Result<Hash, TrailError> {
+    if first_counter == identity.origin {
+        return Ok(chain_start(
+            &identity.serial,
+            &identity.public_key.fingerprint(),
+            first_counter,
+        ));
+    }
+    if first_counter < identity.origin {
+        return Err(TrailError::NotAtOrigin {
+            first: first_counter,
+            origin: identity.origin,
+        });
+    }
+    let upto = first_counter - 1;
+    for (i, r) in records.iter().enumerate() {
+        if !looks_like_validator(&r.body) {
+            continue;
+        }
+        let Ok(body) = Body::parse(&r.body) else {
+            continue;
+        };
+        let Usage::Validator(v) = &body.usage else {
+            continue;
+        };
+        if v.upto != upto {
+            continue;
+        }
+        let Some(key) = trusted.iter().find(|k| k.fingerprint() == v.server_key) else {
+            continue;
+        };
+        if !verify_validator(&body, &identity.serial, key, verifier) {
+            return Err(TrailError::BadValidator {
+                index: i as u64,
+                reason: "the server's signature does not verify",
+            });
+        }
+        return Ok(v.chain);
+    }
+    Err(TrailError::Archived {
+        first: first_counter,
+    })
 }
 
 /// The message the server signs for a validator body whose text before ` sig=` is `unsigned`.
@@ -295,15 +361,21 @@ pub fn fast_start(
         }
         expected = r.counter.saturating_add(1);
     }
-    // The vouched-for records are records[..=k], where record k carries counter `upto`.
-    let k = records[..index]
-        .iter()
-        .position(|r| r.counter == v.upto)
-        .ok_or(TrailError::BadValidator {
-            index: idx,
-            reason: "it vouches for counters outside the records before it",
-        })?;
-    let recoveries: Vec<Recovery> = records[..=k]
+    // The vouched-for records are records[..len]: up to the one carrying counter `upto`
+    // (none when the validator is an archived trail's anchor, vouching for the archive).
+    let len = if v.upto.checked_add(1) == Some(first_counter) && first_counter != identity.origin {
+        0
+    } else {
+        records[..index]
+            .iter()
+            .position(|r| r.counter == v.upto)
+            .ok_or(TrailError::BadValidator {
+                index: idx,
+                reason: "it vouches for counters outside the records before it",
+            })?
+            + 1
+    };
+    let recoveries: Vec<Recovery> = records[..len]
         .iter()
         .filter(|r| looks_like_recovery(&r.body))
         .filter_map(|r| match Body::parse(&r.body).ok()?.usage {
@@ -311,8 +383,8 @@ pub fn fast_start(
             _ => None,
         })
         .collect();
-    let prefix = &records[..=k];
-    if chain_hash(identity, first_counter, prefix) != v.chain {
+    let origin = chain_origin(records, identity, first_counter, trusted, verifier)?;
+    if chain_from(origin, &records[..len]) != v.chain {
         return Err(TrailError::BadValidator {
             index: idx,
             reason: "the chain hash of the records it vouches for does not match — a record before it was changed",
@@ -368,13 +440,8 @@ pub fn vouch(
         ))
         .into());
     }
-    if header.first_counter != identity.origin {
-        return Err(TrailError::NotAtOrigin {
-            first: header.first_counter,
-            origin: identity.origin,
-        }
-        .into());
-    }
+    // A trail that does not start at the card's origin must be an archived one, anchored
+    // by this server's own validator (checked by `verify_range`, `chain_origin`).
     let frames = parse_frames(
         bytes.get(HEADER_LEN..).unwrap_or_default(),
         HEADER_LEN as u64,
@@ -402,13 +469,41 @@ pub fn vouch(
         crate::crypto::default_verifier(),
         threads,
     )?;
-    // Totals per licence, exactly as `policy::Tally` counts them from the same bodies.
+    let own = std::slice::from_ref(secret.public());
+    let verifier = crate::crypto::default_verifier();
+    // Totals per licence, exactly as `policy::Tally` counts them from the same bodies. An
+    // archived trail no longer holds its first records: its totals start from the newest
+    // validator of this server in it (as `Tally::resume` does), and only later records add.
     let mut sums: std::collections::BTreeMap<super::LicenceId, [u64; 5]> = Default::default();
-    for r in &records {
+    let mut recoveries: Vec<Recovery> = Vec::new();
+    let mut written_off = std::collections::BTreeSet::new();
+    let mut from = 0;
+    if header.first_counter != identity.origin
+        && let Some(v) = fast_start(&records, identity, header.first_counter, own, verifier)?
+    {
+        for t in &v.totals {
+            if [t.opens, t.pages, t.seconds, t.prints, t.times] == [u32::MAX; 5] {
+                written_off.insert(t.licence);
+            }
+            sums.insert(
+                t.licence,
+                [t.opens, t.pages, t.seconds, t.prints, t.times].map(u64::from),
+            );
+        }
+        recoveries.extend(v.recoveries);
+        from = records
+            .iter()
+            .position(|r| r.counter == v.upto)
+            .map_or(0, |k| k + 1);
+    }
+    for r in &records[from..] {
         // Bodies of verified records always parse (checked by `verify_range`).
         let Ok(body) = Body::parse(&r.body) else {
             continue;
         };
+        if let Usage::Recovery(rec) = &body.usage {
+            recoveries.push((**rec).clone());
+        }
         let Some(lic) = body.usage.licence() else {
             continue;
         };
@@ -423,6 +518,21 @@ pub fn vouch(
             Usage::Print { pages, .. } => s[3] += u64::from(pages),
             _ => {}
         }
+    }
+    // Lost records charged in full ([0062]): the licences charged carry totals of
+    // `u32::MAX` — "fully used", which `Tally::resume` reads back as written off — so the
+    // charge outlives the recovery record if the records before it are archived.
+    for r in recoveries
+        .iter()
+        .filter(|r| r.charge == super::body::LostCharge::Full)
+    {
+        match &r.licences {
+            Some(l) => written_off.extend(l.iter().copied()),
+            None => written_off.extend(sums.keys().copied()),
+        }
+    }
+    for lic in written_off {
+        sums.insert(lic, [u64::from(u32::MAX); 5]);
     }
     if sums.len() > super::body::MAX_VALIDATOR_LICENCES {
         return Err(VouchError::TooManyLicences(sums.len()));
@@ -445,7 +555,10 @@ pub fn vouch(
         Usage::Validator(Box::new(Validator {
             server_key: secret.public().fingerprint(),
             upto: last,
-            chain: chain_hash(identity, header.first_counter, &records),
+            chain: chain_from(
+                chain_origin(&records, identity, header.first_counter, own, verifier)?,
+                &records,
+            ),
             totals,
             signature: crate::crypto::Signature([0; 64]),
         })),
@@ -462,12 +575,14 @@ pub fn vouch(
 /// The reader's check of a server's answer before appending it: `answer` must be a
 /// canonical validator body signed by `server` for this card, vouching for a prefix of
 /// `records` (the reader's trail, first counter `identity.origin`) with the right chain
-/// hash. The body is returned, ready for Write. Errors are [`TrailError::BadValidator`]
+/// hash (from the trail's header's `first_counter`: an archived trail's chain starts at its
+/// anchor, [`chain_origin`]). The body is returned, ready for Write. Errors are [`TrailError::BadValidator`]
 /// (with the position the record would have taken) or [`TrailError::BadBody`].
 pub fn check_answer(
     answer: &[u8],
     server: &PublicKey,
     identity: &CardIdentity,
+    first_counter: u64,
     records: &[Record],
 ) -> Result<Body, TrailError> {
     let index = records.len() as u64;
@@ -491,7 +606,14 @@ pub fn check_answer(
         .iter()
         .position(|r| r.counter == v.upto)
         .ok_or(refuse("it vouches for records this trail does not have"))?;
-    if chain_hash(identity, identity.origin, &records[..=k]) != v.chain {
+    let origin = chain_origin(
+        records,
+        identity,
+        first_counter,
+        std::slice::from_ref(server),
+        crate::crypto::default_verifier(),
+    )?;
+    if chain_from(origin, &records[..=k]) != v.chain {
         return Err(refuse(
             "its chain hash does not match this trail — the server saw other records",
         ));

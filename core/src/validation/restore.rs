@@ -366,10 +366,11 @@ pub fn plan_recovery(
             last,
         });
     }
-    let records = backup_records(secret, identity, backup).map_err(RestoreError::Backup)?;
+    let (first_counter, records) =
+        backup_records(secret, identity, backup).map_err(RestoreError::Backup)?;
     let next = records
         .last()
-        .map_or(identity.origin, |r| r.counter.saturating_add(1));
+        .map_or(first_counter, |r| r.counter.saturating_add(1));
     if rec.counter < next {
         return Err(RestoreError::BehindBackup {
             counter: rec.counter,
@@ -385,7 +386,17 @@ pub fn plan_recovery(
             server_key: secret.public().fingerprint(),
             from: next,
             to: rec.counter,
-            chain: validator::chain_hash(identity, identity.origin, &records),
+            chain: validator::chain_from(
+                validator::chain_origin(
+                    &records,
+                    identity,
+                    first_counter,
+                    std::slice::from_ref(secret.public()),
+                    default_verifier(),
+                )
+                .map_err(RestoreError::Backup)?,
+                &records,
+            ),
             charge,
             licences,
             signature: crate::crypto::Signature([0; 64]),
@@ -405,17 +416,18 @@ pub fn plan_recovery(
     })
 }
 
-/// The records of a backup trail file, checked in full (header, frames, signatures,
-/// counters; recovery records from this server are accepted).
+/// The first counter and the records of a backup trail file, checked in full (header,
+/// frames, signatures, counters; recovery records and archive anchors from this server
+/// are accepted).
 pub fn backup_records(
     secret: &ServerSecret,
     identity: &CardIdentity,
     bytes: &[u8],
-) -> Result<Vec<Record>, TrailError> {
+) -> Result<(u64, Vec<Record>), TrailError> {
     let header = Header::decode(bytes)?;
     if header.serial != identity.serial
         || header.key_fingerprint != identity.public_key.fingerprint()
-        || header.first_counter != identity.origin
+        || header.first_counter < identity.origin
     {
         return Err(TrailError::WrongCard(format!(
             "the backup is not a trail of card {}",
@@ -444,5 +456,5 @@ pub fn backup_records(
         default_verifier(),
         threads,
     )?;
-    Ok(frames.records)
+    Ok((header.first_counter, frames.records))
 }

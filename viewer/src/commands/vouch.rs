@@ -149,7 +149,8 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
             Failure::Usage(e)
         });
     }
-    let body = check_answer(&answer, &key, &id, trail.header().first_counter, &sent).map_err(trail_failure)?;
+    let body = check_answer(&answer, &key, &id, trail.header().first_counter, &sent)
+        .map_err(trail_failure)?;
     let rec = trail.write(&mut card, &body).map_err(trail_failure)?;
     let upto = match &body.usage {
         Usage::Validator(v) => v.upto,
