@@ -363,3 +363,79 @@ fn a_card_the_server_does_not_know_gets_nothing_and_forgiving_servers_say_so() {
         .assert()
         .success();
 }
+
+#[test]
+fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let (package, keyfile, _server, _url) = setup(dir, &home);
+    let view = || view_at(&home);
+    let status_json = || {
+        let out = view_at(&home)
+            .arg("status")
+            .arg(&package)
+            .arg(&keyfile)
+            .arg("--json")
+            .output()
+            .unwrap();
+        json(&out.stdout)
+    };
+    let (identity, _) =
+        CardIdentity::from_export(&std::fs::read(dir.join("reader.card")).unwrap()).unwrap();
+    let trail = Home::new(&home).trail_path(&identity.serial);
+    for _ in 0..3 {
+        assert_eq!(status_json()["allowed"], true);
+    }
+    // Nothing vouched for yet: nothing may be archived.
+    view()
+        .args(["trail", "archive"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nothing archived"));
+    view()
+        .args(["trail", "vouch", "--keyfile"])
+        .arg(&keyfile)
+        .assert()
+        .success();
+    view().args(["trail", "verify"]).assert().success();
+    let before = status_json();
+    let records_before = std::fs::metadata(&trail).unwrap().len();
+    let out = view()
+        .args(["trail", "archive", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let a = json(&out.stdout);
+    assert!(a["archived"].as_u64().unwrap() >= 5, "{a}");
+    assert!(Path::new(a["archive"].as_str().unwrap()).exists());
+    assert!(std::fs::metadata(&trail).unwrap().len() < records_before);
+    // Same use counted after the cut (the status itself adds one nonce record each time).
+    let after = status_json();
+    assert_eq!(after["used"]["opens"], before["used"]["opens"], "{after}");
+    view()
+        .args(["trail", "verify", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"fast_start\""));
+    // The archived trail is vouched for again, lost, and restored from that backup.
+    view()
+        .args(["trail", "vouch", "--keyfile"])
+        .arg(&keyfile)
+        .assert()
+        .success();
+    lose(&trail);
+    view()
+        .args(["trail", "restore", "--keyfile"])
+        .arg(&keyfile)
+        .assert()
+        .success();
+    view().args(["trail", "verify"]).assert().success();
+    // A home that does not trust the server can't validate the archived trail.
+    std::fs::remove_file(home.join("validators")).unwrap();
+    view()
+        .args(["trail", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("archived"));
+}

@@ -152,4 +152,7 @@ pub enum TrailCommand {
     /// Recover a lost trail from the validation server's backup ([0062]); the records lost
     /// since the backup are charged by the server's signed recovery record.
     Restore(crate::commands::restore::RestoreArgs),
+    /// Move the records a trusted validation server vouched for out of the working trail
+    /// into `<trail>.archive-<first>-<upto>` ([0094]); later validations start after them.
+    Archive(crate::commands::trail::VerifyArgs),
 }

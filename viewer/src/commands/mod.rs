@@ -1,5 +1,6 @@
 //! One file per subcommand; each returns the process exit code.
 
+pub mod archive;
 pub mod card;
 pub mod open;
 pub mod restore;

@@ -29,7 +29,7 @@ pub struct VerifyArgs {
 /// The home's trusted validation-server keys plus `extra` (hex). A malformed validators
 /// file is an error naming the line, never a silently shorter list (which would only
 /// slow verification down, but would hide a damaged file).
-fn validators(home: &Home, extra: &[String]) -> Result<Vec<PublicKey>, Failure> {
+pub(super) fn validators(home: &Home, extra: &[String]) -> Result<Vec<PublicKey>, Failure> {
     let mut keys = home
         .trusted_validators()
         .map_err(|e| Failure::Usage(anyhow!(e).context("the trusted validation servers")))?;
@@ -69,6 +69,7 @@ pub fn run(cmd: &TrailCommand, home: &Home, spec: &CardSpec) -> Outcome {
         TrailCommand::Show(a) => show(a.json, home, spec),
         TrailCommand::Vouch(a) => super::vouch::run(a, home, spec),
         TrailCommand::Restore(a) => super::restore::run(a, home, spec),
+        TrailCommand::Archive(a) => super::archive::run(a, home, spec),
     }
 }
 
