@@ -224,6 +224,25 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
         )),
         "{shown:?}"
     );
+    // The publisher's audit of the restored trail: its recovery record needs the vendor's
+    // own validation server trusted, and the lost use shows as used up.
+    pack(dir)
+        .arg("audit")
+        .arg(&trail)
+        .args(["--customer", "Ada"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--own-server"));
+    let out = pack(dir)
+        .arg("audit")
+        .arg(&trail)
+        .args(["--customer", "Ada", "--own-server", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let audit = json(&out.stdout);
+    let status = audit["licences"][0]["status"].as_str().unwrap();
+    assert!(status.starts_with("used up"), "{audit}");
     // An existing trail is never replaced without being asked.
     view()
         .args(["trail", "restore", "--keyfile"])

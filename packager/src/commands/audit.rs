@@ -5,6 +5,12 @@
 //! reports use per licence this vendor issued, for billing. Records of other vendors'
 //! licences are counted but not itemised ([0049]: each licence reads only its own).
 //!
+//! A trail that was restored from the validation server's backup ([0062]) or had its
+//! vouched-for prefix archived ([0094]) carries records signed by the vendor's validation
+//! server; `--own-server` trusts that server's key (derived from the vendor secret, so
+//! the password is asked for). Totals then start from the newest validator record, as
+//! the reader's viewer counts them, and lost records charged in full show as used up.
+//!
 //! Without the card, truncation and rollback cannot be seen ([0050], property 3): the
 //! report gives the last counter so it can be compared with the card's own counter
 //! (GetCounter), or with a nonce the vendor asked the customer to write ([0104]).
@@ -32,6 +38,10 @@ pub struct AuditArgs {
     /// Print CSV (one row per licence).
     #[arg(long)]
     pub csv: bool,
+    /// Trust this vendor's validation server for validator and recovery records (a restored
+    /// or archived trail needs it); the server key is derived from the vendor secret.
+    #[arg(long)]
+    pub own_server: bool,
 }
 
 struct Row {
@@ -82,7 +92,26 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
         }
     };
     let mut trail = Trail::open(&args.trail, &customer.card).map_err(check)?;
-    trail.verify_offline().map_err(check)?;
+    if args.own_server {
+        let vendor = ctx.open_vendor()?;
+        let key = tally_core::validation::ServerSecret::derive(&vendor)?;
+        trail.set_trusted_validators(vec![key.public().clone()]);
+    }
+    trail.verify_offline().map_err(|e| {
+        let hint = matches!(
+            e,
+            tally_core::trail::TrailError::BadRecovery { .. }
+                | tally_core::trail::TrailError::Archived { .. }
+        ) && !args.own_server;
+        let e = check(e);
+        if hint {
+            e.context(
+                "the trail holds records of the validation server: audit it with --own-server",
+            )
+        } else {
+            e
+        }
+    })?;
     let first_counter = trail.header().first_counter;
     let last_counter = trail.records().last().map_or(first_counter, |r| r.counter);
 
@@ -105,7 +134,11 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
     let mut nonces = Vec::new();
     let mut other_records = 0u64;
     let mut records = 0u64;
-    let bodies: Vec<(u64, tally_core::trail::Body)> = trail.verified_bodies().collect();
+    // After a fast start the validator's totals stand for the records it vouches for.
+    for row in rows.values_mut() {
+        row.tally = Tally::resume(row.licence, trail.vouched(), std::iter::empty());
+    }
+    let bodies: Vec<(u64, tally_core::trail::Body)> = trail.unvouched_bodies().collect();
     for (counter, body) in &bodies {
         records += 1;
         if let Usage::Nonce { value } = &body.usage {
