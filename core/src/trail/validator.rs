@@ -45,9 +45,13 @@
 //! ([`check_recovery`]); the lost use is charged as the record says
 //! ([`crate::policy::Tally`]).
 //!
-//! Not done: archiving the vouched-for prefix out of the working trail (a trail that
-//! begins with a validator instead of genesis). The header has no field saying so yet;
-//! every trail still starts with its genesis record.
+//! ## Archived trails
+//!
+//! [`super::Trail::archive`] moves the records a trusted validator vouches for out of the
+//! working trail, whose header then says `first counter = upto + 1`. That validator is the
+//! trail's anchor: the chain hash of the records left starts from its `chain`
+//! ([`chain_origin`]), and a trail not starting at the card's origin without such an anchor
+//! is refused.
 
 use super::TrailError;
 use super::body::{Body, LicenceTotals, Recovery, Usage, Validator};
