@@ -413,13 +413,7 @@ impl Trail {
         identity: &CardIdentity,
     ) -> Result<Self, TrailError> {
         let path = path.into();
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let lock = LockGuard::acquire(&path).map_err(io(&path))?;
-        if path.exists() {
-            return Err(TrailError::Exists(path));
-        }
+        let lock = lock_absent(&path)?;
         {
             let mut s = card.session()?;
             check_identity(&mut s, identity)?;
@@ -1078,13 +1072,7 @@ impl Trail {
         identity: &CardIdentity,
         body: &Body,
     ) -> Result<Record, TrailError> {
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let _lock = LockGuard::acquire(path).map_err(io(path))?;
-        if path.exists() {
-            return Err(TrailError::Exists(path.to_path_buf()));
-        }
+        let _lock = lock_absent(path)?;
         let mut s = card.session()?;
         check_identity(&mut s, identity)?;
         let nonce = crate::nonce::generate();
@@ -1127,13 +1115,7 @@ impl Trail {
         server: &PublicKey,
     ) -> Result<Self, TrailError> {
         let path = path.into();
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let lock = LockGuard::acquire(&path).map_err(io(&path))?;
-        if path.exists() {
-            return Err(TrailError::Exists(path));
-        }
+        let lock = lock_absent(&path)?;
         if backup.len() as u64 > MAX_TRAIL_BYTES {
             return Err(TrailError::Io {
                 path,
@@ -1143,40 +1125,9 @@ impl Trail {
                 ),
             });
         }
-        let header = Header::decode(backup)?;
-        if header.serial != identity.serial
-            || header.key_fingerprint != identity.public_key.fingerprint()
-            || header.first_counter < identity.origin
-        {
-            return Err(TrailError::WrongCard(format!(
-                "the server's backup is not a trail of card {}",
-                identity.serial
-            )));
-        }
-        let frames = file::parse_frames(
-            backup.get(HEADER_LEN..).unwrap_or_default(),
-            HEADER_LEN as u64,
-            0,
-        )?;
-        if frames.torn_bytes > 0 {
-            return Err(TrailError::TornTail {
-                bytes: frames.torn_bytes,
-            });
-        }
         let trusted = vec![server.clone()];
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        validate::verify_range(
-            &frames.records,
-            0,
-            identity,
-            header.first_counter,
-            &trusted,
-            default_verifier(),
-            threads,
-        )?;
-        let index = frames.records.len() as u64;
+        let (header, records) = validate::verify_trail_bytes(backup, identity, &trusted)?;
+        let index = records.len() as u64;
         let body = Body::parse(recovery).map_err(|error| TrailError::BadBody { index, error })?;
         let Usage::Recovery(r) = &body.usage else {
             return Err(TrailError::BadRecovery {
@@ -1188,8 +1139,7 @@ impl Trail {
         if !validator::verify_recovery(&body, &identity.serial, server, default_verifier()) {
             return Err(refuse("the server's signature does not verify"));
         }
-        let next = frames
-            .records
+        let next = records
             .last()
             .map_or(header.first_counter, |r| r.counter.saturating_add(1));
         if r.from != next {
@@ -1198,13 +1148,13 @@ impl Trail {
             ));
         }
         let origin = validator::chain_origin(
-            &frames.records,
+            &records,
             identity,
             header.first_counter,
             &trusted,
             default_verifier(),
         )?;
-        if validator::chain_from(origin, &frames.records) != r.chain {
+        if validator::chain_from(origin, &records) != r.chain {
             return Err(refuse("its chain hash is not the backup's"));
         }
         let mut s = card.session()?;
@@ -1226,6 +1176,12 @@ impl Trail {
         f.sync_all().map_err(io(&path))?;
         drop(f);
         crate::fsutil::sync_dir(crate::fsutil::parent_dir(&path)).map_err(io(&path))?;
+        let end = backup.len() as u64;
+        let frames = Frames {
+            records,
+            end,
+            torn_bytes: 0,
+        };
         let mut t = Self::from_parts(path, header, identity.clone(), frames);
         t.trusted_validators = trusted;
         t.verified = t.records.len();
@@ -1238,6 +1194,19 @@ impl Trail {
         drop(lock);
         Ok(t)
     }
+}
+
+/// Takes the lock of a trail that must not exist yet (creating its folder): refused with
+/// [`TrailError::Exists`] when it does, so nothing ever overwrites a trail.
+fn lock_absent(path: &Path) -> Result<LockGuard, TrailError> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let lock = LockGuard::acquire(path).map_err(io(path))?;
+    if path.exists() {
+        return Err(TrailError::Exists(path.to_path_buf()));
+    }
+    Ok(lock)
 }
 
 fn read_intent(path: &Path) -> Option<(u8, Intent)> {

@@ -44,6 +44,51 @@ pub fn verify_range(
     }
 }
 
+/// Checks a whole trail file held in memory (a backup, a trail sent for vouching): the
+/// header names the card `identity` and starts no earlier than its origin, the frames are
+/// intact with no torn tail, and every record verifies ([`verify_range`], trusting `trusted`
+/// for recovery records and archive anchors). Returns the header and the records.
+pub fn verify_trail_bytes(
+    bytes: &[u8],
+    identity: &CardIdentity,
+    trusted: &[PublicKey],
+) -> Result<(super::file::Header, Vec<Record>), TrailError> {
+    use super::file::{HEADER_LEN, Header, parse_frames};
+    let header = Header::decode(bytes)?;
+    if header.serial != identity.serial
+        || header.key_fingerprint != identity.public_key.fingerprint()
+    {
+        return Err(TrailError::WrongCard(format!(
+            "the trail belongs to card {}, not to card {}",
+            header.serial, identity.serial
+        )));
+    }
+    let frames = parse_frames(
+        bytes.get(HEADER_LEN..).unwrap_or_default(),
+        HEADER_LEN as u64,
+        0,
+    )?;
+    if frames.torn_bytes > 0 {
+        return Err(TrailError::TornTail {
+            bytes: frames.torn_bytes,
+        });
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    // The start rule (the origin, or an archived trail's anchor) is `check_sequence`'s.
+    verify_range(
+        &frames.records,
+        0,
+        identity,
+        header.first_counter,
+        trusted,
+        crate::crypto::default_verifier(),
+        threads,
+    )?;
+    Ok((header, frames.records))
+}
+
 /// Index (within `records`) of the first record whose signature fails, if any.
 pub fn first_bad_signature(
     records: &[Record],

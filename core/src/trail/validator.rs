@@ -433,47 +433,11 @@ pub fn vouch(
     bytes: &[u8],
     at_unix: i64,
 ) -> Result<Body, VouchError> {
-    use super::file::{HEADER_LEN, Header, parse_frames};
-    let header = Header::decode(bytes).map_err(TrailError::from)?;
-    if header.serial != identity.serial
-        || header.key_fingerprint != identity.public_key.fingerprint()
-    {
-        return Err(TrailError::WrongCard(format!(
-            "the trail belongs to card {}, which is not the registered card {}",
-            header.serial, identity.serial
-        ))
-        .into());
-    }
-    // A trail that does not start at the card's origin must be an archived one, anchored
-    // by this server's own validator (checked by `verify_range`, `chain_origin`).
-    let frames = parse_frames(
-        bytes.get(HEADER_LEN..).unwrap_or_default(),
-        HEADER_LEN as u64,
-        0,
-    )
-    .map_err(TrailError::from)?;
-    if frames.torn_bytes > 0 {
-        return Err(TrailError::TornTail {
-            bytes: frames.torn_bytes,
-        }
-        .into());
-    }
-    let records = frames.records;
-    let last = records.last().ok_or(VouchError::Empty)?.counter;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    // The server trusts its own recovery records ([0062]) and no other server's.
-    super::validate::verify_range(
-        &records,
-        0,
-        identity,
-        header.first_counter,
-        std::slice::from_ref(secret.public()),
-        crate::crypto::default_verifier(),
-        threads,
-    )?;
+    // The server trusts its own recovery records ([0062]) and archive anchors, no other
+    // server's.
     let own = std::slice::from_ref(secret.public());
+    let (header, records) = super::validate::verify_trail_bytes(bytes, identity, own)?;
+    let last = records.last().ok_or(VouchError::Empty)?.counter;
     let verifier = crate::crypto::default_verifier();
     // Totals per licence, exactly as `policy::Tally` counts them from the same bodies. An
     // archived trail no longer holds its first records: its totals start from the newest

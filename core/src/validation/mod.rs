@@ -32,6 +32,7 @@
 //! Every parse is strict and fixed-size; every error is "invalid" (T21, T25).
 
 mod client;
+mod ecies;
 mod restore;
 mod server;
 mod trail_req;

@@ -34,7 +34,6 @@ use super::{CLOCK_SKEW_SECONDS, ServerSecret, ValidationError};
 use crate::card::{CardIdentity, Serial};
 use crate::crypto::{PublicKey, default_verifier};
 use crate::trail::body::{Body, LicenceId, LostCharge, MAX_RECOVERY_LICENCES, Recovery, Usage};
-use crate::trail::file::{HEADER_LEN as TRAIL_HEADER_LEN, Header, parse_frames};
 use crate::trail::record::{MAX_RECORD, Record};
 use crate::trail::{TrailError, validator};
 use rand_core::CryptoRngCore;
@@ -43,7 +42,7 @@ use zeroize::Zeroizing;
 const MAGIC: &[u8; 8] = b"TALLYRST";
 const ANSWER_MAGIC: &[u8; 8] = b"TALLYRSA";
 const VERSION: u8 = 1;
-const HEADER_LEN: usize = 8 + 1 + 65;
+const HEADER_LEN: usize = super::ecies::HEADER_LEN;
 const ANSWER_HEADER_LEN: usize = 8 + 1;
 const INFO: &[u8] = b"tally/restore-req/ecies/v1";
 const ANSWER_INFO: &[u8] = b"tally/restore-answer/ecies/v1";
@@ -77,16 +76,6 @@ impl std::fmt::Debug for AnswerKey {
     }
 }
 
-fn keys(shared: &[u8], eph: &PublicKey, server: &PublicKey) -> (Zeroizing<[u8; 44]>, AnswerKey) {
-    let mut salt = Vec::with_capacity(130);
-    salt.extend_from_slice(eph.as_bytes());
-    salt.extend_from_slice(server.as_bytes());
-    (
-        crate::keyfile::derive(shared, &salt, INFO),
-        AnswerKey(crate::keyfile::derive(shared, &salt, ANSWER_INFO)),
-    )
-}
-
 /// Encrypts a restore request — the card-signed `record` of card `serial` — to `server`.
 /// Returns the envelope and the key its answer will be sealed under.
 pub fn seal_restore_request(
@@ -95,14 +84,8 @@ pub fn seal_restore_request(
     record: &Record,
     rng: &mut impl CryptoRngCore,
 ) -> Result<(Vec<u8>, AnswerKey), ValidationError> {
-    let eph = p256::ecdh::EphemeralSecret::random(rng);
-    let eph_pub = PublicKey::from_verifying_key(&p256::ecdsa::VerifyingKey::from(eph.public_key()));
-    let shared = eph.diffie_hellman(&p256::PublicKey::from(server.verifying_key()));
-    let (req_key, answer_key) = keys(shared.raw_secret_bytes(), &eph_pub, server);
-    let mut out = Vec::with_capacity(MAX_RESTORE_REQUEST);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(eph_pub.as_bytes());
+    let (mut out, shared) = super::ecies::start(server, MAGIC, VERSION, rng);
+    let (req_key, answer_key) = (shared.key(INFO), AnswerKey(shared.key(ANSWER_INFO)));
     let mut plain = Vec::with_capacity(16 + MAX_RECORD);
     plain.extend_from_slice(&serial.0);
     plain.extend_from_slice(&record.encode());
@@ -133,23 +116,8 @@ pub(super) fn open_restore_request(
             "encrypted restore request: length out of range",
         ));
     }
-    if &bytes[..8] != MAGIC {
-        return Err(ValidationError::BadMagic(WHAT));
-    }
-    if bytes[8] != VERSION {
-        return Err(ValidationError::UnsupportedVersion {
-            what: WHAT,
-            version: bytes[8],
-        });
-    }
-    let eph = PublicKey::from_sec1(&bytes[9..HEADER_LEN]).map_err(|_| {
-        ValidationError::BadField("encrypted restore request: ephemeral key is not a P-256 point")
-    })?;
-    let shared = p256::ecdh::diffie_hellman(
-        secret.to_nonzero_scalar(),
-        p256::PublicKey::from(eph.verifying_key()).as_affine(),
-    );
-    let (req_key, answer_key) = keys(shared.raw_secret_bytes(), &eph, server);
+    let shared = super::ecies::open(secret, server, MAGIC, VERSION, WHAT, bytes)?;
+    let (req_key, answer_key) = (shared.key(INFO), AnswerKey(shared.key(ANSWER_INFO)));
     let plain = crate::keyfile::aead_open(&req_key, &bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
         .map_err(|_| ValidationError::Decrypt)?;
     let mut serial = [0u8; 16];
@@ -424,37 +392,10 @@ pub fn backup_records(
     identity: &CardIdentity,
     bytes: &[u8],
 ) -> Result<(u64, Vec<Record>), TrailError> {
-    let header = Header::decode(bytes)?;
-    if header.serial != identity.serial
-        || header.key_fingerprint != identity.public_key.fingerprint()
-        || header.first_counter < identity.origin
-    {
-        return Err(TrailError::WrongCard(format!(
-            "the backup is not a trail of card {}",
-            identity.serial
-        )));
-    }
-    let frames = parse_frames(
-        bytes.get(TRAIL_HEADER_LEN..).unwrap_or_default(),
-        TRAIL_HEADER_LEN as u64,
-        0,
-    )?;
-    if frames.torn_bytes > 0 {
-        return Err(TrailError::TornTail {
-            bytes: frames.torn_bytes,
-        });
-    }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    crate::trail::validate::verify_range(
-        &frames.records,
-        0,
+    let (header, records) = crate::trail::validate::verify_trail_bytes(
+        bytes,
         identity,
-        header.first_counter,
         std::slice::from_ref(secret.public()),
-        default_verifier(),
-        threads,
     )?;
-    Ok((header.first_counter, frames.records))
+    Ok((header.first_counter, records))
 }

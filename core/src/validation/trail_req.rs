@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 8] = b"TALLYTRQ";
 const VERSION: u8 = 1;
-const HEADER_LEN: usize = 8 + 1 + 65;
+const HEADER_LEN: usize = super::ecies::HEADER_LEN;
 const INFO: &[u8] = b"tally/trail-req/ecies/v1";
 /// Largest trail file a request carries (about 500 000 records).
 pub const MAX_TRAIL_REQUEST_TRAIL: usize = 64 << 20;
@@ -45,13 +45,6 @@ impl std::fmt::Debug for TrailRequest {
     }
 }
 
-fn key(shared: &[u8], eph: &PublicKey, server: &PublicKey) -> Zeroizing<[u8; 44]> {
-    let mut salt = Vec::with_capacity(130);
-    salt.extend_from_slice(eph.as_bytes());
-    salt.extend_from_slice(server.as_bytes());
-    crate::keyfile::derive(shared, &salt, INFO)
-}
-
 /// Encrypts `trail` (a trail file) and the card's `serial` to `server`.
 pub fn seal_trail_request(
     server: &PublicKey,
@@ -64,14 +57,9 @@ pub fn seal_trail_request(
             "trail validation request: the trail is larger than 64 MiB",
         ));
     }
-    let eph = p256::ecdh::EphemeralSecret::random(rng);
-    let eph_pub = PublicKey::from_verifying_key(&p256::ecdsa::VerifyingKey::from(eph.public_key()));
-    let shared = eph.diffie_hellman(&p256::PublicKey::from(server.verifying_key()));
-    let mut out = Vec::with_capacity(HEADER_LEN + 16 + trail.len() + 16);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(eph_pub.as_bytes());
-    let m = key(shared.raw_secret_bytes(), &eph_pub, server);
+    let (mut out, shared) = super::ecies::start(server, MAGIC, VERSION, rng);
+    out.reserve(16 + trail.len() + 16);
+    let m = shared.key(INFO);
     let mut plain = Zeroizing::new(Vec::with_capacity(16 + trail.len()));
     plain.extend_from_slice(&serial.0);
     plain.extend_from_slice(trail);
@@ -93,25 +81,7 @@ pub(super) fn open_trail_request(
             "encrypted trail validation request: length out of range",
         ));
     }
-    if &bytes[..8] != MAGIC {
-        return Err(ValidationError::BadMagic(WHAT));
-    }
-    if bytes[8] != VERSION {
-        return Err(ValidationError::UnsupportedVersion {
-            what: WHAT,
-            version: bytes[8],
-        });
-    }
-    let eph = PublicKey::from_sec1(&bytes[9..HEADER_LEN]).map_err(|_| {
-        ValidationError::BadField(
-            "encrypted trail validation request: ephemeral key is not a P-256 point",
-        )
-    })?;
-    let shared = p256::ecdh::diffie_hellman(
-        secret.to_nonzero_scalar(),
-        p256::PublicKey::from(eph.verifying_key()).as_affine(),
-    );
-    let m = key(shared.raw_secret_bytes(), &eph, server);
+    let m = super::ecies::open(secret, server, MAGIC, VERSION, WHAT, bytes)?.key(INFO);
     let plain = crate::keyfile::aead_open(&m, &bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
         .map_err(|_| ValidationError::Decrypt)?;
     let mut serial = [0u8; 16];

@@ -112,6 +112,41 @@ fn bad(code: StatusCode, reason: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// Runs a handler's database and crypto work off the async runtime; an error or a panic
+/// in it is a 500 naming it (never a dropped connection).
+pub(crate) async fn blocking(f: impl FnOnce() -> Result<Response> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => bad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("server error: {e:#}"),
+        ),
+        Err(_) => bad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server error: handler failed",
+        ),
+    }
+}
+
+/// A 422: the request was understood and refused; header `x-tally-check` names the check.
+pub(crate) fn unprocessable(check: &str, reason: String) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-tally-check"),
+                check.to_string(),
+            ),
+        ],
+        reason,
+    )
+        .into_response()
+}
+
 /// Reads a request body of at most `limit` bytes within `timeout`; otherwise the 4xx
 /// answer to send, naming `what` was refused (413 too long or unreadable, 408 too slow).
 pub(crate) async fn read_body(
@@ -176,17 +211,7 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
             ),
         );
     }
-    match tokio::task::spawn_blocking(move || app.handle(&body)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => bad(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("server error: {e:#}"),
-        ),
-        Err(_) => bad(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server error: handler failed",
-        ),
-    }
+    blocking(move || app.handle(&body)).await
 }
 
 impl App {

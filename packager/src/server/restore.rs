@@ -13,7 +13,7 @@
 //! (no customer has this card), 422 (header `x-tally-check` names the check). With no
 //! backup at all, the answer is an empty trail and a recovery from the card's origin.
 
-use super::{App, bad, read_body};
+use super::{App, bad, blocking, read_body, unprocessable};
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -45,17 +45,7 @@ pub(super) async fn trail_restore(State(app): State<Arc<App>>, req: Request) -> 
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    match tokio::task::spawn_blocking(move || app.handle_restore(&body)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => bad(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("server error: {e:#}"),
-        ),
-        Err(_) => bad(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server error: handler failed",
-        ),
-    }
+    blocking(move || app.handle_restore(&body)).await
 }
 
 /// The newest backup envelope of `serial`, if any.
@@ -151,21 +141,10 @@ impl App {
         ) {
             Ok(p) => p,
             Err(e) => {
-                return Ok((
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    [
-                        (
-                            header::CONTENT_TYPE,
-                            "text/plain; charset=utf-8".to_string(),
-                        ),
-                        (
-                            header::HeaderName::from_static("x-tally-check"),
-                            e.check().to_string(),
-                        ),
-                    ],
+                return Ok(unprocessable(
+                    e.check(),
                     format!("restore of card {} refused: {e}\n", req.serial),
-                )
-                    .into_response());
+                ));
             }
         };
         let at = now

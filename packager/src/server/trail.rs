@@ -13,7 +13,7 @@
 //! customer has this card), 422 (the trail is invalid; header `x-tally-check` names the
 //! check), 413/408 for oversized or slow bodies.
 
-use super::{App, bad, read_body};
+use super::{App, bad, blocking, read_body, unprocessable};
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -70,17 +70,7 @@ pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) ->
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    match tokio::task::spawn_blocking(move || app.handle_trail(&body)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => bad(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("server error: {e:#}"),
-        ),
-        Err(_) => bad(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server error: handler failed",
-        ),
-    }
+    blocking(move || app.handle_trail(&body)).await
 }
 
 /// The registered customer and card for `serial`.
@@ -172,21 +162,10 @@ impl App {
                     VouchError::TotalTooLarge(_) => "total-too-large",
                     _ => "refused",
                 };
-                return Ok((
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    [
-                        (
-                            header::CONTENT_TYPE,
-                            "text/plain; charset=utf-8".to_string(),
-                        ),
-                        (
-                            header::HeaderName::from_static("x-tally-check"),
-                            check.to_string(),
-                        ),
-                    ],
+                return Ok(unprocessable(
+                    check,
                     format!("trail of card {} refused: {e}\n", req.serial),
-                )
-                    .into_response());
+                ));
             }
         };
         let Usage::Validator(v) = &body.usage else {
