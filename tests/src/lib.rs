@@ -1,1 +1,111 @@
-//! Shared helpers for Tally's end-to-end tests (the tests live in `tests/tests/`).
+//! Shared helpers for Tally's end-to-end tests (the tests live in `tests/tests/`): the
+//! publisher's and the reader's commands with their environment, and a real
+//! `tally-pack serve` on loopback that stops when dropped.
+
+use assert_cmd::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+/// The vendor password every end-to-end test uses.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// `tally-pack` with the vendor folder `<dir>/vendor` and [`PASSWORD`].
+///
+/// # Panics
+/// When the binary is not built (a test set-up failure).
+pub fn pack(dir: &Path) -> Command {
+    #[expect(clippy::unwrap_used, reason = "a missing binary fails the test set-up")]
+    let mut c = Command::cargo_bin("tally-pack").unwrap();
+    c.env("TALLY_VENDOR", dir.join("vendor"))
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
+    c
+}
+
+/// `tally-view` with `TALLY_HOME = home` and no `TALLY_CARD` from the caller's environment.
+///
+/// # Panics
+/// When the binary is not built (a test set-up failure).
+pub fn view_at(home: &Path) -> Command {
+    #[expect(clippy::unwrap_used, reason = "a missing binary fails the test set-up")]
+    let mut c = Command::cargo_bin("tally-view").unwrap();
+    c.env("TALLY_HOME", home).env_remove("TALLY_CARD");
+    c
+}
+
+/// A running `tally-pack serve`, killed (and waited for) when dropped.
+#[derive(Debug)]
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tally-pack serve --listen LISTEN --packages <dir>/packages EXTRA…` for the vendor
+/// of `dir`; returns it with the URL it printed (`listening on URL`).
+///
+/// # Panics
+/// When the server does not start or prints something else first.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a server that does not start fails the test set-up"
+)]
+pub fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Server, String) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tally-pack"))
+        .env("TALLY_VENDOR", dir.join("vendor"))
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+        .args(["serve", "--listen", listen, "--packages"])
+        .arg(dir.join("packages"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("serve printed {line:?}"))
+        .to_string();
+    (server, url)
+}
+
+/// One raw HTTP/1.1 request to `url` (`http://HOST:PORT`); returns the status code and
+/// the body as text. `body` `None` sends a GET.
+///
+/// # Panics
+/// When the server can't be reached or answers something that is not HTTP.
+#[expect(clippy::unwrap_used, reason = "an unreachable server fails the test")]
+pub fn http(url: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = match body {
+        Some(b) => format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            b.len()
+        ),
+        None => format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    };
+    s.write_all(head.as_bytes()).unwrap();
+    if let Some(b) = body {
+        s.write_all(b).unwrap();
+    }
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}

@@ -10,83 +10,14 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
-use assert_cmd::Command;
 use predicates::prelude::*;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use tally_core::card::CardIdentity;
 use tally_core::home::Home;
+use tally_tests::{Server, http, pack, serve, view_at};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pack(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("tally-pack").unwrap();
-    c.env("TALLY_VENDOR", dir.join("vendor"))
-        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-    c
-}
-
-fn view_at(home: &Path) -> Command {
-    let mut c = Command::cargo_bin("tally-view").unwrap();
-    c.env("TALLY_HOME", home).env_remove("TALLY_CARD");
-    c
-}
-
-/// Starts `tally-pack serve` on `listen` with `extra` options; returns it and its URL.
-fn serve(dir: &Path, listen: &str, extra: &[&str]) -> (Server, String) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tally-pack"))
-        .env("TALLY_VENDOR", dir.join("vendor"))
-        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
-        .args(["serve", "--listen", listen, "--packages"])
-        .arg(dir.join("packages"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    (Server(child), url)
-}
-
-/// One raw HTTP/1.1 POST; returns the status code and the body text.
 fn post(url: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let addr = url.strip_prefix("http://").unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    http(url, path, Some(body))
 }
 
 /// A vendor, a reader (emulated card, registered), one package, the server running, and a

@@ -10,74 +10,27 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use tally_core::card::CardIdentity;
 use tally_core::crypto::PublicKey;
 use tally_core::home::Home;
 use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
 use tally_core::trail::{Body, LicenceId, Trail, Usage};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pack(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("tally-pack").unwrap();
-    c.env("TALLY_VENDOR", dir.join("vendor"))
-        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-    c
-}
+use tally_tests::{Server, http, pack, view_at};
 
 fn view(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("tally-view").unwrap();
-    c.env("TALLY_HOME", dir.join("home"))
-        .env_remove("TALLY_CARD");
-    c
+    view_at(&dir.join("home"))
 }
 
 fn serve(dir: &Path) -> (Server, String) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tally-pack"))
-        .env("TALLY_VENDOR", dir.join("vendor"))
-        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
-        .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
-        .arg(dir.join("packages"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    (Server(child), url)
+    tally_tests::serve(dir, "127.0.0.1:0", &[])
 }
 
-/// `GET /v1/server-key` over a plain HTTP/1.1 exchange; the public key's hex.
+/// `GET /v1/server-key`; the public key's hex.
 fn server_key_hex(url: &str) -> String {
-    let addr = url.strip_prefix("http://").unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    s.write_all(b"GET /v1/server-key HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let json = &buf[buf.find('{').unwrap()..=buf.rfind('}').unwrap()];
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let (code, body) = http(url, "/v1/server-key", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["public_key"].as_str().unwrap().to_string()
 }
 

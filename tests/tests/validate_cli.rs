@@ -13,60 +13,20 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use tally_core::home::{CardSpec, Home};
 use tally_core::policy::Clock;
+use tally_tests::{Server, pack, view_at};
 use tally_viewer::meter::{Checked, OpenInputs, check_rental};
 use tally_viewer::session::Problem;
 
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pack(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("tally-pack").unwrap();
-    c.env("TALLY_VENDOR", dir.join("vendor"))
-        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-    c
-}
-
 fn view(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("tally-view").unwrap();
-    c.env("TALLY_HOME", dir.join("home"))
-        .env_remove("TALLY_CARD");
-    c
+    view_at(&dir.join("home"))
 }
 
 fn serve(dir: &Path) -> (Server, String) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tally-pack"))
-        .env("TALLY_VENDOR", dir.join("vendor"))
-        .env("TALLY_VENDOR_PASSWORD", PASSWORD)
-        .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
-        .arg(dir.join("packages"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    (Server(child), url)
+    tally_tests::serve(dir, "127.0.0.1:0", &[])
 }
 
 /// A vendor, a reader with an emulated card trusting it, and one package.

@@ -13,7 +13,7 @@
 //! verify; 2 when the server can't be reached, a trail is in the way, or a file can't be read.
 
 use super::{Failure, Outcome, trail_failure};
-use crate::commands::vouch::VouchArgs;
+use crate::commands::vouch::ServerArgs;
 use anyhow::{Context as _, anyhow};
 use clap::Args;
 use std::path::PathBuf;
@@ -27,15 +27,9 @@ use tally_core::validation::{
 /// Arguments of `trail restore`.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Take the validation server's URL and key from this keyfile (signed by its vendor).
-    #[arg(long, value_name = "KEYFILE")]
-    pub keyfile: Option<PathBuf>,
-    /// The validation server (overrides the keyfile's URL).
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The server's public key, 130 hex digits (uncompressed SEC1), when no keyfile is given.
-    #[arg(long, value_name = "HEX", conflicts_with = "keyfile")]
-    pub server_key: Option<String>,
+    /// The validation server that keeps the backup.
+    #[command(flatten)]
+    pub target: ServerArgs,
     /// Move a damaged or rolled-back trail aside (`<trail>.replaced-<unix time>`) first.
     /// Without it, an existing trail is never touched.
     #[arg(long)]
@@ -47,15 +41,7 @@ pub struct RestoreArgs {
 
 /// Runs `trail restore`.
 pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
-    let (url, key) = super::vouch::server(
-        &VouchArgs {
-            keyfile: args.keyfile.clone(),
-            server: args.server.clone(),
-            server_key: args.server_key.clone(),
-            json: args.json,
-        },
-        home,
-    )?;
+    let (url, key) = super::vouch::server(&args.target, home)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
     }

@@ -27,9 +27,9 @@ use tally_core::trail::validator::check_answer;
 use tally_core::trail::{Trail, Usage};
 use tally_core::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
 
-/// Arguments of `trail vouch`.
+/// Which validation server to talk to (`trail vouch`, `trail restore`).
 #[derive(Args, Debug)]
-pub struct VouchArgs {
+pub struct ServerArgs {
     /// Take the validation server's URL and key from this keyfile (signed by its vendor).
     #[arg(long, value_name = "KEYFILE")]
     pub keyfile: Option<PathBuf>,
@@ -39,6 +39,14 @@ pub struct VouchArgs {
     /// The server's public key, 130 hex digits (uncompressed SEC1), when no keyfile is given.
     #[arg(long, value_name = "HEX", conflicts_with = "keyfile")]
     pub server_key: Option<String>,
+}
+
+/// Arguments of `trail vouch`.
+#[derive(Args, Debug)]
+pub struct VouchArgs {
+    /// The validation server.
+    #[command(flatten)]
+    pub target: ServerArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -47,7 +55,8 @@ pub struct VouchArgs {
 /// Largest answer read (a validator body is at most 1024 bytes).
 const MAX_ANSWER: u64 = 64 * 1024;
 
-pub(super) fn server(args: &VouchArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
+/// The server's URL and key, from the keyfile or the flags.
+pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
     if let Some(path) = &args.keyfile {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let kf = Keyfile::open(&bytes, &super::trust::trusted(home)).map_err(|e| {
@@ -79,7 +88,7 @@ pub(super) fn server(args: &VouchArgs, home: &Home) -> Result<(String, PublicKey
 
 /// Runs `trail vouch`.
 pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
-    let (url, key) = server(args, home)?;
+    let (url, key) = server(&args.target, home)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
     }
