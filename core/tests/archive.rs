@@ -17,17 +17,14 @@ use tally_core::trail::body::LostCharge;
 use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
 use tally_core::trail::validator::vouch;
 use tally_core::trail::{Body, LicenceId, Record, Trail, TrailError, Usage};
-use tally_core::validation::{
-    ServerSecret, open_restore_answer, plan_recovery, restore_request_body, seal_restore_answer,
-    seal_restore_request,
-};
+use tally_core::validation::ServerSecret;
+
+#[path = "support/restore.rs"]
+mod restore_support;
+use restore_support::{lose_and_restore, now};
 
 const A: LicenceId = LicenceId([0xaa; 16]);
 const B: LicenceId = LicenceId([0xbb; 16]);
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 
 struct Fx {
     _dir: tempfile::TempDir,
@@ -223,39 +220,14 @@ fn a_write_off_outlives_the_archived_recovery_and_restore_works_from_an_archived
     // Lose and restore (A charged in full).
     let backup = std::fs::read(&f.trail).unwrap();
     let restore = |backup: &[u8], lic: Vec<LicenceId>| {
-        std::fs::remove_file(&f.trail).unwrap();
-        let mut card = f.card();
-        let req = Trail::sign_detached(
+        lose_and_restore(
             &f.trail,
-            &mut card,
+            &mut f.card(),
             &f.id,
-            &restore_request_body(f.server.public(), now()),
-        )
-        .unwrap();
-        let (env, key) =
-            seal_restore_request(f.server.public(), &f.id.serial, &req, &mut rand_core::OsRng)
-                .unwrap();
-        let (req, skey) = f.server.open_restore_request(&env).unwrap();
-        let plan = plan_recovery(
             &f.server,
-            &f.id,
-            &req,
             backup,
-            None,
             lic,
             LostCharge::Full,
-            now(),
-        )
-        .unwrap();
-        let ans = seal_restore_answer(&skey, plan.body.encode().as_bytes(), backup).unwrap();
-        let ans = open_restore_answer(&key, &ans).unwrap();
-        Trail::restore(
-            &f.trail,
-            &mut card,
-            &f.id,
-            &ans.trail,
-            &ans.recovery,
-            f.server.public(),
         )
         .unwrap();
     };
@@ -289,38 +261,14 @@ fn an_every_licence_recovery_is_never_archived() {
     let f = Fx::new();
     f.use_some(1);
     let empty = Header::for_card(&f.id, f.id.origin).encode().to_vec();
-    std::fs::remove_file(&f.trail).unwrap();
-    let mut card = f.card();
-    let req = Trail::sign_detached(
+    lose_and_restore(
         &f.trail,
-        &mut card,
+        &mut f.card(),
         &f.id,
-        &restore_request_body(f.server.public(), now()),
-    )
-    .unwrap();
-    let (env, key) =
-        seal_restore_request(f.server.public(), &f.id.serial, &req, &mut rand_core::OsRng).unwrap();
-    let (req, skey) = f.server.open_restore_request(&env).unwrap();
-    let plan = plan_recovery(
         &f.server,
-        &f.id,
-        &req,
         &empty,
-        None,
         vec![],
         LostCharge::Full,
-        now(),
-    )
-    .unwrap();
-    let ans = seal_restore_answer(&skey, plan.body.encode().as_bytes(), &empty).unwrap();
-    let ans = open_restore_answer(&key, &ans).unwrap();
-    Trail::restore(
-        &f.trail,
-        &mut card,
-        &f.id,
-        &ans.trail,
-        &ans.recovery,
-        f.server.public(),
     )
     .unwrap();
     f.write(Usage::Open { licence: A });

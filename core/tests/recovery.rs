@@ -22,12 +22,12 @@ use tally_core::validation::{
     seal_restore_answer, seal_restore_request,
 };
 
+#[path = "support/restore.rs"]
+mod restore_support;
+use restore_support::now;
+
 const A: LicenceId = LicenceId([0xaa; 16]);
 const B: LicenceId = LicenceId([0xbb; 16]);
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 
 struct Fx {
     _dir: tempfile::TempDir,
@@ -83,42 +83,14 @@ impl Fx {
         licences: Vec<LicenceId>,
         charge: LostCharge,
     ) -> Result<Trail, TrailError> {
-        std::fs::remove_file(&self.trail).unwrap();
-        let mut card = self.card();
-        let body = restore_request_body(self.server.public(), now());
-        let request = Trail::sign_detached(&self.trail, &mut card, &self.id, &body).unwrap();
-        let (env, key) = seal_restore_request(
-            self.server.public(),
-            &self.id.serial,
-            &request,
-            &mut rand_core::OsRng,
-        )
-        .unwrap();
-        // Server side.
-        let (req, server_key) = self.server.open_restore_request(&env).unwrap();
-        let plan = plan_recovery(
-            &self.server,
+        restore_support::lose_and_restore(
+            &self.trail,
+            &mut self.card(),
             &self.id,
-            &req,
+            &self.server,
             backup,
-            None,
             licences,
             charge,
-            now(),
-        )
-        .unwrap();
-        assert_eq!(plan.to, request.counter);
-        let answer =
-            seal_restore_answer(&server_key, plan.body.encode().as_bytes(), backup).unwrap();
-        // Reader side.
-        let answer = open_restore_answer(&key, &answer).unwrap();
-        Trail::restore(
-            &self.trail,
-            &mut card,
-            &self.id,
-            &answer.trail,
-            &answer.recovery,
-            self.server.public(),
         )
     }
 
