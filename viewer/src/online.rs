@@ -96,6 +96,35 @@ pub enum RoundError {
     StateUnsaved(ValidationError),
 }
 
+/// One POST of an encrypted message (`application/octet-stream`) to `endpoint`: the HTTP
+/// status and the answer (at most `limit` bytes), or why the server could not be reached or
+/// its answer not read. Every status is returned: the caller decides what a 4xx means.
+pub fn post(
+    endpoint: &str,
+    body: &[u8],
+    timeout: std::time::Duration,
+    limit: u64,
+) -> Result<(u16, Vec<u8>), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let mut response = agent
+        .post(endpoint)
+        .header("content-type", "application/octet-stream")
+        .send(body)
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let answer = response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    Ok((status, answer))
+}
+
 /// Runs one round for the copy `keyfile` licenses and saves the state (before sending, so
 /// a crash never reuses a sequence number, and after the answer). Returns the state with
 /// the new ticket and the VAL_OK; the caller applies `check_offline` to it for the
@@ -125,27 +154,13 @@ pub fn validate_online(
         &mut rand_core::OsRng,
     );
     state.save(home).map_err(RoundError::StateUnsaved)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(round.timeout))
-        .build()
-        .into();
-    let unreachable = |e: ureq::Error| RoundError::Unreachable {
-        endpoint: endpoint.clone(),
-        reason: e.to_string(),
-    };
-    let mut response = agent
-        .post(&endpoint)
-        .header("content-type", "application/octet-stream")
-        .send(&envelope[..])
-        .map_err(unreachable)?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_ANSWER)
-        .read_to_vec()
-        .map_err(unreachable)?;
+    let (status, body) =
+        post(&endpoint, &envelope, round.timeout, MAX_ANSWER).map_err(|reason| {
+            RoundError::Unreachable {
+                endpoint: endpoint.clone(),
+                reason,
+            }
+        })?;
     if body.len() != VERDICT_LEN {
         let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         return Err(RoundError::NotAVerdict {

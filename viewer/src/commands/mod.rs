@@ -57,6 +57,21 @@ pub fn trail_failure(e: tally_core::trail::TrailError) -> Failure {
     }
 }
 
+/// A validation server's answer other than 200: its one-line reason, as a check failure
+/// (exit 1) when it refused the request (404, 422), else as a usage failure (exit 2).
+pub fn http_refusal(status: u16, body: &[u8]) -> Failure {
+    let text: String = String::from_utf8_lossy(body).chars().take(300).collect();
+    let e = anyhow::anyhow!(
+        "the validation server answered HTTP {status}: {}",
+        text.trim()
+    );
+    if matches!(status, 404 | 422) {
+        Failure::Check(e)
+    } else {
+        Failure::Usage(e)
+    }
+}
+
 /// The home folder: `--home`/`TALLY_HOME`, else the platform data folder.
 pub fn home(flag: &Option<PathBuf>) -> Result<Home, Failure> {
     if let Some(p) = flag {

@@ -72,39 +72,20 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let (envelope, answer_key) =
         seal_restore_request(&key, &id.serial, &request, &mut rand_core::OsRng)
             .map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .into();
-    let mut response = agent
-        .post(&endpoint)
-        .header("content-type", "application/octet-stream")
-        .send(&envelope[..])
-        .map_err(|e| {
-            Failure::Usage(anyhow!(
-                "cannot reach the validation server {endpoint}: {e} (the card counter {} spent on the request is accounted for by the next restore)",
-                request.counter
-            ))
-        })?;
-    let status = response.status().as_u16();
-    let answer = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_RESTORE_ANSWER as u64)
-        .read_to_vec()
-        .map_err(|e| Failure::Usage(anyhow!("reading the server's answer: {e}")))?;
+    let (status, answer) = crate::online::post(
+        &endpoint,
+        &envelope,
+        Duration::from_secs(300),
+        MAX_RESTORE_ANSWER as u64,
+    )
+    .map_err(|e| {
+        Failure::Usage(anyhow!(
+            "cannot reach the validation server {endpoint}: {e} (the card counter {} spent on the request is accounted for by the next restore)",
+            request.counter
+        ))
+    })?;
     if status != 200 {
-        let text: String = String::from_utf8_lossy(&answer).chars().take(300).collect();
-        let e = anyhow!(
-            "the validation server answered HTTP {status}: {}",
-            text.trim()
-        );
-        return Err(if matches!(status, 404 | 422) {
-            Failure::Check(e)
-        } else {
-            Failure::Usage(e)
-        });
+        return Err(super::http_refusal(status, &answer));
     }
     let answer = open_restore_answer(&answer_key, &answer)
         .map_err(|e| Failure::Check(anyhow!(e).context("the server's restore answer")))?;
