@@ -272,5 +272,40 @@ fn main() {
             vs
         );
     }
+    // The same trail with the vouched-for prefix archived out of it ([0094]): a fresh
+    // ValidateTrail then reads and hashes only the records after the validator's upto.
+    let run = dir.path().join("archived.trail");
+    std::fs::copy(&path, &run).expect("copy");
+    let _ = std::fs::copy(
+        tally_core::trail::intent_path(&path),
+        tally_core::trail::intent_path(&run),
+    );
+    let card_copy = dir.path().join("card-archived.state");
+    std::fs::copy(dir.path().join("card.state"), &card_copy).expect("card copy");
+    let t0 = Instant::now();
+    let a = Trail::archive(&run, &ident, vec![server.public().clone()]).expect("archive");
+    let archive_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut card = Card::new(Box::new(EmulatedCard::open(&card_copy).expect("card")));
+    let t0 = Instant::now();
+    let mut t = Trail::open(&run, &ident).expect("open");
+    t.set_threads(2);
+    t.set_trusted_validators(vec![server.public().clone()]);
+    let v = t.validate(&mut card).expect("validate");
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "{:<52} {:>10.1} ms {:>9.1}%",
+        format!(
+            "ValidateTrail 10⁵ archived to {} kept ({} sig)",
+            a.kept, v.newly_verified
+        ),
+        ms,
+        100.0 * ms / full_ms
+    );
+    println!(
+        "{:<52} {:>10.1} ms {:>10}",
+        format!("Trail::archive of {} records (once)", a.records),
+        archive_ms,
+        ""
+    );
     println!("\ngoal: ValidateTrail ≥ 90% of the raw verifier rate on the same number of threads");
 }
