@@ -10,7 +10,7 @@ use tally_core::keyfile::{Keyfile, KeyfileError, VerifiedKeyfile};
 use tally_core::package::{Plaintext, open_package_bytes};
 use tally_core::policy::{self, Clock, Decision, Limits, Tally};
 use tally_core::trail::{Body, LicenceId, Trail, TrailError, Usage};
-use tally_core::validation::{ClientState, OnlineStatus, ValidationError};
+use tally_core::validation::{ClientState, OnlineStatus, ValidationError, WhenDue};
 use tally_core::vendor::VendorPublic;
 use tally_core::{Card, CardIdentity};
 
@@ -383,11 +383,7 @@ pub fn check_validation(
     let state = ClientState::load(&inputs.home, &keyfile.licence()).map_err(|e| {
         Problem::ValidationNeeded(format!("the validation record is unreadable: {e}"))
     })?;
-    let offline = match &state {
-        Some(s) => s.check_offline(&server.public_key, days, clock),
-        None => Err(ValidationError::NeverValidated),
-    };
-    let due = match offline {
+    let due = match ClientState::standing(state.as_ref(), &server.public_key, days, clock) {
         Ok(s) => return Ok(Some(s)),
         Err(e) => e,
     };
@@ -419,10 +415,10 @@ fn offline_rule(
         Some(t) => format!("{e} (tried just now: {t})"),
         None => e.to_string(),
     };
-    match e {
-        ValidationError::Refused(_) => Err(Problem::Revoked(why)),
-        _ if days.is_some() => Err(Problem::ValidationNeeded(why)),
-        _ => Ok(None),
+    match tally_core::validation::when_round_failed(&e, days) {
+        WhenDue::Revoked => Err(Problem::Revoked(why)),
+        WhenDue::Refuse => Err(Problem::ValidationNeeded(why)),
+        WhenDue::Open => Ok(None),
     }
 }
 

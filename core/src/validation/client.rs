@@ -192,6 +192,21 @@ impl ClientState {
         Ok(v)
     }
 
+    /// The standing of a copy whose state is `state` (`None`: never validated, or its state
+    /// file lost): [`ClientState::check_offline`], or [`ValidationError::NeverValidated`].
+    /// An error means an online round is due before the copy is opened.
+    pub fn standing(
+        state: Option<&Self>,
+        server: &PublicKey,
+        require_online_every_days: Option<u16>,
+        clock: &dyn Clock,
+    ) -> Result<OnlineStatus, ValidationError> {
+        match state {
+            Some(s) => s.check_offline(server, require_online_every_days, clock),
+            None => Err(ValidationError::NeverValidated),
+        }
+    }
+
     /// Whether the copy may be used now without going online (T18): the last ticket
     /// must verify, not be expired, be no older than the keyfile's
     /// `require_online_every_days`, and not be dated after the local clock (a clock set
@@ -370,5 +385,29 @@ impl ClientState {
         std::fs::create_dir_all(dir)?;
         crate::fsutil::atomic_write(&path, &self.encode())?;
         Ok(())
+    }
+}
+
+/// What opening a copy may do when an online round was due (its standing was `due`) and
+/// the round did not bring a valid ticket — the server unreachable, or an answer that does
+/// not verify (WO 98/33296; T18, T23). A signed refusal that stops the copy (revoked,
+/// clone, modified viewer) is [`WhenDue::Revoked`] whatever the keyfile says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenDue {
+    /// The keyfile does not require online validation: the copy opens.
+    Open,
+    /// The server refused this copy (remembered from an earlier round): it stays refused.
+    Revoked,
+    /// The keyfile requires a validation the copy does not have: refused until it validates.
+    Refuse,
+}
+
+/// The rule of [`WhenDue`] for a due standing `due` and the keyfile's
+/// `require_online_every_days`.
+pub fn when_round_failed(due: &ValidationError, require_online_every_days: Option<u16>) -> WhenDue {
+    match due {
+        ValidationError::Refused(_) => WhenDue::Revoked,
+        _ if require_online_every_days.is_some() => WhenDue::Refuse,
+        _ => WhenDue::Open,
     }
 }

@@ -38,7 +38,7 @@ mod server;
 mod trail_req;
 mod wire;
 
-pub use client::{ClientState, OnlineStatus, STATE_LEN, state_path};
+pub use client::{ClientState, OnlineStatus, STATE_LEN, WhenDue, state_path, when_round_failed};
 pub use restore::{
     AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer, RestoreError,
     RestoreRequest, backup_records, open_restore_answer, plan_recovery, restore_request_body,

@@ -399,3 +399,26 @@ fn the_server_key_is_derived_from_the_vendor_and_stable() {
     let w = crate::vendor::VendorSecret::generate("Other Press", false, &mut OsRng).unwrap();
     assert_ne!(ServerSecret::derive(&w).unwrap().public(), a.public());
 }
+
+#[test]
+fn when_a_due_round_fails_the_keyfile_decides_and_a_refusal_stands() {
+    use super::{Status, WhenDue, when_round_failed};
+    let (c, s) = client();
+    // Never validated: a round is due.
+    assert_eq!(
+        ClientState::standing(None, s.key.public(), Some(3), &s.clock),
+        Err(ValidationError::NeverValidated)
+    );
+    assert!(ClientState::standing(Some(&c), s.key.public(), None, &s.clock).is_err());
+    // The round failed (server unreachable): open only without a requirement.
+    let never = ValidationError::NeverValidated;
+    assert_eq!(when_round_failed(&never, None), WhenDue::Open);
+    assert_eq!(when_round_failed(&never, Some(7)), WhenDue::Refuse);
+    // A refusal remembered from an earlier round stops the copy either way (T23).
+    for days in [None, Some(7)] {
+        assert_eq!(
+            when_round_failed(&ValidationError::Refused(Status::Revoked), days),
+            WhenDue::Revoked
+        );
+    }
+}
