@@ -277,3 +277,25 @@ fn an_every_licence_recovery_is_never_archived() {
     assert!(e.to_string().contains("charging every licence"), "{e}");
     assert!(f.tally(B).written_off);
 }
+
+#[test]
+fn a_handle_open_while_the_trail_is_archived_stops_instead_of_misreading() {
+    let f = Fx::new();
+    f.use_some(3);
+    f.vouch();
+    f.use_some(2);
+    let mut held = Trail::open(&f.trail, &f.id).unwrap();
+    held.set_trusted_validators(f.keys());
+    held.validate(&mut f.card()).unwrap();
+    Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
+    // The file under the held handle was replaced: refused, nothing written.
+    let before = std::fs::read(&f.trail).unwrap();
+    let e = held
+        .write(&mut f.card(), &Body::now(Usage::Open { licence: A }))
+        .unwrap_err();
+    assert_eq!(e.check(), "replaced", "{e}");
+    assert_eq!(std::fs::read(&f.trail).unwrap(), before);
+    // A fresh handle goes on.
+    f.write(Usage::Open { licence: A });
+    f.validate(f.keys()).unwrap();
+}

@@ -382,6 +382,9 @@ pub struct Trail {
     trusted_validators: Vec<PublicKey>,
     vouched: Option<validator::Vouched>,
     skipped: u64,
+    // The file (device, inode) this handle read, so a trail replaced under it (archived by
+    // another process, or swapped) is refused instead of read at the old offsets.
+    file_id: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Trail {
@@ -472,6 +475,7 @@ impl Trail {
             trusted_validators: Vec::new(),
             vouched: None,
             skipped: 0,
+            file_id: None,
         }
     }
 
@@ -480,7 +484,12 @@ impl Trail {
     pub fn open(path: impl Into<PathBuf>, identity: &CardIdentity) -> Result<Self, TrailError> {
         let path = path.into();
         let mut f = File::open(&path).map_err(io(&path))?;
-        let len = f.metadata().map_err(io(&path))?.len();
+        let meta = f.metadata().map_err(io(&path))?;
+        let len = meta.len();
+        let file_id = {
+            use std::os::unix::fs::MetadataExt as _;
+            (meta.dev(), meta.ino())
+        };
         if len > MAX_TRAIL_BYTES {
             return Err(TrailError::Io {
                 path,
@@ -514,7 +523,9 @@ impl Trail {
         }
         let buf = file::read_from(&mut f, HEADER_LEN as u64, MAX_TRAIL_BYTES).map_err(io(&path))?;
         let frames = file::parse_frames(&buf, HEADER_LEN as u64, 0)?;
-        Ok(Self::from_parts(path, header, identity.clone(), frames))
+        let mut t = Self::from_parts(path, header, identity.clone(), frames);
+        t.file_id = Some(file_id);
+        Ok(t)
     }
 
     /// Opens the trail at `path`, creating it (with its genesis record) when missing.
@@ -623,8 +634,14 @@ impl Trail {
 
     /// Reads records other processes appended since we last looked (under the lock).
     fn sync(&mut self) -> Result<(), TrailError> {
+        use std::os::unix::fs::MetadataExt as _;
         let mut f = File::open(&self.path).map_err(io(&self.path))?;
-        let len = f.metadata().map_err(io(&self.path))?.len();
+        let meta = f.metadata().map_err(io(&self.path))?;
+        let id = (meta.dev(), meta.ino());
+        if *self.file_id.get_or_insert(id) != id {
+            return Err(TrailError::Shrunk);
+        }
+        let len = meta.len();
         if len < self.end {
             return Err(TrailError::Shrunk);
         }
