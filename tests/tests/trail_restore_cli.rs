@@ -183,14 +183,14 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
         .stderr(predicate::str::contains("already exists"));
 
     // The server restarts (same port, same SQLite file): a second restore, asked for with
-    // --replace, still works and still charges everything since the backup.
+    // --replace and only the server's URL (its key is trusted here since the first
+    // restore), still works and still charges everything since the backup.
     let addr = url.strip_prefix("http://").unwrap().to_string();
     drop(server);
     let (server, url2) = serve(dir, &addr, &[]);
     assert_eq!(url, url2);
     let out = view()
-        .args(["trail", "restore", "--json", "--replace", "--keyfile"])
-        .arg(&keyfile)
+        .args(["trail", "restore", "--json", "--replace", "--server", &url2])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -274,6 +274,12 @@ fn a_card_the_server_does_not_know_gets_nothing_and_forgiving_servers_say_so() {
         CardIdentity::from_export(&std::fs::read(&out).unwrap()).unwrap()
     };
     assert!(!Home::new(&stranger).trail_path(&identity.serial).exists());
+    // The server's URL alone: its announced key is not trusted in this home.
+    view_at(&stranger)
+        .args(["trail", "restore", "--server", &url])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a trusted validation server"));
     view_at(&stranger)
         .args(["trail", "restore", "--keyfile"])
         .arg(&keyfile)

@@ -36,7 +36,8 @@ pub struct ServerArgs {
     /// The validation server (overrides the keyfile's URL).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// The server's public key, 130 hex digits (uncompressed SEC1), when no keyfile is given.
+    /// The server's public key, 130 hex digits (uncompressed SEC1), when no keyfile is given
+    /// (without it, `--server` must announce a key this home already trusts).
     #[arg(long, value_name = "HEX", conflicts_with = "keyfile")]
     pub server_key: Option<String>,
 }
@@ -55,6 +56,41 @@ pub struct VouchArgs {
 /// Largest answer read (a validator body is at most 1024 bytes).
 const MAX_ANSWER: u64 = 64 * 1024;
 
+/// `--server URL` alone: the key the server announces (`GET /v1/server-key`), accepted only
+/// when it is already one of the home's trusted validation servers — a key fetched over
+/// the network is never trusted by itself.
+fn trusted_key_of(url: &str, home: &Home) -> Result<PublicKey, Failure> {
+    let endpoint = format!("{}/v1/server-key", url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let text = agent
+        .get(&endpoint)
+        .call()
+        .and_then(|mut r| r.body_mut().with_config().limit(64 * 1024).read_to_string())
+        .map_err(|e| {
+            Failure::Usage(anyhow!(
+                "cannot reach the validation server {endpoint}: {e}"
+            ))
+        })?;
+    let key = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["public_key"].as_str().and_then(|h| hex::decode(h).ok()))
+        .and_then(|b| PublicKey::from_sec1(&b).ok())
+        .ok_or_else(|| Failure::Usage(anyhow!("{endpoint} did not answer a server key")))?;
+    let trusted = home
+        .trusted_validators()
+        .map_err(|e| Failure::Usage(anyhow!(e).context("the trusted validation servers")))?;
+    if !trusted.contains(&key) {
+        return Err(Failure::Usage(anyhow!(
+            "the key {url} announces ({}…) is not a trusted validation server here: give --keyfile or --server-key",
+            hex::encode(&key.fingerprint()[..8])
+        )));
+    }
+    Ok(key)
+}
+
 /// The server's URL and key, from the keyfile or the flags.
 pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
     if let Some(path) = &args.keyfile {
@@ -70,10 +106,13 @@ pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKe
         let url = args.server.clone().unwrap_or_else(|| s.url.clone());
         return Ok((url, s.public_key.clone()));
     }
-    let (Some(url), Some(key)) = (&args.server, &args.server_key) else {
+    let Some(url) = &args.server else {
         return Err(Failure::Usage(anyhow!(
-            "give --keyfile, or both --server and --server-key"
+            "give --keyfile, or --server (with --server-key unless the server is trusted here)"
         )));
+    };
+    let Some(key) = &args.server_key else {
+        return Ok((url.clone(), trusted_key_of(url, home)?));
     };
     let key = hex::decode(key.trim())
         .ok()

@@ -48,8 +48,10 @@ pub fn problem_text(p: &Problem) -> (&'static str, String, String) {
             "Your card signs a record of your reading. One of the checks on that record \
              failed, so the rental cannot continue until it is put right."
                 .into(),
-            "Restore the record from a backup, or contact the publisher with the details \
-             below."
+            "A copy you kept yourself will not pass these checks. If the record was lost or \
+             damaged, recover it from the publisher's backup (tally-view trail restore \
+             --keyfile YOUR-KEYFILE; use since that backup is charged), or contact the \
+             publisher with the details below."
                 .into(),
         ),
         Problem::Refused(reason) => match reason {
