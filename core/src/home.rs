@@ -44,15 +44,14 @@ impl Home {
 
     /// The validation-server keys this reader trusts. A missing file is an empty list; a
     /// malformed one is an error naming the line, never a silently shorter list.
-    pub fn trusted_validators(&self) -> Result<Vec<PublicKey>, ValidatorsError> {
+    pub fn trusted_validators(&self) -> Result<Vec<PublicKey>, SettingsError> {
         let path = self.validators_path();
         let bytes = match crate::fsutil::read_bounded(&path, MAX_VALIDATORS_FILE) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(ValidatorsError::Io(path, e)),
+            Err(e) => return Err(SettingsError::Io(path, e)),
         };
-        let text =
-            std::str::from_utf8(&bytes).map_err(|_| ValidatorsError::Line(path.clone(), 0))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| SettingsError::Line(path.clone(), 0))?;
         let mut keys = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -62,7 +61,7 @@ impl Home {
             let key = hex::decode(line)
                 .ok()
                 .and_then(|b| PublicKey::from_sec1(&b).ok())
-                .ok_or_else(|| ValidatorsError::Line(path.clone(), i + 1))?;
+                .ok_or_else(|| SettingsError::Line(path.clone(), i + 1))?;
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -72,7 +71,7 @@ impl Home {
 
     /// Adds `key` to the trusted validation-server keys (atomically; a key already there
     /// is not added twice). Returns true when it was new.
-    pub fn add_trusted_validator(&self, key: &PublicKey) -> Result<bool, ValidatorsError> {
+    pub fn add_trusted_validator(&self, key: &PublicKey) -> Result<bool, SettingsError> {
         let mut keys = self.trusted_validators()?;
         if keys.contains(key) {
             return Ok(false);
@@ -86,26 +85,83 @@ impl Home {
             text.push('\n');
         }
         let path = self.validators_path();
-        std::fs::create_dir_all(&self.root).map_err(|e| ValidatorsError::Io(path.clone(), e))?;
+        std::fs::create_dir_all(&self.root).map_err(|e| SettingsError::Io(path.clone(), e))?;
         crate::fsutil::atomic_write(&path, text.as_bytes())
-            .map_err(|e| ValidatorsError::Io(path.clone(), e))?;
+            .map_err(|e| SettingsError::Io(path.clone(), e))?;
         Ok(true)
+    }
+}
+
+impl Home {
+    /// The file naming the folder, on another medium, that holds a mirror copy of each
+    /// trail ([0062]).
+    pub fn mirror_setting_path(&self) -> PathBuf {
+        self.root.join("mirror")
+    }
+
+    /// The mirror folder, if one is set. A malformed setting is an error, never "no mirror".
+    pub fn mirror_dir(&self) -> Result<Option<PathBuf>, SettingsError> {
+        let path = self.mirror_setting_path();
+        let bytes = match crate::fsutil::read_bounded(&path, 4096) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(SettingsError::Io(path, e)),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| SettingsError::Mirror(path.clone()))?;
+        let dir = PathBuf::from(text.trim_end_matches('\n'));
+        if !dir.is_absolute() || text.trim_end_matches('\n').contains('\n') {
+            return Err(SettingsError::Mirror(path));
+        }
+        Ok(Some(dir))
+    }
+
+    /// Sets (or, with `None`, clears) the mirror folder.
+    pub fn set_mirror_dir(&self, dir: Option<&Path>) -> Result<(), SettingsError> {
+        let path = self.mirror_setting_path();
+        match dir {
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(SettingsError::Io(path, e)),
+            },
+            Some(d) => {
+                let text = d.to_str().filter(|t| d.is_absolute() && !t.contains('\n'));
+                let Some(text) = text else {
+                    return Err(SettingsError::Mirror(path));
+                };
+                std::fs::create_dir_all(&self.root)
+                    .map_err(|e| SettingsError::Io(path.clone(), e))?;
+                crate::fsutil::atomic_write(&path, format!("{text}\n").as_bytes())
+                    .map_err(|e| SettingsError::Io(path.clone(), e))
+            }
+        }
+    }
+
+    /// The mirror copy of the trail of card `serial`, when a mirror folder is set.
+    pub fn mirror_path(&self, serial: &Serial) -> Result<Option<PathBuf>, SettingsError> {
+        Ok(self
+            .mirror_dir()?
+            .map(|d| d.join(format!("{serial}.trail"))))
     }
 }
 
 /// Largest trusted-validators file read (about 7,000 keys).
 const MAX_VALIDATORS_FILE: u64 = 1 << 20;
 
-/// Why the trusted validation-server keys can't be read or saved.
+/// Why a setting of the home folder (the trusted validation servers, the mirror folder)
+/// can't be read or saved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ValidatorsError {
+pub enum SettingsError {
     /// Reading or writing the file failed (or it is larger than 1 MiB).
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
     /// A line is not a P-256 public key in 130 hex digits (line 0: not UTF-8).
     #[error("{0}, line {1}: not a validation-server key (130 hex digits)")]
     Line(PathBuf, usize),
+    /// The mirror setting is not one absolute folder path.
+    #[error("{0}: not one absolute folder path (set it with `tally-view trail mirror DIR`)")]
+    Mirror(PathBuf),
 }
 
 /// Which card to talk to: `emulated`, `emulated:PATH`, `pcsc` or `pcsc:READER`.

@@ -385,6 +385,9 @@ pub struct Trail {
     // The file (device, inode) this handle read, so a trail replaced under it (archived by
     // another process, or swapped) is refused instead of read at the old offsets.
     file_id: Option<(u64, u64)>,
+    // The mirror copy on another medium ([0062]) and why it last failed, if it did.
+    mirror: Option<PathBuf>,
+    mirror_error: Option<String>,
 }
 
 impl std::fmt::Debug for Trail {
@@ -476,6 +479,8 @@ impl Trail {
             vouched: None,
             skipped: 0,
             file_id: None,
+            mirror: None,
+            mirror_error: None,
         }
     }
 
@@ -791,9 +796,79 @@ impl Trail {
         }
         .map_err(io(&self.path))?;
         self.torn = 0;
+        let prev_end = self.end;
         self.end += frame.len() as u64;
         self.records.push(rec.clone());
+        self.update_mirror(prev_end, &frame);
         Ok(())
+    }
+
+    /// Keeps a mirror copy of the trail at `path` ([0062]: "at least one backup audit trail on
+    /// a separate medium"): after every record is saved and synced here, the same frame is
+    /// appended to the mirror and synced; a mirror that is missing or not a prefix of this
+    /// trail is rewritten whole (atomically). `None` stops mirroring. A failing mirror never
+    /// stops a Write — the record is safe in the trail and signed by the card — but is
+    /// reported by [`Trail::mirror_error`] until a later write succeeds.
+    pub fn set_mirror(&mut self, path: Option<PathBuf>) {
+        self.mirror = path;
+        self.mirror_error = None;
+    }
+
+    /// Why the mirror could not be brought up to date at the last write, if it could not.
+    pub fn mirror_error(&self) -> Option<&str> {
+        self.mirror_error.as_deref()
+    }
+
+    /// Brings the mirror in step with the trail now (a whole copy when it is not a prefix).
+    pub fn sync_mirror(&mut self) -> Result<(), TrailError> {
+        let Some(m) = self.mirror.clone() else {
+            return Ok(());
+        };
+        self.copy_to_mirror(&m)?;
+        self.mirror_error = None;
+        Ok(())
+    }
+
+    fn copy_to_mirror(&self, m: &Path) -> Result<(), TrailError> {
+        let bytes =
+            crate::fsutil::read_bounded(&self.path, MAX_TRAIL_BYTES).map_err(io(&self.path))?;
+        let upto = usize::try_from(self.end)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        if let Some(dir) = m.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        crate::fsutil::atomic_write(m, &bytes[..upto]).map_err(io(m))
+    }
+
+    fn update_mirror(&mut self, prev_end: u64, frame: &[u8]) {
+        let Some(m) = self.mirror.clone() else {
+            return;
+        };
+        let appended = (|| -> std::io::Result<bool> {
+            let f = match OpenOptions::new().read(true).write(true).open(&m) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            if f.metadata()?.len() != prev_end {
+                return Ok(false);
+            }
+            let mut head = [0u8; HEADER_LEN];
+            f.read_exact_at(&mut head, 0)?;
+            if head != self.header.encode() {
+                return Ok(false);
+            }
+            f.write_all_at(frame, prev_end)?;
+            f.sync_data()?;
+            Ok(true)
+        })();
+        let result = match appended {
+            Ok(true) => Ok(()),
+            Ok(false) => self.copy_to_mirror(&m).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("mirror {}: {e}", m.display())),
+        };
+        self.mirror_error = result.err();
     }
 
     fn write_intent(&self, intent: &Intent) -> Result<(), TrailError> {
