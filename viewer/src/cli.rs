@@ -155,4 +155,7 @@ pub enum TrailCommand {
     /// Move the records a trusted validation server vouched for out of the working trail
     /// into `<trail>.archive-<first>-<upto>` ([0094]); later validations start after them.
     Archive(crate::commands::trail::VerifyArgs),
+    /// Keep a mirror copy of the trail in a folder on another medium ([0062]), stop it
+    /// (`--off`), or say where it is.
+    Mirror(crate::commands::mirror::MirrorArgs),
 }

@@ -59,6 +59,16 @@ impl std::fmt::Debug for CardMeter {
 }
 
 impl CardMeter {
+    /// Keeps the trail's mirror copy at `path` ([0062]), bringing it up to date now; a
+    /// failure stops nothing and shows as [`Meter::warning`].
+    pub fn mirror_to(&mut self, path: Option<std::path::PathBuf>) {
+        let wanted = path.is_some();
+        self.trail.set_mirror(path);
+        if wanted && let Err(e) = self.trail.sync_mirror() {
+            self.trail.note_mirror_error(e.to_string());
+        }
+    }
+
     /// Opens (or creates) the card's trail at `trail_path` and runs ValidateTrail ([0060]).
     /// The card must be the one `expected` names (the keyfile's card). A fresh open
     /// starts from the newest validator record signed by one of `validators` ([0094]):
@@ -194,6 +204,14 @@ impl Meter for CardMeter {
             }
         };
         Ok((charged, self.standing()?))
+    }
+
+    fn warning(&self) -> Option<String> {
+        self.trail.mirror_error().map(|e| {
+            format!(
+                "The mirror copy of your usage record could not be updated ({e}). Your reading is still recorded on this computer."
+            )
+        })
     }
 
     fn standing(&mut self) -> Result<Decision, Problem> {
@@ -337,7 +355,11 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
         .check_card(&identity, emulated)
         .map_err(|e| Problem::WrongCard(e.to_string()))?;
     let trail_path = inputs.home.trail_path(&identity.serial);
-    let meter = CardMeter::validate(
+    let mirror = inputs
+        .home
+        .mirror_path(&identity.serial)
+        .map_err(|e| Problem::Other(format!("the mirror setting is unreadable: {e}")))?;
+    let mut meter = CardMeter::validate(
         card,
         keyfile.card(),
         &trail_path,
@@ -346,6 +368,7 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
         inputs.clock.clone(),
         validators,
     )?;
+    meter.mirror_to(mirror);
     let decision = meter.evaluate_opening();
     if let Decision::Denied { reason } = &decision {
         return Err(Problem::Refused(reason.clone()));

@@ -106,6 +106,11 @@ pub trait Meter: Send {
     fn charge(&mut self, charge: Charge) -> Result<(Charged, Decision), Problem>;
     /// The policy's view now, without charging.
     fn standing(&mut self) -> Result<Decision, Problem>;
+    /// Something the reader should know that stops nothing (the mirror copy of the trail
+    /// could not be written, say). `None` when all is well.
+    fn warning(&self) -> Option<String> {
+        None
+    }
 }
 
 /// An answer from the meter worker.
@@ -115,6 +120,8 @@ pub enum MeterEvent {
     Charged(Charged, Decision),
     /// A charge was refused or failed.
     Failed(Charge, Problem),
+    /// A new warning from the meter (see [`Meter::warning`]); reading goes on.
+    Warning(String),
 }
 
 /// A meter running on its own thread.
@@ -138,6 +145,7 @@ impl MeterWorker {
         let thread = std::thread::Builder::new()
             .name("tally-meter".into())
             .spawn(move || {
+                let mut warned: Option<String> = None;
                 while let Ok(c) = rx_charge.recv() {
                     let ev = match meter.charge(c) {
                         Ok((charged, decision)) => MeterEvent::Charged(charged, decision),
@@ -145,6 +153,16 @@ impl MeterWorker {
                     };
                     if tx_ev.send(ev).is_err() {
                         return;
+                    }
+                    // Each warning once, when it appears (not after every charge).
+                    let w = meter.warning();
+                    if w != warned {
+                        if let Some(text) = &w
+                            && tx_ev.send(MeterEvent::Warning(text.clone())).is_err()
+                        {
+                            return;
+                        }
+                        warned = w;
                     }
                     wake();
                 }
@@ -466,6 +484,10 @@ impl Session {
     }
 
     fn on_event(&mut self, ev: MeterEvent, now: Instant) {
+        if let MeterEvent::Warning(w) = ev {
+            self.notice = Some(w);
+            return;
+        }
         let charge = match &ev {
             MeterEvent::Charged(c, _) => match c {
                 Charged::Open => Charge::Open,
@@ -474,6 +496,7 @@ impl Session {
                 Charged::Print { pages } => Charge::Print { pages: *pages },
             },
             MeterEvent::Failed(c, _) => *c,
+            MeterEvent::Warning(_) => return,
         };
         if let Some(pos) = self
             .in_flight
@@ -506,6 +529,8 @@ impl Session {
                 }
                 self.apply_after_charge(decision);
             }
+            // Taken care of before the charge bookkeeping above.
+            MeterEvent::Warning(_) => {}
             MeterEvent::Failed(charge, problem) => {
                 if matches!(charge, Charge::Time) {
                     self.time_pending = false;
@@ -523,5 +548,63 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "a test fails loudly on any unexpected error"
+    )]
+    use super::*;
+
+    /// A meter whose warning appears after its first charge and stays.
+    struct Warns(u32);
+
+    impl Meter for Warns {
+        fn charge(&mut self, _: Charge) -> Result<(Charged, Decision), Problem> {
+            self.0 += 1;
+            Ok((
+                Charged::Open,
+                Decision::Allowed {
+                    remaining: tally_core::policy::Remaining::default(),
+                },
+            ))
+        }
+        fn standing(&mut self) -> Result<Decision, Problem> {
+            Ok(Decision::Allowed {
+                remaining: tally_core::policy::Remaining::default(),
+            })
+        }
+        fn warning(&self) -> Option<String> {
+            (self.0 >= 1).then(|| "mirror gone".to_string())
+        }
+    }
+
+    fn next(w: &MeterWorker) -> MeterEvent {
+        let t0 = Instant::now();
+        loop {
+            if let Some(e) = w.try_recv() {
+                return e;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "no event"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_meter_warning_is_sent_once_after_the_charge_that_raised_it() {
+        let w = MeterWorker::spawn(Box::new(Warns(0)), Box::new(|| {})).unwrap();
+        w.send(Charge::Open);
+        assert!(matches!(next(&w), MeterEvent::Charged(Charged::Open, _)));
+        assert!(matches!(next(&w), MeterEvent::Warning(m) if m == "mirror gone"));
+        w.send(Charge::Open);
+        assert!(matches!(next(&w), MeterEvent::Charged(Charged::Open, _)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(w.try_recv().is_none(), "the same warning is not repeated");
     }
 }

@@ -814,17 +814,32 @@ impl Trail {
         self.mirror_error = None;
     }
 
+    /// Records that the mirror could not be brought up to date (by a caller that syncs it
+    /// itself and goes on, as opening does); cleared by the next successful mirror write.
+    pub fn note_mirror_error(&mut self, why: String) {
+        self.mirror_error = Some(why);
+    }
+
     /// Why the mirror could not be brought up to date at the last write, if it could not.
     pub fn mirror_error(&self) -> Option<&str> {
         self.mirror_error.as_deref()
     }
 
-    /// Brings the mirror in step with the trail now (a whole copy when it is not a prefix).
+    /// Brings the mirror in step with the trail now: nothing to do when it has this
+    /// trail's length and header, else a whole copy.
     pub fn sync_mirror(&mut self) -> Result<(), TrailError> {
         let Some(m) = self.mirror.clone() else {
             return Ok(());
         };
-        self.copy_to_mirror(&m)?;
+        let in_step = File::open(&m).is_ok_and(|f| {
+            let mut head = [0u8; HEADER_LEN];
+            f.metadata().is_ok_and(|md| md.len() == self.end)
+                && f.read_exact_at(&mut head, 0).is_ok()
+                && head == self.header.encode()
+        });
+        if !in_step {
+            self.copy_to_mirror(&m)?;
+        }
         self.mirror_error = None;
         Ok(())
     }

@@ -21,6 +21,19 @@ pub fn run(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
     drop(card);
     let path = home.trail_path(&id.serial);
     let a = Trail::archive(&path, &id, keys).map_err(trail_failure)?;
+    // The working trail was rewritten: the mirror follows it now, not at the next Write.
+    if let Some(mirror) = home
+        .mirror_path(&id.serial)
+        .map_err(|e| super::Failure::Usage(anyhow::anyhow!(e)))?
+    {
+        let synced = Trail::open(&path, &id).and_then(|mut t| {
+            t.set_mirror(Some(mirror));
+            t.sync_mirror()
+        });
+        if let Err(e) = synced {
+            eprintln!("warning: the mirror copy of the trail was not updated: {e}");
+        }
+    }
     if args.json {
         println!(
             "{:#}",

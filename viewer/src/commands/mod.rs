@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod card;
+pub mod mirror;
 pub mod open;
 pub mod restore;
 pub mod status;
@@ -54,6 +55,28 @@ pub fn trail_failure(e: tally_core::trail::TrailError) -> Failure {
         Failure::Check(e.into())
     } else {
         Failure::Usage(e.into())
+    }
+}
+
+/// Keeps `trail`'s mirror copy where the home's mirror setting says ([0062],
+/// `tally-view trail mirror`). A malformed setting is a usage failure, never "no mirror".
+pub fn mirror_trail(
+    trail: &mut tally_core::trail::Trail,
+    home: &Home,
+    serial: &tally_core::card::Serial,
+) -> Result<(), Failure> {
+    let path = home
+        .mirror_path(serial)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!(e)))?;
+    trail.set_mirror(path);
+    Ok(())
+}
+
+/// After a command wrote to `trail`: says on stderr when its mirror could not be updated
+/// (the record itself is safe in the trail).
+pub fn warn_mirror(trail: &tally_core::trail::Trail) {
+    if let Some(e) = trail.mirror_error() {
+        eprintln!("warning: the mirror copy of the trail was not updated: {e}");
     }
 }
 

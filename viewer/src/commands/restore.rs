@@ -34,13 +34,108 @@ pub struct RestoreArgs {
     /// Without it, an existing trail is never touched.
     #[arg(long)]
     pub replace: bool,
+    /// Restore from the mirror copy (`tally-view trail mirror DIR`) instead of the server:
+    /// accepted only if it passes ValidateTrail with the card, i.e. nothing is missing.
+    #[arg(long, conflicts_with_all = ["keyfile", "server", "server_key"])]
+    pub from_mirror: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Refuses when a trail exists at `path`, unless `replace`: then moves it aside.
+fn make_room(path: &std::path::Path, replace: bool) -> Result<(), Failure> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if !replace {
+        return Err(Failure::Usage(anyhow!(
+            "a trail already exists at {}; restore only replaces a lost trail (give --replace to move this one aside first)",
+            path.display()
+        )));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut aside = path.as_os_str().to_os_string();
+    aside.push(format!(".replaced-{now}"));
+    std::fs::rename(path, &aside).with_context(|| format!("moving {} aside", path.display()))?;
+    eprintln!(
+        "note: the old trail was moved to {}",
+        PathBuf::from(&aside).display()
+    );
+    Ok(())
+}
+
+/// `--from-mirror`: the mirror copy put in place, kept only if ValidateTrail accepts it
+/// with the card — a mirror that lags the card is a rollback like any old copy (T4).
+fn from_mirror(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
+    let mut card = spec.open(home)?;
+    let id = card.identity().context("reading the card")?;
+    let path = home.trail_path(&id.serial);
+    let Some(mirror) = home
+        .mirror_path(&id.serial)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?
+    else {
+        return Err(Failure::Usage(anyhow!(
+            "no mirror folder is set (tally-view trail mirror DIR)"
+        )));
+    };
+    let bytes = tally_core::fsutil::read_bounded(&mirror, tally_core::trail::MAX_TRAIL_BYTES)
+        .with_context(|| format!("reading the mirror {}", mirror.display()))?;
+    make_room(&path, args.replace)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    tally_core::fsutil::atomic_write(&path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let keys = super::trail::validators(home, &[])?;
+    let checked = Trail::open(&path, &id).and_then(|mut t| {
+        t.set_trusted_validators(keys);
+        t.validate(&mut card).map(|v| (t, v))
+    });
+    match checked {
+        Ok((mut t, v)) => {
+            // The nonce record ValidateTrail just wrote goes to the mirror as well.
+            t.set_mirror(Some(mirror.clone()));
+            if let Err(e) = t.sync_mirror() {
+                eprintln!("warning: the mirror copy of the trail was not updated: {e}");
+            }
+            if args.json {
+                println!(
+                    "{:#}",
+                    serde_json::json!({
+                        "restored": true,
+                        "trail": path,
+                        "from_mirror": mirror,
+                        "records": v.records,
+                        "last_counter": v.last_counter,
+                    })
+                );
+            } else {
+                println!(
+                    "trail restored from the mirror {}: {} records, counters {}..={}, nothing missing",
+                    mirror.display(),
+                    v.records,
+                    v.first_counter,
+                    v.last_counter
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // Only the copy just put there is removed; the mirror itself is untouched.
+            let _ = std::fs::remove_file(&path);
+            Err(Failure::Check(anyhow!(e).context(
+                "the mirror is not a complete trail of this card (restore from the publisher's backup instead: tally-view trail restore --keyfile KEYFILE)",
+            )))
+        }
+    }
+}
+
 /// Runs `trail restore`.
 pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
+    if args.from_mirror {
+        return from_mirror(args, home, spec);
+    }
     let (url, key) = super::vouch::server(&args.target, home)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
@@ -49,23 +144,7 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let mut card = spec.open(home)?;
     let id = card.identity().context("reading the card")?;
     let path = home.trail_path(&id.serial);
-    if path.exists() {
-        if !args.replace {
-            return Err(Failure::Usage(anyhow!(
-                "a trail already exists at {}; restore only replaces a lost trail (give --replace to move this one aside first)",
-                path.display()
-            )));
-        }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut aside = path.clone().into_os_string();
-        aside.push(format!(".replaced-{now}"));
-        std::fs::rename(&path, &aside)
-            .with_context(|| format!("moving {} aside", path.display()))?;
-        eprintln!(
-            "note: the old trail was moved to {}",
-            PathBuf::from(&aside).display()
-        );
-    }
+    make_room(&path, args.replace)?;
     // The card signs the request: only this card can ask for its trail.
     let body = restore_request_body(&key, time::OffsetDateTime::now_utc().unix_timestamp());
     let request = Trail::sign_detached(&path, &mut card, &id, &body).map_err(trail_failure)?;
@@ -89,8 +168,12 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     }
     let answer = open_restore_answer(&answer_key, &answer)
         .map_err(|e| Failure::Check(anyhow!(e).context("the server's restore answer")))?;
-    let trail = Trail::restore(&path, &mut card, &id, &answer.trail, &answer.recovery, &key)
+    let mut trail = Trail::restore(&path, &mut card, &id, &answer.trail, &answer.recovery, &key)
         .map_err(trail_failure)?;
+    super::mirror_trail(&mut trail, home, &id.serial)?;
+    if let Err(e) = trail.sync_mirror() {
+        eprintln!("warning: the mirror copy of the trail was not updated: {e}");
+    }
     let added = home
         .add_trusted_validator(&key)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;

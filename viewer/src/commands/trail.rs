@@ -70,6 +70,7 @@ pub fn run(cmd: &TrailCommand, home: &Home, spec: &CardSpec) -> Outcome {
         TrailCommand::Vouch(a) => super::vouch::run(a, home, spec),
         TrailCommand::Restore(a) => super::restore::run(a, home, spec),
         TrailCommand::Archive(a) => super::archive::run(a, home, spec),
+        TrailCommand::Mirror(a) => super::mirror::run(a, home, spec),
     }
 }
 
@@ -90,9 +91,11 @@ fn verify(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let mut trail =
         Trail::open_or_create(&path, &mut card, &id).map_err(|e| report_failure(json, e))?;
     trail.set_trusted_validators(keys);
+    super::mirror_trail(&mut trail, home, &id.serial)?;
     let v = trail
         .validate(&mut card)
         .map_err(|e| report_failure(json, e))?;
+    super::warn_mirror(&trail);
     if let Some(c) = trail.last_recovery() {
         eprintln!(
             "note: record {c}, signed by the card just before an interruption, was recovered from the card"

@@ -177,7 +177,9 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     }
     let body = check_answer(&answer, &key, &id, trail.header().first_counter, &sent)
         .map_err(trail_failure)?;
+    super::mirror_trail(&mut trail, home, &id.serial)?;
     let rec = trail.write(&mut card, &body).map_err(trail_failure)?;
+    super::warn_mirror(&trail);
     let upto = match &body.usage {
         Usage::Validator(v) => v.upto,
         _ => 0,
