@@ -706,3 +706,25 @@ fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason() {
     let mut copy = env.issue("Ada", "ada3.key", "3");
     copy.validate(server.addr).unwrap();
 }
+
+#[test]
+fn a_server_missing_the_package_judges_no_copy() {
+    let env = Env::new();
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    // The package folder gone (moved away): 503, unsigned, and the copy is not flagged.
+    std::fs::rename(env.path("packages"), env.path("packages.away")).unwrap();
+    let server = env.serve(&[]);
+    let r = post(server.addr, "/v1/validate", &copy.request());
+    drop(server);
+    std::fs::rename(env.path("packages.away"), env.path("packages")).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("cannot find the package"), "{}", r.text());
+    let all = env.copies();
+    let c = copy_json(&all, &copy.licence());
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["flags"], serde_json::json!([]), "{c}");
+    // With the package folder back, the same copy validates.
+    let server = env.serve(&[]);
+    let t = copy.validate(server.addr).unwrap();
+    assert_eq!(t.status, Status::Ok);
+}

@@ -235,9 +235,21 @@ impl App {
             None => (None, Lookup::Unknown),
         };
         let expected_icv = match row {
-            Some(r) if how != Lookup::Superseded => self
-                .package(&conn, &r.document)?
-                .map(|p| icv::compute(req.variant, &p, &req.ui, &req.iv)),
+            Some(r) if how != Lookup::Superseded => {
+                let Some(p) = self.package(&conn, &r.document)? else {
+                    // The server's own configuration is at fault, not the copy: no verdict
+                    // (a signed ICV mismatch would stop an honest reader's copy), nothing
+                    // logged against it. The viewer treats this as a server it can't use.
+                    return Ok(bad(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "this server cannot find the package of document {} in its package folders (tally-pack serve --packages DIR); the copy was not judged",
+                            r.document
+                        ),
+                    ));
+                };
+                Some(icv::compute(req.variant, &p, &req.ui, &req.iv))
+            }
             _ => None,
         };
         let viewer_registered = db::viewer_registered(&conn, &req.viewer_icv)?;
