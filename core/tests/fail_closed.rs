@@ -1,20 +1,29 @@
 //! T21, fail closed: random mutations of a valid trail file (flips, insertions, deletions,
 //! truncations, splices) fed to ValidateTrail with the card. The only acceptable outcomes are
 //! an error, or — when the damage was a torn last record the card can vouch for — a trail
-//! whose records are exactly the original ones. Nothing else is ever accepted.
+//! whose records are exactly the original ones. Nothing else is ever accepted. The same for
+//! a trail that was archived and then restored from the server's backup, validated trusting
+//! the server: its anchor and its recovery record (the two places a trail may legitimately
+//! not be contiguous from genesis) open no door either.
 
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on any unexpected error"
 )]
 
+#[path = "support/restore.rs"]
+mod restore_support;
+
 use proptest::prelude::*;
 use std::sync::OnceLock;
 use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::card::{Card, CardIdentity};
+use tally_core::crypto::PublicKey;
+use tally_core::trail::body::LostCharge;
 use tally_core::trail::file::{HEADER_LEN, parse_frames};
 use tally_core::trail::{Body, LicenceId, Record, Trail, Usage, intent_path};
+use tally_core::validation::ServerSecret;
 
 struct Base {
     trail: Vec<u8>,
@@ -55,6 +64,77 @@ fn base() -> &'static Base {
             trail,
             identity,
             records,
+        }
+    })
+}
+
+/// An archived trail restored from its (archived) backup: anchor validator, records, a
+/// hole, the recovery record, more records — and the server key that signed both.
+struct Restored {
+    base: Base,
+    server: PublicKey,
+}
+
+fn restored() -> &'static Restored {
+    static B: OnceLock<Restored> = OnceLock::new();
+    B.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = dir.path().join("card");
+        EmulatedCard::create(&cp, &CardState::generate(&mut rand_core::OsRng, 40, "t")).unwrap();
+        let card = || Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
+        let identity = card().identity().unwrap();
+        let server = ServerSecret::random(&mut rand_core::OsRng);
+        let keys = vec![server.public().clone()];
+        let tp = dir.path().join("trail");
+        Trail::create(&tp, &mut card(), &identity).unwrap();
+        let write = |usage: Usage| {
+            let mut t = Trail::open(&tp, &identity).unwrap();
+            t.set_trusted_validators(keys.clone());
+            t.write(&mut card(), &Body::now(usage)).unwrap();
+        };
+        let open = || Usage::Open {
+            licence: LicenceId([3; 16]),
+        };
+        let vouch = || {
+            let v = tally_core::trail::validator::vouch(
+                &server,
+                &identity,
+                &std::fs::read(&tp).unwrap(),
+                restore_support::now(),
+            )
+            .unwrap();
+            write(v.usage);
+        };
+        (0..3).for_each(|_| write(open()));
+        vouch();
+        (0..2).for_each(|_| write(open()));
+        Trail::archive(&tp, &identity, keys.clone()).unwrap();
+        let backup = std::fs::read(&tp).unwrap();
+        write(open());
+        restore_support::lose_and_restore(
+            &tp,
+            &mut card(),
+            &identity,
+            &server,
+            &backup,
+            vec![LicenceId([3; 16])],
+            LostCharge::Full,
+        )
+        .unwrap();
+        (0..2).for_each(|_| write(open()));
+        let trail = std::fs::read(&tp).unwrap();
+        let records = parse_frames(&trail[HEADER_LEN..], HEADER_LEN as u64, 0)
+            .unwrap()
+            .records;
+        Restored {
+            base: Base {
+                intent: std::fs::read(intent_path(&tp)).unwrap(),
+                card: std::fs::read(&cp).unwrap(),
+                trail,
+                identity,
+                records,
+            },
+            server: server.public().clone(),
         }
     })
 }
@@ -132,4 +212,54 @@ proptest! {
             prop_assert_eq!(&recs[..recs.len() - 1], &b.records[..], "accepted a changed trail: {:?}", muts);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #[test]
+    fn mutated_archived_and_restored_trails_are_never_accepted(muts in prop::collection::vec(mutation(), 1..4)) {
+        let r = restored();
+        let b = &r.base;
+        // The unchanged trail is valid: the anchor and the recovery are accepted as such.
+        prop_assume!(apply(&b.trail, &muts) != b.trail);
+        let bad = apply(&b.trail, &muts);
+        let dir = tempfile::tempdir().unwrap();
+        let tp = dir.path().join("trail");
+        let cp = dir.path().join("card");
+        std::fs::write(&tp, &bad).unwrap();
+        std::fs::write(intent_path(&tp), &b.intent).unwrap();
+        std::fs::write(&cp, &b.card).unwrap();
+        let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
+        let res = Trail::open(&tp, &b.identity).and_then(|mut t| {
+            t.set_trusted_validators(vec![r.server.clone()]);
+            t.validate(&mut card).map(|_| t)
+        });
+        if let Ok(t) = res {
+            let recs = t.records();
+            prop_assert_eq!(&recs[..recs.len() - 1], &b.records[..], "accepted a changed trail: {:?}", muts);
+        }
+    }
+}
+
+#[test]
+fn the_unchanged_archived_and_restored_trail_is_valid() {
+    let r = restored();
+    let b = &r.base;
+    let dir = tempfile::tempdir().unwrap();
+    let tp = dir.path().join("trail");
+    let cp = dir.path().join("card");
+    std::fs::write(&tp, &b.trail).unwrap();
+    std::fs::write(intent_path(&tp), &b.intent).unwrap();
+    std::fs::write(&cp, &b.card).unwrap();
+    let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
+    let mut t = Trail::open(&tp, &b.identity).unwrap();
+    assert!(t.header().first_counter > b.identity.origin, "archived");
+    assert!(
+        b.records
+            .iter()
+            .any(|r| r.body.starts_with(b"tally/1 recovery ")),
+        "restored"
+    );
+    t.set_trusted_validators(vec![r.server.clone()]);
+    t.validate(&mut card).unwrap();
 }
