@@ -72,3 +72,22 @@ pub fn mutate(original: &[u8], ops: &[u8]) -> Vec<u8> {
     }
     b
 }
+
+/// A deterministic byte source (card keys, ephemeral keys), so runs are reproducible.
+pub struct Fixed(pub u8);
+impl rand_core::RngCore for Fixed {
+    fn next_u32(&mut self) -> u32 {
+        u32::from(self.0)
+    }
+    fn next_u64(&mut self) -> u64 {
+        u64::from(self.0)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(self.0);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        dest.fill(self.0);
+        Ok(())
+    }
+}
+impl rand_core::CryptoRng for Fixed {}

@@ -6,6 +6,8 @@
 //! makes at most two real signatures (the second at the last signable value) before the
 //! card must refuse (T14): SIGN stays exercised, and most inputs stay cheap.
 #![no_main]
+#[path = "../common/mod.rs"]
+mod common;
 use libfuzzer_sys::fuzz_target;
 use tally_core::card::applet::{Applet, CardState};
 use tally_core::card::emulated::decode_state;
@@ -14,32 +16,11 @@ use std::sync::OnceLock;
 fn base() -> &'static CardState {
     static S: OnceLock<CardState> = OnceLock::new();
     S.get_or_init(|| {
-        let mut s = CardState::generate(&mut rand_core_shim::Fixed(7), 5, "fuzz");
+        let mut s = CardState::generate(&mut common::Fixed(7), 5, "fuzz");
         s.counter = u64::MAX - 2;
         // Through the file format once, as the emulated card loads it.
         decode_state(&tally_core::card::emulated::encode_state(&s)).expect("base state")
     })
-}
-
-mod rand_core_shim {
-    /// A deterministic byte source, so runs are reproducible.
-    pub struct Fixed(pub u8);
-    impl rand_core::RngCore for Fixed {
-        fn next_u32(&mut self) -> u32 {
-            u32::from(self.0)
-        }
-        fn next_u64(&mut self) -> u64 {
-            u64::from(self.0)
-        }
-        fn fill_bytes(&mut self, dest: &mut [u8]) {
-            dest.fill(self.0);
-        }
-        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-            dest.fill(self.0);
-            Ok(())
-        }
-    }
-    impl rand_core::CryptoRng for Fixed {}
 }
 
 fuzz_target!(|data: &[u8]| {

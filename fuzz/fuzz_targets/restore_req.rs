@@ -22,24 +22,7 @@ use tally_core::validation::{
 #[path = "../common/mod.rs"]
 mod common;
 
-/// A deterministic byte source (the card key and the ephemeral key of the base request).
-struct Fixed(u8);
-impl rand_core::RngCore for Fixed {
-    fn next_u32(&mut self) -> u32 {
-        u32::from(self.0)
-    }
-    fn next_u64(&mut self) -> u64 {
-        u64::from(self.0)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        dest.fill(self.0);
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        dest.fill(self.0);
-        Ok(())
-    }
-}
-impl rand_core::CryptoRng for Fixed {}
+use common::Fixed;
 
 const NOW: i64 = 1_764_000_000;
 

@@ -12,24 +12,7 @@ use tally_core::validation::{
     ENVELOPE_LEN, Icv, IcvVariant, Iv, REQUEST_LEN, ServerSecret, Ui, ValReq,
 };
 
-/// A deterministic byte source (the ephemeral key of the base request).
-struct Fixed(u8);
-impl rand_core::RngCore for Fixed {
-    fn next_u32(&mut self) -> u32 {
-        u32::from(self.0)
-    }
-    fn next_u64(&mut self) -> u64 {
-        u64::from(self.0)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        dest.fill(self.0);
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        dest.fill(self.0);
-        Ok(())
-    }
-}
-impl rand_core::CryptoRng for Fixed {}
+use common::Fixed;
 
 struct Base {
     server: ServerSecret,

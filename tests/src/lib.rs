@@ -4,7 +4,7 @@
 
 use assert_cmd::Command;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 /// The vendor password every end-to-end test uses.
@@ -31,6 +31,52 @@ pub fn view_at(home: &Path) -> Command {
     let mut c = Command::cargo_bin("tally-view").unwrap();
     c.env("TALLY_HOME", home).env_remove("TALLY_CARD");
     c
+}
+
+/// The usual cast: a vendor "Test Press" in `<dir>/vendor`, a reader with an emulated card in
+/// `home` who trusts it, that card registered as customer "Ada" (its export at
+/// `<dir>/reader.card`), and the sample PDF packed to `<dir>/packages/doc.tly`, whose path
+/// is returned.
+///
+/// # Panics
+/// When a step fails (a test set-up failure).
+pub fn publisher_and_reader(dir: &Path, home: &Path) -> PathBuf {
+    pack(dir)
+        .args(["vendor", "init", "--name", "Test Press"])
+        .assert()
+        .success();
+    view_at(home).args(["card", "init"]).assert().success();
+    let card = dir.join("reader.card");
+    view_at(home)
+        .args(["card", "export", "-o"])
+        .arg(&card)
+        .assert()
+        .success();
+    pack(dir)
+        .args(["customer", "add", "--name", "Ada", "--card"])
+        .arg(&card)
+        .assert()
+        .success();
+    view_at(home)
+        .args(["trust", "add"])
+        .arg(dir.join("vendor/vendor.pub"))
+        .assert()
+        .success();
+    let package = dir.join("packages/doc.tly");
+    #[expect(
+        clippy::unwrap_used,
+        reason = "a set-up step that fails fails the test"
+    )]
+    std::fs::create_dir_all(dir.join("packages")).unwrap();
+    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
+    pack(dir)
+        .arg("pack")
+        .arg(&pdf)
+        .arg("-o")
+        .arg(&package)
+        .assert()
+        .success();
+    package
 }
 
 /// A running `tally-pack serve`, killed (and waited for) when dropped.

@@ -14,7 +14,7 @@ use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 use tally_core::card::CardIdentity;
 use tally_core::home::Home;
-use tally_tests::{Server, http, pack, serve, view_at};
+use tally_tests::{Server, http, pack, publisher_and_reader, serve, view_at};
 
 fn post(url: &str, path: &str, body: &[u8]) -> (u16, String) {
     http(url, path, Some(body))
@@ -23,37 +23,7 @@ fn post(url: &str, path: &str, body: &[u8]) -> (u16, String) {
 /// A vendor, a reader (emulated card, registered), one package, the server running, and a
 /// keyfile naming it (30 page views, 5 openings).
 fn setup(dir: &Path, home: &Path) -> (PathBuf, PathBuf, Server, String) {
-    pack(dir)
-        .args(["vendor", "init", "--name", "Test Press"])
-        .assert()
-        .success();
-    view_at(home).args(["card", "init"]).assert().success();
-    let card = dir.join("reader.card");
-    view_at(home)
-        .args(["card", "export", "-o"])
-        .arg(&card)
-        .assert()
-        .success();
-    pack(dir)
-        .args(["customer", "add", "--name", "Ada", "--card"])
-        .arg(&card)
-        .assert()
-        .success();
-    view_at(home)
-        .args(["trust", "add"])
-        .arg(dir.join("vendor/vendor.pub"))
-        .assert()
-        .success();
-    std::fs::create_dir_all(dir.join("packages")).unwrap();
-    let package = dir.join("packages/doc.tly");
-    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
-    pack(dir)
-        .arg("pack")
-        .arg(&pdf)
-        .arg("-o")
-        .arg(&package)
-        .assert()
-        .success();
+    let package = publisher_and_reader(dir, home);
     // This viewer build is a registered release (the window validates online at opening).
     pack(dir)
         .args(["viewer", "register"])

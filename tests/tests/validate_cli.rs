@@ -31,38 +31,7 @@ fn serve(dir: &Path) -> (Server, String) {
 
 /// A vendor, a reader with an emulated card trusting it, and one package.
 fn reader(dir: &Path) -> PathBuf {
-    pack(dir)
-        .args(["vendor", "init", "--name", "Test Press"])
-        .assert()
-        .success();
-    view(dir).args(["card", "init"]).assert().success();
-    let card = dir.join("reader.card");
-    view(dir)
-        .args(["card", "export", "-o"])
-        .arg(&card)
-        .assert()
-        .success();
-    pack(dir)
-        .args(["customer", "add", "--name", "Ada", "--card"])
-        .arg(&card)
-        .assert()
-        .success();
-    view(dir)
-        .args(["trust", "add"])
-        .arg(dir.join("vendor/vendor.pub"))
-        .assert()
-        .success();
-    std::fs::create_dir_all(dir.join("packages")).unwrap();
-    let package = dir.join("packages/doc.tly");
-    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
-    pack(dir)
-        .arg("pack")
-        .arg(&pdf)
-        .arg("-o")
-        .arg(&package)
-        .assert()
-        .success();
-    package
+    tally_tests::publisher_and_reader(dir, &dir.join("home"))
 }
 
 /// Issues a keyfile `name` for Ada naming the server `url`, requiring an online check every

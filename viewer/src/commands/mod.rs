@@ -58,6 +58,19 @@ pub fn trail_failure(e: tally_core::trail::TrailError) -> Failure {
     }
 }
 
+/// A validation server's public key given as `--server-key HEX` (130 hex digits, SEC1
+/// uncompressed); anything else is a usage failure naming the flag.
+pub fn parse_server_key(hex_key: &str) -> Result<tally_core::crypto::PublicKey, Failure> {
+    hex::decode(hex_key.trim())
+        .ok()
+        .and_then(|b| tally_core::crypto::PublicKey::from_sec1(&b).ok())
+        .ok_or_else(|| {
+            Failure::Usage(anyhow::anyhow!(
+                "--server-key must be 130 hex digits of a P-256 public key"
+            ))
+        })
+}
+
 /// Keeps `trail`'s mirror copy where the home's mirror setting says ([0062],
 /// `tally-view trail mirror`). A malformed setting is a usage failure, never "no mirror".
 pub fn mirror_trail(

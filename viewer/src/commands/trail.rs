@@ -34,14 +34,7 @@ pub(super) fn validators(home: &Home, extra: &[String]) -> Result<Vec<PublicKey>
         .trusted_validators()
         .map_err(|e| Failure::Usage(anyhow!(e).context("the trusted validation servers")))?;
     for hex_key in extra {
-        let key = hex::decode(hex_key.trim())
-            .ok()
-            .and_then(|b| PublicKey::from_sec1(&b).ok())
-            .ok_or_else(|| {
-                Failure::Usage(anyhow!(
-                    "--server-key must be 130 hex digits of a P-256 public key"
-                ))
-            })?;
+        let key = super::parse_server_key(hex_key)?;
         if !keys.contains(&key) {
             keys.push(key);
         }

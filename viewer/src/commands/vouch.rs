@@ -114,15 +114,7 @@ pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKe
     let Some(key) = &args.server_key else {
         return Ok((url.clone(), trusted_key_of(url, home)?));
     };
-    let key = hex::decode(key.trim())
-        .ok()
-        .and_then(|b| PublicKey::from_sec1(&b).ok())
-        .ok_or_else(|| {
-            Failure::Usage(anyhow!(
-                "--server-key must be 130 hex digits of a P-256 public key"
-            ))
-        })?;
-    Ok((url.clone(), key))
+    Ok((url.clone(), super::parse_server_key(key)?))
 }
 
 /// Runs `trail vouch`.
