@@ -101,11 +101,10 @@ fn synth_with(
             })),
             1_764_000_000 + k as i64,
         );
-        let text = body.validator_signed_text().expect("validator");
-        let sig = server.sign_validator(&identity.serial, text.as_bytes());
-        if let Usage::Validator(v) = &mut body.usage {
-            v.signature = sig;
-        }
+        assert!(
+            server.sign_body(&identity.serial, &mut body),
+            "a validator body"
+        );
         let r = &mut records[k];
         r.body = body.encode().into_bytes();
         r.signature = sign_low_s(&key, &r.signed_message(&identity));

@@ -1233,37 +1233,18 @@ impl Trail {
             });
         }
         let trusted = vec![server.clone()];
-        let (header, records) = validate::verify_trail_bytes(backup, identity, &trusted)?;
-        let index = records.len() as u64;
-        let body = Body::parse(recovery).map_err(|error| TrailError::BadBody { index, error })?;
+        let (header, mut records) = validate::verify_trail_bytes(backup, identity, &trusted)?;
+        let index = records.len();
+        let body = Body::parse(recovery).map_err(|error| TrailError::BadBody {
+            index: index as u64,
+            error,
+        })?;
         let Usage::Recovery(r) = &body.usage else {
             return Err(TrailError::BadRecovery {
-                index,
+                index: index as u64,
                 reason: "the server's answer is not a recovery record",
             });
         };
-        let refuse = |reason| TrailError::BadRecovery { index, reason };
-        if !validator::verify_recovery(&body, &identity.serial, server, default_verifier()) {
-            return Err(refuse("the server's signature does not verify"));
-        }
-        let next = records
-            .last()
-            .map_or(header.first_counter, |r| r.counter.saturating_add(1));
-        if r.from != next {
-            return Err(refuse(
-                "it does not start at the counter after the backup's last record",
-            ));
-        }
-        let origin = validator::chain_origin(
-            &records,
-            identity,
-            header.first_counter,
-            &trusted,
-            default_verifier(),
-        )?;
-        if validator::chain_from(origin, &records) != r.chain {
-            return Err(refuse("its chain hash is not the backup's"));
-        }
         let mut s = card.session()?;
         check_identity(&mut s, identity)?;
         let card_counter = s.get_counter()?;
@@ -1273,6 +1254,29 @@ impl Trail {
                 card_counter,
             });
         }
+        // The recovery record as it will stand once the card signs it at `card_counter`,
+        // through the check every later ValidateTrail makes: it names exactly the counters
+        // after the backup, is signed by `server` and carries the backup's chain hash.
+        let expected = records
+            .last()
+            .map_or(header.first_counter, |r| r.counter.saturating_add(1));
+        records.push(Record {
+            nonce: [0; 32],
+            body: recovery.to_vec(),
+            counter: card_counter,
+            signature: crate::crypto::Signature([0; 64]),
+        });
+        validator::check_recovery(
+            &records,
+            index,
+            &body,
+            expected,
+            identity,
+            header.first_counter,
+            &trusted,
+            default_verifier(),
+        )?;
+        records.pop();
         // All checked: write the backup, durably, then append the recovery record.
         let mut f = OpenOptions::new()
             .write(true)
@@ -1293,11 +1297,9 @@ impl Trail {
         t.trusted_validators = trusted;
         t.verified = t.records.len();
         t.card_checked = true;
+        // Write step [7] checks the card's signature; the rest was checked above.
         t.write_locked(&mut s, &body, card_counter)?;
         drop(s);
-        // The recovery record through the same check every later ValidateTrail makes.
-        t.verified = t.records.len() - 1;
-        t.verify_new()?;
         drop(lock);
         Ok(t)
     }

@@ -66,37 +66,6 @@ pub const SIG_DOMAIN: &[u8; 22] = b"TALLY-VALIDATOR-SIG/v1";
 /// Domain prefix of the message a validation server signs for a recovery record ([0062]).
 pub const RECOVERY_SIG_DOMAIN: &[u8; 21] = b"TALLY-RECOVERY-SIG/v1";
 
-/// The message the server signs for a recovery body whose text before ` sig=` is `unsigned`.
-pub fn recovery_signed_message(serial: &Serial, unsigned: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(RECOVERY_SIG_DOMAIN.len() + 16 + unsigned.len());
-    m.extend_from_slice(RECOVERY_SIG_DOMAIN);
-    m.extend_from_slice(&serial.0);
-    m.extend_from_slice(unsigned);
-    m
-}
-
-/// True when `body` is a recovery record whose signature verifies under `server` for the
-/// card `serial` and whose `key=` names `server`.
-pub fn verify_recovery(
-    body: &Body,
-    serial: &Serial,
-    server: &PublicKey,
-    verifier: &dyn SignatureVerifier,
-) -> bool {
-    let Usage::Recovery(r) = &body.usage else {
-        return false;
-    };
-    let Some(unsigned) = body.server_signed_text() else {
-        return false;
-    };
-    r.server_key == server.fingerprint()
-        && verifier.verify(
-            server,
-            &recovery_signed_message(serial, unsigned.as_bytes()),
-            &r.signature,
-        )
-}
-
 /// Checks the recovery record `records[index]` (body `body`), which follows a hole in the
 /// counters: the previous record's counter + 1 is `expected`, its own counter is `found`.
 /// It stands in for exactly the lost counters `expected..found` only when one of `trusted`
@@ -136,11 +105,10 @@ pub fn check_recovery(
             "it is signed by a validation server this reader does not trust (add its key with `--server-key`, or restore from a keyfile's server)",
         ));
     };
-    if !verify_recovery(body, &identity.serial, key, verifier) {
+    if !verify_server_signed(body, &identity.serial, key, verifier) {
         return Err(refuse("the server's signature does not verify"));
     }
-    let origin = chain_origin(records, identity, first_counter, trusted, verifier)?;
-    if chain_from(origin, &records[..index]) != r.chain {
+    if prefix_chain(records, index, identity, first_counter, trusted, verifier)? != r.chain {
         return Err(refuse(
             "its chain hash does not match the records before it — they are not the server's backup",
         ));
@@ -163,18 +131,35 @@ pub fn chain_step(prev: &Hash, record: &Record) -> Hash {
 
 /// The chain hash after every record of `records` (the first of which carries `first_counter`).
 pub fn chain_hash(identity: &CardIdentity, first_counter: u64, records: &[Record]) -> Hash {
-    let start = chain_start(
-        &identity.serial,
-        &identity.public_key.fingerprint(),
-        first_counter,
-    );
-    records.iter().fold(start, |c, r| chain_step(&c, r))
+    chain_from(
+        chain_start(
+            &identity.serial,
+            &identity.public_key.fingerprint(),
+            first_counter,
+        ),
+        records,
+    )
 }
 
 /// The chain hash after every record of `records`, continuing from `start` (the chain hash
 /// before the first of them: [`chain_start`], or an archived trail's [`chain_origin`]).
 pub fn chain_from(start: Hash, records: &[Record]) -> Hash {
     records.iter().fold(start, |c, r| chain_step(&c, r))
+}
+
+/// The chain hash after the first `len` records of a trail (`records`, whose header says
+/// `first_counter`), from its [`chain_origin`] — what a validator's or recovery's `chain=`
+/// must equal.
+pub fn prefix_chain(
+    records: &[Record],
+    len: usize,
+    identity: &CardIdentity,
+    first_counter: u64,
+    trusted: &[PublicKey],
+    verifier: &dyn SignatureVerifier,
+) -> Result<Hash, TrailError> {
+    let origin = chain_origin(records, identity, first_counter, trusted, verifier)?;
+    Ok(chain_from(origin, &records[..len.min(records.len())]))
 }
 
 /// The chain hash before the first record of a trail whose header says `first_counter`.
@@ -223,7 +208,7 @@ pub fn chain_origin(
         let Some(key) = trusted.iter().find(|k| k.fingerprint() == v.server_key) else {
             continue;
         };
-        if !verify_validator(&body, &identity.serial, key, verifier) {
+        if !verify_server_signed(&body, &identity.serial, key, verifier) {
             return Err(TrailError::BadValidator {
                 index: i as u64,
                 reason: "the server's signature does not verify",
@@ -236,35 +221,38 @@ pub fn chain_origin(
     })
 }
 
-/// The message the server signs for a validator body whose text before ` sig=` is `unsigned`.
-pub fn signed_message(serial: &Serial, unsigned: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIG_DOMAIN.len() + 16 + unsigned.len());
-    m.extend_from_slice(SIG_DOMAIN);
+/// The message a validation server signs for a validator or recovery `body` of card
+/// `serial`: the kind's domain ([`SIG_DOMAIN`], [`RECOVERY_SIG_DOMAIN`]) ‖ serial (16) ‖ the
+/// body text before ` sig=`. `None` for the other kinds, which no server signs.
+pub fn server_message(body: &Body, serial: &Serial) -> Option<Vec<u8>> {
+    let domain: &[u8] = match body.usage {
+        Usage::Validator(_) => SIG_DOMAIN,
+        Usage::Recovery(_) => RECOVERY_SIG_DOMAIN,
+        _ => return None,
+    };
+    let unsigned = body.server_signed_text()?;
+    let mut m = Vec::with_capacity(domain.len() + 16 + unsigned.len());
+    m.extend_from_slice(domain);
     m.extend_from_slice(&serial.0);
-    m.extend_from_slice(unsigned);
-    m
+    m.extend_from_slice(unsigned.as_bytes());
+    Some(m)
 }
 
-/// True when `body` is a validator whose signature verifies under `server` for the card `serial`
-/// and whose `key=` names `server`.
-pub fn verify_validator(
+/// True when `body` is a validator or recovery record whose `key=` names `server` and whose
+/// signature verifies under it for the card `serial` ([`server_message`]).
+pub fn verify_server_signed(
     body: &Body,
     serial: &Serial,
     server: &PublicKey,
     verifier: &dyn SignatureVerifier,
 ) -> bool {
-    let Usage::Validator(v) = &body.usage else {
-        return false;
+    let (key, signature) = match &body.usage {
+        Usage::Validator(v) => (&v.server_key, &v.signature),
+        Usage::Recovery(r) => (&r.server_key, &r.signature),
+        _ => return false,
     };
-    let Some(unsigned) = body.validator_signed_text() else {
-        return false;
-    };
-    v.server_key == server.fingerprint()
-        && verifier.verify(
-            server,
-            &signed_message(serial, unsigned.as_bytes()),
-            &v.signature,
-        )
+    *key == server.fingerprint()
+        && server_message(body, serial).is_some_and(|m| verifier.verify(server, &m, signature))
 }
 
 /// Where a fast start begins: the validator record chosen and what it vouches for.
@@ -332,7 +320,7 @@ pub fn fast_start(
         return Ok(None);
     };
     let v: &Validator = v;
-    if !verify_validator(&body, &identity.serial, &key, verifier) {
+    if !verify_server_signed(&body, &identity.serial, &key, verifier) {
         return Err(TrailError::BadValidator {
             index: idx,
             reason: "the server's signature does not verify",
@@ -387,8 +375,7 @@ pub fn fast_start(
             _ => None,
         })
         .collect();
-    let origin = chain_origin(records, identity, first_counter, trusted, verifier)?;
-    if chain_from(origin, &records[..len]) != v.chain {
+    if prefix_chain(records, len, identity, first_counter, trusted, verifier)? != v.chain {
         return Err(TrailError::BadValidator {
             index: idx,
             reason: "the chain hash of the records it vouches for does not match — a record before it was changed",
@@ -523,20 +510,20 @@ pub fn vouch(
         Usage::Validator(Box::new(Validator {
             server_key: secret.public().fingerprint(),
             upto: last,
-            chain: chain_from(
-                chain_origin(&records, identity, header.first_counter, own, verifier)?,
+            chain: prefix_chain(
                 &records,
-            ),
+                records.len(),
+                identity,
+                header.first_counter,
+                own,
+                verifier,
+            )?,
             totals,
             signature: crate::crypto::Signature([0; 64]),
         })),
         at_unix,
     );
-    let unsigned = body.validator_signed_text().unwrap_or_default();
-    let sig = secret.sign_validator(&identity.serial, unsigned.as_bytes());
-    if let Usage::Validator(v) = &mut body.usage {
-        v.signature = sig;
-    }
+    secret.sign_body(&identity.serial, &mut body);
     Ok(body)
 }
 
@@ -562,7 +549,7 @@ pub fn check_answer(
     if v.server_key != server.fingerprint() {
         return Err(refuse("the answer names another server key"));
     }
-    if !verify_validator(
+    if !verify_server_signed(
         &body,
         &identity.serial,
         server,
@@ -574,14 +561,15 @@ pub fn check_answer(
         .iter()
         .position(|r| r.counter == v.upto)
         .ok_or(refuse("it vouches for records this trail does not have"))?;
-    let origin = chain_origin(
+    let chain = prefix_chain(
         records,
+        k + 1,
         identity,
         first_counter,
         std::slice::from_ref(server),
         crate::crypto::default_verifier(),
     )?;
-    if chain_from(origin, &records[..=k]) != v.chain {
+    if chain != v.chain {
         return Err(refuse(
             "its chain hash does not match this trail — the server saw other records",
         ));

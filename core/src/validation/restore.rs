@@ -334,8 +334,11 @@ pub fn plan_recovery(
             last,
         });
     }
-    let (first_counter, records) =
-        backup_records(secret, identity, backup).map_err(RestoreError::Backup)?;
+    // The backup in full; the server trusts its own recovery records and archive anchors.
+    let own = std::slice::from_ref(secret.public());
+    let (header, records) = crate::trail::validate::verify_trail_bytes(backup, identity, own)
+        .map_err(RestoreError::Backup)?;
+    let first_counter = header.first_counter;
     let next = records
         .last()
         .map_or(first_counter, |r| r.counter.saturating_add(1));
@@ -354,48 +357,26 @@ pub fn plan_recovery(
             server_key: secret.public().fingerprint(),
             from: next,
             to: rec.counter,
-            chain: validator::chain_from(
-                validator::chain_origin(
-                    &records,
-                    identity,
-                    first_counter,
-                    std::slice::from_ref(secret.public()),
-                    default_verifier(),
-                )
-                .map_err(RestoreError::Backup)?,
+            chain: validator::prefix_chain(
                 &records,
-            ),
+                records.len(),
+                identity,
+                first_counter,
+                own,
+                default_verifier(),
+            )
+            .map_err(RestoreError::Backup)?,
             charge,
             licences,
             signature: crate::crypto::Signature([0; 64]),
         })),
         now_unix,
     );
-    let unsigned = body.server_signed_text().unwrap_or_default();
-    let sig = secret.sign_recovery(&identity.serial, unsigned.as_bytes());
-    if let Usage::Recovery(r) = &mut body.usage {
-        r.signature = sig;
-    }
+    secret.sign_body(&identity.serial, &mut body);
     Ok(RecoveryPlan {
         body,
         from: next,
         to: rec.counter,
         records: records.len() as u64,
     })
-}
-
-/// The first counter and the records of a backup trail file, checked in full (header,
-/// frames, signatures, counters; recovery records and archive anchors from this server
-/// are accepted).
-pub fn backup_records(
-    secret: &ServerSecret,
-    identity: &CardIdentity,
-    bytes: &[u8],
-) -> Result<(u64, Vec<Record>), TrailError> {
-    let (header, records) = crate::trail::validate::verify_trail_bytes(
-        bytes,
-        identity,
-        std::slice::from_ref(secret.public()),
-    )?;
-    Ok((header.first_counter, records))
 }

@@ -91,30 +91,22 @@ impl ServerSecret {
         super::trail_req::open_trail_request(&self.secret, &self.public, envelope)
     }
 
-    /// Signs a validator body's text before ` sig=` for card `serial` ([0094]); the message
-    /// is domain-separated (`trail::validator::signed_message`), so this signs nothing else.
-    pub fn sign_validator(
-        &self,
-        serial: &crate::card::Serial,
-        unsigned: &[u8],
-    ) -> crypto::Signature {
-        crypto::sign_low_s(
-            &self.signing,
-            &crate::trail::validator::signed_message(serial, unsigned),
-        )
-    }
-
-    /// Signs a recovery body's text before ` sig=` for card `serial` ([0062]); the message
-    /// is domain-separated (`trail::validator::recovery_signed_message`).
-    pub fn sign_recovery(
-        &self,
-        serial: &crate::card::Serial,
-        unsigned: &[u8],
-    ) -> crypto::Signature {
-        crypto::sign_low_s(
-            &self.signing,
-            &crate::trail::validator::recovery_signed_message(serial, unsigned),
-        )
+    /// Signs a validator ([0094]) or recovery ([0062]) body for card `serial` in place:
+    /// its `sig=` becomes this key's signature of `trail::validator::server_message`, which
+    /// is domain-separated by the kind, so this signs nothing else. Returns false (and
+    /// changes nothing) for any other kind.
+    pub fn sign_body(&self, serial: &crate::card::Serial, body: &mut crate::trail::Body) -> bool {
+        use crate::trail::Usage;
+        let Some(m) = crate::trail::validator::server_message(body, serial) else {
+            return false;
+        };
+        let sig = crypto::sign_low_s(&self.signing, &m);
+        match &mut body.usage {
+            Usage::Validator(v) => v.signature = sig,
+            Usage::Recovery(r) => r.signature = sig,
+            _ => return false,
+        }
+        true
     }
 
     /// Decrypts a restore request ([`super::seal_restore_request`]); returns it with the
