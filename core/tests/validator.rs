@@ -345,6 +345,7 @@ fn vouched_time_records_cost_the_heaviest_weight() {
         index: 5,
         counter: 12,
         upto: 11,
+        prefix: 5,
         server_key: [0; 32],
         totals: vec![LicenceTotals {
             licence: B,

@@ -114,9 +114,7 @@ impl Tally {
             t.printed = u64::from(v.prints);
             t.time_records = u64::from(v.times);
             t.vouched_time_records = u64::from(v.times);
-            // All totals at their maximum is how a validator says "charged in full".
-            let full = u32::MAX;
-            if [v.opens, v.pages, v.seconds, v.prints, v.times] == [full; 5] {
+            if v.is_written_off() {
                 t.write_off();
             }
         }

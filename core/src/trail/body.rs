@@ -168,6 +168,20 @@ pub struct LicenceTotals {
     pub times: u32,
 }
 
+impl LicenceTotals {
+    /// Every total at its maximum: how a validator says the licence was charged in full
+    /// for lost records ([0062]; `Tally::resume` reads it back as written off).
+    pub fn is_written_off(&self) -> bool {
+        [
+            self.opens,
+            self.pages,
+            self.seconds,
+            self.prints,
+            self.times,
+        ] == [u32::MAX; 5]
+    }
+}
+
 /// The content of a validator record ([0094]): the server with key fingerprint `server_key`
 /// checked every record with a counter up to `upto`, whose running chain hash is `chain`
 /// (`super::validator::chain_hash`), and found these totals; `signature` is its ECDSA

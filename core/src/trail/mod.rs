@@ -680,14 +680,8 @@ impl Trail {
                 &self.trusted_validators,
                 self.verifier,
             )? {
-                // The vouched-for records are those up to the one carrying `upto`.
-                let skip = self
-                    .records
-                    .iter()
-                    .position(|r| r.counter == v.upto)
-                    .map_or(0, |k| k + 1);
-                from = skip;
-                self.skipped = self.skipped.saturating_add(skip as u64);
+                from = v.prefix;
+                self.skipped = self.skipped.saturating_add(v.prefix as u64);
                 self.vouched = Some(v);
             }
         }
@@ -1110,7 +1104,7 @@ impl Trail {
                 "no validator record from a trusted server is in the trail (run `tally-view trail vouch` first)",
             ));
         };
-        let Some(k) = t.records.iter().position(|r| r.counter == v.upto) else {
+        let Some(k) = v.prefix.checked_sub(1) else {
             return Err(TrailError::NotArchivable(
                 "the newest validator vouches only for records already archived (vouch again first)",
             ));

@@ -264,6 +264,9 @@ pub struct Vouched {
     pub counter: u64,
     /// The last counter it vouches for.
     pub upto: u64,
+    /// How many leading records of the trail it vouches for: those up to the one carrying
+    /// `upto` (0 for an archived trail's anchor, whose records are in the archive).
+    pub prefix: usize,
     /// Fingerprint of the server that signed it.
     pub server_key: Hash,
     /// Each licence's totals up to `upto`.
@@ -385,6 +388,7 @@ pub fn fast_start(
         index: idx,
         counter: records[index].counter,
         upto: v.upto,
+        prefix: len,
         server_key: v.server_key,
         totals: v.totals.clone(),
         recoveries,
@@ -437,7 +441,7 @@ pub fn vouch(
         && let Some(v) = fast_start(&records, identity, header.first_counter, own, verifier)?
     {
         for t in &v.totals {
-            if [t.opens, t.pages, t.seconds, t.prints, t.times] == [u32::MAX; 5] {
+            if t.is_written_off() {
                 written_off.insert(t.licence);
             }
             sums.insert(
@@ -446,10 +450,7 @@ pub fn vouch(
             );
         }
         recoveries.extend(v.recoveries);
-        from = records
-            .iter()
-            .position(|r| r.counter == v.upto)
-            .map_or(0, |k| k + 1);
+        from = v.prefix;
     }
     for r in &records[from..] {
         // Bodies of verified records always parse (checked by `verify_range`).
