@@ -46,10 +46,8 @@ impl Home {
     /// malformed one is an error naming the line, never a silently shorter list.
     pub fn trusted_validators(&self) -> Result<Vec<PublicKey>, SettingsError> {
         let path = self.validators_path();
-        let bytes = match crate::fsutil::read_bounded(&path, MAX_VALIDATORS_FILE) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(SettingsError::Io(path, e)),
+        let Some(bytes) = read_setting(&path, MAX_VALIDATORS_FILE)? else {
+            return Ok(vec![]);
         };
         let text = std::str::from_utf8(&bytes).map_err(|_| SettingsError::Line(path.clone(), 0))?;
         let mut keys = Vec::new();
@@ -84,15 +82,17 @@ impl Home {
             text.push_str(&hex::encode(k.as_bytes()));
             text.push('\n');
         }
-        let path = self.validators_path();
-        std::fs::create_dir_all(&self.root).map_err(|e| SettingsError::Io(path.clone(), e))?;
-        crate::fsutil::atomic_write(&path, text.as_bytes())
-            .map_err(|e| SettingsError::Io(path.clone(), e))?;
+        self.write_setting(&self.validators_path(), &text)?;
         Ok(true)
     }
-}
 
-impl Home {
+    /// Replaces the setting file `path` (inside the home folder) with `text`, atomically.
+    fn write_setting(&self, path: &Path, text: &str) -> Result<(), SettingsError> {
+        let io = |e| SettingsError::Io(path.to_path_buf(), e);
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        crate::fsutil::atomic_write(path, text.as_bytes()).map_err(io)
+    }
+
     /// The file naming the folder, on another medium, that holds a mirror copy of each
     /// trail ([0062]).
     pub fn mirror_setting_path(&self) -> PathBuf {
@@ -102,14 +102,14 @@ impl Home {
     /// The mirror folder, if one is set. A malformed setting is an error, never "no mirror".
     pub fn mirror_dir(&self) -> Result<Option<PathBuf>, SettingsError> {
         let path = self.mirror_setting_path();
-        let bytes = match crate::fsutil::read_bounded(&path, 4096) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(SettingsError::Io(path, e)),
+        let Some(bytes) = read_setting(&path, 4096)? else {
+            return Ok(None);
         };
-        let text = std::str::from_utf8(&bytes).map_err(|_| SettingsError::Mirror(path.clone()))?;
-        let dir = PathBuf::from(text.trim_end_matches('\n'));
-        if !dir.is_absolute() || text.trim_end_matches('\n').contains('\n') {
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| SettingsError::Mirror(path.clone()))?
+            .trim_end_matches('\n');
+        let dir = PathBuf::from(text);
+        if !dir.is_absolute() || text.contains('\n') {
             return Err(SettingsError::Mirror(path));
         }
         Ok(Some(dir))
@@ -129,10 +129,7 @@ impl Home {
                 let Some(text) = text else {
                     return Err(SettingsError::Mirror(path));
                 };
-                std::fs::create_dir_all(&self.root)
-                    .map_err(|e| SettingsError::Io(path.clone(), e))?;
-                crate::fsutil::atomic_write(&path, format!("{text}\n").as_bytes())
-                    .map_err(|e| SettingsError::Io(path.clone(), e))
+                self.write_setting(&path, &format!("{text}\n"))
             }
         }
     }
@@ -142,6 +139,15 @@ impl Home {
         Ok(self
             .mirror_dir()?
             .map(|d| d.join(format!("{serial}.trail"))))
+    }
+}
+
+/// A setting file of at most `max` bytes; `None` when there is none.
+fn read_setting(path: &Path, max: u64) -> Result<Option<Vec<u8>>, SettingsError> {
+    match crate::fsutil::read_bounded(path, max) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SettingsError::Io(path.to_path_buf(), e)),
     }
 }
 

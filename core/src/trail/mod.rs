@@ -825,17 +825,23 @@ impl Trail {
         let Some(m) = self.mirror.clone() else {
             return Ok(());
         };
-        let in_step = File::open(&m).is_ok_and(|f| {
-            let mut head = [0u8; HEADER_LEN];
-            f.metadata().is_ok_and(|md| md.len() == self.end)
-                && f.read_exact_at(&mut head, 0).is_ok()
-                && head == self.header.encode()
-        });
+        let in_step = File::open(&m).is_ok_and(|f| self.mirror_at(&f, self.end).unwrap_or(false));
         if !in_step {
             self.copy_to_mirror(&m)?;
         }
         self.mirror_error = None;
         Ok(())
+    }
+
+    /// Whether the open mirror file `f` is this trail up to `len` bytes, as far as its
+    /// length and header tell (a mismatch means a whole copy, never an append).
+    fn mirror_at(&self, f: &File, len: u64) -> std::io::Result<bool> {
+        if f.metadata()?.len() != len {
+            return Ok(false);
+        }
+        let mut head = [0u8; HEADER_LEN];
+        f.read_exact_at(&mut head, 0)?;
+        Ok(head == self.header.encode())
     }
 
     fn copy_to_mirror(&self, m: &Path) -> Result<(), TrailError> {
@@ -860,12 +866,7 @@ impl Trail {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
                 Err(e) => return Err(e),
             };
-            if f.metadata()?.len() != prev_end {
-                return Ok(false);
-            }
-            let mut head = [0u8; HEADER_LEN];
-            f.read_exact_at(&mut head, 0)?;
-            if head != self.header.encode() {
+            if !self.mirror_at(&f, prev_end)? {
                 return Ok(false);
             }
             f.write_all_at(frame, prev_end)?;
@@ -936,24 +937,17 @@ impl Trail {
         // [3] s = SignAndIncrement(h1).
         let signature = s.sign_and_increment(&h1)?;
         self.crash(CrashPoint::AfterSign)?;
-        // [4] c = GetCounter(); [5] c = c − 1.
-        let c = s
-            .get_counter()?
-            .checked_sub(1)
-            .ok_or(TrailError::CounterMismatch {
-                card: 0,
-                record: next,
-            })?;
-        // [6] h2 = hash(h1, serial, c); [7] verify s against the expected key before anything is saved.
-        let rec = Record {
+        // [4]–[7]: the counter signed, and the signature checked before anything is saved.
+        let rec = signed_record(
+            s,
+            &self.identity,
+            self.verifier,
             nonce,
-            body: text,
-            counter: c,
+            text,
             signature,
-        };
-        if !rec.verify(&self.identity, self.verifier) {
-            return Err(TrailError::CardSignatureInvalid { counter: c });
-        }
+            next,
+        )?;
+        let c = rec.counter;
         if c != next {
             return Err(TrailError::CounterMismatch {
                 card: c,
@@ -1178,22 +1172,16 @@ impl Trail {
         check_identity(&mut s, identity)?;
         let nonce = crate::nonce::generate();
         let text = body.encode().into_bytes();
-        let h1 = record::h1(&nonce, &text);
-        let signature = s.sign_and_increment(&h1)?;
-        let counter = s
-            .get_counter()?
-            .checked_sub(1)
-            .ok_or(TrailError::CounterMismatch { card: 0, record: 0 })?;
-        let rec = Record {
+        let signature = s.sign_and_increment(&record::h1(&nonce, &text))?;
+        signed_record(
+            &mut s,
+            identity,
+            default_verifier(),
             nonce,
-            body: text,
-            counter,
+            text,
             signature,
-        };
-        if !rec.verify(identity, default_verifier()) {
-            return Err(TrailError::CardSignatureInvalid { counter });
-        }
-        Ok(rec)
+            0,
+        )
     }
 
     /// Restores a lost trail at `path` from a validation server's answer ([0062]): writes
@@ -1297,6 +1285,38 @@ impl Trail {
         drop(lock);
         Ok(t)
     }
+}
+
+/// Write steps [4]–[7] of [0059] after SignAndIncrement returned `signature` for `nonce` and
+/// `body`: c = GetCounter() − 1, the record ⟨nonce, body, c, signature⟩, and its signature
+/// verified against the expected card before anything is saved. `next` is only named in
+/// the error of a card whose counter is 0 after signing (it can't have signed).
+fn signed_record(
+    s: &mut CardSession<'_>,
+    identity: &CardIdentity,
+    verifier: &dyn SignatureVerifier,
+    nonce: crate::nonce::Nonce,
+    body: Vec<u8>,
+    signature: crate::crypto::Signature,
+    next: u64,
+) -> Result<Record, TrailError> {
+    let counter = s
+        .get_counter()?
+        .checked_sub(1)
+        .ok_or(TrailError::CounterMismatch {
+            card: 0,
+            record: next,
+        })?;
+    let rec = Record {
+        nonce,
+        body,
+        counter,
+        signature,
+    };
+    if !rec.verify(identity, verifier) {
+        return Err(TrailError::CardSignatureInvalid { counter });
+    }
+    Ok(rec)
 }
 
 /// Takes the lock of a trail that must not exist yet (creating its folder): refused with
