@@ -26,12 +26,12 @@ pub fn run(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
         .mirror_path(&id.serial)
         .map_err(|e| super::Failure::Usage(anyhow::anyhow!(e)))?
     {
-        let synced = Trail::open(&path, &id).and_then(|mut t| {
-            t.set_mirror(Some(mirror));
-            t.sync_mirror()
-        });
-        if let Err(e) = synced {
-            eprintln!("warning: the mirror copy of the trail was not updated: {e}");
+        match Trail::open(&path, &id) {
+            Ok(mut t) => {
+                t.set_mirror(Some(mirror));
+                super::sync_mirror_or_warn(&mut t);
+            }
+            Err(e) => eprintln!("warning: the mirror copy of the trail was not updated: {e}"),
         }
     }
     if args.json {

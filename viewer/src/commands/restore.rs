@@ -90,15 +90,13 @@ fn from_mirror(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let keys = super::trail::validators(home, &[])?;
     let checked = Trail::open(&path, &id).and_then(|mut t| {
         t.set_trusted_validators(keys);
+        // The nonce record ValidateTrail writes is appended to the mirror as well.
+        t.set_mirror(Some(mirror.clone()));
         t.validate(&mut card).map(|v| (t, v))
     });
     match checked {
-        Ok((mut t, v)) => {
-            // The nonce record ValidateTrail just wrote goes to the mirror as well.
-            t.set_mirror(Some(mirror.clone()));
-            if let Err(e) = t.sync_mirror() {
-                eprintln!("warning: the mirror copy of the trail was not updated: {e}");
-            }
+        Ok((t, v)) => {
+            super::warn_mirror(&t);
             if args.json {
                 println!(
                     "{:#}",
@@ -137,9 +135,6 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
         return from_mirror(args, home, spec);
     }
     let (url, key) = super::vouch::server(&args.target, home)?;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
-    }
     let endpoint = format!("{}/v1/trail/restore", url.trim_end_matches('/'));
     let mut card = spec.open(home)?;
     let id = card.identity().context("reading the card")?;
@@ -171,9 +166,7 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let mut trail = Trail::restore(&path, &mut card, &id, &answer.trail, &answer.recovery, &key)
         .map_err(trail_failure)?;
     super::mirror_trail(&mut trail, home, &id.serial)?;
-    if let Err(e) = trail.sync_mirror() {
-        eprintln!("warning: the mirror copy of the trail was not updated: {e}");
-    }
+    super::sync_mirror_or_warn(&mut trail);
     let added = home
         .add_trusted_validator(&key)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;

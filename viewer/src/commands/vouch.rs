@@ -91,38 +91,48 @@ fn trusted_key_of(url: &str, home: &Home) -> Result<PublicKey, Failure> {
     Ok(key)
 }
 
-/// The server's URL and key, from the keyfile or the flags.
+/// The server's URL (an http(s) URL) and key, from the keyfile or the flags.
 pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
-    if let Some(path) = &args.keyfile {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let kf = Keyfile::open(&bytes, &super::trust::trusted(home)).map_err(|e| {
-            Failure::Check(anyhow!(e).context(format!("keyfile {}", path.display())))
-        })?;
-        let Some(s) = kf.server() else {
-            return Err(Failure::Usage(anyhow!(
-                "this keyfile names no validation server"
-            )));
-        };
-        let url = args.server.clone().unwrap_or_else(|| s.url.clone());
-        return Ok((url, s.public_key.clone()));
-    }
-    let Some(url) = &args.server else {
+    // The keyfile's server (URL and key, signed by its vendor), if one is given.
+    let from_keyfile = match &args.keyfile {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let kf = Keyfile::open(&bytes, &super::trust::trusted(home)).map_err(|e| {
+                Failure::Check(anyhow!(e).context(format!("keyfile {}", path.display())))
+            })?;
+            let Some(s) = kf.server() else {
+                return Err(Failure::Usage(anyhow!(
+                    "this keyfile names no validation server"
+                )));
+            };
+            Some((s.url.clone(), s.public_key.clone()))
+        }
+        None => None,
+    };
+    let Some(url) = args
+        .server
+        .clone()
+        .or_else(|| from_keyfile.as_ref().map(|(u, _)| u.clone()))
+    else {
         return Err(Failure::Usage(anyhow!(
             "give --keyfile, or --server (with --server-key unless the server is trusted here)"
         )));
     };
-    let Some(key) = &args.server_key else {
-        return Ok((url.clone(), trusted_key_of(url, home)?));
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
+    }
+    let key = match (from_keyfile, &args.server_key) {
+        (Some((_, key)), _) => key,
+        (None, Some(hex_key)) => super::parse_server_key(hex_key)?,
+        (None, None) => trusted_key_of(&url, home)?,
     };
-    Ok((url.clone(), super::parse_server_key(key)?))
+    Ok((url, key))
 }
 
 /// Runs `trail vouch`.
 pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let (url, key) = server(&args.target, home)?;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
-    }
     let endpoint = format!("{}/v1/trail/validate", url.trim_end_matches('/'));
     // The key is added to the home's trusted validators afterwards: read that list first,
     // so a damaged file stops us before anything is sent or written.
