@@ -62,11 +62,7 @@ impl CardMeter {
     /// Keeps the trail's mirror copy at `path` ([0062]), bringing it up to date now; a
     /// failure stops nothing and shows as [`Meter::warning`].
     pub fn mirror_to(&mut self, path: Option<std::path::PathBuf>) {
-        let wanted = path.is_some();
-        self.trail.set_mirror(path);
-        if wanted && let Err(e) = self.trail.sync_mirror() {
-            self.trail.note_mirror_error(e.to_string());
-        }
+        self.trail.set_mirror_now(path);
     }
 
     /// Opens (or creates) the card's trail at `trail_path` and runs ValidateTrail ([0060]).

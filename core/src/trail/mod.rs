@@ -808,10 +808,14 @@ impl Trail {
         self.mirror_error = None;
     }
 
-    /// Records that the mirror could not be brought up to date (by a caller that syncs it
-    /// itself and goes on, as opening does); cleared by the next successful mirror write.
-    pub fn note_mirror_error(&mut self, why: String) {
-        self.mirror_error = Some(why);
+    /// [`Trail::set_mirror`], then the mirror brought up to date at once ([`Trail::sync_mirror`])
+    /// for a caller that goes on whatever happens (opening a document, after a restore or
+    /// an archive): a failure shows as [`Trail::mirror_error`], never as an error.
+    pub fn set_mirror_now(&mut self, path: Option<PathBuf>) {
+        self.set_mirror(path);
+        if let Err(e) = self.sync_mirror() {
+            self.mirror_error = Some(e.to_string());
+        }
     }
 
     /// Why the mirror could not be brought up to date at the last write, if it could not.

@@ -28,8 +28,8 @@ pub fn run(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
     {
         match Trail::open(&path, &id) {
             Ok(mut t) => {
-                t.set_mirror(Some(mirror));
-                super::sync_mirror_or_warn(&mut t);
+                t.set_mirror_now(Some(mirror));
+                super::warn_mirror(&t);
             }
             Err(e) => eprintln!("warning: the mirror copy of the trail was not updated: {e}"),
         }

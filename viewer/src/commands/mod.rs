@@ -93,15 +93,6 @@ pub fn warn_mirror(trail: &tally_core::trail::Trail) {
     }
 }
 
-/// Brings `trail`'s mirror up to date now (after the trail was written other than by
-/// Write); a failure is a warning on stderr, never a failed command.
-pub fn sync_mirror_or_warn(trail: &mut tally_core::trail::Trail) {
-    if let Err(e) = trail.sync_mirror() {
-        trail.note_mirror_error(e.to_string());
-    }
-    warn_mirror(trail);
-}
-
 /// A validation server's answer other than 200: its one-line reason, as a check failure
 /// (exit 1) when it refused the request (404, 422), else as a usage failure (exit 2).
 pub fn http_refusal(status: u16, body: &[u8]) -> Failure {

@@ -165,8 +165,11 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
         .map_err(|e| Failure::Check(anyhow!(e).context("the server's restore answer")))?;
     let mut trail = Trail::restore(&path, &mut card, &id, &answer.trail, &answer.recovery, &key)
         .map_err(trail_failure)?;
-    super::mirror_trail(&mut trail, home, &id.serial)?;
-    super::sync_mirror_or_warn(&mut trail);
+    let mirror = home
+        .mirror_path(&id.serial)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    trail.set_mirror_now(mirror);
+    super::warn_mirror(&trail);
     let added = home
         .add_trusted_validator(&key)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
