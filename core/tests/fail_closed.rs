@@ -22,7 +22,7 @@ use tally_core::card::{Card, CardIdentity};
 use tally_core::crypto::PublicKey;
 use tally_core::trail::body::LostCharge;
 use tally_core::trail::file::{HEADER_LEN, parse_frames};
-use tally_core::trail::{Body, LicenceId, Record, Trail, Usage, intent_path};
+use tally_core::trail::{Body, LicenceId, Record, Trail, TrailError, Usage, intent_path};
 use tally_core::validation::ServerSecret;
 
 struct Base {
@@ -190,6 +190,22 @@ fn apply(b: &[u8], muts: &[Mutation]) -> Vec<u8> {
     v
 }
 
+/// ValidateTrail with the card on a copy of `b` (its card state and intent file) whose trail
+/// file is `trail`, trusting `trusted`.
+fn validate_as(b: &Base, trail: &[u8], trusted: Vec<PublicKey>) -> Result<Trail, TrailError> {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = dir.path().join("trail");
+    let cp = dir.path().join("card");
+    std::fs::write(&tp, trail).unwrap();
+    std::fs::write(intent_path(&tp), &b.intent).unwrap();
+    std::fs::write(&cp, &b.card).unwrap();
+    let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
+    let mut t = Trail::open(&tp, &b.identity)?;
+    t.set_trusted_validators(trusted);
+    t.validate(&mut card)?;
+    Ok(t)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
     #[test]
@@ -197,15 +213,7 @@ proptest! {
         let b = base();
         let bad = apply(&b.trail, &muts);
         prop_assume!(bad != b.trail);
-        let dir = tempfile::tempdir().unwrap();
-        let tp = dir.path().join("trail");
-        let cp = dir.path().join("card");
-        std::fs::write(&tp, &bad).unwrap();
-        std::fs::write(intent_path(&tp), &b.intent).unwrap();
-        std::fs::write(&cp, &b.card).unwrap();
-        let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
-        let res = Trail::open(&tp, &b.identity).and_then(|mut t| t.validate(&mut card).map(|_| t));
-        if let Ok(t) = res {
+        if let Ok(t) = validate_as(b, &bad, vec![]) {
             // Accepted only if the torn tail was rebuilt into exactly the original records
             // (followed by the nonce record ValidateTrail appends).
             let recs = t.records();
@@ -223,18 +231,7 @@ proptest! {
         // The unchanged trail is valid: the anchor and the recovery are accepted as such.
         prop_assume!(apply(&b.trail, &muts) != b.trail);
         let bad = apply(&b.trail, &muts);
-        let dir = tempfile::tempdir().unwrap();
-        let tp = dir.path().join("trail");
-        let cp = dir.path().join("card");
-        std::fs::write(&tp, &bad).unwrap();
-        std::fs::write(intent_path(&tp), &b.intent).unwrap();
-        std::fs::write(&cp, &b.card).unwrap();
-        let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
-        let res = Trail::open(&tp, &b.identity).and_then(|mut t| {
-            t.set_trusted_validators(vec![r.server.clone()]);
-            t.validate(&mut card).map(|_| t)
-        });
-        if let Ok(t) = res {
+        if let Ok(t) = validate_as(b, &bad, vec![r.server.clone()]) {
             let recs = t.records();
             prop_assert_eq!(&recs[..recs.len() - 1], &b.records[..], "accepted a changed trail: {:?}", muts);
         }
@@ -245,14 +242,7 @@ proptest! {
 fn the_unchanged_archived_and_restored_trail_is_valid() {
     let r = restored();
     let b = &r.base;
-    let dir = tempfile::tempdir().unwrap();
-    let tp = dir.path().join("trail");
-    let cp = dir.path().join("card");
-    std::fs::write(&tp, &b.trail).unwrap();
-    std::fs::write(intent_path(&tp), &b.intent).unwrap();
-    std::fs::write(&cp, &b.card).unwrap();
-    let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
-    let mut t = Trail::open(&tp, &b.identity).unwrap();
+    let t = validate_as(b, &b.trail, vec![r.server.clone()]).unwrap();
     assert!(t.header().first_counter > b.identity.origin, "archived");
     assert!(
         b.records
@@ -260,6 +250,4 @@ fn the_unchanged_archived_and_restored_trail_is_valid() {
             .any(|r| r.body.starts_with(b"tally/1 recovery ")),
         "restored"
     );
-    t.set_trusted_validators(vec![r.server.clone()]);
-    t.validate(&mut card).unwrap();
 }

@@ -8,10 +8,7 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
-use std::path::PathBuf;
-use tally_core::card::applet::CardState;
-use tally_core::card::emulated::EmulatedCard;
-use tally_core::card::{Card, CardIdentity};
+use tally_core::card::Card;
 use tally_core::policy::Tally;
 use tally_core::trail::body::{LostCharge, Recovery};
 use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
@@ -24,97 +21,18 @@ use tally_core::validation::{
 
 #[path = "support/restore.rs"]
 mod restore_support;
-use restore_support::now;
+use restore_support::{Fx, now};
 
 const A: LicenceId = LicenceId([0xaa; 16]);
 const B: LicenceId = LicenceId([0xbb; 16]);
 
-struct Fx {
-    _dir: tempfile::TempDir,
-    card_path: PathBuf,
-    trail: PathBuf,
-    id: CardIdentity,
-    server: ServerSecret,
-}
-
-impl Fx {
-    /// A card with a trail of `n` open records of licence A.
-    fn new(n: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let card_path = dir.path().join("card.state");
-        let state = CardState::generate(&mut rand_core::OsRng, 1000, "recovery test card");
-        EmulatedCard::create(&card_path, &state).unwrap();
-        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()));
-        let id = card.identity().unwrap();
-        let trail = dir.path().join("trails").join("t.trail");
-        let mut t = Trail::create(&trail, &mut card, &id).unwrap();
-        for _ in 0..n {
-            t.write(&mut card, &Body::now(Usage::Open { licence: A }))
-                .unwrap();
-        }
-        Self {
-            _dir: dir,
-            card_path,
-            trail,
-            id,
-            server: ServerSecret::random(&mut rand_core::OsRng),
-        }
+/// A card from counter 1000 with a trail of `n` open records of licence A.
+fn fx(n: u32) -> Fx {
+    let f = Fx::new(1000);
+    for _ in 0..n {
+        f.write(Usage::Open { licence: A });
     }
-
-    fn card(&self) -> Card {
-        Card::new(Box::new(EmulatedCard::open(&self.card_path).unwrap()))
-    }
-
-    fn write(&self, usage: Usage) {
-        let mut t = Trail::open(&self.trail, &self.id).unwrap();
-        t.set_trusted_validators(vec![self.server.public().clone()]);
-        t.write(&mut self.card(), &Body::now(usage)).unwrap();
-    }
-
-    /// The server's view: the trail file as it would be backed up now.
-    fn backup(&self) -> Vec<u8> {
-        std::fs::read(&self.trail).unwrap()
-    }
-
-    /// Loses the trail, then runs the whole restore: request, plan, answer, `Trail::restore`.
-    fn lose_and_restore(
-        &self,
-        backup: &[u8],
-        licences: Vec<LicenceId>,
-        charge: LostCharge,
-    ) -> Result<Trail, TrailError> {
-        restore_support::lose_and_restore(
-            &self.trail,
-            &mut self.card(),
-            &self.id,
-            &self.server,
-            backup,
-            licences,
-            charge,
-        )
-    }
-
-    fn validate(&self, trusted: Vec<tally_core::crypto::PublicKey>) -> Result<Trail, TrailError> {
-        let mut t = Trail::open(&self.trail, &self.id)?;
-        t.set_trusted_validators(trusted);
-        t.validate(&mut self.card())?;
-        Ok(t)
-    }
-
-    fn records(&self) -> Vec<Record> {
-        let b = std::fs::read(&self.trail).unwrap();
-        parse_frames(&b[HEADER_LEN..], HEADER_LEN as u64, 0)
-            .unwrap()
-            .records
-    }
-
-    fn rewrite(&self, records: &[Record]) {
-        let mut out = Header::for_card(&self.id, self.id.origin).encode().to_vec();
-        for r in records {
-            out.extend(encode_frame(r));
-        }
-        std::fs::write(&self.trail, out).unwrap();
-    }
+    f
 }
 
 fn recovery_of(t: &Trail) -> Recovery {
@@ -127,7 +45,7 @@ fn recovery_of(t: &Trail) -> Recovery {
 
 #[test]
 fn restore_accounts_for_every_lost_counter_and_validates_afterwards() {
-    let f = Fx::new(3);
+    let f = fx(3);
     let backup = f.backup(); // genesis + 3 opens: counters 1000..=1003
     for _ in 0..5 {
         f.write(Usage::Open { licence: A }); // lost: 1004..=1008
@@ -149,7 +67,7 @@ fn restore_accounts_for_every_lost_counter_and_validates_afterwards() {
 
 #[test]
 fn a_recovery_from_an_untrusted_server_is_refused_by_name() {
-    let f = Fx::new(1);
+    let f = fx(1);
     let backup = f.backup();
     f.write(Usage::Open { licence: A });
     f.lose_and_restore(&backup, vec![A], LostCharge::Full)
@@ -164,10 +82,10 @@ fn a_recovery_from_an_untrusted_server_is_refused_by_name() {
 
 #[test]
 fn a_hole_without_a_recovery_is_still_a_gap() {
-    let f = Fx::new(4);
-    let mut recs = f.records();
+    let f = fx(4);
+    let mut recs = f.read().1;
     recs.remove(2);
-    f.rewrite(&recs);
+    f.rewrite(f.id.origin, &recs);
     let e = f.validate(vec![f.server.public().clone()]).unwrap_err();
     assert!(
         matches!(
@@ -184,7 +102,7 @@ fn a_hole_without_a_recovery_is_still_a_gap() {
 
 #[test]
 fn a_recovery_cannot_cover_records_deleted_elsewhere_or_be_moved() {
-    let f = Fx::new(2);
+    let f = fx(2);
     let backup = f.backup();
     f.write(Usage::Open { licence: A });
     f.lose_and_restore(&backup, vec![A], LostCharge::Full)
@@ -192,43 +110,43 @@ fn a_recovery_cannot_cover_records_deleted_elsewhere_or_be_moved() {
     f.write(Usage::Open { licence: B });
     f.write(Usage::Open { licence: B });
     let trusted = vec![f.server.public().clone()];
-    let good = f.records();
+    let good = f.read().1;
     // A record of the backup deleted: the recovery's chain hash no longer matches.
     let mut recs = good.clone();
     recs.remove(1);
-    f.rewrite(&recs);
+    f.rewrite(f.id.origin, &recs);
     let e = f.validate(trusted.clone()).unwrap_err();
     assert!(matches!(e, TrailError::Gap { index: 1, .. }), "{e}");
     // A record after the recovery deleted: a plain gap.
     let mut recs = good.clone();
     recs.remove(4);
-    f.rewrite(&recs);
+    f.rewrite(f.id.origin, &recs);
     let e = f.validate(trusted.clone()).unwrap_err();
     assert!(matches!(e, TrailError::Gap { index: 4, .. }), "{e}");
     // The last backup record deleted so the recovery seems to cover one more: refused.
     let mut recs = good.clone();
     recs.remove(2);
-    f.rewrite(&recs);
+    f.rewrite(f.id.origin, &recs);
     let e = f.validate(trusted.clone()).unwrap_err();
     assert_eq!(e.check(), "recovery", "{e}");
     // The recovery's body edited (its range widened): the card signature fails.
     let mut recs = good.clone();
     let text = String::from_utf8(recs[3].body.clone()).unwrap();
     recs[3].body = text.replace(" from=1003 ", " from=1002 ").into_bytes();
-    f.rewrite(&recs);
+    f.rewrite(f.id.origin, &recs);
     let e = f.validate(trusted.clone()).unwrap_err();
     assert!(
         matches!(e, TrailError::BadSignature { index: 3, .. }),
         "{e}"
     );
     // Intact, it validates.
-    f.rewrite(&good);
+    f.rewrite(f.id.origin, &good);
     f.validate(trusted).unwrap();
 }
 
 #[test]
 fn lost_records_are_charged_in_full_to_the_named_licences_only() {
-    let f = Fx::new(2);
+    let f = fx(2);
     let backup = f.backup();
     f.write(Usage::Open { licence: A });
     let t = f
@@ -246,7 +164,7 @@ fn lost_records_are_charged_in_full_to_the_named_licences_only() {
 
 #[test]
 fn forgiven_and_all_licence_recoveries_say_so() {
-    let f = Fx::new(1);
+    let f = fx(1);
     let backup = f.backup();
     let t = f
         .lose_and_restore(&backup, vec![], LostCharge::Forgive)
@@ -259,7 +177,7 @@ fn forgiven_and_all_licence_recoveries_say_so() {
     assert!(!a.written_off);
     assert_eq!(a.opens, 1);
     // Thirteen licences: more than a recovery names, so every licence is charged.
-    let f = Fx::new(1);
+    let f = fx(1);
     let backup = f.backup();
     let many: Vec<LicenceId> = (0..13u8).map(|i| LicenceId([i; 16])).collect();
     let t = f.lose_and_restore(&backup, many, LostCharge::Full).unwrap();
@@ -270,7 +188,7 @@ fn forgiven_and_all_licence_recoveries_say_so() {
 
 #[test]
 fn the_server_refuses_requests_it_should_not_answer() {
-    let f = Fx::new(2);
+    let f = fx(2);
     let backup = f.backup();
     std::fs::remove_file(&f.trail).unwrap();
     let mut card = f.card();
@@ -360,7 +278,7 @@ fn the_server_refuses_requests_it_should_not_answer() {
 
 #[test]
 fn a_forged_or_mismatched_answer_is_refused_before_anything_is_written() {
-    let f = Fx::new(2);
+    let f = fx(2);
     let backup = f.backup();
     f.write(Usage::Open { licence: A });
     std::fs::remove_file(&f.trail).unwrap();
@@ -459,7 +377,7 @@ fn a_forged_or_mismatched_answer_is_refused_before_anything_is_written() {
 
 #[test]
 fn a_validator_after_a_recovery_keeps_the_write_off_on_a_fast_start() {
-    let f = Fx::new(2);
+    let f = fx(2);
     let backup = f.backup();
     f.write(Usage::Open { licence: A });
     f.lose_and_restore(&backup, vec![A], LostCharge::Full)
@@ -482,7 +400,7 @@ fn a_validator_after_a_recovery_keeps_the_write_off_on_a_fast_start() {
 
 #[test]
 fn with_no_backup_at_all_everything_since_the_origin_is_charged() {
-    let f = Fx::new(3);
+    let f = fx(3);
     f.write(Usage::Open { licence: A });
     // The server never saw this trail: its "backup" is a header with no records.
     let empty = Header::for_card(&f.id, f.id.origin).encode().to_vec();
