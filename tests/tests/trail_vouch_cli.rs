@@ -16,7 +16,7 @@ use tally_core::crypto::PublicKey;
 use tally_core::home::Home;
 use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
 use tally_core::trail::{Body, LicenceId, Trail, Usage};
-use tally_tests::{Server, http, pack, view_at};
+use tally_tests::{Server, http, view_at};
 
 fn view(dir: &Path) -> Command {
     view_at(&dir.join("home"))
@@ -38,23 +38,8 @@ fn server_key_hex(url: &str) -> String {
 fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    pack(dir)
-        .args(["vendor", "init", "--name", "Test Press"])
-        .assert()
-        .success();
-    view(dir).args(["card", "init"]).assert().success();
+    tally_tests::publisher_and_reader(dir, &dir.join("home"));
     let card = dir.join("reader.card");
-    view(dir)
-        .args(["card", "export", "-o"])
-        .arg(&card)
-        .assert()
-        .success();
-    pack(dir)
-        .args(["customer", "add", "--name", "Ada", "--card"])
-        .arg(&card)
-        .assert()
-        .success();
-    std::fs::create_dir_all(dir.join("packages")).unwrap();
     let (identity, _) = CardIdentity::from_export(&std::fs::read(&card).unwrap()).unwrap();
     let trail_path = Home::new(dir.join("home")).trail_path(&identity.serial);
     for _ in 0..3 {
