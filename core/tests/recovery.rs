@@ -12,7 +12,6 @@ use tally_core::card::Card;
 use tally_core::policy::Tally;
 use tally_core::trail::body::{LostCharge, Recovery};
 use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
-use tally_core::trail::validator::vouch;
 use tally_core::trail::{Body, LicenceId, Record, Trail, TrailError, Usage};
 use tally_core::validation::{
     RestoreError, ServerSecret, open_restore_answer, plan_recovery, restore_request_body,
@@ -384,8 +383,7 @@ fn a_validator_after_a_recovery_keeps_the_write_off_on_a_fast_start() {
         .unwrap();
     f.write(Usage::Open { licence: B });
     // The server vouches for the restored trail (recovery included) and the reader appends it.
-    let v = vouch(&f.server, &f.id, &f.backup(), now()).unwrap();
-    f.write(v.usage);
+    f.vouch();
     let mut t = Trail::open(&f.trail, &f.id).unwrap();
     t.set_trusted_validators(vec![f.server.public().clone()]);
     t.verify_offline().unwrap();
