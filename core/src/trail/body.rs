@@ -185,7 +185,7 @@ impl LicenceTotals {
 /// The content of a validator record ([0094]): the server with key fingerprint `server_key`
 /// checked every record with a counter up to `upto`, whose running chain hash is `chain`
 /// (`super::validator::chain_hash`), and found these totals; `signature` is its ECDSA
-/// P-256 signature over the body text before ` sig=` (`super::validator::signed_message`).
+/// P-256 signature over the body text before ` sig=` (`super::validator::server_message`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validator {
     /// Fingerprint of the validation server's public key.
