@@ -36,6 +36,46 @@ impl Home {
         self.root.join("trails").join(format!("{serial}.trail"))
     }
 
+    /// The folder of the publishers this reader trusts: their public files,
+    /// `<home>/vendors/<fingerprint>.pub` (`tally-view trust add`).
+    pub fn vendors_dir(&self) -> PathBuf {
+        self.root.join("vendors")
+    }
+
+    /// The trusted publishers, and a warning for each file skipped: a DEMO publisher
+    /// (trusted only by a demo run that names it) or a damaged file. Every viewer reads
+    /// the same list the same way.
+    pub fn trusted_vendors(&self) -> (Vec<crate::vendor::VendorPublic>, Vec<String>) {
+        use crate::vendor::VendorPublic;
+        let (mut out, mut warnings) = (Vec::new(), Vec::new());
+        let Ok(rd) = std::fs::read_dir(self.vendors_dir()) else {
+            return (out, warnings);
+        };
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "pub"))
+        {
+            let read = std::fs::File::open(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    use std::io::Read as _;
+                    let mut b = Vec::new();
+                    f.take(crate::vendor::PUBLIC_MAX_BYTES as u64 + 1)
+                        .read_to_end(&mut b)
+                        .map_err(|e| e.to_string())?;
+                    VendorPublic::from_export(&b).map_err(|e| e.to_string())
+                });
+            match read {
+                Ok(v) if !v.is_demo() => out.push(v),
+                Ok(_) => warnings.push(format!("{} is a DEMO publisher; ignored", p.display())),
+                Err(e) => warnings.push(format!("{} ignored: {e}", p.display())),
+            }
+        }
+        (out, warnings)
+    }
+
     /// The list of validation-server keys this reader trusts for validator and recovery
     /// records ([0094]): one key per line, 130 hex digits (uncompressed SEC1).
     pub fn validators_path(&self) -> PathBuf {

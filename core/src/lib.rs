@@ -17,6 +17,7 @@ pub mod keyfile;
 pub mod nonce;
 pub mod package;
 pub mod policy;
+pub mod rental;
 pub mod trail;
 pub mod validation;
 pub mod vendor;

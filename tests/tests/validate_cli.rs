@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tally_core::home::{CardSpec, Home};
 use tally_core::policy::Clock;
+use tally_core::rental::{Checked, OpenInputs, Problem, check_rental};
 use tally_tests::{Server, pack, view_at};
-use tally_viewer::meter::{Checked, OpenInputs, check_rental};
-use tally_viewer::session::Problem;
 
 fn view(dir: &Path) -> Command {
     view_at(&dir.join("home"))
@@ -145,6 +144,7 @@ fn open_later(dir: &Path, package: &Path, keyfile: &Path, days: i64) -> Result<C
         card: CardSpec::Emulated(None),
         trusted: tally_viewer::commands::trust::trusted(&home),
         clock: Arc::new(Later(days)),
+        transport: Arc::new(tally_viewer::online::Http),
     };
     check_rental(&inputs)
 }

@@ -23,13 +23,12 @@ use tally_core::home::{CardSpec, Home};
 use tally_core::keyfile::{Cis, Keyfile};
 use tally_core::package::{PackOptions, seal_package};
 use tally_core::policy::{Limits, Rights, SystemClock};
+use tally_core::rental::{OpenInputs, open_rental};
 use tally_core::trail::file::{Header, encode_frame};
 use tally_core::trail::{Body, LicenceId, Record, Usage};
 use tally_core::vendor::VendorSecret;
 use tally_core::{CardIdentity, PublicKey};
-use tally_viewer::meter::{OpenInputs, open_rental};
 use tally_viewer::render::{Renderer, Reply, Request};
-use tally_viewer::session::{MeterWorker, Session};
 
 const PAGES: usize = 300;
 const WIDTH: u32 = 1024;
@@ -236,23 +235,15 @@ fn main() {
             card: CardSpec::Emulated(None),
             trusted: vec![vendor.public().clone()],
             clock: Arc::new(SystemClock),
+            transport: Arc::new(tally_core::rental::NoNetwork),
         };
 
         let t0 = Instant::now();
         let opened = open_rental(&inputs).expect("opens");
         let t_open = t0.elapsed();
-        let (info, pages, decision, meter, document) = (
-            opened.info,
-            opened.page_count,
-            opened.decision,
-            opened.meter,
-            opened.document,
-        );
-        let worker = MeterWorker::spawn(Box::new(meter), Box::new(|| {})).unwrap();
-        let mut session = Session::new(info, pages, decision, worker);
+        let (mut session, document) = opened.start(Box::new(|| {})).unwrap();
         let renderer =
             Renderer::start(document, "Licensed to Bench Reader".into(), Box::new(|| {}));
-        session.go_to(0);
         renderer.send(Request::Page {
             index: 0,
             width: WIDTH,

@@ -1,17 +1,16 @@
 //! The reader window (eframe): a small state machine — welcome, opening, a problem
 //! screen, or reading — plus the glue between the [`Session`] (what may be shown and
 //! charged) and the [`Renderer`] (pixels). Drawing lives in `ui/*_ui.rs`; nothing here or
-//! there charges anything directly: the session's meter worker does.
+//! there charges anything directly: tally-core's session does, on its meter thread.
 
-use crate::meter::{OpenInputs, Opened, open_rental};
 use crate::render::{DocumentInfo, Renderer, Reply, Request};
-use crate::session::{MeterWorker, Mode, Problem, Session};
 use crate::ui;
 use egui::{Context, Key, Modifiers, TextureHandle, TextureOptions};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::time::Instant;
+use tally_core::rental::{Mode, OpenInputs, Opened, Problem, Session, open_rental};
 use zeroize::Zeroizing;
 
 /// Builds the inputs for opening a package with a keyfile (home, card, trusted
@@ -104,19 +103,9 @@ impl Reader {
     /// Starts reading an opened rental: the meter moves to its worker thread, the
     /// document to the render worker, and page 1 is asked for (its view is charged first).
     pub fn start(ctx: &Context, opened: Opened) -> Result<Self, Problem> {
-        let Opened {
-            info,
-            page_count,
-            decision,
-            meter,
-            document,
-        } = opened;
         let c1 = ctx.clone();
-        let worker = MeterWorker::spawn(Box::new(meter), Box::new(move || c1.request_repaint()))
-            .map_err(|e| Problem::Other(format!("cannot start the meter: {e}")))?;
-        let watermark = format!("Licensed to {}", info.customer);
-        let mut session = Session::new(info, page_count, decision, worker);
-        session.go_to(0);
+        let (session, document) = opened.start(Box::new(move || c1.request_repaint()))?;
+        let watermark = format!("Licensed to {}", session.info().customer);
         let c2 = ctx.clone();
         let renderer = Renderer::start(document, watermark, Box::new(move || c2.request_repaint()));
         Ok(Self {
@@ -145,8 +134,21 @@ impl Reader {
 
     /// Takes the workers' answers (never blocks).
     pub fn poll(&mut self, ctx: &Context, now: Instant) {
-        let focused = ctx.input(|i| i.focused);
-        self.session.tick(now, focused);
+        // Any input ends an idle pause; time is charged while the page can be seen
+        // (focused or not), so only a minimised window stops the clock.
+        let (input, visible) = ctx.input(|i| {
+            (
+                !i.events.is_empty() || i.pointer.is_moving(),
+                !i.viewport().minimized.unwrap_or(false),
+            )
+        });
+        if input {
+            self.session.note_input(now);
+        }
+        self.session.tick(now, visible);
+        if self.session.take_copy_ready() {
+            self.copy_ready_text(ctx);
+        }
         if let Some(n) = self.session.take_notice() {
             self.notice = Some(n);
         }
@@ -337,12 +339,14 @@ impl Reader {
         self.hits.sort_by_key(|h| h.page);
     }
 
-    /// Copies the current page's text, if the licence allows it.
-    pub fn copy_page_text(&mut self, ctx: &Context) {
-        if !self.session.copy_allowed() {
-            self.notice = Some("This rental does not allow copying text.".into());
-            return;
-        }
+    /// Asks to copy the current page's text: the session asks the licence's policy, and
+    /// the text goes to the clipboard when it says yes ([`Reader::poll`]).
+    pub fn copy_page_text(&mut self, _ctx: &Context) {
+        self.session.request_copy();
+    }
+
+    /// Puts the current page's text on the clipboard (the copy was allowed just now).
+    fn copy_ready_text(&mut self, ctx: &Context) {
         let cur = self.session.current();
         match self.texts.get(cur) {
             Some(Some(t)) => {

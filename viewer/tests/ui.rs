@@ -22,12 +22,11 @@ use tally_core::home::{CardSpec, Home};
 use tally_core::keyfile::{Cis, Keyfile, ServerInfo};
 use tally_core::package::{PackOptions, seal_package};
 use tally_core::policy::{Clock, Limits, Rights, SystemClock, TestClock};
+use tally_core::rental::{Mode, OpenInputs, Problem};
 use tally_core::trail::{Body, LicenceId, Trail, Usage};
 use tally_core::vendor::VendorSecret;
 use tally_core::{CardIdentity, PublicKey};
 use tally_viewer::app::{InputsFactory, ReaderApp, Screen};
-use tally_viewer::meter::OpenInputs;
-use tally_viewer::session::{Mode, Problem};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -133,6 +132,7 @@ impl Fixture {
             card: CardSpec::Emulated(None),
             trusted: trusted.clone(),
             clock: clock.clone(),
+            transport: Arc::new(tally_viewer::online::Http),
         })
     }
 

@@ -1053,6 +1053,27 @@ impl Trail {
         })
     }
 
+    /// ValidateTrail's checks against the card without its nonce record: the card present is
+    /// the trail's, a torn tail is completed from the card's last signature, every record
+    /// not verified before is verified, and the card's counter read now must be the one
+    /// after the last record (else a truncated or restored trail, [0060] step [5]).
+    /// Spends no card counter, so a reader may ask for their standing as often as they
+    /// like; the freshness proof of a nonce record ([0060] steps [1]–[2]) is left to
+    /// [`Trail::validate`], which every opening runs.
+    pub fn check_with_card(&mut self, card: &mut Card) -> Result<(), TrailError> {
+        let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
+        let mut s = self.in_step(card)?;
+        let c = s.get_counter()?;
+        let next = self.next_counter();
+        if c != next {
+            return Err(TrailError::CounterMismatch {
+                card: c,
+                record: next.saturating_sub(1),
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies the whole trail without a card and without writing: signatures, counters,
     /// bodies, the start rule. Truncation and rollback need the card's counter and so are
     /// only caught by [`Trail::validate`]; a verifier without the card (a publisher's audit,

@@ -4,11 +4,11 @@
 use super::{Failure, Outcome};
 use crate::app::{InputsFactory, ReaderApp};
 use crate::cli::Cli;
-use crate::meter::OpenInputs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tally_core::home::{CardSpec, Home};
 use tally_core::policy::SystemClock;
+use tally_core::rental::OpenInputs;
 
 /// Opens the reading window and returns when it is closed.
 pub fn run(cli: &Cli, home: &Home) -> Outcome {
@@ -38,6 +38,7 @@ pub fn run(cli: &Cli, home: &Home) -> Outcome {
         card: card.clone(),
         trusted: trusted.clone(),
         clock: Arc::new(SystemClock),
+        transport: Arc::new(crate::online::Http),
     });
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

@@ -1,17 +1,16 @@
-//! `tally-view status PACKAGE KEYFILE [--json]`: the checks of an opening, headless —
-//! the keyfile against the trusted publishers, the card, ValidateTrail, the policy,
-//! the online validation the keyfile requires — then what is left. Exit 0 when reading is
-//! allowed, 1 when not (with the reason). Like ValidateTrail itself ([0060]), it appends
-//! one nonce record to the trail; like opening, it validates online when that is due
-//! (never validated, or the last ticket too old or expired), so it may change the
-//! copy's validation state.
+//! `tally-view status PACKAGE KEYFILE [--json]`: where a rental stands, headless — the
+//! checks of an opening (the keyfile against the trusted publishers, the package, the
+//! card, the trail against the card's counter, the policy, the last ticket), then what is
+//! left, in the same words as the window's status bar. Exit 0 when reading is allowed, 1
+//! when not (with the reason). It spends no card counter and goes nowhere online
+//! (`tally_core::rental::check_standing`): opening the document and `validate` do those.
 
 use super::{Failure, Outcome};
 use crate::cli::StatusArgs;
-use crate::meter::{OpenInputs, check_rental};
 use std::sync::Arc;
 use tally_core::home::{CardSpec, Home};
 use tally_core::policy::{Decision, SystemClock};
+use tally_core::rental::{OpenInputs, check_standing, left_lines};
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -34,38 +33,38 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
         card,
         trusted,
         clock: Arc::new(SystemClock),
+        transport: Arc::new(tally_core::rental::NoNetwork),
     };
-    let (problem, decision, tally, online) = match check_rental(&inputs) {
-        Ok(c) => (
-            None,
-            Some(c.decision),
-            Some(c.meter.tally().clone()),
-            c.online,
-        ),
-        Err(p) => (Some(p), None, None, None),
-    };
-    let (allowed, headline, reason) = match (&problem, &decision) {
-        (Some(p), _) => {
+    let standing = check_standing(&inputs);
+    let (allowed, headline, reason) = match &standing {
+        Err(p) => {
             let (title, _, action) = crate::ui::problem_text(p);
             (false, title.to_string(), format!("{p}. {action}"))
         }
-        (None, Some(Decision::Allowed { remaining })) => (
-            true,
-            "reading is allowed".to_string(),
-            format!("left: {remaining}"),
-        ),
-        (None, Some(Decision::Limited { reason })) => (
-            false,
-            "rental used up: cover page only".to_string(),
-            reason.to_string(),
-        ),
-        (None, Some(Decision::Denied { reason })) => {
-            (false, "refused".to_string(), reason.to_string())
-        }
-        (None, _) => (false, "refused".to_string(), "no decision".to_string()),
+        Ok(s) => match &s.decision {
+            Decision::Allowed { remaining } => (
+                true,
+                "reading is allowed".to_string(),
+                left_lines(
+                    remaining,
+                    s.keyfile.rights().print,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .join(" · "),
+            ),
+            Decision::Limited { reason } => (
+                false,
+                "this rental is used up: only the cover page can be shown".to_string(),
+                reason.to_string(),
+            ),
+            Decision::Denied { reason } => (false, "refused".to_string(), reason.to_string()),
+        },
     };
+    let ok = standing.as_ref().ok();
+    let online = ok.and_then(|s| s.online);
+    let due = ok.and_then(|s| s.online_due.clone());
     if args.json {
-        let remaining = match &decision {
+        let remaining = match ok.map(|s| &s.decision) {
             Some(Decision::Allowed { remaining }) => serde_json::json!({
                 "pages": remaining.pages,
                 "seconds": remaining.seconds,
@@ -76,7 +75,8 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
             }),
             _ => serde_json::Value::Null,
         };
-        let used = tally.map(|t| {
+        let used = ok.map(|s| {
+            let t = &s.tally;
             serde_json::json!({
                 "opens": t.opens, "page_views": t.page_views, "seconds": t.seconds, "printed": t.printed,
             })
@@ -91,6 +91,7 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
                 "used": used,
                 "last_validated": online.map(|s| rfc3339(s.last_validated)),
                 "valid_until": online.map(|s| rfc3339(s.valid_until)),
+                "online_check_due": due,
             })
         );
     } else if allowed {
@@ -101,6 +102,9 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
                 rfc3339(s.last_validated),
                 rfc3339(s.valid_until)
             );
+        }
+        if let Some(d) = &due {
+            println!("an online check is due ({d}): opening the document makes it");
         }
     } else {
         println!("not allowed: {headline}");

@@ -9,32 +9,17 @@ use tally_core::home::Home;
 use tally_core::vendor::{PUBLIC_MAX_BYTES, VendorPublic};
 
 fn dir(home: &Home) -> PathBuf {
-    home.root().join("vendors")
+    home.vendors_dir()
 }
 
 /// The trusted publishers. Demo publishers are never among them (they are trusted only
 /// for `--demo`); damaged files are skipped with a warning.
 pub fn trusted(home: &Home) -> Vec<VendorPublic> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir(home)) else {
-        return out;
-    };
-    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pub"))
-    {
-        match std::fs::read(&p)
-            .map_err(|e| e.to_string())
-            .and_then(|b| VendorPublic::from_export(&b).map_err(|e| e.to_string()))
-        {
-            Ok(v) if !v.is_demo() => out.push(v),
-            Ok(_) => eprintln!("warning: {} is a DEMO publisher; ignored", p.display()),
-            Err(e) => eprintln!("warning: {} ignored: {e}", p.display()),
-        }
+    let (vendors, warnings) = home.trusted_vendors();
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
-    out
+    vendors
 }
 
 /// Runs a trust subcommand.

@@ -4,11 +4,11 @@
 //! the server cannot be reached or a file cannot be read.
 //!
 //! The rules — the ICV, the sequence numbers, the rolling UI, the ticket checks — are
-//! `tally_core::validation::ClientState`; the HTTP round is [`crate::online`] (shared with
-//! opening a document); this command reads files and prints.
+//! `tally_core::validation::ClientState`; the round is `tally_core::rental::validate_online`
+//! (shared with opening a document) over [`crate::online::Http`]; this command reads files
+//! and prints.
 
 use super::{Failure, Outcome};
-use crate::online::{Round, RoundError, validate_online};
 use anyhow::{Context, anyhow};
 use clap::Args;
 use std::io::Read as _;
@@ -18,6 +18,7 @@ use tally_core::home::Home;
 use tally_core::icv::IcvVariant;
 use tally_core::keyfile::Keyfile;
 use tally_core::policy::SystemClock;
+use tally_core::rental::{Round, RoundError, validate_online};
 use tally_core::validation::ValidationError;
 
 /// Arguments of `validate`.
@@ -41,7 +42,7 @@ pub struct ValidateArgs {
 /// Largest package read into memory for the ICV.
 const MAX_PACKAGE: u64 = 1 << 30;
 
-/// A command run by hand may wait longer than the window does ([`crate::online::OPEN_TIMEOUT`]).
+/// A command run by hand may wait longer than the window does ([`tally_core::rental::OPEN_TIMEOUT`]).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -83,7 +84,7 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
         clock: &SystemClock,
         timeout: TIMEOUT,
     };
-    match validate_online(home, &kf, &round) {
+    match validate_online(home, &kf, &round, &crate::online::Http) {
         Ok((state, ticket)) => {
             let standing = state
                 .check_offline(

@@ -2,9 +2,8 @@
 //! status bar with what is left.
 
 use crate::app::{Reader, ReaderApp, Screen, SidebarTab, Zoom};
-use crate::session::Mode;
 use egui::{Align, Color32, Layout, RichText, Sense, Vec2};
-use tally_core::policy::Remaining;
+use tally_core::rental::{Mode, Problem};
 
 const PAGE_MARGIN: f32 = 12.0;
 
@@ -103,7 +102,7 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
             r.zoom_by(1.25);
         }
         ui.separator();
-        let copy_ok = r.session.copy_allowed();
+        let copy_ok = r.session.copy_offered();
         if ui
             .add_enabled(copy_ok, egui::Button::new("Copy text"))
             .on_hover_text("Copy this page's text (Ctrl C)")
@@ -132,50 +131,6 @@ fn toolbar(r: &mut Reader, ui: &mut egui::Ui, open_other: &mut bool) {
     });
 }
 
-fn left_text(rem: Option<&Remaining>, prepaid: u32, can_print: bool) -> Vec<String> {
-    let mut parts = Vec::new();
-    let Some(rem) = rem else {
-        return parts;
-    };
-    if let Some(p) = rem.pages {
-        parts.push(format!("Pages left: {}", p + u64::from(prepaid)));
-    }
-    if let Some(s) = rem.seconds {
-        let m = s / 60;
-        parts.push(if m >= 120 {
-            format!("Time left: {} h {} min", m / 60, m % 60)
-        } else {
-            format!("Time left: {m} min")
-        });
-    }
-    if let Some(u) = rem.units {
-        parts.push(format!("Time units left: {u}"));
-    }
-    if let Some(o) = rem.opens {
-        parts.push(format!("Openings left: {o}"));
-    }
-    if let Some(until) = rem.until {
-        let now = time::OffsetDateTime::now_utc();
-        let days = (until - now).whole_days();
-        parts.push(if days >= 1 {
-            format!("Days left: {days}")
-        } else {
-            format!(
-                "Ends today at {:02}:{:02} UTC",
-                until.to_offset(time::UtcOffset::UTC).hour(),
-                until.to_offset(time::UtcOffset::UTC).minute()
-            )
-        });
-    }
-    if let Some(p) = rem.prints.filter(|_| can_print) {
-        parts.push(format!("Prints left: {p}"));
-    }
-    if parts.is_empty() {
-        parts.push("No limits".into());
-    }
-    parts
-}
-
 fn status_bar(r: &mut Reader, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         let n = r.session.page_count();
@@ -183,11 +138,7 @@ fn status_bar(r: &mut Reader, ui: &mut egui::Ui) {
         ui.separator();
         match r.session.mode() {
             Mode::Reading => {
-                for part in left_text(
-                    r.session.remaining(),
-                    r.session.prepaid_views(),
-                    r.session.info().rights.print,
-                ) {
+                for part in r.session.left_lines(time::OffsetDateTime::now_utc()) {
                     ui.label(part);
                     ui.separator();
                 }
@@ -356,7 +307,7 @@ fn search(r: &mut Reader, ui: &mut egui::Ui, reading: bool) {
 
 fn page_view(r: &mut Reader, ui: &mut egui::Ui) {
     if let Mode::Limited(reason) = r.session.mode() {
-        let (title, _, _) = super::problem_text(&crate::session::Problem::Refused(reason.clone()));
+        let (title, _, _) = super::problem_text(&Problem::Refused(reason.clone()));
         let reason = reason.to_string();
         let hint = r.session.info().renew_hint.clone();
         egui::Frame::new()
@@ -411,7 +362,9 @@ fn page_view(r: &mut Reader, ui: &mut egui::Ui) {
                     _ => {
                         let (rect, _) = ui.allocate_exact_size(size, Sense::hover());
                         ui.painter().rect_filled(rect, 0.0, Color32::WHITE);
-                        let msg = if r.session.page_shown() {
+                        let msg = if r.session.paused() {
+                            "Paused: press any key to go on reading"
+                        } else if r.session.page_shown() {
                             "Rendering…"
                         } else {
                             "Recording this page view on your card…"

@@ -2,10 +2,10 @@
 //! for a reader, with the technical detail one click away.
 
 use crate::app::{ReaderApp, Screen, sniff};
-use crate::session::Problem;
 use egui::{Color32, RichText};
 use std::path::PathBuf;
 use tally_core::policy::Reason;
+use tally_core::rental::Problem;
 
 /// Title, explanation and what to do, for each problem.
 pub fn problem_text(p: &Problem) -> (&'static str, String, String) {
@@ -42,6 +42,13 @@ pub fn problem_text(p: &Problem) -> (&'static str, String, String) {
              does not belong to this licence."
                 .into(),
             "Download the document again from the publisher.".into(),
+        ),
+        Problem::WrongPackage(what) => (
+            "This document does not go with this licence",
+            format!("The document file and the licence file do not belong together: {what}."),
+            "Open the document together with the licence you received for it (both come \
+             from the publisher)."
+                .into(),
         ),
         Problem::TrailInvalid(_) => (
             "Your usage record has been changed or damaged",
@@ -92,7 +99,8 @@ pub fn problem_text(p: &Problem) -> (&'static str, String, String) {
             "The publisher's validation service refused this copy of the document.".into(),
             "Contact the publisher with the details below.".into(),
         ),
-        Problem::Other(_) => (
+        // Problem::Other, and any kind a newer tally-core adds.
+        _ => (
             "The document could not be opened",
             "Something went wrong while opening the document.".into(),
             "Check the details below and try again.".into(),
@@ -107,11 +115,12 @@ fn detail(p: &Problem) -> String {
         | Problem::KeyfileInvalid(s)
         | Problem::UntrustedVendor(s)
         | Problem::PackageInvalid(s)
+        | Problem::WrongPackage(s)
         | Problem::TrailInvalid(s)
         | Problem::ValidationNeeded(s)
         | Problem::Revoked(s)
         | Problem::Other(s) => s.clone(),
-        Problem::Refused(r) => r.to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -3,115 +3,22 @@
 //! these methods; every charge goes to a meter worker thread, so a slow or absent card
 //! shows a status instead of freezing the window (DESIGN, "The viewer").
 //!
-//! Charges follow core's policy (`tally_core::policy`): page views are prepaid in blocks
-//! (one `pages` record per block, [0048]), reading time is charged at the start of each
-//! time unit while the window is focused and a page is shown, and every opening and
-//! print is a record of its own. A page is only shown once its view is paid for.
+//! Charges follow the policy ([`crate::policy`]): page views are prepaid in blocks (one
+//! `pages` record per block, [0048]), reading time is charged at the start of each time
+//! unit while a page is visible and the reader is not idle, and every opening and print is
+//! a record of its own. A page is only shown once its view is paid for. A viewer forwards
+//! page turns, print and copy requests, input and the clock ticks it sees; the session
+//! decides what may be shown and what is charged.
 
+use super::{Charge, Charged, Meter, Problem};
+use crate::policy::{Decision, Reason, Remaining, Rights};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tally_core::policy::{Decision, Reason, Remaining, Rights};
 
-/// One charge the session asks the meter to record on the card-signed trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
-    /// The document was opened ([0048]).
-    Open,
-    /// Prepay a block of page views, starting at page `first` (1-based).
-    Pages {
-        /// The page about to be shown (1-based).
-        first: u32,
-    },
-    /// Start one time unit.
-    Time,
-    /// Pages about to be printed.
-    Print {
-        /// How many.
-        pages: u32,
-    },
-}
-
-/// What a charge bought, as recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charged {
-    /// The `open` record.
-    Open,
-    /// `count` page views prepaid.
-    Pages {
-        /// Page views bought.
-        count: u32,
-    },
-    /// One time unit of `seconds`.
-    Time {
-        /// Its length.
-        seconds: u32,
-    },
-    /// Printing allowed and recorded.
-    Print {
-        /// Pages.
-        pages: u32,
-    },
-}
-
-/// Why a charge or check failed, in the terms the reader's screens use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// No card could be reached.
-    NoCard(String),
-    /// The card present is not the one the licence was issued to.
-    WrongCard(String),
-    /// The keyfile is damaged or was changed.
-    KeyfileInvalid(String),
-    /// The keyfile is signed by a publisher this viewer does not trust.
-    UntrustedVendor(String),
-    /// The package is damaged or does not match the keyfile.
-    PackageInvalid(String),
-    /// ValidateTrail failed: which check, at which record.
-    TrailInvalid(String),
-    /// The policy refused (used up, expired, not yet valid, clock set back).
-    Refused(Reason),
-    /// The licence requires an online validation (WO 98/33296) that is missing or too old.
-    ValidationNeeded(String),
-    /// The publisher's validation service refused this copy (revoked or cloned).
-    Revoked(String),
-    /// Anything else (I/O, the card answering strangely).
-    Other(String),
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Problem::NoCard(s) => write!(f, "no card: {s}"),
-            Problem::WrongCard(s) => write!(f, "wrong card: {s}"),
-            Problem::KeyfileInvalid(s) => write!(f, "keyfile invalid: {s}"),
-            Problem::UntrustedVendor(s) => write!(f, "untrusted publisher: {s}"),
-            Problem::PackageInvalid(s) => write!(f, "package invalid: {s}"),
-            Problem::TrailInvalid(s) => write!(f, "usage record invalid: {s}"),
-            Problem::Refused(r) => write!(f, "{r}"),
-            Problem::ValidationNeeded(s) => write!(f, "online validation needed: {s}"),
-            Problem::Revoked(s) => write!(f, "copy refused by the publisher: {s}"),
-            Problem::Other(s) => f.write_str(s),
-        }
-    }
-}
-
-/// Records usage on the card-signed trail and applies the licence's policy.
-///
-/// Implementations re-validate the trail (incrementally) before each charge and refuse
-/// with a [`Problem`] when the trail, the card or the policy says no. A meter never
-/// pretends: a charge that returns `Ok` is a record on the trail.
-pub trait Meter: Send {
-    /// Records one charge, returns what it bought and the policy's view afterwards.
-    fn charge(&mut self, charge: Charge) -> Result<(Charged, Decision), Problem>;
-    /// The policy's view now, without charging.
-    fn standing(&mut self) -> Result<Decision, Problem>;
-    /// Something the reader should know that stops nothing (the mirror copy of the trail
-    /// could not be written, say). `None` when all is well.
-    fn warning(&self) -> Option<String> {
-        None
-    }
-}
+/// No input for this long pauses the reading clock and hides the page: reading time is
+/// not charged for a window left open, and a page left open is not read for free.
+pub const IDLE_PAUSE: Duration = Duration::from_secs(5 * 60);
 
 /// An answer from the meter worker.
 #[derive(Debug, Clone)]
@@ -238,6 +145,11 @@ pub struct Session {
     time_pending: bool,
     print_pending: Option<u32>,
     print_ready: Option<u32>,
+    paused: bool,
+    copy_pending: bool,
+    copy_ready: bool,
+    last_input: Option<Instant>,
+    idle_pause: Duration,
     notice: Option<String>,
     records: u64,
     meter: MeterWorker,
@@ -267,6 +179,11 @@ impl Session {
             time_pending: false,
             print_pending: None,
             print_ready: None,
+            paused: false,
+            copy_pending: false,
+            copy_ready: false,
+            last_input: None,
+            idle_pause: IDLE_PAUSE,
             notice: None,
             records: 0,
             meter,
@@ -296,10 +213,11 @@ impl Session {
         self.current
     }
 
-    /// True once the current page's view is paid for (or it is the cover in limited mode).
+    /// True once the current page's view is paid for (or it is the cover in limited mode),
+    /// and the reader is not idle: a paused session hides its page.
     pub fn page_shown(&self) -> bool {
         match &self.mode {
-            Mode::Reading => self.paid_current,
+            Mode::Reading => self.paid_current && !self.paused,
             Mode::Limited(_) => true,
             Mode::Stopped(_) => false,
         }
@@ -315,9 +233,47 @@ impl Session {
         &self.mode
     }
 
-    /// What is left, as the policy last said.
+    /// What is left, as the policy last said (during a session: openings counted with this
+    /// one still running; [`Session::left_lines`] says it the way `status` does).
     pub fn remaining(&self) -> Option<&Remaining> {
         self.remaining.as_ref()
+    }
+
+    /// What is left, in the reader's words, the same lines a standing check prints
+    /// ([`super::left_lines`]): openings after this one, and pages from the trail with
+    /// the views this session already paid for said apart.
+    pub fn left_lines(&self, now: time::OffsetDateTime) -> Vec<String> {
+        let Some(rem) = &self.remaining else {
+            return Vec::new();
+        };
+        let mut rem = rem.clone();
+        // The reading phase counts this session's own opening as not yet used.
+        rem.opens = rem.opens.map(|o| o.saturating_sub(1));
+        let mut lines = super::left_lines(&rem, self.info.rights.print, now);
+        if self.prepaid > 0 {
+            lines.push(format!(
+                "Paid for in this session: {}",
+                super::plural(u64::from(self.prepaid), "page", "pages")
+            ));
+        }
+        lines
+    }
+
+    /// True while the reader is idle ([`Session::note_input`] not called for the idle
+    /// time): the page is hidden and no reading time is charged until the next input.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Sets how long without input pauses the session ([`IDLE_PAUSE`] by default).
+    pub fn set_idle_pause(&mut self, after: Duration) {
+        self.idle_pause = after;
+    }
+
+    /// The reader did something (a key, a click, a scroll): an idle pause ends.
+    pub fn note_input(&mut self, now: Instant) {
+        self.last_input = Some(now);
+        self.paused = false;
     }
 
     /// Page views prepaid and not yet used.
@@ -455,18 +411,47 @@ impl Session {
         }
     }
 
-    /// Whether copying text is allowed now (the right, and a rental still running).
-    pub fn copy_allowed(&self) -> bool {
+    /// Whether to offer copying (a menu entry, a button): the licence has the right and
+    /// the rental is running. Offering is not allowing: [`Session::request_copy`] asks the
+    /// policy (dates, thresholds) and only [`Session::take_copy_ready`] says yes.
+    pub fn copy_offered(&self) -> bool {
         self.info.rights.copy && matches!(self.mode, Mode::Reading)
     }
 
-    /// Called every frame (and by a timer): takes the meter's answers and starts a time
-    /// unit when one is due — only while `focused` and a page is shown.
-    pub fn tick(&mut self, now: Instant, focused: bool) {
+    /// Asks to copy text; [`Session::take_copy_ready`] says when it is allowed, and a
+    /// refusal comes as a notice.
+    pub fn request_copy(&mut self) {
+        if !matches!(self.mode, Mode::Reading) {
+            self.notice = Some("Copying is not available now.".into());
+            return;
+        }
+        if !self.info.rights.copy {
+            self.notice = Some(Reason::CopyNotAllowed.to_string());
+            return;
+        }
+        if !self.copy_pending {
+            self.copy_pending = true;
+            self.send(Charge::Copy);
+        }
+    }
+
+    /// True once, after a copy request the policy allowed: the UI now copies the text.
+    pub fn take_copy_ready(&mut self) -> bool {
+        std::mem::take(&mut self.copy_ready)
+    }
+
+    /// Called every frame (and by a timer): takes the meter's answers, pauses an idle
+    /// session and starts a time unit when one is due — while the page is `visible` on
+    /// the screen (focused or not: a page one can read is charged, T35) and shown.
+    pub fn tick(&mut self, now: Instant, visible: bool) {
         while let Some(ev) = self.meter.try_recv() {
             self.on_event(ev, now);
         }
-        if !matches!(self.mode, Mode::Reading) || !focused || !self.page_shown() {
+        let last = *self.last_input.get_or_insert(now);
+        if now.saturating_duration_since(last) >= self.idle_pause {
+            self.paused = true;
+        }
+        if !matches!(self.mode, Mode::Reading) || !visible || !self.page_shown() {
             return;
         }
         if self.time_pending || !self.paid_current {
@@ -494,6 +479,7 @@ impl Session {
                 Charged::Pages { .. } => Charge::Pages { first: 0 },
                 Charged::Time { .. } => Charge::Time,
                 Charged::Print { pages } => Charge::Print { pages: *pages },
+                Charged::Copy => Charge::Copy,
             },
             MeterEvent::Failed(c, _) => *c,
             MeterEvent::Warning(_) => return,
@@ -507,7 +493,9 @@ impl Session {
         }
         match ev {
             MeterEvent::Charged(charged, decision) => {
-                self.records += 1;
+                if charged != Charged::Copy {
+                    self.records += 1;
+                }
                 match charged {
                     Charged::Open => {}
                     Charged::Pages { count } => {
@@ -526,6 +514,10 @@ impl Session {
                         self.print_pending = None;
                         self.print_ready = Some(pages);
                     }
+                    Charged::Copy => {
+                        self.copy_pending = false;
+                        self.copy_ready = true;
+                    }
                 }
                 self.apply_after_charge(decision);
             }
@@ -535,8 +527,11 @@ impl Session {
                 if matches!(charge, Charge::Time) {
                     self.time_pending = false;
                 }
+                if matches!(charge, Charge::Copy) {
+                    self.copy_pending = false;
+                }
                 match (charge, problem) {
-                    (Charge::Print { .. }, Problem::Refused(r)) => {
+                    (Charge::Print { .. } | Charge::Copy, Problem::Refused(r)) => {
                         self.print_pending = None;
                         self.notice = Some(r.to_string());
                     }
@@ -568,13 +563,13 @@ mod tests {
             Ok((
                 Charged::Open,
                 Decision::Allowed {
-                    remaining: tally_core::policy::Remaining::default(),
+                    remaining: crate::policy::Remaining::default(),
                 },
             ))
         }
         fn standing(&mut self) -> Result<Decision, Problem> {
             Ok(Decision::Allowed {
-                remaining: tally_core::policy::Remaining::default(),
+                remaining: crate::policy::Remaining::default(),
             })
         }
         fn warning(&self) -> Option<String> {

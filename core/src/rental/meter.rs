@@ -1,0 +1,286 @@
+//! The meter: charges go to the card-signed trail ([0059]) after the policy has said how
+//! much may be charged ([`crate::policy`]).
+
+use super::Problem;
+use crate::card::{CardError, TransportError};
+use crate::crypto::PublicKey;
+use crate::policy::{self, Clock, Decision, Limits, Tally};
+use crate::trail::{Body, LicenceId, Trail, TrailError, Usage};
+use crate::{Card, CardIdentity};
+
+/// One charge the session asks the meter to record on the card-signed trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// The document was opened ([0048]).
+    Open,
+    /// Prepay a block of page views, starting at page `first` (1-based).
+    Pages {
+        /// The page about to be shown (1-based).
+        first: u32,
+    },
+    /// Start one time unit.
+    Time,
+    /// Pages about to be printed.
+    Print {
+        /// How many.
+        pages: u32,
+    },
+    /// Text about to be copied: checked against the copy right and the rental's dates and
+    /// thresholds (`policy::copy_allowed`); no record is written for it.
+    Copy,
+}
+
+/// What a charge bought, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charged {
+    /// The `open` record.
+    Open,
+    /// `count` page views prepaid.
+    Pages {
+        /// Page views bought.
+        count: u32,
+    },
+    /// One time unit of `seconds`.
+    Time {
+        /// Its length.
+        seconds: u32,
+    },
+    /// Printing allowed and recorded.
+    Print {
+        /// Pages.
+        pages: u32,
+    },
+    /// Copying allowed now.
+    Copy,
+}
+
+/// Records usage on the card-signed trail and applies the licence's policy.
+///
+/// Implementations re-validate the trail (incrementally) before each charge and refuse
+/// with a [`Problem`] when the trail, the card or the policy says no. A meter never
+/// pretends: a charge that returns `Ok` is a record on the trail (a copy, which is only
+/// checked, excepted).
+pub trait Meter: Send {
+    /// Records one charge, returns what it bought and the policy's view afterwards.
+    fn charge(&mut self, charge: Charge) -> Result<(Charged, Decision), Problem>;
+    /// The policy's view now, without charging.
+    fn standing(&mut self) -> Result<Decision, Problem>;
+    /// Something the reader should know that stops nothing (the mirror copy of the trail
+    /// could not be written, say). `None` when all is well.
+    fn warning(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Translates a trail failure into what the reader is told.
+pub fn trail_problem(e: TrailError) -> Problem {
+    match e {
+        TrailError::WrongCard(s) => Problem::WrongCard(s),
+        TrailError::Card(c) => card_problem(c),
+        other => Problem::TrailInvalid(other.to_string()),
+    }
+}
+
+/// Translates a card failure into what the reader is told.
+pub fn card_problem(e: CardError) -> Problem {
+    match e {
+        CardError::Transport(
+            t @ (TransportError::NoService
+            | TransportError::NoReader(_)
+            | TransportError::NoCard
+            | TransportError::CardRemoved
+            | TransportError::NotFound(_)),
+        ) => Problem::NoCard(t.to_string()),
+        other => Problem::Other(format!("the card answered unexpectedly: {other}")),
+    }
+}
+
+/// The totals of `licence` in a verified trail: a fast start's validator totals, if the
+/// trail started from one ([0094]), plus every verified record after it.
+pub(crate) fn tally_of(trail: &Trail, licence: LicenceId) -> Tally {
+    let later: Vec<Body> = trail.unvouched_bodies().map(|(_, b)| b).collect();
+    Tally::resume(licence, trail.vouched(), &later)
+}
+
+/// A [`Meter`] on a card and its trail for one licence.
+pub struct CardMeter {
+    card: Card,
+    trail: Trail,
+    licence: LicenceId,
+    limits: Limits,
+    clock: std::sync::Arc<dyn Clock>,
+    tally: Tally,
+    tallied: usize,
+}
+
+impl std::fmt::Debug for CardMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardMeter")
+            .field("card", &self.card)
+            .field("trail", &self.trail)
+            .field("licence", &self.licence.to_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CardMeter {
+    /// Keeps the trail's mirror copy at `path` ([0062]), bringing it up to date now; a
+    /// failure stops nothing and shows as [`Meter::warning`].
+    pub fn mirror_to(&mut self, path: Option<std::path::PathBuf>) {
+        self.trail.set_mirror_now(path);
+    }
+
+    /// Opens (or creates) the card's trail at `trail_path` and runs ValidateTrail ([0060]).
+    /// The card must be the one `expected` names (the keyfile's card). A fresh open
+    /// starts from the newest validator record signed by one of `validators` ([0094]):
+    /// the records it vouches for are checked by their chain hash, not one signature
+    /// each, and the licence's totals start from the validator's. Empty: full validation.
+    pub fn validate(
+        mut card: Card,
+        expected: &CardIdentity,
+        trail_path: &std::path::Path,
+        licence: LicenceId,
+        limits: Limits,
+        clock: std::sync::Arc<dyn Clock>,
+        validators: Vec<PublicKey>,
+    ) -> Result<Self, Problem> {
+        let identity = card.identity().map_err(card_problem)?;
+        if identity.serial != expected.serial || identity.public_key != expected.public_key {
+            return Err(Problem::WrongCard(format!(
+                "this licence is for card {}, the card present is {}",
+                expected.serial.to_hex(),
+                identity.serial.to_hex()
+            )));
+        }
+        let mut trail =
+            Trail::open_or_create(trail_path, &mut card, &identity).map_err(trail_problem)?;
+        trail.set_trusted_validators(validators);
+        trail.validate(&mut card).map_err(trail_problem)?;
+        let mut m = Self {
+            card,
+            trail,
+            licence,
+            limits,
+            clock,
+            tally: Tally::new(licence),
+            tallied: 0,
+        };
+        m.catch_up();
+        Ok(m)
+    }
+
+    /// The policy's answer for opening now (before the `open` record).
+    pub fn evaluate_opening(&self) -> Decision {
+        policy::evaluate(&self.limits, &self.tally, self.clock.as_ref())
+    }
+
+    /// The totals of this licence.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// The trail (for status output and tests).
+    pub fn trail(&self) -> &Trail {
+        &self.trail
+    }
+
+    /// The licence's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Adds the verified records not yet counted to the tally (incremental, [0094]).
+    fn catch_up(&mut self) {
+        let verified = self.trail.verified_len();
+        if self.tallied == 0 || self.tallied > verified {
+            // From the start (first count, or the trail was re-read from scratch).
+            self.tally = tally_of(&self.trail, self.licence);
+            self.tallied = verified;
+            return;
+        }
+        for r in &self.trail.records()[self.tallied..verified] {
+            if let Ok(b) = Body::parse(&r.body) {
+                self.tally.add(&b);
+            }
+        }
+        self.tallied = verified;
+    }
+
+    fn write(&mut self, usage: Usage) -> Result<(), Problem> {
+        let at = self.clock.now().unix_timestamp();
+        let body = Body::at_unix(usage, at);
+        self.trail
+            .write(&mut self.card, &body)
+            .map_err(trail_problem)?;
+        self.catch_up();
+        Ok(())
+    }
+}
+
+impl Meter for CardMeter {
+    fn charge(&mut self, charge: Charge) -> Result<(Charged, Decision), Problem> {
+        let lic = self.licence;
+        let clock = self.clock.as_ref();
+        let charged = match charge {
+            Charge::Open => {
+                match policy::evaluate(&self.limits, &self.tally, clock) {
+                    Decision::Allowed { .. } => {}
+                    Decision::Limited { reason } | Decision::Denied { reason } => {
+                        return Err(Problem::Refused(reason));
+                    }
+                }
+                self.write(Usage::Open { licence: lic })?;
+                Charged::Open
+            }
+            Charge::Pages { first } => {
+                let count = policy::page_charge(&self.limits, &self.tally, clock)
+                    .map_err(Problem::Refused)?;
+                self.write(Usage::Pages {
+                    licence: lic,
+                    first,
+                    count,
+                })?;
+                Charged::Pages { count }
+            }
+            Charge::Time => {
+                let seconds = policy::time_charge(&self.limits, &self.tally, clock)
+                    .map_err(Problem::Refused)?;
+                self.write(Usage::Time {
+                    licence: lic,
+                    seconds,
+                })?;
+                Charged::Time { seconds }
+            }
+            Charge::Copy => {
+                policy::copy_allowed(&self.limits, &self.tally, clock).map_err(Problem::Refused)?;
+                return Ok((Charged::Copy, self.standing()?));
+            }
+            Charge::Print { pages } => {
+                policy::print_allowed(&self.limits, &self.tally, clock, pages)
+                    .map_err(Problem::Refused)?;
+                self.write(Usage::Print {
+                    licence: lic,
+                    pages,
+                })?;
+                Charged::Print { pages }
+            }
+        };
+        Ok((charged, self.standing()?))
+    }
+
+    fn warning(&self) -> Option<String> {
+        self.trail.mirror_error().map(|e| {
+            format!(
+                "The mirror copy of your usage record could not be updated ({e}). Your reading is still recorded on this computer."
+            )
+        })
+    }
+
+    fn standing(&mut self) -> Result<Decision, Problem> {
+        Ok(policy::evaluate_reading(
+            &self.limits,
+            &self.tally,
+            self.clock.as_ref(),
+        ))
+    }
+}

@@ -1,0 +1,490 @@
+//! Opening a rental: every check of [0070]–[0074] and [0060], in order, with typed
+//! refusals ([`Problem`]), then the online rule of WO 98/33296 through the caller's
+//! [`Transport`], then the document decrypted into memory. [`check_standing`] is the same
+//! checks without writing anything or going online, for a reader who asks what is left.
+
+use super::Problem;
+use super::meter::{CardMeter, card_problem, trail_problem};
+use super::meter::{Charge, Meter};
+use super::online::{OPEN_TIMEOUT, Round, RoundError, Transport, validate_online};
+use super::session::RentalInfo;
+use crate::CardIdentity;
+use crate::card::CardError;
+use crate::home::{CardSpec, Home};
+use crate::icv::IcvVariant;
+use crate::keyfile::{Keyfile, KeyfileError, VerifiedKeyfile};
+use crate::package::{PackageHeader, Plaintext, open_package_bytes};
+use crate::policy::{self, Clock, Decision, Tally};
+use crate::trail::Trail;
+use crate::validation::{ClientState, OnlineStatus, ValidationError, WhenDue};
+use crate::vendor::VendorPublic;
+use std::sync::Arc;
+
+/// Everything needed to open a rental.
+pub struct OpenInputs {
+    /// The package file.
+    pub package: std::path::PathBuf,
+    /// The keyfile.
+    pub keyfile: std::path::PathBuf,
+    /// The reader's home folder (card state, trails).
+    pub home: Home,
+    /// Which card.
+    pub card: CardSpec,
+    /// Publishers trusted for this opening.
+    pub trusted: Vec<VendorPublic>,
+    /// The clock (injected so tests can set it back).
+    pub clock: Arc<dyn Clock>,
+    /// How the online rounds reach the validation server (the caller's HTTP client, or
+    /// [`super::NoNetwork`]).
+    pub transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for OpenInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenInputs")
+            .field("package", &self.package)
+            .field("keyfile", &self.keyfile)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rental that passed every check, with its document decrypted in memory. Start reading
+/// with [`Opened::start`].
+pub struct Opened {
+    /// What the UI shows about the rental.
+    pub info: RentalInfo,
+    /// Pages, as the package header says.
+    pub page_count: usize,
+    /// The policy's answer (after the `open` record when reading is allowed).
+    pub decision: Decision,
+    /// The meter for the session.
+    pub meter: CardMeter,
+    /// The decrypted PDF (memory only, zeroized on drop).
+    pub document: Plaintext,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("title", &self.info.title)
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opened {
+    /// Starts reading: the meter moves to its own thread (`wake` is called after each of
+    /// its answers, so a UI can repaint), and the session asks for page 1, whose view is
+    /// charged before it is shown. Returns the session and the document for the caller's
+    /// renderer.
+    pub fn start(self, wake: Box<dyn Fn() + Send>) -> Result<(super::Session, Plaintext), Problem> {
+        let worker = super::MeterWorker::spawn(Box::new(self.meter), wake)
+            .map_err(|e| Problem::Other(format!("cannot start the meter: {e}")))?;
+        let mut session = super::Session::new(self.info, self.page_count, self.decision, worker);
+        session.go_to(0);
+        Ok((session, self.document))
+    }
+}
+
+/// Largest package read into memory.
+pub const MAX_PACKAGE_BYTES: u64 = 1 << 31;
+
+fn read_bounded(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>, Problem> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Problem::Other(format!("cannot read the {what} {}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Problem::Other(format!("cannot read the {what} {}: {e}", path.display())))?;
+    if buf.len() as u64 > max {
+        return Err(Problem::Other(format!(
+            "the {what} {} is larger than {max} bytes",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
+/// What [`check_rental`] found: everything an opening needs.
+pub struct Checked {
+    /// The keyfile, its signature verified.
+    pub keyfile: VerifiedKeyfile,
+    /// The package's header, signed by the keyfile's vendor, for the keyfile's document.
+    pub header: PackageHeader,
+    /// The card present (the keyfile's).
+    pub identity: CardIdentity,
+    /// The meter, its trail validated.
+    pub meter: CardMeter,
+    /// The policy's answer for opening now.
+    pub decision: Decision,
+    /// The copy's online standing, when the keyfile names a validation server and the
+    /// copy has a valid ticket (for the status bar's "last validated").
+    pub online: Option<OnlineStatus>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("identity", &self.identity)
+            .field("decision", &self.decision)
+            .field("online", &self.online)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keyfile, verified against the trusted publishers; a package given in its place
+/// (the two arguments swapped) is named as such.
+fn read_keyfile(inputs: &OpenInputs) -> Result<VerifiedKeyfile, Problem> {
+    let bytes = read_bounded(
+        &inputs.keyfile,
+        crate::keyfile::MAX_KEYFILE_BYTES as u64,
+        "keyfile",
+    )?;
+    Keyfile::open(&bytes, &inputs.trusted).map_err(|e| match e {
+        KeyfileError::UnknownVendor { .. } => Problem::UntrustedVendor(e.to_string()),
+        _ if PackageHeader::parse_unverified(&bytes).is_ok() => Problem::WrongPackage(
+            "the two files are the wrong way round: give the document package (.tly) \
+             first and its licence keyfile (.tkey) second"
+                .into(),
+        ),
+        other => Problem::KeyfileInvalid(other.to_string()),
+    })
+}
+
+/// The package's signed header, checked against the licence before anything else is
+/// read or decrypted: signed by the very vendor key that signed the keyfile (a keyfile of
+/// one publisher never opens another publisher's package, T31), and for the licence's
+/// document.
+fn read_package_header(
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+) -> Result<PackageHeader, Problem> {
+    let path = &inputs.package;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| Problem::Other(format!("cannot read the package {}: {e}", path.display())))?;
+    let header = PackageHeader::read_unverified(&mut f).map_err(|e| {
+        Problem::PackageInvalid(format!(
+            "{} is not a readable document package: {e}",
+            path.display()
+        ))
+    })?;
+    if header.vendor_fingerprint() != &keyfile.vendor().fingerprint() {
+        return Err(Problem::WrongPackage(format!(
+            "the licence is from {}, but “{}” ({}) was packed by another publisher",
+            keyfile.vendor().name(),
+            header.title(),
+            path.display()
+        )));
+    }
+    header
+        .verify(std::slice::from_ref(keyfile.vendor()))
+        .map_err(|e| Problem::PackageInvalid(e.to_string()))?;
+    if header.document_id() != keyfile.document() {
+        return Err(Problem::WrongPackage(format!(
+            "the licence is for another document than “{}” ({})",
+            header.title(),
+            path.display()
+        )));
+    }
+    Ok(header)
+}
+
+/// The card the options name, opened, and checked to be the licence's (and a real card
+/// where the licence requires one).
+fn licence_card(
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+) -> Result<(crate::Card, CardIdentity), Problem> {
+    let mut card = inputs
+        .card
+        .open(&inputs.home)
+        .map_err(|e| card_problem(CardError::Transport(e)))?;
+    let identity = card.identity().map_err(card_problem)?;
+    let emulated = matches!(inputs.card, CardSpec::Emulated(_));
+    keyfile
+        .check_card(&identity, emulated)
+        .map_err(|e| Problem::WrongCard(e.to_string()))?;
+    Ok((card, identity))
+}
+
+/// The validation servers whose validator records this licence's accounting may start
+/// from ([0094]).
+fn validators_for(
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+) -> Result<Vec<crate::crypto::PublicKey>, Problem> {
+    // The reader's trusted validation servers plus this licence's own: the keyfile's key
+    // is the vendor's (signed into the keyfile), so its validator records are as
+    // trustworthy as the licence itself. A malformed list is an error, not an empty list.
+    let mut validators = inputs.home.trusted_validators().map_err(|e| {
+        Problem::Other(format!(
+            "the list of trusted validation servers is unreadable: {e}"
+        ))
+    })?;
+    if let Some(s) = keyfile.server()
+        && !validators.contains(&s.public_key)
+    {
+        validators.push(s.public_key.clone());
+    }
+    Ok(validators)
+}
+
+/// The checks of an opening, in order ([0070]–[0074], [0060]): (1) the keyfile's
+/// signature against the trusted publishers, (2) the package header: same publisher,
+/// same document, (3) the card present and the keyfile's, (4) ValidateTrail (starting
+/// from the newest validator record of a trusted validation server, [0094]), (5) the
+/// policy, (6) the online validation the keyfile requires ([`check_validation`], which
+/// goes online when it is due).
+pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
+    let keyfile = read_keyfile(inputs)?;
+    let header = read_package_header(inputs, &keyfile)?;
+    // The reader's trusted validation servers plus this licence's own: the keyfile's key
+    // is the vendor's (signed into the keyfile), so its validator records are as
+    // trustworthy as the licence itself. A malformed list is an error, not an empty list.
+    let validators = validators_for(inputs, &keyfile)?;
+    let (card, identity) = licence_card(inputs, &keyfile)?;
+    let trail_path = inputs.home.trail_path(&identity.serial);
+    let mirror = inputs
+        .home
+        .mirror_path(&identity.serial)
+        .map_err(|e| Problem::Other(format!("the mirror setting is unreadable: {e}")))?;
+    let mut meter = CardMeter::validate(
+        card,
+        keyfile.card(),
+        &trail_path,
+        keyfile.licence(),
+        keyfile.limits().clone(),
+        inputs.clock.clone(),
+        validators,
+    )?;
+    meter.mirror_to(mirror);
+    let decision = meter.evaluate_opening();
+    if let Decision::Denied { reason } = &decision {
+        return Err(Problem::Refused(reason.clone()));
+    }
+    let online = check_validation(inputs, &keyfile)?;
+    Ok(Checked {
+        keyfile,
+        header,
+        identity,
+        meter,
+        decision,
+        online,
+    })
+}
+
+/// The validation rule of WO 98/33296 as the keyfile sets it, going online when due.
+///
+/// Offline first: with a valid ticket no older than `require_online_every_days`
+/// (`ClientState::check_offline`, T18) the copy opens without the network. Otherwise —
+/// never validated (the first open is the installation), the ticket too old or expired,
+/// or a refusal remembered (only a later VAL_OK lifts it) — one online round
+/// ([`crate::online`], [`crate::online::OPEN_TIMEOUT`]): a VAL_OK opens; a signed refusal
+/// that stops the copy (revoked, clone, modified viewer, T23) is refused; anything else —
+/// the server unreachable, an answer that does not verify — falls back to the offline
+/// rule, whose refusal then says what the round met. Without a requirement in the
+/// keyfile, a copy that could not be validated still opens.
+pub fn check_validation(
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+) -> Result<Option<OnlineStatus>, Problem> {
+    let Some(server) = keyfile.server() else {
+        return Ok(None);
+    };
+    let days = server.require_online_every_days;
+    let clock = inputs.clock.as_ref();
+    let state = ClientState::load(&inputs.home, &keyfile.licence()).map_err(|e| {
+        Problem::ValidationNeeded(format!("the validation record is unreadable: {e}"))
+    })?;
+    let due = match ClientState::standing(state.as_ref(), &server.public_key, days, clock) {
+        Ok(s) => return Ok(Some(s)),
+        Err(e) => e,
+    };
+    let tried = match online_round(inputs, keyfile) {
+        Ok(state) => {
+            return match state.check_offline(&server.public_key, days, clock) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => offline_rule(e, days, None),
+            };
+        }
+        Err(RoundError::Answer(e @ ValidationError::Refused(status)))
+            if status.stops_the_copy() =>
+        {
+            return Err(Problem::Revoked(e.to_string()));
+        }
+        Err(e) => e.to_string(),
+    };
+    offline_rule(due, days, Some(&tried))
+}
+
+/// The refusal for a copy whose offline check failed with `e` (`tried`: why the online
+/// round just made did not help).
+fn offline_rule(
+    e: ValidationError,
+    days: Option<u16>,
+    tried: Option<&str>,
+) -> Result<Option<OnlineStatus>, Problem> {
+    let why = match tried {
+        Some(t) => format!("{e} (tried just now: {t})"),
+        None => e.to_string(),
+    };
+    match crate::validation::when_round_failed(&e, days) {
+        WhenDue::Revoked => Err(Problem::Revoked(why)),
+        WhenDue::Refuse => Err(Problem::ValidationNeeded(why)),
+        WhenDue::Open => Ok(None),
+    }
+}
+
+/// One online round for opening: the package and this viewer's executable are read for
+/// their ICVs (only here, when a round is due).
+fn online_round(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<ClientState, RoundError> {
+    let server = keyfile.server().ok_or(RoundError::NoServer)?;
+    let package = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")
+        .map_err(|p| RoundError::Local(p.to_string()))?;
+    let viewer_icv = crate::icv::current_executable_icv().map_err(|e| {
+        RoundError::Local(format!(
+            "cannot read this viewer's executable for its ICV: {e}"
+        ))
+    })?;
+    let round = Round {
+        url: &server.url,
+        package: &package,
+        variant: IcvVariant::V7,
+        viewer_icv,
+        clock: inputs.clock.as_ref(),
+        timeout: OPEN_TIMEOUT,
+    };
+    validate_online(&inputs.home, keyfile, &round, inputs.transport.as_ref())
+        .map(|(state, _)| state)
+}
+
+/// Opens a rental: [`check_rental`], then decrypts the package into memory and, when
+/// reading is allowed, writes the `open` record. A used-up rental opens in limited
+/// mode (the cover page only, claim 6) without a record.
+pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
+    let Checked {
+        keyfile,
+        header: _,
+        identity,
+        mut meter,
+        decision,
+        online,
+    } = check_rental(inputs)?;
+    let validated = online.map(|s| s.last_validated);
+    let bytes = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")?;
+    let key = keyfile
+        .unwrap_content_key(&identity)
+        .map_err(|e| Problem::KeyfileInvalid(e.to_string()))?;
+    let (header, document) =
+        open_package_bytes(&bytes, std::slice::from_ref(keyfile.vendor()), &key)
+            .map_err(|e| Problem::PackageInvalid(e.to_string()))?;
+    if header.document_id() != keyfile.document() {
+        // The header checked before was for this document; the file changed since.
+        return Err(Problem::PackageInvalid(
+            "the package changed while it was being opened".into(),
+        ));
+    }
+    let decision = match decision {
+        Decision::Allowed { .. } => meter.charge(Charge::Open)?.1,
+        other => other,
+    };
+    let renew_hint = match keyfile.server() {
+        Some(s) => format!(
+            "To read on, ask {} for a new licence (their service: {}).",
+            keyfile.vendor().name(),
+            s.url
+        ),
+        None => format!(
+            "To read on, ask {} for a new licence and open the document with it.",
+            keyfile.vendor().name()
+        ),
+    };
+    Ok(Opened {
+        info: RentalInfo {
+            title: header.title().to_string(),
+            customer: keyfile.customer_name().to_string(),
+            rights: keyfile.rights(),
+            renew_hint,
+            validated,
+        },
+        page_count: header.page_count() as usize,
+        decision,
+        meter,
+        document,
+    })
+}
+
+/// What [`check_standing`] found: where a rental stands, read from the trail and the card
+/// as they are.
+#[derive(Debug)]
+pub struct Standing {
+    /// The keyfile, its signature verified.
+    pub keyfile: VerifiedKeyfile,
+    /// The package's header (the licence's document, signed by its vendor).
+    pub header: PackageHeader,
+    /// The licence's totals so far.
+    pub tally: Tally,
+    /// The policy's answer for an opening now.
+    pub decision: Decision,
+    /// The copy's online standing, when the licence names a validation server and the
+    /// last ticket is still good.
+    pub online: Option<OnlineStatus>,
+    /// Why an online round is due, when one is: the next opening makes it.
+    pub online_due: Option<String>,
+}
+
+/// The checks of an opening without writing anything and without going online: the
+/// keyfile, the package header, the card, the trail verified against the card's counter
+/// ([`Trail::check_with_card`], no nonce record), the policy and the last ticket. Spends
+/// no card counter and changes no state, so a reader can ask as often as they like; what
+/// it reports is what the next opening starts from (which then also proves the trail
+/// fresh with a nonce record and makes the online round when one is due).
+pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
+    let keyfile = read_keyfile(inputs)?;
+    let header = read_package_header(inputs, &keyfile)?;
+    let validators = validators_for(inputs, &keyfile)?;
+    let (mut card, identity) = licence_card(inputs, &keyfile)?;
+    let trail_path = inputs.home.trail_path(&identity.serial);
+    let tally = if trail_path.exists() {
+        let mut trail = Trail::open(&trail_path, &identity).map_err(trail_problem)?;
+        trail.set_trusted_validators(validators);
+        trail.check_with_card(&mut card).map_err(trail_problem)?;
+        super::meter::tally_of(&trail, keyfile.licence())
+    } else {
+        // No trail yet: nothing used (the first opening creates it).
+        Tally::new(keyfile.licence())
+    };
+    let decision = policy::evaluate(keyfile.limits(), &tally, inputs.clock.as_ref());
+    let (online, online_due) = match keyfile.server() {
+        None => (None, None),
+        Some(server) => {
+            let state = ClientState::load(&inputs.home, &keyfile.licence()).map_err(|e| {
+                Problem::ValidationNeeded(format!("the validation record is unreadable: {e}"))
+            })?;
+            match ClientState::standing(
+                state.as_ref(),
+                &server.public_key,
+                server.require_online_every_days,
+                inputs.clock.as_ref(),
+            ) {
+                Ok(s) => (Some(s), None),
+                Err(e) => {
+                    match crate::validation::when_round_failed(&e, server.require_online_every_days)
+                    {
+                        WhenDue::Revoked => return Err(Problem::Revoked(e.to_string())),
+                        WhenDue::Refuse | WhenDue::Open => (None, Some(e.to_string())),
+                    }
+                }
+            }
+        }
+    };
+    Ok(Standing {
+        keyfile,
+        header,
+        tally,
+        decision,
+        online,
+        online_due,
+    })
+}
