@@ -399,16 +399,27 @@ fn copy_is_refused_without_the_right() {
 }
 
 #[test]
-fn time_is_charged_only_while_the_window_is_focused() {
+fn time_is_charged_while_the_page_is_visible_focused_or_not_and_not_while_minimised() {
+    // T35: an unfocused window the reader can still read from is charged; a minimised one
+    // is not.
     let f = fixture(limits(None));
     let mut h = f.harness_with(true, Arc::new(SystemClock), false);
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .minimized = Some(true);
     settle(&mut h, "the first page", reading_settled);
     for _ in 0..20 {
         h.step();
     }
     assert_eq!(f.count(|u| matches!(u, Usage::Time { .. })), 0);
     assert_eq!(f.count(|u| matches!(u, Usage::Pages { .. })), 1);
-    h.input_mut().focused = true;
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .minimized = Some(false);
     settle(&mut h, "a time unit", |a| {
         reading_settled(a) && a.reader().is_some_and(|r| r.session.unit_ends().is_some())
     });

@@ -136,18 +136,26 @@ impl std::fmt::Debug for Checked {
 /// The keyfile, verified against the trusted publishers; a package given in its place
 /// (the two arguments swapped) is named as such.
 fn read_keyfile(inputs: &OpenInputs) -> Result<VerifiedKeyfile, Problem> {
+    let swapped = || {
+        Problem::WrongPackage(
+            "the two files are the wrong way round: give the document package (.tly) first \
+             and its licence keyfile (.tkey) second"
+                .into(),
+        )
+    };
+    let is_package = || {
+        std::fs::File::open(&inputs.keyfile)
+            .is_ok_and(|mut f| PackageHeader::read_unverified(&mut f).is_ok())
+    };
     let bytes = read_bounded(
         &inputs.keyfile,
         crate::keyfile::MAX_KEYFILE_BYTES as u64,
         "keyfile",
-    )?;
+    )
+    .map_err(|p| if is_package() { swapped() } else { p })?;
     Keyfile::open(&bytes, &inputs.trusted).map_err(|e| match e {
         KeyfileError::UnknownVendor { .. } => Problem::UntrustedVendor(e.to_string()),
-        _ if PackageHeader::parse_unverified(&bytes).is_ok() => Problem::WrongPackage(
-            "the two files are the wrong way round: give the document package (.tly) \
-             first and its licence keyfile (.tkey) second"
-                .into(),
-        ),
+        _ if is_package() => swapped(),
         other => Problem::KeyfileInvalid(other.to_string()),
     })
 }
