@@ -1,11 +1,4 @@
-//! # tally-core
-//!
-//! Every rule of a Tally rental lives here, so any viewer that links this crate gets
-//! the same guarantees: the card protocol ([`card`]), the card-signed audit trail of
-//! EP 0 895 148 ([`trail`]), nonces ([`nonce`]) and the pinned cryptography ([`crypto`]).
-//!
-//! Paragraph numbers such as [0059] point into the seed patent
-//! (`shared/seeds/000_3b20f9865021f37c.txt`).
+#![doc = include_str!("../README.md")]
 
 pub mod card;
 pub mod crypto;

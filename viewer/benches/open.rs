@@ -255,7 +255,7 @@ fn main() {
         let t_block = t0.elapsed();
         let img = wait_page(&renderer, 0);
         let t_page = t0.elapsed();
-        let _ = ctx.load_texture("p0", img.to_color_image(), egui::TextureOptions::LINEAR);
+        let _ = ctx.load_texture("p0", img.into_color_image(), egui::TextureOptions::LINEAR);
         let t_first = t0.elapsed();
         println!(
             "| {n} | {:.1} ms | {:.1} ms | {:.1} ms | **{:.1} ms** |",
@@ -295,7 +295,7 @@ fn main() {
         let img = wait_page(&renderer, target);
         // UI thread, frame the pixels arrive: convert and register the texture.
         let t = Instant::now();
-        let _ = ctx.load_texture("p", img.to_color_image(), egui::TextureOptions::LINEAR);
+        let _ = ctx.load_texture("p", img.into_color_image(), egui::TextureOptions::LINEAR);
         ui += t.elapsed();
         latency.push(pressed.elapsed().as_secs_f64() * 1e3);
         ui_cost.push(ui.as_secs_f64() * 1e3);

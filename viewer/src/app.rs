@@ -170,7 +170,7 @@ impl Reader {
                 } => {
                     let tex = ctx.load_texture(
                         format!("page-{index}"),
-                        image.to_color_image(),
+                        image.into_color_image(),
                         TextureOptions::LINEAR,
                     );
                     self.pages.insert(index, (width, tex));
@@ -181,7 +181,7 @@ impl Reader {
                 Reply::Thumb { index, image } => {
                     let tex = ctx.load_texture(
                         format!("thumb-{index}"),
-                        image.to_color_image(),
+                        image.into_color_image(),
                         TextureOptions::LINEAR,
                     );
                     self.thumbs.insert(index, tex);

@@ -65,15 +65,16 @@ pub fn pdfium() -> Result<&'static Pdfium, String> {
         .map_err(Clone::clone)
 }
 
-/// An RGBA image of a rendered page (premultiplied-free, 8 bits per channel).
+/// A rendered page, already in egui's pixel format: the conversion is done on the render
+/// worker, so the UI thread only hands the pixels to a texture (a page turn costs it less
+/// than a frame).
 #[derive(Clone)]
 pub struct PageImage {
     /// Width in pixels.
     pub width: usize,
     /// Height in pixels.
     pub height: usize,
-    /// `width * height * 4` bytes, RGBA.
-    pub rgba: Vec<u8>,
+    color: egui::ColorImage,
 }
 
 impl std::fmt::Debug for PageImage {
@@ -83,9 +84,28 @@ impl std::fmt::Debug for PageImage {
 }
 
 impl PageImage {
-    /// As an egui image (no copy of the pixel format: the worker already rendered RGBA).
-    pub fn to_color_image(&self) -> egui::ColorImage {
-        egui::ColorImage::from_rgba_unmultiplied([self.width, self.height], &self.rgba)
+    /// From `width * height * 4` bytes of RGBA (not premultiplied); converted here, off the
+    /// UI thread.
+    fn from_rgba(width: usize, height: usize, rgba: &[u8]) -> Self {
+        Self {
+            width,
+            height,
+            color: egui::ColorImage::from_rgba_unmultiplied([width, height], rgba),
+        }
+    }
+
+    /// The egui image, moved out (no conversion and no copy on the UI thread).
+    pub fn into_color_image(self) -> egui::ColorImage {
+        self.color
+    }
+
+    /// The pixels as RGBA bytes (printing, tests).
+    pub fn rgba(&self) -> Vec<u8> {
+        self.color
+            .pixels
+            .iter()
+            .flat_map(|c| c.to_srgba_unmultiplied())
+            .collect()
     }
 }
 
@@ -524,11 +544,7 @@ impl Work {
         for row in raw.chunks_exact(stride) {
             rgba.extend_from_slice(&row[..width * 4]);
         }
-        Ok(PageImage {
-            width,
-            height,
-            rgba,
-        })
+        Ok(PageImage::from_rgba(width, height, &rgba))
     }
 
     fn print(
@@ -631,7 +647,7 @@ pub fn images_to_pdf(images: &[PageImage], dpi: u32) -> Vec<u8> {
             .as_bytes(),
         );
         let mut rgb = Vec::with_capacity(img.width * img.height * 3);
-        for px in img.rgba.chunks_exact(4) {
+        for px in img.rgba().chunks_exact(4) {
             rgb.extend_from_slice(&px[..3]);
         }
         let mut body = format!(

@@ -17,7 +17,7 @@ fn sample() -> Zeroizing<Vec<u8>> {
 }
 
 fn reddish(img: &PageImage) -> usize {
-    img.rgba
+    img.rgba()
         .chunks_exact(4)
         .filter(|p| {
             let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
@@ -71,7 +71,7 @@ fn pages_outline_text_watermark_and_prefetch() {
     assert_eq!(got, vec![1, 2, 3]);
     let p = &pages[&2];
     assert_eq!((p.width, p.height), (600, 776));
-    assert_eq!(p.rgba.len(), 600 * 776 * 4);
+    assert_eq!(p.rgba().len(), 600 * 776 * 4);
     // Black text on white: every reddish pixel is the watermark.
     assert!(reddish(p) > 200, "watermark pixels: {}", reddish(p));
     assert!(texts[&1].contains("Shall I compare thee to a summer's day?"));
