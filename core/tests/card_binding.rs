@@ -261,6 +261,9 @@ fn a_keyfile_for_card_a_is_refused_on_card_b_before_any_decryption() {
     );
 }
 
+/// What a case expects of the refusal.
+type Expect = fn(&AttestationError) -> bool;
+
 /// Each bad attestation is refused with its own reason; the same card with a good one opens.
 #[test]
 fn t16_t36_bad_attestations_each_refused_with_the_reason() {
@@ -283,7 +286,7 @@ fn t16_t36_bad_attestations_each_refused_with_the_reason() {
     huge.resize(MAX_ATTESTATION_BYTES + 500, 0);
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
-    let cases: Vec<(&str, Option<Vec<u8>>, fn(&AttestationError) -> bool)> = vec![
+    let cases: Vec<(&str, Option<Vec<u8>>, Expect)> = vec![
         ("none (emulated)", None, |e| *e == AttestationError::Missing),
         (
             "wrong issuer",

@@ -101,8 +101,8 @@ fn card_state_debug_shows_no_private_key() {
 
 #[test]
 fn issuer_secret_debug_shows_no_key() {
-    let i = tally_core::card::attestation::IssuerSecret::generate("Debug Issuer", &mut OsRng)
-        .unwrap();
+    let i =
+        tally_core::card::attestation::IssuerSecret::generate("Debug Issuer", &mut OsRng).unwrap();
     let text = i.to_export();
     let hex_key = text
         .lines()

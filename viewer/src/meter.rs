@@ -104,6 +104,11 @@ impl CardMeter {
         Ok(m)
     }
 
+    /// The card, for the keyfile's content-key unwrap (DECIPHER).
+    pub fn card_mut(&mut self) -> &mut Card {
+        &mut self.card
+    }
+
     /// The policy's answer for opening now (before the `open` record).
     pub fn evaluate_opening(&self) -> Decision {
         policy::evaluate(&self.limits, &self.tally, self.clock.as_ref())
@@ -346,9 +351,8 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
         .open(&inputs.home)
         .map_err(|e| card_problem(CardError::Transport(e)))?;
     let identity = card.identity().map_err(card_problem)?;
-    let emulated = matches!(inputs.card, tally_core::home::CardSpec::Emulated(_));
     keyfile
-        .check_card(&identity, emulated)
+        .check_card(&mut card, inputs.clock.now())
         .map_err(|e| Problem::WrongCard(e.to_string()))?;
     let trail_path = inputs.home.trail_path(&identity.serial);
     let mirror = inputs
@@ -469,7 +473,7 @@ fn online_round(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<Client
 pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
     let Checked {
         keyfile,
-        identity,
+        identity: _,
         mut meter,
         decision,
         online,
@@ -477,7 +481,7 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
     let validated = online.map(|s| s.last_validated);
     let bytes = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")?;
     let key = keyfile
-        .unwrap_content_key(&identity)
+        .unwrap_content_key(meter.card_mut())
         .map_err(|e| Problem::KeyfileInvalid(e.to_string()))?;
     let (header, document) = open_package_bytes(&bytes, &inputs.trusted, &key)
         .map_err(|e| Problem::PackageInvalid(e.to_string()))?;
