@@ -7,6 +7,16 @@ use std::path::Path;
 /// Replaces `path` with `bytes` atomically: write a temporary file beside it, fsync it,
 /// rename it over `path`, fsync the folder. A crash leaves either the old or the new file.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    atomic_write_mode(path, bytes, 0o666)
+}
+
+/// [`atomic_write`] for secrets: the file is created readable and writable by its owner
+/// only (0600), from the first byte, so no other user can ever read it.
+pub fn atomic_write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    atomic_write_mode(path, bytes, 0o600)
+}
+
+fn atomic_write_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -15,11 +25,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp_name.push(format!(".tmp{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+        let mut f = opts.open(&tmp)?;
+        // A temporary file left by a crash keeps its old mode: narrow it before writing.
+        #[cfg(unix)]
+        if mode != 0o666 {
+            use std::os::unix::fs::PermissionsExt as _;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

@@ -2,7 +2,9 @@
 //!
 //! Every vector runs through every entry point: `Keyfile::open` (bytes),
 //! `Keyfile::read_from` (a reader), `Keyfile::peek` (header only), `Keyfile::trace`
-//! (the vendor's side) and, when it opens, `unwrap_content_key`. Trust anchors and the
+//! (the vendor's side) and, when it opens, `check_card` and `unwrap_content_key` on an
+//! emulated card holding the vector card's keys, attested by the test issuer
+//! (`tests/data/issuer/`). Trust anchors and the
 //! tracing vendor are in `tests/data/keyfile-trust/` (the secret file's password is
 //! `keyfile-vectors`, a test-only vendor).
 //!
@@ -20,7 +22,10 @@ mod vector;
 
 use rand_core::{OsRng, RngCore};
 use std::path::{Path, PathBuf};
-use tally_core::card::{CardIdentity, Serial};
+use tally_core::card::applet::CardState;
+use tally_core::card::attestation::{IssuerPublic, IssuerSecret};
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::{Card, CardIdentity, Serial};
 use tally_core::crypto::PublicKey;
 use tally_core::keyfile::{
     Cis, DECOY_BYTES, HEADER_LEN, Keyfile, KeyfileError, SEALED_LEN, SIGNATURE_LEN, ServerInfo,
@@ -89,9 +94,12 @@ fn keyfile_vectors() {
             match r {
                 Ok(k) => {
                     assert_eq!(expect, "ok", "{name}: accepted");
-                    let key = k.unwrap_content_key(k.card()).unwrap();
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut card = live_card(&dir, 3);
+                    k.check_card(&mut card, time::macros::datetime!(2026-12-01 00:00 UTC))
+                        .unwrap();
+                    let key = k.unwrap_content_key(&mut card).unwrap();
                     assert_eq!(hex::encode(key.as_bytes()), v.get("content-key"), "{name}");
-                    k.check_card(k.card(), false).unwrap();
                 }
                 Err(e) => assert_eq!(code(&e), expect, "{name}: {e}"),
             }
@@ -232,6 +240,44 @@ fn replace(hay: &mut [u8], from: &[u8], to: &[u8]) {
     hay[i..i + to.len()].copy_from_slice(to);
 }
 
+fn issuer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/issuer")
+}
+
+/// The test issuer (TEST ISSUER — NOT FOR PRODUCTION; its secret is a fixture).
+fn test_issuer() -> IssuerSecret {
+    IssuerSecret::from_export(&std::fs::read(issuer_dir().join("test-issuer.secret")).unwrap())
+        .unwrap()
+}
+
+fn test_issuer_public() -> IssuerPublic {
+    IssuerPublic::from_export(&std::fs::read(issuer_dir().join("test-issuer.pub")).unwrap())
+        .unwrap()
+}
+
+/// The key-agreement secret of the vector card `seed`.
+fn agreement_secret(seed: u8) -> p256::SecretKey {
+    p256::SecretKey::from_slice(&[seed ^ 0x80; 32]).unwrap()
+}
+
+fn agreement(seed: u8) -> PublicKey {
+    PublicKey::from_verifying_key(&agreement_secret(seed).public_key().into())
+}
+
+/// An emulated card holding the keys of vector card `seed`, attested by the test issuer
+/// until 2100.
+fn live_card(dir: &tempfile::TempDir, seed: u8) -> Card {
+    let id = card(seed);
+    let mut s = CardState::generate(&mut OsRng, id.origin, "vector card");
+    s.serial = id.serial;
+    s.key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+    s.agreement = agreement_secret(seed);
+    s.attestation = Some(test_issuer().attest(&s.attested_card(), 0, 4_102_444_800));
+    Card::new(Box::new(
+        EmulatedCard::create(dir.path().join(format!("{seed}.state")), &s).unwrap(),
+    ))
+}
+
 fn card(seed: u8) -> CardIdentity {
     let sk = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
     CardIdentity {
@@ -248,6 +294,8 @@ fn cis(policy: &str, content_key: &ContentKey) -> Cis {
         licence: LicenceId(lic),
         document: DocumentId([0xd0; 16]),
         card: card(3),
+        card_agreement_key: agreement(3),
+        issuers: vec![test_issuer_public()],
         customer_name: "Ada Lovelace".into(),
         content_key: content_key.clone(),
         limits: Limits::parse(format!("tally-policy/1\n{policy}").as_bytes()).unwrap(),
@@ -403,11 +451,20 @@ fn regenerate_keyfile_vectors() {
         b,
     );
     let mut b = base.clone();
-    b[8] = 2;
+    b[8] = 1;
     add(
-        "version-2",
+        "version-1",
         "unsupported-version",
-        "format version 2 (algorithms are pinned per version, T28)",
+        "format version 1 (content key under a built-in secret; algorithms are pinned per version, T28, T37)",
+        "unsupported-version",
+        b,
+    );
+    let mut b = base.clone();
+    b[8] = 3;
+    add(
+        "version-3",
+        "unsupported-version",
+        "format version 3 (from the future)",
         "unsupported-version",
         b,
     );
@@ -630,6 +687,30 @@ fn regenerate_keyfile_vectors() {
         "signed-bad-policy",
         "policy",
         "vendor-signed, but the policy text is malformed",
+        valid,
+        b,
+    );
+    // Vendor-signed, refuses emulated cards, but the issuer list emptied: nothing could
+    // ever open it, so the parser refuses it.
+    let mut b = base.clone();
+    let issuer_key = test_issuer_public().key().as_bytes().to_vec();
+    let name_len = test_issuer_public().name().len();
+    edit_cis(&mut b, &lk, |p| {
+        let at = p
+            .windows(issuer_key.len())
+            .position(|w| w == &issuer_key[..])
+            .unwrap();
+        let start = at - name_len - 2 - 1;
+        assert_eq!(p[start], 1, "issuer count");
+        for x in &mut p[start..] {
+            *x = 0;
+        }
+    });
+    resign(&mut b, &g.vendor);
+    add(
+        "signed-no-issuer",
+        "bad-cis",
+        "vendor-signed, refuses emulated cards, but names no card issuer",
         valid,
         b,
     );

@@ -22,16 +22,23 @@ mod pcscd;
 use pcscd::{Pcscd, READER, ensure_pcscd, vpcd_port_lock, wait_reader};
 
 use pcsc::{Context, Disposition, Protocols, ShareMode};
+use tally_core::card::CardIdentity;
 use tally_core::card::apdu::{Command as Apdu, Ins, StatusWord};
 use tally_core::card::applet::CardState;
+use tally_core::card::attestation::{AttestationError, IssuerSecret};
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::card::pcsc::PcscCard;
 use tally_core::card::virtual_card::{DEFAULT_VPCD, VirtualCard};
 use tally_core::card::{AID, Card, CardBackend, CardError, TransportError, signed_message};
+use tally_core::crypto::PublicKey;
 use tally_core::crypto::default_verifier;
 use tally_core::fsutil::LockGuard;
+use tally_core::keyfile::{CardStanding, Cis, Keyfile, KeyfileError, VerifiedKeyfile};
+use tally_core::package::{ContentKey, DocumentId};
+use tally_core::policy::Limits;
 use tally_core::trail::file::{HEADER_LEN, encode_frame};
 use tally_core::trail::{Body, CrashPoint, LicenceId, Trail, TrailError, Usage};
+use tally_core::vendor::VendorSecret;
 
 /// vpcd's second reader (port 35964), always empty here.
 const EMPTY_READER: &str = "Virtual PCD 00 01";
@@ -59,8 +66,12 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
     }
-    let subtests: [Subtest; 7] = [
+    let subtests: [Subtest; 8] = [
         ("pcsc::protocol", protocol),
+        (
+            "pcsc::t36_attestation_and_decipher",
+            t36_attestation_and_decipher,
+        ),
         ("pcsc::errors", errors),
         ("pcsc::t13_reset_and_power_off", t13_reset_and_power_off),
         ("pcsc::card_removed_mid_session", card_removed_mid_session),
@@ -473,6 +484,139 @@ fn protocol(rig: &mut Rig) -> Outcome {
         .map_err(fail("emulated counter"))?;
     ensure!(c == origin + 1, "emulated card sees {c}");
     assert_consistent(&rig.state()?)
+}
+
+/// The test issuer of `tests/data/issuer` (TEST ISSUER — NOT FOR PRODUCTION).
+fn test_issuer() -> Result<IssuerSecret, String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/issuer/test-issuer.secret");
+    IssuerSecret::from_export(&std::fs::read(p).map_err(fail("reading the test issuer"))?)
+        .map_err(fail("test issuer"))
+}
+
+/// A keyfile for the card `state` that refuses emulated cards (test issuer accepted),
+/// and the content key in it.
+fn keyfile_for(
+    state: &CardState,
+    allow_emulated: bool,
+) -> Result<(VerifiedKeyfile, ContentKey), String> {
+    let vendor = VendorSecret::generate("PC/SC Press", true, &mut rand_core::OsRng)
+        .map_err(fail("vendor"))?;
+    let key = ContentKey::generate(&mut rand_core::OsRng);
+    let cis = Cis {
+        licence: licence(),
+        document: DocumentId([9; 16]),
+        card: CardIdentity {
+            serial: state.serial,
+            public_key: state.public_key(),
+            origin: state.origin,
+        },
+        card_agreement_key: state.agreement_key(),
+        issuers: vec![test_issuer()?.public().clone()],
+        customer_name: "Ada Reader".into(),
+        content_key: key.clone(),
+        limits: Limits::default(),
+        allow_emulated_card: allow_emulated,
+        server: None,
+        issued_at: time::OffsetDateTime::UNIX_EPOCH,
+    };
+    let bytes = Keyfile::issue(&vendor, &cis, &mut rand_core::OsRng).map_err(fail("issue"))?;
+    let k = Keyfile::open(&bytes, &[vendor.public().clone()]).map_err(fail("open"))?;
+    Ok((k, key))
+}
+
+/// T36/T37 through pcscd: the key-agreement key, the attestation (read in blocks) and
+/// DECIPHER answer as the card holds them; a keyfile's card check and content-key unwrap
+/// run over PC/SC; an unattested (emulated) card served the same way is refused by a
+/// keyfile that needs a real card, whatever the transport.
+fn t36_attestation_and_decipher(rig: &mut Rig) -> Outcome {
+    let now = time::OffsetDateTime::now_utc();
+    let mut state = CardState::generate(&mut rand_core::OsRng, 77, "attested pcsc card");
+    let issuer = test_issuer()?;
+    state.attestation = Some(issuer.attest(
+        &state.attested_card(),
+        now.unix_timestamp() - 60,
+        now.unix_timestamp() + 86_400,
+    ));
+    let path = rig.dir.path().join("attested.card");
+    EmulatedCard::create(&path, &state).map_err(fail("creating card"))?;
+    rig.insert(&path)?;
+
+    let mut card = pcsc_card(Some(READER))?;
+    let p = card.presented().map_err(fail("presented"))?;
+    ensure!(p.agreement_key == state.agreement_key(), "agreement key");
+    ensure!(
+        p.attestation == state.attestation,
+        "attestation read through pcscd differs ({:?} bytes)",
+        p.attestation.as_ref().map(Vec::len)
+    );
+    // DECIPHER is ECDH with the card's key-agreement key.
+    let eph = p256::SecretKey::random(&mut rand_core::OsRng);
+    let eph_pub = PublicKey::from_verifying_key(&eph.public_key().into());
+    let z = card
+        .session()
+        .and_then(|mut s| s.decipher(&eph_pub))
+        .map_err(fail("decipher"))?;
+    let expected = p256::ecdh::diffie_hellman(
+        eph.to_nonzero_scalar(),
+        p256::PublicKey::from(state.agreement_key().verifying_key()).as_affine(),
+    );
+    ensure!(
+        z[..] == expected.raw_secret_bytes()[..],
+        "DECIPHER answered another shared secret"
+    );
+    // An off-curve point is refused with 6A80, and the card stays usable.
+    {
+        let mut backend = PcscCard::connect(Some(READER)).map_err(fail("connect"))?;
+        let mut tx = backend.transaction().map_err(fail("transaction"))?;
+        tx.transmit(&Apdu::select(&AID).to_bytes())
+            .map_err(fail("select"))?;
+        let mut bad = *eph_pub.as_bytes();
+        bad[64] ^= 1;
+        let cmd = Apdu {
+            p1: 0x80,
+            p2: 0x86,
+            ..Apdu::new(Ins::Decipher, &bad, Some(32))
+        };
+        let r = tx.transmit(&cmd.to_bytes()).map_err(fail("decipher"))?;
+        ensure!(
+            r == StatusWord::WRONG_DATA.to_bytes().to_vec(),
+            "off-curve point answered {r:02x?}"
+        );
+    }
+    let (k, key) = keyfile_for(&state, false)?;
+    let checked = k.check_card(&mut card, now).map_err(fail("check_card"))?;
+    ensure!(
+        matches!(checked.standing, CardStanding::Attested { .. }),
+        "{checked:?}"
+    );
+    let unwrapped = k.unwrap_content_key(&mut card).map_err(fail("unwrap"))?;
+    ensure!(
+        unwrapped.as_bytes() == key.as_bytes(),
+        "unwrapped another key"
+    );
+    drop(card);
+
+    // The same card without its attestation (an emulated card) through the same pcscd.
+    let mut emulated = state.clone();
+    emulated.attestation = None;
+    let path = rig.dir.path().join("emulated.card");
+    EmulatedCard::create(&path, &emulated).map_err(fail("creating card"))?;
+    rig.insert(&path)?;
+    let mut card = pcsc_card(Some(READER))?;
+    let e = k.check_card(&mut card, now).err();
+    ensure!(
+        e == Some(KeyfileError::NotAttested(AttestationError::Missing)),
+        "an emulated card through pcscd: {e:?}"
+    );
+    let (allowing, _) = keyfile_for(&emulated, true)?;
+    let ok = allowing
+        .check_card(&mut card, now)
+        .map_err(fail("allow-emulated keyfile"))?;
+    ensure!(
+        matches!(ok.standing, CardStanding::Emulated { .. }),
+        "{ok:?}"
+    );
+    Ok(())
 }
 
 /// Clear errors: unknown reader, empty reader, no service.

@@ -29,6 +29,7 @@ const START: i64 = 1_800_000_000;
 
 struct Fx {
     _dir: tempfile::TempDir,
+    agreement: PublicKey,
     dir: PathBuf,
     home: Home,
     identity: CardIdentity,
@@ -68,6 +69,7 @@ fn fx() -> Fx {
     let document = pack(&vendor, "Sonnets", &package);
     Fx {
         _dir: d,
+        agreement: card.agreement_key(),
         dir,
         home,
         identity,
@@ -110,6 +112,8 @@ impl Fx {
             licence: LicenceId([9; 16]),
             document,
             card: self.identity.clone(),
+            card_agreement_key: self.agreement.clone(),
+            issuers: Vec::new(),
             customer_name: "Ada Reader".into(),
             content_key: ContentKey::from_bytes([0; 32]),
             limits,
@@ -141,6 +145,8 @@ impl Fx {
             licence: LicenceId([7; 16]),
             document: header.document_id(),
             card: self.identity.clone(),
+            card_agreement_key: self.agreement.clone(),
+            issuers: Vec::new(),
             customer_name: "Ada Reader".into(),
             content_key: key,
             limits,

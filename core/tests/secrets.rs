@@ -34,6 +34,7 @@ fn key_and_plaintext_types_zeroize_on_drop() {
     assert_zod::<VendorSecret>();
     assert_zod::<CardState>();
     assert_zod::<ServerSecret>();
+    assert_zod::<tally_core::card::attestation::IssuerSecret>();
     // The primitives the types above hold their keys in.
     assert_zod::<p256::ecdsa::SigningKey>();
     assert_zod::<p256::SecretKey>();
@@ -84,12 +85,33 @@ fn card_state_debug_shows_no_private_key() {
     let d = both(&s);
     assert!(d.contains("debug test"), "the public part is shown: {d}");
     assert_hidden("CardState", &d, &s.key.to_bytes());
-    // The encoded state holds the key; its buffer type must not print it either.
+    assert_hidden("CardState (agreement key)", &d, &s.agreement.to_bytes());
+    // The encoded state holds the keys; its buffer type must not print them either.
     assert_hidden(
         "encoded CardState",
         &both(&encode_state(&s)),
         &s.key.to_bytes(),
     );
+    assert_hidden(
+        "encoded CardState (agreement key)",
+        &both(&encode_state(&s)),
+        &s.agreement.to_bytes(),
+    );
+}
+
+#[test]
+fn issuer_secret_debug_shows_no_key() {
+    let i =
+        tally_core::card::attestation::IssuerSecret::generate("Debug Issuer", &mut OsRng).unwrap();
+    let text = i.to_export();
+    let hex_key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("secret-key: "))
+        .unwrap()
+        .to_string();
+    let d = both(&i);
+    assert!(d.contains("Debug Issuer"), "{d}");
+    assert_hidden("IssuerSecret", &d, &hex::decode(hex_key).unwrap());
 }
 
 #[test]
@@ -131,6 +153,8 @@ fn content_key_and_cis_debug_show_no_key() {
             public_key: card.public_key(),
             origin: 0,
         },
+        card_agreement_key: card.agreement_key(),
+        issuers: Vec::new(),
         customer_name: "Ada Lovelace".into(),
         content_key: k.clone(),
         limits: Limits::default(),

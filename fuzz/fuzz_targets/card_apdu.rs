@@ -18,6 +18,8 @@ fn base() -> &'static CardState {
     S.get_or_init(|| {
         let mut s = CardState::generate(&mut common::Fixed(7), 5, "fuzz");
         s.counter = u64::MAX - 2;
+        // An attestation spanning three GET_ATTESTATION blocks (the card never parses it).
+        s.attestation = Some(vec![0xA5; 300]);
         // Through the file format once, as the emulated card loads it.
         decode_state(&tally_core::card::emulated::encode_state(&s)).expect("base state")
     })

@@ -68,6 +68,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trail restores: recovery records issued",
         sql: crate::server::restore::MIGRATION_SQL,
     },
+    Migration {
+        version: 6,
+        name: "cards: key-agreement keys and issuer attestations",
+        // NULL agreement key: a card registered before keyfiles were wrapped to the card;
+        // it must be registered again before a keyfile can be issued for it.
+        sql: "ALTER TABLE customers ADD COLUMN agreement_key BLOB;    -- 65-byte SEC1
+              ALTER TABLE customers ADD COLUMN attestation BLOB;      -- the issuer's certificate
+              ALTER TABLE customers ADD COLUMN attested_by TEXT;      -- the issuer's name, if verified",
+    },
 ];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.
@@ -87,6 +96,24 @@ pub struct Customer {
     pub label: Option<String>,
     /// When it was added (RFC 3339).
     pub added_at: String,
+    /// The card's key-agreement key (`None`: registered before content keys were wrapped
+    /// to the card; register the card again).
+    pub agreement_key: Option<PublicKey>,
+    /// The issuer's attestation certificate as registered, if any.
+    pub attestation: Option<Vec<u8>>,
+    /// The accepted issuer that vouched for the card at registration (`None`: emulated).
+    pub attested_by: Option<String>,
+}
+
+/// What `customer add` records beside the card's identity.
+#[derive(Debug, Clone)]
+pub struct CardKeys {
+    /// The key-agreement key.
+    pub agreement_key: PublicKey,
+    /// The issuer's certificate, if the card has one.
+    pub attestation: Option<Vec<u8>>,
+    /// The accepted issuer that vouched for it, if one did.
+    pub attested_by: Option<String>,
 }
 
 /// A package the vendor made.
@@ -211,11 +238,24 @@ impl Registry {
     }
 
     /// Adds a customer; refuses a duplicate name, serial or key.
+    #[cfg(test)]
     pub fn add_customer(
         &mut self,
         name: &str,
         card: &CardIdentity,
         label: Option<&str>,
+    ) -> Result<std::result::Result<(), Duplicate>> {
+        self.add_customer_with_keys(name, card, label, None)
+    }
+
+    /// Adds a customer with the card's key-agreement key and attestation; refuses a
+    /// duplicate name, serial or key.
+    pub fn add_customer_with_keys(
+        &mut self,
+        name: &str,
+        card: &CardIdentity,
+        label: Option<&str>,
+        keys: Option<&CardKeys>,
     ) -> Result<std::result::Result<(), Duplicate>> {
         let tx = self.conn.transaction()?;
         let owner = |sql: &str, v: &dyn rusqlite::ToSql| -> Result<Option<String>> {
@@ -237,15 +277,19 @@ impl Registry {
             return Ok(Err(Duplicate::Key(c)));
         }
         tx.execute(
-            "INSERT INTO customers (name, serial, public_key, origin, label, added_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO customers (name, serial, public_key, origin, label, added_at,
+                                    agreement_key, attestation, attested_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 name,
                 card.serial.to_hex(),
                 card.public_key.as_bytes().as_slice(),
                 card.origin.to_string(),
                 label,
-                crate::commands::now_rfc3339()
+                crate::commands::now_rfc3339(),
+                keys.map(|k| k.agreement_key.as_bytes().to_vec()),
+                keys.and_then(|k| k.attestation.clone()),
+                keys.and_then(|k| k.attested_by.clone()),
             ],
         )?;
         tx.commit()?;
@@ -255,7 +299,8 @@ impl Registry {
     /// All customers, by name.
     pub fn customers(&self) -> Result<Vec<Customer>> {
         let mut st = self.conn.prepare(
-            "SELECT name, serial, public_key, origin, label, added_at FROM customers ORDER BY name",
+            "SELECT name, serial, public_key, origin, label, added_at, agreement_key, attestation,
+                    attested_by FROM customers ORDER BY name",
         )?;
         let rows = st.query_map([], row_to_raw)?;
         rows.map(|r| raw_to_customer(r?)).collect()
@@ -267,7 +312,8 @@ impl Registry {
         let raw = self
             .conn
             .query_row(
-                "SELECT name, serial, public_key, origin, label, added_at FROM customers WHERE name = ?1",
+                "SELECT name, serial, public_key, origin, label, added_at, agreement_key,
+                        attestation, attested_by FROM customers WHERE name = ?1",
                 [name],
                 row_to_raw,
             )
@@ -359,21 +405,31 @@ impl Registry {
     }
 }
 
-type RawCustomer = (String, String, Vec<u8>, String, Option<String>, String);
+type RawCustomer = (
+    (String, String, Vec<u8>, String, Option<String>, String),
+    (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>),
+);
 
 fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawCustomer> {
     Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
+        (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ),
+        (r.get(6)?, r.get(7)?, r.get(8)?),
     ))
 }
 
 fn raw_to_customer(raw: RawCustomer) -> Result<Customer> {
-    let (name, serial, key, origin, label, added_at) = raw;
+    let ((name, serial, key, origin, label, added_at), (agreement, attestation, attested_by)) = raw;
+    let agreement_key = agreement
+        .map(|k| PublicKey::from_sec1(&k))
+        .transpose()
+        .with_context(|| format!("registry: customer {name}: bad agreement key"))?;
     let card = CardIdentity {
         serial: Serial::from_hex(&serial)
             .with_context(|| format!("registry: customer {name}: bad serial"))?,
@@ -388,6 +444,9 @@ fn raw_to_customer(raw: RawCustomer) -> Result<Customer> {
         card,
         label,
         added_at,
+        agreement_key,
+        attestation,
+        attested_by,
     })
 }
 

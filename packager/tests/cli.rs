@@ -100,7 +100,13 @@ fn card_file(dir: &Path, name: &str, serial: [u8; 16], key: &PublicKey) -> PathB
         origin: 1000,
     };
     let p = dir.join(name);
-    std::fs::write(&p, id.to_export(Some("test card"))).unwrap();
+    let export = tally_core::card::CardExport {
+        identity: id,
+        agreement_key: Some(random_key()),
+        attestation: None,
+        label: Some("test card".into()),
+    };
+    std::fs::write(&p, export.to_text()).unwrap();
     p
 }
 
@@ -294,7 +300,14 @@ fn customers_add_list_and_duplicates() {
     let k1 = random_key();
     let alice = card_file(tmp.path(), "alice.card", [1; 16], &k1);
     tp(&v)
-        .args(["customer", "add", "--name", "alice", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--allow-emulated-card",
+            "--name",
+            "alice",
+            "--card",
+        ])
         .arg(&alice)
         .assert()
         .success()
@@ -302,14 +315,28 @@ fn customers_add_list_and_duplicates() {
     // Same name, another card.
     let bob = card_file(tmp.path(), "bob.card", [2; 16], &random_key());
     tp(&v)
-        .args(["customer", "add", "--name", "alice", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--allow-emulated-card",
+            "--name",
+            "alice",
+            "--card",
+        ])
         .arg(&bob)
         .assert()
         .code(1)
         .stderr(predicate::str::contains("already exists"));
     // Same card, another name.
     tp(&v)
-        .args(["customer", "add", "--name", "mallory", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--allow-emulated-card",
+            "--name",
+            "mallory",
+            "--card",
+        ])
         .arg(&alice)
         .assert()
         .code(1)
@@ -319,7 +346,14 @@ fn customers_add_list_and_duplicates() {
     // Same key, another serial.
     let clone = card_file(tmp.path(), "clone.card", [3; 16], &k1);
     tp(&v)
-        .args(["customer", "add", "--name", "mallory", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--allow-emulated-card",
+            "--name",
+            "mallory",
+            "--card",
+        ])
         .arg(&clone)
         .assert()
         .code(1)
@@ -327,7 +361,14 @@ fn customers_add_list_and_duplicates() {
             "public key is already registered to customer `alice`",
         ));
     tp(&v)
-        .args(["customer", "add", "--name", "bob", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--allow-emulated-card",
+            "--name",
+            "bob",
+            "--card",
+        ])
         .arg(&bob)
         .assert()
         .success();

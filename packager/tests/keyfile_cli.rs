@@ -8,6 +8,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 use tally_core::card::applet::CardState;
+use tally_core::card::attestation::IssuerSecret;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::card::{Card, CardIdentity};
 use tally_core::trail::{Body, LicenceId, Trail, Usage};
@@ -19,12 +20,19 @@ struct Env {
     dir: PathBuf,
 }
 
+fn issuer_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/data/issuer")
+        .join(name)
+}
+
 fn sample_pdf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf")
 }
 
 impl Env {
-    /// A vendor with one customer (`Ada`, an emulated card) and one package.
+    /// A vendor accepting the test issuer, with one customer (`Ada`, a virtual card the
+    /// test issuer attests) and one package.
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
@@ -32,6 +40,14 @@ impl Env {
         env.pack(&["vendor", "init", "--name", "Test Press"])
             .assert()
             .success();
+        env.pack(&[
+            "vendor",
+            "issuer",
+            "add",
+            issuer_file("test-issuer.pub").to_str().unwrap(),
+        ])
+        .assert()
+        .success();
         env.add_customer("Ada", "ada");
         env.pack(&[
             "pack",
@@ -60,14 +76,30 @@ impl Env {
         c
     }
 
-    /// Creates an emulated card `<file>.state` and registers it as customer `name`.
+    /// Creates a virtual card `<file>.state` attested by the test issuer and registers it
+    /// as customer `name`.
     fn add_customer(&self, name: &str, file: &str) -> CardIdentity {
-        let state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
+        let mut state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
+        let issuer =
+            IssuerSecret::from_export(&std::fs::read(issuer_file("test-issuer.secret")).unwrap())
+                .unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        state.attestation = Some(issuer.attest(&state.attested_card(), now - 60, now + 86_400));
         let card_path = self.path(&format!("{file}.state"));
         EmulatedCard::create(&card_path, &state).unwrap();
         let identity = self.card(file).identity().unwrap();
         let export = self.path(&format!("{file}.card"));
-        std::fs::write(&export, identity.to_export(Some("test card"))).unwrap();
+        std::fs::write(
+            &export,
+            tally_core::card::CardExport {
+                identity: identity.clone(),
+                agreement_key: Some(state.agreement_key()),
+                attestation: state.attestation.clone(),
+                label: Some("test card".into()),
+            }
+            .to_text(),
+        )
+        .unwrap();
         self.pack(&[
             "customer",
             "add",

@@ -111,10 +111,21 @@ impl Env {
             .identity()
             .unwrap();
         let export = self.path(&format!("{file}.card"));
-        std::fs::write(&export, identity.to_export(Some("test card"))).unwrap();
+        std::fs::write(
+            &export,
+            tally_core::card::CardExport {
+                identity: identity.clone(),
+                agreement_key: Some(state.agreement_key()),
+                attestation: None,
+                label: Some("test card".into()),
+            }
+            .to_text(),
+        )
+        .unwrap();
         self.cmd(&[
             "customer",
             "add",
+            "--allow-emulated-card",
             "--name",
             name,
             "--card",

@@ -34,7 +34,8 @@ pub fn view_at(home: &Path) -> Command {
 }
 
 /// The usual cast: a vendor "Test Press" in `<dir>/vendor`, a reader with an emulated card in
-/// `home` who trusts it, that card registered as customer "Ada" (its export at
+/// `home` who trusts it, that card registered as customer "Ada" (as an emulated card, so
+/// keyfiles for it need `--allow-emulated-card`; its export at
 /// `<dir>/reader.card`), and the sample PDF packed to `<dir>/packages/doc.tly`, whose path
 /// is returned.
 ///
@@ -53,7 +54,14 @@ pub fn publisher_and_reader(dir: &Path, home: &Path) -> PathBuf {
         .assert()
         .success();
     pack(dir)
-        .args(["customer", "add", "--name", "Ada", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--name",
+            "Ada",
+            "--allow-emulated-card",
+            "--card",
+        ])
         .arg(&card)
         .assert()
         .success();

@@ -90,7 +90,7 @@ fn pdf(n: usize) -> Vec<u8> {
 
 /// A card in `home` whose trail already holds `n` records (genesis, then this licence's
 /// page blocks), signed with the card's key as the card would, without n card round trips.
-fn card_with_trail(home: &Home, n: u64) -> CardIdentity {
+fn card_with_trail(home: &Home, n: u64) -> (CardIdentity, PublicKey) {
     let mut state = CardState::generate(&mut OsRng, 1_000, "bench card");
     let identity = CardIdentity {
         serial: state.serial,
@@ -149,7 +149,7 @@ fn card_with_trail(home: &Home, n: u64) -> CardIdentity {
         bytes.extend(encode_frame(r));
     }
     std::fs::write(&path, bytes).unwrap();
-    identity
+    (identity, state.agreement_key())
 }
 
 fn wait_page(r: &Renderer, index: usize) -> tally_viewer::render::PageImage {
@@ -212,11 +212,13 @@ fn main() {
     let mut last_session = None;
     for n in [1_000u64, 10_000, 100_000] {
         let home = Home::new(dir.path().join(format!("home-{n}")));
-        let identity = card_with_trail(&home, n);
+        let (identity, agreement) = card_with_trail(&home, n);
         let cis = Cis {
             licence: LICENCE,
             document: header.document_id(),
             card: identity,
+            card_agreement_key: agreement,
+            issuers: Vec::new(),
             customer_name: "Bench Reader".into(),
             content_key: key.clone(),
             limits: limits.clone(),

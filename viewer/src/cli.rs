@@ -120,6 +120,14 @@ pub struct CardInitArgs {
     /// A label stored on the card and shown by `card info`.
     #[arg(long, default_value = "emulated card (demos and tests only)")]
     pub label: String,
+    /// Have the card issuer whose secret file this is attest the new card, as an issuer
+    /// does at personalisation (tests and demos: the test issuer's secret is in the test
+    /// fixtures). Without it the card is emulated: no issuer vouches for it.
+    #[arg(long, value_name = "ISSUER_SECRET")]
+    pub attest_with: Option<PathBuf>,
+    /// How many days the attestation is valid, from today.
+    #[arg(long, default_value_t = 3650, requires = "attest_with")]
+    pub attest_days: u32,
 }
 
 /// Arguments of `card export`.

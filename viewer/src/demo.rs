@@ -161,6 +161,9 @@ pub fn make_samples(dir: &Path) -> anyhow::Result<()> {
         licence: LicenceId(lic),
         document: header.document_id(),
         card: card_identity(&card),
+        card_agreement_key: card.agreement_key(),
+        // The DEMO card stays emulated: no issuer vouches for it, and this licence says so.
+        issuers: Vec::new(),
         customer_name: DEMO_CUSTOMER.into(),
         content_key: key,
         limits: demo_limits(),
@@ -244,7 +247,13 @@ pub fn prepare(home: &Path) -> anyhow::Result<Demo> {
     let card = home.join(HOME_CARD);
     if !card.exists() {
         std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
-        let state = EmulatedCard::open(dir.join(CARD))?.load()?;
+        // The sample is public by design (DEMO keys from a public seed) and a checkout
+        // leaves it world-readable, so it is read as bytes; the copy is created 0600.
+        let sample = dir.join(CARD);
+        let bytes = std::fs::read(&sample)
+            .with_context(|| format!("reading the demo card {}", sample.display()))?;
+        let state = tally_core::card::emulated::decode_state(&bytes)
+            .map_err(|e| anyhow::anyhow!("the demo card {}: {e}", sample.display()))?;
         EmulatedCard::create(&card, &state)?;
     }
     Ok(Demo {

@@ -83,6 +83,8 @@ fn fixture_with(limits: Limits, server: Option<ServerInfo>) -> Fixture {
         licence,
         document: header.document_id(),
         card: identity.clone(),
+        card_agreement_key: card.agreement_key(),
+        issuers: Vec::new(),
         customer_name: "Ada Reader".into(),
         content_key: key,
         limits,

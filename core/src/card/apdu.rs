@@ -23,6 +23,12 @@ pub enum Ins {
     GetPublicKey,
     /// Read the last signature made.
     GetLastSignature,
+    /// Read the key-agreement public key.
+    GetAgreementKey,
+    /// Read one block of the issuer's attestation certificate.
+    GetAttestation,
+    /// ECDH with the key-agreement key (after OpenPGP's PSO:DECIPHER).
+    Decipher,
 }
 
 impl Ins {
@@ -35,6 +41,9 @@ impl Ins {
             Ins::GetSerial => (CLA_PROPRIETARY, 0x14),
             Ins::GetPublicKey => (CLA_PROPRIETARY, 0x16),
             Ins::GetLastSignature => (CLA_PROPRIETARY, 0x18),
+            Ins::GetAgreementKey => (CLA_PROPRIETARY, 0x1A),
+            Ins::GetAttestation => (CLA_PROPRIETARY, 0x1C),
+            Ins::Decipher => (CLA_PROPRIETARY, 0x2A),
         }
     }
 }
@@ -148,6 +157,8 @@ impl StatusWord {
     pub const NOT_SELECTED: Self = Self(0x6986);
     /// 6A82: SELECT named an application this card does not have.
     pub const APPLET_NOT_FOUND: Self = Self(0x6A82);
+    /// 6A80: the command data is wrong — DECIPHER got a point that is not on P-256.
+    pub const WRONG_DATA: Self = Self(0x6A80);
     /// 6A86: P1/P2 wrong.
     pub const WRONG_P1P2: Self = Self(0x6A86);
     /// 6A88: referenced data not found — nothing signed yet.
@@ -179,6 +190,7 @@ impl StatusWord {
             Self::NOT_SELECTED => "no application selected",
             Self::APPLET_NOT_FOUND => "the card has no Tally application",
             Self::WRONG_P1P2 => "wrong parameters",
+            Self::WRONG_DATA => "wrong data",
             Self::NOT_FOUND => "no such data",
             Self::INS_NOT_SUPPORTED => "instruction not supported",
             Self::CLA_NOT_SUPPORTED => "class not supported",

@@ -21,13 +21,20 @@ pub struct CardState {
     pub counter: u64,
     /// The private key (p256's `SigningKey` zeroizes on drop).
     pub key: SigningKey,
+    /// The private key-agreement key: DECIPHER does ECDH with it, so content keys wrapped
+    /// to its public half open only on this card (p256's `SecretKey` zeroizes on drop).
+    pub agreement: p256::SecretKey,
+    /// The issuer's attestation certificate, as the issuer wrote it at personalisation
+    /// (`None`: an emulated card nobody vouched for). The card never interprets it.
+    pub attestation: Option<Vec<u8>>,
     /// The last signature made, for crash recovery.
     pub last: Option<LastSignature>,
     /// A label, e.g. "DEMO card — not for real rentals".
     pub label: String,
 }
 
-// The only secret, the private key, is p256's `SigningKey`, which zeroizes itself on drop.
+// The only secrets, the private keys, are p256's `SigningKey` and `SecretKey`, which
+// zeroize themselves on drop.
 impl zeroize::ZeroizeOnDrop for CardState {}
 
 impl fmt::Debug for CardState {
@@ -37,6 +44,8 @@ impl fmt::Debug for CardState {
             .field("origin", &self.origin)
             .field("counter", &self.counter)
             .field("public_key", &self.public_key())
+            .field("agreement_key", &self.agreement_key())
+            .field("attested", &self.attestation.is_some())
             .field("last", &self.last)
             .field("label", &self.label)
             .finish_non_exhaustive()
@@ -50,11 +59,14 @@ impl CardState {
         let key = SigningKey::random(rng);
         let mut serial = [0u8; 16];
         rng.fill_bytes(&mut serial);
+        let agreement = p256::SecretKey::random(rng);
         Self {
             serial: Serial(serial),
             origin,
             counter: origin,
             key,
+            agreement,
+            attestation: None,
             last: None,
             label: label.to_string(),
         }
@@ -64,7 +76,28 @@ impl CardState {
     pub fn public_key(&self) -> PublicKey {
         PublicKey::from_verifying_key(self.key.verifying_key())
     }
+
+    /// The public key-agreement key.
+    pub fn agreement_key(&self) -> PublicKey {
+        PublicKey::from_verifying_key(&p256::ecdsa::VerifyingKey::from(
+            self.agreement.public_key(),
+        ))
+    }
+
+    /// What an issuer's certificate for this card must say.
+    pub fn attested_card(&self) -> super::attestation::AttestedCard {
+        super::attestation::AttestedCard {
+            serial: self.serial,
+            origin: self.origin,
+            signing_key: self.public_key(),
+            agreement_key: self.agreement_key(),
+        }
+    }
 }
+
+/// GET_ATTESTATION answers the certificate in blocks of this many bytes (P1 = block
+/// number); a block shorter than this is the last, so short APDUs carry any length.
+pub const ATTESTATION_BLOCK: usize = 128;
 
 /// One card session's volatile state (the selected application), over persistent state.
 #[derive(Debug, Default)]
@@ -128,6 +161,9 @@ impl Applet {
             Ins::GetSerial,
             Ins::GetPublicKey,
             Ins::GetLastSignature,
+            Ins::GetAgreementKey,
+            Ins::GetAttestation,
+            Ins::Decipher,
         ]
         .into_iter()
         .find(|i| i.bytes().1 == cmd.ins)
@@ -135,7 +171,14 @@ impl Applet {
         if !self.selected {
             return Err(StatusWord::NOT_SELECTED);
         }
-        if cmd.p1 != 0 || cmd.p2 != 0 {
+        // DECIPHER keeps PSO:DECIPHER's P1-P2 (80 86: plain value out, enciphered in);
+        // GET_ATTESTATION's P1 is the block number; everything else takes 00 00.
+        let p1p2_ok = match ins {
+            Ins::Decipher => (cmd.p1, cmd.p2) == (0x80, 0x86),
+            Ins::GetAttestation => cmd.p2 == 0,
+            _ => (cmd.p1, cmd.p2) == (0, 0),
+        };
+        if !p1p2_ok {
             return Err(StatusWord::WRONG_P1P2);
         }
         let no_data = |cmd: &Command<'_>| {
@@ -191,6 +234,36 @@ impl Applet {
                 out.extend_from_slice(&last.counter.to_be_bytes());
                 out.extend_from_slice(&last.signature.0);
                 Ok(out)
+            }
+            Ins::GetAgreementKey => {
+                no_data(&cmd)?;
+                Ok(state.agreement_key().as_bytes().to_vec())
+            }
+            Ins::GetAttestation => {
+                no_data(&cmd)?;
+                let cert = state.attestation.as_deref().ok_or(StatusWord::NOT_FOUND)?;
+                let start = usize::from(cmd.p1) * ATTESTATION_BLOCK;
+                if start > cert.len() {
+                    return Err(StatusWord::WRONG_P1P2);
+                }
+                let end = (start + ATTESTATION_BLOCK).min(cert.len());
+                Ok(cert[start..end].to_vec())
+            }
+            Ins::Decipher => {
+                // PSO:DECIPHER for ECDH (as OpenPGP cards do it): the data is the other
+                // party's uncompressed P-256 point; the answer is the shared x-coordinate.
+                // The point is validated (on the curve, not the identity) so invalid-curve
+                // points cannot probe the key.
+                if cmd.data.len() != 65 || cmd.data[0] != 0x04 {
+                    return Err(StatusWord::WRONG_LENGTH);
+                }
+                let point = p256::PublicKey::from_sec1_bytes(cmd.data)
+                    .map_err(|_| StatusWord::WRONG_DATA)?;
+                let shared = p256::ecdh::diffie_hellman(
+                    state.agreement.to_nonzero_scalar(),
+                    point.as_affine(),
+                );
+                Ok(shared.raw_secret_bytes().to_vec())
             }
             Ins::Select => Err(StatusWord::INS_NOT_SUPPORTED),
         }

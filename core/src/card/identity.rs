@@ -63,6 +63,49 @@ pub enum IdentityError {
     },
 }
 
+/// An exported card file: what `tally-view card export` writes and `tally-pack customer
+/// add` reads. Older files have no key-agreement key; a publisher cannot wrap a content
+/// key to such a card and says so.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CardExport {
+    /// Serial, signing key, origin.
+    pub identity: CardIdentity,
+    /// The key-agreement key (`agreement-key:`), if the file has one.
+    pub agreement_key: Option<PublicKey>,
+    /// The issuer's attestation certificate (`attestation:`, hex), if the card has one.
+    /// Not interpreted here: the publisher verifies it against its accepted issuers.
+    pub attestation: Option<Vec<u8>>,
+    /// A free comment such as "DEMO card".
+    pub label: Option<String>,
+}
+
+impl CardExport {
+    /// The exported text form.
+    pub fn to_text(&self) -> String {
+        let mut s = self.identity.to_export(None);
+        if let Some(k) = &self.agreement_key {
+            s.push_str(&format!("agreement-key: {}\n", hex::encode(k.as_bytes())));
+        }
+        if let Some(a) = &self.attestation {
+            s.push_str(&format!("attestation: {}\n", hex::encode(a)));
+        }
+        if let Some(l) = &self.label {
+            push_label(&mut s, l);
+        }
+        s
+    }
+
+    /// Parses the exported text form strictly.
+    pub fn parse(bytes: &[u8]) -> Result<Self, IdentityError> {
+        parse_export(bytes)
+    }
+}
+
+fn push_label(s: &mut String, l: &str) {
+    let clean: String = l.chars().filter(|c| !c.is_control()).take(200).collect();
+    s.push_str(&format!("label: {clean}\n"));
+}
+
 impl CardIdentity {
     /// The exported text form. `label` is a free comment such as "DEMO card".
     pub fn to_export(&self, label: Option<&str>) -> String {
@@ -73,14 +116,20 @@ impl CardIdentity {
             self.origin
         );
         if let Some(l) = label {
-            let clean: String = l.chars().filter(|c| !c.is_control()).take(200).collect();
-            s.push_str(&format!("label: {clean}\n"));
+            push_label(&mut s, l);
         }
         s
     }
 
     /// Parses the exported text form strictly; returns the identity and the label.
     pub fn from_export(bytes: &[u8]) -> Result<(Self, Option<String>), IdentityError> {
+        let e = parse_export(bytes)?;
+        Ok((e.identity, e.label))
+    }
+}
+
+fn parse_export(bytes: &[u8]) -> Result<CardExport, IdentityError> {
+    {
         if bytes.len() > EXPORT_MAX_BYTES {
             return Err(IdentityError::TooLarge(bytes.len()));
         }
@@ -90,6 +139,7 @@ impl CardIdentity {
             return Err(IdentityError::BadMagic);
         }
         let (mut serial, mut key, mut origin, mut label) = (None, None, None, None);
+        let (mut agreement, mut attestation) = (None, None);
         for (i, line) in lines.enumerate() {
             if line.is_empty() {
                 continue;
@@ -102,6 +152,8 @@ impl CardIdentity {
                 "public-key" => &mut key,
                 "origin" => &mut origin,
                 "label" => &mut label,
+                "agreement-key" => &mut agreement,
+                "attestation" => &mut attestation,
                 other => {
                     return Err(IdentityError::UnknownField(
                         other.chars().take(40).collect(),
@@ -132,13 +184,34 @@ impl CardIdentity {
             field: "origin",
             reason: "expected a decimal u64".into(),
         })?;
-        Ok((
-            Self {
+        let agreement_key = match agreement {
+            None => None,
+            Some(k) => Some(
+                hex::decode(&k)
+                    .ok()
+                    .and_then(|b| PublicKey::from_sec1(&b).ok())
+                    .ok_or_else(|| IdentityError::BadValue {
+                        field: "agreement-key",
+                        reason: "expected a hex uncompressed P-256 point".into(),
+                    })?,
+            ),
+        };
+        let attestation = match attestation {
+            None => None,
+            Some(a) => Some(hex::decode(&a).map_err(|_| IdentityError::BadValue {
+                field: "attestation",
+                reason: "not hex".into(),
+            })?),
+        };
+        Ok(CardExport {
+            identity: CardIdentity {
                 serial,
                 public_key,
                 origin,
             },
+            agreement_key,
+            attestation,
             label,
-        ))
+        })
     }
 }

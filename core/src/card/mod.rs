@@ -9,13 +9,14 @@
 
 pub mod apdu;
 pub mod applet;
+pub mod attestation;
 pub mod emulated;
 mod identity;
 pub mod pcsc;
 pub mod virtual_card;
 
 pub use apdu::StatusWord;
-pub use identity::{CardIdentity, IdentityError, Serial};
+pub use identity::{CardExport, CardIdentity, IdentityError, Serial};
 
 use crate::crypto::{Hash, KeyError, PublicKey, Signature};
 use apdu::{Command, Ins};
@@ -178,6 +179,44 @@ impl Card {
     pub fn identity(&mut self) -> Result<CardIdentity, CardError> {
         self.session()?.identity()
     }
+
+    /// Reads everything the card presents about itself in one session: its identity, its
+    /// key-agreement key and its issuer's attestation (unverified: see
+    /// [`attestation::Attestation::verify`]).
+    pub fn presented(&mut self) -> Result<PresentedCard, CardError> {
+        let mut s = self.session()?;
+        Ok(PresentedCard {
+            identity: s.identity()?,
+            agreement_key: s.get_agreement_key()?,
+            attestation: s.get_attestation()?,
+        })
+    }
+}
+
+/// What a card says about itself; nothing here is trusted until checked against a
+/// keyfile and an accepted issuer.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PresentedCard {
+    /// Serial, signing key and origin.
+    pub identity: CardIdentity,
+    /// The key-agreement key DECIPHER uses.
+    pub agreement_key: PublicKey,
+    /// The issuer's certificate as the card returned it (possibly longer than
+    /// [`attestation::MAX_ATTESTATION_BYTES`], which parsing refuses); `None`: the card
+    /// has none.
+    pub attestation: Option<Vec<u8>>,
+}
+
+impl PresentedCard {
+    /// The card's claims in the form a certificate must match.
+    pub fn attested_card(&self) -> attestation::AttestedCard {
+        attestation::AttestedCard {
+            serial: self.identity.serial,
+            origin: self.identity.origin,
+            signing_key: self.identity.public_key.clone(),
+            agreement_key: self.agreement_key.clone(),
+        }
+    }
 }
 
 /// An open, selected session with the card. Each method is one APDU.
@@ -295,6 +334,73 @@ impl CardSession<'_> {
                 }))
             }
         }
+    }
+
+    /// GET_AGREEMENT_KEY: the card's P-256 key-agreement public key.
+    pub fn get_agreement_key(&mut self) -> Result<PublicKey, CardError> {
+        let data = self.run(
+            "GET_AGREEMENT_KEY",
+            Command::new(Ins::GetAgreementKey, &[], Some(65)),
+        )?;
+        Ok(PublicKey::from_sec1(&data)?)
+    }
+
+    /// GET_ATTESTATION, block by block: the issuer's certificate, or `None` when the card
+    /// has none. Reading stops one block past [`attestation::MAX_ATTESTATION_BYTES`], so
+    /// a card cannot make the host read without bound; the parser refuses what is too long.
+    pub fn get_attestation(&mut self) -> Result<Option<Vec<u8>>, CardError> {
+        let block = applet::ATTESTATION_BLOCK;
+        let max_blocks = attestation::MAX_ATTESTATION_BYTES / block + 1;
+        let mut out = Vec::new();
+        for p1 in 0..max_blocks {
+            let cmd = Command {
+                p1: p1 as u8,
+                ..Command::new(Ins::GetAttestation, &[], Some(block as u16))
+            };
+            let data = match self.run("GET_ATTESTATION", cmd) {
+                Err(CardError::Status { status, .. })
+                    if p1 == 0 && status == StatusWord::NOT_FOUND =>
+                {
+                    return Ok(None);
+                }
+                other => other?,
+            };
+            if data.len() > block {
+                return Err(CardError::BadResponse {
+                    command: "GET_ATTESTATION",
+                    reason: "a block is longer than 128 bytes",
+                });
+            }
+            let last = data.len() < block;
+            out.extend_from_slice(&data);
+            if last {
+                return Ok(Some(out));
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// DECIPHER (after OpenPGP's PSO:DECIPHER for ECDH): the x-coordinate of the card's
+    /// key-agreement key times `point`. Zeroized when dropped.
+    pub fn decipher(
+        &mut self,
+        point: &PublicKey,
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, CardError> {
+        let cmd = Command {
+            p1: 0x80,
+            p2: 0x86,
+            ..Command::new(Ins::Decipher, point.as_bytes(), Some(32))
+        };
+        let data = zeroize::Zeroizing::new(self.run("DECIPHER", cmd)?);
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        if data.len() != 32 {
+            return Err(CardError::BadResponse {
+                command: "DECIPHER",
+                reason: "shared secret is not 32 bytes",
+            });
+        }
+        out.copy_from_slice(&data);
+        Ok(out)
     }
 
     /// Serial, origin and public key.

@@ -1,33 +1,38 @@
 //! The customer information string (CIS, [0072]): who may read what, under which limits.
 //!
-//! Binary layout (version 1, integers big-endian), then zero padding to a multiple of
+//! Binary layout (version 2, integers big-endian), then zero padding to a multiple of
 //! 512 bytes so the CIS length says little about its content. The whole string is
 //! encrypted (see `format.rs`) before it goes among the decoys.
 //!
 //! ```text
-//! version          u8 = 1
+//! version          u8 = 2
 //! licence id       16      random per keyfile; trail records name it ([0049])
 //! document id      16      the package's
 //! card serial      16
 //! card public key  65      uncompressed SEC1 P-256
 //! card origin      u64     first counter value of the card ([0095])
+//! agreement key    65      the card's key-agreement key (uncompressed SEC1 P-256)
 //! issued at        i64     Unix seconds, UTC
 //! emulated card    u8      1 = an emulated (software) card is accepted
 //! name             u16 length ‖ UTF-8 (1–200 bytes): the watermark name
-//! wrapped key      48      the content key, AES-256-GCM under the viewer wrap key
+//! wrapped key      113     the content key wrapped to the card's key-agreement key:
+//!                          ephemeral P-256 key 65 ‖ AES-256-GCM(content key) 48
 //! policy           u16 length ‖ canonical `tally-policy/1` text (docs/policy-format.md)
 //! server           u8 0 = none, 1 = present, then:
 //!   url            u16 length ‖ http(s) URL (1–512 bytes, printable ASCII)
 //!   server key     65      the validation server's P-256 key
 //!   online every   u16     days between required online checks, 0 = not required
+//! issuers          u8 count (0–8), each: u16 length ‖ name (1–64 bytes) ‖ key 65
 //! padding          zeros to a multiple of 512
 //! ```
 
+use crate::card::attestation::{IssuerPublic, MAX_ISSUER_NAME, MAX_ISSUERS};
 use crate::card::{CardIdentity, Serial};
 use crate::crypto::PublicKey;
 use crate::package::{ContentKey, DocumentId};
 use crate::policy::{Limits, MAX_POLICY_BYTES};
 use crate::trail::LicenceId;
+use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -39,21 +44,14 @@ pub const MAX_NAME_BYTES: usize = 200;
 pub const MAX_URL_BYTES: usize = 512;
 /// Largest encoded CIS before encryption.
 pub const MAX_CIS_BYTES: usize = 24 * 1024;
-const CIS_VERSION: u8 = 1;
+const CIS_VERSION: u8 = 2;
 const PAD: usize = 512;
-/// A wrapped content key: 32 bytes of key and a 16-byte tag.
-pub const WRAPPED_KEY_LEN: usize = 48;
+/// A wrapped content key: an ephemeral P-256 key (65), then 32 bytes of key and a 16-byte tag.
+pub const WRAPPED_KEY_LEN: usize = 65 + 48;
 
-/// The secret compiled into every Tally viewer that wraps content keys ("only a Tally
-/// viewer can unwrap it"). It is in the source code and in every binary: it stops a
-/// keyfile being opened by tools that are not Tally, and (with the card binding below)
-/// a keyfile being used with another card; it does not stop anyone who reads this
-/// constant or runs a viewer under a debugger. See `docs/keyfile-format.md`.
-const VIEWER_WRAP_SECRET: [u8; 32] = [
-    0x92, 0x34, 0xf8, 0x56, 0x0d, 0xce, 0x7c, 0x85, 0x0b, 0x98, 0xb9, 0x2d, 0xe2, 0x29, 0x83, 0x09,
-    0xb4, 0xd1, 0x1b, 0x75, 0xea, 0xb9, 0xe5, 0x02, 0xb5, 0x0d, 0x3d, 0x4d, 0x20, 0xf5, 0xa1, 0x7e,
-];
-const WRAP_INFO: &[u8] = b"tally/content-key-wrap/v1";
+/// HKDF info prefix of the content-key wrap. Nothing secret is built in: the key comes
+/// from ECDH with the card's key-agreement key, which only the card holds.
+const WRAP_INFO: &[u8] = b"tally/content-key-wrap/v2";
 
 /// The validation server a licence reports to (WO 98/33296). Filled in by the
 /// validation-server issue; keyfiles without one work offline only.
@@ -77,6 +75,10 @@ pub struct Cis {
     pub document: DocumentId,
     /// The only card the licence works with.
     pub card: CardIdentity,
+    /// That card's key-agreement key: the content key is wrapped to it.
+    pub card_agreement_key: PublicKey,
+    /// The card issuers whose attestation the opening accepts (the vendor's list).
+    pub issuers: Vec<IssuerPublic>,
     /// The customer's name, watermarked on every page.
     pub customer_name: String,
     /// The package's content key.
@@ -97,6 +99,8 @@ pub(super) struct ParsedCis {
     pub licence: LicenceId,
     pub document: DocumentId,
     pub card: CardIdentity,
+    pub agreement_key: PublicKey,
+    pub issuers: Vec<IssuerPublic>,
     pub customer_name: String,
     pub wrapped_key: [u8; WRAPPED_KEY_LEN],
     pub limits: Limits,
@@ -132,18 +136,26 @@ fn check_url(url: &str) -> Result<(), KeyfileError> {
     Ok(())
 }
 
+/// HKDF-SHA-256(Z, salt = ephemeral ‖ card agreement key, info = tag ‖ licence ‖
+/// document ‖ serial) → AES-256-GCM key and nonce (the ephemeral key is fresh per wrap,
+/// so each key–nonce pair seals one message).
 fn wrap_key_material(
+    shared: &[u8; 32],
+    eph: &PublicKey,
+    agreement_key: &PublicKey,
     licence: &LicenceId,
     document: &DocumentId,
     serial: &Serial,
-    card_key: &PublicKey,
 ) -> Zeroizing<[u8; 44]> {
-    let mut info = Vec::with_capacity(WRAP_INFO.len() + 16 + 65 + 16);
+    let mut salt = Vec::with_capacity(130);
+    salt.extend_from_slice(eph.as_bytes());
+    salt.extend_from_slice(agreement_key.as_bytes());
+    let mut info = Vec::with_capacity(WRAP_INFO.len() + 48);
     info.extend_from_slice(WRAP_INFO);
-    info.extend_from_slice(&serial.0);
-    info.extend_from_slice(card_key.as_bytes());
+    info.extend_from_slice(&licence.0);
     info.extend_from_slice(&document.0);
-    derive(&VIEWER_WRAP_SECRET, &licence.0, &info)
+    info.extend_from_slice(&serial.0);
+    derive(shared, &salt, &info)
 }
 
 fn wrap_aad(licence: &LicenceId, document: &DocumentId) -> [u8; 32] {
@@ -153,29 +165,64 @@ fn wrap_aad(licence: &LicenceId, document: &DocumentId) -> [u8; 32] {
     aad
 }
 
-/// Wraps `key` for one licence, document and card.
+/// Wraps `key` to the card's key-agreement key (ECIES: ephemeral P-256, HKDF-SHA-256,
+/// AES-256-GCM). Only the card can compute the shared secret again.
 pub(super) fn wrap_content_key(
     key: &ContentKey,
-    licence: &LicenceId,
-    document: &DocumentId,
-    card: &CardIdentity,
+    cis: &Cis,
+    rng: &mut impl CryptoRngCore,
 ) -> Result<[u8; WRAPPED_KEY_LEN], KeyfileError> {
-    let m = wrap_key_material(licence, document, &card.serial, &card.public_key);
-    let out = aead_seal(&m, &wrap_aad(licence, document), key.as_bytes())?;
-    out.try_into()
-        .map_err(|_| KeyfileError::BadCis("wrapped key has the wrong length"))
+    let eph = p256::SecretKey::random(rng);
+    let eph_pub = PublicKey::from_verifying_key(&eph.public_key().into());
+    let card = p256::PublicKey::from(cis.card_agreement_key.verifying_key());
+    let shared = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), card.as_affine());
+    let mut z = Zeroizing::new([0u8; 32]);
+    z.copy_from_slice(shared.raw_secret_bytes());
+    let m = wrap_key_material(
+        &z,
+        &eph_pub,
+        &cis.card_agreement_key,
+        &cis.licence,
+        &cis.document,
+        &cis.card.serial,
+    );
+    let sealed = aead_seal(&m, &wrap_aad(&cis.licence, &cis.document), key.as_bytes())?;
+    let mut out = [0u8; WRAPPED_KEY_LEN];
+    if sealed.len() != 48 {
+        return Err(KeyfileError::BadCis("wrapped key has the wrong length"));
+    }
+    out[..65].copy_from_slice(eph_pub.as_bytes());
+    out[65..].copy_from_slice(&sealed);
+    Ok(out)
 }
 
-/// Unwraps a content key; any mismatch (other card, edited bytes) is one opaque error.
+/// The ephemeral key of a wrapped content key (the point the card is asked to DECIPHER).
+pub(super) fn wrap_ephemeral(wrapped: &[u8; WRAPPED_KEY_LEN]) -> Result<PublicKey, KeyfileError> {
+    PublicKey::from_sec1(&wrapped[..65]).map_err(|_| KeyfileError::ContentKeyUnwrap)
+}
+
+/// Finishes the unwrap with the card's answer `shared`; any mismatch (another card's
+/// answer, edited bytes) is one opaque error.
 pub(super) fn unwrap_content_key(
     wrapped: &[u8; WRAPPED_KEY_LEN],
-    licence: &LicenceId,
-    document: &DocumentId,
-    card: &CardIdentity,
+    shared: &[u8; 32],
+    parsed: &ParsedCis,
 ) -> Result<ContentKey, KeyfileError> {
-    let m = wrap_key_material(licence, document, &card.serial, &card.public_key);
-    let plain = aead_open(&m, &wrap_aad(licence, document), wrapped)
-        .map_err(|_| KeyfileError::ContentKeyUnwrap)?;
+    let eph = wrap_ephemeral(wrapped)?;
+    let m = wrap_key_material(
+        shared,
+        &eph,
+        &parsed.agreement_key,
+        &parsed.licence,
+        &parsed.document,
+        &parsed.card.serial,
+    );
+    let plain = aead_open(
+        &m,
+        &wrap_aad(&parsed.licence, &parsed.document),
+        &wrapped[65..],
+    )
+    .map_err(|_| KeyfileError::ContentKeyUnwrap)?;
     ContentKey::from_slice(&plain).ok_or(KeyfileError::ContentKeyUnwrap)
 }
 
@@ -187,6 +234,16 @@ impl Cis {
         if self.issued_at.offset() != time::UtcOffset::UTC || self.issued_at.nanosecond() != 0 {
             return Err(KeyfileError::BadCis(
                 "issued-at must be UTC with whole seconds",
+            ));
+        }
+        if self.issuers.len() > MAX_ISSUERS {
+            return Err(KeyfileError::BadCis(
+                "at most 8 card issuers fit in a keyfile",
+            ));
+        }
+        if !self.allow_emulated_card && self.issuers.is_empty() {
+            return Err(KeyfileError::BadCis(
+                "a keyfile that refuses emulated cards must name at least one card issuer",
             ));
         }
         if let Some(s) = &self.server {
@@ -201,10 +258,12 @@ impl Cis {
     }
 
     /// The binary form with the content key wrapped, padded to a multiple of 512 bytes.
-    pub(super) fn encode(&self) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
+    pub(super) fn encode(
+        &self,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
         self.check()?;
-        let wrapped =
-            wrap_content_key(&self.content_key, &self.licence, &self.document, &self.card)?;
+        let wrapped = wrap_content_key(&self.content_key, self, rng)?;
         let policy = self.limits.to_text();
         let mut out = Zeroizing::new(Vec::with_capacity(1024));
         out.push(CIS_VERSION);
@@ -213,6 +272,7 @@ impl Cis {
         out.extend_from_slice(&self.card.serial.0);
         out.extend_from_slice(self.card.public_key.as_bytes());
         out.extend_from_slice(&self.card.origin.to_be_bytes());
+        out.extend_from_slice(self.card_agreement_key.as_bytes());
         out.extend_from_slice(&self.issued_at.unix_timestamp().to_be_bytes());
         out.push(u8::from(self.allow_emulated_card));
         out.extend_from_slice(&(self.customer_name.len() as u16).to_be_bytes());
@@ -229,6 +289,12 @@ impl Cis {
                 out.extend_from_slice(s.public_key.as_bytes());
                 out.extend_from_slice(&s.require_online_every_days.unwrap_or(0).to_be_bytes());
             }
+        }
+        out.push(self.issuers.len() as u8);
+        for i in &self.issuers {
+            out.extend_from_slice(&(i.name().len() as u16).to_be_bytes());
+            out.extend_from_slice(i.name().as_bytes());
+            out.extend_from_slice(i.key().as_bytes());
         }
         let padded = out.len().div_ceil(PAD) * PAD;
         out.resize(padded, 0);
@@ -302,6 +368,8 @@ impl ParsedCis {
         let public_key = PublicKey::from_sec1(c.take(65, "card public key")?)
             .map_err(|_| KeyfileError::BadCis("card public key is not a P-256 point"))?;
         let origin = u64::from_be_bytes(c.array("card origin")?);
+        let agreement_key = PublicKey::from_sec1(c.take(65, "card agreement key")?)
+            .map_err(|_| KeyfileError::BadCis("card agreement key is not a P-256 point"))?;
         let issued = i64::from_be_bytes(c.array("issued at")?);
         let issued_at = OffsetDateTime::from_unix_timestamp(issued)
             .map_err(|_| KeyfileError::BadCis("issued at is out of range"))?;
@@ -325,6 +393,25 @@ impl ParsedCis {
         } else {
             None
         };
+        let count = usize::from(c.u8("issuer count")?);
+        if count > MAX_ISSUERS {
+            return Err(KeyfileError::BadCis("more than 8 card issuers"));
+        }
+        let mut issuers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = c.text(MAX_ISSUER_NAME, "issuer name")?;
+            let key = PublicKey::from_sec1(c.take(65, "issuer key")?)
+                .map_err(|_| KeyfileError::BadCis("issuer key is not a P-256 point"))?;
+            issuers.push(
+                IssuerPublic::new(name, key)
+                    .map_err(|_| KeyfileError::BadCis("issuer name is malformed"))?,
+            );
+        }
+        if !allow_emulated_card && issuers.is_empty() {
+            return Err(KeyfileError::BadCis(
+                "refuses emulated cards but names no card issuer",
+            ));
+        }
         let rest = &b[c.pos..];
         if rest.len() >= PAD || rest.iter().any(|&x| x != 0) {
             return Err(KeyfileError::BadCis(
@@ -339,6 +426,8 @@ impl ParsedCis {
                 public_key,
                 origin,
             },
+            agreement_key,
+            issuers,
             customer_name,
             wrapped_key,
             limits,

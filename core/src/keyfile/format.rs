@@ -1,8 +1,8 @@
-//! The keyfile's byte layout (version 1; `docs/keyfile-format.md`).
+//! The keyfile's byte layout (version 2; `docs/keyfile-format.md`).
 //!
 //! ```text
 //! magic        "TALLYKEY"                                   8
-//! version      0x01                                         1
+//! version      0x02                                         1
 //! vendor       fingerprint of the signing vendor's public file  32
 //! salt         random per keyfile                           16
 //! cis length   u32 big-endian (512·k + 16)                   4
@@ -19,7 +19,7 @@
 //!   tracing key, HKDF-SHA-256 to an AES-256-GCM key and nonce, header as associated
 //!   data. Only the vendor's tracing secret opens it ([0069]).
 //! - The signature covers every byte before it, so any change is a signature failure
-//!   (T24). There are no algorithm identifiers: version 1 pins every algorithm (T28).
+//!   (T24). There are no algorithm identifiers: the version pins every algorithm (T28).
 
 use crate::card::Serial;
 use crate::crypto::{PublicKey, Signature};
@@ -35,8 +35,9 @@ use super::{KeyfileError, aead_open, aead_seal, derive};
 
 /// First bytes of every keyfile.
 pub const MAGIC: &[u8; 8] = b"TALLYKEY";
-/// The only format version this build reads.
-pub const VERSION: u8 = 1;
+/// The only format version this build reads. Version 2: the content key is wrapped to
+/// the card's key-agreement key and the accepted card issuers travel in the CIS.
+pub const VERSION: u8 = 2;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 8 + 1 + 32 + 16 + 4;
 const IDENTITY_LEN: usize = 1 + 16 + 16 + 8 + 1 + MAX_NAME_BYTES;
@@ -158,7 +159,7 @@ pub(super) fn issue(
     cis: &Cis,
     rng: &mut impl CryptoRngCore,
 ) -> Result<Vec<u8>, KeyfileError> {
-    let plain = cis.encode()?;
+    let plain = cis.encode(rng)?;
     let cis_len = (plain.len() + 16) as u32;
     let mut salt = [0u8; 16];
     rng.fill_bytes(&mut salt);

@@ -9,22 +9,27 @@
 //! keyfile names its owner ([0069]); the vendor's signature covers every byte (T24), and
 //! a keyfile from a vendor the viewer does not trust is refused (T22).
 //!
-//! What the content-key wrapping protects, and what it cannot, is written down in
-//! `docs/keyfile-format.md`: it keeps casual tools from lifting the key and ties a
-//! keyfile to one card; it cannot stop a debugger attached to any software viewer.
+//! The content key is wrapped to the card's key-agreement key (ECIES), so a keyfile
+//! without its card opens nothing (T37); the opening checks the live card against the
+//! keyfile and its issuer's attestation (T16, T36). What this protects, and what it
+//! cannot (a debugger attached to a viewer while the card deciphers for it), is written
+//! down in `docs/keyfile-format.md`.
 
 mod cis;
 mod decoy;
 mod format;
 
-pub use cis::{Cis, MAX_CIS_BYTES, MAX_NAME_BYTES, MAX_URL_BYTES, ServerInfo, check_name};
+pub use cis::{
+    Cis, MAX_CIS_BYTES, MAX_NAME_BYTES, MAX_URL_BYTES, ServerInfo, WRAPPED_KEY_LEN, check_name,
+};
 pub use decoy::{DECOY_BYTES, cis_offset};
 pub use format::{
     HEADER_LEN, KeyfileHeader, MAGIC, MAX_KEYFILE_BYTES, MIN_KEYFILE_BYTES, Owner, SEALED_LEN,
     SIGNATURE_LEN, VERSION,
 };
 
-use crate::card::CardIdentity;
+use crate::card::attestation::{Attestation, AttestationError, IssuerPublic};
+use crate::card::{Card, CardIdentity};
 use crate::crypto::{self, Hash};
 use crate::package::{ContentKey, DocumentId};
 use crate::policy::{Limits, PolicyError, Rights};
@@ -92,9 +97,21 @@ pub enum KeyfileError {
         /// The serial presented, hex.
         actual: String,
     },
-    /// The keyfile does not accept emulated cards and the card is emulated.
-    #[error("this keyfile needs a real smart card; emulated cards are not accepted")]
-    EmulatedCardRefused,
+    /// The card has this keyfile's serial but another signing key, key-agreement key or
+    /// origin: a card claiming to be the keyfile's card.
+    #[error(
+        "the card presents this keyfile's serial but another {0}: it is not the card this keyfile was issued for"
+    )]
+    CardKeyMismatch(&'static str),
+    /// The keyfile does not accept emulated cards and no issuer it accepts vouches for the
+    /// card (no attestation, or one that fails: the reason says which check).
+    #[error(
+        "this keyfile needs a card its issuer vouches for; emulated cards are not accepted: {0}"
+    )]
+    NotAttested(AttestationError),
+    /// The card could not be read or refused a command during the check or the unwrap.
+    #[error("the card: {0}")]
+    Card(String),
     /// The content key does not unwrap (opaque).
     #[error("the document key cannot be unwrapped")]
     ContentKeyUnwrap,
@@ -214,6 +231,33 @@ impl Keyfile {
     }
 }
 
+/// Why the card was accepted at an opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CardStanding {
+    /// An issuer the keyfile accepts vouches for the card.
+    Attested {
+        /// The issuer.
+        issuer: IssuerPublic,
+    },
+    /// No accepted issuer vouches for the card (the reason says why); the keyfile allows
+    /// emulated cards, so it opens anyway.
+    Emulated {
+        /// Why the card counts as emulated.
+        why: AttestationError,
+    },
+}
+
+/// The outcome of [`VerifiedKeyfile::check_card`]: the keyfile's card is present and
+/// acceptable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardCheck {
+    /// The card's identity (the keyfile's).
+    pub identity: CardIdentity,
+    /// Attested, or emulated and allowed.
+    pub standing: CardStanding,
+}
+
 /// A keyfile whose signature verified under a trusted vendor and whose CIS parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedKeyfile {
@@ -268,37 +312,104 @@ impl VerifiedKeyfile {
         &self.hash
     }
 
-    /// Checks that `card` is the card this keyfile was issued for (serial, key and
-    /// origin), and that it is a real card unless emulated cards are allowed.
-    pub fn check_card(&self, card: &CardIdentity, emulated: bool) -> Result<(), KeyfileError> {
-        if *card != self.cis.card {
-            return Err(KeyfileError::WrongCard {
-                expected: self.cis.card.serial.to_hex(),
-                actual: card.serial.to_hex(),
-            });
-        }
-        if emulated && !self.cis.allow_emulated_card {
-            return Err(KeyfileError::EmulatedCardRefused);
-        }
-        Ok(())
+    /// The card issuers whose attestation this keyfile accepts.
+    pub fn issuers(&self) -> &[IssuerPublic] {
+        &self.cis.issuers
+    }
+    /// The card's key-agreement key the content key is wrapped to.
+    pub fn card_agreement_key(&self) -> &crate::crypto::PublicKey {
+        &self.cis.agreement_key
+    }
+    /// The wrapped content key as the keyfile carries it (public: only the card unwraps it).
+    pub fn wrapped_content_key(&self) -> &[u8; WRAPPED_KEY_LEN] {
+        &self.cis.wrapped_key
     }
 
-    /// Unwraps the content key for `card`, which must be the keyfile's card. The key is
-    /// bound to the licence, the document and the card, so a keyfile copied to another
-    /// card does not unwrap (see `docs/keyfile-format.md` for what this cannot stop).
-    pub fn unwrap_content_key(&self, card: &CardIdentity) -> Result<ContentKey, KeyfileError> {
-        if *card != self.cis.card {
+    /// The opening's card check, all in one place (T16, T36): `card` must be the card
+    /// this keyfile was issued for (serial, signing key, key-agreement key and origin),
+    /// and — unless the keyfile allows emulated cards — an issuer the keyfile accepts must
+    /// vouch for it by an attestation valid at `now`. The live card's attestation is read
+    /// and checked at every opening, whatever transport serves the card: an emulated card
+    /// has none, so serving one through vpcd and pcscd changes nothing.
+    ///
+    /// Presenting the keyfile's public keys proves nothing by itself: the trail's
+    /// signatures (ValidateTrail) prove the signing key, and [`unwrap_content_key`]
+    /// (DECIPHER) the key-agreement key.
+    ///
+    /// [`unwrap_content_key`]: Self::unwrap_content_key
+    pub fn check_card(
+        &self,
+        card: &mut Card,
+        now: OffsetDateTime,
+    ) -> Result<CardCheck, KeyfileError> {
+        let presented = card
+            .presented()
+            .map_err(|e| KeyfileError::Card(e.to_string()))?;
+        let id = &presented.identity;
+        let want = &self.cis.card;
+        if id.serial != want.serial {
             return Err(KeyfileError::WrongCard {
-                expected: self.cis.card.serial.to_hex(),
-                actual: card.serial.to_hex(),
+                expected: want.serial.to_hex(),
+                actual: id.serial.to_hex(),
             });
         }
-        cis::unwrap_content_key(
-            &self.cis.wrapped_key,
-            &self.cis.licence,
-            &self.cis.document,
-            card,
-        )
+        if id.public_key != want.public_key {
+            return Err(KeyfileError::CardKeyMismatch("signing key"));
+        }
+        if presented.agreement_key != self.cis.agreement_key {
+            return Err(KeyfileError::CardKeyMismatch("key-agreement key"));
+        }
+        if id.origin != want.origin {
+            return Err(KeyfileError::CardKeyMismatch("counter origin"));
+        }
+        let verdict = match &presented.attestation {
+            None => Err(AttestationError::Missing),
+            Some(bytes) => Attestation::parse(bytes).and_then(|a| {
+                a.verify(&self.cis.issuers, &presented.attested_card(), now)
+                    .cloned()
+            }),
+        };
+        let standing = match verdict {
+            Ok(issuer) => CardStanding::Attested { issuer },
+            Err(why) if self.cis.allow_emulated_card => CardStanding::Emulated { why },
+            Err(why) => return Err(KeyfileError::NotAttested(why)),
+        };
+        Ok(CardCheck {
+            identity: presented.identity,
+            standing,
+        })
+    }
+
+    /// Unwraps the content key with the card's help (DECIPHER: ECDH of the wrap's
+    /// ephemeral key with the card's key-agreement key). The card's serial and
+    /// key-agreement key are compared with the keyfile's first, in the same session, so
+    /// another card is refused with the reason before it is asked to decipher anything.
+    /// Any failure after that is one opaque error. See `docs/keyfile-format.md` for what
+    /// this cannot stop (the card's owner can always ask their own card).
+    pub fn unwrap_content_key(&self, card: &mut Card) -> Result<ContentKey, KeyfileError> {
+        let eph = cis::wrap_ephemeral(&self.cis.wrapped_key)?;
+        let mut session = card
+            .session()
+            .map_err(|e| KeyfileError::Card(e.to_string()))?;
+        let (serial, _) = session
+            .get_serial()
+            .map_err(|e| KeyfileError::Card(e.to_string()))?;
+        if serial != self.cis.card.serial {
+            return Err(KeyfileError::WrongCard {
+                expected: self.cis.card.serial.to_hex(),
+                actual: serial.to_hex(),
+            });
+        }
+        let agreement = session
+            .get_agreement_key()
+            .map_err(|e| KeyfileError::Card(e.to_string()))?;
+        if agreement != self.cis.agreement_key {
+            return Err(KeyfileError::CardKeyMismatch("key-agreement key"));
+        }
+        let shared = session
+            .decipher(&eph)
+            .map_err(|_| KeyfileError::ContentKeyUnwrap)?;
+        cis::unwrap_content_key(&self.cis.wrapped_key, &shared, &self.cis)
     }
 }
 

@@ -1,9 +1,48 @@
 use super::*;
 use crate::card::Serial;
+use crate::card::applet::CardState;
+use crate::card::attestation::IssuerSecret;
+use crate::card::emulated::EmulatedCard;
 use crate::crypto::PublicKey;
 use crate::policy::Limits;
 use rand_core::OsRng;
 use time::macros::datetime;
+
+/// A card whose keys follow from `seed` (signing key [seed; 32], key-agreement key
+/// [seed ^ 0x80; 32]), so keyfiles can be issued for it without the card.
+fn state(seed: u8) -> CardState {
+    let mut s = CardState::generate(&mut OsRng, 1000 + u64::from(seed), "test");
+    s.serial = Serial([seed; 16]);
+    s.key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+    s.agreement = p256::SecretKey::from_slice(&[seed ^ 0x80; 32]).unwrap();
+    s
+}
+
+fn agreement(seed: u8) -> PublicKey {
+    state(seed).agreement_key()
+}
+
+fn issuer() -> IssuerSecret {
+    let text = format!(
+        "tally-card-issuer-secret/1\nname: TEST ISSUER\nsecret-key: {}\n",
+        hex::encode([0x11u8; 32])
+    );
+    IssuerSecret::from_export(text.as_bytes()).unwrap()
+}
+
+/// A live emulated card for `state` in `dir`.
+fn live(dir: &tempfile::TempDir, name: &str, state: &CardState) -> Card {
+    let path = dir.path().join(name);
+    Card::new(Box::new(EmulatedCard::create(path, state).unwrap()))
+}
+
+fn attested(seed: u8, not_after: i64) -> CardState {
+    let mut s = state(seed);
+    s.attestation = Some(issuer().attest(&s.attested_card(), 0, not_after));
+    s
+}
+
+const NOW: OffsetDateTime = datetime!(2026-12-01 12:00:00 UTC);
 
 fn vendor(name: &str) -> VendorSecret {
     VendorSecret::generate(name, true, &mut OsRng).unwrap()
@@ -23,6 +62,8 @@ fn cis(limits: &str) -> Cis {
         licence: LicenceId([0x4c; 16]),
         document: DocumentId([0xd0; 16]),
         card: card(7),
+        card_agreement_key: agreement(7),
+        issuers: vec![issuer().public().clone()],
         customer_name: "Ada Lovelace".into(),
         content_key: ContentKey::from_bytes([0x5a; 32]),
         limits: Limits::parse(format!("tally-policy/1\n{limits}").as_bytes()).unwrap(),
@@ -58,7 +99,12 @@ fn issue_then_open_round_trips_every_field() {
     assert_eq!(k.server(), c.server.as_ref());
     assert_eq!(k.issued_at(), c.issued_at);
     assert_eq!(k.file_hash(), &crypto::sha256(&bytes));
-    let key = k.unwrap_content_key(&c.card).unwrap();
+    assert_eq!(k.issuers(), &c.issuers[..]);
+    assert_eq!(k.card_agreement_key(), &c.card_agreement_key);
+    let dir = tempfile::tempdir().unwrap();
+    let key = k
+        .unwrap_content_key(&mut live(&dir, "7", &state(7)))
+        .unwrap();
     assert_eq!(key.as_bytes(), &[0x5a; 32]);
     // The same bytes through a reader.
     let k2 = Keyfile::read_from(&bytes[..], &[v.public().clone()]).unwrap();
@@ -111,7 +157,7 @@ fn every_changed_byte_is_refused() {
         let err = Keyfile::open(&b, &trusted).unwrap_err();
         let ok = match i {
             0..8 => err == KeyfileError::BadMagic,
-            8 => err == KeyfileError::UnsupportedVersion(0),
+            8 => err == KeyfileError::UnsupportedVersion(VERSION ^ 1),
             9..41 => matches!(err, KeyfileError::UnknownVendor { .. }),
             57..61 => matches!(
                 err,
@@ -200,7 +246,7 @@ fn untrusted_and_resigned_keyfiles_are_refused() {
 }
 
 #[test]
-fn the_content_key_unwraps_only_for_the_keyfile_card() {
+fn the_content_key_unwraps_only_on_the_keyfile_card() {
     let v = vendor("Card Press");
     let c = cis("");
     let k = Keyfile::open(
@@ -208,42 +254,110 @@ fn the_content_key_unwraps_only_for_the_keyfile_card() {
         &[v.public().clone()],
     )
     .unwrap();
-    let other = card(8);
+    let dir = tempfile::tempdir().unwrap();
+    // Another card: refused by serial before DECIPHER is sent.
+    let mut other = live(&dir, "8", &state(8));
     assert_eq!(
-        k.unwrap_content_key(&other).unwrap_err(),
+        k.unwrap_content_key(&mut other).unwrap_err(),
         KeyfileError::WrongCard {
             expected: c.card.serial.to_hex(),
-            actual: other.serial.to_hex()
+            actual: Serial([8; 16]).to_hex()
         }
     );
-    // Same serial, other key: refused too.
-    let mut swapped = c.card.clone();
-    swapped.public_key = other.public_key.clone();
+    // A card claiming the keyfile's serial with its own key-agreement key: named.
+    let mut impostor = state(8);
+    impostor.serial = c.card.serial;
+    assert_eq!(
+        k.unwrap_content_key(&mut live(&dir, "impostor", &impostor))
+            .unwrap_err(),
+        KeyfileError::CardKeyMismatch("key-agreement key")
+    );
+    // The wrap itself is bound to the card's key: another card's ECDH answer opens nothing.
+    let eph = cis::wrap_ephemeral(&k.cis.wrapped_key).unwrap();
+    let wrong = live(&dir, "9", &state(9))
+        .session()
+        .unwrap()
+        .decipher(&eph)
+        .unwrap();
+    assert_eq!(
+        cis::unwrap_content_key(&k.cis.wrapped_key, &wrong, &k.cis).unwrap_err(),
+        KeyfileError::ContentKeyUnwrap
+    );
+    let mut right = live(&dir, "7", &state(7));
+    let z = right.session().unwrap().decipher(&eph).unwrap();
+    let mut w = k.cis.wrapped_key;
+    w[70] ^= 1;
+    assert_eq!(
+        cis::unwrap_content_key(&w, &z, &k.cis).unwrap_err(),
+        KeyfileError::ContentKeyUnwrap
+    );
+    assert_eq!(
+        k.unwrap_content_key(&mut right).unwrap().as_bytes(),
+        &[0x5a; 32]
+    );
+}
+
+#[test]
+fn check_card_applies_identity_attestation_and_the_emulated_rule() {
+    let v = vendor("Check Press");
+    let c = cis("");
+    let k = Keyfile::open(
+        &Keyfile::issue(&v, &c, &mut OsRng).unwrap(),
+        &[v.public().clone()],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = k
+        .check_card(&mut live(&dir, "ok", &attested(7, 2_000_000_000)), NOW)
+        .unwrap();
+    assert_eq!(good.identity, c.card);
+    assert!(matches!(good.standing, CardStanding::Attested { .. }));
+    // The keyfile's card, unattested (an emulated card), on a keyfile that refuses them.
+    assert_eq!(
+        k.check_card(&mut live(&dir, "emu", &state(7)), NOW),
+        Err(KeyfileError::NotAttested(AttestationError::Missing))
+    );
+    // Expired.
     assert!(matches!(
-        k.unwrap_content_key(&swapped),
+        k.check_card(&mut live(&dir, "old", &attested(7, 1_700_000_000)), NOW),
+        Err(KeyfileError::NotAttested(AttestationError::Expired(_)))
+    ));
+    // Another card, attested: refused by identity first.
+    assert!(matches!(
+        k.check_card(&mut live(&dir, "other", &attested(8, 2_000_000_000)), NOW),
         Err(KeyfileError::WrongCard { .. })
     ));
-    // The wrap itself is bound to the card: unwrapping with another card's identity
-    // fails even when the identity check is bypassed.
+    // Same serial, another signing key.
+    let mut s = attested(7, 2_000_000_000);
+    s.key = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
     assert_eq!(
-        cis::unwrap_content_key(&k.cis.wrapped_key, &k.cis.licence, &k.cis.document, &other)
-            .unwrap_err(),
-        KeyfileError::ContentKeyUnwrap
+        k.check_card(&mut live(&dir, "swapped", &s), NOW),
+        Err(KeyfileError::CardKeyMismatch("signing key"))
     );
-    let mut w = k.cis.wrapped_key;
-    w[0] ^= 1;
+    // A keyfile that allows emulated cards opens on the unattested card, and says why.
+    let mut ce = cis("");
+    ce.allow_emulated_card = true;
+    ce.issuers.clear();
+    let ke = Keyfile::open(
+        &Keyfile::issue(&v, &ce, &mut OsRng).unwrap(),
+        &[v.public().clone()],
+    )
+    .unwrap();
+    let emu = ke
+        .check_card(&mut live(&dir, "emu2", &state(7)), NOW)
+        .unwrap();
     assert_eq!(
-        cis::unwrap_content_key(&w, &k.cis.licence, &k.cis.document, &c.card).unwrap_err(),
-        KeyfileError::ContentKeyUnwrap
+        emu.standing,
+        CardStanding::Emulated {
+            why: AttestationError::Missing
+        }
     );
-    assert_eq!(k.check_card(&c.card, false), Ok(()));
-    assert_eq!(
-        k.check_card(&c.card, true),
-        Err(KeyfileError::EmulatedCardRefused)
-    );
+    // Refusing emulated cards without any issuer is a keyfile nothing could open.
+    let mut none = cis("");
+    none.issuers.clear();
     assert!(matches!(
-        k.check_card(&other, false),
-        Err(KeyfileError::WrongCard { .. })
+        Keyfile::issue(&v, &none, &mut OsRng),
+        Err(KeyfileError::BadCis(_))
     ));
 }
 
@@ -310,16 +424,16 @@ fn invalid_cis_is_refused_at_issue() {
 #[test]
 fn cis_parser_refuses_malformed_strings() {
     let c = cis("pages 3\n");
-    let good = c.encode().unwrap();
+    let good = c.encode(&mut OsRng).unwrap();
     assert_eq!(good.len() % 512, 0);
     let parsed = cis::ParsedCis::parse(&good).unwrap();
     assert_eq!(parsed.customer_name, "Ada Lovelace");
     // Version.
     let mut b = good.clone();
-    b[0] = 2;
+    b[0] = 1;
     assert_eq!(
         cis::ParsedCis::parse(&b),
-        Err(KeyfileError::UnsupportedVersion(2))
+        Err(KeyfileError::UnsupportedVersion(1))
     );
     // Non-zero padding.
     let mut b = good.clone();
@@ -338,7 +452,7 @@ fn cis_parser_refuses_malformed_strings() {
     ));
     // Emulated flag 2.
     let mut b = good.clone();
-    b[1 + 16 + 16 + 16 + 65 + 8 + 8] = 2;
+    b[1 + 16 + 16 + 16 + 65 + 8 + 65 + 8] = 2;
     assert!(matches!(
         cis::ParsedCis::parse(&b),
         Err(KeyfileError::BadCis(_))

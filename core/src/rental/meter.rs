@@ -169,6 +169,11 @@ impl CardMeter {
         Ok(m)
     }
 
+    /// The card, for the keyfile's content-key unwrap (DECIPHER).
+    pub fn card_mut(&mut self) -> &mut Card {
+        &mut self.card
+    }
+
     /// The policy's answer for opening now (before the `open` record).
     pub fn evaluate_opening(&self) -> Decision {
         policy::evaluate(&self.limits, &self.tally, self.clock.as_ref())

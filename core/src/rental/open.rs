@@ -209,9 +209,11 @@ fn licence_card(
         .open(&inputs.home)
         .map_err(|e| card_problem(CardError::Transport(e)))?;
     let identity = card.identity().map_err(card_problem)?;
-    let emulated = matches!(inputs.card, CardSpec::Emulated(_));
+    // The live card's identity and its issuer's attestation (or the licence's consent to
+    // an emulated card), however the card is reached: the reader's --card option decides
+    // nothing (T36).
     keyfile
-        .check_card(&identity, emulated)
+        .check_card(&mut card, inputs.clock.now())
         .map_err(|e| Problem::WrongCard(e.to_string()))?;
     Ok((card, identity))
 }
@@ -247,9 +249,6 @@ fn validators_for(
 pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
     let keyfile = read_keyfile(inputs)?;
     let header = read_package_header(inputs, &keyfile)?;
-    // The reader's trusted validation servers plus this licence's own: the keyfile's key
-    // is the vendor's (signed into the keyfile), so its validator records are as
-    // trustworthy as the licence itself. A malformed list is an error, not an empty list.
     let validators = validators_for(inputs, &keyfile)?;
     let (card, identity) = licence_card(inputs, &keyfile)?;
     let trail_path = inputs.home.trail_path(&identity.serial);
@@ -374,7 +373,7 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
     let Checked {
         keyfile,
         header: _,
-        identity,
+        identity: _,
         mut meter,
         decision,
         online,
@@ -382,7 +381,7 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
     let validated = online.map(|s| s.last_validated);
     let bytes = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")?;
     let key = keyfile
-        .unwrap_content_key(&identity)
+        .unwrap_content_key(meter.card_mut())
         .map_err(|e| Problem::KeyfileInvalid(e.to_string()))?;
     let (header, document) =
         open_package_bytes(&bytes, std::slice::from_ref(keyfile.vendor()), &key)

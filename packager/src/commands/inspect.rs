@@ -348,6 +348,14 @@ fn inspect_keyfile(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
                 },
             );
             r.field(
+                "card_issuers",
+                k.issuers()
+                    .iter()
+                    .map(|i| i.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            r.field(
                 "issued_at",
                 k.issued_at()
                     .format(&time::format_description::well_known::Rfc3339)

@@ -218,6 +218,29 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
     };
     tally_core::keyfile::check_name(&customer.name)
         .map_err(|e| refused(format!("customer name cannot go into a keyfile: {e}")))?;
+    let Some(agreement_key) = customer.agreement_key.clone() else {
+        return Err(refused(format!(
+            "customer `{}` was registered without the card's key-agreement key: export the card again and register it anew",
+            customer.name
+        )));
+    };
+    // The keyfile carries the accepted issuers, so every opening re-checks the live card.
+    let issuers = super::vendor::accepted_issuers(ctx.existing_vendor_dir()?)?;
+    if !args.allow_emulated_card {
+        if issuers.is_empty() {
+            return Err(refused(
+                "this vendor accepts no card issuer, so only --allow-emulated-card keyfiles can be issued \
+                 (add one with `tally-pack vendor issuer add`)",
+            ));
+        }
+        if customer.attested_by.is_none() {
+            return Err(refused(format!(
+                "customer `{}` has an emulated card (no accepted issuer vouched for it at registration): \
+                 pass --allow-emulated-card, or register a card its issuer attests",
+                customer.name
+            )));
+        }
+    }
     let mut f = std::fs::File::open(&args.package)
         .with_context(|| format!("opening {}", args.package.display()))?;
     let (header, _) = PackageHeader::read(&mut f, std::slice::from_ref(vendor.public()))
@@ -238,6 +261,8 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         licence,
         document,
         card: customer.card.clone(),
+        card_agreement_key: agreement_key,
+        issuers,
         customer_name: customer.name.clone(),
         content_key,
         limits,

@@ -3,7 +3,9 @@
 use super::{Failure, Outcome};
 use crate::cli::{CardCommand, CardInitArgs, ServeVirtualArgs};
 use anyhow::Context as _;
+use tally_core::card::CardExport;
 use tally_core::card::applet::CardState;
+use tally_core::card::attestation::{Attestation, IssuerSecret};
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::card::virtual_card::{Event, VirtualCard};
 use tally_core::home::{CardSpec, Home};
@@ -16,12 +18,19 @@ pub fn run(cmd: &CardCommand, home: &Home, spec: &CardSpec) -> Outcome {
         CardCommand::ServeVirtual(a) => serve_virtual(a, home, spec),
         CardCommand::Export(a) => {
             let mut card = spec.open(home)?;
-            let id = card.identity().context("reading the card")?;
+            let presented = card.presented().context("reading the card")?;
+            let id = presented.identity.clone();
             let label = spec
                 .emulated_path(home)
                 .and_then(|p| EmulatedCard::open(p).ok()?.load().ok())
                 .map(|s| s.label);
-            let text = id.to_export(label.as_deref());
+            let text = CardExport {
+                identity: presented.identity,
+                agreement_key: Some(presented.agreement_key),
+                attestation: presented.attestation,
+                label,
+            }
+            .to_text();
             std::fs::write(&a.output, text)
                 .with_context(|| format!("writing {}", a.output.display()))?;
             println!("card {} exported to {}", id.serial, a.output.display());
@@ -40,7 +49,23 @@ fn init(args: &CardInitArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let origin = args
         .origin
         .unwrap_or_else(|| u64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng)));
-    let state = CardState::generate(&mut rand_core::OsRng, origin, &args.label);
+    let mut state = CardState::generate(&mut rand_core::OsRng, origin, &args.label);
+    let issuer = match &args.attest_with {
+        None => None,
+        Some(file) => {
+            let bytes = tally_core::fsutil::read_bounded(
+                file,
+                tally_core::card::attestation::ISSUER_FILE_MAX_BYTES as u64,
+            )
+            .with_context(|| format!("reading {}", file.display()))?;
+            let issuer = IssuerSecret::from_export(&bytes)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("{}: {e}", file.display())))?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let until = now + i64::from(args.attest_days) * 86_400;
+            state.attestation = Some(issuer.attest(&state.attested_card(), now, until));
+            Some(issuer.public().name().to_string())
+        }
+    };
     EmulatedCard::create(&path, &state)
         .with_context(|| format!("creating the card at {}", path.display()))?;
     println!(
@@ -48,21 +73,39 @@ fn init(args: &CardInitArgs, home: &Home, spec: &CardSpec) -> Outcome {
         state.serial,
         path.display()
     );
-    println!(
-        "note: an emulated card is for demos and tests; restoring its file together with the trail defeats metering"
-    );
+    match issuer {
+        Some(name) => println!(
+            "attested by card issuer `{name}` (a virtual card for tests: its file can still be copied)"
+        ),
+        None => println!(
+            "note: an emulated card is for demos and tests; restoring its file together with the trail defeats metering"
+        ),
+    }
     Ok(())
 }
 
 fn info(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
     let mut card = spec.open(home)?;
-    let (id, counter, last) = {
+    let (id, counter, last, agreement, attestation) = {
         let mut s = card.session().context("opening the card")?;
         let id = s.identity()?;
         let counter = s.get_counter()?;
         let last = s.get_last_signature()?;
-        (id, counter, last)
+        let agreement = s.get_agreement_key()?;
+        let attestation = s.get_attestation()?;
+        (id, counter, last, agreement, attestation)
     };
+    // Only shown, never trusted here: the publisher and every opening verify it against
+    // the issuers they accept.
+    let attested = match attestation.as_deref().map(Attestation::parse) {
+        None => "none (an emulated card)".to_string(),
+        Some(Err(e)) => format!("unreadable: {e}"),
+        Some(Ok(a)) => format!(
+            "by issuer {} (unverified here)",
+            hex::encode(&a.issuer_fingerprint()[..8])
+        ),
+    };
+    let agreement_fp = hex::encode(agreement.fingerprint());
     let label = spec
         .emulated_path(home)
         .and_then(|p| EmulatedCard::open(p).ok()?.load().ok())
@@ -79,12 +122,16 @@ fn info(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
             "last_signature_counter": last.map(|l| l.counter),
             "label": label,
             "exhausted": counter == u64::MAX,
+            "agreement_key_fingerprint": agreement_fp,
+            "attestation": attested,
         });
         println!("{v:#}");
     } else {
         println!("card:            {}", card.describe());
         println!("serial:          {}", id.serial);
         println!("key fingerprint: {fp}");
+        println!("agreement key:   {agreement_fp}");
+        println!("attestation:     {attested}");
         println!("origin:          {}", id.origin);
         println!(
             "counter:         {counter} ({} records signed)",
