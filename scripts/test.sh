@@ -2,7 +2,8 @@
 # THE test command (README, .ci/run). In order:
 #   setup.sh → cargo fmt --check → cargo clippy -D warnings → start pcscd and Xvfb
 #   → cargo test (every test, doc tests included) → cargo bench --no-run (the benches must build)
-#   → fuzz smoke (scripts/fuzz.sh 3: every fuzz target built and run for 3 s).
+#   → fuzz smoke (scripts/fuzz.sh 3: every fuzz target built and run for 3 s)
+#   → cargo doc (warnings are errors) → the working tree is as it was (tests regenerate nothing).
 # Every step runs even when an earlier one failed, so one run reports everything; the exit code
 # is 0 only if all passed (1 = a check failed, 2 = set-up failed). The last line printed is
 # always `N passed, N failed`, summed over cargo's `test result:` lines, for CI to read.
@@ -158,6 +159,9 @@ if ! flock -n 9; then
     flock 9
 fi
 
+# What git sees before anything runs: the last step checks that the run changed none of it.
+TREE_BEFORE="$(git status --porcelain 2>/dev/null)"
+
 bash scripts/setup.sh || {
     say "set-up failed"
     exit 2
@@ -184,3 +188,16 @@ step bench cargo bench --workspace --bench '*' --no-run --locked
 # Fuzz smoke (issue 7): builds every target of fuzz/ and runs each for 3 s. The long run and
 # its counts are in docs/security.md (scripts/fuzz-long.sh).
 step fuzz bash scripts/fuzz.sh 3
+# The crate docs (tally-core's are what another viewer reads) build without a warning.
+step doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+# Tests leave nothing regenerated behind: no tracked file changed, no stray file added.
+tree_unchanged() {
+    local now
+    now="$(git status --porcelain 2>/dev/null)"
+    if [ "$now" != "$TREE_BEFORE" ]; then
+        say "the run changed the working tree:"
+        diff <(printf '%s\n' "$TREE_BEFORE") <(printf '%s\n' "$now") | sed 's/^/    /'
+        return 1
+    fi
+}
+step clean-tree tree_unchanged
