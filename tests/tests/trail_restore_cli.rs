@@ -76,6 +76,8 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
         .assert()
         .success()
         .stdout(predicate::str::contains("reading is allowed"));
+    // `status` only reads; ValidateTrail makes the trail.
+    view().args(["trail", "verify"]).assert().success();
     // Backed up: the server keeps the trail it vouched for.
     let out = view()
         .args(["trail", "vouch", "--json", "--keyfile"])
@@ -270,6 +272,7 @@ fn a_card_the_server_does_not_know_gets_nothing_and_forgiving_servers_say_so() {
         .arg(&keyfile)
         .assert()
         .success();
+    view_at(&home).args(["trail", "verify"]).assert().success();
     lose(&Home::new(&home).trail_path(&id.serial));
     let out = view_at(&home)
         .args(["trail", "restore", "--json", "--keyfile"])
@@ -310,6 +313,7 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
     let (identity, _) =
         CardIdentity::from_export(&std::fs::read(dir.join("reader.card")).unwrap()).unwrap();
     let trail = Home::new(&home).trail_path(&identity.serial);
+    view().args(["trail", "verify"]).assert().success();
     for _ in 0..3 {
         assert_eq!(status_json()["allowed"], true);
     }

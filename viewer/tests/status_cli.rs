@@ -39,7 +39,7 @@ fn status_of_the_demo_is_allowed_and_reports_what_is_left() {
     let o = run(home.path(), &["status", "--demo", p, k]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("reading is allowed"), "{}", text(&o));
-    assert!(text(&o).contains("5000 pages"), "{}", text(&o));
+    assert!(text(&o).contains("Pages left: 5000"), "{}", text(&o));
 
     let o = run(home.path(), &["status", "--demo", "--json", p, k]);
     assert_eq!(o.status.code(), Some(0));

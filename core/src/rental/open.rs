@@ -218,26 +218,19 @@ fn licence_card(
     Ok((card, identity))
 }
 
-/// The validation servers whose validator records this licence's accounting may start
-/// from ([0094]).
-fn validators_for(
-    inputs: &OpenInputs,
-    keyfile: &VerifiedKeyfile,
-) -> Result<Vec<crate::crypto::PublicKey>, Problem> {
-    // The reader's trusted validation servers plus this licence's own: the keyfile's key
-    // is the vendor's (signed into the keyfile), so its validator records are as
-    // trustworthy as the licence itself. A malformed list is an error, not an empty list.
-    let mut validators = inputs.home.trusted_validators().map_err(|e| {
-        Problem::Other(format!(
-            "the list of trusted validation servers is unreadable: {e}"
-        ))
-    })?;
-    if let Some(s) = keyfile.server()
-        && !validators.contains(&s.public_key)
-    {
-        validators.push(s.public_key.clone());
-    }
-    Ok(validators)
+/// The validation servers whose validator and recovery records count for this licence
+/// ([0094], [0062]): the one its vendor-signed keyfile names, and no other. Every trust
+/// anchor of a licence's accounting comes from its publisher: a key in the reader's home
+/// (`<home>/validators`, which the reader can write, and which a restore through the
+/// reader's own server would fill) never widens it (T29), and one publisher's server never
+/// vouches for or forgives another publisher's licences (T30). Records vouched for by any
+/// other key are verified one signature at a time like any record; a gap that only
+/// another key's recovery record covers fails the trail for this licence.
+fn validators_for(keyfile: &VerifiedKeyfile) -> Vec<crate::crypto::PublicKey> {
+    keyfile
+        .server()
+        .map(|s| vec![s.public_key.clone()])
+        .unwrap_or_default()
 }
 
 /// The checks of an opening, in order ([0070]–[0074], [0060]): (1) the keyfile's
@@ -249,7 +242,7 @@ fn validators_for(
 pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
     let keyfile = read_keyfile(inputs)?;
     let header = read_package_header(inputs, &keyfile)?;
-    let validators = validators_for(inputs, &keyfile)?;
+    let validators = validators_for(&keyfile);
     let (card, identity) = licence_card(inputs, &keyfile)?;
     let trail_path = inputs.home.trail_path(&identity.serial);
     let mirror = inputs
@@ -450,7 +443,7 @@ pub struct Standing {
 pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
     let keyfile = read_keyfile(inputs)?;
     let header = read_package_header(inputs, &keyfile)?;
-    let validators = validators_for(inputs, &keyfile)?;
+    let validators = validators_for(&keyfile);
     let (mut card, identity) = licence_card(inputs, &keyfile)?;
     let trail_path = inputs.home.trail_path(&identity.serial);
     let tally = if trail_path.exists() {
@@ -459,7 +452,18 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
         trail.check_with_card(&mut card).map_err(trail_problem)?;
         super::meter::tally_of(&trail, keyfile.licence())
     } else {
-        // No trail yet: nothing used (the first opening creates it).
+        // No trail: nothing used if the card never signed (the first opening creates the
+        // trail); otherwise the trail was lost, and only a restore brings its use back.
+        let c = card
+            .session()
+            .and_then(|mut s| s.get_counter())
+            .map_err(card_problem)?;
+        if c != identity.origin {
+            return Err(trail_problem(crate::trail::TrailError::CardAlreadyUsed {
+                origin: identity.origin,
+                used: c.saturating_sub(identity.origin),
+            }));
+        }
         Tally::new(keyfile.licence())
     };
     let decision = policy::evaluate(keyfile.limits(), &tally, inputs.clock.as_ref());
@@ -480,7 +484,14 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
                     match crate::validation::when_round_failed(&e, server.require_online_every_days)
                     {
                         WhenDue::Revoked => return Err(Problem::Revoked(e.to_string())),
-                        WhenDue::Refuse | WhenDue::Open => (None, Some(e.to_string())),
+                        // What an opening does if its online round fails is what the
+                        // reader can count on now: refused, or allowed with a round due.
+                        WhenDue::Refuse => {
+                            return Err(Problem::ValidationNeeded(format!(
+                                "{e} (opening the document checks online)"
+                            )));
+                        }
+                        WhenDue::Open => (None, Some(e.to_string())),
                     }
                 }
             }

@@ -1,0 +1,182 @@
+//! THREATS.md T29–T31: the reader runs our own tools against the rental — a vendor and a
+//! validation server of their own (stock `tally-pack vendor init` and `tally-pack serve`),
+//! and a keyfile of their own — through the shipped binaries. Each attack is refused and
+//! the honest reader's licence keeps what it had.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tally_core::home::{CardSpec, Home};
+use tally_core::policy::SystemClock;
+use tally_core::rental::{NoNetwork, OpenInputs, open_rental};
+use tally_core::vendor::VendorPublic;
+use tally_tests::{PASSWORD, http, pack, publisher_and_reader, serve, view_at};
+
+/// `tally-pack` with the reader's own vendor folder `<dir>/vendor`.
+fn own_pack(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("tally-pack").unwrap();
+    c.env("TALLY_VENDOR", dir.join("vendor"))
+        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
+    c
+}
+
+/// Acme's server running, and a keyfile naming it that allows one opening.
+fn one_opening(dir: &Path, home: &Path) -> (PathBuf, PathBuf, tally_tests::Server) {
+    let package = publisher_and_reader(dir, home);
+    let (server, url) = serve(dir, "127.0.0.1:0", &[]);
+    let keyfile = dir.join("ada.tkey");
+    pack(dir)
+        .args(["issue", "--customer", "Ada", "--allow-emulated-card"])
+        .args(["--opens", "1", "--package"])
+        .arg(&package)
+        .arg("-o")
+        .arg(&keyfile)
+        .args(["--server", &url])
+        .assert()
+        .success();
+    (package, keyfile, server)
+}
+
+/// The reader opens the document once (the opening of any viewer linking tally-core).
+fn open_once(dir: &Path, home: &Path, package: &Path, keyfile: &Path) {
+    let vendor =
+        VendorPublic::from_export(&std::fs::read(dir.join("vendor/vendor.pub")).unwrap()).unwrap();
+    let opened = open_rental(&OpenInputs {
+        package: package.to_path_buf(),
+        keyfile: keyfile.to_path_buf(),
+        home: Home::new(home),
+        card: CardSpec::Emulated(None),
+        trusted: vec![vendor],
+        clock: Arc::new(SystemClock),
+        transport: Arc::new(NoNetwork),
+    })
+    .unwrap();
+    assert!(opened.decision.is_allowed(), "{:?}", opened.decision);
+}
+
+fn status(home: &Path, package: &Path, keyfile: &Path) -> Command {
+    let mut c = view_at(home);
+    c.arg("status").arg(package).arg(keyfile);
+    c
+}
+
+#[test]
+fn t29_a_restore_through_the_readers_own_forgiving_server_gives_no_opening_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let (package, keyfile, _acme) = one_opening(dir, &home);
+    open_once(dir, &home, &package, &keyfile);
+    status(&home, &package, &keyfile)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("used up"));
+
+    // The reader's own publisher: their card registered, a server that forgives lost use.
+    let own = dir.join("mallory");
+    std::fs::create_dir_all(own.join("packages")).unwrap();
+    own_pack(&own)
+        .args(["vendor", "init", "--name", "Mallory"])
+        .assert()
+        .success();
+    own_pack(&own)
+        .args([
+            "customer",
+            "add",
+            "--name",
+            "Me",
+            "--allow-emulated-card",
+            "--card",
+        ])
+        .arg(dir.join("reader.card"))
+        .assert()
+        .success();
+    let (_own_server, own_url) = serve(&own, "127.0.0.1:0", &["--lost-records", "forgive"]);
+    let (code, own_key) = http(&own_url, "/v1/server-key", None);
+    assert_eq!(code, 200);
+    // Whatever the reader's own tools accept, the used-up licence stays used up: the
+    // recovery is signed by a key the licence does not name.
+    let _ = view_at(&home)
+        .args([
+            "trail",
+            "restore",
+            "--replace",
+            "--server",
+            &own_url,
+            "--server-key",
+        ])
+        .arg(own_key.trim())
+        .output()
+        .unwrap();
+    let out = status(&home, &package, &keyfile).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("reading is allowed"), "{text}");
+}
+
+#[test]
+fn t31_a_keyfile_from_the_readers_own_vendor_does_not_open_the_publishers_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    // The reader's own vendor packs something, trusts itself, and issues a keyfile…
+    let own = dir.join("mallory");
+    std::fs::create_dir_all(own.join("packages")).unwrap();
+    own_pack(&own)
+        .args(["vendor", "init", "--name", "Mallory"])
+        .assert()
+        .success();
+    own_pack(&own)
+        .args([
+            "customer",
+            "add",
+            "--name",
+            "Me",
+            "--allow-emulated-card",
+            "--card",
+        ])
+        .arg(dir.join("reader.card"))
+        .assert()
+        .success();
+    let own_package = own.join("packages/own.tly");
+    own_pack(&own)
+        .arg("pack")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
+        .arg("-o")
+        .arg(&own_package)
+        .assert()
+        .success();
+    let own_keyfile = own.join("me.tkey");
+    own_pack(&own)
+        .args([
+            "issue",
+            "--customer",
+            "Me",
+            "--allow-emulated-card",
+            "--package",
+        ])
+        .arg(&own_package)
+        .arg("-o")
+        .arg(&own_keyfile)
+        .assert()
+        .success();
+    view_at(&home)
+        .args(["trust", "add"])
+        .arg(own.join("vendor/vendor.pub"))
+        .assert()
+        .success();
+    // … which opens its own package, and never the publisher's.
+    status(&home, &own_package, &own_keyfile).assert().success();
+    status(&home, &package, &own_keyfile)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "This document does not go with this licence",
+        ))
+        .stdout(predicate::str::contains(
+            "the licence is from Mallory, but “",
+        ))
+        .stdout(predicate::str::contains("was packed by another publisher"));
+}
