@@ -11,14 +11,12 @@ use tally_core::home::{CardSpec, Home};
 use tally_core::policy::SystemClock;
 use tally_core::rental::{NoNetwork, OpenInputs, open_rental};
 use tally_core::vendor::VendorPublic;
-use tally_tests::{PASSWORD, http, pack, publisher_and_reader, serve, view_at};
+use tally_tests::{http, pack, publisher_and_reader, serve, view_at};
 
-/// `tally-pack` with the reader's own vendor folder `<dir>/vendor`.
+/// `tally-pack` with the reader's own vendor folder `<dir>/vendor`: the shipped binary,
+/// run by the reader.
 fn own_pack(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("tally-pack").unwrap();
-    c.env("TALLY_VENDOR", dir.join("vendor"))
-        .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-    c
+    pack(dir)
 }
 
 /// Acme's server running, and a keyfile naming it that allows one opening.

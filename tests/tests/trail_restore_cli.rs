@@ -337,10 +337,11 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let a = json(&out.stdout);
-    assert!(a["archived"].as_u64().unwrap() >= 5, "{a}");
+    // Genesis, `trail verify`'s nonce and the vouch's own (status writes nothing).
+    assert!(a["archived"].as_u64().unwrap() >= 3, "{a}");
     assert!(Path::new(a["archive"].as_str().unwrap()).exists());
     assert!(std::fs::metadata(&trail).unwrap().len() < records_before);
-    // Same use counted after the cut (the status itself adds one nonce record each time).
+    // Same use counted after the cut.
     let after = status_json();
     assert_eq!(after["used"]["opens"], before["used"]["opens"], "{after}");
     view()
