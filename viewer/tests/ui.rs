@@ -592,10 +592,10 @@ fn card_removed_while_reading_shows_the_no_card_screen() {
     h.snapshot("no_card");
     // Card back, "Try again": reading resumes with a new opening.
     std::fs::write(f.home.card_path(), card).unwrap();
-    // Put back as the reader's own file (a card state readable by others is refused).
+    // Put back as `card init` makes it: a state file others may read is refused.
     std::fs::set_permissions(
         f.home.card_path(),
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
     h.get_by_label("Try again").click();
