@@ -68,7 +68,10 @@ impl Drop for Reap {
         let id = self.child.id().to_string();
         let target = if self.group { format!("-{id}") } else { id };
         // SIGTERM first, so Xvfb removes its lock file and the server its socket.
-        let _ = Command::new("kill").args(["-TERM", "--", &target]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &target])
+            .stderr(Stdio::null())
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(3) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -77,7 +80,10 @@ impl Drop for Reap {
             std::thread::sleep(Duration::from_millis(20));
         }
         if self.group {
-            let _ = Command::new("kill").args(["-KILL", "--", &target]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &target])
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -273,6 +279,17 @@ fn the_readme_rental_runs_as_written() {
         bins.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // As scripts/test.sh does: a private runtime folder, so Mesa does not complain.
+    let runtime = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let d = tmp.path().join("runtime");
+            std::fs::create_dir(&d).unwrap();
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
+            d
+        }
+    };
     let out_path = tmp.path().join("stdout");
     let err_path = tmp.path().join("stderr");
     let child = Command::new("bash")
@@ -282,6 +299,7 @@ fn the_readme_rental_runs_as_written() {
         .env("TMPDIR", &scratch)
         .env("HOME", tmp.path())
         .env("DISPLAY", &display)
+        .env("XDG_RUNTIME_DIR", &runtime)
         .env_remove("WAYLAND_DISPLAY")
         .env_remove("TALLY_HOME")
         .env_remove("TALLY_CARD")
@@ -322,6 +340,8 @@ fn the_readme_rental_runs_as_written() {
     let report = format!(
         "status {status:?}, last marker {failed_at:?}, window: {window:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
+    // Shown with --nocapture: what a reader following the README sees.
+    eprintln!("{report}");
     assert!(
         status.is_some_and(|s| s.success()) && failed_at == "@@ done",
         "the README block failed: {report}"

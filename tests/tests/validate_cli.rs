@@ -44,6 +44,8 @@ fn issue(dir: &Path, package: &Path, name: &str, url: &str, days: u16) -> (PathB
             "--customer",
             "Ada",
             "--allow-emulated-card",
+            // Several copies of one document for Ada, each validated on its own.
+            "--keep-both",
             "--package",
         ])
         .arg(package)

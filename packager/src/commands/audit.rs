@@ -95,19 +95,21 @@ fn total(r: &Row, v: u64) -> Option<u64> {
 }
 
 /// What one licence used, in words.
-fn use_line(r: &Row) -> String {
+fn use_line(r: &Row, vouched: bool) -> String {
     let t = &r.tally;
     if t.written_off {
-        return format!(
-            "written off at restore: the reader's trail was lost and restored from the server's backup, and the use after that backup is charged in full ({})",
-            r.status
-        );
+        return "written off at restore: the reader's trail was lost and restored from the validation server's backup, and the use after that backup counts in full, so the licence is used up".to_string();
     }
+    // After a fast start the validator's totals carry no count of page blocks.
+    let blocks = if vouched {
+        String::new()
+    } else {
+        format!(" in {}", plural(t.page_records, "block", "blocks"))
+    };
     format!(
-        "{}, {} prepaid in {}, {} min {} s in {}, {} printed ({})",
+        "{}, {} prepaid{blocks}, {} min {} s in {}, {} printed ({})",
         plural(t.opens, "opening", "openings"),
         plural(t.page_views, "page view", "page views"),
-        plural(t.page_records, "block", "blocks"),
         t.seconds / 60,
         t.seconds % 60,
         plural(t.time_records, "time unit", "time units"),
@@ -141,7 +143,11 @@ fn server_backup(
             upto: upto
                 .parse()
                 .map_err(|_| anyhow::anyhow!("registry: bad backup counter {upto:?}"))?,
-            received_at,
+            // RFC 3339 to the second: the fraction is noise in a report.
+            received_at: match received_at.split_once('.') {
+                Some((seconds, _)) => format!("{seconds}Z"),
+                None => received_at,
+            },
         })
     })
     .transpose()
@@ -173,9 +179,18 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
                 e.check()
             ))
         } else {
-            anyhow::Error::new(e).context(format!("reading {}", args.trail.display()))
+            // The error names the file already.
+            anyhow::Error::new(e)
         }
     };
+    if !args.trail.exists() {
+        return Err(anyhow::anyhow!(
+            "there is no file {}: {}'s trail is the file trails/{}.trail in their Tally folder (TALLY_HOME, by default ~/.local/share/tally); ask them to send it",
+            args.trail.display(),
+            customer.name,
+            customer.card.serial
+        ));
+    }
     let mut trail = Trail::open(&args.trail, &customer.card).map_err(check)?;
     if args.own_server {
         let vendor = ctx.open_vendor()?;
@@ -326,7 +341,12 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             println!("licences: none issued to {}", customer.name);
         }
         for r in &rows {
-            println!("licence {} ({}): {}", r.licence, r.title, use_line(r));
+            println!(
+                "licence {} ({}): {}",
+                r.licence,
+                r.title,
+                use_line(r, trail.vouched().is_some())
+            );
         }
         if other_records > 0 {
             println!(

@@ -159,7 +159,15 @@ fn earlier_licences(
            AND (c.status IS NULL OR c.status != 'revoked')
          ORDER BY k.issued_at, k.licence_id",
     )?;
-    let rows = st.query_map([customer, document], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = st.query_map([customer, document], |r| {
+        let issued_at: String = r.get(1)?;
+        // To the second: the fraction is noise in a message.
+        let issued_at = match issued_at.split_once('.') {
+            Some((seconds, _)) => format!("{seconds}Z"),
+            None => issued_at,
+        };
+        Ok((r.get(0)?, issued_at))
+    })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 

@@ -111,11 +111,9 @@ fn from_mirror(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
                 );
             } else {
                 println!(
-                    "trail restored from the mirror {}: {} records, counters {}..={}, nothing missing",
+                    "trail restored from the mirror {}: {}, nothing missing",
                     mirror.display(),
-                    v.records,
-                    v.first_counter,
-                    v.last_counter
+                    super::records_with_counters(v.records, v.first_counter, v.last_counter)
                 );
             }
             Ok(())
@@ -241,11 +239,6 @@ fn this_licence(target: &ServerArgs, home: &Home) -> Option<LicenceId> {
         .map(|k| k.licence())
 }
 
-/// `n` and the right one of `one` / `many`.
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 /// What a restore did, in the reader's words: what came back, what was lost, and what the
 /// publisher's policy charged for it, licence by licence.
 fn restored_report(
@@ -257,11 +250,11 @@ fn restored_report(
     let lost = r.to.saturating_sub(r.from).saturating_add(1);
     let mut out = vec![format!(
         "Trail restored from {url}: {} from the backup.",
-        plural(backup_records, "record", "records")
+        super::plural(backup_records, "record", "records")
     )];
     out.push(if lost == 1 {
         format!(
-            "Lost: 1 card counter ({}), the one this restore request used; the server never saw a record after its backup.",
+            "Lost: 1 card counter ({}), used by this restore request; nothing was recorded after the server's backup.",
             r.to
         )
     } else {
@@ -279,17 +272,16 @@ fn restored_report(
     };
     out.push(match (r.charge, &r.licences) {
         (LostCharge::Forgive, _) => {
-            "Charged: nothing. The publisher's policy forgives lost use; the loss stays on record in the trail.".to_string()
+            "Charged: nothing; the publisher's policy forgives lost use (the loss stays on record in the trail).".to_string()
         }
         (LostCharge::Full, None) => {
-            "Charged: every licence of this card, in full, by the publisher's policy for lost use: each now counts as used up (written off at restore).".to_string()
+            "Charged in full, as the publisher's policy says for lost use: every licence of this card now counts as used up.".to_string()
         }
         (LostCharge::Full, Some(l)) => format!(
-            "Charged: {} in full, by the publisher's policy for lost use: {} now {} as used up (written off at restore): {}.",
-            plural(l.len() as u64, "licence", "licences"),
-            if l.len() == 1 { "it" } else { "they" },
+            "Charged in full, as the publisher's policy says for lost use: {} {} now {} as used up.",
+            if l.len() == 1 { "licence" } else { "licences" },
+            l.iter().map(name).collect::<Vec<_>>().join(", "),
             if l.len() == 1 { "counts" } else { "count" },
-            l.iter().map(name).collect::<Vec<_>>().join(", ")
         ),
     });
     out
