@@ -6,7 +6,13 @@ use std::path::PathBuf;
 
 /// Tally's publisher tool: vendor keys, customers, packages and keyfiles.
 #[derive(Parser, Debug)]
-#[command(name = "tally-pack", version, about, propagate_version = true)]
+#[command(
+    name = "tally-pack",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     /// The vendor folder: encrypted keys, public file and customer registry.
     #[arg(long, global = true, env = "TALLY_VENDOR", value_name = "DIR")]
@@ -20,6 +26,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Exit codes, shown under `tally-pack --help` (`main` maps errors to them).
+const EXIT_CODES: &str = "Exit codes:
+  0  done
+  1  a check failed: a file does not verify, a wrong password, an input refused
+  2  a usage error, or a file or the network could not be read or written";
+
 /// The subcommands: one variant and one file in `commands/` each.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -29,23 +41,24 @@ pub enum Command {
     /// Register customers (their cards) and list them.
     #[command(subcommand)]
     Customer(commands::customer::CustomerCommand),
-    /// Encrypt a PDF into a package, identical for every customer (claim 30).
+    /// Encrypt a PDF into a package, the same file for every customer.
     Pack(commands::pack::PackArgs),
     /// Say what a Tally file is and whether it verifies.
     Inspect(commands::inspect::InspectArgs),
-    /// Issue a customer a keyfile for a package: a bounded rental ([0064]–[0069]).
+    /// Issue a customer a keyfile (licence) for a package: what they may use, and how much.
     Issue(commands::issue::IssueArgs),
-    /// Name the owner of a leaked keyfile ([0069]).
+    /// Name the customer a leaked keyfile was issued to.
     Trace(commands::trace::TraceArgs),
-    /// Verify a customer's trail and report use per licence, for billing ([0041], [0104]).
+    /// Check a customer's trail file and report the use of each licence, for billing.
     Audit(commands::audit::AuditArgs),
-    /// Run the validation server (WO 98/33296): VAL_REQ in, signed VAL_OK out.
+    /// Run the validation server: it checks each copy online, keeps readers' trail backups,
+    /// and refuses revoked copies, clones and unregistered viewer builds.
     Serve(commands::serve::ServeArgs),
     /// Revoke a copy or every copy of a customer: refused at its next validation.
     Revoke(commands::revoke::RevokeArgs),
     /// List issued copies: status, flags, validations (time, date, frequency).
     Copies(commands::copies::CopiesArgs),
-    /// Register released viewer builds (their ICVs).
+    /// Register the viewer builds your readers run (the server refuses any other build).
     #[command(subcommand)]
     Viewer(commands::viewer::ViewerCommand),
 }

@@ -147,6 +147,7 @@ impl Env {
             "-o",
             out.to_str().unwrap(),
             "--allow-emulated-card",
+            "--keep-both",
             "--server",
             "http://127.0.0.1:1/",
             "--require-online-every",

@@ -123,7 +123,7 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
     let shown = view().args(["trail", "show"]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains(&format!(
-            "counters {from}..={to} lost, charged full to 1 licence(s)"
+            ": counters {from} to {to} lost, charged in full to 1 licence"
         )),
         "{shown:?}"
     );
@@ -145,7 +145,27 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
     assert!(out.status.success(), "{out:?}");
     let audit = json(&out.stdout);
     let status = audit["licences"][0]["status"].as_str().unwrap();
-    assert!(status.starts_with("used up"), "{audit}");
+    assert_eq!(status, "used up: written off at restore", "{audit}");
+    // No placeholder totals: the licence reads as written off, its totals as unknown.
+    assert_eq!(audit["licences"][0]["written_off"], true, "{audit}");
+    assert!(audit["licences"][0]["opens"].is_null(), "{audit}");
+    let out = pack(dir)
+        .arg("audit")
+        .arg(&trail)
+        .args(["--customer", "Ada", "--own-server"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let licence = audit["licences"][0]["licence"].as_str().unwrap();
+    assert!(
+        report.contains(&format!(
+            "licence {licence} (sample): written off at restore: the reader's trail was lost and restored from the validation server's backup, and the use after that backup counts in full, so the licence is used up\n"
+        )),
+        "{report}"
+    );
+    for placeholder in ["4294967295", "71582788"] {
+        assert!(!report.contains(placeholder), "{report}");
+    }
     // An existing trail is never replaced without being asked.
     view()
         .args(["trail", "restore", "--keyfile"])
@@ -298,7 +318,7 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let home = dir.join("home");
-    let (package, keyfile, _server, _url) = setup(dir, &home);
+    let (package, keyfile, _server, url) = setup(dir, &home);
     let view = || view_at(&home);
     let status_json = || {
         let out = view_at(&home)
@@ -355,12 +375,55 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
         .arg(&keyfile)
         .assert()
         .success();
+    // Lost: the record the validator wrote, and the restore request's counter.
+    let validator_at = {
+        let out = view().args(["trail", "show", "--json"]).output().unwrap();
+        let shown = json(&out.stdout);
+        shown["records"].as_array().unwrap().last().unwrap()["counter"]
+            .as_u64()
+            .unwrap()
+    };
+    let licence = {
+        let kf = std::fs::read(&keyfile).unwrap();
+        let vendor = tally_core::vendor::VendorPublic::from_export(
+            &std::fs::read(dir.join("vendor/vendor.pub")).unwrap(),
+        )
+        .unwrap();
+        tally_core::keyfile::Keyfile::open(&kf, &[vendor])
+            .unwrap()
+            .licence()
+    };
     lose(&trail);
-    view()
+    let out = view()
         .args(["trail", "restore", "--keyfile"])
         .arg(&keyfile)
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Before: what will happen; after: what came back, what was lost, what was charged.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next().unwrap(),
+        format!(
+            "Restoring the trail of card {} from the backup kept by {url}. What this card recorded after that backup is lost; the publisher's policy decides how that is charged, and the answer says which licences were charged.",
+            identity.serial
+        )
+    );
+    let told = String::from_utf8_lossy(&out.stdout);
+    let told: Vec<&str> = told.lines().collect();
+    assert!(
+        told[0].starts_with(&format!("Trail restored from {url}: ")),
+        "{told:?}"
+    );
+    let want = [
+        format!(
+            "Lost: 2 card counters ({validator_at} to {}) were used after the server's backup, the last by this restore request; the server never saw their records, so it cannot tell what they were.",
+            validator_at + 1
+        ),
+        format!(
+            "Charged in full, as the publisher's policy says for lost use: licence {licence} (this keyfile's) now counts as used up."
+        ),
+    ];
+    assert_eq!(told[1..], [want[0].as_str(), want[1].as_str()]);
     view().args(["trail", "verify"]).assert().success();
     // A home that does not trust the server can't validate the archived trail.
     std::fs::remove_file(home.join("validators")).unwrap();

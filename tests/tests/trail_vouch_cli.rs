@@ -93,7 +93,8 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
         .assert()
         .success()
         .stdout(predicate::str::contains(format!(
-            "fast start from the validator record at counter {}",
+            "vouched for counters up to {} (its record at counter {}), checked by its chain hash",
+            origin + 4,
             origin + 5
         )));
     view(dir)

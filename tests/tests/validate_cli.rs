@@ -1,6 +1,6 @@
 //! `tally-view validate` against a real `tally-pack serve` on loopback (real SQLite):
 //! validated (exit 0, state saved in TALLY_HOME), a viewer build the publisher did not
-//! register (exit 1, "not a registered release build"), a revoked copy (exit 1), an
+//! register (exit 1, the message naming `tally-pack viewer register`), a revoked copy (exit 1), an
 //! unreachable server (exit 2). And the opening path (`tally-view status`, and the
 //! window's checks in process with the clock moved on): validated online at the first
 //! opening and when due, a revoked copy refused, an unreachable server falls back to the
@@ -43,6 +43,8 @@ fn issue(dir: &Path, package: &Path, name: &str, url: &str, days: u16) -> (PathB
             "--customer",
             "Ada",
             "--allow-emulated-card",
+            // Several copies of one document for Ada, each validated on its own.
+            "--keep-both",
             "--package",
         ])
         .arg(package)
@@ -83,10 +85,11 @@ fn validate_registered_unregistered_revoked_and_unreachable() {
         c
     };
     // The publisher has not registered this viewer build yet.
-    validate(&["--server", &url])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not a registered release build"));
+    validate(&["--server", &url]).assert().code(1).stderr(
+        "tally-view: the validation server refused this copy: this viewer build is not \
+             registered with the publisher's validation server (the publisher registers it \
+             with `tally-pack viewer register PATH-TO-tally-view`)\n",
+    );
     pack(dir)
         .args(["viewer", "register"])
         .arg(assert_cmd::cargo::cargo_bin("tally-view"))

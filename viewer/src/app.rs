@@ -667,6 +667,10 @@ impl ReaderApp {
             }
         }
         self.take_dropped_files(ctx);
+        // Ctrl+Q closes the window on every screen, as its close button does.
+        if ctx.input_mut(|i| i.consume_key(Modifiers::COMMAND, Key::Q)) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         if let Screen::Reading(r) = &mut self.screen {
             r.poll(ctx, now);
             r.handle_keys(ctx);

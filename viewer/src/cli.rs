@@ -5,15 +5,12 @@ use std::path::PathBuf;
 use tally_core::home::CardSpec;
 
 /// Tally's reader: opens rented documents and meters their use through your card.
-///
-/// Exit codes: 0 ok, 1 a check failed (the message names the check and the record),
-/// 2 usage or I/O error.
 #[derive(Parser, Debug)]
 // Not `args_conflicts_with_subcommands`: with it, a global option before the subcommand
 // (`tally-view --card pcsc card info`) made clap read `card info` as PACKAGE KEYFILE.
-#[command(name = "tally-view", version, about)]
+#[command(name = "tally-view", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Folder holding your card state and trails [default: the platform data folder].
+    /// Folder holding your card state and trail [default: ~/.local/share/tally].
     #[arg(long, env = "TALLY_HOME", global = true)]
     pub home: Option<PathBuf>,
 
@@ -35,6 +32,17 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// Shown under `tally-view --help`: where things are, the window's keys, the exit codes.
+const AFTER_HELP: &str = "Your card and trail live in TALLY_HOME (default ~/.local/share/tally):
+card.state (an emulated card) and trails/<card serial>.trail (the trail a publisher audits).
+
+In the window: arrows, Page Up/Down and Space turn pages; Ctrl+P prints; Ctrl+Q closes.
+
+Exit codes:
+  0  done (status: reading is allowed)
+  1  a check failed (status: reading is not allowed); the message says which and why
+  2  a usage error, or a file, the card or the network could not be read or written";
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
@@ -149,21 +157,21 @@ pub struct JsonArg {
 /// `tally-view trail …`
 #[derive(Subcommand, Debug)]
 pub enum TrailCommand {
-    /// Run ValidateTrail: append a nonce record signed by the card, then check every record
-    /// (from the newest validator record of a trusted validation server, [0094]).
+    /// Check every record of the trail against the card (the card signs one record more,
+    /// so a trail cut short or restored from an old copy shows).
     Verify(crate::commands::trail::VerifyArgs),
     /// List the records of the trail.
     Show(JsonArg),
-    /// Have a validation server vouch for the trail ([0094]) and append its signed validator
-    /// record (the server also keeps the encrypted trail as a backup).
+    /// Have the publisher's validation server check the trail and vouch for it (later checks
+    /// start there); the server also keeps an encrypted backup of the trail.
     Vouch(crate::commands::vouch::VouchArgs),
-    /// Recover a lost trail from the validation server's backup ([0062]); the records lost
-    /// since the backup are charged by the server's signed recovery record.
+    /// Recover a lost trail from the validation server's backup; use lost since the backup
+    /// is charged as the publisher's policy says (you are told what, before and after).
     Restore(crate::commands::restore::RestoreArgs),
-    /// Move the records a trusted validation server vouched for out of the working trail
-    /// into `<trail>.archive-<first>-<upto>` ([0094]); later validations start after them.
+    /// Move the records a validation server vouched for out of the working trail into
+    /// `<trail>.archive-<first>-<last>`; later checks start after them.
     Archive(crate::commands::trail::VerifyArgs),
-    /// Keep a mirror copy of the trail in a folder on another medium ([0062]), stop it
-    /// (`--off`), or say where it is.
+    /// Keep a mirror copy of the trail in a folder on another disk, stop it (`--off`), or
+    /// say where it is.
     Mirror(crate::commands::mirror::MirrorArgs),
 }

@@ -299,8 +299,10 @@ impl fmt::Display for Status {
             Self::Clone => {
                 "an earlier identifier of this copy was presented again: the copy was cloned and is now revoked"
             }
+            // Usually a build the publisher has not registered yet, not a modified one: name
+            // the fix. A modified viewer is refused by the same check.
             Self::ModifiedViewer => {
-                "the viewer program is not a registered release build (it was modified)"
+                "this viewer build is not registered with the publisher's validation server (the publisher registers it with `tally-pack viewer register PATH-TO-tally-view`)"
             }
             Self::UnknownCopy => "the validation server does not know this copy",
             Self::IcvMismatch => {

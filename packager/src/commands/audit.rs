@@ -11,9 +11,14 @@
 //! the password is asked for). Totals then start from the newest validator record, as
 //! the reader's viewer counts them, and lost records charged in full show as used up.
 //!
-//! Without the card, truncation and rollback cannot be seen ([0050], property 3): the
-//! report gives the last counter so it can be compared with the card's own counter
-//! (GetCounter), or with a nonce the vendor asked the customer to write ([0104]).
+//! Without the card, truncation and rollback cannot be seen ([0050], property 3). What the
+//! publisher can see is the validation server's newest backup of the card's trail (the
+//! registry's `trail_backups`): a trail that ends before it is an old copy, and the report
+//! says so; and a nonce the vendor asked the customer to write ([0104]) is listed.
+//!
+//! A licence charged in full for lost records ([0062]) has every total at
+//! `tally_core::policy::WRITTEN_OFF`; the report says "written off at restore" instead of
+//! printing those placeholders (JSON: `"written_off": true` and null totals).
 
 use super::{Ctx, refused};
 use anyhow::Result;
@@ -54,12 +59,98 @@ struct Row {
     issued: bool,
 }
 
-fn status(d: &Decision) -> String {
+fn status(d: &Decision, tally: &Tally) -> String {
     match d {
         Decision::Allowed { remaining } => format!("active: {remaining} left"),
+        // Its own sentence says why; the reader's reason would repeat it.
+        Decision::Limited { .. } if tally.written_off => {
+            "used up: written off at restore".to_string()
+        }
         Decision::Limited { reason } => format!("used up: {reason}"),
         Decision::Denied { reason } => format!("refused: {reason}"),
     }
+}
+
+/// `n` and the right one of `one` / `many`: "1 record", "7 records".
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "7 records (counters 3251375168 to 3251375174)", "1 record (counter 12)", "no records".
+fn counter_range(n: u64, first: u64, last: u64) -> String {
+    match n {
+        0 => "no records".to_string(),
+        1 => format!("1 record (counter {last})"),
+        _ => format!(
+            "{} (counters {first} to {last})",
+            plural(n, "record", "records")
+        ),
+    }
+}
+
+/// A total to bill by, or `None` for a written-off licence, whose totals are only the
+/// `WRITTEN_OFF` placeholder.
+fn total(r: &Row, v: u64) -> Option<u64> {
+    (!r.tally.written_off).then_some(v)
+}
+
+/// What one licence used, in words.
+fn use_line(r: &Row, vouched: bool) -> String {
+    let t = &r.tally;
+    if t.written_off {
+        return "written off at restore: the reader's trail was lost and restored from the validation server's backup, and the use after that backup counts in full, so the licence is used up".to_string();
+    }
+    // After a fast start the validator's totals carry no count of page blocks.
+    let blocks = if vouched {
+        String::new()
+    } else {
+        format!(" in {}", plural(t.page_records, "block", "blocks"))
+    };
+    format!(
+        "{}, {} prepaid{blocks}, {} min {} s in {}, {} printed ({})",
+        plural(t.opens, "opening", "openings"),
+        plural(t.page_views, "page view", "page views"),
+        t.seconds / 60,
+        t.seconds % 60,
+        plural(t.time_records, "time unit", "time units"),
+        plural(t.printed, "page", "pages"),
+        r.status
+    )
+}
+
+/// The validation server's newest backup of a card's trail (`tally-view trail vouch`).
+struct Backup {
+    upto: u64,
+    received_at: String,
+}
+
+/// The registry's record of the newest backup of card `serial`'s trail, if any (the
+/// validation server shares the registry, `tally-pack serve`).
+fn server_backup(
+    conn: &rusqlite::Connection,
+    serial: &tally_core::card::Serial,
+) -> Result<Option<Backup>> {
+    use rusqlite::OptionalExtension as _;
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT upto, received_at FROM trail_backups WHERE serial = ?1",
+            [serial.to_hex()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(upto, received_at)| {
+        Ok(Backup {
+            upto: upto
+                .parse()
+                .map_err(|_| anyhow::anyhow!("registry: bad backup counter {upto:?}"))?,
+            // RFC 3339 to the second: the fraction is noise in a report.
+            received_at: match received_at.split_once('.') {
+                Some((seconds, _)) => format!("{seconds}Z"),
+                None => received_at,
+            },
+        })
+    })
+    .transpose()
 }
 
 fn csv_field(s: &str) -> String {
@@ -88,9 +179,18 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
                 e.check()
             ))
         } else {
-            anyhow::Error::new(e).context(format!("reading {}", args.trail.display()))
+            // The error names the file already.
+            anyhow::Error::new(e)
         }
     };
+    if !args.trail.exists() {
+        return Err(anyhow::anyhow!(
+            "there is no file {}: {}'s trail is the file trails/{}.trail in their Tally folder (TALLY_HOME, by default ~/.local/share/tally); ask them to send it",
+            args.trail.display(),
+            customer.name,
+            customer.card.serial
+        ));
+    }
     let mut trail = Trail::open(&args.trail, &customer.card).map_err(check)?;
     if args.own_server {
         let vendor = ctx.open_vendor()?;
@@ -112,8 +212,13 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             e
         }
     })?;
-    let first_counter = trail.header().first_counter;
+    let in_file = trail.records().len() as u64;
+    let first_counter = trail
+        .records()
+        .first()
+        .map_or(trail.header().first_counter, |r| r.counter);
     let last_counter = trail.records().last().map_or(first_counter, |r| r.counter);
+    let backup = server_backup(registry.connection(), &customer.card.serial)?;
 
     let issued = super::issue::issued_to(registry.connection(), &customer.name)?;
     let mut rows: BTreeMap<LicenceId, Row> = BTreeMap::new();
@@ -133,14 +238,12 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
     }
     let mut nonces = Vec::new();
     let mut other_records = 0u64;
-    let mut records = 0u64;
     // After a fast start the validator's totals stand for the records it vouches for.
     for row in rows.values_mut() {
         row.tally = Tally::resume(row.licence, trail.vouched(), std::iter::empty());
     }
     let bodies: Vec<(u64, tally_core::trail::Body)> = trail.unvouched_bodies().collect();
     for (counter, body) in &bodies {
-        records += 1;
         if let Usage::Nonce { value } = &body.usage {
             nonces.push((*counter, value.clone()));
         }
@@ -155,7 +258,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
     }
     for i in &issued {
         if let Some(row) = rows.get_mut(&i.licence) {
-            row.status = status(&evaluate(&i.limits, &row.tally, &SystemClock));
+            row.status = status(&evaluate(&i.limits, &row.tally, &SystemClock), &row.tally);
         }
     }
     let rows: Vec<&Row> = rows.values().filter(|r| r.issued).collect();
@@ -165,22 +268,24 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             "trail": args.trail.display().to_string(),
             "customer": customer.name,
             "card_serial": customer.card.serial.to_hex(),
-            "verified_records": records,
+            "verified_records": in_file,
             "first_counter": first_counter,
             "last_counter": last_counter,
             "other_licence_records": other_records,
+            "server_backup": backup.as_ref().map(|b| serde_json::json!({"upto": b.upto, "received_at": b.received_at})),
             "nonces": nonces.iter().map(|(c, v)| serde_json::json!({"counter": c, "value": v})).collect::<Vec<_>>(),
             "licences": rows.iter().map(|r| serde_json::json!({
                 "licence": r.licence.to_hex(),
                 "title": r.title,
                 "document_id": r.document_id,
                 "issued_at": r.issued_at,
-                "opens": r.tally.opens,
-                "page_views_prepaid": r.tally.page_views,
-                "page_records": r.tally.page_records,
-                "seconds": r.tally.seconds,
-                "time_records": r.tally.time_records,
-                "printed_pages": r.tally.printed,
+                "written_off": r.tally.written_off,
+                "opens": total(r, r.tally.opens),
+                "page_views_prepaid": total(r, r.tally.page_views),
+                "page_records": total(r, r.tally.page_records),
+                "seconds": total(r, r.tally.seconds),
+                "time_records": total(r, r.tally.time_records),
+                "printed_pages": total(r, r.tally.printed),
                 "status": r.status,
             })).collect::<Vec<_>>(),
         });
@@ -191,16 +296,18 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
         );
         for r in &rows {
             let t = &r.tally;
+            // A written-off licence has no totals to bill by: empty cells, never placeholders.
+            let cell = |v: u64| total(r, v).map(|v| v.to_string()).unwrap_or_default();
             println!(
                 "{},{},{},{},{},{},{},{},{}",
                 r.licence,
                 csv_field(&r.title),
-                t.opens,
-                t.page_views,
-                t.page_records,
-                t.seconds,
-                t.time_records,
-                t.printed,
+                cell(t.opens),
+                cell(t.page_views),
+                cell(t.page_records),
+                cell(t.seconds),
+                cell(t.time_records),
+                cell(t.printed),
                 csv_field(&r.status)
             );
         }
@@ -211,11 +318,22 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             customer.name, customer.card.serial
         );
         println!(
-            "verified: {records} records, counters {first_counter}..={last_counter}; every signature checked"
+            "verified: {}; every signature checked",
+            counter_range(in_file, first_counter, last_counter)
         );
-        println!(
-            "note: compare {last_counter} with the card's counter minus one to rule out a truncated or restored trail"
-        );
+        match &backup {
+            Some(b) if b.upto > last_counter => println!(
+                "warning: this trail ends at counter {last_counter}, before the validation server's backup of this card's trail (received {}, up to counter {}): it is an old copy, and the use after it is missing; ask {} for the current trail",
+                b.received_at, b.upto, customer.name
+            ),
+            Some(b) => println!(
+                "backup: this trail reaches the validation server's newest backup of the card's trail (up to counter {}, received {})",
+                b.upto, b.received_at
+            ),
+            None => println!(
+                "note: the validation server holds no backup of this card's trail, so a copy cut short cannot be told from a complete one here (the reader's `tally-view trail vouch` sends one)"
+            ),
+        }
         for (c, v) in &nonces {
             println!("nonce: {v} (counter {c})");
         }
@@ -223,23 +341,18 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             println!("licences: none issued to {}", customer.name);
         }
         for r in &rows {
-            let t = &r.tally;
             println!(
-                "licence {} ({}): {} openings, {} page views prepaid in {} blocks, {} min {} s in {} time units, {} pages printed — {}",
+                "licence {} ({}): {}",
                 r.licence,
                 r.title,
-                t.opens,
-                t.page_views,
-                t.page_records,
-                t.seconds / 60,
-                t.seconds % 60,
-                t.time_records,
-                t.printed,
-                r.status
+                use_line(r, trail.vouched().is_some())
             );
         }
         if other_records > 0 {
-            println!("other licences: {other_records} records (not this vendor's, not itemised)");
+            println!(
+                "other licences: {} (not this vendor's, not itemised)",
+                plural(other_records, "record", "records")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

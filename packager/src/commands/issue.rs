@@ -5,6 +5,11 @@
 //! key from the registry, builds the limits from `--policy` and the flags, and writes a
 //! vendor-signed keyfile (`tally_core::keyfile`). Every issued licence is recorded in
 //! the registry so `audit` can name it.
+//!
+//! Re-issuing a document to a customer who already holds a licence for it is the
+//! publisher's choice, never a silent second licence: `--supersede` revokes the old one on
+//! the validation server, `--keep-both` leaves both valid; without either, `issue` refuses
+//! and names both.
 
 use super::{Ctx, refused};
 use anyhow::{Context, Result, bail};
@@ -32,6 +37,14 @@ pub struct IssueArgs {
     /// Replace FILE if it exists.
     #[arg(long)]
     pub force: bool,
+    /// When the customer already holds a licence for this document: revoke the old one on
+    /// the validation server (it is refused at its next online check).
+    #[arg(long, conflicts_with = "keep_both")]
+    pub supersede: bool,
+    /// When the customer already holds a licence for this document: leave it valid beside
+    /// the new one.
+    #[arg(long)]
+    pub keep_both: bool,
     /// A policy file (`docs/policy-format.md`); the flags below add to it.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -130,6 +143,32 @@ pub fn issued_to(conn: &Connection, customer: &str) -> Result<Vec<IssuedRow>> {
         })
     })
     .collect()
+}
+
+/// The licences (id, issue time) `customer` holds for `document` (hex) and that are not
+/// revoked, oldest first.
+fn earlier_licences(
+    conn: &Connection,
+    customer: &str,
+    document: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut st = conn.prepare(
+        "SELECT k.licence_id, k.issued_at FROM keyfiles k
+         LEFT JOIN copies c ON c.licence_id = k.licence_id
+         WHERE k.customer = ?1 AND k.document_id = ?2
+           AND (c.status IS NULL OR c.status != 'revoked')
+         ORDER BY k.issued_at, k.licence_id",
+    )?;
+    let rows = st.query_map([customer, document], |r| {
+        let issued_at: String = r.get(1)?;
+        // To the second: the fraction is noise in a message.
+        let issued_at = match issued_at.split_once('.') {
+            Some((seconds, _)) => format!("{seconds}Z"),
+            None => issued_at,
+        };
+        Ok((r.get(0)?, issued_at))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// The customer a licence was issued to, if this vendor issued it.
@@ -252,6 +291,21 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
             args.package.display()
         )));
     };
+    let earlier = earlier_licences(registry.connection(), &customer.name, &document.to_hex())?;
+    if let Some((old, issued_at)) = earlier.first()
+        && !args.supersede
+        && !args.keep_both
+    {
+        let more = match earlier.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        return Err(refused(format!(
+            "{} already holds licence {old}{more} for \"{}\" (issued {issued_at}). Give --supersede to revoke the old licence on the validation server (it is refused at its next online check), or --keep-both to leave it valid beside the new one",
+            customer.name,
+            header.title()
+        )));
+    }
     let mut lic = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut lic);
     let licence = LicenceId(lic);
@@ -300,6 +354,16 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
             ],
         )
         .context("recording the keyfile in the registry")?;
+    let mut superseded = Vec::new();
+    if args.supersede {
+        for (old, _) in &earlier {
+            superseded.extend(crate::server::db::revoke(
+                registry.connection(),
+                Some(old),
+                None,
+            )?);
+        }
+    }
     println!("keyfile: {}", args.output.display());
     println!("licence: {licence}");
     println!(
@@ -310,6 +374,16 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
     println!("limits: {}", summary(&cis.limits));
     if args.allow_emulated_card {
         println!("emulated card: accepted");
+    }
+    for old in &superseded {
+        println!(
+            "superseded: licence {old} is revoked on the validation server (it is refused at its next online check)"
+        );
+    }
+    if args.keep_both {
+        for (old, _) in &earlier {
+            println!("kept: licence {old} stays valid beside this one");
+        }
     }
     if let Some(s) = &cis.server {
         println!(
@@ -347,7 +421,7 @@ pub fn summary(l: &Limits) -> String {
         parts.push(format!("rule {r}"));
     }
     if parts.is_empty() {
-        parts.push("unlimited ([0041]: billed from the audited trail)".into());
+        parts.push("unlimited (billed from the audited trail)".into());
     }
     format!(
         "{}; rights {}; page block {}; time unit {} s",

@@ -22,14 +22,14 @@ pub struct ServeArgs {
     /// `revoke` and `copies`).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// A folder holding the packages, to compute ICVs (repeatable; default
+    /// A folder holding the packages, to compute integrity checks (repeatable; default
     /// `<vendor>/packages`). Files are matched to the registry by SHA-256.
     #[arg(long = "packages", value_name = "DIR")]
     pub packages: Vec<PathBuf>,
-    /// How long a VAL_OK ticket stands, in hours.
+    /// How long a validation answer lets a copy work offline, in hours.
     #[arg(long, value_name = "HOURS", default_value_t = 24 * 7)]
     pub ticket_hours: u32,
-    /// ICV variant accepted (repeatable; default V7, the strongest).
+    /// Integrity-check variant accepted (repeatable; default V7, the strongest).
     #[arg(long = "icv", value_name = "V1..V7")]
     pub icv: Vec<IcvVariant>,
     /// How the records lost between a reader's backup and a restore are charged: `full`

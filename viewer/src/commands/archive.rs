@@ -48,12 +48,13 @@ pub fn run(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
         );
     } else {
         println!(
-            "archived {} records (counters {}..={}) to {}; {} records stay in the working trail",
-            a.records,
-            a.first,
-            a.upto,
+            "archived {} to {}; {} in the working trail",
+            super::records_with_counters(a.records, a.first, a.upto),
             a.path.display(),
-            a.kept
+            match a.kept {
+                1 => "1 record stays".to_string(),
+                n => format!("{n} records stay"),
+            }
         );
     }
     Ok(())

@@ -117,3 +117,18 @@ pub fn home(flag: &Option<PathBuf>) -> Result<Home, Failure> {
         .map(|d| Home::new(d.data_dir()))
         .ok_or_else(|| Failure::Usage(anyhow::anyhow!("no home folder: set TALLY_HOME or --home")))
 }
+
+/// `n` and the right one of `one` / `many`: "1 record", "7 records".
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `n` records with their counters, in words: "7 records (counters 3251375168 to
+/// 3251375174)", "1 record (counter 12)", "no records".
+pub fn records_with_counters(n: u64, first: u64, last: u64) -> String {
+    match n {
+        0 => "no records".to_string(),
+        1 => format!("1 record (counter {last})"),
+        _ => format!("{n} records (counters {first} to {last})"),
+    }
+}

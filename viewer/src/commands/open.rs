@@ -58,5 +58,64 @@ pub fn run(cli: &Cli, home: &Home) -> Outcome {
             Ok(Box::new(app))
         }),
     )
-    .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot open a window: {e}")))
+    .map_err(|e| {
+        Failure::Usage(anyhow::anyhow!(
+            "cannot open a window: {}",
+            window_error(&e)
+        ))
+    })
+}
+
+/// Why the window could not open, in the reader's words: no display named, or the windowing
+/// library's reason without the source path it embeds (`os error at /…/mod.rs:765: …`).
+fn window_error(e: &eframe::Error) -> String {
+    let unset = |v: &str| std::env::var_os(v).is_none_or(|s| s.is_empty());
+    if unset("DISPLAY") && unset("WAYLAND_DISPLAY") && unset("WAYLAND_SOCKET") {
+        return "no display is set (DISPLAY and WAYLAND_DISPLAY are empty): run it in a desktop \
+                session or under an X server such as Xvfb"
+            .to_string();
+    }
+    without_source_paths(&e.to_string())
+}
+
+/// `text` with every ` at /path/file.rs:LINE` removed.
+fn without_source_paths(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(" at /") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 4..];
+        // The path ends at the first `:` followed by digits (the line number).
+        let end = after.char_indices().find_map(|(j, c)| {
+            let digits = after[j + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .count();
+            (c == ':' && digits > 0).then_some(j + 1 + digits)
+        });
+        match end {
+            Some(end) => rest = &after[end..],
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_paths_are_dropped() {
+        assert_eq!(
+            super::without_source_paths(
+                "winit EventLoopError: os error at /root/.cargo/registry/src/x/winit-0.30.13/src/platform_impl/linux/mod.rs:765: neither WAYLAND_DISPLAY nor DISPLAY is set."
+            ),
+            "winit EventLoopError: os error: neither WAYLAND_DISPLAY nor DISPLAY is set."
+        );
+        assert_eq!(super::without_source_paths("no path here"), "no path here");
+        assert_eq!(super::without_source_paths("at /x y"), "at /x y");
+    }
 }

@@ -19,7 +19,8 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use tally_core::home::{CardSpec, Home};
-use tally_core::trail::{Trail, Usage};
+use tally_core::trail::body::{LostCharge, Recovery};
+use tally_core::trail::{LicenceId, Trail, Usage};
 use tally_core::validation::{
     MAX_RESTORE_ANSWER, open_restore_answer, restore_request_body, seal_restore_request,
 };
@@ -35,7 +36,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub replace: bool,
     /// Restore from the mirror copy (`tally-view trail mirror DIR`) instead of the server:
-    /// accepted only if it passes ValidateTrail with the card, i.e. nothing is missing.
+    /// accepted only if the card confirms that nothing is missing from it.
     #[arg(long, conflicts_with_all = ["keyfile", "server", "server_key"])]
     pub from_mirror: bool,
     /// Print JSON instead of text.
@@ -110,11 +111,9 @@ fn from_mirror(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
                 );
             } else {
                 println!(
-                    "trail restored from the mirror {}: {} records, counters {}..={}, nothing missing",
+                    "trail restored from the mirror {}: {}, nothing missing",
                     mirror.display(),
-                    v.records,
-                    v.first_counter,
-                    v.last_counter
+                    super::records_with_counters(v.records, v.first_counter, v.last_counter)
                 );
             }
             Ok(())
@@ -140,6 +139,14 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let id = card.identity().context("reading the card")?;
     let path = home.trail_path(&id.serial);
     make_room(&path, args.replace)?;
+    if !args.json {
+        eprintln!(
+            "Restoring the trail of card {} from the backup kept by {url}. What this card \
+             recorded after that backup is lost; the publisher's policy decides how that is \
+             charged, and the answer says which licences were charged.",
+            id.serial
+        );
+    }
     // The card signs the request: only this card can ask for its trail.
     let body = restore_request_body(&key, time::OffsetDateTime::now_utc().unix_timestamp());
     let request = Trail::sign_detached(&path, &mut card, &id, &body).map_err(trail_failure)?;
@@ -174,14 +181,20 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
         .add_trusted_validator(&key)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
     let last = trail.records().last();
-    let (from, to, charge) = match last.and_then(|r| tally_core::trail::Body::parse(&r.body).ok()) {
-        Some(tally_core::trail::Body {
-            usage: Usage::Recovery(r),
-            ..
-        }) => (r.from, r.to, r.charge.as_str()),
-        _ => (0, 0, "?"),
-    };
-    let backup_records = trail.records().len().saturating_sub(1);
+    let recovery = last
+        .and_then(|r| tally_core::trail::Body::parse(&r.body).ok())
+        .and_then(|b| match b.usage {
+            Usage::Recovery(r) => Some(r),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Failure::Check(anyhow!(
+                "the restored trail does not end with the server's recovery record"
+            ))
+        })?;
+    let backup_records = trail.records().len().saturating_sub(1) as u64;
+    let lost = recovery.to.saturating_sub(recovery.from).saturating_add(1);
+    let this_licence = this_licence(&args.target, home);
     if args.json {
         println!(
             "{:#}",
@@ -191,18 +204,23 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
                 "server": url,
                 "server_key": hex::encode(key.fingerprint()),
                 "backup_records": backup_records,
-                "lost_from": from,
-                "lost_to": to,
-                "charge": charge,
+                "lost_from": recovery.from,
+                "lost_to": recovery.to,
+                "lost_counters": lost,
+                "charge": recovery.charge.as_str(),
+                "charged_licences": match (&recovery.licences, recovery.charge) {
+                    (_, LostCharge::Forgive) => serde_json::json!([]),
+                    (None, LostCharge::Full) => serde_json::json!("every"),
+                    (Some(l), LostCharge::Full) => serde_json::json!(l.iter().map(|l| l.to_hex()).collect::<Vec<_>>()),
+                },
                 "recovery_counter": last.map(|r| r.counter),
                 "server_trusted_now": added,
             })
         );
     } else {
-        println!(
-            "trail restored from {url}: {backup_records} records from the backup; counters {from}..={to} were lost and are charged `{charge}` by the server's recovery record (counter {})",
-            last.map_or(0, |r| r.counter)
-        );
+        for line in restored_report(&url, backup_records, &recovery, this_licence.as_ref()) {
+            println!("{line}");
+        }
         if added {
             eprintln!(
                 "note: validation server {} is now trusted for validator and recovery records",
@@ -211,4 +229,60 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// The licence of `--keyfile`, if one was given and opens (to name it in the report).
+fn this_licence(target: &ServerArgs, home: &Home) -> Option<LicenceId> {
+    let bytes = std::fs::read(target.keyfile.as_ref()?).ok()?;
+    tally_core::keyfile::Keyfile::open(&bytes, &super::trust::trusted(home))
+        .ok()
+        .map(|k| k.licence())
+}
+
+/// What a restore did, in the reader's words: what came back, what was lost, and what the
+/// publisher's policy charged for it, licence by licence.
+fn restored_report(
+    url: &str,
+    backup_records: u64,
+    r: &Recovery,
+    this: Option<&LicenceId>,
+) -> Vec<String> {
+    let lost = r.to.saturating_sub(r.from).saturating_add(1);
+    let mut out = vec![format!(
+        "Trail restored from {url}: {} from the backup.",
+        super::plural(backup_records, "record", "records")
+    )];
+    out.push(if lost == 1 {
+        format!(
+            "Lost: 1 card counter ({}), used by this restore request; nothing was recorded after the server's backup.",
+            r.to
+        )
+    } else {
+        format!(
+            "Lost: {lost} card counters ({} to {}) were used after the server's backup, the last by this restore request; the server never saw their records, so it cannot tell what they were.",
+            r.from, r.to
+        )
+    });
+    let name = |l: &LicenceId| {
+        if Some(l) == this {
+            format!("{l} (this keyfile's)")
+        } else {
+            l.to_string()
+        }
+    };
+    out.push(match (r.charge, &r.licences) {
+        (LostCharge::Forgive, _) => {
+            "Charged: nothing; the publisher's policy forgives lost use (the loss stays on record in the trail).".to_string()
+        }
+        (LostCharge::Full, None) => {
+            "Charged in full, as the publisher's policy says for lost use: every licence of this card now counts as used up.".to_string()
+        }
+        (LostCharge::Full, Some(l)) => format!(
+            "Charged in full, as the publisher's policy says for lost use: {} {} now {} as used up.",
+            if l.len() == 1 { "licence" } else { "licences" },
+            l.iter().map(name).collect::<Vec<_>>().join(", "),
+            if l.len() == 1 { "counts" } else { "count" },
+        ),
+    });
+    out
 }

@@ -108,25 +108,33 @@ fn verify(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
         println!("{out:#}");
     } else if let Some(f) = trail.vouched() {
         println!(
-            "trail OK: {} records, counters {}..={}; fast start from the validator record at \
-             counter {} (server key {}): counters up to {} checked by its chain hash, the \
-             {} records after them by signature against card {}",
-            v.records,
-            v.first_counter,
-            v.last_counter,
-            f.counter,
+            "trail OK: {}; the validation server (key {}) vouched for counters up to {} \
+             (its record at counter {}), checked by its chain hash; the {} after them \
+             checked by signature against card {}",
+            super::records_with_counters(v.records, v.first_counter, v.last_counter),
             hex::encode(&f.server_key[..8]),
             f.upto,
-            v.newly_verified,
+            f.counter,
+            super::plural(v.newly_verified, "record", "records"),
             id.serial
         );
     } else {
         println!(
-            "trail OK: {} records, counters {}..={}, every signature verified against card {}",
-            v.records, v.first_counter, v.last_counter, id.serial
+            "trail OK: {}, every signature verified against card {}",
+            super::records_with_counters(v.records, v.first_counter, v.last_counter),
+            id.serial
         );
     }
     Ok(())
+}
+
+/// "counter 12", "counters 12 to 15".
+fn lost_counters(from: u64, to: u64) -> String {
+    if from == to {
+        format!("counter {from}")
+    } else {
+        format!("counters {from} to {to}")
+    }
 }
 
 fn describe(usage: &Usage) -> (String, Option<String>) {
@@ -138,11 +146,20 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             first,
             count,
         } => (
-            format!("pages {count} from page {first}"),
+            format!(
+                "{} from page {first}",
+                super::plural(u64::from(*count), "page", "pages")
+            ),
             Some(licence.to_hex()),
         ),
         Usage::Time { licence, seconds } => (format!("time {seconds}s"), Some(licence.to_hex())),
-        Usage::Print { licence, pages } => (format!("print {pages} pages"), Some(licence.to_hex())),
+        Usage::Print { licence, pages } => (
+            format!(
+                "print {}",
+                super::plural(u64::from(*pages), "page", "pages")
+            ),
+            Some(licence.to_hex()),
+        ),
         Usage::Nonce { value } => (format!("nonce {value}"), None),
         Usage::Validator(v) => (
             format!(
@@ -154,17 +171,17 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
         ),
         Usage::Recovery(r) => (
             format!(
-                "recovery by server {}: counters {}..={} lost, charged {} to {}",
+                "restored by server {}: {} lost, {}",
                 hex::encode(&r.server_key[..8]),
-                r.from,
-                r.to,
-                r.charge.as_str(),
-                r.licences
-                    .as_ref()
-                    .map_or("every licence".to_string(), |l| format!(
-                        "{} licence(s)",
-                        l.len()
-                    ))
+                lost_counters(r.from, r.to),
+                match (r.charge, &r.licences) {
+                    (tally_core::trail::body::LostCharge::Forgive, _) => "forgiven".to_string(),
+                    (_, None) => "charged in full to every licence".to_string(),
+                    (_, Some(l)) => format!(
+                        "charged in full to {}",
+                        super::plural(l.len() as u64, "licence", "licences")
+                    ),
+                }
             ),
             None,
         ),

@@ -31,7 +31,7 @@ pub struct ValidateArgs {
     /// Ask this server instead of the keyfile's URL (the key must still be the keyfile's).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// The ICV variant to compute (the server accepts V7 unless told otherwise).
+    /// The integrity-check variant to compute (the server accepts V7 unless told otherwise).
     #[arg(long, value_name = "V1..V7", default_value = "V7")]
     pub icv: IcvVariant,
     /// Print JSON instead of text.

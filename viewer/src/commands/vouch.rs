@@ -209,13 +209,13 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
         );
     } else {
         println!(
-            "trail vouched for by {url} up to counter {upto}; validator record written at counter {} (server key {})",
-            rec.counter,
-            hex::encode(&key.fingerprint()[..8])
+            "trail vouched for by {url} up to counter {upto} (server key {}); its record is at counter {}, and the server keeps a backup of the trail",
+            hex::encode(&key.fingerprint()[..8]),
+            rec.counter
         );
         if newly_trusted {
             println!(
-                "note: this server's key is now trusted for fast starts of ValidateTrail ({})",
+                "note: this server is now trusted to vouch for your trail, so later checks start from its record ({})",
                 home.validators_path().display()
             );
         }
