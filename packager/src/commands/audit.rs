@@ -72,7 +72,7 @@ fn csv_field(s: &str) -> String {
 
 /// Runs `audit`.
 pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
-    let registry = ctx.registry()?;
+    let mut registry = ctx.registry()?;
     let Some(customer) = registry.customer(&args.customer)? else {
         return Err(refused(format!(
             "no customer named `{}` in the registry (see `tally-pack customer list`)",

@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| "Untitled".into()),
     };
     let vendor = ctx.open_vendor()?;
-    let registry = ctx.registry()?;
+    let mut registry = ctx.registry()?;
 
     let input = std::fs::File::open(&args.input)
         .with_context(|| format!("opening {}", args.input.display()))?;
@@ -147,7 +147,10 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
             return Err(e.context(format!("packing {}", args.input.display())));
         }
     };
-    if let Err(e) = registry.add_package(&vendor, &header, &sum, &key) {
+    // Where the package will be, so `serve` finds it with no --packages flag.
+    let location = std::path::absolute(&args.output)
+        .with_context(|| format!("resolving {}", args.output.display()))?;
+    if let Err(e) = registry.add_package(&vendor, &header, &sum, &key, Some(&location)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context("recording the package in the registry"));
     }

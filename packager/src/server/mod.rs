@@ -1,6 +1,14 @@
-//! The validation server of WO 98/33296 (Figures 1–4): HTTP on loopback, SQLite (the
-//! registry, WAL, `synchronous = FULL`) as its database. Every rule is
+//! The validation server of WO 98/33296 (Figures 1–4): HTTP on loopback, the registry as
+//! its database — a SQLite file (WAL, `synchronous = FULL`) or PostgreSQL shared by any
+//! number of `serve` nodes (see [`crate::sql`]). Every rule is
 //! `tally_core::validation::decide`; this module only decrypts, looks up, stores, signs.
+//!
+//! Cost per request, cheap work first: a VAL_REQ is decrypted, then judged on the copy's
+//! row (replay, sequence, revocation, clone) before any package-sized work; the ICV is
+//! computed only for a request that would otherwise pass, with no database connection or
+//! lock held, and the decision is then taken again under the copy's row lock. Per client
+//! address at most `max_per_client` requests are in flight (429 beyond); every request is
+//! logged to stderr as one line (method, path, status, outcome, milliseconds).
 //!
 //! * `POST /v1/validate` — body: an encrypted VAL_REQ (exactly `ENVELOPE_LEN` bytes).
 //!   200 with a signed VAL_OK, or 403 with a signed refusal (header `x-tally-status`
@@ -15,17 +23,19 @@ pub mod db;
 pub mod restore;
 pub mod trail;
 
+use crate::sql::{Db, Pool, Target};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rusqlite::Connection;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tally_core::icv::{self, IcvVariant, Iv};
+use std::time::Duration;
+use tally_core::icv::{self, Icv, IcvVariant, Iv};
 use tally_core::policy::Clock;
 use tally_core::validation::{ENVELOPE_LEN, Lookup, Presented, ServerSecret, Status, decide};
 
@@ -35,13 +45,21 @@ pub const MAX_BODY: usize = 64 * 1024;
 const MAX_PACKAGE: u64 = 1 << 30;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a handler waits for a free database connection before answering 503.
+const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// How the server runs.
 pub struct Config {
     /// The server key.
     pub key: ServerSecret,
-    /// The registry database.
-    pub db: PathBuf,
+    /// The registry database: a SQLite file or a PostgreSQL URL.
+    pub db: Target,
+    /// Database connections per node (PostgreSQL; SQLite uses one).
+    pub pool_size: usize,
+    /// Requests one client address may have in flight at once (more get 429).
+    pub max_per_client: usize,
+    /// Bytes of package files kept in memory for ICVs (least recently used go first).
+    pub package_cache: u64,
     /// Folders holding the packages (matched to the registry by SHA-256).
     pub package_dirs: Vec<PathBuf>,
     /// Ticket lifetime in seconds.
@@ -56,37 +74,89 @@ pub struct Config {
 
 struct App {
     key: ServerSecret,
-    conn: Mutex<Connection>,
+    pool: Pool,
     package_dirs: Vec<PathBuf>,
-    packages: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    packages: Mutex<PackageCache>,
     lifetime: i64,
     variants: Vec<IcvVariant>,
     clock: Arc<dyn Clock>,
     lost_records: tally_core::trail::body::LostCharge,
+    max_per_client: usize,
+    in_flight: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// Opens the database and builds the router.
-pub fn router(config: Config) -> Result<Router> {
-    let registry = crate::registry::Registry::open_file(&config.db)?;
-    drop(registry);
-    let conn =
-        Connection::open(&config.db).with_context(|| format!("opening {}", config.db.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    db::sync_copies(&conn)?;
+/// Package files in memory, bounded in bytes; the least recently used go first.
+struct PackageCache {
+    limit: u64,
+    used: u64,
+    tick: u64,
+    entries: HashMap<String, (Arc<Vec<u8>>, u64)>,
+}
+
+impl PackageCache {
+    fn get(&mut self, document: &str) -> Option<Arc<Vec<u8>>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(document).map(|(p, t)| {
+            *t = tick;
+            p.clone()
+        })
+    }
+
+    fn put(&mut self, document: &str, bytes: Arc<Vec<u8>>) {
+        let size = bytes.len() as u64;
+        if size > self.limit {
+            return;
+        }
+        while self.used + size > self.limit {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((p, _)) = self.entries.remove(&oldest) {
+                self.used -= p.len() as u64;
+            }
+        }
+        self.tick += 1;
+        if let Some((old, _)) = self
+            .entries
+            .insert(document.to_string(), (bytes, self.tick))
+        {
+            self.used -= old.len() as u64;
+        }
+        self.used += size;
+    }
+}
+
+/// Opens (and migrates) the database and builds the router; also returns the state, so
+/// the caller can drop it (and close the database connections) outside the async runtime:
+/// the synchronous PostgreSQL client blocks on its own runtime when it closes.
+fn build(config: Config) -> Result<(Router, Arc<App>)> {
+    let registry = crate::registry::Registry::open_target(&config.db)?;
+    let mut first = registry.into_db();
+    db::sync_copies(&mut first)?;
     let app = Arc::new(App {
         key: config.key,
-        conn: Mutex::new(conn),
+        pool: Pool::new(config.db, first, config.pool_size),
         package_dirs: config.package_dirs,
-        packages: Mutex::new(HashMap::new()),
+        packages: Mutex::new(PackageCache {
+            limit: config.package_cache,
+            used: 0,
+            tick: 0,
+            entries: HashMap::new(),
+        }),
         lifetime: config.lifetime,
         variants: config.variants,
         clock: config.clock,
         lost_records: config.lost_records,
+        max_per_client: config.max_per_client.max(1),
+        in_flight: Mutex::new(HashMap::new()),
     });
-    Ok(Router::new()
+    let router = Router::new()
         .route("/v1/validate", post(validate))
         .route("/v1/server-key", get(server_key))
         .route("/v1/trail/validate", post(trail::trail_validate))
@@ -98,7 +168,86 @@ pub fn router(config: Config) -> Result<Router> {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(app))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            admit_and_log,
+        ))
+        .with_state(app.clone());
+    Ok((router, app))
+}
+
+/// Releases a client's in-flight slot when the request ends (however it ends).
+struct InFlight<'a> {
+    app: &'a App,
+    ip: IpAddr,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self.app.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Every request: the per-client limit (429 beyond `max_per_client` in flight from one
+/// address), then one line to stderr: method, path, status, outcome (`x-tally-status` or
+/// `x-tally-check` when the answer has one), client, milliseconds.
+async fn admit_and_log(
+    State(app): State<Arc<App>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let admitted = match ip {
+        Some(ip) => {
+            let mut m = app.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n >= app.max_per_client {
+                None
+            } else {
+                *n += 1;
+                Some(Some(InFlight { app: &app, ip }))
+            }
+        }
+        None => Some(None),
+    };
+    let response = match admitted {
+        None => bad(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many requests in flight from this address (at most {})",
+                app.max_per_client
+            ),
+        ),
+        Some(slot) => {
+            let r = next.run(req).await;
+            drop(slot);
+            r
+        }
+    };
+    let outcome = ["x-tally-status", "x-tally-check"]
+        .iter()
+        .find_map(|h| response.headers().get(*h))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    eprintln!(
+        "{method} {path} {} {outcome} {} {:.1}ms",
+        response.status().as_u16(),
+        ip.map_or_else(|| "-".to_string(), |i| i.to_string()),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    response
 }
 
 fn bad(code: StatusCode, reason: impl Into<String>) -> Response {
@@ -117,6 +266,10 @@ fn bad(code: StatusCode, reason: impl Into<String>) -> Response {
 pub(crate) async fn blocking(f: impl FnOnce() -> Result<Response> + Send + 'static) -> Response {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(r)) => r,
+        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::sql::Busy>()) => bad(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("server busy, try again later: {e:#}"),
+        ),
         Ok(Err(e)) => bad(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("server error: {e:#}"),
@@ -214,6 +367,15 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
     blocking(move || app.handle(&body)).await
 }
 
+/// What one pass over the copy's locked row found.
+enum Step {
+    /// Decided and stored.
+    Done(Box<tally_core::validation::Decision>),
+    /// The request passes every check but the ICV: compute it (no lock held) and decide
+    /// again.
+    NeedIcv(String),
+}
+
 impl App {
     fn handle(&self, body: &[u8]) -> Result<Response> {
         let (req, hash) = match self.key.open_request(body) {
@@ -225,74 +387,88 @@ impl App {
                 ));
             }
         };
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut found = db::lookup(&conn, &req.ui)?;
-        if found.is_none() && db::sync_copies(&conn)? > 0 {
-            found = db::lookup(&conn, &req.ui)?;
-        }
-        let (row, how) = match &found {
-            Some((r, h)) => (Some(r), *h),
-            None => (None, Lookup::Unknown),
-        };
-        let expected_icv = match row {
-            Some(r) if how != Lookup::Superseded => {
-                let Some(p) = self.package(&conn, &r.document)? else {
-                    // The server's own configuration is at fault, not the copy: no verdict
-                    // (a signed ICV mismatch would stop an honest reader's copy), nothing
-                    // logged against it. The viewer treats this as a server it can't use.
-                    return Ok(bad(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "this server cannot find the package of document {} in its package folders (tally-pack serve --packages DIR); the copy was not judged",
-                            r.document
-                        ),
-                    ));
+        let variant_accepted = self.variants.contains(&req.variant);
+        // The ICV over the package, once computed (it depends only on the request).
+        let mut computed: Option<Icv> = None;
+        let decision = loop {
+            let mut db = self.pool.get(POOL_WAIT)?;
+            let viewer_registered = db::viewer_registered(&mut db, &req.viewer_icv)?;
+            let mut iv = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+            let now = self.clock.now().unix_timestamp();
+            let step = db.transaction(|db| {
+                let mut found = db::lookup_for_update(db, &req.ui)?;
+                if found.is_none() && db::sync_copies(db)? > 0 {
+                    found = db::lookup_for_update(db, &req.ui)?;
+                }
+                let (row, how) = match &found {
+                    Some((r, h)) => (Some(r), *h),
+                    None => (None, Lookup::Unknown),
                 };
-                Some(icv::compute(req.variant, &p, &req.ui, &req.iv))
+                // Until the ICV is computed, decide as if it matched: any other refusal
+                // comes first in `decide`, so a replayed, revoked, cloned or unknown copy
+                // is answered without touching the package.
+                let d = decide(
+                    &self.key,
+                    row.map(|r| &r.state),
+                    Presented {
+                        req: &req,
+                        request_hash: hash,
+                        lookup: how,
+                        expected_icv: Some(computed.unwrap_or(req.icv)),
+                        viewer_registered,
+                        variant_accepted,
+                    },
+                    now,
+                    self.lifetime,
+                    Iv(iv),
+                );
+                if let Some(r) = row {
+                    if d.verdict.status == Status::Ok && computed.is_none() {
+                        return Ok(Step::NeedIcv(r.document.clone()));
+                    }
+                    if let Some(s) = &d.new_state {
+                        db::store(db, r.id, s)?;
+                    }
+                    db::retire(db, r.id, &d.retired)?;
+                    if let Some(f) = d.flag {
+                        db::flag(db, r.id, f)?;
+                    }
+                }
+                db::log(
+                    db,
+                    row.map(|r| r.id),
+                    now,
+                    d.verdict.status.name(),
+                    req.psi,
+                    d.verdict.vssi,
+                )?;
+                Ok(Step::Done(Box::new(d)))
+            })?;
+            match step {
+                Step::Done(d) => break *d,
+                Step::NeedIcv(document) => {
+                    let located = self.locate(&mut db, &document)?;
+                    // No connection is held while the package is read and hashed.
+                    drop(db);
+                    let Some(p) = self.package(&document, located)? else {
+                        // The server's own configuration is at fault, not the copy: no
+                        // verdict (a signed ICV mismatch would stop an honest reader's
+                        // copy), nothing logged against it. The viewer treats this as a
+                        // server it can't use.
+                        return Ok(bad(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "this server cannot find the package of document {document} (not where `pack` wrote it, nor in the folders of tally-pack serve --packages DIR); the copy was not judged"
+                            ),
+                        ));
+                    };
+                    computed = Some(icv::compute(req.variant, &p, &req.ui, &req.iv));
+                }
             }
-            _ => None,
         };
-        let viewer_registered = db::viewer_registered(&conn, &req.viewer_icv)?;
-        let mut iv = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
-        let now = self.clock.now().unix_timestamp();
-        let d = decide(
-            &self.key,
-            row.map(|r| &r.state),
-            Presented {
-                req: &req,
-                request_hash: hash,
-                lookup: how,
-                expected_icv,
-                viewer_registered,
-                variant_accepted: self.variants.contains(&req.variant),
-            },
-            now,
-            self.lifetime,
-            Iv(iv),
-        );
-        let tx = conn.transaction()?;
-        if let Some(r) = row {
-            if let Some(s) = &d.new_state {
-                db::store(&tx, r.id, s)?;
-            }
-            db::retire(&tx, r.id, &d.retired)?;
-            if let Some(f) = d.flag {
-                db::flag(&tx, r.id, f)?;
-            }
-        }
-        db::log(
-            &tx,
-            row.map(|r| r.id),
-            now,
-            d.verdict.status.name(),
-            req.psi,
-            d.verdict.vssi,
-        )?;
-        tx.commit()?;
-        drop(conn);
-        let signed = self.key.sign(&d.verdict);
-        let code = if d.verdict.status == Status::Ok {
+        let signed = self.key.sign(&decision.verdict);
+        let code = if decision.verdict.status == Status::Ok {
             StatusCode::OK
         } else {
             StatusCode::FORBIDDEN
@@ -303,7 +479,7 @@ impl App {
                 (header::CONTENT_TYPE, "application/octet-stream".to_string()),
                 (
                     header::HeaderName::from_static("x-tally-status"),
-                    d.verdict.status.name().to_string(),
+                    decision.verdict.status.name().to_string(),
                 ),
             ],
             signed,
@@ -311,29 +487,68 @@ impl App {
             .into_response())
     }
 
-    /// The bytes of a registered package, found in the package folders by SHA-256.
-    fn package(&self, conn: &Connection, document: &str) -> Result<Option<Arc<Vec<u8>>>> {
-        let mut cache = self.packages.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(document) {
-            return Ok(Some(p.clone()));
+    /// The registry's SHA-256 of a document's package and where `pack` wrote it.
+    fn locate(&self, db: &mut Db, document: &str) -> Result<Option<(String, Option<PathBuf>)>> {
+        let row = db.query_opt(
+            "SELECT sha256, location FROM packages WHERE document_id = $1",
+            crate::params![document],
+        )?;
+        row.map(|r| Ok((r.text(0)?, r.opt_text(1)?.map(PathBuf::from))))
+            .transpose()
+    }
+
+    /// The bytes of a registered package: from the cache, from where `pack` wrote it, or
+    /// found in the package folders; always checked against the registry's SHA-256.
+    fn package(
+        &self,
+        document: &str,
+        located: Option<(String, Option<PathBuf>)>,
+    ) -> Result<Option<Arc<Vec<u8>>>> {
+        if let Some(p) = self
+            .packages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(document)
+        {
+            return Ok(Some(p));
         }
-        let want: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
-            "SELECT sha256 FROM packages WHERE document_id = ?1",
-            [document],
-            |r| r.get(0),
-        ))?;
-        let Some(want) = want else {
+        let Some((want, location)) = located else {
             return Ok(None);
         };
-        for dir in &self.package_dirs {
-            if let Some(bytes) = find_package(dir, &want)? {
-                let bytes = Arc::new(bytes);
-                cache.insert(document.to_string(), bytes.clone());
-                return Ok(Some(bytes));
+        let mut found = None;
+        if let Some(path) = location {
+            found = read_if_matches(&path, &want)?;
+        }
+        if found.is_none() {
+            for dir in &self.package_dirs {
+                if let Some(bytes) = find_package(dir, &want)? {
+                    found = Some(bytes);
+                    break;
+                }
             }
         }
-        Ok(None)
+        let Some(bytes) = found else {
+            return Ok(None);
+        };
+        let bytes = Arc::new(bytes);
+        self.packages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(document, bytes.clone());
+        Ok(Some(bytes))
     }
+}
+
+/// The file at `path` if it is a package of at most `MAX_PACKAGE` bytes with this SHA-256.
+fn read_if_matches(path: &Path, sha256_hex: &str) -> Result<Option<Vec<u8>>> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(None);
+    };
+    if !meta.is_file() || meta.len() > MAX_PACKAGE {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((hex::encode(tally_core::crypto::sha256(&bytes)) == sha256_hex).then_some(bytes))
 }
 
 fn find_package(dir: &Path, sha256_hex: &str) -> Result<Option<Vec<u8>>> {
@@ -343,15 +558,7 @@ fn find_package(dir: &Path, sha256_hex: &str) -> Result<Option<Vec<u8>>> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
     for entry in entries {
-        let path = entry?.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if !meta.is_file() || meta.len() > MAX_PACKAGE {
-            continue;
-        }
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        if hex::encode(tally_core::crypto::sha256(&bytes)) == sha256_hex {
+        if let Some(bytes) = read_if_matches(&entry?.path(), sha256_hex)? {
             return Ok(Some(bytes));
         }
     }
@@ -365,8 +572,9 @@ pub fn run(config: Config, listen: &str) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
-        let app = router(config)?;
+    // Opened outside the runtime: connecting blocks (PostgreSQL's client runs its own).
+    let (router, app) = build(config)?;
+    let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
@@ -374,11 +582,18 @@ pub fn run(config: Config, listen: &str) -> Result<()> {
         println!("listening on http://{addr}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving")
-    })
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving")
+    });
+    // The runtime first (its tasks hold clones of the state), then the last clone.
+    drop(rt);
+    drop(app);
+    result
 }
 
 async fn shutdown() {
