@@ -72,8 +72,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
-        name: "package locations, so serve finds packages without --packages",
-        sql: "ALTER TABLE packages ADD COLUMN location TEXT;",
+        name: "package locations and chunk digests (serve needs no --packages; ICV V8)",
+        sql: "ALTER TABLE packages ADD COLUMN location TEXT;
+              ALTER TABLE packages ADD COLUMN chunk_digests BLOB;",
     },
 ];
 
@@ -326,8 +327,9 @@ impl Registry {
     }
 
     /// Records a package with its content key encrypted under the vendor's storage key,
-    /// and where the package file is (`location`, absolute), so `serve` finds it without
-    /// `--packages`.
+    /// where the package file is (`location`, absolute), so `serve` finds it without
+    /// `--packages`, and its chunk digests (`tally_core::icv::ChunkDigests::to_bytes`), so
+    /// `serve` computes V8 ICVs without reading it.
     pub fn add_package(
         &mut self,
         vendor: &VendorSecret,
@@ -335,6 +337,7 @@ impl Registry {
         sha256: &str,
         key: &ContentKey,
         location: Option<&Path>,
+        chunk_digests: Option<&[u8]>,
     ) -> Result<()> {
         let id = header.document_id();
         let wrapped = vendor.encrypt_at_rest(
@@ -345,8 +348,8 @@ impl Registry {
         );
         let location = location.map(|p| p.to_string_lossy().into_owned());
         self.db.execute(
-            "INSERT INTO packages (document_id, title, page_count, plaintext_size, sha256, wrapped_key, created_at, location)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO packages (document_id, title, page_count, plaintext_size, sha256, wrapped_key, created_at, location, chunk_digests)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             params![
                 id.to_hex(),
                 header.title(),
@@ -355,7 +358,8 @@ impl Registry {
                 sha256,
                 wrapped,
                 crate::commands::now_rfc3339(),
-                location
+                location,
+                chunk_digests
             ],
         )?;
         Ok(())
@@ -514,7 +518,7 @@ mod tests {
                 &mut |_| {},
             )
             .unwrap();
-            r.add_package(&v, &h, "00", &k, None).unwrap();
+            r.add_package(&v, &h, "00", &k, None, None).unwrap();
             (h, k)
         };
         let (h1, k1) = pack(&mut r);

@@ -959,7 +959,43 @@ fn two_nodes_on_one_database_keep_every_rule(db: Backend) {
     );
 }
 
+/// ICV V8 (V7 over the chunk digests `pack` stored): accepted by default, computed with
+/// no package file at all, and a changed package byte is still an ICV mismatch.
+fn v8_is_checked_from_the_digests_pack_stored(db: Backend) {
+    let Some(env) = Env::new(db, "v8_is_checked_from_the_digests_pack_stored") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    // No package anywhere the server could read it.
+    std::fs::rename(env.path("packages"), env.path("packages.away")).unwrap();
+    let server = env.serve(&[]);
+    for _ in 0..2 {
+        let r = post(
+            server.addr,
+            "/v1/validate",
+            &copy.request_with(IcvVariant::V8, VIEWER_BUILD),
+        );
+        check_http(&r);
+        copy.state.accept(&r.body, &copy.server_key).unwrap();
+    }
+    copy.package[5000] ^= 1;
+    let r = post(
+        server.addr,
+        "/v1/validate",
+        &copy.request_with(IcvVariant::V8, VIEWER_BUILD),
+    );
+    assert_eq!(
+        copy.state.accept(&r.body, &copy.server_key),
+        Err(ValidationError::Refused(Status::IcvMismatch))
+    );
+    // V7 over the bytes still needs the file: 503, no verdict.
+    copy.package[5000] ^= 1;
+    let r = post(server.addr, "/v1/validate", &copy.request());
+    assert_eq!(r.status, 503, "{}", r.text());
+}
+
 on_both_databases!(
+    v8_is_checked_from_the_digests_pack_stored,
     the_server_finds_the_package_where_pack_wrote_it,
     every_request_is_logged_on_one_line,
     one_client_gets_a_bounded_share,

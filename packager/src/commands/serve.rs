@@ -30,8 +30,10 @@ pub struct ServeArgs {
     /// How long a VAL_OK ticket stands, in hours.
     #[arg(long, value_name = "HOURS", default_value_t = 24 * 7)]
     pub ticket_hours: u32,
-    /// ICV variant accepted (repeatable; default V7, the strongest).
-    #[arg(long = "icv", value_name = "V1..V7")]
+    /// ICV variant accepted (repeatable; default V7, the strongest over the bytes, and V8,
+    /// V7 over the chunk digests fixed at pack time, whose cost does not grow with the
+    /// document).
+    #[arg(long = "icv", value_name = "V1..V8")]
     pub icv: Vec<IcvVariant>,
     /// How the records lost between a reader's backup and a restore are charged: `full`
     /// (every licence of the card used up) or `forgive` (recorded, not charged).
@@ -77,7 +79,7 @@ pub fn run_serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         package_dirs.push(dir.join("packages"));
     }
     let variants = if args.icv.is_empty() {
-        vec![IcvVariant::default()]
+        vec![IcvVariant::V7, IcvVariant::V8]
     } else {
         args.icv
     };

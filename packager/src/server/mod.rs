@@ -35,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tally_core::icv::{self, Icv, IcvVariant, Iv};
+use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv};
 use tally_core::policy::Clock;
 use tally_core::validation::{ENVELOPE_LEN, Lookup, Presented, ServerSecret, Status, decide};
 
@@ -77,6 +77,7 @@ struct App {
     pool: Pool,
     package_dirs: Vec<PathBuf>,
     packages: Mutex<PackageCache>,
+    digests: Mutex<HashMap<String, Arc<ChunkDigests>>>,
     lifetime: i64,
     variants: Vec<IcvVariant>,
     clock: Arc<dyn Clock>,
@@ -84,6 +85,10 @@ struct App {
     max_per_client: usize,
     in_flight: Mutex<HashMap<IpAddr, usize>>,
 }
+
+/// Documents whose chunk digests a node keeps in memory (≤ 32 KiB each); past this the
+/// map is emptied and filled again from the database.
+const MAX_DIGEST_ENTRIES: usize = 4096;
 
 /// Package files in memory, bounded in bytes; the least recently used go first.
 struct PackageCache {
@@ -149,6 +154,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
             tick: 0,
             entries: HashMap::new(),
         }),
+        digests: Mutex::new(HashMap::new()),
         lifetime: config.lifetime,
         variants: config.variants,
         clock: config.clock,
@@ -447,21 +453,18 @@ impl App {
             })?;
             match step {
                 Step::Done(d) => break *d,
+                Step::NeedIcv(document) if req.variant == IcvVariant::V8 => {
+                    let Some(d) = self.chunk_digests(db, &document)? else {
+                        return Ok(no_package(&document));
+                    };
+                    computed = Some(icv::compute_v8(&d, &req.ui, &req.iv));
+                }
                 Step::NeedIcv(document) => {
                     let located = self.locate(&mut db, &document)?;
                     // No connection is held while the package is read and hashed.
                     drop(db);
                     let Some(p) = self.package(&document, located)? else {
-                        // The server's own configuration is at fault, not the copy: no
-                        // verdict (a signed ICV mismatch would stop an honest reader's
-                        // copy), nothing logged against it. The viewer treats this as a
-                        // server it can't use.
-                        return Ok(bad(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!(
-                                "this server cannot find the package of document {document} (not where `pack` wrote it, nor in the folders of tally-pack serve --packages DIR); the copy was not judged"
-                            ),
-                        ));
+                        return Ok(no_package(&document));
                     };
                     computed = Some(icv::compute(req.variant, &p, &req.ui, &req.iv));
                 }
@@ -485,6 +488,58 @@ impl App {
             signed,
         )
             .into_response())
+    }
+
+    /// The chunk digests of a document's package (ICV V8): from memory, from the registry
+    /// (`pack` stores them), or — for a package packed before they were stored — computed
+    /// once from the package file and stored for every node. `db` is given back to the
+    /// pool before any file is read.
+    fn chunk_digests(
+        &self,
+        mut db: crate::sql::Pooled<'_>,
+        document: &str,
+    ) -> Result<Option<Arc<ChunkDigests>>> {
+        if let Some(d) = self
+            .digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(document)
+        {
+            return Ok(Some(d.clone()));
+        }
+        let stored = db
+            .query_opt(
+                "SELECT chunk_digests FROM packages WHERE document_id = $1",
+                crate::params![document],
+            )?
+            .map(|r| r.opt_blob(0))
+            .transpose()?
+            .flatten();
+        let digests = match stored {
+            Some(bytes) => ChunkDigests::from_bytes(&bytes).with_context(|| {
+                format!("registry: the chunk digests of document {document} are damaged")
+            })?,
+            None => {
+                let located = self.locate(&mut db, document)?;
+                drop(db);
+                let Some(p) = self.package(document, located)? else {
+                    return Ok(None);
+                };
+                let d = ChunkDigests::of(&p);
+                self.pool.get(POOL_WAIT)?.execute(
+                    "UPDATE packages SET chunk_digests = $2 WHERE document_id = $1",
+                    crate::params![document, d.to_bytes()],
+                )?;
+                d
+            }
+        };
+        let digests = Arc::new(digests);
+        let mut cache = self.digests.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_DIGEST_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(document.to_string(), digests.clone());
+        Ok(Some(digests))
     }
 
     /// The registry's SHA-256 of a document's package and where `pack` wrote it.
@@ -537,6 +592,18 @@ impl App {
             .put(document, bytes.clone());
         Ok(Some(bytes))
     }
+}
+
+/// The 503 of a server that cannot find a copy's package. Its own configuration is at
+/// fault, not the copy: no verdict (a signed ICV mismatch would stop an honest reader's
+/// copy), nothing logged against it. The viewer treats this as a server it can't use.
+fn no_package(document: &str) -> Response {
+    bad(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "this server cannot find the package of document {document} (not where `pack` wrote it, nor in the folders of tally-pack serve --packages DIR); the copy was not judged"
+        ),
+    )
 }
 
 /// The file at `path` if it is a package of at most `MAX_PACKAGE` bytes with this SHA-256.
