@@ -70,14 +70,32 @@ fn ui_from(hex: &str) -> Result<Ui> {
 }
 
 /// Gives every issued keyfile its copy row (first UI = licence id). Idempotent, and safe
-/// when several nodes run it at once (`ON CONFLICT DO NOTHING`).
+/// when several nodes run it at once (`ON CONFLICT DO NOTHING`). Scans every keyfile:
+/// for start-up and the CLI; a request uses [`sync_copy`].
 pub fn sync_copies(db: &mut Db) -> Result<usize> {
     let missing = db.query(
         "SELECT k.licence_id, k.customer, k.document_id FROM keyfiles k
          LEFT JOIN copies c ON c.licence_id = k.licence_id WHERE c.id IS NULL",
         &[],
     )?;
-    for r in &missing {
+    insert_copies(db, &missing)
+}
+
+/// Gives the keyfile whose licence id is `ui` its copy row if it has none yet (a keyfile
+/// issued after the server started): a copy's first UI is its licence id, so an unknown
+/// UI costs one indexed lookup, never a scan of every keyfile.
+pub fn sync_copy(db: &mut Db, ui: &Ui) -> Result<bool> {
+    let missing = db.query(
+        "SELECT k.licence_id, k.customer, k.document_id FROM keyfiles k
+         LEFT JOIN copies c ON c.licence_id = k.licence_id
+         WHERE k.licence_id = $1 AND c.id IS NULL",
+        params![ui.to_hex()],
+    )?;
+    Ok(insert_copies(db, &missing)? > 0)
+}
+
+fn insert_copies(db: &mut Db, missing: &[Row]) -> Result<usize> {
+    for r in missing {
         let lic = r.text(0)?;
         let licence = LicenceId::from_hex(&lic)
             .with_context(|| format!("registry: bad licence id {lic:?}"))?;

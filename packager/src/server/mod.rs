@@ -404,7 +404,7 @@ impl App {
             let now = self.clock.now().unix_timestamp();
             let step = db.transaction(|db| {
                 let mut found = db::lookup_for_update(db, &req.ui)?;
-                if found.is_none() && db::sync_copies(db)? > 0 {
+                if found.is_none() && db::sync_copy(db, &req.ui)? {
                     found = db::lookup_for_update(db, &req.ui)?;
                 }
                 let (row, how) = match &found {
