@@ -994,7 +994,25 @@ fn v8_is_checked_from_the_digests_pack_stored(db: Backend) {
     assert_eq!(r.status, 503, "{}", r.text());
 }
 
+/// A package larger than the server's cache (`--package-cache-mib 0`) is hashed from disk
+/// for each request (never held whole in memory): the same verdicts as from memory.
+fn a_package_larger_than_the_cache_is_hashed_from_disk(db: Backend) {
+    let Some(env) = Env::new(db, "a_package_larger_than_the_cache_is_hashed_from_disk") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&["--package-cache-mib", "0"]);
+    copy.validate(server.addr).unwrap();
+    copy.validate(server.addr).unwrap();
+    copy.package[777] ^= 1;
+    assert_eq!(
+        copy.validate(server.addr),
+        Err(ValidationError::Refused(Status::IcvMismatch))
+    );
+}
+
 on_both_databases!(
+    a_package_larger_than_the_cache_is_hashed_from_disk,
     v8_is_checked_from_the_digests_pack_stored,
     the_server_finds_the_package_where_pack_wrote_it,
     every_request_is_logged_on_one_line,

@@ -30,9 +30,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use sha2::Digest as _;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv};
@@ -466,7 +467,15 @@ impl App {
                     let Some(p) = self.package(&document, located)? else {
                         return Ok(no_package(&document));
                     };
-                    computed = Some(icv::compute(req.variant, &p, &req.ui, &req.iv));
+                    computed = Some(match p {
+                        Found::Bytes(p) => icv::compute(req.variant, &p, &req.ui, &req.iv),
+                        Found::Large(path, len) => {
+                            let mut f = std::fs::File::open(&path)
+                                .with_context(|| format!("opening {}", path.display()))?;
+                            icv::compute_from_reader(req.variant, &mut f, len, &req.ui, &req.iv)
+                                .with_context(|| format!("reading {}", path.display()))?
+                        }
+                    });
                 }
             }
         };
@@ -522,10 +531,13 @@ impl App {
             None => {
                 let located = self.locate(&mut db, document)?;
                 drop(db);
-                let Some(p) = self.package(document, located)? else {
-                    return Ok(None);
+                let d = match self.package(document, located)? {
+                    None => return Ok(None),
+                    Some(Found::Bytes(p)) => ChunkDigests::of(&p),
+                    Some(Found::Large(path, len)) => std::fs::File::open(&path)
+                        .and_then(|f| ChunkDigests::read(std::io::BufReader::new(f), len))
+                        .with_context(|| format!("reading {}", path.display()))?,
                 };
-                let d = ChunkDigests::of(&p);
                 self.pool.get(POOL_WAIT)?.execute(
                     "UPDATE packages SET chunk_digests = $2 WHERE document_id = $1",
                     crate::params![document, d.to_bytes()],
@@ -552,46 +564,76 @@ impl App {
             .transpose()
     }
 
-    /// The bytes of a registered package: from the cache, from where `pack` wrote it, or
-    /// found in the package folders; always checked against the registry's SHA-256.
+    /// A registered package: its bytes (from the cache, or read and cached), or — when it
+    /// is larger than the cache — the file to hash from disk, never held whole in memory.
+    /// Found where `pack` wrote it or in the package folders; always checked against the
+    /// registry's SHA-256 (streamed for a large file).
     fn package(
         &self,
         document: &str,
         located: Option<(String, Option<PathBuf>)>,
-    ) -> Result<Option<Arc<Vec<u8>>>> {
-        if let Some(p) = self
-            .packages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(document)
-        {
-            return Ok(Some(p));
-        }
+    ) -> Result<Option<Found>> {
+        let limit = {
+            let mut cache = self.packages.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = cache.get(document) {
+                return Ok(Some(Found::Bytes(p)));
+            }
+            cache.limit
+        };
         let Some((want, location)) = located else {
             return Ok(None);
         };
-        let mut found = None;
-        if let Some(path) = location {
-            found = read_if_matches(&path, &want)?;
-        }
-        if found.is_none() {
-            for dir in &self.package_dirs {
-                if let Some(bytes) = find_package(dir, &want)? {
-                    found = Some(bytes);
-                    break;
+        let mut candidates: Vec<PathBuf> = location.into_iter().collect();
+        for dir in &self.package_dirs {
+            match std::fs::read_dir(dir) {
+                Ok(entries) => {
+                    for e in entries {
+                        candidates.push(e?.path());
+                    }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
             }
         }
-        let Some(bytes) = found else {
-            return Ok(None);
-        };
-        let bytes = Arc::new(bytes);
-        self.packages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(document, bytes.clone());
-        Ok(Some(bytes))
+        for path in candidates {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() > MAX_PACKAGE {
+                continue;
+            }
+            if meta.len() > limit {
+                let f = std::fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let mut h = sha2::Sha256::new();
+                std::io::copy(&mut std::io::BufReader::new(f), &mut h)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if hex::encode(h.finalize()) == want {
+                    return Ok(Some(Found::Large(path, meta.len())));
+                }
+                continue;
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if hex::encode(tally_core::crypto::sha256(&bytes)) == want {
+                let bytes = Arc::new(bytes);
+                self.packages
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .put(document, bytes.clone());
+                return Ok(Some(Found::Bytes(bytes)));
+            }
+        }
+        Ok(None)
     }
+}
+
+/// Where a package's bytes are.
+enum Found {
+    /// In memory (cached).
+    Bytes(Arc<Vec<u8>>),
+    /// Too large for the cache: this file, of this length, hashed from disk.
+    Large(PathBuf, u64),
 }
 
 /// The 503 of a server that cannot find a copy's package. Its own configuration is at
@@ -604,32 +646,6 @@ fn no_package(document: &str) -> Response {
             "this server cannot find the package of document {document} (not where `pack` wrote it, nor in the folders of tally-pack serve --packages DIR); the copy was not judged"
         ),
     )
-}
-
-/// The file at `path` if it is a package of at most `MAX_PACKAGE` bytes with this SHA-256.
-fn read_if_matches(path: &Path, sha256_hex: &str) -> Result<Option<Vec<u8>>> {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(None);
-    };
-    if !meta.is_file() || meta.len() > MAX_PACKAGE {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok((hex::encode(tally_core::crypto::sha256(&bytes)) == sha256_hex).then_some(bytes))
-}
-
-fn find_package(dir: &Path, sha256_hex: &str) -> Result<Option<Vec<u8>>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for entry in entries {
-        if let Some(bytes) = read_if_matches(&entry?.path(), sha256_hex)? {
-            return Ok(Some(bytes));
-        }
-    }
-    Ok(None)
 }
 
 /// Binds `listen`, prints the address, serves until Ctrl-C or SIGTERM.
