@@ -63,10 +63,10 @@ impl Drop for PgDb {
 fn fresh_pg(admin: &str) -> PgDb {
     let name = format!("tally_bench_{}", std::process::id());
     let mut c = postgres::Client::connect(admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-    ))
-    .unwrap();
+    // Two statements: either refuses to run inside the implicit transaction of a batch.
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     let base = admin.split_once('?').map_or(admin, |(b, _)| b);
     let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
     PgDb {
