@@ -45,14 +45,15 @@ fi
 # UI tests: Xvfb for a real window, xdotool to drive it, imagemagick (`import`) for screenshots;
 # Mesa EGL/GL and lavapipe (Vulkan) give wgpu an adapter without a GPU; the X11 client libraries
 # are what winit/eframe load at run time.
-# Validation server: SQLite.
+# Validation server: SQLite (embedded), and PostgreSQL (the server's shared database for several
+# nodes; test.sh starts a throwaway cluster from its binaries).
 APT_PACKAGES=(
     build-essential pkg-config curl ca-certificates python3
     pcscd libpcsclite-dev vsmartcard-vpcd
     xvfb xdotool imagemagick
     libegl1 libegl-mesa0 libgl1-mesa-dri mesa-vulkan-drivers
     libxkbcommon-x11-0 libx11-xcb1 libxcursor1 libxrandr2 libxi6
-    libsqlite3-dev
+    libsqlite3-dev postgresql
 )
 # pip is needed only to fetch pdfium (step 3); asking python for it is slow, so only then.
 if [ "$PDFIUM_OK" = 0 ] && ! python3 -m pip --version >/dev/null 2>&1; then

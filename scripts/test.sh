@@ -13,8 +13,12 @@
 #                           script started, unless one was already running).
 #   TALLY_XVFB_DISPLAY=:99  an Xvfb for real-window tests (the next free display if :99 is
 #                           taken). DISPLAY itself is not set: tests pass it to what they spawn.
+#   TALLY_PG_URL=postgres://postgres@127.0.0.1:PORT/postgres
+#                           a throwaway PostgreSQL cluster (initdb into a temporary folder, trust
+#                           auth, loopback only, first free port from 54329); tests create and
+#                           drop their own databases on it. Stopped and deleted on exit.
 #   plus scripts/env.sh: TALLY_PDFIUM_DIR and WGPU_BACKEND (the pinned snapshot renderer).
-# pcscd and Xvfb, when started here, are stopped on exit, on failure and on Ctrl-C too.
+# pcscd, Xvfb and PostgreSQL, when started here, are stopped on exit, on failure and on Ctrl-C too.
 set -uo pipefail # no -e: a failing step is recorded and the next one still runs
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +32,9 @@ failed_steps=()
 PCSCD_PID=""
 XVFB_PID=""
 RUNTIME_DIR=""
+PG_DIR=""
+PG_BIN=""
+PG_AS=()
 
 say() { printf 'test: %s\n' "$*"; }
 
@@ -53,6 +60,7 @@ finish() {
     trap - EXIT INT TERM
     stop_child "$XVFB_PID" Xvfb
     stop_child "$PCSCD_PID" pcscd
+    stop_postgres
     [ -n "$RUNTIME_DIR" ] && rm -rf "$RUNTIME_DIR"
     if [ ${#failed_steps[@]} -gt 0 ]; then
         say "FAILED: ${failed_steps[*]} (logs in target/test-logs/)"
@@ -129,6 +137,50 @@ start_xvfb() {
     return 1
 }
 
+# A throwaway PostgreSQL cluster for the server tests: initdb into a temporary folder (as the
+# `postgres` user when run as root: PostgreSQL refuses to run as root), on the first free port
+# from 54329, loopback only, trust auth, fsync off (nothing in it outlives the run).
+start_postgres() {
+    PG_BIN="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)"
+    if ! [ -x "$PG_BIN/initdb" ]; then
+        say "postgres: no initdb under /usr/lib/postgresql/*/bin (setup.sh installs postgresql)"
+        return 1
+    fi
+    local port
+    for port in $(seq 54329 54399); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+    done
+    PG_DIR="$(mktemp -d /tmp/tally-pg.XXXXXX)"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$PG_DIR"
+        PG_AS=(runuser -u postgres --)
+    fi
+    if ! "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >"$LOG_DIR/postgres-initdb.log" 2>&1; then
+        say "postgres: initdb failed (see target/test-logs/postgres-initdb.log)"
+        return 1
+    fi
+    if ! "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 30 \
+        -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+        start >/dev/null 9>&-; then
+        cp "$PG_DIR/postgres.log" "$LOG_DIR/postgres.log" 2>/dev/null
+        say "postgres: did not start (see target/test-logs/postgres.log)"
+        return 1
+    fi
+    export TALLY_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    say "postgres: started on 127.0.0.1:$port (cluster in $PG_DIR)"
+}
+
+stop_postgres() {
+    [ -n "$PG_DIR" ] || return 0
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+        "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1
+        say "postgres: stopped"
+    fi
+    cp "$PG_DIR/postgres.log" "$LOG_DIR/postgres.log" 2>/dev/null
+    rm -rf "$PG_DIR"
+    PG_DIR=""
+}
+
 # Sums the `test result: ok. 12 passed; 0 failed; …` lines of a cargo test log.
 count_results() {
     local counts
@@ -180,6 +232,7 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
 fi
 step pcscd start_pcscd
 step xvfb start_xvfb
+step postgres start_postgres
 
 step test run_tests
 # `--bench '*'`: only the bench targets. Plain `cargo bench --no-run` also builds every lib and

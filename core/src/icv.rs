@@ -40,6 +40,24 @@
 //! The offset is `u64(tagged SHA-256 of the inputs)[0..8] mod n`, the direction the low
 //! bit of another tagged hash. A changed byte of the package or of the UI changes every
 //! variant's ICV (tests below flip each one).
+//!
+//! # V8: V7 over chunk digests (Tally's extension, for large packages)
+//!
+//! V7 makes the server hash the whole package for every validation, so its cost grows with
+//! the document. [`IcvVariant::V8`] walks V7's way (IV hashed, offset and direction from
+//! the UI and the IV) over the *units* `d_0, …, d_{k−1}, UI`, where `d_i` is a tagged
+//! SHA-256 of the package's `i`-th chunk ([`ChunkDigests`]: chunks of 64 KiB, larger for
+//! packages over 64 MiB so that there are at most 1024). The digests are fixed when the
+//! package is made: the publisher's registry keeps them, and the server's work per request
+//! is at most 1025 units (≤ 32.8 KB hashed) whatever the document's size.
+//!
+//! What V8 still proves: the copy presents its current UI and the fresh IV in an ICV that
+//! covers a digest of every chunk, so any changed, added or removed package byte changes
+//! it (tested). What it proves less than V7: computing it needs the chunk digests (≤ 32 KiB),
+//! not the package itself, so someone who kept the digests of an unmodified package can
+//! answer for a modified one. V7 has the same hole for anyone who kept the unmodified
+//! package (the ICV is self-reported either way, see `docs/validation.md`); V8 only makes
+//! what must be kept smaller.
 
 use crate::crypto::{self, Hash};
 use sha2::{Digest, Sha256};
@@ -163,10 +181,14 @@ pub enum IcvVariant {
     /// UI and the initialisation value.
     #[default]
     V7,
+    /// V7 over the package's chunk digests and the UI (Tally's extension: a per-request
+    /// cost that does not grow with the document; see the module docs).
+    V8,
 }
 
 impl IcvVariant {
-    /// All seven, in order.
+    /// The seed's seven, in order ([`IcvVariant::V8`] is Tally's and walks chunk digests,
+    /// not bytes).
     pub const ALL: [IcvVariant; 7] = [
         Self::V1,
         Self::V2,
@@ -177,7 +199,7 @@ impl IcvVariant {
         Self::V7,
     ];
 
-    /// 1–7.
+    /// 1–8.
     pub fn number(self) -> u8 {
         match self {
             Self::V1 => 1,
@@ -187,17 +209,21 @@ impl IcvVariant {
             Self::V5 => 5,
             Self::V6 => 6,
             Self::V7 => 7,
+            Self::V8 => 8,
         }
     }
 
-    /// From 1–7.
+    /// From 1–8.
     pub fn from_number(n: u8) -> Option<Self> {
+        if n == 8 {
+            return Some(Self::V8);
+        }
         Self::ALL.get(usize::from(n).checked_sub(1)?).copied()
     }
 
     /// Whether the initialisation value is hashed.
     pub fn uses_iv(self) -> bool {
-        matches!(self, Self::V3 | Self::V4 | Self::V5 | Self::V7)
+        matches!(self, Self::V3 | Self::V4 | Self::V5 | Self::V7 | Self::V8)
     }
 
     /// The download mechanism (D1–D7) a copy validated with this variant realises, given
@@ -209,11 +235,12 @@ impl IcvVariant {
             Self::V4 | Self::V5 => "D5",
             Self::V6 => "D6 (without the challenge of D4)",
             Self::V7 => "D7",
+            Self::V8 => "D7 (over chunk digests)",
         }
     }
 
     fn offset_uses_iv(self) -> bool {
-        matches!(self, Self::V5 | Self::V7)
+        matches!(self, Self::V5 | Self::V7 | Self::V8)
     }
 
     fn has_offset(self) -> bool {
@@ -221,7 +248,7 @@ impl IcvVariant {
     }
 
     fn has_direction(self) -> bool {
-        matches!(self, Self::V6 | Self::V7)
+        matches!(self, Self::V6 | Self::V7 | Self::V8)
     }
 }
 
@@ -238,7 +265,7 @@ impl std::str::FromStr for IcvVariant {
         n.parse::<u8>()
             .ok()
             .and_then(Self::from_number)
-            .ok_or_else(|| format!("ICV variant must be V1–V7, not {s:?}"))
+            .ok_or_else(|| format!("ICV variant must be V1–V8, not {s:?}"))
     }
 }
 
@@ -295,7 +322,7 @@ fn offset(variant: IcvVariant, ui: &Ui, iv: &Iv, n: u64) -> u64 {
 
 /// True for "towards the Start Of File".
 fn backwards(variant: IcvVariant, ui: &Ui, iv: &Iv) -> bool {
-    let h = if variant == IcvVariant::V7 {
+    let h = if matches!(variant, IcvVariant::V7 | IcvVariant::V8) {
         crypto::tagged_hash(b"tally/icv/direction/v1", &[&ui.0, &iv.0])
     } else {
         crypto::tagged_hash(b"tally/icv/direction/v1", &[&ui.0])
@@ -303,9 +330,143 @@ fn backwards(variant: IcvVariant, ui: &Ui, iv: &Iv) -> bool {
     h[0] & 1 == 1
 }
 
+/// Package bytes per chunk digest at least ([`ChunkDigests`]).
+pub const CHUNK_MIN: u64 = 64 * 1024;
+/// Chunk digests at most: larger packages get larger chunks.
+pub const MAX_CHUNKS: u64 = 1024;
+
+/// The chunk size for a package of `len` bytes: [`CHUNK_MIN`] times the smallest factor
+/// that keeps the chunks at most [`MAX_CHUNKS`].
+pub fn chunk_size(len: u64) -> u64 {
+    CHUNK_MIN * len.div_ceil(CHUNK_MIN * MAX_CHUNKS).max(1)
+}
+
+/// The digests of a package's chunks, in order, for [`IcvVariant::V8`]: `d_i =
+/// tagged SHA-256("tally/icv/chunk/v1", i as u64, chunk_i)`. Fixed when the package is
+/// made, at most [`MAX_CHUNKS`] × 32 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChunkDigests {
+    len: u64,
+    digests: Vec<Hash>,
+}
+
+impl fmt::Debug for ChunkDigests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ChunkDigests({} bytes, {} chunks)",
+            self.len,
+            self.digests.len()
+        )
+    }
+}
+
+fn chunk_digest(index: u64, chunk: &[u8]) -> Hash {
+    crypto::tagged_hash(b"tally/icv/chunk/v1", &[&index.to_be_bytes(), chunk])
+}
+
+impl ChunkDigests {
+    /// The digests of `package`.
+    pub fn of(package: &[u8]) -> Self {
+        let size = chunk_size(package.len() as u64) as usize;
+        Self {
+            len: package.len() as u64,
+            digests: package
+                .chunks(size)
+                .enumerate()
+                .map(|(i, c)| chunk_digest(i as u64, c))
+                .collect(),
+        }
+    }
+
+    /// The digests of the `len` bytes `reader` yields (a package file, read once, one
+    /// chunk in memory at a time). Fails if the reader ends early or has more.
+    pub fn read(mut reader: impl Read, len: u64) -> std::io::Result<Self> {
+        let size = chunk_size(len);
+        let mut buf = vec![0u8; size as usize];
+        let mut digests = Vec::new();
+        let mut left = len;
+        let mut index = 0u64;
+        while left > 0 {
+            let take = left.min(size) as usize;
+            reader.read_exact(&mut buf[..take])?;
+            digests.push(chunk_digest(index, &buf[..take]));
+            index += 1;
+            left -= take as u64;
+        }
+        if reader.read(&mut [0u8; 1])? != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the package is longer than stated",
+            ));
+        }
+        Ok(Self { len, digests })
+    }
+
+    /// The package's length in bytes.
+    pub fn package_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The digests, concatenated (for storage; [`ChunkDigests::from_bytes`] reads them).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.digests.len() * 32);
+        out.extend_from_slice(&self.len.to_be_bytes());
+        for d in &self.digests {
+            out.extend_from_slice(d);
+        }
+        out
+    }
+
+    /// Reads [`ChunkDigests::to_bytes`]; `None` unless the count matches the length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (len, rest) = bytes.split_first_chunk::<8>()?;
+        let len = u64::from_be_bytes(*len);
+        let want = len.div_ceil(chunk_size(len));
+        if rest.len() % 32 != 0 || (rest.len() / 32) as u64 != want {
+            return None;
+        }
+        let digests = rest
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("chunks_exact yields 32 bytes"))
+            .collect();
+        Some(Self { len, digests })
+    }
+}
+
+/// The V8 ICV of the installed copy whose package has these chunk digests: V7's walk
+/// over the units `d_0, …, d_{k−1}, UI` (see the module docs). Costs at most
+/// [`MAX_CHUNKS`] + 1 units however large the package.
+pub fn compute_v8(digests: &ChunkDigests, ui: &Ui, iv: &Iv) -> Icv {
+    let variant = IcvVariant::V8;
+    let mut h = Sha256::new();
+    let tag = b"tally/icv/v1";
+    h.update((tag.len() as u32).to_be_bytes());
+    h.update(tag);
+    h.update([variant.number()]);
+    h.update((digests.len + UI_LEN as u64).to_be_bytes());
+    h.update(iv.0);
+    let units = digests.digests.len() + 1;
+    let unit = |k: usize| -> &[u8] { digests.digests.get(k).map_or(&ui.0[..], |d| &d[..]) };
+    let o = offset(variant, ui, iv, units as u64) as usize;
+    if backwards(variant, ui, iv) {
+        for k in 0..units {
+            h.update(unit((o + units - k) % units));
+        }
+    } else {
+        for k in 0..units {
+            h.update(unit((o + k) % units));
+        }
+    }
+    Icv(h.finalize().into())
+}
+
 /// The ICV of the installed copy `package ‖ ui` under `variant`; `iv` is ignored by the
 /// variants without one (V1, V2, V6).
 pub fn compute(variant: IcvVariant, package: &[u8], ui: &Ui, iv: &Iv) -> Icv {
+    if variant == IcvVariant::V8 {
+        return compute_v8(&ChunkDigests::of(package), ui, iv);
+    }
     let copy = Copy { package, ui: &ui.0 };
     let n = copy.len();
     let mut h = Sha256::new();
@@ -333,6 +494,88 @@ pub fn compute(variant: IcvVariant, package: &[u8], ui: &Ui, iv: &Iv) -> Icv {
         copy.feed(&mut h, 0, o);
     }
     Icv(h.finalize().into())
+}
+
+/// [`compute`] over a package read from `file` (its `len` bytes), holding at most 64 KiB of
+/// it in memory at a time: what a server does for a package too large to keep. Same value
+/// as [`compute`] over the same bytes (tested); fails if the file is shorter than `len`.
+pub fn compute_from_reader(
+    variant: IcvVariant,
+    file: &mut (impl Read + std::io::Seek),
+    len: u64,
+    ui: &Ui,
+    iv: &Iv,
+) -> std::io::Result<Icv> {
+    if variant == IcvVariant::V8 {
+        file.seek(std::io::SeekFrom::Start(0))?;
+        let d = ChunkDigests::read(std::io::Read::take(&mut *file, len), len)?;
+        return Ok(compute_v8(&d, ui, iv));
+    }
+    let n = len + UI_LEN as u64;
+    let mut h = Sha256::new();
+    let tag = b"tally/icv/v1";
+    h.update((tag.len() as u32).to_be_bytes());
+    h.update(tag);
+    h.update([variant.number()]);
+    h.update(n.to_be_bytes());
+    if variant.uses_iv() {
+        h.update(iv.0);
+    }
+    let o = if variant.has_offset() {
+        offset(variant, ui, iv, n)
+    } else {
+        0
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    // Feeds C[start..end] forwards or backwards; C = the file's bytes ‖ UI.
+    let mut feed = |h: &mut Sha256, start: u64, end: u64, reversed: bool| -> std::io::Result<()> {
+        let (ps, pe) = (start.min(len), end.min(len));
+        let (us, ue) = (
+            (start.max(len) - len) as usize,
+            (end.max(len) - len) as usize,
+        );
+        let ui_part = |h: &mut Sha256| {
+            if reversed {
+                let mut u = ui.0[us..ue].to_vec();
+                u.reverse();
+                h.update(&u);
+            } else {
+                h.update(&ui.0[us..ue]);
+            }
+        };
+        if reversed {
+            ui_part(h);
+            let mut hi = pe;
+            while hi > ps {
+                let lo = hi.saturating_sub(buf.len() as u64).max(ps);
+                let k = (hi - lo) as usize;
+                file.seek(std::io::SeekFrom::Start(lo))?;
+                file.read_exact(&mut buf[..k])?;
+                buf[..k].reverse();
+                h.update(&buf[..k]);
+                hi = lo;
+            }
+        } else {
+            file.seek(std::io::SeekFrom::Start(ps))?;
+            let mut left = pe - ps;
+            while left > 0 {
+                let k = left.min(buf.len() as u64) as usize;
+                file.read_exact(&mut buf[..k])?;
+                h.update(&buf[..k]);
+                left -= k as u64;
+            }
+            ui_part(h);
+        }
+        Ok(())
+    };
+    if variant.has_direction() && backwards(variant, ui, iv) {
+        feed(&mut h, 0, o + 1, true)?;
+        feed(&mut h, o + 1, n, true)?;
+    } else {
+        feed(&mut h, o, n, false)?;
+        feed(&mut h, 0, o, false)?;
+    }
+    Ok(Icv(h.finalize().into()))
 }
 
 /// The ICV of a viewer executable: V1 over the file, the value `tally-pack viewer
@@ -518,15 +761,111 @@ mod tests {
     }
 
     #[test]
+    fn reading_from_a_file_gives_the_same_value_for_every_variant() {
+        for len in [0usize, 1, 15, 100, 65_535, 65_536, 65_537, 140_000] {
+            let p = package(len);
+            for seed in 0u8..6 {
+                let ui = Ui([seed; UI_LEN]);
+                let iv = Iv([seed.wrapping_mul(3); IV_LEN]);
+                for v in IcvVariant::ALL.into_iter().chain([IcvVariant::V8]) {
+                    let mut f = std::io::Cursor::new(&p);
+                    assert_eq!(
+                        compute_from_reader(v, &mut f, len as u64, &ui, &iv).unwrap(),
+                        compute(v, &p, &ui, &iv),
+                        "{v} len {len} seed {seed}"
+                    );
+                }
+            }
+        }
+        let p = package(1000);
+        let mut f = std::io::Cursor::new(&p);
+        assert!(compute_from_reader(IcvVariant::V7, &mut f, 1001, &UI, &IV).is_err());
+    }
+
+    /// V8 against a naive reference: digests by hand, units rotated with `Vec` operations.
+    #[test]
+    fn v8_matches_its_reference_reads_streams_and_sees_every_change() {
+        for len in [0usize, 1, 65_535, 65_536, 65_537, 200_000] {
+            let p = package(len);
+            let d = ChunkDigests::of(&p);
+            assert_eq!(ChunkDigests::read(&p[..], len as u64).unwrap(), d);
+            assert!(ChunkDigests::read(&p[..], len as u64 + 1).is_err());
+            if len > 0 {
+                assert!(ChunkDigests::read(&p[..], len as u64 - 1).is_err());
+            }
+            assert_eq!(ChunkDigests::from_bytes(&d.to_bytes()), Some(d.clone()));
+            assert_eq!(
+                ChunkDigests::from_bytes(&d.to_bytes()[..8 + d.digests.len() * 32 - 1]),
+                None
+            );
+            for seed in 0u8..8 {
+                let ui = Ui([seed; UI_LEN]);
+                let iv = Iv([seed.wrapping_mul(5); IV_LEN]);
+                let mut units: Vec<Vec<u8>> = p
+                    .chunks(65_536)
+                    .enumerate()
+                    .map(|(i, c)| {
+                        crypto::tagged_hash(b"tally/icv/chunk/v1", &[&(i as u64).to_be_bytes(), c])
+                            .to_vec()
+                    })
+                    .collect();
+                units.push(ui.0.to_vec());
+                let m = units.len();
+                let o = offset(IcvVariant::V8, &ui, &iv, m as u64) as usize;
+                let walked: Vec<u8> = if backwards(IcvVariant::V8, &ui, &iv) {
+                    (0..m)
+                        .flat_map(|k| units[(o + m - k) % m].clone())
+                        .collect()
+                } else {
+                    (0..m).flat_map(|k| units[(o + k) % m].clone()).collect()
+                };
+                let mut input = Vec::new();
+                input.extend_from_slice(&12u32.to_be_bytes());
+                input.extend_from_slice(b"tally/icv/v1");
+                input.push(8);
+                input.extend_from_slice(&((len + UI_LEN) as u64).to_be_bytes());
+                input.extend_from_slice(&iv.0);
+                input.extend_from_slice(&walked);
+                let want = Icv(crypto::sha256(&input));
+                assert_eq!(
+                    compute(IcvVariant::V8, &p, &ui, &iv),
+                    want,
+                    "len {len} seed {seed}"
+                );
+                assert_eq!(compute_v8(&d, &ui, &iv), want);
+            }
+        }
+        // Any changed, added or removed byte, another UI or another IV: another ICV.
+        let p = package(140_000);
+        let base = compute(IcvVariant::V8, &p, &UI, &IV);
+        for i in [0, 65_535, 65_536, 139_999] {
+            let mut q = p.clone();
+            q[i] ^= 0x80;
+            assert_ne!(compute(IcvVariant::V8, &q, &UI, &IV), base, "byte {i}");
+        }
+        assert_ne!(compute(IcvVariant::V8, &p[..139_999], &UI, &IV), base);
+        let mut longer = p.clone();
+        longer.push(0);
+        assert_ne!(compute(IcvVariant::V8, &longer, &UI, &IV), base);
+        assert_ne!(compute(IcvVariant::V8, &p, &Ui([0x12; UI_LEN]), &IV), base);
+        assert_ne!(compute(IcvVariant::V8, &p, &UI, &Iv([0x23; IV_LEN])), base);
+        // Large packages: chunks grow so that there are never more than MAX_CHUNKS.
+        assert_eq!(chunk_size(64 << 20), CHUNK_MIN);
+        assert_eq!(chunk_size((64 << 20) + 1), 2 * CHUNK_MIN);
+        assert!(100_000_000u64.div_ceil(chunk_size(100_000_000)) <= MAX_CHUNKS);
+        assert!((1u64 << 40).div_ceil(chunk_size(1 << 40)) <= MAX_CHUNKS);
+    }
+
+    #[test]
     fn variants_parse_and_number() {
-        for v in IcvVariant::ALL {
+        for v in IcvVariant::ALL.into_iter().chain([IcvVariant::V8]) {
             assert_eq!(IcvVariant::from_number(v.number()), Some(v));
             assert_eq!(v.to_string().parse::<IcvVariant>(), Ok(v));
         }
         assert_eq!(IcvVariant::default(), IcvVariant::V7);
         assert!(IcvVariant::from_number(0).is_none());
-        assert!(IcvVariant::from_number(8).is_none());
-        assert!("V8".parse::<IcvVariant>().is_err());
+        assert!(IcvVariant::from_number(9).is_none());
+        assert!("V9".parse::<IcvVariant>().is_err());
         assert!("".parse::<IcvVariant>().is_err());
     }
 

@@ -21,6 +21,11 @@ pub struct Cli {
     /// TALLY_VENDOR_PASSWORD, otherwise a prompt).
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// The registry database: a PostgreSQL URL (`postgres://user:password@host/db`, shared
+    /// by several `serve` nodes) or a SQLite file (default: `registry.sqlite` in the vendor
+    /// folder).
+    #[arg(long, global = true, env = "TALLY_DATABASE", value_name = "URL|PATH")]
+    pub database: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

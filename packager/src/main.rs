@@ -11,6 +11,7 @@ mod password;
 mod pdf;
 mod registry;
 mod server;
+mod sql;
 
 use clap::Parser;
 use std::process::ExitCode;

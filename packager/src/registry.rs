@@ -1,13 +1,15 @@
 //! The vendor's registry: customers (their cards) and packages, in SQLite at
-//! `<vendor dir>/registry.sqlite` (WAL, `synchronous = FULL`).
+//! `<vendor dir>/registry.sqlite` (WAL, `synchronous = FULL`), or in PostgreSQL when
+//! `--database postgres://…` (or `TALLY_DATABASE`) names one (see [`crate::sql`]).
 //!
 //! The schema is versioned: [`MIGRATIONS`] lists every step in order, each applied once
 //! in its own transaction and recorded in `schema_migrations`. A later module (issued
 //! keyfiles, the validation server) appends a migration; it never edits an applied one.
 //! A database written by a newer build (a version we don't know) is refused.
 
+use crate::params;
+use crate::sql::{Db, Row, Target};
 use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use tally_core::card::{CardIdentity, Serial};
 use tally_core::crypto::PublicKey;
@@ -70,6 +72,12 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
+        name: "package locations and chunk digests (serve needs no --packages; ICV V8)",
+        sql: "ALTER TABLE packages ADD COLUMN location TEXT;
+              ALTER TABLE packages ADD COLUMN chunk_digests BLOB;",
+    },
+    Migration {
+        version: 7,
         name: "cards: key-agreement keys and issuer attestations",
         // NULL agreement key: a card registered before keyfiles were wrapped to the card;
         // it must be registered again before a keyfile can be issued for it.
@@ -135,6 +143,8 @@ pub struct PackageRow {
     pub wrapped_key: Vec<u8>,
     /// When it was made (RFC 3339).
     pub created_at: String,
+    /// Where `pack` wrote the package file (absolute), if recorded (migration 6).
+    pub location: Option<PathBuf>,
 }
 
 /// Why a customer was not added.
@@ -170,8 +180,12 @@ impl std::fmt::Display for Duplicate {
 
 /// An open registry.
 pub struct Registry {
-    conn: Connection,
+    db: Db,
 }
+
+/// The advisory lock key that serialises schema migrations across `serve` nodes starting
+/// together on one PostgreSQL database ("tally" in ASCII).
+const MIGRATION_LOCK: i64 = 0x74_616c_6c79;
 
 impl Registry {
     /// The registry path in a vendor folder.
@@ -186,55 +200,84 @@ impl Registry {
 
     /// Opens (creating if needed) and migrates the registry at `path` (`serve --db`).
     pub fn open_file(path: &Path) -> Result<Self> {
-        let path = path.to_path_buf();
-        let conn = Connection::open(&path)
-            .with_context(|| format!("opening registry {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut r = Self { conn };
+        Self::open_target(&Target::Sqlite(path.to_path_buf()))
+    }
+
+    /// Opens and migrates the registry at `target`: a SQLite file or a PostgreSQL database.
+    pub fn open_target(target: &Target) -> Result<Self> {
+        let db =
+            Db::open(target).with_context(|| format!("opening registry {}", target.display()))?;
+        let mut r = Self { db };
         r.migrate()
-            .with_context(|| format!("migrating registry {}", path.display()))?;
+            .with_context(|| format!("migrating registry {}", target.display()))?;
         Ok(r)
     }
 
     fn migrate(&mut self) -> Result<()> {
-        self.conn.execute_batch(
+        let pg = self.db.is_postgres();
+        if pg {
+            self.db
+                .execute("SELECT pg_advisory_lock($1)", params![MIGRATION_LOCK])?;
+        }
+        let out = self.migrate_locked();
+        if pg {
+            self.db
+                .execute("SELECT pg_advisory_unlock($1)", params![MIGRATION_LOCK])?;
+        }
+        out
+    }
+
+    fn migrate_locked(&mut self) -> Result<()> {
+        self.db.batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    INTEGER PRIMARY KEY,
+                 version    BIGINT PRIMARY KEY,
                  name       TEXT NOT NULL,
                  applied_at TEXT NOT NULL
              );",
         )?;
-        let current: u32 = self.conn.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )?;
-        let newest = MIGRATIONS.last().map_or(0, |m| m.version);
+        let current = self
+            .db
+            .query_opt(
+                "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_migrations",
+                &[],
+            )?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0);
+        let newest = MIGRATIONS.last().map_or(0, |m| i64::from(m.version));
         if current > newest {
             bail!(
                 "registry schema version {current} is newer than this tally-pack knows ({newest})"
             );
         }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(m.sql)
-                .with_context(|| format!("migration {} ({})", m.version, m.name))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                params![m.version, m.name, crate::commands::now_rfc3339()],
-            )?;
-            tx.commit()?;
+        let pg = self.db.is_postgres();
+        for m in MIGRATIONS.iter().filter(|m| i64::from(m.version) > current) {
+            let sql = if pg {
+                crate::sql::pg_ddl(m.sql)
+            } else {
+                m.sql.to_string()
+            };
+            self.db.transaction(|db| {
+                db.batch(&sql)
+                    .with_context(|| format!("migration {} ({})", m.version, m.name))?;
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    params![i64::from(m.version), m.name, crate::commands::now_rfc3339()],
+                )?;
+                Ok(())
+            })?;
         }
         Ok(())
     }
 
     /// The connection, for modules that add their own tables through [`MIGRATIONS`].
-    #[allow(dead_code)]
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    pub fn connection(&mut self) -> &mut Db {
+        &mut self.db
+    }
+
+    /// The connection, handed over (the server's first pooled connection).
+    pub fn into_db(self) -> Db {
+        self.db
     }
 
     /// Adds a customer; refuses a duplicate name, serial or key.
@@ -257,78 +300,93 @@ impl Registry {
         label: Option<&str>,
         keys: Option<&CardKeys>,
     ) -> Result<std::result::Result<(), Duplicate>> {
-        let tx = self.conn.transaction()?;
-        let owner = |sql: &str, v: &dyn rusqlite::ToSql| -> Result<Option<String>> {
-            Ok(tx.query_row(sql, [v], |r| r.get(0)).optional()?)
-        };
-        if owner("SELECT name FROM customers WHERE name = ?1", &name)?.is_some() {
-            return Ok(Err(Duplicate::Name));
-        }
-        if let Some(c) = owner(
-            "SELECT name FROM customers WHERE serial = ?1",
-            &card.serial.to_hex(),
-        )? {
-            return Ok(Err(Duplicate::Serial(c)));
-        }
-        if let Some(c) = owner(
-            "SELECT name FROM customers WHERE public_key = ?1",
-            &card.public_key.as_bytes().as_slice(),
-        )? {
-            return Ok(Err(Duplicate::Key(c)));
-        }
-        tx.execute(
-            "INSERT INTO customers (name, serial, public_key, origin, label, added_at,
-                                    agreement_key, attestation, attested_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                name,
-                card.serial.to_hex(),
-                card.public_key.as_bytes().as_slice(),
-                card.origin.to_string(),
-                label,
-                crate::commands::now_rfc3339(),
-                keys.map(|k| k.agreement_key.as_bytes().to_vec()),
-                keys.and_then(|k| k.attestation.clone()),
-                keys.and_then(|k| k.attested_by.clone()),
-            ],
-        )?;
-        tx.commit()?;
-        Ok(Ok(()))
+        let serial = card.serial.to_hex();
+        let key = card.public_key.as_bytes().to_vec();
+        let agreement = keys.map(|k| k.agreement_key.as_bytes().to_vec());
+        let attestation = keys.and_then(|k| k.attestation.clone());
+        let attested_by = keys.and_then(|k| k.attested_by.clone());
+        self.db.transaction(|db| {
+            let owner = |db: &mut Db, sql: &str, v: crate::sql::Value| -> Result<Option<String>> {
+                db.query_opt(sql, &[v])?.map(|r| r.text(0)).transpose()
+            };
+            if owner(
+                db,
+                "SELECT name FROM customers WHERE name = $1",
+                name.into(),
+            )?
+            .is_some()
+            {
+                return Ok(Err(Duplicate::Name));
+            }
+            if let Some(c) = owner(
+                db,
+                "SELECT name FROM customers WHERE serial = $1",
+                serial.clone().into(),
+            )? {
+                return Ok(Err(Duplicate::Serial(c)));
+            }
+            if let Some(c) = owner(
+                db,
+                "SELECT name FROM customers WHERE public_key = $1",
+                key.clone().into(),
+            )? {
+                return Ok(Err(Duplicate::Key(c)));
+            }
+            db.execute(
+                "INSERT INTO customers (name, serial, public_key, origin, label, added_at,
+                                        agreement_key, attestation, attested_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                params![
+                    name,
+                    serial.clone(),
+                    key.clone(),
+                    card.origin.to_string(),
+                    label,
+                    crate::commands::now_rfc3339(),
+                    agreement.clone(),
+                    attestation.clone(),
+                    attested_by.clone()
+                ],
+            )?;
+            Ok(Ok(()))
+        })
     }
 
     /// All customers, by name.
-    pub fn customers(&self) -> Result<Vec<Customer>> {
-        let mut st = self.conn.prepare(
+    pub fn customers(&mut self) -> Result<Vec<Customer>> {
+        let rows = self.db.query(
             "SELECT name, serial, public_key, origin, label, added_at, agreement_key, attestation,
                     attested_by FROM customers ORDER BY name",
+            &[],
         )?;
-        let rows = st.query_map([], row_to_raw)?;
-        rows.map(|r| raw_to_customer(r?)).collect()
+        rows.iter().map(row_to_customer).collect()
     }
 
     /// One customer by name.
-    #[allow(dead_code)]
-    pub fn customer(&self, name: &str) -> Result<Option<Customer>> {
-        let raw = self
-            .conn
-            .query_row(
+    pub fn customer(&mut self, name: &str) -> Result<Option<Customer>> {
+        self.db
+            .query_opt(
                 "SELECT name, serial, public_key, origin, label, added_at, agreement_key,
-                        attestation, attested_by FROM customers WHERE name = ?1",
-                [name],
-                row_to_raw,
-            )
-            .optional()?;
-        raw.map(raw_to_customer).transpose()
+                        attestation, attested_by FROM customers WHERE name = $1",
+                params![name],
+            )?
+            .as_ref()
+            .map(row_to_customer)
+            .transpose()
     }
 
-    /// Records a package with its content key encrypted under the vendor's storage key.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a package with its content key encrypted under the vendor's storage key,
+    /// where the package file is (`location`, absolute), so `serve` finds it without
+    /// `--packages`, and its chunk digests (`tally_core::icv::ChunkDigests::to_bytes`), so
+    /// `serve` computes V8 ICVs without reading it.
     pub fn add_package(
-        &self,
+        &mut self,
         vendor: &VendorSecret,
         header: &tally_core::package::PackageHeader,
         sha256: &str,
         key: &ContentKey,
+        location: Option<&Path>,
+        chunk_digests: Option<&[u8]>,
     ) -> Result<()> {
         let id = header.document_id();
         let wrapped = vendor.encrypt_at_rest(
@@ -337,60 +395,52 @@ impl Registry {
             key.as_bytes(),
             &mut rand_core::OsRng,
         );
-        self.conn.execute(
-            "INSERT INTO packages (document_id, title, page_count, plaintext_size, sha256, wrapped_key, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        let location = location.map(|p| p.to_string_lossy().into_owned());
+        self.db.execute(
+            "INSERT INTO packages (document_id, title, page_count, plaintext_size, sha256, wrapped_key, created_at, location, chunk_digests)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             params![
                 id.to_hex(),
                 header.title(),
-                header.page_count(),
+                i64::from(header.page_count()),
                 i64::try_from(header.plaintext_size()).context("document size")?,
                 sha256,
                 wrapped,
-                crate::commands::now_rfc3339()
+                crate::commands::now_rfc3339(),
+                location,
+                chunk_digests
             ],
         )?;
         Ok(())
     }
 
     /// One package by document id.
-    pub fn package(&self, id: &DocumentId) -> Result<Option<PackageRow>> {
-        self.conn
-            .query_row(
-                "SELECT document_id, title, page_count, plaintext_size, sha256, wrapped_key, created_at
-                 FROM packages WHERE document_id = ?1",
-                [id.to_hex()],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, u32>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Vec<u8>>(5)?,
-                        r.get::<_, String>(6)?,
-                    ))
-                },
-            )
-            .optional()?
-            .map(|(d, title, page_count, size, sha256, wrapped_key, created_at)| {
-                Ok(PackageRow {
-                    document_id: DocumentId::from_hex(&d)
-                        .with_context(|| format!("registry: bad document id {d:?}"))?,
-                    title,
-                    page_count,
-                    plaintext_size: u64::try_from(size).context("registry: negative size")?,
-                    sha256,
-                    wrapped_key,
-                    created_at,
-                })
-            })
-            .transpose()
+    pub fn package(&mut self, id: &DocumentId) -> Result<Option<PackageRow>> {
+        let Some(r) = self.db.query_opt(
+            "SELECT document_id, title, page_count, plaintext_size, sha256, wrapped_key, created_at, location
+             FROM packages WHERE document_id = $1",
+            params![id.to_hex()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let d = r.text(0)?;
+        Ok(Some(PackageRow {
+            document_id: DocumentId::from_hex(&d)
+                .with_context(|| format!("registry: bad document id {d:?}"))?,
+            title: r.text(1)?,
+            page_count: u32::try_from(r.int(2)?).context("registry: bad page count")?,
+            plaintext_size: u64::try_from(r.int(3)?).context("registry: negative size")?,
+            sha256: r.text(4)?,
+            wrapped_key: r.blob(5)?,
+            created_at: r.text(6)?,
+            location: r.opt_text(7)?.map(PathBuf::from),
+        }))
     }
 
     /// The content key of a package this vendor made (for `issue` and `inspect --full`).
     pub fn content_key(
-        &self,
+        &mut self,
         vendor: &VendorSecret,
         id: &DocumentId,
     ) -> Result<Option<ContentKey>> {
@@ -405,48 +455,31 @@ impl Registry {
     }
 }
 
-type RawCustomer = (
-    (String, String, Vec<u8>, String, Option<String>, String),
-    (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>),
-);
-
-fn row_to_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawCustomer> {
-    Ok((
-        (
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        ),
-        (r.get(6)?, r.get(7)?, r.get(8)?),
-    ))
-}
-
-fn raw_to_customer(raw: RawCustomer) -> Result<Customer> {
-    let ((name, serial, key, origin, label, added_at), (agreement, attestation, attested_by)) = raw;
-    let agreement_key = agreement
+fn row_to_customer(r: &Row) -> Result<Customer> {
+    let name = r.text(0)?;
+    let agreement_key = r
+        .opt_blob(6)?
         .map(|k| PublicKey::from_sec1(&k))
         .transpose()
         .with_context(|| format!("registry: customer {name}: bad agreement key"))?;
     let card = CardIdentity {
-        serial: Serial::from_hex(&serial)
+        serial: Serial::from_hex(&r.text(1)?)
             .with_context(|| format!("registry: customer {name}: bad serial"))?,
-        public_key: PublicKey::from_sec1(&key)
+        public_key: PublicKey::from_sec1(&r.blob(2)?)
             .with_context(|| format!("registry: customer {name}: bad key"))?,
-        origin: origin
+        origin: r
+            .text(3)?
             .parse()
             .with_context(|| format!("registry: customer {name}: bad origin"))?,
     };
     Ok(Customer {
         name,
         card,
-        label,
-        added_at,
+        label: r.opt_text(4)?,
+        added_at: r.text(5)?,
         agreement_key,
-        attestation,
-        attested_by,
+        attestation: r.opt_blob(7)?,
+        attested_by: r.opt_text(8)?,
     })
 }
 
@@ -468,31 +501,32 @@ mod tests {
     #[test]
     fn migrations_run_once_and_newer_schemas_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Registry::open(dir.path()).unwrap();
-        let applied: u32 = r
-            .conn
-            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |x| x.get(0))
-            .unwrap();
+        let mut r = Registry::open(dir.path()).unwrap();
+        let count = |r: &mut Registry| {
+            r.db.query_opt("SELECT COUNT(*) FROM schema_migrations", &[])
+                .unwrap()
+                .unwrap()
+                .int(0)
+                .unwrap()
+        };
+        let applied = count(&mut r);
         assert_eq!(applied as usize, MIGRATIONS.len());
-        let mode: String = r
-            .conn
-            .query_row("PRAGMA journal_mode", [], |x| x.get(0))
-            .unwrap();
+        let mode =
+            r.db.query_opt("PRAGMA journal_mode", &[])
+                .unwrap()
+                .unwrap()
+                .text(0)
+                .unwrap();
         assert_eq!(mode, "wal");
         drop(r);
         // Reopening applies nothing twice.
-        let r = Registry::open(dir.path()).unwrap();
-        let again: u32 = r
-            .conn
-            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |x| x.get(0))
-            .unwrap();
-        assert_eq!(again, applied);
-        r.conn
-            .execute(
-                "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
-                [],
-            )
-            .unwrap();
+        let mut r = Registry::open(dir.path()).unwrap();
+        assert_eq!(count(&mut r), applied);
+        r.db.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
+            &[],
+        )
+        .unwrap();
         drop(r);
         let err = Registry::open(dir.path()).err().unwrap();
         assert!(format!("{err:#}").contains("newer"), "{err:#}");
@@ -528,9 +562,9 @@ mod tests {
     #[test]
     fn content_keys_are_stored_encrypted_and_bound_to_their_document() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Registry::open(dir.path()).unwrap();
+        let mut r = Registry::open(dir.path()).unwrap();
         let v = VendorSecret::generate("Registry Press", false, &mut OsRng).unwrap();
-        let pack = || {
+        let pack = |r: &mut Registry| {
             let (h, k) = seal_package(
                 &v,
                 &PackOptions::new("T", 1),
@@ -541,11 +575,11 @@ mod tests {
                 &mut |_| {},
             )
             .unwrap();
-            r.add_package(&v, &h, "00", &k).unwrap();
+            r.add_package(&v, &h, "00", &k, None, None).unwrap();
             (h, k)
         };
-        let (h1, k1) = pack();
-        let (h2, _) = pack();
+        let (h1, k1) = pack(&mut r);
+        let (h2, _) = pack(&mut r);
         let got = r.content_key(&v, &h1.document_id()).unwrap().unwrap();
         assert_eq!(got.as_bytes(), k1.as_bytes());
         let row = r.package(&h1.document_id()).unwrap().unwrap();
@@ -554,12 +588,11 @@ mod tests {
         let w = VendorSecret::generate("Other", false, &mut OsRng).unwrap();
         assert!(r.content_key(&w, &h1.document_id()).is_err());
         // A wrapped key moved to another document's row does not unwrap.
-        r.conn
-            .execute(
-                "UPDATE packages SET wrapped_key = ?1 WHERE document_id = ?2",
-                params![row.wrapped_key, h2.document_id().to_hex()],
-            )
-            .unwrap();
+        r.db.execute(
+            "UPDATE packages SET wrapped_key = $1 WHERE document_id = $2",
+            params![row.wrapped_key, h2.document_id().to_hex()],
+        )
+        .unwrap();
         assert!(r.content_key(&v, &h2.document_id()).is_err());
         assert!(
             r.content_key(&v, &tally_core::package::DocumentId([0; 16]))

@@ -574,11 +574,18 @@ fn tampered_packages_fail_inspection() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("signature does not verify"));
-    // A body byte: the header verifies, the body does not decrypt.
+    // A body byte: the header verifies, the whole file does not match what `pack`
+    // recorded (no key needed), and the body does not decrypt.
     let mut t = bytes.clone();
     t[hl + 10] ^= 1;
     let body = write("body.tly", &t);
-    tp(&v).arg("inspect").arg(&body).assert().success();
+    tp(&v).arg("inspect").arg(&body).assert().code(1).stdout(
+        predicate::str::contains("verifies: NO").and(predicate::str::contains("bytes changed")),
+    );
+    tp(&v).arg("inspect").arg(&pkg).assert().success().stdout(
+        predicate::str::contains("verifies: yes")
+            .and(predicate::str::contains("whole file matches")),
+    );
     tp(&v)
         .args(["inspect", "--full"])
         .arg(&body)
@@ -611,6 +618,8 @@ fn tampered_packages_fail_inspection() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("untrusted vendor"));
+    // Another vendor's registry knows nothing of the body: the header is all it can check,
+    // and it does not say the file verifies.
     tp(&w)
         .arg("inspect")
         .arg("--trust")
@@ -618,7 +627,11 @@ fn tampered_packages_fail_inspection() {
         .arg(&pkg)
         .assert()
         .success()
-        .stdout(predicate::str::contains("vendor: Tamper Press"));
+        .stdout(
+            predicate::str::contains("vendor: Tamper Press")
+                .and(predicate::str::contains("verifies: header only"))
+                .and(predicate::str::contains("verifies: yes").not()),
+        );
     // Without any trusted vendor nothing can be said to verify.
     Command::new(env!("CARGO_BIN_EXE_tally-pack"))
         .env_remove("TALLY_VENDOR")

@@ -23,12 +23,30 @@ use tally_core::trail::LicenceId;
 use tally_core::validation::{ClientState, Status, ValReq, ValidationError, Verdict};
 use tally_core::vendor::VendorPublic;
 
+#[path = "support/pg.rs"]
+mod pg;
+use pg::{Backend, PgDb};
+
+/// Each test runs twice: on the SQLite registry and on a fresh PostgreSQL database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+
 const PASSWORD: &str = "correct horse battery staple";
 const VIEWER_BUILD: &[u8] = b"\x7fELF pretend viewer build 1.0 with metering";
 
 struct Env {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
+    /// The PostgreSQL database, when the test runs on one (dropped after the servers).
+    pg: Option<PgDb>,
 }
 
 struct Server {
@@ -64,10 +82,16 @@ struct Copy {
 }
 
 impl Env {
-    fn new() -> Self {
+    /// A vendor with two customers, a package and a registered viewer, on `db`; `None`
+    /// when `db` is PostgreSQL and no server is configured (see `support/pg.rs`).
+    fn new(db: Backend, test: &str) -> Option<Self> {
+        let pg = match db {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(pg::fresh(test)?),
+        };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let env = Self { _tmp: tmp, dir };
+        let env = Self { _tmp: tmp, dir, pg };
         env.cmd(&["vendor", "init", "--name", "Test Press"])
             .assert()
             .success();
@@ -88,7 +112,17 @@ impl Env {
         env.cmd(&["viewer", "register", build.to_str().unwrap()])
             .assert()
             .success();
-        env
+        Some(env)
+    }
+
+    /// The environment every `tally-pack` of this test gets: vendor, password, database.
+    fn configure(&self, c: &mut std::process::Command) {
+        c.env("TALLY_VENDOR", self.path("vendor"))
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
+        match &self.pg {
+            Some(pg) => c.env("TALLY_DATABASE", &pg.url),
+            None => c.env_remove("TALLY_DATABASE"),
+        };
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -96,11 +130,10 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("tally-pack").unwrap();
-        c.env("TALLY_VENDOR", self.path("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
-            .args(args);
-        c
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
+        self.configure(&mut c);
+        c.args(args);
+        Command::from_std(c)
     }
 
     fn add_customer(&self, name: &str, file: &str) {
@@ -135,15 +168,24 @@ impl Env {
         .success();
     }
 
+    /// Issues a keyfile for the package at `package` (online every 3 days).
+    fn issue_for(&self, customer: &str, out: &str, package: &Path) -> Copy {
+        self.issue_package(customer, out, "3", package)
+    }
+
     /// Issues a keyfile with a server and returns the copy as a viewer would hold it.
     fn issue(&self, customer: &str, out: &str, days: &str) -> Copy {
+        self.issue_package(customer, out, days, &self.path("packages/doc.tly"))
+    }
+
+    fn issue_package(&self, customer: &str, out: &str, days: &str, package: &Path) -> Copy {
         let out = self.path(out);
         self.cmd(&[
             "issue",
             "--customer",
             customer,
             "--package",
-            self.path("packages/doc.tly").to_str().unwrap(),
+            package.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
             "--allow-emulated-card",
@@ -162,21 +204,31 @@ impl Env {
         let server = kf.server().unwrap();
         Copy {
             state: ClientState::new(kf.licence()),
-            package: std::fs::read(self.path("packages/doc.tly")).unwrap(),
+            package: std::fs::read(package).unwrap(),
             server_key: server.public_key.clone(),
             days: server.require_online_every_days,
         }
     }
 
     fn serve(&self, extra: &[&str]) -> Server {
+        let mut args = vec!["--packages", self.path("packages").to_str().unwrap()]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.serve_logged(&args, Stdio::null())
+    }
+
+    /// A `serve` node with exactly these arguments; its stderr (one line per request) goes
+    /// to `log`.
+    fn serve_logged(&self, extra: &[&str], log: Stdio) -> Server {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        c.env("TALLY_VENDOR", self.path("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
-            .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
-            .arg(self.path("packages"))
+        self.configure(&mut c);
+        c.args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(log);
         let mut child = c.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
@@ -317,9 +369,10 @@ fn copy_json<'a>(all: &'a serde_json::Value, licence: &LicenceId) -> &'a serde_j
         .unwrap()
 }
 
-#[test]
-fn validations_survive_a_server_restart_and_are_logged() {
-    let env = Env::new();
+fn validations_survive_a_server_restart_and_are_logged(db: Backend) {
+    let Some(env) = Env::new(db, "validations_survive_a_server_restart_and_are_logged") else {
+        return;
+    };
     let mut copy = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     // The key the server publishes is the one in the keyfile.
@@ -370,9 +423,10 @@ fn validations_survive_a_server_restart_and_are_logged() {
     assert!(c["validations_per_day"].as_f64().unwrap() > 0.0);
 }
 
-#[test]
-fn t15_a_cloned_copy_is_flagged_and_revoked() {
-    let env = Env::new();
+fn t15_a_cloned_copy_is_flagged_and_revoked(db: Backend) {
+    let Some(env) = Env::new(db, "t15_a_cloned_copy_is_flagged_and_revoked") else {
+        return;
+    };
     let mut a = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     a.validate(server.addr).unwrap();
@@ -404,9 +458,10 @@ fn t15_a_cloned_copy_is_flagged_and_revoked() {
     );
 }
 
-#[test]
-fn t15_clones_that_alternate_are_caught_too() {
-    let env = Env::new();
+fn t15_clones_that_alternate_are_caught_too(db: Backend) {
+    let Some(env) = Env::new(db, "t15_clones_that_alternate_are_caught_too") else {
+        return;
+    };
     let mut a = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     a.validate(server.addr).unwrap();
@@ -438,9 +493,10 @@ fn t15_clones_that_alternate_are_caught_too() {
     assert_eq!(copy_json(&all, &a.licence())["status"], "revoked");
 }
 
-#[test]
-fn t17_every_replay_is_rejected() {
-    let env = Env::new();
+fn t17_every_replay_is_rejected(db: Backend) {
+    let Some(env) = Env::new(db, "t17_every_replay_is_rejected") else {
+        return;
+    };
     let mut ada = env.issue("Ada", "ada.key", "3");
     let mut bob = env.issue("Bob", "bob.key", "3");
     let server = env.serve(&[]);
@@ -479,9 +535,10 @@ fn t17_every_replay_is_rejected() {
     ada.validate(server.addr).unwrap();
 }
 
-#[test]
-fn t18_tickets_expire_with_an_injected_clock() {
-    let env = Env::new();
+fn t18_tickets_expire_with_an_injected_clock(db: Backend) {
+    let Some(env) = Env::new(db, "t18_tickets_expire_with_an_injected_clock") else {
+        return;
+    };
     let mut copy = env.issue("Ada", "ada.key", "2");
     let server = env.serve(&["--ticket-hours", "24"]);
     let t = copy.validate(server.addr).unwrap();
@@ -514,9 +571,10 @@ fn t18_tickets_expire_with_an_injected_clock() {
     );
 }
 
-#[test]
-fn t19_a_huge_sequence_number_does_not_brick_the_copy() {
-    let env = Env::new();
+fn t19_a_huge_sequence_number_does_not_brick_the_copy(db: Backend) {
+    let Some(env) = Env::new(db, "t19_a_huge_sequence_number_does_not_brick_the_copy") else {
+        return;
+    };
     let mut copy = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     copy.validate(server.addr).unwrap();
@@ -551,9 +609,10 @@ fn t19_a_huge_sequence_number_does_not_brick_the_copy() {
     assert_eq!(copy_json(&all, &copy.licence())["last_psi"], 2);
 }
 
-#[test]
-fn t23_a_revoked_copy_is_refused_at_its_next_validation() {
-    let env = Env::new();
+fn t23_a_revoked_copy_is_refused_at_its_next_validation(db: Backend) {
+    let Some(env) = Env::new(db, "t23_a_revoked_copy_is_refused_at_its_next_validation") else {
+        return;
+    };
     let mut ada = env.issue("Ada", "ada.key", "3");
     let mut ada2 = env.issue("Ada", "ada2.key", "3");
     let mut bob = env.issue("Bob", "bob.key", "3");
@@ -589,9 +648,13 @@ fn t23_a_revoked_copy_is_refused_at_its_next_validation() {
     env.cmd(&["revoke"]).assert().code(2);
 }
 
-#[test]
-fn a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused() {
-    let env = Env::new();
+fn a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused(db: Backend) {
+    let Some(env) = Env::new(
+        db,
+        "a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused",
+    ) else {
+        return;
+    };
     let mut copy = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     let env_bytes = copy.request_with(IcvVariant::V7, b"\x7fELF patched: metering removed");
@@ -656,9 +719,13 @@ fn post_raw(path: &str, body: &[u8]) -> Vec<u8> {
     raw
 }
 
-#[test]
-fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason() {
-    let env = Env::new();
+fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason(db: Backend) {
+    let Some(env) = Env::new(
+        db,
+        "t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason",
+    ) else {
+        return;
+    };
     let copy = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     let mut tampered = ValReq {
@@ -719,9 +786,10 @@ fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason() {
     copy.validate(server.addr).unwrap();
 }
 
-#[test]
-fn a_server_missing_the_package_judges_no_copy() {
-    let env = Env::new();
+fn a_server_missing_the_package_judges_no_copy(db: Backend) {
+    let Some(env) = Env::new(db, "a_server_missing_the_package_judges_no_copy") else {
+        return;
+    };
     let mut copy = env.issue("Ada", "ada.key", "3");
     // The package folder gone (moved away): 503, unsigned, and the copy is not flagged.
     std::fs::rename(env.path("packages"), env.path("packages.away")).unwrap();
@@ -740,3 +808,236 @@ fn a_server_missing_the_package_judges_no_copy() {
     let t = copy.validate(server.addr).unwrap();
     assert_eq!(t.status, Status::Ok);
 }
+
+/// The README's flow: `pack -o book.tly` anywhere, then `serve` with no `--packages`:
+/// the server finds the package where `pack` wrote it.
+fn the_server_finds_the_package_where_pack_wrote_it(db: Backend) {
+    let Some(env) = Env::new(db, "the_server_finds_the_package_where_pack_wrote_it") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    std::fs::create_dir_all(env.path("elsewhere")).unwrap();
+    std::fs::rename(env.path("packages/doc.tly"), env.path("elsewhere/doc.tly")).unwrap();
+    // Moved: the recorded place is wrong and no folder is named, so 503 ...
+    let server = env.serve_logged(&[], Stdio::null());
+    let r = post(server.addr, "/v1/validate", &copy.request());
+    assert_eq!(r.status, 503, "{}", r.text());
+    drop(server);
+    // ... and packed again where the README puts it, it is found with no flag.
+    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
+    let book = env.path("book.tly");
+    env.cmd(&["pack", pdf.to_str().unwrap(), "-o", book.to_str().unwrap()])
+        .assert()
+        .success();
+    let mut book_copy = env.issue_for("Ada", "book.key", &book);
+    let server = env.serve_logged(&[], Stdio::null());
+    let t = book_copy.validate(server.addr).unwrap();
+    assert_eq!(t.status, Status::Ok);
+}
+
+/// One line per request on stderr: method, endpoint, status, outcome, client, time.
+fn every_request_is_logged_on_one_line(db: Backend) {
+    let Some(env) = Env::new(db, "every_request_is_logged_on_one_line") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let log = env.path("serve.log");
+    let server = env.serve_logged(&[], Stdio::from(std::fs::File::create(&log).unwrap()));
+    copy.validate(server.addr).unwrap();
+    let replayed = copy.request();
+    post(server.addr, "/v1/validate", &replayed);
+    post(server.addr, "/v1/validate", &replayed);
+    post(server.addr, "/v1/validate", b"short");
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("POST ")).collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (line, want) in lines.iter().zip([
+        "POST /v1/validate 200 ok 127.0.0.1 ",
+        "POST /v1/validate 200 ok 127.0.0.1 ",
+        "POST /v1/validate 403 replay 127.0.0.1 ",
+        "POST /v1/validate 400 - 127.0.0.1 ",
+    ]) {
+        assert!(
+            line.starts_with(want),
+            "{line:?} should start with {want:?}"
+        );
+        assert!(line.ends_with("ms"), "{line}");
+    }
+}
+
+/// A client holding its requests open cannot take more than its share: the next one from
+/// the same address gets 429 at once, and the server goes on serving.
+fn one_client_gets_a_bounded_share(db: Backend) {
+    let Some(env) = Env::new(db, "one_client_gets_a_bounded_share") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&["--max-per-client", "2"]);
+    // Two slow requests: headers promising a body that never comes.
+    let slow: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: 260\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = post(server.addr, "/v1/validate", &copy.request());
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("too many requests"), "{}", r.text());
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(300));
+    copy.validate(server.addr).unwrap();
+}
+
+/// Two `serve` nodes on one database, and many installed copies of one licence racing
+/// across them with the same request: every round exactly one is served and the others
+/// are replays (PSI order holds across nodes); a copy whose UI the winner's node retired
+/// is a clone, flagged and revoked, whichever node it reaches; a revocation made while
+/// the nodes run is seen by both.
+fn two_nodes_on_one_database_keep_every_rule(db: Backend) {
+    let Some(env) = Env::new(db, "two_nodes_on_one_database_keep_every_rule") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let mut bob = env.issue("Bob", "bob.key", "3");
+    let nodes = [env.serve(&[]), env.serve(&[])];
+    let addrs = [nodes[0].addr, nodes[1].addr];
+    const ROUNDS: usize = 12;
+    const RACERS: usize = 6;
+    for round in 0..ROUNDS {
+        // RACERS installations holding one state send the same next request at once.
+        let request = copy.request();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(RACERS));
+        let replies: Vec<Reply> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..RACERS)
+                .map(|i| {
+                    let request = &request;
+                    let barrier = barrier.clone();
+                    s.spawn(move || {
+                        barrier.wait();
+                        post(addrs[i % 2], "/v1/validate", request)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+        assert_eq!(ok.len(), 1, "round {round}: {} served", ok.len());
+        for r in &replies {
+            check_http(r);
+            if r.status != 200 {
+                let v = Verdict::open(&r.body, &copy.server_key).unwrap();
+                assert_eq!(v.status, Status::Replay, "round {round}");
+            }
+        }
+        copy.state.accept(&ok[0].body, &copy.server_key).unwrap();
+    }
+    // An installation left behind at the first UI comes back through either node: a clone.
+    let all = env.copies();
+    assert_eq!(copy_json(&all, &copy.licence())["validations_ok"], ROUNDS);
+    assert_eq!(
+        copy_json(&all, &copy.licence())["validations"],
+        ROUNDS * RACERS
+    );
+    let mut stale = Copy {
+        state: ClientState::new(copy.licence()),
+        package: copy.package.clone(),
+        server_key: copy.server_key.clone(),
+        days: copy.days,
+    };
+    assert_eq!(
+        stale.validate(addrs[1]),
+        Err(ValidationError::Refused(Status::Clone))
+    );
+    assert_eq!(
+        copy.validate(addrs[0]),
+        Err(ValidationError::Refused(Status::Revoked))
+    );
+    let all = env.copies();
+    assert_eq!(
+        copy_json(&all, &copy.licence())["flags"],
+        serde_json::json!(["clone"])
+    );
+    // Revoked by the CLI while both nodes run: refused by both.
+    bob.validate(addrs[0]).unwrap();
+    env.cmd(&["revoke", "--customer", "Bob"]).assert().success();
+    let r = post(addrs[1], "/v1/validate", &bob.request());
+    assert_eq!(
+        Verdict::open(&r.body, &bob.server_key).unwrap().status,
+        Status::Revoked
+    );
+}
+
+/// ICV V8 (V7 over the chunk digests `pack` stored): accepted by default, computed with
+/// no package file at all, and a changed package byte is still an ICV mismatch.
+fn v8_is_checked_from_the_digests_pack_stored(db: Backend) {
+    let Some(env) = Env::new(db, "v8_is_checked_from_the_digests_pack_stored") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    // No package anywhere the server could read it.
+    std::fs::rename(env.path("packages"), env.path("packages.away")).unwrap();
+    let server = env.serve(&[]);
+    for _ in 0..2 {
+        let r = post(
+            server.addr,
+            "/v1/validate",
+            &copy.request_with(IcvVariant::V8, VIEWER_BUILD),
+        );
+        check_http(&r);
+        copy.state.accept(&r.body, &copy.server_key).unwrap();
+    }
+    copy.package[5000] ^= 1;
+    let r = post(
+        server.addr,
+        "/v1/validate",
+        &copy.request_with(IcvVariant::V8, VIEWER_BUILD),
+    );
+    assert_eq!(
+        copy.state.accept(&r.body, &copy.server_key),
+        Err(ValidationError::Refused(Status::IcvMismatch))
+    );
+    // V7 over the bytes still needs the file: 503, no verdict.
+    copy.package[5000] ^= 1;
+    let r = post(server.addr, "/v1/validate", &copy.request());
+    assert_eq!(r.status, 503, "{}", r.text());
+}
+
+/// A package larger than the server's cache (`--package-cache-mib 0`) is hashed from disk
+/// for each request (never held whole in memory): the same verdicts as from memory.
+fn a_package_larger_than_the_cache_is_hashed_from_disk(db: Backend) {
+    let Some(env) = Env::new(db, "a_package_larger_than_the_cache_is_hashed_from_disk") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let server = env.serve(&["--package-cache-mib", "0"]);
+    copy.validate(server.addr).unwrap();
+    copy.validate(server.addr).unwrap();
+    copy.package[777] ^= 1;
+    assert_eq!(
+        copy.validate(server.addr),
+        Err(ValidationError::Refused(Status::IcvMismatch))
+    );
+}
+
+on_both_databases!(
+    a_package_larger_than_the_cache_is_hashed_from_disk,
+    v8_is_checked_from_the_digests_pack_stored,
+    the_server_finds_the_package_where_pack_wrote_it,
+    every_request_is_logged_on_one_line,
+    one_client_gets_a_bounded_share,
+    two_nodes_on_one_database_keep_every_rule,
+    validations_survive_a_server_restart_and_are_logged,
+    t15_a_cloned_copy_is_flagged_and_revoked,
+    t15_clones_that_alternate_are_caught_too,
+    t17_every_replay_is_rejected,
+    t18_tickets_expire_with_an_injected_clock,
+    t19_a_huge_sequence_number_does_not_brick_the_copy,
+    t23_a_revoked_copy_is_refused_at_its_next_validation,
+    a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused,
+    t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason,
+    a_server_missing_the_package_judges_no_copy
+);

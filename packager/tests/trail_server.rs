@@ -2,7 +2,9 @@
 //! registry ([0094], [0062]): a reader's trail (emulated card) is vouched for, the signed
 //! validator is appended by the card, and a fresh ValidateTrail trusting the server key
 //! fast-starts from it; a forged validator and a trail tampered before the validator are
-//! refused; the encrypted trail is kept as the card's backup, newest first.
+//! refused; the encrypted trail is kept as the card's backup, newest first. Every test
+//! runs on the SQLite registry and on a fresh PostgreSQL database (`support/pg.rs`); a
+//! restore request replayed to two nodes at once is served once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +20,25 @@ use tally_core::crypto::PublicKey;
 use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
 use tally_core::trail::validator::check_answer;
 use tally_core::trail::{Body, LicenceId, Record, Trail, Usage};
-use tally_core::validation::{ServerSecret, seal_trail_request};
+use tally_core::validation::{
+    ServerSecret, restore_request_body, seal_restore_request, seal_trail_request,
+};
+
+#[path = "support/pg.rs"]
+mod pg;
+use pg::{Backend, PgDb};
+
+/// Each test runs twice: on the SQLite registry and on a fresh PostgreSQL database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
 
 const PASSWORD: &str = "correct horse battery staple";
 const LIC: LicenceId = LicenceId([0x5a; 16]);
@@ -38,6 +58,7 @@ impl Drop for Server {
 struct Env {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
+    pg: Option<PgDb>,
 }
 
 struct Reader {
@@ -47,23 +68,36 @@ struct Reader {
 }
 
 impl Env {
-    fn new() -> Self {
+    fn new(db: Backend, test: &str) -> Option<Self> {
+        let pg = match db {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(pg::fresh(test)?),
+        };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let env = Self { _tmp: tmp, dir };
+        let env = Self { _tmp: tmp, dir, pg };
         env.cmd(&["vendor", "init", "--name", "Test Press"])
             .assert()
             .success();
         std::fs::create_dir_all(env.dir.join("packages")).unwrap();
-        env
+        Some(env)
+    }
+
+    /// The environment every `tally-pack` of this test gets: vendor, password, database.
+    fn configure(&self, c: &mut std::process::Command) {
+        c.env("TALLY_VENDOR", self.dir.join("vendor"))
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
+        match &self.pg {
+            Some(pg) => c.env("TALLY_DATABASE", &pg.url),
+            None => c.env_remove("TALLY_DATABASE"),
+        };
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("tally-pack").unwrap();
-        c.env("TALLY_VENDOR", self.dir.join("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
-            .args(args);
-        c
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
+        self.configure(&mut c);
+        c.args(args);
+        Command::from_std(c)
     }
 
     /// A reader with an emulated card and a trail of genesis + `n` records; registered as
@@ -112,9 +146,9 @@ impl Env {
     }
 
     fn serve(&self) -> Server {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"))
-            .env("TALLY_VENDOR", self.dir.join("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD)
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
+        self.configure(&mut c);
+        let mut child = c
             .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
             .arg(self.dir.join("packages"))
             .stdout(Stdio::piped())
@@ -133,14 +167,22 @@ impl Env {
         Server { child, url }
     }
 
-    fn registry(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.join("vendor/registry.sqlite")).unwrap()
-    }
-
-    /// The stored backup of `serial`: (upto, records, envelope).
+    /// The stored backup of `serial`: (upto, records, envelope), read from the database
+    /// directly.
     fn backup(&self, serial: &Serial) -> Option<(String, i64, Vec<u8>)> {
+        if let Some(pg) = &self.pg {
+            let mut c = ::postgres::Client::connect(&pg.url, ::postgres::NoTls).unwrap();
+            return c
+                .query_opt(
+                    "SELECT upto, records, envelope FROM trail_backups WHERE serial = $1",
+                    &[&serial.to_hex()],
+                )
+                .unwrap()
+                .map(|r| (r.get(0), r.get(1), r.get(2)));
+        }
         use rusqlite::OptionalExtension as _;
-        self.registry()
+        rusqlite::Connection::open(self.dir.join("vendor/registry.sqlite"))
+            .unwrap()
             .query_row(
                 "SELECT upto, records, envelope FROM trail_backups WHERE serial = ?1",
                 [serial.to_hex()],
@@ -213,10 +255,17 @@ fn server_key(url: &str) -> PublicKey {
     PublicKey::from_sec1(&hex::decode(v["public_key"].as_str().unwrap()).unwrap()).unwrap()
 }
 
-/// POSTs `body`; returns the HTTP status, the `x-tally-check` header and the body.
+/// POSTs `body` to the trail endpoint; returns the HTTP status, the `x-tally-check`
+/// header and the body.
 fn post(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
+    post_to(url, "/v1/trail/validate", body)
+}
+
+/// POSTs `body` to `path`; returns the HTTP status, the `x-tally-check` header and the
+/// body (lossy text).
+fn post_to(url: &str, path: &str, body: &[u8]) -> (u16, Option<String>, String) {
     let mut r = agent()
-        .post(format!("{url}/v1/trail/validate"))
+        .post(format!("{url}{path}"))
         .header("content-type", "application/octet-stream")
         .send(body)
         .unwrap();
@@ -225,12 +274,13 @@ fn post(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
         .get("x-tally-check")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let text = r
+    let bytes = r
         .body_mut()
         .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
+        .limit(64 << 20)
+        .read_to_vec()
         .unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     (r.status().as_u16(), check, text)
 }
 
@@ -247,9 +297,10 @@ fn send(url: &str, key: &PublicKey, reader: &Reader) -> (Vec<u8>, (u16, Option<S
     (env, reply)
 }
 
-#[test]
-fn a_vouched_trail_fast_starts_and_is_backed_up() {
-    let env = Env::new();
+fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
+    let Some(env) = Env::new(db, "a_vouched_trail_fast_starts_and_is_backed_up") else {
+        return;
+    };
     let ada = env.reader("Ada", 30, true);
     let server = env.serve();
     let key = server_key(&server.url);
@@ -314,9 +365,10 @@ fn a_vouched_trail_fast_starts_and_is_backed_up() {
     assert_eq!(t.vouched().unwrap().upto, 134);
 }
 
-#[test]
-fn forged_validators_and_tampered_trails_are_refused() {
-    let env = Env::new();
+fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
+    let Some(env) = Env::new(db, "forged_validators_and_tampered_trails_are_refused") else {
+        return;
+    };
     let ada = env.reader("Ada", 12, true);
     let server = env.serve();
     let key = server_key(&server.url);
@@ -440,9 +492,13 @@ fn forged_validators_and_tampered_trails_are_refused() {
     );
 }
 
-#[test]
-fn the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail() {
-    let env = Env::new();
+fn the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail(db: Backend) {
+    let Some(env) = Env::new(
+        db,
+        "the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail",
+    ) else {
+        return;
+    };
     let ada = env.reader("Ada", 6, true);
     let old = ada.bytes();
     ada.write(&usage(1));
@@ -462,3 +518,74 @@ fn the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail() 
     assert_eq!(upto, "00000000000000000107");
     assert_eq!(stored, sent);
 }
+
+/// One card-signed restore request sent to two `serve` nodes on one database at once (a
+/// replay racing the original): exactly one is served, the other refused as a replay; a
+/// request not signed by the registered card is refused (and costs no backup decryption).
+fn a_restore_request_raced_to_two_nodes_is_served_once(db: Backend) {
+    let Some(env) = Env::new(db, "a_restore_request_raced_to_two_nodes_is_served_once") else {
+        return;
+    };
+    let ada = env.reader("Ada", 8, true);
+    let nodes = [env.serve(), env.serve()];
+    let key = server_key(&nodes[0].url);
+    let (_, (status, _, text)) = send(&nodes[0].url, &key, &ada);
+    assert_eq!(status, 200, "{text}");
+    // The trail is lost; each round signs a restore request on the card.
+    std::fs::remove_file(&ada.trail_path).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for round in 0..4 {
+        let body = restore_request_body(&key, now);
+        let request =
+            Trail::sign_detached(&ada.trail_path, &mut ada.card(), &ada.identity, &body).unwrap();
+        let (envelope, _answer_key) =
+            seal_restore_request(&key, &ada.identity.serial, &request, &mut rand_core::OsRng)
+                .unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        let replies: Vec<(u16, Option<String>, String)> = std::thread::scope(|s| {
+            let hs: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let (url, envelope, barrier) = (&n.url, &envelope, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        post_to(url, "/v1/trail/restore", envelope)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let outcomes: Vec<(u16, Option<&str>)> =
+            replies.iter().map(|r| (r.0, r.1.as_deref())).collect();
+        let served = replies.iter().filter(|r| r.0 == 200).count();
+        assert_eq!(served, 1, "round {round}: {outcomes:?}");
+        let refused = replies.iter().find(|r| r.0 != 200).unwrap();
+        assert_eq!(
+            (refused.0, refused.1.as_deref()),
+            (422, Some("replay")),
+            "round {round}: {}",
+            refused.2
+        );
+    }
+    // Signed by another card, claiming Ada's serial: refused, naming the check.
+    let eve = env.reader("Eve", 1, false);
+    std::fs::remove_file(&eve.trail_path).unwrap();
+    let body = restore_request_body(&key, now);
+    let forged =
+        Trail::sign_detached(&eve.trail_path, &mut eve.card(), &eve.identity, &body).unwrap();
+    let (envelope, _) =
+        seal_restore_request(&key, &ada.identity.serial, &forged, &mut rand_core::OsRng).unwrap();
+    let (status, check, text) = post_to(&nodes[1].url, "/v1/trail/restore", &envelope);
+    assert_eq!(
+        (status, check.as_deref()),
+        (422, Some("not-the-card")),
+        "{text}"
+    );
+}
+
+on_both_databases!(
+    a_vouched_trail_fast_starts_and_is_backed_up,
+    forged_validators_and_tampered_trails_are_refused,
+    the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail,
+    a_restore_request_raced_to_two_nodes_is_served_once,
+);

@@ -41,8 +41,8 @@ mod wire;
 pub use client::{ClientState, OnlineStatus, STATE_LEN, WhenDue, state_path, when_round_failed};
 pub use restore::{
     AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer, RestoreError,
-    RestoreRequest, open_restore_answer, plan_recovery, restore_request_body, restore_value,
-    seal_restore_answer, seal_restore_request,
+    RestoreRequest, check_restore_request, open_restore_answer, plan_recovery,
+    restore_request_body, restore_value, seal_restore_answer, seal_restore_request,
 };
 pub use server::{CopyState, Decision, Lookup, Presented, ServerSecret, decide};
 pub use trail_req::{

@@ -293,6 +293,40 @@ pub struct RecoveryPlan {
     pub records: u64,
 }
 
+/// The cheap half of [`plan_recovery`]'s rules, which a server runs before it loads and
+/// decrypts the stored backup (up to 64 MiB): the request record is signed by the
+/// registered card `identity`, is a restore request for this server made within
+/// [`CLOCK_SKEW_SECONDS`] of `now_unix`, and its counter is above `last_restore`. So an
+/// unauthenticated, stale or replayed request costs one signature check ([0062]).
+pub fn check_restore_request(
+    secret: &ServerSecret,
+    identity: &CardIdentity,
+    request: &RestoreRequest,
+    last_restore: Option<u64>,
+    now_unix: i64,
+) -> Result<(), RestoreError> {
+    let rec = &request.record;
+    if request.serial != identity.serial || !rec.verify(identity, default_verifier()) {
+        return Err(RestoreError::NotTheCard(request.serial));
+    }
+    let body = Body::parse(&rec.body).map_err(|_| RestoreError::NotARequest)?;
+    match &body.usage {
+        Usage::Nonce { value } if *value == restore_value(secret.public()) => {}
+        _ => return Err(RestoreError::NotARequest),
+    }
+    let at = body.at.unix_timestamp();
+    if at.abs_diff(now_unix) > CLOCK_SKEW_SECONDS.unsigned_abs() {
+        return Err(RestoreError::Stale { at, now: now_unix });
+    }
+    if let Some(last) = last_restore.filter(|l| rec.counter <= *l) {
+        return Err(RestoreError::Replay {
+            counter: rec.counter,
+            last,
+        });
+    }
+    Ok(())
+}
+
 /// The server's rules for a restore request ([0062]): the request record must be signed by
 /// the registered card `identity`, be a restore request for this server made within
 /// [`CLOCK_SKEW_SECONDS`] of `now_unix`, and carry a counter above `last_restore` (the last
@@ -315,25 +349,8 @@ pub fn plan_recovery(
     charge: LostCharge,
     now_unix: i64,
 ) -> Result<RecoveryPlan, RestoreError> {
+    check_restore_request(secret, identity, request, last_restore, now_unix)?;
     let rec = &request.record;
-    if request.serial != identity.serial || !rec.verify(identity, default_verifier()) {
-        return Err(RestoreError::NotTheCard(request.serial));
-    }
-    let body = Body::parse(&rec.body).map_err(|_| RestoreError::NotARequest)?;
-    match &body.usage {
-        Usage::Nonce { value } if *value == restore_value(secret.public()) => {}
-        _ => return Err(RestoreError::NotARequest),
-    }
-    let at = body.at.unix_timestamp();
-    if at.abs_diff(now_unix) > CLOCK_SKEW_SECONDS.unsigned_abs() {
-        return Err(RestoreError::Stale { at, now: now_unix });
-    }
-    if let Some(last) = last_restore.filter(|l| rec.counter <= *l) {
-        return Err(RestoreError::Replay {
-            counter: rec.counter,
-            last,
-        });
-    }
     // The backup in full; the server trusts its own recovery records and archive anchors.
     let own = std::slice::from_ref(secret.public());
     let (header, records) = crate::trail::validate::verify_trail_bytes(backup, identity, own)

@@ -363,8 +363,12 @@ fn every_mutation_and_truncation_of_each_message_is_refused_without_panic() {
         .unwrap();
     let mut plain = req.encode();
     assert_eq!(ValReq::parse(&plain).unwrap(), req);
-    plain[1] = 8;
-    assert!(ValReq::parse(&plain).is_err());
+    for bad in [0, 9, 255] {
+        plain[1] = bad;
+        assert!(ValReq::parse(&plain).is_err(), "variant {bad}");
+    }
+    plain[1] = 8; // V8, the chunk-digest form of V7
+    assert_eq!(ValReq::parse(&plain).unwrap().variant, IcvVariant::V8);
     plain[1] = 7;
     plain[0] = 2;
     assert!(ValReq::parse(&plain).is_err());

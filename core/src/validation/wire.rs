@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! VAL_REQ plaintext (REQUEST_LEN = 170 bytes)
-//!   version u8 = 1 · variant u8 (1–7) · UI 16 · ICV 32 · PSI u64 · VSSI u64 ·
+//!   version u8 = 1 · variant u8 (1–8) · UI 16 · ICV 32 · PSI u64 · VSSI u64 ·
 //!   DT i64 (the copy's clock, Unix s) · VSI 32 (fingerprint of the server key) ·
 //!   IV 32 · viewer ICV 32
 //! VAL_REQ envelope (ENVELOPE_LEN = 260 bytes)
@@ -124,7 +124,7 @@ impl ValReq {
             });
         }
         let variant = IcvVariant::from_number(r.u8())
-            .ok_or(ValidationError::BadField("VAL_REQ: ICV variant is not 1–7"))?;
+            .ok_or(ValidationError::BadField("VAL_REQ: ICV variant is not 1–8"))?;
         Ok(Self {
             variant,
             ui: Ui(r.take()),

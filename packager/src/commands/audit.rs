@@ -21,6 +21,8 @@
 //! printing those placeholders (JSON: `"written_off": true` and null totals).
 
 use super::{Ctx, refused};
+use crate::params;
+use crate::sql::Db;
 use anyhow::Result;
 use clap::Args;
 use std::collections::BTreeMap;
@@ -126,19 +128,14 @@ struct Backup {
 
 /// The registry's record of the newest backup of card `serial`'s trail, if any (the
 /// validation server shares the registry, `tally-pack serve`).
-fn server_backup(
-    conn: &rusqlite::Connection,
-    serial: &tally_core::card::Serial,
-) -> Result<Option<Backup>> {
-    use rusqlite::OptionalExtension as _;
-    let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT upto, received_at FROM trail_backups WHERE serial = ?1",
-            [serial.to_hex()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    row.map(|(upto, received_at)| {
+fn server_backup(db: &mut Db, serial: &tally_core::card::Serial) -> Result<Option<Backup>> {
+    let row = db.query_opt(
+        "SELECT upto, received_at FROM trail_backups WHERE serial = $1",
+        params![serial.to_hex()],
+    )?;
+    row.map(|r| {
+        let upto = r.text(0)?;
+        let received_at = r.text(1)?;
         Ok(Backup {
             upto: upto
                 .parse()
@@ -163,7 +160,7 @@ fn csv_field(s: &str) -> String {
 
 /// Runs `audit`.
 pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
-    let registry = ctx.registry()?;
+    let mut registry = ctx.registry()?;
     let Some(customer) = registry.customer(&args.customer)? else {
         return Err(refused(format!(
             "no customer named `{}` in the registry (see `tally-pack customer list`)",

@@ -18,7 +18,7 @@ pub struct CopiesArgs {
 
 /// Runs `copies`.
 pub fn run(ctx: &Ctx, args: CopiesArgs) -> Result<ExitCode> {
-    let registry = ctx.registry()?;
+    let mut registry = ctx.registry()?;
     let all = db::copies(registry.connection())?;
     if args.json {
         let v: Vec<_> = all

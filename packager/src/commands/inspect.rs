@@ -69,6 +69,9 @@ pub struct Report {
     kind: &'static str,
     fields: Vec<(&'static str, Value)>,
     problems: Vec<String>,
+    /// Why only part of the file could be checked (a package whose body nothing vouches
+    /// for here): then it is not said to verify, though nothing failed.
+    partial: Option<String>,
 }
 
 impl Report {
@@ -77,6 +80,7 @@ impl Report {
             kind,
             fields: Vec::new(),
             problems: Vec::new(),
+            partial: None,
         }
     }
     /// Adds a field.
@@ -87,8 +91,13 @@ impl Report {
     pub fn problem(&mut self, p: impl Into<String>) {
         self.problems.push(p.into());
     }
-    fn verifies(&self) -> bool {
+    /// Nothing failed.
+    fn passes(&self) -> bool {
         self.problems.is_empty()
+    }
+    /// Nothing failed and every part was checked.
+    fn verifies(&self) -> bool {
+        self.passes() && self.partial.is_none()
     }
     fn print(&self, as_json: bool) -> Result<()> {
         if as_json {
@@ -98,6 +107,9 @@ impl Report {
                 m.insert((*k).into(), v.clone());
             }
             m.insert("verifies".into(), self.verifies().into());
+            if let (true, Some(why)) = (self.passes(), &self.partial) {
+                m.insert("partly_checked".into(), why.clone().into());
+            }
             m.insert("problems".into(), self.problems.clone().into());
             println!("{}", serde_json::to_string_pretty(&Value::Object(m))?);
             return Ok(());
@@ -111,6 +123,8 @@ impl Report {
         }
         if self.verifies() {
             println!("verifies: yes");
+        } else if let (true, Some(why)) = (self.passes(), &self.partial) {
+            println!("verifies: header only ({why})");
         } else {
             println!("verifies: NO");
             for p in &self.problems {
@@ -141,7 +155,7 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<ExitCode> {
         Kind::Keyfile => inspect_keyfile(ctx, &args)?,
     };
     report.print(args.json)?;
-    Ok(if report.verifies() {
+    Ok(if report.passes() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -217,7 +231,40 @@ fn inspect_package(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
             header.package_len()
         ));
     }
-    if args.full && r.verifies() {
+    // The body, without any key: the whole file against the SHA-256 `pack` recorded in this
+    // vendor's registry (the package format signs the header only).
+    let header_ok = r.passes();
+    if header_ok {
+        let recorded = match ctx.registry() {
+            Ok(mut reg) => reg.package(&header.document_id())?.map(|p| p.sha256),
+            Err(_) => None,
+        };
+        match recorded {
+            Some(want) => {
+                let f = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let got = sha256_reader(std::io::BufReader::new(f))
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if got == want {
+                    r.field(
+                        "body",
+                        "the whole file matches the SHA-256 recorded by `pack`",
+                    );
+                } else {
+                    r.problem(
+                        "body: the file's SHA-256 is not the one `pack` recorded for this document (bytes changed)",
+                    );
+                }
+            }
+            None if !args.full => {
+                r.partial = Some(
+                    "the body is not signed; this document is not in the --vendor registry, so only --full with its key could check it".into(),
+                );
+            }
+            None => {}
+        }
+    }
+    if args.full && header_ok {
         let vendor = ctx.open_vendor()?;
         let key = ctx
             .registry()?
@@ -238,6 +285,21 @@ fn inspect_package(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
         }
     }
     Ok(r)
+}
+
+/// The SHA-256 of everything `reader` yields, as lower-case hex.
+fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 fn inspect_vendor_secret(path: &Path) -> Result<Report> {

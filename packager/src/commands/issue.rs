@@ -12,9 +12,10 @@
 //! and names both.
 
 use super::{Ctx, refused};
+use crate::params;
+use crate::sql::Db;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rusqlite::{Connection, OptionalExtension, params};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally_core::keyfile::{Cis, Keyfile};
@@ -116,70 +117,66 @@ pub struct IssuedRow {
 }
 
 /// Every licence issued to `customer`.
-pub fn issued_to(conn: &Connection, customer: &str) -> Result<Vec<IssuedRow>> {
-    let mut st = conn.prepare(
+pub fn issued_to(db: &mut Db, customer: &str) -> Result<Vec<IssuedRow>> {
+    let rows = db.query(
         "SELECT licence_id, title, document_id, policy, issued_at FROM keyfiles
-         WHERE customer = ?1 ORDER BY issued_at, licence_id",
+         WHERE customer = $1 ORDER BY issued_at, licence_id",
+        params![customer],
     )?;
-    let rows = st.query_map([customer], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (lic, title, document_id, policy, issued_at) = row?;
-        Ok(IssuedRow {
-            licence: LicenceId::from_hex(&lic)
-                .with_context(|| format!("registry: bad licence id {lic:?}"))?,
-            title,
-            document_id,
-            limits: Limits::parse(policy.as_bytes())
-                .with_context(|| format!("registry: licence {lic}: policy"))?,
-            issued_at,
+    rows.iter()
+        .map(|row| {
+            let (lic, title, document_id, policy, issued_at) = (
+                row.text(0)?,
+                row.text(1)?,
+                row.text(2)?,
+                row.text(3)?,
+                row.text(4)?,
+            );
+            Ok(IssuedRow {
+                licence: LicenceId::from_hex(&lic)
+                    .with_context(|| format!("registry: bad licence id {lic:?}"))?,
+                title,
+                document_id,
+                limits: Limits::parse(policy.as_bytes())
+                    .with_context(|| format!("registry: licence {lic}: policy"))?,
+                issued_at,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// The licences (id, issue time) `customer` holds for `document` (hex) and that are not
 /// revoked, oldest first.
-fn earlier_licences(
-    conn: &Connection,
-    customer: &str,
-    document: &str,
-) -> Result<Vec<(String, String)>> {
-    let mut st = conn.prepare(
+fn earlier_licences(db: &mut Db, customer: &str, document: &str) -> Result<Vec<(String, String)>> {
+    let rows = db.query(
         "SELECT k.licence_id, k.issued_at FROM keyfiles k
          LEFT JOIN copies c ON c.licence_id = k.licence_id
-         WHERE k.customer = ?1 AND k.document_id = ?2
+         WHERE k.customer = $1 AND k.document_id = $2
            AND (c.status IS NULL OR c.status != 'revoked')
          ORDER BY k.issued_at, k.licence_id",
+        params![customer, document],
     )?;
-    let rows = st.query_map([customer, document], |r| {
-        let issued_at: String = r.get(1)?;
-        // To the second: the fraction is noise in a message.
-        let issued_at = match issued_at.split_once('.') {
-            Some((seconds, _)) => format!("{seconds}Z"),
-            None => issued_at,
-        };
-        Ok((r.get(0)?, issued_at))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    rows.iter()
+        .map(|r| {
+            let issued_at = r.text(1)?;
+            // To the second: the fraction is noise in a message.
+            let issued_at = match issued_at.split_once('.') {
+                Some((seconds, _)) => format!("{seconds}Z"),
+                None => issued_at,
+            };
+            Ok((r.text(0)?, issued_at))
+        })
+        .collect()
 }
 
 /// The customer a licence was issued to, if this vendor issued it.
-pub fn licence_owner(conn: &Connection, licence: &LicenceId) -> Result<Option<String>> {
-    Ok(conn
-        .query_row(
-            "SELECT customer FROM keyfiles WHERE licence_id = ?1",
-            [licence.to_hex()],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn licence_owner(db: &mut Db, licence: &LicenceId) -> Result<Option<String>> {
+    db.query_opt(
+        "SELECT customer FROM keyfiles WHERE licence_id = $1",
+        params![licence.to_hex()],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
 }
 
 fn set<T>(slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
@@ -248,7 +245,7 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         );
     }
     let vendor = ctx.open_vendor()?;
-    let registry = ctx.registry()?;
+    let mut registry = ctx.registry()?;
     let Some(customer) = registry.customer(&args.customer)? else {
         return Err(refused(format!(
             "no customer named `{}` in the registry (see `tally-pack customer list`)",
@@ -341,10 +338,10 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         .connection()
         .execute(
             "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             params![
                 licence.to_hex(),
-                customer.name,
+                &customer.name,
                 customer.card.serial.to_hex(),
                 document.to_hex(),
                 header.title(),

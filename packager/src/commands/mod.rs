@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx {
         vendor: cli.vendor,
         password_file: cli.password_file,
+        database: cli.database,
     };
     match cli.command {
         Command::Vendor(c) => vendor::run(&ctx, c),
@@ -86,6 +87,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 pub struct Ctx {
     vendor: Option<PathBuf>,
     password_file: Option<PathBuf>,
+    database: Option<String>,
 }
 
 /// File names inside the vendor folder.
@@ -144,9 +146,19 @@ impl Ctx {
         Ok(Some(p))
     }
 
-    /// Opens (creating or migrating) the registry in the vendor folder.
+    /// Where the registry is: `--database` / `TALLY_DATABASE`, else the vendor folder's
+    /// SQLite file.
+    pub fn database(&self) -> Result<crate::sql::Target> {
+        Ok(match &self.database {
+            Some(d) => crate::sql::Target::parse(d),
+            None => crate::sql::default_target(self.existing_vendor_dir()?),
+        })
+    }
+
+    /// Opens (creating or migrating) the registry.
     pub fn registry(&self) -> Result<Registry> {
-        Registry::open(self.existing_vendor_dir()?)
+        let target = self.database()?;
+        Registry::open_target(&target)
     }
 }
 

@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| "Untitled".into()),
     };
     let vendor = ctx.open_vendor()?;
-    let registry = ctx.registry()?;
+    let mut registry = ctx.registry()?;
 
     let input = std::fs::File::open(&args.input)
         .with_context(|| format!("opening {}", args.input.display()))?;
@@ -147,7 +147,31 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
             return Err(e.context(format!("packing {}", args.input.display())));
         }
     };
-    if let Err(e) = registry.add_package(&vendor, &header, &sum, &key) {
+    // Where the package will be, so `serve` finds it with no --packages flag.
+    let location = std::path::absolute(&args.output)
+        .with_context(|| format!("resolving {}", args.output.display()))?;
+    // The chunk digests of ICV V8, fixed now (one more read of the file just written).
+    let digests = std::fs::File::open(&tmp)
+        .and_then(|f| {
+            let len = f.metadata()?.len();
+            tally_core::icv::ChunkDigests::read(std::io::BufReader::new(f), len)
+        })
+        .with_context(|| format!("reading back {}", tmp.display()));
+    let digests = match digests {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = registry.add_package(
+        &vendor,
+        &header,
+        &sum,
+        &key,
+        Some(&location),
+        Some(&digests.to_bytes()),
+    ) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context("recording the package in the registry"));
     }

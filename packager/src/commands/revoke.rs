@@ -22,7 +22,7 @@ pub struct RevokeArgs {
 
 /// Runs `revoke`.
 pub fn run(ctx: &Ctx, args: RevokeArgs) -> Result<ExitCode> {
-    let registry = ctx.registry()?;
+    let mut registry = ctx.registry()?;
     let copy = args.copy.as_deref().map(|s| s.trim().to_ascii_lowercase());
     let revoked = db::revoke(
         registry.connection(),

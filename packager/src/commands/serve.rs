@@ -18,24 +18,36 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the address is printed).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8680")]
     pub listen: String,
-    /// The database (default: the vendor folder's registry, shared with `issue`,
-    /// `revoke` and `copies`).
+    /// A SQLite database file, overriding `--database` (default: the registry `--database`
+    /// names, else the vendor folder's, shared with `issue`, `revoke` and `copies`).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// A folder holding the packages, to compute integrity checks (repeatable; default
-    /// `<vendor>/packages`). Files are matched to the registry by SHA-256.
+    /// A folder holding packages, to compute integrity checks (repeatable), searched when a
+    /// package is not where `pack` wrote it (default `<vendor>/packages`). Files are matched
+    /// to the registry by SHA-256.
     #[arg(long = "packages", value_name = "DIR")]
     pub packages: Vec<PathBuf>,
     /// How long a validation answer lets a copy work offline, in hours.
     #[arg(long, value_name = "HOURS", default_value_t = 24 * 7)]
     pub ticket_hours: u32,
-    /// Integrity-check variant accepted (repeatable; default V7, the strongest).
-    #[arg(long = "icv", value_name = "V1..V7")]
+    /// Integrity-check variant accepted (repeatable; default V7, the strongest over the
+    /// package's bytes, and V8, the same walk over digests fixed at pack time, whose cost
+    /// does not grow with the document).
+    #[arg(long = "icv", value_name = "V1..V8")]
     pub icv: Vec<IcvVariant>,
     /// How the records lost between a reader's backup and a restore are charged: `full`
     /// (every licence of the card used up) or `forgive` (recorded, not charged).
     #[arg(long, value_name = "full|forgive", default_value = "full", value_parser = parse_lost)]
     pub lost_records: LostCharge,
+    /// Database connections this node opens at most (PostgreSQL; SQLite uses one).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub connections: usize,
+    /// Requests one client address may have in flight at once; more get 429.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub max_per_client: usize,
+    /// MiB of package files kept in memory for ICVs (least recently used evicted).
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    pub package_cache_mib: u64,
 }
 
 fn parse_lost(s: &str) -> Result<LostCharge, String> {
@@ -55,15 +67,19 @@ pub fn run_serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     if args.ticket_hours == 0 || args.ticket_hours > 24 * 366 {
         bail!("--ticket-hours must be 1 to 8784");
     }
-    let db = args
-        .db
-        .unwrap_or_else(|| crate::registry::Registry::path(dir));
+    let db = match args.db {
+        Some(path) => crate::sql::Target::Sqlite(path),
+        None => ctx.database()?,
+    };
+    if args.connections == 0 || args.max_per_client == 0 {
+        bail!("--connections and --max-per-client must be at least 1");
+    }
     let mut package_dirs = args.packages;
     if package_dirs.is_empty() {
         package_dirs.push(dir.join("packages"));
     }
     let variants = if args.icv.is_empty() {
-        vec![IcvVariant::default()]
+        vec![IcvVariant::V7, IcvVariant::V8]
     } else {
         args.icv
     };
@@ -76,6 +92,9 @@ pub fn run_serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         Config {
             key,
             db,
+            pool_size: args.connections,
+            max_per_client: args.max_per_client,
+            package_cache: args.package_cache_mib.saturating_mul(1 << 20),
             package_dirs,
             lifetime: i64::from(args.ticket_hours) * 3600,
             variants,

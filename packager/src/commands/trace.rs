@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, args: TraceArgs) -> Result<ExitCode> {
     let owner = Keyfile::trace(&bytes, &vendor)
         .map_err(|e| refused(format!("{}: {e}", args.keyfile.display())))?;
     let registered = match ctx.registry() {
-        Ok(r) => super::issue::licence_owner(r.connection(), &owner.licence)?,
+        Ok(mut r) => super::issue::licence_owner(r.connection(), &owner.licence)?,
         Err(_) => None,
     };
     let issued = owner

@@ -159,7 +159,10 @@ fn init(ctx: &Ctx, name: &str, demo: bool) -> Result<ExitCode> {
     let public = vendor.public().to_export(&vendor);
     tally_core::fsutil::atomic_write(&dir.join(PUBLIC_FILE), public.as_bytes())
         .with_context(|| format!("writing {}", dir.join(PUBLIC_FILE).display()))?;
-    Registry::open(dir)?;
+    match &ctx.database {
+        Some(d) => Registry::open_target(&crate::sql::Target::parse(d))?,
+        None => Registry::open(dir)?,
+    };
     println!(
         "vendor `{}`{} created in {}",
         vendor.name(),

@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, cmd: ViewerCommand) -> Result<ExitCode> {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "viewer".into())
             });
-            let registry = ctx.registry()?;
+            let mut registry = ctx.registry()?;
             let new = db::register_viewer(registry.connection(), &icv, &name, size)?;
             println!(
                 "viewer build {name}: ICV {}{}",

@@ -1,9 +1,13 @@
 //! The validation server's tables in the registry (migration 3) and every query on
 //! them. `serve`, `revoke`, `copies` and `viewer register` share these functions, so
-//! they agree while the server runs (SQLite WAL; one writer at a time).
+//! they agree while the server runs — on SQLite (WAL; one writer at a time) and on
+//! PostgreSQL, where several `serve` nodes share the database: a copy's row is locked
+//! (`SELECT … FOR UPDATE`, [`lookup_for_update`]) for the transaction that decides and
+//! stores its next state, so requests for one copy racing across nodes take turns.
 
+use crate::params;
+use crate::sql::{Db, Row};
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tally_core::icv::{Icv, Iv, Ui};
 use tally_core::trail::LicenceId;
 use tally_core::validation::{CopyState, Lookup};
@@ -47,7 +51,7 @@ pub const MIGRATION_SQL: &str = "CREATE TABLE copies (
         registered_at  TEXT NOT NULL
     );";
 
-/// u64 ↔ SQLite INTEGER, bit for bit.
+/// u64 ↔ BIGINT, bit for bit.
 fn to_sql(v: u64) -> i64 {
     v as i64
 }
@@ -65,29 +69,48 @@ fn ui_from(hex: &str) -> Result<Ui> {
     Ui::from_hex(hex).with_context(|| format!("registry: bad UI {hex:?}"))
 }
 
-/// Gives every issued keyfile its copy row (first UI = licence id). Idempotent.
-pub fn sync_copies(conn: &Connection) -> Result<usize> {
-    let mut st = conn.prepare(
+/// Gives every issued keyfile its copy row (first UI = licence id). Idempotent, and safe
+/// when several nodes run it at once (`ON CONFLICT DO NOTHING`). Scans every keyfile:
+/// for start-up and the CLI; a request uses [`sync_copy`].
+pub fn sync_copies(db: &mut Db) -> Result<usize> {
+    let missing = db.query(
         "SELECT k.licence_id, k.customer, k.document_id FROM keyfiles k
          LEFT JOIN copies c ON c.licence_id = k.licence_id WHERE c.id IS NULL",
+        &[],
     )?;
-    let missing = st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    for (lic, customer, doc) in &missing {
-        let licence = LicenceId::from_hex(lic)
+    insert_copies(db, &missing)
+}
+
+/// Gives the keyfile whose licence id is `ui` its copy row if it has none yet (a keyfile
+/// issued after the server started): a copy's first UI is its licence id, so an unknown
+/// UI costs one indexed lookup, never a scan of every keyfile.
+pub fn sync_copy(db: &mut Db, ui: &Ui) -> Result<bool> {
+    let missing = db.query(
+        "SELECT k.licence_id, k.customer, k.document_id FROM keyfiles k
+         LEFT JOIN copies c ON c.licence_id = k.licence_id
+         WHERE k.licence_id = $1 AND c.id IS NULL",
+        params![ui.to_hex()],
+    )?;
+    Ok(insert_copies(db, &missing)? > 0)
+}
+
+fn insert_copies(db: &mut Db, missing: &[Row]) -> Result<usize> {
+    for r in missing {
+        let lic = r.text(0)?;
+        let licence = LicenceId::from_hex(&lic)
             .with_context(|| format!("registry: bad licence id {lic:?}"))?;
         let s = CopyState::new(Ui::initial(&licence));
-        conn.execute(
-            "INSERT OR IGNORE INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, 'active', '', ?6)",
-            params![lic, customer, doc, s.ui.to_hex(), s.iv.0.as_slice(), crate::commands::now_rfc3339()],
+        db.execute(
+            "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
+             VALUES ($1, $2, $3, $4, 0, $5, 0, 'active', '', $6) ON CONFLICT DO NOTHING",
+            params![
+                lic,
+                r.text(1)?,
+                r.text(2)?,
+                s.ui.to_hex(),
+                s.iv.0.to_vec(),
+                crate::commands::now_rfc3339()
+            ],
         )?;
     }
     Ok(missing.len())
@@ -114,93 +137,47 @@ pub struct CopyRow {
 
 const COPY_COLUMNS: &str = "id, licence_id, customer, document_id, ui, vssi, iv, pending_ui, pending_vssi, pending_iv, last_psi, status, flags, created";
 
-type RawCopy = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Vec<u8>,
-    Option<String>,
-    Option<i64>,
-    Option<Vec<u8>>,
-    i64,
-    String,
-    String,
-    String,
-);
-
-fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawCopy> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-        r.get(13)?,
-    ))
-}
-
-fn to_row(r: RawCopy) -> Result<CopyRow> {
-    let (
-        id,
-        licence,
-        customer,
-        document,
-        ui,
-        vssi,
-        iv,
-        pui,
-        pvssi,
-        piv,
-        psi,
-        status,
-        flags,
-        created,
-    ) = r;
-    let pending = match (pui, pvssi, piv) {
+fn to_row(r: &Row) -> Result<CopyRow> {
+    let pending = match (r.opt_text(7)?, r.opt_int(8)?, r.opt_blob(9)?) {
         (Some(u), Some(v), Some(i)) => Some((ui_from(&u)?, from_sql(v), iv_from(&i)?)),
         _ => None,
     };
     Ok(CopyRow {
-        id,
-        licence,
-        customer,
-        document,
+        id: r.int(0)?,
+        licence: r.text(1)?,
+        customer: r.text(2)?,
+        document: r.text(3)?,
         state: CopyState {
-            ui: ui_from(&ui)?,
-            vssi: from_sql(vssi),
-            iv: iv_from(&iv)?,
+            ui: ui_from(&r.text(4)?)?,
+            vssi: from_sql(r.int(5)?),
+            iv: iv_from(&r.blob(6)?)?,
             pending,
-            last_psi: from_sql(psi),
-            revoked: status == "revoked",
+            last_psi: from_sql(r.int(10)?),
+            revoked: r.text(11)? == "revoked",
         },
-        flags,
-        created,
+        flags: r.text(12)?,
+        created: r.text(13)?,
     })
 }
 
-/// Finds the copy a UI belongs to, and how.
-pub fn lookup(conn: &Connection, ui: &Ui) -> Result<Option<(CopyRow, Lookup)>> {
+/// Finds the copy a UI belongs to, and how, and locks the copy's row until the
+/// transaction ends, so the decision and the stored state are one step however many
+/// nodes serve the copy. Call it inside
+/// [`Db::transaction`]. A row another node changed meanwhile is read as it is now (READ
+/// COMMITTED re-checks the condition on the newest row version): a UI retired by that
+/// node is then found in `retired_uis`, i.e. as a clone.
+pub fn lookup_for_update(db: &mut Db, ui: &Ui) -> Result<Option<(CopyRow, Lookup)>> {
+    find(db, ui, " FOR UPDATE")
+}
+
+fn find(db: &mut Db, ui: &Ui, lock: &str) -> Result<Option<(CopyRow, Lookup)>> {
     let hex = ui.to_hex();
-    let found = conn
-        .query_row(
-            &format!("SELECT {COPY_COLUMNS} FROM copies WHERE ui = ?1 OR pending_ui = ?1"),
-            [&hex],
-            raw,
-        )
-        .optional()?;
+    let found = db.query_opt(
+        &format!("SELECT {COPY_COLUMNS} FROM copies WHERE ui = $1 OR pending_ui = $1{lock}"),
+        params![hex.clone()],
+    )?;
     if let Some(r) = found {
-        let row = to_row(r)?;
+        let row = to_row(&r)?;
         let how = if row.state.ui == *ui {
             Lookup::Current
         } else {
@@ -208,60 +185,59 @@ pub fn lookup(conn: &Connection, ui: &Ui) -> Result<Option<(CopyRow, Lookup)>> {
         };
         return Ok(Some((row, how)));
     }
-    let retired = conn
-        .query_row(
-            &format!(
-                "SELECT {COPY_COLUMNS} FROM copies WHERE id = (SELECT copy_id FROM retired_uis WHERE ui = ?1)"
-            ),
-            [&hex],
-            raw,
-        )
-        .optional()?;
+    let retired = db.query_opt(
+        &format!(
+            "SELECT {COPY_COLUMNS} FROM copies WHERE id = (SELECT copy_id FROM retired_uis WHERE ui = $1){lock}"
+        ),
+        params![hex],
+    )?;
     retired
-        .map(|r| Ok((to_row(r)?, Lookup::Superseded)))
+        .map(|r| Ok((to_row(&r)?, Lookup::Superseded)))
         .transpose()
 }
 
 /// Stores a copy's new state.
-pub fn store(tx: &Transaction<'_>, id: i64, s: &CopyState) -> Result<()> {
+pub fn store(db: &mut Db, id: i64, s: &CopyState) -> Result<()> {
     let (pu, pv, pi) = match &s.pending {
         Some((u, v, i)) => (Some(u.to_hex()), Some(to_sql(*v)), Some(i.0.to_vec())),
         None => (None, None, None),
     };
-    tx.execute(
-        "UPDATE copies SET ui = ?2, vssi = ?3, iv = ?4, pending_ui = ?5, pending_vssi = ?6,
-         pending_iv = ?7, last_psi = ?8, status = CASE WHEN ?9 THEN 'revoked' ELSE status END
-         WHERE id = ?1",
+    db.execute(
+        "UPDATE copies SET ui = $2, vssi = $3, iv = $4, pending_ui = $5, pending_vssi = $6,
+         pending_iv = $7, last_psi = $8, status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END
+         WHERE id = $1",
         params![
             id,
             s.ui.to_hex(),
             to_sql(s.vssi),
-            s.iv.0.as_slice(),
+            s.iv.0.to_vec(),
             pu,
             pv,
             pi,
             to_sql(s.last_psi),
-            s.revoked
+            i64::from(s.revoked)
         ],
     )?;
     Ok(())
 }
 
 /// Records UIs a copy moved on from.
-pub fn retire(tx: &Transaction<'_>, id: i64, uis: &[Ui]) -> Result<()> {
+pub fn retire(db: &mut Db, id: i64, uis: &[Ui]) -> Result<()> {
     for u in uis {
-        tx.execute(
-            "INSERT OR IGNORE INTO retired_uis (ui, copy_id) VALUES (?1, ?2)",
+        db.execute(
+            "INSERT INTO retired_uis (ui, copy_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             params![u.to_hex(), id],
         )?;
     }
     Ok(())
 }
 
-/// Adds a flag to a copy (once).
-pub fn flag(tx: &Transaction<'_>, id: i64, flag: &str) -> Result<()> {
-    let flags: String =
-        tx.query_row("SELECT flags FROM copies WHERE id = ?1", [id], |r| r.get(0))?;
+/// Adds a flag to a copy (once). Inside the transaction that locked the row.
+pub fn flag(db: &mut Db, id: i64, flag: &str) -> Result<()> {
+    let flags = db
+        .query_opt("SELECT flags FROM copies WHERE id = $1", params![id])?
+        .context("registry: the flagged copy is gone")?
+        .text(0)?;
     if flags.split(',').any(|f| f == flag) {
         return Ok(());
     }
@@ -270,8 +246,8 @@ pub fn flag(tx: &Transaction<'_>, id: i64, flag: &str) -> Result<()> {
     } else {
         format!("{flags},{flag}")
     };
-    tx.execute(
-        "UPDATE copies SET flags = ?2 WHERE id = ?1",
+    db.execute(
+        "UPDATE copies SET flags = $2 WHERE id = $1",
         params![id, new],
     )?;
     Ok(())
@@ -279,7 +255,7 @@ pub fn flag(tx: &Transaction<'_>, id: i64, flag: &str) -> Result<()> {
 
 /// Logs one validation (time, date; frequency is computed from these rows).
 pub fn log(
-    tx: &Transaction<'_>,
+    db: &mut Db,
     copy: Option<i64>,
     unix: i64,
     status: &str,
@@ -293,29 +269,28 @@ pub fn log(
                 .ok()
         })
         .unwrap_or_else(|| unix.to_string());
-    tx.execute(
-        "INSERT INTO validations (copy_id, at, unix, status, psi, vssi) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    db.execute(
+        "INSERT INTO validations (copy_id, at, unix, status, psi, vssi) VALUES ($1, $2, $3, $4, $5, $6)",
         params![copy, at, unix, status, to_sql(psi), to_sql(vssi)],
     )?;
     Ok(())
 }
 
 /// Whether a viewer build is registered.
-pub fn viewer_registered(conn: &Connection, icv: &Icv) -> Result<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM viewer_builds WHERE icv = ?1",
-            [hex::encode(icv.0)],
-            |_| Ok(()),
-        )
-        .optional()?
+pub fn viewer_registered(db: &mut Db, icv: &Icv) -> Result<bool> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM viewer_builds WHERE icv = $1",
+            params![hex::encode(icv.0)],
+        )?
         .is_some())
 }
 
 /// Registers a viewer build; false when it was already registered.
-pub fn register_viewer(conn: &Connection, icv: &Icv, name: &str, size: u64) -> Result<bool> {
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO viewer_builds (icv, name, size, registered_at) VALUES (?1, ?2, ?3, ?4)",
+pub fn register_viewer(db: &mut Db, icv: &Icv, name: &str, size: u64) -> Result<bool> {
+    let n = db.execute(
+        "INSERT INTO viewer_builds (icv, name, size, registered_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
         params![
             hex::encode(icv.0),
             name,
@@ -327,28 +302,19 @@ pub fn register_viewer(conn: &Connection, icv: &Icv, name: &str, size: u64) -> R
 }
 
 /// Revokes copies: by any of their UIs or licence id, or every copy of a customer.
-/// Returns the licence ids revoked.
-pub fn revoke(
-    conn: &Connection,
-    copy: Option<&str>,
-    customer: Option<&str>,
-) -> Result<Vec<String>> {
-    sync_copies(conn)?;
-    let mut st = conn.prepare(
-        "SELECT id, licence_id FROM copies
-         WHERE (?1 IS NOT NULL AND (licence_id = ?1 OR ui = ?1 OR pending_ui = ?1
-                OR id = (SELECT copy_id FROM retired_uis WHERE ui = ?1)))
-            OR (?2 IS NOT NULL AND customer = ?2)",
+/// Returns the licence ids revoked. One statement, so it takes each row's lock and waits
+/// for a validation holding it.
+pub fn revoke(db: &mut Db, copy: Option<&str>, customer: Option<&str>) -> Result<Vec<String>> {
+    sync_copies(db)?;
+    let rows = db.query(
+        "UPDATE copies SET status = 'revoked'
+         WHERE (CAST($1 AS TEXT) IS NOT NULL AND (licence_id = $1 OR ui = $1 OR pending_ui = $1
+                OR id = (SELECT copy_id FROM retired_uis WHERE ui = $1)))
+            OR (CAST($2 AS TEXT) IS NOT NULL AND customer = $2)
+         RETURNING licence_id",
+        params![copy, customer],
     )?;
-    let rows = st
-        .query_map(params![copy, customer], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    for (id, _) in &rows {
-        conn.execute("UPDATE copies SET status = 'revoked' WHERE id = ?1", [id])?;
-    }
-    Ok(rows.into_iter().map(|(_, l)| l).collect())
+    rows.iter().map(|r| r.text(0)).collect()
 }
 
 /// A copy with its validation history, for `tally-pack copies`.
@@ -369,23 +335,25 @@ pub struct CopySummary {
 }
 
 /// Every copy, by customer then licence.
-pub fn copies(conn: &Connection) -> Result<Vec<CopySummary>> {
-    sync_copies(conn)?;
-    let mut st = conn.prepare(&format!(
-        "SELECT {COPY_COLUMNS} FROM copies ORDER BY customer, licence_id"
-    ))?;
-    let rows = st
-        .query_map([], raw)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+pub fn copies(db: &mut Db) -> Result<Vec<CopySummary>> {
+    sync_copies(db)?;
+    let rows = db.query(
+        &format!("SELECT {COPY_COLUMNS} FROM copies ORDER BY customer, licence_id"),
+        &[],
+    )?;
     let mut out = Vec::new();
     for r in rows {
-        let row = to_row(r)?;
-        let (n, ok, lo, hi): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), MIN(unix), MAX(unix)
-             FROM validations WHERE copy_id = ?1",
-            [row.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
+        let row = to_row(&r)?;
+        let s = db
+            .query_opt(
+                "SELECT CAST(COUNT(*) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        MIN(unix), MAX(unix)
+                 FROM validations WHERE copy_id = $1",
+                params![row.id],
+            )?
+            .context("registry: no validation summary")?;
+        let (n, ok, lo, hi) = (s.int(0)?, s.int(1)?, s.opt_int(2)?, s.opt_int(3)?);
         let fmt = |u: Option<i64>| {
             u.and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
                 .and_then(|t| {

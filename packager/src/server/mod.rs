@@ -1,6 +1,14 @@
-//! The validation server of WO 98/33296 (Figures 1–4): HTTP on loopback, SQLite (the
-//! registry, WAL, `synchronous = FULL`) as its database. Every rule is
+//! The validation server of WO 98/33296 (Figures 1–4): HTTP on loopback, the registry as
+//! its database — a SQLite file (WAL, `synchronous = FULL`) or PostgreSQL shared by any
+//! number of `serve` nodes (see [`crate::sql`]). Every rule is
 //! `tally_core::validation::decide`; this module only decrypts, looks up, stores, signs.
+//!
+//! Cost per request, cheap work first: a VAL_REQ is decrypted, then judged on the copy's
+//! row (replay, sequence, revocation, clone) before any package-sized work; the ICV is
+//! computed only for a request that would otherwise pass, with no database connection or
+//! lock held, and the decision is then taken again under the copy's row lock. Per client
+//! address at most `max_per_client` requests are in flight (429 beyond); every request is
+//! logged to stderr as one line (method, path, status, outcome, milliseconds).
 //!
 //! * `POST /v1/validate` — body: an encrypted VAL_REQ (exactly `ENVELOPE_LEN` bytes).
 //!   200 with a signed VAL_OK, or 403 with a signed refusal (header `x-tally-status`
@@ -15,17 +23,20 @@ pub mod db;
 pub mod restore;
 pub mod trail;
 
+use crate::sql::{Db, Pool, Target};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rusqlite::Connection;
+use sha2::Digest as _;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tally_core::icv::{self, IcvVariant, Iv};
+use std::time::Duration;
+use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv};
 use tally_core::policy::Clock;
 use tally_core::validation::{ENVELOPE_LEN, Lookup, Presented, ServerSecret, Status, decide};
 
@@ -35,13 +46,21 @@ pub const MAX_BODY: usize = 64 * 1024;
 const MAX_PACKAGE: u64 = 1 << 30;
 /// How long a client may take to send its body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a handler waits for a free database connection before answering 503.
+const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// How the server runs.
 pub struct Config {
     /// The server key.
     pub key: ServerSecret,
-    /// The registry database.
-    pub db: PathBuf,
+    /// The registry database: a SQLite file or a PostgreSQL URL.
+    pub db: Target,
+    /// Database connections per node (PostgreSQL; SQLite uses one).
+    pub pool_size: usize,
+    /// Requests one client address may have in flight at once (more get 429).
+    pub max_per_client: usize,
+    /// Bytes of package files kept in memory for ICVs (least recently used go first).
+    pub package_cache: u64,
     /// Folders holding the packages (matched to the registry by SHA-256).
     pub package_dirs: Vec<PathBuf>,
     /// Ticket lifetime in seconds.
@@ -56,37 +75,95 @@ pub struct Config {
 
 struct App {
     key: ServerSecret,
-    conn: Mutex<Connection>,
+    pool: Pool,
     package_dirs: Vec<PathBuf>,
-    packages: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    packages: Mutex<PackageCache>,
+    digests: Mutex<HashMap<String, Arc<ChunkDigests>>>,
     lifetime: i64,
     variants: Vec<IcvVariant>,
     clock: Arc<dyn Clock>,
     lost_records: tally_core::trail::body::LostCharge,
+    max_per_client: usize,
+    in_flight: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// Opens the database and builds the router.
-pub fn router(config: Config) -> Result<Router> {
-    let registry = crate::registry::Registry::open_file(&config.db)?;
-    drop(registry);
-    let conn =
-        Connection::open(&config.db).with_context(|| format!("opening {}", config.db.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    db::sync_copies(&conn)?;
+/// Documents whose chunk digests a node keeps in memory (≤ 32 KiB each); past this the
+/// map is emptied and filled again from the database.
+const MAX_DIGEST_ENTRIES: usize = 4096;
+
+/// Package files in memory, bounded in bytes; the least recently used go first.
+struct PackageCache {
+    limit: u64,
+    used: u64,
+    tick: u64,
+    entries: HashMap<String, (Arc<Vec<u8>>, u64)>,
+}
+
+impl PackageCache {
+    fn get(&mut self, document: &str) -> Option<Arc<Vec<u8>>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(document).map(|(p, t)| {
+            *t = tick;
+            p.clone()
+        })
+    }
+
+    fn put(&mut self, document: &str, bytes: Arc<Vec<u8>>) {
+        let size = bytes.len() as u64;
+        if size > self.limit {
+            return;
+        }
+        while self.used + size > self.limit {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((p, _)) = self.entries.remove(&oldest) {
+                self.used -= p.len() as u64;
+            }
+        }
+        self.tick += 1;
+        if let Some((old, _)) = self
+            .entries
+            .insert(document.to_string(), (bytes, self.tick))
+        {
+            self.used -= old.len() as u64;
+        }
+        self.used += size;
+    }
+}
+
+/// Opens (and migrates) the database and builds the router; also returns the state, so
+/// the caller can drop it (and close the database connections) outside the async runtime:
+/// the synchronous PostgreSQL client blocks on its own runtime when it closes.
+fn build(config: Config) -> Result<(Router, Arc<App>)> {
+    let registry = crate::registry::Registry::open_target(&config.db)?;
+    let mut first = registry.into_db();
+    db::sync_copies(&mut first)?;
     let app = Arc::new(App {
         key: config.key,
-        conn: Mutex::new(conn),
+        pool: Pool::new(config.db, first, config.pool_size),
         package_dirs: config.package_dirs,
-        packages: Mutex::new(HashMap::new()),
+        packages: Mutex::new(PackageCache {
+            limit: config.package_cache,
+            used: 0,
+            tick: 0,
+            entries: HashMap::new(),
+        }),
+        digests: Mutex::new(HashMap::new()),
         lifetime: config.lifetime,
         variants: config.variants,
         clock: config.clock,
         lost_records: config.lost_records,
+        max_per_client: config.max_per_client.max(1),
+        in_flight: Mutex::new(HashMap::new()),
     });
-    Ok(Router::new()
+    let router = Router::new()
         .route("/v1/validate", post(validate))
         .route("/v1/server-key", get(server_key))
         .route("/v1/trail/validate", post(trail::trail_validate))
@@ -98,7 +175,86 @@ pub fn router(config: Config) -> Result<Router> {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(app))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            admit_and_log,
+        ))
+        .with_state(app.clone());
+    Ok((router, app))
+}
+
+/// Releases a client's in-flight slot when the request ends (however it ends).
+struct InFlight<'a> {
+    app: &'a App,
+    ip: IpAddr,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self.app.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Every request: the per-client limit (429 beyond `max_per_client` in flight from one
+/// address), then one line to stderr: method, path, status, outcome (`x-tally-status` or
+/// `x-tally-check` when the answer has one), client, milliseconds.
+async fn admit_and_log(
+    State(app): State<Arc<App>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let admitted = match ip {
+        Some(ip) => {
+            let mut m = app.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n >= app.max_per_client {
+                None
+            } else {
+                *n += 1;
+                Some(Some(InFlight { app: &app, ip }))
+            }
+        }
+        None => Some(None),
+    };
+    let response = match admitted {
+        None => bad(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many requests in flight from this address (at most {})",
+                app.max_per_client
+            ),
+        ),
+        Some(slot) => {
+            let r = next.run(req).await;
+            drop(slot);
+            r
+        }
+    };
+    let outcome = ["x-tally-status", "x-tally-check"]
+        .iter()
+        .find_map(|h| response.headers().get(*h))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    eprintln!(
+        "{method} {path} {} {outcome} {} {:.1}ms",
+        response.status().as_u16(),
+        ip.map_or_else(|| "-".to_string(), |i| i.to_string()),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    response
 }
 
 fn bad(code: StatusCode, reason: impl Into<String>) -> Response {
@@ -117,6 +273,10 @@ fn bad(code: StatusCode, reason: impl Into<String>) -> Response {
 pub(crate) async fn blocking(f: impl FnOnce() -> Result<Response> + Send + 'static) -> Response {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(r)) => r,
+        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::sql::Busy>()) => bad(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("server busy, try again later: {e:#}"),
+        ),
         Ok(Err(e)) => bad(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("server error: {e:#}"),
@@ -214,6 +374,15 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
     blocking(move || app.handle(&body)).await
 }
 
+/// What one pass over the copy's locked row found.
+enum Step {
+    /// Decided and stored.
+    Done(Box<tally_core::validation::Decision>),
+    /// The request passes every check but the ICV: compute it (no lock held) and decide
+    /// again.
+    NeedIcv(String),
+}
+
 impl App {
     fn handle(&self, body: &[u8]) -> Result<Response> {
         let (req, hash) = match self.key.open_request(body) {
@@ -225,74 +394,93 @@ impl App {
                 ));
             }
         };
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut found = db::lookup(&conn, &req.ui)?;
-        if found.is_none() && db::sync_copies(&conn)? > 0 {
-            found = db::lookup(&conn, &req.ui)?;
-        }
-        let (row, how) = match &found {
-            Some((r, h)) => (Some(r), *h),
-            None => (None, Lookup::Unknown),
-        };
-        let expected_icv = match row {
-            Some(r) if how != Lookup::Superseded => {
-                let Some(p) = self.package(&conn, &r.document)? else {
-                    // The server's own configuration is at fault, not the copy: no verdict
-                    // (a signed ICV mismatch would stop an honest reader's copy), nothing
-                    // logged against it. The viewer treats this as a server it can't use.
-                    return Ok(bad(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "this server cannot find the package of document {} in its package folders (tally-pack serve --packages DIR); the copy was not judged",
-                            r.document
-                        ),
-                    ));
+        let variant_accepted = self.variants.contains(&req.variant);
+        // The ICV over the package, once computed (it depends only on the request).
+        let mut computed: Option<Icv> = None;
+        let decision = loop {
+            let mut db = self.pool.get(POOL_WAIT)?;
+            let viewer_registered = db::viewer_registered(&mut db, &req.viewer_icv)?;
+            let mut iv = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+            let now = self.clock.now().unix_timestamp();
+            let step = db.transaction(|db| {
+                let mut found = db::lookup_for_update(db, &req.ui)?;
+                if found.is_none() && db::sync_copy(db, &req.ui)? {
+                    found = db::lookup_for_update(db, &req.ui)?;
+                }
+                let (row, how) = match &found {
+                    Some((r, h)) => (Some(r), *h),
+                    None => (None, Lookup::Unknown),
                 };
-                Some(icv::compute(req.variant, &p, &req.ui, &req.iv))
+                // Until the ICV is computed, decide as if it matched: any other refusal
+                // comes first in `decide`, so a replayed, revoked, cloned or unknown copy
+                // is answered without touching the package.
+                let d = decide(
+                    &self.key,
+                    row.map(|r| &r.state),
+                    Presented {
+                        req: &req,
+                        request_hash: hash,
+                        lookup: how,
+                        expected_icv: Some(computed.unwrap_or(req.icv)),
+                        viewer_registered,
+                        variant_accepted,
+                    },
+                    now,
+                    self.lifetime,
+                    Iv(iv),
+                );
+                if let Some(r) = row {
+                    if d.verdict.status == Status::Ok && computed.is_none() {
+                        return Ok(Step::NeedIcv(r.document.clone()));
+                    }
+                    if let Some(s) = &d.new_state {
+                        db::store(db, r.id, s)?;
+                    }
+                    db::retire(db, r.id, &d.retired)?;
+                    if let Some(f) = d.flag {
+                        db::flag(db, r.id, f)?;
+                    }
+                }
+                db::log(
+                    db,
+                    row.map(|r| r.id),
+                    now,
+                    d.verdict.status.name(),
+                    req.psi,
+                    d.verdict.vssi,
+                )?;
+                Ok(Step::Done(Box::new(d)))
+            })?;
+            match step {
+                Step::Done(d) => break *d,
+                Step::NeedIcv(document) if req.variant == IcvVariant::V8 => {
+                    let Some(d) = self.chunk_digests(db, &document)? else {
+                        return Ok(no_package(&document));
+                    };
+                    computed = Some(icv::compute_v8(&d, &req.ui, &req.iv));
+                }
+                Step::NeedIcv(document) => {
+                    let located = self.locate(&mut db, &document)?;
+                    // No connection is held while the package is read and hashed.
+                    drop(db);
+                    let Some(p) = self.package(&document, located)? else {
+                        return Ok(no_package(&document));
+                    };
+                    computed = Some(match p {
+                        Found::Bytes(p) => icv::compute(req.variant, &p, &req.ui, &req.iv),
+                        Found::Large(path, len) => {
+                            let mut f = std::fs::File::open(&path)
+                                .with_context(|| format!("opening {}", path.display()))?;
+                            icv::compute_from_reader(req.variant, &mut f, len, &req.ui, &req.iv)
+                                .with_context(|| format!("reading {}", path.display()))?
+                        }
+                    });
+                }
             }
-            _ => None,
         };
-        let viewer_registered = db::viewer_registered(&conn, &req.viewer_icv)?;
-        let mut iv = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
-        let now = self.clock.now().unix_timestamp();
-        let d = decide(
-            &self.key,
-            row.map(|r| &r.state),
-            Presented {
-                req: &req,
-                request_hash: hash,
-                lookup: how,
-                expected_icv,
-                viewer_registered,
-                variant_accepted: self.variants.contains(&req.variant),
-            },
-            now,
-            self.lifetime,
-            Iv(iv),
-        );
-        let tx = conn.transaction()?;
-        if let Some(r) = row {
-            if let Some(s) = &d.new_state {
-                db::store(&tx, r.id, s)?;
-            }
-            db::retire(&tx, r.id, &d.retired)?;
-            if let Some(f) = d.flag {
-                db::flag(&tx, r.id, f)?;
-            }
-        }
-        db::log(
-            &tx,
-            row.map(|r| r.id),
-            now,
-            d.verdict.status.name(),
-            req.psi,
-            d.verdict.vssi,
-        )?;
-        tx.commit()?;
-        drop(conn);
-        let signed = self.key.sign(&d.verdict);
-        let code = if d.verdict.status == Status::Ok {
+        let signed = self.key.sign(&decision.verdict);
+        let code = if decision.verdict.status == Status::Ok {
             StatusCode::OK
         } else {
             StatusCode::FORBIDDEN
@@ -303,7 +491,7 @@ impl App {
                 (header::CONTENT_TYPE, "application/octet-stream".to_string()),
                 (
                     header::HeaderName::from_static("x-tally-status"),
-                    d.verdict.status.name().to_string(),
+                    decision.verdict.status.name().to_string(),
                 ),
             ],
             signed,
@@ -311,51 +499,153 @@ impl App {
             .into_response())
     }
 
-    /// The bytes of a registered package, found in the package folders by SHA-256.
-    fn package(&self, conn: &Connection, document: &str) -> Result<Option<Arc<Vec<u8>>>> {
-        let mut cache = self.packages.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(document) {
-            return Ok(Some(p.clone()));
+    /// The chunk digests of a document's package (ICV V8): from memory, from the registry
+    /// (`pack` stores them), or — for a package packed before they were stored — computed
+    /// once from the package file and stored for every node. `db` is given back to the
+    /// pool before any file is read.
+    fn chunk_digests(
+        &self,
+        mut db: crate::sql::Pooled<'_>,
+        document: &str,
+    ) -> Result<Option<Arc<ChunkDigests>>> {
+        if let Some(d) = self
+            .digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(document)
+        {
+            return Ok(Some(d.clone()));
         }
-        let want: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
-            "SELECT sha256 FROM packages WHERE document_id = ?1",
-            [document],
-            |r| r.get(0),
-        ))?;
-        let Some(want) = want else {
+        let stored = db
+            .query_opt(
+                "SELECT chunk_digests FROM packages WHERE document_id = $1",
+                crate::params![document],
+            )?
+            .map(|r| r.opt_blob(0))
+            .transpose()?
+            .flatten();
+        let digests = match stored {
+            Some(bytes) => ChunkDigests::from_bytes(&bytes).with_context(|| {
+                format!("registry: the chunk digests of document {document} are damaged")
+            })?,
+            None => {
+                let located = self.locate(&mut db, document)?;
+                drop(db);
+                let d = match self.package(document, located)? {
+                    None => return Ok(None),
+                    Some(Found::Bytes(p)) => ChunkDigests::of(&p),
+                    Some(Found::Large(path, len)) => std::fs::File::open(&path)
+                        .and_then(|f| ChunkDigests::read(std::io::BufReader::new(f), len))
+                        .with_context(|| format!("reading {}", path.display()))?,
+                };
+                self.pool.get(POOL_WAIT)?.execute(
+                    "UPDATE packages SET chunk_digests = $2 WHERE document_id = $1",
+                    crate::params![document, d.to_bytes()],
+                )?;
+                d
+            }
+        };
+        let digests = Arc::new(digests);
+        let mut cache = self.digests.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_DIGEST_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(document.to_string(), digests.clone());
+        Ok(Some(digests))
+    }
+
+    /// The registry's SHA-256 of a document's package and where `pack` wrote it.
+    fn locate(&self, db: &mut Db, document: &str) -> Result<Option<(String, Option<PathBuf>)>> {
+        let row = db.query_opt(
+            "SELECT sha256, location FROM packages WHERE document_id = $1",
+            crate::params![document],
+        )?;
+        row.map(|r| Ok((r.text(0)?, r.opt_text(1)?.map(PathBuf::from))))
+            .transpose()
+    }
+
+    /// A registered package: its bytes (from the cache, or read and cached), or — when it
+    /// is larger than the cache — the file to hash from disk, never held whole in memory.
+    /// Found where `pack` wrote it or in the package folders; always checked against the
+    /// registry's SHA-256 (streamed for a large file).
+    fn package(
+        &self,
+        document: &str,
+        located: Option<(String, Option<PathBuf>)>,
+    ) -> Result<Option<Found>> {
+        let limit = {
+            let mut cache = self.packages.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = cache.get(document) {
+                return Ok(Some(Found::Bytes(p)));
+            }
+            cache.limit
+        };
+        let Some((want, location)) = located else {
             return Ok(None);
         };
+        let mut candidates: Vec<PathBuf> = location.into_iter().collect();
         for dir in &self.package_dirs {
-            if let Some(bytes) = find_package(dir, &want)? {
+            match std::fs::read_dir(dir) {
+                Ok(entries) => {
+                    for e in entries {
+                        candidates.push(e?.path());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+            }
+        }
+        for path in candidates {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() > MAX_PACKAGE {
+                continue;
+            }
+            if meta.len() > limit {
+                let f = std::fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let mut h = sha2::Sha256::new();
+                std::io::copy(&mut std::io::BufReader::new(f), &mut h)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if hex::encode(h.finalize()) == want {
+                    return Ok(Some(Found::Large(path, meta.len())));
+                }
+                continue;
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if hex::encode(tally_core::crypto::sha256(&bytes)) == want {
                 let bytes = Arc::new(bytes);
-                cache.insert(document.to_string(), bytes.clone());
-                return Ok(Some(bytes));
+                self.packages
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .put(document, bytes.clone());
+                return Ok(Some(Found::Bytes(bytes)));
             }
         }
         Ok(None)
     }
 }
 
-fn find_package(dir: &Path, sha256_hex: &str) -> Result<Option<Vec<u8>>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if !meta.is_file() || meta.len() > MAX_PACKAGE {
-            continue;
-        }
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        if hex::encode(tally_core::crypto::sha256(&bytes)) == sha256_hex {
-            return Ok(Some(bytes));
-        }
-    }
-    Ok(None)
+/// Where a package's bytes are.
+enum Found {
+    /// In memory (cached).
+    Bytes(Arc<Vec<u8>>),
+    /// Too large for the cache: this file, of this length, hashed from disk.
+    Large(PathBuf, u64),
+}
+
+/// The 503 of a server that cannot find a copy's package. Its own configuration is at
+/// fault, not the copy: no verdict (a signed ICV mismatch would stop an honest reader's
+/// copy), nothing logged against it. The viewer treats this as a server it can't use.
+fn no_package(document: &str) -> Response {
+    bad(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "this server cannot find the package of document {document} (not where `pack` wrote it, nor in the folders of tally-pack serve --packages DIR); the copy was not judged"
+        ),
+    )
 }
 
 /// Binds `listen`, prints the address, serves until Ctrl-C or SIGTERM.
@@ -365,8 +655,9 @@ pub fn run(config: Config, listen: &str) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
-        let app = router(config)?;
+    // Opened outside the runtime: connecting blocks (PostgreSQL's client runs its own).
+    let (router, app) = build(config)?;
+    let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
@@ -374,11 +665,18 @@ pub fn run(config: Config, listen: &str) -> Result<()> {
         println!("listening on http://{addr}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving")
-    })
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving")
+    });
+    // The runtime first (its tasks hold clones of the state), then the last clone.
+    drop(rt);
+    drop(app);
+    result
 }
 
 async fn shutdown() {

@@ -9,20 +9,26 @@
 //! backup and a server-signed recovery body that charges the lost counters as the
 //! publisher's policy says (`serve --lost-records`, default `full`), encrypted to the
 //! requester. Each restore is logged (table `trail_restores`, migration 5): its counter is
-//! what makes a replayed request fail. Refusals: 400 (not a request for this server), 404
+//! what makes a replayed request fail. Cheap work first: the card's signature, freshness
+//! and the replay check (`check_restore_request`) run before the stored backup is loaded
+//! and decrypted; the replay check and the log entry are one transaction holding the
+//! customer's row lock, so one request replayed to several nodes at once is served once. Refusals: 400 (not a request for this server), 404
 //! (no customer has this card), 422 (header `x-tally-check` names the check). With no
 //! backup at all, the answer is an empty trail and a recovery from the card's origin.
 
 use super::{App, bad, blocking, read_body, unprocessable};
+use crate::params;
+use crate::sql::Db;
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 use tally_core::card::Serial;
 use tally_core::trail::LicenceId;
-use tally_core::validation::{MAX_RESTORE_REQUEST, plan_recovery, seal_restore_answer};
+use tally_core::validation::{
+    MAX_RESTORE_REQUEST, check_restore_request, plan_recovery, seal_restore_answer,
+};
 
 /// Migration 5 of the registry.
 pub const MIGRATION_SQL: &str = "CREATE TABLE trail_restores (
@@ -49,42 +55,51 @@ pub(super) async fn trail_restore(State(app): State<Arc<App>>, req: Request) -> 
 }
 
 /// The newest backup envelope of `serial`, if any.
-fn backup_envelope(conn: &Connection, serial: &Serial) -> Result<Option<Vec<u8>>> {
-    Ok(conn
-        .query_row(
-            "SELECT envelope FROM trail_backups WHERE serial = ?1",
-            [serial.to_hex()],
-            |r| r.get(0),
-        )
-        .optional()?)
+fn backup_envelope(db: &mut Db, serial: &Serial) -> Result<Option<Vec<u8>>> {
+    db.query_opt(
+        "SELECT envelope FROM trail_backups WHERE serial = $1",
+        params![serial.to_hex()],
+    )?
+    .map(|r| r.blob(0))
+    .transpose()
 }
 
 /// The counter of the last restore request of `serial`, if any.
-fn last_restore(conn: &Connection, serial: &Serial) -> Result<Option<u64>> {
-    let v: Option<String> = conn
-        .query_row(
-            "SELECT MAX(counter) FROM trail_restores WHERE serial = ?1",
-            [serial.to_hex()],
-            |r| r.get(0),
-        )
-        .optional()?
+fn last_restore(db: &mut Db, serial: &Serial) -> Result<Option<u64>> {
+    let v = db
+        .query_opt(
+            "SELECT MAX(counter) FROM trail_restores WHERE serial = $1",
+            params![serial.to_hex()],
+        )?
+        .map(|r| r.opt_text(0))
+        .transpose()?
         .flatten();
     v.map(|s| s.parse().context("registry: bad restore counter"))
         .transpose()
 }
 
 /// The licences issued for the card `serial`.
-fn licences_of(conn: &Connection, serial: &Serial) -> Result<Vec<LicenceId>> {
-    let mut st = conn.prepare("SELECT licence_id FROM keyfiles WHERE serial = ?1")?;
-    let rows = st.query_map([serial.to_hex()], |r| r.get::<_, String>(0))?;
+fn licences_of(db: &mut Db, serial: &Serial) -> Result<Vec<LicenceId>> {
+    let rows = db.query(
+        "SELECT licence_id FROM keyfiles WHERE serial = $1",
+        params![serial.to_hex()],
+    )?;
     let mut out = Vec::new();
     for r in rows {
-        let hex = r?;
+        let hex = r.text(0)?;
         out.push(
             LicenceId::from_hex(&hex).with_context(|| format!("registry: bad licence id {hex}"))?,
         );
     }
     Ok(out)
+}
+
+/// What the locked re-check found.
+enum Logged {
+    /// Logged: answer.
+    Yes,
+    /// Another restore was logged meanwhile (another node): plan again with this counter.
+    Moved(Option<u64>),
 }
 
 impl App {
@@ -98,13 +113,11 @@ impl App {
                 ));
             }
         };
-        let (found, backup, last, licences) = {
-            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (found, mut last) = {
+            let mut db = self.pool.get(super::POOL_WAIT)?;
             (
-                super::trail::customer_by_serial(&conn, &req.serial)?,
-                backup_envelope(&conn, &req.serial)?,
-                last_restore(&conn, &req.serial)?,
-                licences_of(&conn, &req.serial)?,
+                super::trail::customer_by_serial(&mut db, &req.serial)?,
+                last_restore(&mut db, &req.serial)?,
             )
         };
         let Some((customer, card)) = found else {
@@ -112,6 +125,24 @@ impl App {
                 StatusCode::NOT_FOUND,
                 format!("no customer is registered with card {}", req.serial),
             ));
+        };
+        let refuse = |e: tally_core::validation::RestoreError| {
+            unprocessable(
+                e.check(),
+                format!("restore of card {} refused: {e}\n", req.serial),
+            )
+        };
+        // The card's signature, freshness and replay before the backup is even loaded.
+        let now = self.clock.now();
+        if let Err(e) = check_restore_request(&self.key, &card, &req, last, now.unix_timestamp()) {
+            return Ok(refuse(e));
+        }
+        let (backup, licences) = {
+            let mut db = self.pool.get(super::POOL_WAIT)?;
+            (
+                backup_envelope(&mut db, &req.serial)?,
+                licences_of(&mut db, &req.serial)?,
+            )
         };
         // No backup (the reader never had its trail vouched for): the restored trail holds
         // only the recovery record, which charges every counter since the card's origin.
@@ -128,45 +159,52 @@ impl App {
                     .to_vec(),
             ),
         };
-        let now = self.clock.now();
-        let plan = match plan_recovery(
-            &self.key,
-            &card,
-            &req,
-            &trail,
-            last,
-            licences,
-            self.lost_records,
-            now.unix_timestamp(),
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(unprocessable(
-                    e.check(),
-                    format!("restore of card {} refused: {e}\n", req.serial),
-                ));
-            }
-        };
         let at = now
             .format(&time::format_description::well_known::Rfc3339)
             .context("formatting the time")?;
-        {
+        let plan = loop {
+            let plan = match plan_recovery(
+                &self.key,
+                &card,
+                &req,
+                &trail,
+                last,
+                licences.clone(),
+                self.lost_records,
+                now.unix_timestamp(),
+            ) {
+                Ok(p) => p,
+                Err(e) => return Ok(refuse(e)),
+            };
             // Logged before answering: if the answer is lost, the next request (a higher
-            // counter) is still accepted, and this one can never be replayed.
-            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-            conn.execute(
-                "INSERT INTO trail_restores (serial, customer, counter, lost_from, charge, restored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    req.serial.to_hex(),
-                    customer,
-                    format!("{:020}", plan.to),
-                    format!("{:020}", plan.from),
-                    self.lost_records.as_str(),
-                    at
-                ],
-            )?;
-        }
+            // counter) is still accepted, and this one can never be replayed. The
+            // customer's row lock makes "still the last restore" and the log one step.
+            let mut db = self.pool.get(super::POOL_WAIT)?;
+            let logged = db.transaction(|db| {
+                super::trail::customer_for_update(db, &req.serial)?;
+                let now_last = last_restore(db, &req.serial)?;
+                if now_last != last {
+                    return Ok(Logged::Moved(now_last));
+                }
+                db.execute(
+                    "INSERT INTO trail_restores (serial, customer, counter, lost_from, charge, restored_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    params![
+                        req.serial.to_hex(),
+                        customer.clone(),
+                        format!("{:020}", plan.to),
+                        format!("{:020}", plan.from),
+                        self.lost_records.as_str(),
+                        at.clone()
+                    ],
+                )?;
+                Ok(Logged::Yes)
+            })?;
+            match logged {
+                Logged::Yes => break plan,
+                Logged::Moved(l) => last = l,
+            }
+        };
         let answer = seal_restore_answer(&answer_key, plan.body.encode().as_bytes(), &trail)
             .context("sealing the restore answer")?;
         Ok((

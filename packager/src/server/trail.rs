@@ -14,11 +14,12 @@
 //! check), 413/408 for oversized or slow bodies.
 
 use super::{App, bad, blocking, read_body, unprocessable};
+use crate::params;
+use crate::sql::Db;
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 use tally_core::card::{CardIdentity, Serial};
 use tally_core::crypto::PublicKey;
@@ -36,14 +37,25 @@ pub const MIGRATION_SQL: &str = "CREATE TABLE trail_backups (
         received_at  TEXT NOT NULL            -- RFC 3339 UTC
     );";
 
-/// How long a client may take to send a trail.
-const TRAIL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a client may take to send a trail: 10 s plus 1 s per MiB declared, at most
+/// [`TRAIL_BODY_MAX_TIME`] (a body without a declared length gets the maximum).
+fn trail_body_timeout(declared: Option<u64>) -> std::time::Duration {
+    let secs = declared.map_or(TRAIL_BODY_MAX_TIME.as_secs(), |n| 10 + n / (1 << 20));
+    std::time::Duration::from_secs(secs).min(TRAIL_BODY_MAX_TIME)
+}
+const TRAIL_BODY_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Trail validations in progress at once: each holds its trail in memory (up to
-/// `MAX_TRAIL_ENVELOPE`) and keeps a core busy, so more wait (up to [`SLOT_WAIT`]) or get 503.
+/// Trails being received at once: each holds its body in memory (up to
+/// `MAX_TRAIL_ENVELOPE`); more wait (up to [`SLOT_WAIT`]) or get 503. A slow client holds
+/// one of these, never a validation slot, and the per-client limit of the server bounds how
+/// many one address can hold.
+const RECEIVE_SLOTS: usize = 8;
+/// Trail validations in progress at once: each keeps a core busy. Taken only once the
+/// whole body is in, so a slow sender cannot hold one.
 const TRAIL_SLOTS: usize = 2;
 /// How long a request waits for a free slot before 503.
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+static RECEIVING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RECEIVE_SLOTS);
 static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(TRAIL_SLOTS);
 
 /// The handler of `POST /v1/trail/validate`.
@@ -59,35 +71,59 @@ pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) ->
             format!("trail refused: larger than {MAX_TRAIL_ENVELOPE} bytes"),
         );
     }
-    // A slot before the body is read, so memory stays bounded by TRAIL_SLOTS trails.
-    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, SLOTS.acquire()).await else {
-        return bad(
+    let busy = || {
+        bad(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy validating other trails; try again later",
-        );
+        )
     };
-    let body = match read_body(req, MAX_TRAIL_ENVELOPE, TRAIL_BODY_TIMEOUT, "trail").await {
+    // A receive slot before the body is read, so memory stays bounded by RECEIVE_SLOTS trails.
+    let Ok(Ok(receiving)) = tokio::time::timeout(SLOT_WAIT, RECEIVING.acquire()).await else {
+        return busy();
+    };
+    let body = match read_body(
+        req,
+        MAX_TRAIL_ENVELOPE,
+        trail_body_timeout(declared),
+        "trail",
+    )
+    .await
+    {
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    blocking(move || app.handle_trail(&body)).await
+    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, SLOTS.acquire()).await else {
+        return busy();
+    };
+    let r = blocking(move || app.handle_trail(&body)).await;
+    drop(receiving);
+    r
 }
 
 /// The registered customer and card for `serial`.
-pub fn customer_by_serial(
-    conn: &Connection,
+pub fn customer_by_serial(db: &mut Db, serial: &Serial) -> Result<Option<(String, CardIdentity)>> {
+    customer_row(db, serial, "")
+}
+
+/// As [`customer_by_serial`], locking the customer's row until the transaction ends: the
+/// restore endpoint's replay check and its log entry are then one step across nodes.
+pub fn customer_for_update(db: &mut Db, serial: &Serial) -> Result<Option<(String, CardIdentity)>> {
+    customer_row(db, serial, " FOR UPDATE")
+}
+
+fn customer_row(
+    db: &mut Db,
     serial: &Serial,
+    lock: &str,
 ) -> Result<Option<(String, CardIdentity)>> {
-    let row: Option<(String, Vec<u8>, String)> = conn
-        .query_row(
-            "SELECT name, public_key, origin FROM customers WHERE serial = ?1",
-            [serial.to_hex()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((name, key, origin)) = row else {
+    let Some(r) = db.query_opt(
+        &format!("SELECT name, public_key, origin FROM customers WHERE serial = $1{lock}"),
+        params![serial.to_hex()],
+    )?
+    else {
         return Ok(None);
     };
+    let (name, key, origin) = (r.text(0)?, r.blob(1)?, r.text(2)?);
     let card = CardIdentity {
         serial: *serial,
         public_key: PublicKey::from_sec1(&key)
@@ -102,7 +138,7 @@ pub fn customer_by_serial(
 /// Keeps `envelope` as the backup of `serial` unless the stored one vouches for more.
 /// Returns whether it was stored.
 pub fn store_backup(
-    conn: &Connection,
+    db: &mut Db,
     serial: &Serial,
     customer: &str,
     upto: u64,
@@ -110,9 +146,9 @@ pub fn store_backup(
     envelope: &[u8],
     now: &str,
 ) -> Result<bool> {
-    let n = conn.execute(
+    let n = db.execute(
         "INSERT INTO trail_backups (serial, customer, upto, records, envelope, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (serial) DO UPDATE SET
              customer = excluded.customer, upto = excluded.upto, records = excluded.records,
              envelope = excluded.envelope, received_at = excluded.received_at
@@ -140,10 +176,7 @@ impl App {
                 ));
             }
         };
-        let found = {
-            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-            customer_by_serial(&conn, &req.serial)?
-        };
+        let found = customer_by_serial(&mut *self.pool.get(super::POOL_WAIT)?, &req.serial)?;
         let Some((customer, card)) = found else {
             return Ok(bad(
                 StatusCode::NOT_FOUND,
@@ -176,9 +209,8 @@ impl App {
             .format(&time::format_description::well_known::Rfc3339)
             .context("formatting the time")?;
         {
-            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
             store_backup(
-                &conn,
+                &mut *self.pool.get(super::POOL_WAIT)?,
                 &req.serial,
                 &customer,
                 v.upto,

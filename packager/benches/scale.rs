@@ -1,0 +1,522 @@
+//! The validation server at publisher scale: VAL_REQ/s, p50 and p99 through real HTTP on
+//! loopback against a release `tally-pack serve`, with 10⁶ registered copies in the
+//! database, for 1, 8, 32 and 128 clients, on SQLite and on PostgreSQL, for the small
+//! sample package and a 100 MB one, beside the raw cost of each request's own cryptography
+//! measured in the same run. Each client is its own copy doing the whole round with ICV V8
+//! (V7 over the chunk digests `pack` stored): seal the VAL_REQ (ECIES), POST it, verify the
+//! VAL_OK (ECDSA), roll the UI. Clients and server share the machine's cores.
+//!
+//! `cargo bench -p tally-packager --bench scale` prints a table; nothing is asserted.
+//! Environment (all optional): `TALLY_BENCH_COPIES` (registered copies, default 1000000),
+//! `TALLY_BENCH_SECONDS` (per row, default 5), `TALLY_BENCH_BIG_MB` (default 100),
+//! `TALLY_BENCH_CLIENTS` (default `1,8,32,128`), `TALLY_PG_URL` (a PostgreSQL server whose
+//! superuser may create a database; without it the PostgreSQL rows are skipped, said so).
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use tally_core::crypto::PublicKey;
+use tally_core::icv::{ChunkDigests, Icv, IcvVariant, Iv, Ui, compute_v8, executable_icv};
+use tally_core::validation::{ServerSecret, Status, ValReq, Verdict};
+
+const PASSWORD: &str = "correct horse battery staple";
+const VIEWER: &[u8] = b"benchmark viewer build";
+const MAX_CLIENTS: usize = 128;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A PostgreSQL database made for this run, dropped after it.
+struct PgDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn fresh_pg(admin: &str) -> PgDb {
+    let name = format!("tally_bench_{}", std::process::id());
+    let mut c = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+    // Two statements: either refuses to run inside the implicit transaction of a batch.
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let base = admin.split_once('?').map_or(admin, |(b, _)| b);
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    PgDb {
+        admin: admin.to_string(),
+        url: format!("{server}/{name}"),
+        name,
+    }
+}
+
+/// One database under test: its `TALLY_DATABASE` (none: the vendor folder's SQLite file).
+struct Setup {
+    dir: PathBuf,
+    database: Option<String>,
+}
+
+impl Setup {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tally-pack"));
+        c.env("TALLY_VENDOR", self.dir.join("vendor"))
+            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
+        match &self.database {
+            Some(d) => c.env("TALLY_DATABASE", d),
+            None => c.env_remove("TALLY_DATABASE"),
+        };
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "tally-pack {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs SQL on the database (SQLite or PostgreSQL), with the given parameters.
+    fn sql(&self, sqlite: &str, pg: &str, params: &[&(dyn Param + Sync)]) {
+        match &self.database {
+            None => {
+                let c =
+                    rusqlite::Connection::open(self.dir.join("vendor/registry.sqlite")).unwrap();
+                c.busy_timeout(Duration::from_secs(30)).unwrap();
+                let p: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p.lite()).collect();
+                c.execute(sqlite, p.as_slice()).unwrap();
+            }
+            Some(url) => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                let p: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p.pg()).collect();
+                c.execute(pg, &p).unwrap();
+            }
+        }
+    }
+
+    fn serve(&self) -> (Server, String) {
+        let mut child = self
+            .cmd()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-per-client",
+                "1024",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        (Server(child), base)
+    }
+}
+
+/// A value both drivers can bind.
+trait Param {
+    fn lite(&self) -> &dyn rusqlite::ToSql;
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync);
+}
+impl Param for i64 {
+    fn lite(&self) -> &dyn rusqlite::ToSql {
+        self
+    }
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        self
+    }
+}
+impl Param for String {
+    fn lite(&self) -> &dyn rusqlite::ToSql {
+        self
+    }
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        self
+    }
+}
+impl Param for Vec<u8> {
+    fn lite(&self) -> &dyn rusqlite::ToSql {
+        self
+    }
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        self
+    }
+}
+
+/// A one-page PDF carrying an unreferenced stream of `pad` bytes, so `pack` makes a
+/// package of about that size (pdfium counts one page and never reads the stream).
+fn padded_pdf(pad: usize) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    let objects: [&[u8]; 3] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+    ];
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    offsets.push(out.len());
+    out.extend_from_slice(format!("4 0 obj\n<< /Length {pad} >>\nstream\n").as_bytes());
+    out.extend((0..pad).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    out.extend_from_slice(b"\nendstream\nendobj\n");
+    let xref = out.len();
+    out.extend_from_slice(b"xref\n0 5\n0000000000 65535 f \n");
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+    );
+    out
+}
+
+/// A copy as the benchmark drives it: its state, like `ClientState` but with the ICV
+/// computed from the chunk digests the client keeps (V8), so the client's side of a
+/// request costs what the protocol costs, not a pass over 100 MB.
+struct Copy {
+    ui: Ui,
+    iv: Iv,
+    psi: u64,
+    vssi: u64,
+}
+
+impl Copy {
+    fn new(licence: [u8; 16]) -> Self {
+        let ui = Ui(licence);
+        Self {
+            ui,
+            iv: Iv::first(&ui),
+            psi: 0,
+            vssi: 0,
+        }
+    }
+
+    fn request(&mut self, digests: &ChunkDigests, key: &PublicKey, viewer: Icv) -> Vec<u8> {
+        self.psi += 1;
+        ValReq {
+            variant: IcvVariant::V8,
+            ui: self.ui,
+            icv: compute_v8(digests, &self.ui, &self.iv),
+            psi: self.psi,
+            vssi: self.vssi,
+            dt: 0,
+            vsi: key.fingerprint(),
+            iv: self.iv,
+            viewer_icv: viewer,
+        }
+        .seal(key, &mut rand_core::OsRng)
+    }
+
+    fn accept(&mut self, answer: &[u8], key: &PublicKey) {
+        let v = Verdict::open(answer, key).expect("a VAL_OK that verifies");
+        assert_eq!(v.status, Status::Ok, "{:?}", v.status);
+        self.ui = self.ui.roll(&v.iv);
+        self.iv = v.iv;
+        self.vssi = v.vssi;
+    }
+}
+
+/// Median microseconds of `f` over about `budget`.
+fn time_op(budget: Duration, mut f: impl FnMut()) -> f64 {
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget || samples.len() < 20 {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// The request's own cryptography, both sides, in µs: (server, client).
+fn crypto_cost(digests: &ChunkDigests, viewer: Icv) -> (f64, f64) {
+    let secret = ServerSecret::random(&mut rand_core::OsRng);
+    let key = secret.public().clone();
+    let mut copy = Copy::new([7; 16]);
+    let env = copy.request(digests, &key, viewer);
+    let (req, hash) = secret.open_request(&env).unwrap();
+    let verdict = Verdict {
+        status: Status::Ok,
+        ui: req.ui,
+        psi: req.psi,
+        vssi: 1,
+        dt: 0,
+        vsi: secret.vsi(),
+        iv: Iv([9; 32]),
+        expires: 0,
+        request: hash,
+    };
+    let signed = secret.sign(&verdict);
+    let budget = Duration::from_millis(400);
+    let server = time_op(budget, || {
+        let (req, _) = secret.open_request(&env).unwrap();
+        std::hint::black_box(compute_v8(digests, &req.ui, &req.iv));
+        std::hint::black_box(secret.sign(&verdict));
+        std::hint::black_box(req.ui.roll(&req.iv));
+    });
+    let client = time_op(budget, || {
+        let mut c = Copy::new([7; 16]);
+        std::hint::black_box(c.request(digests, &key, viewer));
+        std::hint::black_box(Verdict::open(&signed, &key).unwrap());
+    });
+    (server, client)
+}
+
+struct Row {
+    requests: usize,
+    secs: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn run_row(
+    url: &str,
+    key: &PublicKey,
+    digests: &Arc<ChunkDigests>,
+    copies: &mut Vec<Copy>,
+    clients: usize,
+    seconds: u64,
+    viewer: Icv,
+) -> Row {
+    let barrier = Arc::new(Barrier::new(clients));
+    let mut handles = Vec::new();
+    let mine: Vec<Copy> = copies.drain(..clients).collect();
+    let start = Instant::now();
+    for mut copy in mine {
+        let (barrier, digests, url, key) = (
+            barrier.clone(),
+            digests.clone(),
+            url.to_string(),
+            key.clone(),
+        );
+        handles.push(std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into();
+            let mut lat = Vec::new();
+            barrier.wait();
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(seconds) {
+                let s = Instant::now();
+                let env = copy.request(&digests, &key, viewer);
+                let mut r = agent
+                    .post(&url)
+                    .header("content-type", "application/octet-stream")
+                    .send(&env[..])
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body = r.body_mut().read_to_vec().unwrap();
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                copy.accept(&body, &key);
+                lat.push(s.elapsed());
+            }
+            (copy, lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for h in handles {
+        let (copy, l) = h.join().unwrap();
+        lat.extend(l);
+        copies.push(copy);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    Row {
+        requests: lat.len(),
+        secs,
+        p50: pct(50),
+        p99: pct(99),
+    }
+}
+
+fn main() {
+    let n_copies: i64 = env_or("TALLY_BENCH_COPIES", 1_000_000);
+    let seconds: u64 = env_or("TALLY_BENCH_SECONDS", 5);
+    let big_mb: usize = env_or("TALLY_BENCH_BIG_MB", 100);
+    let clients: Vec<usize> = std::env::var("TALLY_BENCH_CLIENTS")
+        .unwrap_or_else(|_| "1,8,32,128".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .filter(|&c| (1..=MAX_CLIENTS).contains(&c))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tmp = tempfile::tempdir().unwrap();
+    let pdf_small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
+    let pdf_big = tmp.path().join("big.pdf");
+    std::fs::write(&pdf_big, padded_pdf(big_mb << 20)).unwrap();
+    let viewer = executable_icv(VIEWER).unwrap();
+
+    let pg = std::env::var("TALLY_PG_URL").ok();
+    let mut databases: Vec<(&str, Option<PgDb>)> = vec![("sqlite", None)];
+    match &pg {
+        Some(admin) => databases.push(("postgres", Some(fresh_pg(admin)))),
+        None => println!("PostgreSQL rows skipped: TALLY_PG_URL is not set"),
+    }
+    println!(
+        "{n_copies} registered copies; {seconds} s per row; ICV V8; {cores} cores shared by clients and server"
+    );
+    println!(
+        "{:>9} {:>8} {:>8} {:>9} {:>11} {:>9} {:>9} {:>12}",
+        "database", "package", "clients", "requests", "VAL_REQ/s", "p50 ms", "p99 ms", "% ceiling"
+    );
+    let mut ceilings = Vec::new();
+    for (name, pgdb) in &databases {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let setup = Setup {
+            dir: dir.clone(),
+            database: pgdb.as_ref().map(|p| p.url.clone()),
+        };
+        setup.run(&["vendor", "init", "--name", "Bench Press"]);
+        std::fs::write(dir.join("viewer"), VIEWER).unwrap();
+        setup.run(&["viewer", "register", dir.join("viewer").to_str().unwrap()]);
+        let mut packages = Vec::new();
+        for (label, pdf) in [("small", &pdf_small), ("big", &pdf_big)] {
+            let out = dir.join(format!("{label}.tly"));
+            let printed = setup.run(&["pack", pdf.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+            let doc = printed
+                .split("(document ")
+                .nth(1)
+                .and_then(|s| s.split(')').next())
+                .unwrap()
+                .to_string();
+            let bytes = std::fs::read(&out).unwrap();
+            packages.push((label, doc, Arc::new(ChunkDigests::of(&bytes)), bytes.len()));
+        }
+        // The registered copies: filler rows (random licences and UIs) to size the tables
+        // and their indexes, in one statement.
+        let t = Instant::now();
+        setup.sql(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?1)
+             INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
+             SELECT lower(hex(randomblob(16))), 'filler ' || (i % 1000), ?2, lower(hex(randomblob(16))),
+                    0, randomblob(32), 0, 'active', '', '2026-01-01T00:00:00Z' FROM s",
+            "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
+             SELECT md5(random()::text || i), 'filler ' || (i % 1000), $2, md5(random()::text || i || 'u'),
+                    0, decode(md5(random()::text) || md5(random()::text), 'hex'), 0, 'active', '',
+                    '2026-01-01T00:00:00Z'
+             FROM generate_series(1, $1::bigint) AS i",
+            &[&n_copies, &packages[0].1],
+        );
+        eprintln!(
+            "{name}: {n_copies} copies inserted in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        if pgdb.is_some() {
+            setup.sql("ANALYZE", "ANALYZE", &[]);
+        }
+        // Each client's copy, per package.
+        let mut client_copies = Vec::new();
+        for (p, (_, doc, _, _)) in packages.iter().enumerate() {
+            let mut mine = Vec::new();
+            for c in 0..MAX_CLIENTS {
+                let mut licence = [0u8; 16];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut licence);
+                let copy = Copy::new(licence);
+                setup.sql(
+                    "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
+                     VALUES (?1, ?2, ?3, ?1, 0, ?4, 0, 'active', '', '2026-01-01T00:00:00Z')",
+                    "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
+                     VALUES ($1, $2, $3, $1, 0, $4, 0, 'active', '', '2026-01-01T00:00:00Z')",
+                    &[
+                        &hex::encode(licence),
+                        &format!("bench {p}/{c}"),
+                        doc,
+                        &copy.iv.0.to_vec(),
+                    ],
+                );
+                mine.push(copy);
+            }
+            client_copies.push(mine);
+        }
+        let (server, base) = setup.serve();
+        let key = {
+            let mut r = ureq::get(format!("{base}/v1/server-key")).call().unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+            PublicKey::from_sec1(&hex::decode(v["public_key"].as_str().unwrap()).unwrap()).unwrap()
+        };
+        let url = format!("{base}/v1/validate");
+        for (p, (label, _, digests, size)) in packages.iter().enumerate() {
+            let (s_us, c_us) = crypto_cost(digests, viewer);
+            // Both sides' cryptography per request, spread over every core: the most the
+            // machine could do if HTTP, the database and scheduling cost nothing.
+            let ceiling = cores as f64 * 1e6 / (s_us + c_us);
+            ceilings.push((*name, *label, *size, s_us, c_us, ceiling));
+            for &c in &clients {
+                let row = run_row(
+                    &url,
+                    &key,
+                    digests,
+                    &mut client_copies[p],
+                    c,
+                    seconds,
+                    viewer,
+                );
+                let rate = row.requests as f64 / row.secs;
+                println!(
+                    "{name:>9} {label:>8} {c:>8} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}%",
+                    row.requests,
+                    row.p50,
+                    row.p99,
+                    100.0 * rate / ceiling
+                );
+                let _ = std::io::stdout().flush();
+            }
+        }
+        drop(server);
+    }
+    println!();
+    println!(
+        "{:>9} {:>8} {:>12} {:>12} {:>12} {:>14}",
+        "database", "package", "bytes", "server µs", "client µs", "ceiling req/s"
+    );
+    for (name, label, size, s, c, ceiling) in ceilings {
+        println!("{name:>9} {label:>8} {size:>12} {s:>12.1} {c:>12.1} {ceiling:>14.0}");
+    }
+}
