@@ -5,7 +5,7 @@
 //!
 //! - one APDU round trip (GET_COUNTER inside an open session), p50 and p99;
 //! - one short session (PC/SC transaction + SELECT + GET_COUNTER), p50 and p99;
-//! - Write/s: [0059]'s Write on a trail (each Write fsyncs the intent, the card state and
+//! - Write/s: \[0059\]'s Write on a trail (each Write fsyncs the intent, the card state and
 //!   the trail).
 //!
 //! pcscd: a running one is used; otherwise, as root, the bench starts `pcscd -f` and stops

@@ -4,7 +4,7 @@
 //! - the raw verifier rates (ring on 1 and 2 threads, p256 on 1) — the ceiling;
 //! - ValidateTrail records/s on trails of 10⁴ and 10⁵ records, 1 and 2 threads, from a cold
 //!   open (parse + every signature + the nonce record write), and its ratio to the ceiling;
-//! - fresh-start ValidateTrail on a 10⁵-record trail with a validator record ([0094]) 1000
+//! - fresh-start ValidateTrail on a 10⁵-record trail with a validator record (\[0094\]) 1000
 //!   records from the end: not trusted (every signature) vs trusted (chain hash up to the
 //!   validator, signatures after it).
 

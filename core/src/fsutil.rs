@@ -59,7 +59,7 @@ pub fn parent_dir(path: &Path) -> &Path {
 }
 
 /// An exclusive advisory lock on `<path>.lock`, held until dropped. It serialises
-/// processes, the synchronisation role of the rental server ([0058]).
+/// processes, the synchronisation role of the rental server (\[0058\]).
 #[derive(Debug)]
 pub struct LockGuard {
     file: File,

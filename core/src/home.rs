@@ -77,7 +77,7 @@ impl Home {
     }
 
     /// The list of validation-server keys this reader trusts for validator and recovery
-    /// records ([0094]): one key per line, 130 hex digits (uncompressed SEC1).
+    /// records (\[0094\]): one key per line, 130 hex digits (uncompressed SEC1).
     pub fn validators_path(&self) -> PathBuf {
         self.root.join("validators")
     }
@@ -134,7 +134,7 @@ impl Home {
     }
 
     /// The file naming the folder, on another medium, that holds a mirror copy of each
-    /// trail ([0062]).
+    /// trail (\[0062\]).
     pub fn mirror_setting_path(&self) -> PathBuf {
         self.root.join("mirror")
     }

@@ -34,7 +34,7 @@
 //! | V7      | as V6                                         | yes       | UI and IV   | UI and IV      |
 //!
 //! Backwards means "towards the Start Of File" (V6, Figure 5 item 3): `C[o], C[o−1], …,
-//! C[0], C[n−1], …, C[o+1]`. Figure 5 items 3 and 5 say the direction flag and the offset
+//! C\[0\], C[n−1], …, C[o+1]`. Figure 5 items 3 and 5 say the direction flag and the offset
 //! pointer are "typically determined from the UI and optionally other values such as IV";
 //! V7 takes both, so neither can be predicted before the server issues the IV.
 //! The offset is `u64(tagged SHA-256 of the inputs)[0..8] mod n`, the direction the low

@@ -1,7 +1,7 @@
-//! Nonces for audit records ([0059] step [1]).
+//! Nonces for audit records (\[0059\] step \[1\]).
 //!
-//! The seed builds nonces from a disk-timing random generator ([0078]–[0089]) mixed
-//! with system parameters through a message digest ([0077], [0090]). Modern operating
+//! The seed builds nonces from a disk-timing random generator (\[0078\]–\[0089\]) mixed
+//! with system parameters through a message digest (\[0077\], \[0090\]). Modern operating
 //! systems expose a CSPRNG seeded from far better entropy than disk timing (and SSDs
 //! have no seek-time variance to measure), so we take 32 bytes from the OS CSPRNG and,
 //! keeping the seed's structure, mix them with system parameters (time, process and

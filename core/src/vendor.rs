@@ -1,12 +1,12 @@
-//! The publisher's keys ([0065]): a signing key, a tracing key and a layout key.
+//! The publisher's keys (\[0065\]): a signing key, a tracing key and a layout key.
 //!
 //! - The **signing key** (ECDSA P-256) signs package headers and keyfiles; viewers trust
 //!   it through the public file written by [`VendorPublic::to_export`].
 //! - The **tracing key** (a separate P-256 key) receives the customer identity sealed
-//!   into every keyfile, so a leaked keyfile names its owner ([0069]). Only the vendor
+//!   into every keyfile, so a leaked keyfile names its owner (\[0069\]). Only the vendor
 //!   can open those seals.
 //! - The **layout key** (32 bytes) drives the keyed, vendor-specific rule that places
-//!   the customer information string among the decoys ([0069], [0074]). Viewers need it
+//!   the customer information string among the decoys (\[0069\], \[0074\]). Viewers need it
 //!   to find the string, so it is part of the public file: it hides the string from a
 //!   casual reader, not from someone holding a viewer.
 //!
@@ -310,7 +310,7 @@ impl VendorSecret {
         crypto::sign_low_s(&self.signing, message)
     }
 
-    /// The layout key of the keyed CIS placement rule ([0074]).
+    /// The layout key of the keyed CIS placement rule (\[0074\]).
     pub fn layout_key(&self) -> &[u8; 32] {
         &self.layout_key
     }
@@ -592,11 +592,11 @@ impl VendorPublic {
     pub fn signing_key(&self) -> &PublicKey {
         &self.signing_key
     }
-    /// The key customer identities are sealed to ([0069]).
+    /// The key customer identities are sealed to (\[0069\]).
     pub fn tracing_key(&self) -> &PublicKey {
         &self.tracing_key
     }
-    /// The layout key of the keyed CIS placement rule ([0074]).
+    /// The layout key of the keyed CIS placement rule (\[0074\]).
     pub fn layout_key(&self) -> &[u8; 32] {
         &self.layout_key
     }

@@ -1,4 +1,4 @@
-//! Archiving the vouched-for prefix of a trail out of the working trail ([0094]): the
+//! Archiving the vouched-for prefix of a trail out of the working trail (\[0094\]): the
 //! working trail then starts at a validator record's `upto` + 1 and is anchored by it.
 //! Real card emulation, real ECDSA, real files.
 

@@ -1,4 +1,4 @@
-//! The mirror copy of a trail on another medium ([0062]): kept in step by every Write,
+//! The mirror copy of a trail on another medium (\[0062\]): kept in step by every Write,
 //! rebuilt when it is missing or not a prefix, never a reason for a Write to fail, and a
 //! complete replacement for a lost trail. Real card emulation, real files.
 

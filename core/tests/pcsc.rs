@@ -923,7 +923,7 @@ fn trail_through_pcscd(rig: &mut Rig) -> Outcome {
     assert_consistent(&rig.state()?)
 }
 
-/// T14: the card refuses to sign at its maximum and never wraps ([0057]).
+/// T14: the card refuses to sign at its maximum and never wraps (\[0057\]).
 fn t14_counter_at_maximum(rig: &mut Rig) -> Outcome {
     rig.new_card(u64::MAX - 3)?;
     let path = rig.dir.path().join("max.trail");

@@ -1,4 +1,4 @@
-//! Restoring a lost trail from the validation server's backup ([0062]): the card-signed
+//! Restoring a lost trail from the validation server's backup (\[0062\]): the card-signed
 //! restore request, the server's recovery plan, `Trail::restore`, and ValidateTrail's rule
 //! that a hole in the counters is accepted only before a trusted recovery record naming
 //! exactly the missing counters. Real card emulation, real ECDSA and AES-GCM, real files.

@@ -1,4 +1,4 @@
-//! Validator records ([0094]): a validation server vouches for a trail, the viewer appends
+//! Validator records (\[0094\]): a validation server vouches for a trail, the viewer appends
 //! its answer as a card-signed record, and a fresh ValidateTrail that trusts the server
 //! starts from it. Real card emulation, real ECDSA, real files.
 

@@ -1,4 +1,4 @@
-//! The restore endpoint's messages ([0062], T17, T21, T25): `tally-pack serve` calls
+//! The restore endpoint's messages (\[0062\], T17, T21, T25): `tally-pack serve` calls
 //! `ServerSecret::open_restore_request` on the body of `POST /v1/trail/restore`, then
 //! `plan_recovery`; the reader opens the answer with `open_restore_answer`. Arbitrary bytes
 //! never panic; an edited valid request never opens unless unchanged; an edited request

@@ -1,4 +1,4 @@
-//! `tally-pack`: the publisher's command line (EP 0 895 148 [0064]–[0074], claims 25–30).
+//! `tally-pack`: the publisher's command line (EP 0 895 148 \[0064\]–\[0074\], claims 25–30).
 //!
 //! Parse → dispatch → exit code. Every rule lives in `tally-core`; this binary only
 //! reads files, asks for the password, keeps the registry and prints.

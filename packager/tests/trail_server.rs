@@ -1,5 +1,5 @@
 //! `POST /v1/trail/validate` of a real `tally-pack serve` on loopback with its real SQLite
-//! registry ([0094], [0062]): a reader's trail (emulated card) is vouched for, the signed
+//! registry (\[0094\], \[0062\]): a reader's trail (emulated card) is vouched for, the signed
 //! validator is appended by the card, and a fresh ValidateTrail trusting the server key
 //! fast-starts from it; a forged validator and a trail tampered before the validator are
 //! refused; the encrypted trail is kept as the card's backup, newest first. Every test

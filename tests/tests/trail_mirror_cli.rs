@@ -1,4 +1,4 @@
-//! `tally-view trail mirror` and `trail restore --from-mirror` ([0062]): the mirror on
+//! `tally-view trail mirror` and `trail restore --from-mirror` (\[0062\]): the mirror on
 //! "another medium" follows every record; a lost trail comes back from it when nothing is
 //! missing; a mirror that lags the card is refused like any old copy (T4) and leaves
 //! nothing behind; a malformed setting is a clear error.

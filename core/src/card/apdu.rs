@@ -151,7 +151,7 @@ impl StatusWord {
     pub const OK: Self = Self(0x9000);
     /// 6700: Lc or Le wrong for this command.
     pub const WRONG_LENGTH: Self = Self(0x6700);
-    /// 6985: conditions not satisfied — the counter is at its maximum and will never wrap ([0057]).
+    /// 6985: conditions not satisfied — the counter is at its maximum and will never wrap (\[0057\]).
     pub const COUNTER_EXHAUSTED: Self = Self(0x6985);
     /// 6986: command not allowed — no applet selected.
     pub const NOT_SELECTED: Self = Self(0x6986);

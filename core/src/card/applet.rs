@@ -17,7 +17,7 @@ pub struct CardState {
     pub serial: Serial,
     /// Counter value the card was personalised with.
     pub origin: u64,
-    /// The counter: the value the next signature covers. Only ever goes up ([0057]).
+    /// The counter: the value the next signature covers. Only ever goes up (\[0057\]).
     pub counter: u64,
     /// The private key (p256's `SigningKey` zeroizes on drop).
     pub key: SigningKey,
@@ -54,7 +54,7 @@ impl fmt::Debug for CardState {
 
 impl CardState {
     /// A new card with a random key and serial; the counter starts at `origin` (T10:
-    /// cards need not start at zero, [0095]).
+    /// cards need not start at zero, \[0095\]).
     pub fn generate(rng: &mut impl rand_core::CryptoRngCore, origin: u64, label: &str) -> Self {
         let key = SigningKey::random(rng);
         let mut serial = [0u8; 16];

@@ -311,7 +311,7 @@ pub struct AttestedCard {
     pub serial: Serial,
     /// Counter origin.
     pub origin: u64,
-    /// The signing key (records, [0053]).
+    /// The signing key (records, \[0053\]).
     pub signing_key: PublicKey,
     /// The key-agreement key (content keys are wrapped to it).
     pub agreement_key: PublicKey,

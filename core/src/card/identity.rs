@@ -3,12 +3,12 @@
 use crate::crypto::PublicKey;
 
 crate::id::id16!(
-    /// A card's 16-byte serial number: no two cards share one ([0098]).
+    /// A card's 16-byte serial number: no two cards share one (\[0098\]).
     Serial
 );
 
 /// Serial, public key and origin (the counter value the card was personalised with,
-/// the *offset* of [0095]). Everything a verifier needs to know about a card.
+/// the *offset* of \[0095\]). Everything a verifier needs to know about a card.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct CardIdentity {
     /// The serial number.
@@ -29,7 +29,7 @@ pub const EXPORT_MAX_BYTES: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityError {
-    /// The file is larger than [`EXPORT_MAX_BYTES`].
+    /// The file is larger than `EXPORT_MAX_BYTES` (4 KiB).
     #[error("card file is too large ({0} bytes; at most {EXPORT_MAX_BYTES})")]
     TooLarge(usize),
     /// The file is not UTF-8 text.

@@ -1,4 +1,4 @@
-//! The smart card of EP 0 895 148 ([0052]–[0057], [0098]–[0099]) and how we talk to it.
+//! The smart card of EP 0 895 148 (\[0052\]–\[0057\], \[0098\]–\[0099\]) and how we talk to it.
 //!
 //! Layering follows openpgp-card: a [`CardBackend`] opens a short exclusive
 //! [`CardTransaction`] whose one required method is `transmit` (raw APDU bytes in,
@@ -29,7 +29,7 @@ pub const SIGN_TAG: &[u8; 17] = b"TALLY-CARD-SIG/v1";
 
 /// The exact bytes the card signs (ECDSA P-256 with SHA-256 hashes them into `h'`).
 ///
-/// [0053] step [1] with the serial of the universal-key variant [0098]: binding the
+/// \[0053\] step \[1\] with the serial of the universal-key variant \[0098\]: binding the
 /// serial means one card's signatures can't be replayed as another's (T7). Every part
 /// has a fixed width, so boundaries can't shift (T9).
 pub fn signed_message(h: &Hash, serial: &Serial, counter: u64) -> [u8; 73] {
@@ -250,7 +250,7 @@ impl CardSession<'_> {
         Ok(())
     }
 
-    /// SIGN_AND_INCREMENT ([0053]): the card signs `SHA-256(tag ‖ h ‖ serial ‖ counter)`
+    /// SIGN_AND_INCREMENT (\[0053\]): the card signs `SHA-256(tag ‖ h ‖ serial ‖ counter)`
     /// and increments its counter, atomically. Returns the signature.
     pub fn sign_and_increment(&mut self, h: &Hash) -> Result<Signature, CardError> {
         let data = self.run(
@@ -267,7 +267,7 @@ impl CardSession<'_> {
         Ok(Signature(sig))
     }
 
-    /// GET_COUNTER ([0053]): the value the next signature will cover.
+    /// GET_COUNTER (\[0053\]): the value the next signature will cover.
     pub fn get_counter(&mut self) -> Result<u64, CardError> {
         let data = self.run("GET_COUNTER", Command::new(Ins::GetCounter, &[], Some(8)))?;
         let b: [u8; 8] = data
@@ -280,8 +280,8 @@ impl CardSession<'_> {
         Ok(u64::from_be_bytes(b))
     }
 
-    /// GET_SERIAL ([0099]): the serial number and the counter value the card was
-    /// personalised with (its origin, the offset of [0095]).
+    /// GET_SERIAL (\[0099\]): the serial number and the counter value the card was
+    /// personalised with (its origin, the offset of \[0095\]).
     pub fn get_serial(&mut self) -> Result<(Serial, u64), CardError> {
         let data = self.run("GET_SERIAL", Command::new(Ins::GetSerial, &[], Some(24)))?;
         if data.len() != 24 {

@@ -22,7 +22,7 @@
 //!   at the start of the next transaction (a new context if pcscd restarted). An error
 //!   in the middle of a command is reported as [`TransportError::CardRemoved`]: the
 //!   command may or may not have run, and the caller recovers with
-//!   GET_LAST_SIGNATURE (the card signs and counts atomically, [0053]).
+//!   GET_LAST_SIGNATURE (the card signs and counts atomically, \[0053\]).
 //! - **Exclusive sessions.** Each [`CardBackend::transaction`] is a PC/SC transaction
 //!   (`SCardBeginTransaction`), so a whole Write is one uninterrupted exchange even
 //!   with several viewers sharing the card (DESIGN threat 16).

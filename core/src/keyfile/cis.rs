@@ -1,4 +1,4 @@
-//! The customer information string (CIS, [0072]): who may read what, under which limits.
+//! The customer information string (CIS, \[0072\]): who may read what, under which limits.
 //!
 //! Binary layout (version 2, integers big-endian), then zero padding to a multiple of
 //! 512 bytes so the CIS length says little about its content. The whole string is

@@ -1,6 +1,6 @@
-//! Decoy bits and the keyed placement rule ([0068], [0069], [0074]).
+//! Decoy bits and the keyed placement rule (\[0068\], \[0069\], \[0074\]).
 //!
-//! Every keyfile carries [`DECOY_BYTES`] random bytes (480,000 decoy bits, [0068]) with
+//! Every keyfile carries [`DECOY_BYTES`] random bytes (480,000 decoy bits, \[0068\]) with
 //! the encrypted customer information string spliced in at an offset that differs for
 //! every keyfile. The offset comes from a keyed, vendor-specific rule: HMAC-SHA-256
 //! under the vendor's layout key over the keyfile's random salt and the CIS length.
@@ -10,7 +10,7 @@
 
 use rand_core::CryptoRngCore;
 
-/// Random bytes around the CIS: 60,000 bytes = 480,000 decoy bits ([0068]).
+/// Random bytes around the CIS: 60,000 bytes = 480,000 decoy bits (\[0068\]).
 pub const DECOY_BYTES: usize = 60_000;
 
 const OFFSET_TAG: &[u8] = b"tally/keyfile-offset/v1";

@@ -17,7 +17,7 @@
 //!   placed at [`super::decoy::cis_offset`].
 //! - The sealed identity is ECIES: ECDH between a fresh ephemeral key and the vendor's
 //!   tracing key, HKDF-SHA-256 to an AES-256-GCM key and nonce, header as associated
-//!   data. Only the vendor's tracing secret opens it ([0069]).
+//!   data. Only the vendor's tracing secret opens it (\[0069\]).
 //! - The signature covers every byte before it, so any change is a signature failure
 //!   (T24). There are no algorithm identifiers: the version pins every algorithm (T28).
 

@@ -1,12 +1,12 @@
-//! Keyfiles: the vendor-signed, decoy-padded licence of EP 0 895 148 ([0037]–[0040],
-//! [0064]–[0074]).
+//! Keyfiles: the vendor-signed, decoy-padded licence of EP 0 895 148 (\[0037\]–\[0040\],
+//! \[0064\]–\[0074\]).
 //!
 //! A keyfile binds one customer's card (serial, public key, origin) to one document,
-//! with limits and rights ([0072]), the document's content key wrapped for Tally viewers,
+//! with limits and rights (\[0072\]), the document's content key wrapped for Tally viewers,
 //! and optionally a validation server. The customer information string (CIS) hides among
-//! 480,000 decoy bits at a place only the vendor's keyed rule finds ([0068], [0069],
-//! [0074]); the customer's identity is sealed to the vendor's tracing key so a leaked
-//! keyfile names its owner ([0069]); the vendor's signature covers every byte (T24), and
+//! 480,000 decoy bits at a place only the vendor's keyed rule finds (\[0068\], \[0069\],
+//! \[0074\]); the customer's identity is sealed to the vendor's tracing key so a leaked
+//! keyfile names its owner (\[0069\]); the vendor's signature covers every byte (T24), and
 //! a keyfile from a vendor the viewer does not trust is refused (T22).
 //!
 //! The content key is wrapped to the card's key-agreement key (ECIES), so a keyfile
@@ -184,7 +184,7 @@ pub(crate) fn aead_open(
 pub struct Keyfile;
 
 impl Keyfile {
-    /// Builds a keyfile for `cis`, signed by `vendor` ([0064]–[0069]). Randomness (salt,
+    /// Builds a keyfile for `cis`, signed by `vendor` (\[0064\]–\[0069\]). Randomness (salt,
     /// decoys, ephemeral tracing key) comes from `rng`, so tests can be byte-exact.
     pub fn issue(
         vendor: &VendorSecret,
@@ -194,8 +194,8 @@ impl Keyfile {
         format::issue(vendor, cis, rng)
     }
 
-    /// Verifies a keyfile against the trusted vendors and decrypts its CIS ([0070],
-    /// [0073], [0074]). Structural errors come first, then the vendor, then the signature.
+    /// Verifies a keyfile against the trusted vendors and decrypts its CIS (\[0070\],
+    /// \[0073\], \[0074\]). Structural errors come first, then the vendor, then the signature.
     pub fn open(bytes: &[u8], trusted: &[VendorPublic]) -> Result<VerifiedKeyfile, KeyfileError> {
         let (vendor, cis) = format::open(bytes, trusted)?;
         Ok(VerifiedKeyfile {
@@ -224,7 +224,7 @@ impl Keyfile {
         format::split(bytes).map(|p| p.header)
     }
 
-    /// Names the owner of a keyfile issued by `vendor` ([0069]). The owner is only proof
+    /// Names the owner of a keyfile issued by `vendor` (\[0069\]). The owner is only proof
     /// of what the vendor issued when [`Owner::signature_valid`] is true.
     pub fn trace(bytes: &[u8], vendor: &VendorSecret) -> Result<Owner, KeyfileError> {
         format::trace(bytes, vendor)
@@ -271,7 +271,7 @@ impl VerifiedKeyfile {
     pub fn vendor(&self) -> &VendorPublic {
         &self.vendor
     }
-    /// The licence id (trail records carry it, [0049]).
+    /// The licence id (trail records carry it, \[0049\]).
     pub fn licence(&self) -> LicenceId {
         self.cis.licence
     }

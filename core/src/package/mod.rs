@@ -8,7 +8,7 @@
 //! `docs/package-format.md`.
 //!
 //! The content key ([`ContentKey`]) is random per document and the same for every
-//! customer; keyfiles carry it wrapped ([0064]). Decrypted documents live only in a
+//! customer; keyfiles carry it wrapped (\[0064\]). Decrypted documents live only in a
 //! zeroizing [`Plaintext`] buffer: nothing decrypted reaches the disk.
 //!
 //! Header errors are specific (a reader must know that a package comes from an

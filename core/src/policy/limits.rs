@@ -1,9 +1,9 @@
 //! What a licence allows: thresholds, dates, rights and metering granularity, and the
 //! strict text format they are written in (`docs/policy-format.md`).
 //!
-//! Thresholds follow [0048]–[0049] (pages, reading time, openings), [0103] (time units
-//! weighted by the hour of day) and [0104] (boolean combinations). A licence with no
-//! threshold at all rents without limit ([0041]): the vendor bills from the audited trail.
+//! Thresholds follow \[0048\]–\[0049\] (pages, reading time, openings), \[0103\] (time units
+//! weighted by the hour of day) and \[0104\] (boolean combinations). A licence with no
+//! threshold at all rents without limit (\[0041\]): the vendor bills from the audited trail.
 //!
 //! The same text is embedded verbatim in a keyfile's CIS, so there is exactly one format
 //! to document, review and fuzz. [`Limits::to_text`] writes the canonical form;
@@ -24,7 +24,7 @@ pub const MAX_THRESHOLD: u64 = 1_000_000_000;
 pub const MAX_PAGE_BLOCK: u32 = 10_000;
 /// Longest time unit in seconds (one day).
 pub const MAX_TIME_UNIT: u32 = 86_400;
-/// Largest weight of one time record ([0103]).
+/// Largest weight of one time record (\[0103\]).
 pub const MAX_WEIGHT: u32 = 1_000;
 /// Most hour bands in a weight table.
 pub const MAX_BANDS: usize = 48;
@@ -48,7 +48,7 @@ pub enum Measure {
     Minutes,
     /// Openings of the document (`open` records).
     Opens,
-    /// Weighted time units: each `time` record costs the weight of its hour band ([0103]).
+    /// Weighted time units: each `time` record costs the weight of its hour band (\[0103\]).
     Units,
 }
 
@@ -74,7 +74,7 @@ impl Measure {
     }
 }
 
-/// A boolean combination of thresholds ([0104]): `all` holds while every child holds,
+/// A boolean combination of thresholds (\[0104\]): `all` holds while every child holds,
 /// `any` while at least one does; a threshold holds while some of it is left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -113,7 +113,7 @@ impl fmt::Display for Rule {
     }
 }
 
-/// Access rights ([0072]): which functions besides viewing the licence enables.
+/// Access rights (\[0072\]): which functions besides viewing the licence enables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rights {
     /// Printing is allowed (still bounded by `prints`).
@@ -182,7 +182,7 @@ impl Band {
     }
 }
 
-/// Units per time record by time of day ([0103]), e.g. night hours cost 1 unit and day
+/// Units per time record by time of day (\[0103\]), e.g. night hours cost 1 unit and day
 /// hours 2. Bands are read in a fixed UTC offset named by the vendor, never the reader's
 /// machine settings (which the reader controls).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +229,7 @@ impl TimeWeights {
 }
 
 /// Everything a licence allows. All thresholds are optional and combine with `and`;
-/// `rule` adds an `and`/`or` tree on top ([0104]).
+/// `rule` adds an `and`/`or` tree on top (\[0104\]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// At most this many page views.
@@ -238,7 +238,7 @@ pub struct Limits {
     pub minutes: Option<u64>,
     /// At most this many openings.
     pub opens: Option<u64>,
-    /// At most this many weighted time units ([0103]).
+    /// At most this many weighted time units (\[0103\]).
     pub units: Option<u64>,
     /// At most this many printed pages (requires `rights.print`). Not a viewing
     /// threshold: running out of prints never stops reading.
@@ -505,7 +505,7 @@ pub fn parse_rule(s: &str) -> Result<Rule, String> {
 }
 
 impl Limits {
-    /// True when nothing bounds reading: no threshold, no date ([0041]).
+    /// True when nothing bounds reading: no threshold, no date (\[0041\]).
     pub fn is_unlimited(&self) -> bool {
         self.pages.is_none()
             && self.minutes.is_none()

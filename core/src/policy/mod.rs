@@ -1,7 +1,7 @@
 //! Rental policy: does a licence still allow reading, and what may be charged next?
 //!
 //! [`evaluate`] matches a keyfile's [`Limits`] against the [`Tally`] of that licence's
-//! validated records ([0048]–[0049]) and answers [`Decision::Allowed`] (with what
+//! validated records (\[0048\]–\[0049\]) and answers [`Decision::Allowed`] (with what
 //! remains), [`Decision::Limited`] (the rental is used up or out of its dates: the viewer
 //! shows the cover page only, claim 6) or [`Decision::Denied`] (the wall clock was set
 //! back, so date limits can't be trusted, T20).
@@ -11,7 +11,7 @@
 //! is left, so a killed viewer can never under-report and the card's counter moves far
 //! less than once per page.
 //!
-//! ## Thresholds and the and/or tree ([0104])
+//! ## Thresholds and the and/or tree (\[0104\])
 //! A threshold *holds* while some of it is left. The flat thresholds and the optional
 //! `rule` are all required ([`Limits::combined_rule`]); inside `rule`, `all(…)` holds
 //! while every child holds and `any(…)` while at least one does. What may still be
@@ -64,7 +64,7 @@ pub enum Reason {
         /// The threshold.
         limit: u64,
     },
-    /// Not enough weighted time units left for one more time unit in this hour band ([0103]).
+    /// Not enough weighted time units left for one more time unit in this hour band (\[0103\]).
     UnitsUsedUp {
         /// The threshold.
         limit: u64,
@@ -102,7 +102,7 @@ pub enum Reason {
     /// The licence does not include the copy right.
     CopyNotAllowed,
     /// The trail was restored from a backup and the records lost since were charged to
-    /// this licence in full by the validation server's recovery record ([0062]).
+    /// this licence in full by the validation server's recovery record (\[0062\]).
     WrittenOff,
 }
 
@@ -505,7 +505,7 @@ pub fn page_charge(limits: &Limits, tally: &Tally, clock: &dyn Clock) -> Result<
 
 /// The `seconds` of the next time record, charged at the start of a time unit:
 /// `time_unit`, or less when less reading time is left. Err when no time may be charged,
-/// including when the weighted units left ([0103]) are fewer than this hour band costs.
+/// including when the weighted units left (\[0103\]) are fewer than this hour band costs.
 pub fn time_charge(limits: &Limits, tally: &Tally, clock: &dyn Clock) -> Result<u32, Reason> {
     let now = check_dates(limits, tally, clock)?;
     let ctx = Ctx::new(limits, tally, Phase::Reading).with_prepaid_pages();

@@ -1,12 +1,12 @@
 //! Totals of one licence's use, computed from validated trail records.
 //!
-//! Each licence reads only the records carrying its own licence id ([0049]); records of
+//! Each licence reads only the records carrying its own licence id (\[0049\]); records of
 //! other licences, genesis and nonce records add nothing to the totals. The time of
 //! *every* record is kept, though, as a lower bound on the true current time: the card's
 //! counter orders the trail, so a wall clock earlier than the newest record was set back
 //! (T20). That reads when a record was written, never what another licence used.
 //!
-//! Feed a [`Tally`] only bodies of records that ValidateTrail accepted ([0060]): the
+//! Feed a [`Tally`] only bodies of records that ValidateTrail accepted (\[0060\]): the
 //! totals are only as trustworthy as the records.
 
 use crate::trail::{Body, LicenceId, Usage};
@@ -17,7 +17,7 @@ use super::limits::TimeWeights;
 const MINUTES_PER_DAY: usize = 1440;
 
 /// What "fully used" sets each total to: more than any threshold a keyfile can carry, and
-/// still what a validator record's 32-bit totals can say ([0094]).
+/// still what a validator record's 32-bit totals can say (\[0094\]).
 pub const WRITTEN_OFF: u64 = u32::MAX as u64;
 
 /// What one licence has used so far.
@@ -37,12 +37,12 @@ pub struct Tally {
     /// Pages printed.
     pub printed: u64,
     /// Time records by the UTC minute of day they were charged in: enough to weigh them
-    /// with any [`TimeWeights`] ([0103]) without keeping every record.
+    /// with any [`TimeWeights`] (\[0103\]) without keeping every record.
     time_by_minute: Box<[u64; MINUTES_PER_DAY]>,
-    /// Time records vouched for by a validator record ([0094], [`Tally::resume`]): their
+    /// Time records vouched for by a validator record (\[0094\], [`Tally::resume`]): their
     /// minute of day is not known, so each is charged at the heaviest weight.
     vouched_time_records: u64,
-    /// A recovery record charged lost records to this licence in full ([0062]): every
+    /// A recovery record charged lost records to this licence in full (\[0062\]): every
     /// total is then at least [`WRITTEN_OFF`], so every threshold reads as reached.
     pub written_off: bool,
     /// Time of this licence's newest record.
@@ -93,7 +93,7 @@ impl Tally {
         t
     }
 
-    /// Totals of `licence` after a fast start ([0094]): the validator's totals for the
+    /// Totals of `licence` after a fast start (\[0094\]): the validator's totals for the
     /// licence (none when it names no totals for it, or when `vouched` is `None`), plus
     /// `later`, the bodies of the verified records after its `upto` (in trail order; see
     /// `Trail::unvouched_bodies`). Vouched-for time records count at the heaviest weight of
@@ -178,7 +178,7 @@ impl Tally {
         }
     }
 
-    /// Charges lost records in full ([0062], `LostCharge::Full`): every total becomes at
+    /// Charges lost records in full (\[0062\], `LostCharge::Full`): every total becomes at
     /// least [`WRITTEN_OFF`]. Vouched-for time records count at the heaviest weight, so the
     /// weighted time units are at least as large too.
     pub fn write_off(&mut self) {
@@ -192,7 +192,7 @@ impl Tally {
         self.vouched_time_records = self.vouched_time_records.max(w);
     }
 
-    /// Weighted time units used ([0103]): each time record costs the weight of the band
+    /// Weighted time units used (\[0103\]): each time record costs the weight of the band
     /// it was charged in.
     pub fn units(&self, weights: &TimeWeights) -> u64 {
         let heaviest = weights

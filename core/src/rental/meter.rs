@@ -1,4 +1,4 @@
-//! The meter: charges go to the card-signed trail ([0059]) after the policy has said how
+//! The meter: charges go to the card-signed trail (\[0059\]) after the policy has said how
 //! much may be charged ([`crate::policy`]).
 
 use super::Problem;
@@ -11,7 +11,7 @@ use crate::{Card, CardIdentity};
 /// One charge the session asks the meter to record on the card-signed trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
-    /// The document was opened ([0048]).
+    /// The document was opened (\[0048\]).
     Open,
     /// Prepay a block of page views, starting at page `first` (1-based).
     Pages {
@@ -96,7 +96,7 @@ pub fn card_problem(e: CardError) -> Problem {
 }
 
 /// The totals of `licence` in a verified trail: a fast start's validator totals, if the
-/// trail started from one ([0094]), plus every verified record after it.
+/// trail started from one (\[0094\]), plus every verified record after it.
 pub(crate) fn tally_of(trail: &Trail, licence: LicenceId) -> Tally {
     let later: Vec<Body> = trail.unvouched_bodies().map(|(_, b)| b).collect();
     Tally::resume(licence, trail.vouched(), &later)
@@ -124,15 +124,15 @@ impl std::fmt::Debug for CardMeter {
 }
 
 impl CardMeter {
-    /// Keeps the trail's mirror copy at `path` ([0062]), bringing it up to date now; a
+    /// Keeps the trail's mirror copy at `path` (\[0062\]), bringing it up to date now; a
     /// failure stops nothing and shows as [`Meter::warning`].
     pub fn mirror_to(&mut self, path: Option<std::path::PathBuf>) {
         self.trail.set_mirror_now(path);
     }
 
-    /// Opens (or creates) the card's trail at `trail_path` and runs ValidateTrail ([0060]).
+    /// Opens (or creates) the card's trail at `trail_path` and runs ValidateTrail (\[0060\]).
     /// The card must be the one `expected` names (the keyfile's card). A fresh open
-    /// starts from the newest validator record signed by one of `validators` ([0094]):
+    /// starts from the newest validator record signed by one of `validators` (\[0094\]):
     /// the records it vouches for are checked by their chain hash, not one signature
     /// each, and the licence's totals start from the validator's. Empty: full validation.
     pub fn validate(
@@ -194,7 +194,7 @@ impl CardMeter {
         &self.limits
     }
 
-    /// Adds the verified records not yet counted to the tally (incremental, [0094]).
+    /// Adds the verified records not yet counted to the tally (incremental, \[0094\]).
     fn catch_up(&mut self) {
         let verified = self.trail.verified_len();
         if self.tallied == 0 || self.tallied > verified {

@@ -1,5 +1,5 @@
 //! A reading session end to end, for any viewer: open ([`open_rental`]: every check of
-//! [0070]–[0074] and [0060], in order, with typed refusals), meter ([`Session`]: page
+//! \[0070\]–\[0074\] and \[0060\], in order, with typed refusals), meter ([`Session`]: page
 //! blocks, time units, prints, copies, each through the policy and onto the card-signed
 //! trail), evaluate, and the online rounds of WO 98/33296 through a [`Transport`] the
 //! caller implements. The caller only shows pages, forwards the reader's actions and the

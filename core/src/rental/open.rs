@@ -1,4 +1,4 @@
-//! Opening a rental: every check of [0070]–[0074] and [0060], in order, with typed
+//! Opening a rental: every check of \[0070\]–\[0074\] and \[0060\], in order, with typed
 //! refusals ([`Problem`]), then the online rule of WO 98/33296 through the caller's
 //! [`Transport`], then the document decrypted into memory. [`check_standing`] is the same
 //! checks without writing anything or going online, for a reader who asks what is left.
@@ -219,7 +219,7 @@ fn licence_card(
 }
 
 /// The validation servers whose validator and recovery records count for this licence
-/// ([0094], [0062]): the one its vendor-signed keyfile names, and no other. Every trust
+/// (\[0094\], \[0062\]): the one its vendor-signed keyfile names, and no other. Every trust
 /// anchor of a licence's accounting comes from its publisher: a key in the reader's home
 /// (`<home>/validators`, which the reader can write, and which a restore through the
 /// reader's own server would fill) never widens it (T29), and one publisher's server never
@@ -233,10 +233,10 @@ fn validators_for(keyfile: &VerifiedKeyfile) -> Vec<crate::crypto::PublicKey> {
         .unwrap_or_default()
 }
 
-/// The checks of an opening, in order ([0070]–[0074], [0060]): (1) the keyfile's
+/// The checks of an opening, in order (\[0070\]–\[0074\], \[0060\]): (1) the keyfile's
 /// signature against the trusted publishers, (2) the package header: same publisher,
 /// same document, (3) the card present and the keyfile's, (4) ValidateTrail (starting
-/// from the newest validator record of a trusted validation server, [0094]), (5) the
+/// from the newest validator record of a trusted validation server, \[0094\]), (5) the
 /// policy, (6) the online validation the keyfile requires ([`check_validation`], which
 /// goes online when it is due).
 pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
@@ -280,7 +280,7 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
 /// (`ClientState::check_offline`, T18) the copy opens without the network. Otherwise —
 /// never validated (the first open is the installation), the ticket too old or expired,
 /// or a refusal remembered (only a later VAL_OK lifts it) — one online round
-/// ([`crate::online`], [`crate::online::OPEN_TIMEOUT`]): a VAL_OK opens; a signed refusal
+/// ([`super::validate_online`], [`super::OPEN_TIMEOUT`]): a VAL_OK opens; a signed refusal
 /// that stops the copy (revoked, clone, modified viewer, T23) is refused; anything else —
 /// the server unreachable, an answer that does not verify — falls back to the offline
 /// rule, whose refusal then says what the round met. Without a requirement in the

@@ -4,7 +4,7 @@
 //! shows a status instead of freezing the window (DESIGN, "The viewer").
 //!
 //! Charges follow the policy ([`crate::policy`]): page views are prepaid in blocks (one
-//! `pages` record per block, [0048]), reading time is charged at the start of each time
+//! `pages` record per block, \[0048\]), reading time is charged at the start of each time
 //! unit while a page is visible and the reader is not idle, and every opening and print is
 //! a record of its own. A page is only shown once its view is paid for. A viewer forwards
 //! page turns, print and copy requests, input and the clock ticks it sees; the session

@@ -25,11 +25,11 @@
 //! | pages   | `lic= first= count=`                       | `count` page views prepaid, starting at page `first` (1-based) |
 //! | time    | `lic= seconds=`                            | one time unit of `seconds` charged at its start |
 //! | print   | `lic= pages=`                              | `pages` pages printed |
-//! | nonce   | `value=`                                   | a nonce written by ValidateTrail ([0060] step [2]) or a vendor ([0104]) |
-//! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` ([0094]) |
-//! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup ([0062]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
+//! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]) or a vendor (\[0104\]) |
+//! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` (\[0094\]) |
+//! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup (\[0062\]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
 //!
-//! Each licence reads only records carrying its own `lic=` ([0049]). Bodies are at most
+//! Each licence reads only records carrying its own `lic=` (\[0049\]). Bodies are at most
 //! [`MAX_BODY`] bytes; anything else is refused with the reason.
 
 use crate::crypto::{Hash, Signature};
@@ -83,10 +83,10 @@ pub enum Usage {
         /// The nonce text.
         value: String,
     },
-    /// A validation server vouches for the records before it ([0094]).
+    /// A validation server vouches for the records before it (\[0094\]).
     Validator(Box<Validator>),
     /// A validation server restored the trail from its backup and accounts for the card
-    /// counters lost between the backup and the restore ([0062]).
+    /// counters lost between the backup and the restore (\[0062\]).
     Recovery(Box<Recovery>),
 }
 
@@ -116,7 +116,7 @@ impl LostCharge {
 }
 
 /// The content of a recovery record: the server with key fingerprint `server_key` restored
-/// this trail from the backup it kept ([0062]); the backup's records end with the chain
+/// this trail from the backup it kept (\[0062\]); the backup's records end with the chain
 /// hash `chain` (`super::validator::chain_hash`), and the card counters `from..=to` — the
 /// records written after the backup, and the card-signed restore request — are lost. They
 /// are charged as `charge` says to `licences` (`None`: every licence).
@@ -164,13 +164,13 @@ pub struct LicenceTotals {
     pub seconds: u32,
     /// Pages printed.
     pub prints: u32,
-    /// `time` records (so weighted time units can be bounded, [0103]).
+    /// `time` records (so weighted time units can be bounded, \[0103\]).
     pub times: u32,
 }
 
 impl LicenceTotals {
     /// Every total at its maximum: how a validator says the licence was charged in full
-    /// for lost records ([0062]; `Tally::resume` reads it back as written off).
+    /// for lost records (\[0062\]; `Tally::resume` reads it back as written off).
     pub fn is_written_off(&self) -> bool {
         [
             self.opens,
@@ -182,7 +182,7 @@ impl LicenceTotals {
     }
 }
 
-/// The content of a validator record ([0094]): the server with key fingerprint `server_key`
+/// The content of a validator record (\[0094\]): the server with key fingerprint `server_key`
 /// checked every record with a counter up to `upto`, whose running chain hash is `chain`
 /// (`super::validator::chain_hash`), and found these totals; `signature` is its ECDSA
 /// P-256 signature over the body text before ` sig=` (`super::validator::server_message`).

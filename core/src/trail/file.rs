@@ -30,7 +30,7 @@ pub struct Header {
     pub serial: Serial,
     /// Fingerprint of the card's public key.
     pub key_fingerprint: Hash,
-    /// Counter of the first record (the offset of [0095]).
+    /// Counter of the first record (the offset of \[0095\]).
     pub first_counter: u64,
 }
 
@@ -212,7 +212,7 @@ pub fn read_from(file: &mut std::fs::File, offset: u64, limit: u64) -> std::io::
     Ok(buf)
 }
 
-/// The intent: what the most recent Write was about to have signed ([0059] steps [1]–[2]).
+/// The intent: what the most recent Write was about to have signed (\[0059\] steps \[1\]–\[2\]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
     /// The counter the card was expected to sign at.

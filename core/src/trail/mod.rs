@@ -1,15 +1,15 @@
-//! The audit trail of EP 0 895 148 ([0056]–[0061], [0095], [0098]–[0102]).
+//! The audit trail of EP 0 895 148 (\[0056\]–\[0061\], \[0095\], \[0098\]–\[0102\]).
 //!
 //! A trail belongs to one card. Each record is signed by the card over
 //! `hash(hash(nonce, body), serial, counter)` and the card's counter only goes up, so
 //! the records of a trail must carry consecutive counters from the card's origin up to
 //! the card's counter − 1. Anything else — a changed byte, a hole, a swap, a truncated
 //! tail, an old copy put back, records from another card — breaks that chain
-//! ([0050], [0061]).
+//! (\[0050\], \[0061\]).
 //!
-//! [`Trail::write`] is the Write routine of [0059]; [`Trail::validate`] is ValidateTrail
-//! of [0060]. Both run under a lock on the trail file and inside one card transaction:
-//! that is the synchronisation role of the rental server ([0058]). A [`Trail`] kept open
+//! [`Trail::write`] is the Write routine of \[0059\]; [`Trail::validate`] is ValidateTrail
+//! of \[0060\]. Both run under a lock on the trail file and inside one card transaction:
+//! that is the synchronisation role of the rental server (\[0058\]). A [`Trail`] kept open
 //! remembers how far it has verified, so re-validation only checks new records.
 
 pub mod body;
@@ -52,7 +52,7 @@ pub enum TrailError {
     /// The trail, or the card presented, belongs to another card.
     #[error("wrong card: {0}")]
     WrongCard(String),
-    /// A record's signature does not verify against the expected card ([0060] step [6.2]).
+    /// A record's signature does not verify against the expected card (\[0060\] step [6.2]).
     #[error(
         "record {index} (counter {counter}): signature does not verify — the record was modified or comes from another card"
     )]
@@ -62,7 +62,7 @@ pub enum TrailError {
         /// The counter the record claims.
         counter: u64,
     },
-    /// A counter is missing ([0060] step [6.3]): records were deleted.
+    /// A counter is missing (\[0060\] step [6.3]): records were deleted.
     #[error(
         "gap at record {index}: expected counter {expected}, found {found} — records were deleted"
     )]
@@ -161,13 +161,13 @@ pub enum TrailError {
         /// The counter of the lost record.
         counter: u64,
     },
-    /// Write step [7] failed: the card's fresh signature does not verify ([0059]).
+    /// Write step \[7\] failed: the card's fresh signature does not verify (\[0059\]).
     #[error("the card's signature for counter {counter} does not verify against the expected key")]
     CardSignatureInvalid {
         /// The counter signed.
         counter: u64,
     },
-    /// [0060] step [5]: the card's counter and the last record disagree.
+    /// \[0060\] step \[5\]: the card's counter and the last record disagree.
     #[error("the card counter {card} does not match the last record's counter {record}")]
     CounterMismatch {
         /// From GetCounter.
@@ -211,7 +211,7 @@ pub enum TrailError {
     },
     /// A recovery record does not account for the hole before it: wrong counters, an
     /// untrusted or forged server signature, or records before it that are not the
-    /// server's backup ([0062]; see [`validator::check_recovery`]).
+    /// server's backup (\[0062\]; see [`validator::check_recovery`]).
     #[error("record {index} is a recovery record that can't be trusted: {reason}")]
     BadRecovery {
         /// Position of the recovery record.
@@ -220,7 +220,7 @@ pub enum TrailError {
         reason: &'static str,
     },
     /// A validator record naming a trusted server key is forged, or the records it
-    /// vouches for were changed ([0094]; see [`validator`]).
+    /// vouches for were changed (\[0094\]; see [`validator`]).
     #[error("record {index} is a validator record that can't be trusted: {reason}")]
     BadValidator {
         /// Position of the validator record.
@@ -557,7 +557,7 @@ impl Trail {
         self.verifier = verifier;
     }
 
-    /// Trusts validator records signed by these validation-server keys ([0094]): the next
+    /// Trusts validator records signed by these validation-server keys (\[0094\]): the next
     /// verification of a trail not verified yet starts from the newest such record, checking
     /// the records it vouches for by the chain hash only (see [`validator`]). Empty (the
     /// default) means full validation, exactly as without validator records.
@@ -797,7 +797,7 @@ impl Trail {
         Ok(())
     }
 
-    /// Keeps a mirror copy of the trail at `path` ([0062]: "at least one backup audit trail on
+    /// Keeps a mirror copy of the trail at `path` (\[0062\]: "at least one backup audit trail on
     /// a separate medium"): after every record is saved and synced here, the same frame is
     /// appended to the mirror and synced; a mirror that is missing or not a prefix of this
     /// trail is rewritten whole (atomically). `None` stops mirroring. A failing mirror never
@@ -916,7 +916,7 @@ impl Trail {
         f.sync_data().map_err(io(&self.intent_path))
     }
 
-    /// Write ([0059]) inside an open card session; the caller holds the trail lock and
+    /// Write (\[0059\]) inside an open card session; the caller holds the trail lock and
     /// has reconciled the trail with the card.
     ///
     /// `next` is the counter the record must take: the one after the last record's
@@ -979,7 +979,7 @@ impl Trail {
         Ok(rec)
     }
 
-    /// Write ([0059]): appends a record with `body`, signed by the card. The trail is first
+    /// Write (\[0059\]): appends a record with `body`, signed by the card. The trail is first
     /// brought up to date and verified incrementally, so nothing is ever written after an
     /// invalid record.
     pub fn write(&mut self, card: &mut Card, body: &Body) -> Result<Record, TrailError> {
@@ -992,7 +992,7 @@ impl Trail {
     /// Under the trail lock: reads what other processes appended and verifies it, opens a
     /// card session, checks it is the expected card, and brings trail and card in step.
     ///
-    /// Step [6] of [0060] runs on the records already in the file before anything is
+    /// Step \[6\] of \[0060\] runs on the records already in the file before anything is
     /// written, so a damaged trail is named precisely (a hole as a gap, not as a missing
     /// tail) and no counter value is spent on a trail that is already invalid.
     fn in_step<'c>(&mut self, card: &'c mut Card) -> Result<CardSession<'c>, TrailError> {
@@ -1008,7 +1008,7 @@ impl Trail {
         Ok(s)
     }
 
-    /// ValidateTrail ([0060]), incremental: writes a nonce record holding the card's
+    /// ValidateTrail (\[0060\]), incremental: writes a nonce record holding the card's
     /// counter, checks it, then verifies every record not verified before.
     pub fn validate(&mut self, card: &mut Card) -> Result<Validation, TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
@@ -1056,9 +1056,9 @@ impl Trail {
     /// ValidateTrail's checks against the card without its nonce record: the card present is
     /// the trail's, a torn tail is completed from the card's last signature, every record
     /// not verified before is verified, and the card's counter read now must be the one
-    /// after the last record (else a truncated or restored trail, [0060] step [5]).
+    /// after the last record (else a truncated or restored trail, \[0060\] step \[5\]).
     /// Spends no card counter, so a reader may ask for their standing as often as they
-    /// like; the freshness proof of a nonce record ([0060] steps [1]–[2]) is left to
+    /// like; the freshness proof of a nonce record (\[0060\] steps \[1\]–\[2\]) is left to
     /// [`Trail::validate`], which every opening runs.
     pub fn check_with_card(&mut self, card: &mut Card) -> Result<(), TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
@@ -1077,7 +1077,7 @@ impl Trail {
     /// Verifies the whole trail without a card and without writing: signatures, counters,
     /// bodies, the start rule. Truncation and rollback need the card's counter and so are
     /// only caught by [`Trail::validate`]; a verifier without the card (a publisher's audit,
-    /// [0104]) compares the last record's counter (from [`Trail::records`]) with the card's.
+    /// \[0104\]) compares the last record's counter (from [`Trail::records`]) with the card's.
     /// Returns how many records this call verified.
     pub fn verify_offline(&mut self) -> Result<u64, TrailError> {
         if self.torn > 0 {
@@ -1087,7 +1087,7 @@ impl Trail {
     }
 
     /// Moves the records a trusted validator record vouches for out of the working trail
-    /// ([0094]: "the vouched-for prefix may be archived"), so the working trail — and every
+    /// (\[0094\]: "the vouched-for prefix may be archived"), so the working trail — and every
     /// fresh ValidateTrail — stays small however long the rental history grows.
     ///
     /// The cut is at the `upto` of the newest validator record signed by one of `trusted`
@@ -1184,7 +1184,7 @@ impl Trail {
     /// Has the card sign `body` outside any trail, for a card whose trail is missing at
     /// `path`: the restore request of [`crate::validation::seal_restore_request`]. Its
     /// counter is then lost to the trail on purpose, and the server's recovery record
-    /// accounts for it ([0062]). Refused when a trail exists at `path` (its own Write must
+    /// accounts for it (\[0062\]). Refused when a trail exists at `path` (its own Write must
     /// be used then, or it must be moved aside first).
     pub fn sign_detached(
         path: &Path,
@@ -1209,7 +1209,7 @@ impl Trail {
         )
     }
 
-    /// Restores a lost trail at `path` from a validation server's answer ([0062]): writes
+    /// Restores a lost trail at `path` from a validation server's answer (\[0062\]): writes
     /// `backup` (the trail file the server kept) and appends `recovery` (the server's
     /// recovery body) through Write, so the card signs it at the next counter.
     ///
@@ -1312,7 +1312,7 @@ impl Trail {
     }
 }
 
-/// Write steps [4]–[7] of [0059] after SignAndIncrement returned `signature` for `nonce` and
+/// Write steps \[4\]–\[7\] of \[0059\] after SignAndIncrement returned `signature` for `nonce` and
 /// `body`: c = GetCounter() − 1, the record ⟨nonce, body, c, signature⟩, and its signature
 /// verified against the expected card before anything is saved. `next` is only named in
 /// the error of a card whose counter is 0 after signing (it can't have signed).

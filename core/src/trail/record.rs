@@ -1,10 +1,10 @@
-//! One audit record ⟨nonce, body, counter, signature⟩ ([0056]).
+//! One audit record ⟨nonce, body, counter, signature⟩ (\[0056\]).
 
 use crate::card::{CardIdentity, signed_message};
 use crate::crypto::{Hash, Signature, SignatureVerifier, tagged_hash};
 use crate::nonce::Nonce;
 
-/// Domain tag of `h1 = hash(nonce, body)` ([0059] step [2]).
+/// Domain tag of `h1 = hash(nonce, body)` (\[0059\] step \[2\]).
 pub const RECORD_TAG: &[u8] = b"tally/record/v1";
 
 /// Longest encoded record payload accepted from a file.
@@ -13,7 +13,7 @@ pub const MAX_RECORD: usize = 32 + 8 + 64 + 2 + super::body::MAX_BODY;
 /// An audit record.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Record {
-    /// The record's nonce ([0059] step [1]).
+    /// The record's nonce (\[0059\] step \[1\]).
     pub nonce: Nonce,
     /// The body text (see [`super::body`]).
     pub body: Vec<u8>,
@@ -49,7 +49,7 @@ impl Record {
         signed_message(&self.h1(), &identity.serial, self.counter)
     }
 
-    /// [0060] step [6.2] with the serial of [0102]: the signature is recomputed from the
+    /// \[0060\] step [6.2] with the serial of \[0102\]: the signature is recomputed from the
     /// record alone and checked against the expected card's key.
     pub fn verify(&self, identity: &CardIdentity, verifier: &dyn SignatureVerifier) -> bool {
         verifier.verify(

@@ -1,4 +1,4 @@
-//! The checks of ValidateTrail ([0060] steps [6]–[6.3], with the offset of [0095]).
+//! The checks of ValidateTrail (\[0060\] steps \[6\]–[6.3], with the offset of \[0095\]).
 //!
 //! Signatures are verified in parallel (they are independent and dominate the cost);
 //! the counter sequence is then checked in order. Whatever fails first *in trail order*
@@ -13,7 +13,7 @@ use crate::crypto::{PublicKey, SignatureVerifier};
 /// Verifies `records[from..]`, which sit at positions `from..` of a trail whose first
 /// record carries counter `first_counter`. `records[..from]` are already verified. A hole
 /// in the counters is accepted only right before a recovery record signed by one of
-/// `trusted` that accounts for exactly the missing counters ([0062]).
+/// `trusted` that accounts for exactly the missing counters (\[0062\]).
 pub fn verify_range(
     records: &[Record],
     from: usize,

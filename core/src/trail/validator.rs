@@ -1,4 +1,4 @@
-//! Validator records: a trusted audit-trail validation service ([0094]).
+//! Validator records: a trusted audit-trail validation service (\[0094\]).
 //!
 //! A validation server checks a trail in full (every card signature, the counter
 //! sequence, the start rule) and answers with a validator body: "every record up to
@@ -32,7 +32,7 @@
 //! sig = ECDSA-P256-SHA256(server key, m), low-S, written as 128 hex digits
 //! ```
 //!
-//! ## Recovery records ([0062])
+//! ## Recovery records (\[0062\])
 //!
 //! The same server keeps the latest trail it vouched for as the reader's backup. When the
 //! reader's trail is lost, `tally-view trail restore` asks for it with a card-signed
@@ -63,13 +63,13 @@ use crate::crypto::{Hash, PublicKey, SignatureVerifier, tagged_hash};
 pub const CHAIN_TAG: &[u8] = b"tally/chain/v1";
 /// Domain prefix of the message a validation server signs.
 pub const SIG_DOMAIN: &[u8; 22] = b"TALLY-VALIDATOR-SIG/v1";
-/// Domain prefix of the message a validation server signs for a recovery record ([0062]).
+/// Domain prefix of the message a validation server signs for a recovery record (\[0062\]).
 pub const RECOVERY_SIG_DOMAIN: &[u8; 21] = b"TALLY-RECOVERY-SIG/v1";
 
 /// Checks the recovery record `records[index]` (body `body`), which follows a hole in the
 /// counters: the previous record's counter + 1 is `expected`, its own counter is `found`.
 /// It stands in for exactly the lost counters `expected..found` only when one of `trusted`
-/// signed it for this card and its chain hash is that of every record before it ([0062]).
+/// signed it for this card and its chain hash is that of every record before it (\[0062\]).
 #[expect(
     clippy::too_many_arguments,
     reason = "the position, the record and the trail's identity, start and trusted keys are all needed; a struct would only rename them"
@@ -168,7 +168,7 @@ pub fn prefix_chain(
 /// records before `first_counter` were archived ([`super::Trail::archive`]) starts from
 /// the chain hash of its *anchor*: the validator record, signed by one of `trusted`, that
 /// vouches for every record up to `first_counter − 1` — the server saw those records, so
-/// nothing before the anchor can have been dropped unnoticed ([0094]). With no such
+/// nothing before the anchor can have been dropped unnoticed (\[0094\]). With no such
 /// validator the trail is refused ([`TrailError::Archived`]): a trail missing its
 /// beginning is never taken for an archived one.
 pub fn chain_origin(
@@ -271,7 +271,7 @@ pub struct Vouched {
     pub server_key: Hash,
     /// Each licence's totals up to `upto`.
     pub totals: Vec<LicenceTotals>,
-    /// The recovery records among the records vouched for ([0062]): a licence they charge
+    /// The recovery records among the records vouched for (\[0062\]): a licence they charge
     /// in full stays charged in full after a fast start ([`crate::policy::Tally::resume`]).
     pub recoveries: Vec<Recovery>,
 }
@@ -413,7 +413,7 @@ pub enum VouchError {
     TotalTooLarge(super::LicenceId),
 }
 
-/// The server's side of [0094]: checks a whole trail file (`bytes`, as stored on disk)
+/// The server's side of \[0094\]: checks a whole trail file (`bytes`, as stored on disk)
 /// against the card `identity` — format, every card signature, the counter sequence from the
 /// card's origin, the start rule, no torn tail — and returns a validator body vouching for
 /// all its records, time-stamped `at_unix` and signed by `secret`. The caller appends it

@@ -1,4 +1,4 @@
-//! Restoring a lost trail from the validation server's backup ([0062]).
+//! Restoring a lost trail from the validation server's backup (\[0062\]).
 //!
 //! The server keeps the newest trail it vouched for ([`super::seal_trail_request`]). A
 //! reader whose trail is lost asks for it with a **restore request**: a record signed by
@@ -297,7 +297,7 @@ pub struct RecoveryPlan {
 /// decrypts the stored backup (up to 64 MiB): the request record is signed by the
 /// registered card `identity`, is a restore request for this server made within
 /// [`CLOCK_SKEW_SECONDS`] of `now_unix`, and its counter is above `last_restore`. So an
-/// unauthenticated, stale or replayed request costs one signature check ([0062]).
+/// unauthenticated, stale or replayed request costs one signature check (\[0062\]).
 pub fn check_restore_request(
     secret: &ServerSecret,
     identity: &CardIdentity,
@@ -327,7 +327,7 @@ pub fn check_restore_request(
     Ok(())
 }
 
-/// The server's rules for a restore request ([0062]): the request record must be signed by
+/// The server's rules for a restore request (\[0062\]): the request record must be signed by
 /// the registered card `identity`, be a restore request for this server made within
 /// [`CLOCK_SKEW_SECONDS`] of `now_unix`, and carry a counter above `last_restore` (the last
 /// restore request's, if any) and at least the backup's next counter. `backup` is the

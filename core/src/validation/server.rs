@@ -91,7 +91,7 @@ impl ServerSecret {
         super::trail_req::open_trail_request(&self.secret, &self.public, envelope)
     }
 
-    /// Signs a validator ([0094]) or recovery ([0062]) body for card `serial` in place:
+    /// Signs a validator (\[0094\]) or recovery (\[0062\]) body for card `serial` in place:
     /// its `sig=` becomes this key's signature of `trail::validator::server_message`, which
     /// is domain-separated by the kind, so this signs nothing else. Returns false (and
     /// changes nothing) for any other kind.

@@ -1,9 +1,9 @@
-//! The trail validation request of the validation service ([0094], [0062]): a reader sends
+//! The trail validation request of the validation service (\[0094\], \[0062\]): a reader sends
 //! its whole trail file, encrypted to the validation server's key (the same ECIES as a
 //! VAL_REQ, domain-separated by its own HKDF info), with its card's serial. The server
 //! checks the trail against the card registered for that serial, answers with a signed
 //! validator body (`trail::validator::vouch`), and keeps the envelope, still encrypted,
-//! as the reader's backup ([0062]: "encrypt the audit trail before transmission").
+//! as the reader's backup (\[0062\]: "encrypt the audit trail before transmission").
 //!
 //! ```text
 //! envelope  = "TALLYTRQ" (8) · version u8 = 1 · ephemeral P-256 key 65 (SEC1) ·

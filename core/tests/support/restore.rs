@@ -1,4 +1,4 @@
-//! For the recovery, archive and fail-closed tests: the whole restore round of [0062] in
+//! For the recovery, archive and fail-closed tests: the whole restore round of \[0062\] in
 //! process — the trail is lost, the card signs a restore request, the server plans the
 //! recovery from `backup`, seals its answer, and the reader checks and writes it
 //! (`Trail::restore`) — and [`Fx`], a card with its trail and a validation server.

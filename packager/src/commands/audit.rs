@@ -1,22 +1,22 @@
-//! `tally-pack audit TRAIL --customer NAME`: the vendor's side of [0041] and [0104].
+//! `tally-pack audit TRAIL --customer NAME`: the vendor's side of \[0041\] and \[0104\].
 //!
 //! Verifies a customer's trail file against the card key in the registry (every
 //! signature, every counter, the start at the card's origin) without the card, then
 //! reports use per licence this vendor issued, for billing. Records of other vendors'
-//! licences are counted but not itemised ([0049]: each licence reads only its own).
+//! licences are counted but not itemised (\[0049\]: each licence reads only its own).
 //!
-//! A trail that was restored from the validation server's backup ([0062]) or had its
-//! vouched-for prefix archived ([0094]) carries records signed by the vendor's validation
+//! A trail that was restored from the validation server's backup (\[0062\]) or had its
+//! vouched-for prefix archived (\[0094\]) carries records signed by the vendor's validation
 //! server; `--own-server` trusts that server's key (derived from the vendor secret, so
 //! the password is asked for). Totals then start from the newest validator record, as
 //! the reader's viewer counts them, and lost records charged in full show as used up.
 //!
-//! Without the card, truncation and rollback cannot be seen ([0050], property 3). What the
+//! Without the card, truncation and rollback cannot be seen (\[0050\], property 3). What the
 //! publisher can see is the validation server's newest backup of the card's trail (the
 //! registry's `trail_backups`): a trail that ends before it is an old copy, and the report
-//! says so; and a nonce the vendor asked the customer to write ([0104]) is listed.
+//! says so; and a nonce the vendor asked the customer to write (\[0104\]) is listed.
 //!
-//! A licence charged in full for lost records ([0062]) has every total at
+//! A licence charged in full for lost records (\[0062\]) has every total at
 //! `tally_core::policy::WRITTEN_OFF`; the report says "written off at restore" instead of
 //! printing those placeholders (JSON: `"written_off": true` and null totals).
 

@@ -1,6 +1,6 @@
-//! `tally-pack issue`: the keyfile generator of [0064]–[0069].
+//! `tally-pack issue`: the keyfile generator of \[0064\]–\[0069\].
 //!
-//! Looks the customer up in the registry ([0065]: the name indexes the database of
+//! Looks the customer up in the registry (\[0065\]: the name indexes the database of
 //! card keys), reads the package's signed header for its document id, takes the content
 //! key from the registry, builds the limits from `--policy` and the flags, and writes a
 //! vendor-signed keyfile (`tally_core::keyfile`). Every issued licence is recorded in

@@ -1,4 +1,4 @@
-//! `tally-pack trace KEYFILE`: who a leaked keyfile was issued to ([0069]).
+//! `tally-pack trace KEYFILE`: who a leaked keyfile was issued to (\[0069\]).
 //!
 //! Opens the identity sealed to the vendor's tracing key, and says whether the vendor's
 //! signature over the keyfile still verifies: only a verifying keyfile proves what the

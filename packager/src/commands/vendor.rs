@@ -1,4 +1,4 @@
-//! `tally-pack vendor init|export|issuer`: the vendor's keys ([0065]) and the card
+//! `tally-pack vendor init|export|issuer`: the vendor's keys (\[0065\]) and the card
 //! issuers whose attestation the vendor accepts (T16).
 
 use super::{Ctx, PUBLIC_FILE, SECRET_FILE, refused};

@@ -15,9 +15,9 @@
 //!   names it); 400/404/405/413/415 with a one-line reason for anything malformed (T25).
 //! * `GET /v1/server-key` — the server's public key and identifier, as JSON.
 //! * `POST /v1/trail/validate` — a reader's encrypted trail: validated and vouched for with a
-//!   signed validator record, kept (encrypted) as its backup ([0094], [0062]; see [`trail`]).
+//!   signed validator record, kept (encrypted) as its backup (\[0094\], \[0062\]; see [`trail`]).
 //! * `POST /v1/trail/restore` — a card-signed request for that backup: answered with the
-//!   backup and a signed recovery record charging the lost records ([0062]; see [`restore`]).
+//!   backup and a signed recovery record charging the lost records (\[0062\]; see [`restore`]).
 
 pub mod db;
 pub mod restore;

@@ -1,5 +1,5 @@
 //! `POST /v1/trail/restore`: restoring a reader's lost trail from the backup the trail
-//! validation service keeps ([0062]; the rules are `tally_core::validation::plan_recovery`).
+//! validation service keeps (\[0062\]; the rules are `tally_core::validation::plan_recovery`).
 //!
 //! Body: an encrypted restore request (`tally_core::validation::seal_restore_request`: the
 //! card's serial and a card-signed request record), at most `MAX_RESTORE_REQUEST` bytes.

@@ -1,5 +1,5 @@
 //! `POST /v1/trail/validate`: the trusted audit-trail validation service of EP 0 895 148
-//! [0094] with the encrypted backup of [0062].
+//! \[0094\] with the encrypted backup of \[0062\].
 //!
 //! Body: an encrypted trail validation request (`tally_core::validation::seal_trail_request`:
 //! the card's serial and the whole trail file, ECIES to the server key), at most

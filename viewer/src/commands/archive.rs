@@ -1,5 +1,5 @@
 //! `tally-view trail archive [--server-key HEX]... [--json]`: moves the records a trusted
-//! validation server vouched for out of the working trail ([0094]), so a fresh
+//! validation server vouched for out of the working trail (\[0094\]), so a fresh
 //! ValidateTrail reads only what came after. The rules — where the cut may be, the
 //! archive file, the anchor that later validations need — are
 //! `tally_core::trail::Trail::archive`; this command picks the keys and prints.

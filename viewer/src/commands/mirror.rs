@@ -1,5 +1,5 @@
 //! `tally-view trail mirror [DIR | --off] [--json]`: where the mirror copy of the trail is
-//! kept ([0062]: "at least one backup audit trail on a separate medium"). With DIR, every
+//! kept (\[0062\]: "at least one backup audit trail on a separate medium"). With DIR, every
 //! Write from then on also appends to `DIR/<serial>.trail` (a copy is made now); `--off`
 //! stops it; alone, it says where the mirror is and whether it is in step. A lost trail
 //! comes back from it with `tally-view trail restore --from-mirror`, which keeps it only

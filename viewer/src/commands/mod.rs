@@ -71,7 +71,7 @@ pub fn parse_server_key(hex_key: &str) -> Result<tally_core::crypto::PublicKey, 
         })
 }
 
-/// Keeps `trail`'s mirror copy where the home's mirror setting says ([0062],
+/// Keeps `trail`'s mirror copy where the home's mirror setting says (\[0062\],
 /// `tally-view trail mirror`). A malformed setting is a usage failure, never "no mirror".
 pub fn mirror_trail(
     trail: &mut tally_core::trail::Trail,

@@ -1,5 +1,5 @@
 //! `tally-view trail restore (--keyfile KEYFILE | --server URL --server-key HEX) [--replace] [--json]`:
-//! recovers a lost trail from the validation server's backup ([0062]), headless.
+//! recovers a lost trail from the validation server's backup (\[0062\]), headless.
 //!
 //! The card signs a restore request (one counter value, accounted for by the recovery);
 //! the server answers — encrypted to this request — with the newest trail it vouched for

@@ -2,7 +2,7 @@
 //!
 //! Both trust the validation servers listed in the home folder (`<home>/validators`,
 //! filled by `trail vouch`): a trail carrying a validator record signed by one of them
-//! starts from the newest such record ([0094]) — the records it vouches for are checked by
+//! starts from the newest such record (\[0094\]) — the records it vouches for are checked by
 //! their chain hash, the later ones by signature — and the output says so.
 
 use super::{Failure, Outcome, trail_failure};

@@ -1,5 +1,5 @@
 //! `tally-view trail vouch (--keyfile KEYFILE | --server URL --server-key HEX) [--json]`:
-//! the trusted audit-trail validation service of EP 0 895 148 [0094], headless.
+//! the trusted audit-trail validation service of EP 0 895 148 \[0094\], headless.
 //!
 //! Runs ValidateTrail locally, sends the whole trail (encrypted to the server key, with the
 //! card's serial) to `POST /v1/trail/validate`, checks the answer — a validator body signed
@@ -7,7 +7,7 @@
 //! through Write, so the card signs it, and adds the server key to the home's trusted
 //! validation servers (`<home>/validators`): later ValidateTrails — `trail verify`, `trail
 //! show`, opening a document — start from it. The server keeps the encrypted trail as a
-//! backup ([0062]).
+//! backup (\[0062\]).
 //!
 //! Exit 0 when the validator record was appended; 1 when the local trail is invalid, the
 //! server refused the trail, or its answer does not verify; 2 when the server can't be
