@@ -3,6 +3,11 @@
 //! and a keyfile of their own — through the shipped binaries. Each attack is refused and
 //! the honest reader's licence keeps what it had.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
