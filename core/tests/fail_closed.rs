@@ -199,6 +199,13 @@ fn validate_as(b: &Base, trail: &[u8], trusted: Vec<PublicKey>) -> Result<Trail,
     std::fs::write(&tp, trail).unwrap();
     std::fs::write(intent_path(&tp), &b.intent).unwrap();
     std::fs::write(&cp, &b.card).unwrap();
+    // The card state is the reader's own file (one others may read is refused): without
+    // this every case would "fail closed" on the card, proving nothing about the trail.
+    std::fs::set_permissions(
+        &cp,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
     let mut t = Trail::open(&tp, &b.identity)?;
     t.set_trusted_validators(trusted);

@@ -45,7 +45,8 @@ pub struct ServeArgs {
     /// Requests one client address may have in flight at once; more get 429.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub max_per_client: usize,
-    /// MiB of package files kept in memory for ICVs (least recently used evicted).
+    /// MiB of package files kept in memory for integrity checks (least recently used
+    /// evicted).
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     pub package_cache_mib: u64,
 }
