@@ -384,8 +384,10 @@ impl Reader {
         if ctx.memory(|m| m.focused().is_some()) {
             return;
         }
-        let mut next = false;
-        let mut prev = false;
+        // Counted, not flagged: on a slow frame two presses arrive together, and each is a
+        // page turn (and a page view) of its own.
+        let mut next = 0usize;
+        let mut prev = 0usize;
         let mut first = false;
         let mut last = false;
         let mut copy = false;
@@ -395,12 +397,12 @@ impl Reader {
         ctx.input_mut(|i| {
             for k in [Key::ArrowRight, Key::ArrowDown, Key::PageDown, Key::Space] {
                 while i.consume_key(Modifiers::NONE, k) {
-                    next = true;
+                    next += 1;
                 }
             }
             for k in [Key::ArrowLeft, Key::ArrowUp, Key::PageUp] {
                 while i.consume_key(Modifiers::NONE, k) {
-                    prev = true;
+                    prev += 1;
                 }
             }
             first = i.consume_key(Modifiers::NONE, Key::Home);
@@ -413,10 +415,10 @@ impl Reader {
             i.events.retain(|e| !matches!(e, egui::Event::Copy));
             copy = i.events.len() != before || i.consume_key(Modifiers::COMMAND, Key::C);
         });
-        if next {
+        for _ in 0..next {
             self.session.next();
         }
-        if prev {
+        for _ in 0..prev {
             self.session.previous();
         }
         if first {
