@@ -37,7 +37,9 @@ mod problem;
 mod session;
 
 pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, trail_problem};
-pub use online::{NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, validate_online};
+pub use online::{
+    NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, standing_after_round, validate_online,
+};
 pub use open::{
     Checked, MAX_PACKAGE_BYTES, OpenInputs, Opened, Standing, check_rental, check_standing,
     check_validation, open_rental,

@@ -135,8 +135,7 @@ pub enum RoundError {
 
 /// Runs one round for the copy `keyfile` licenses and saves the state (before sending, so
 /// a crash never reuses a sequence number, and after the answer). Returns the state with
-/// the new ticket and the VAL_OK; the caller applies `check_offline` to it for the
-/// standing (the ticket is dated by the server, so a reader's clock set back still shows).
+/// the new ticket and the VAL_OK; [`standing_after_round`] gives the copy's standing from it.
 pub fn validate_online(
     home: &Home,
     keyfile: &VerifiedKeyfile,
@@ -183,4 +182,18 @@ pub fn validate_online(
         Ok(ticket) => Ok((state, ticket)),
         Err(e) => Err(RoundError::Answer(e)),
     }
+}
+
+/// The standing of the copy `keyfile` licenses right after a round left `state`: its new
+/// ticket checked as an opening would check it offline (dated by the server, so a clock
+/// set back still shows), under the keyfile's server key and online requirement.
+pub fn standing_after_round(
+    state: &ClientState,
+    keyfile: &VerifiedKeyfile,
+    clock: &dyn Clock,
+) -> Result<crate::validation::OnlineStatus, RoundError> {
+    let server = keyfile.server().ok_or(RoundError::NoServer)?;
+    state
+        .check_offline(&server.public_key, server.require_online_every_days, clock)
+        .map_err(RoundError::Answer)
 }

@@ -86,12 +86,7 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
     };
     match validate_online(home, &kf, &round, &crate::online::Http) {
         Ok((state, ticket)) => {
-            let standing = state
-                .check_offline(
-                    &server.public_key,
-                    server.require_online_every_days,
-                    &SystemClock,
-                )
+            let standing = tally_core::rental::standing_after_round(&state, &kf, &SystemClock)
                 .map_err(|e| Failure::Check(anyhow!(e)))?;
             if args.json {
                 println!(
