@@ -144,7 +144,10 @@ fn status_bar(r: &mut Reader, ui: &mut egui::Ui) {
                 }
             }
             Mode::Limited(_) => {
-                ui.label(RichText::new("Rental used up: cover page only").color(Color32::DARK_RED));
+                ui.label(
+                    RichText::new("This rental is used up: only the first page can be shown")
+                        .color(Color32::DARK_RED),
+                );
             }
             Mode::Stopped(_) => {}
         }
