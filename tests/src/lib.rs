@@ -163,3 +163,60 @@ pub fn http(url: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
         .unwrap_or_default();
     (code, body)
 }
+
+/// A child process stopped (SIGTERM, then SIGKILL after 3 s) and waited for when dropped,
+/// also when a test fails.
+#[derive(Debug)]
+pub struct Reap(pub Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An X display for a real-window test: scripts/test.sh's (`TALLY_XVFB_DISPLAY`), or else an
+/// Xvfb of the test's own on the first free display from `:first` (each test file starts
+/// from its own number, so files run in parallel do not race for one), stopped when the
+/// returned [`Reap`] is dropped.
+///
+/// # Panics
+/// When Xvfb is missing or does not start within 10 s (a test set-up failure).
+pub fn xvfb(first: u32) -> (String, Option<Reap>) {
+    if let Ok(d) = std::env::var("TALLY_XVFB_DISPLAY") {
+        return (d, None);
+    }
+    for n in first..first + 30 {
+        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = std::process::Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed (scripts/setup.sh installs it)");
+        let reap = Reap(child);
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(10) {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return (display, Some(reap));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("Xvfb {display} did not start");
+    }
+    panic!("no free X display number from :{first}");
+}

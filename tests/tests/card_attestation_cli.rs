@@ -26,32 +26,12 @@ mod pcscd;
 
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tally_core::CardIdentity;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::trail::{Trail, Usage};
-use tally_tests::{pack, view_at};
-
-/// A child process killed (and waited for) when dropped, also on failure.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(3) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use tally_tests::{Reap, pack, view_at};
 
 fn issuer_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -79,34 +59,6 @@ fn serve(home: &Path, state: &Path, ctx: &pcsc::Context) -> Reap {
 fn unplug(served: Reap, ctx: &pcsc::Context) {
     drop(served);
     pcscd::wait_reader(ctx, pcscd::READER, false, Duration::from_secs(10)).unwrap();
-}
-
-fn start_xvfb() -> (String, Option<Reap>) {
-    if let Ok(d) = std::env::var("TALLY_XVFB_DISPLAY") {
-        return (d, None);
-    }
-    for n in 130..160 {
-        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is installed (scripts/setup.sh installs it)");
-        let reap = Reap(child);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (display, Some(reap));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("Xvfb {display} did not start");
-    }
-    panic!("no free X display number");
 }
 
 fn usages(home: &Path, identity: &CardIdentity) -> Vec<Usage> {
@@ -279,7 +231,7 @@ fn attested_virtual_card_opens_and_emulated_cards_are_refused_on_every_transport
         .assert()
         .success()
         .stdout(predicate::str::contains("reading is allowed"));
-    let (display, _xvfb) = start_xvfb();
+    let (display, _xvfb) = tally_tests::xvfb(130);
     let viewer = Reap(
         Command::new(assert_cmd::cargo::cargo_bin("tally-view"))
             .args(["--card", "pcsc"])

@@ -19,63 +19,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::trail::{Trail, Usage};
 use tally_core::{Card, CardIdentity};
+use tally_tests::Reap;
 
 const PIECE: usize = 32;
-
-/// Kills a child process of this test when dropped.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(3) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_xvfb() -> (String, Option<Reap>) {
-    if let Ok(d) = std::env::var("TALLY_XVFB_DISPLAY") {
-        return (d, None);
-    }
-    for n in 120..150 {
-        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is installed (scripts/setup.sh installs it)");
-        let reap = Reap(child);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (display, Some(reap));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("Xvfb {display} did not start");
-    }
-    panic!("no free X display number");
-}
 
 fn xdotool(display: &str, args: &[&str]) -> String {
     let out = Command::new("xdotool")
@@ -239,7 +192,7 @@ fn reading_a_document_writes_no_plaintext_to_disk() {
         0
     );
 
-    let (display, _xvfb) = start_xvfb();
+    let (display, _xvfb) = tally_tests::xvfb(120);
     let root = tempfile::tempdir().unwrap();
     let dirs: Vec<(&str, PathBuf)> = [
         "TALLY_HOME",

@@ -24,6 +24,30 @@ fn own_pack(dir: &Path) -> Command {
     pack(dir)
 }
 
+/// The reader's own publisher "Mallory" in `<dir>/mallory`, made with the stock
+/// `tally-pack vendor init`, with the reader's own card registered as customer "Me".
+fn own_vendor(dir: &Path) -> PathBuf {
+    let own = dir.join("mallory");
+    std::fs::create_dir_all(own.join("packages")).unwrap();
+    own_pack(&own)
+        .args(["vendor", "init", "--name", "Mallory"])
+        .assert()
+        .success();
+    own_pack(&own)
+        .args([
+            "customer",
+            "add",
+            "--name",
+            "Me",
+            "--allow-emulated-card",
+            "--card",
+        ])
+        .arg(dir.join("reader.card"))
+        .assert()
+        .success();
+    own
+}
+
 /// Acme's server running, and a keyfile naming it that allows one opening.
 fn one_opening(dir: &Path, home: &Path) -> (PathBuf, PathBuf, tally_tests::Server) {
     let package = publisher_and_reader(dir, home);
@@ -77,24 +101,7 @@ fn t29_a_restore_through_the_readers_own_forgiving_server_gives_no_opening_back(
         .stdout(predicate::str::contains("used up"));
 
     // The reader's own publisher: their card registered, a server that forgives lost use.
-    let own = dir.join("mallory");
-    std::fs::create_dir_all(own.join("packages")).unwrap();
-    own_pack(&own)
-        .args(["vendor", "init", "--name", "Mallory"])
-        .assert()
-        .success();
-    own_pack(&own)
-        .args([
-            "customer",
-            "add",
-            "--name",
-            "Me",
-            "--allow-emulated-card",
-            "--card",
-        ])
-        .arg(dir.join("reader.card"))
-        .assert()
-        .success();
+    let own = own_vendor(dir);
     let (_own_server, own_url) = serve(&own, "127.0.0.1:0", &["--lost-records", "forgive"]);
     let (code, own_key) = http(&own_url, "/v1/server-key", None);
     assert_eq!(code, 200);
@@ -125,24 +132,7 @@ fn t31_a_keyfile_from_the_readers_own_vendor_does_not_open_the_publishers_packag
     let home = dir.join("home");
     let package = publisher_and_reader(dir, &home);
     // The reader's own vendor packs something, trusts itself, and issues a keyfile…
-    let own = dir.join("mallory");
-    std::fs::create_dir_all(own.join("packages")).unwrap();
-    own_pack(&own)
-        .args(["vendor", "init", "--name", "Mallory"])
-        .assert()
-        .success();
-    own_pack(&own)
-        .args([
-            "customer",
-            "add",
-            "--name",
-            "Me",
-            "--allow-emulated-card",
-            "--card",
-        ])
-        .arg(dir.join("reader.card"))
-        .assert()
-        .success();
+    let own = own_vendor(dir);
     let own_package = own.join("packages/own.tly");
     own_pack(&own)
         .arg("pack")

@@ -90,37 +90,6 @@ impl Drop for Reap {
     }
 }
 
-fn start_xvfb() -> (String, Option<Reap>) {
-    if let Ok(d) = std::env::var("TALLY_XVFB_DISPLAY") {
-        return (d, None);
-    }
-    for n in 140..180 {
-        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is installed (scripts/setup.sh installs it)");
-        let reap = Reap {
-            child,
-            group: false,
-        };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (display, Some(reap));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("Xvfb {display} did not start");
-    }
-    panic!("no free X display number");
-}
-
 fn xdotool(display: &str, args: &[&str]) -> String {
     let out = Command::new("xdotool")
         .args(args)
@@ -247,7 +216,7 @@ fn the_readme_rental_runs_as_written() {
         .position(|(_, c)| c.starts_with("tally-view book.tly ada.tkey"))
         .expect("the block opens the reading window");
 
-    let (display, _xvfb) = start_xvfb();
+    let (display, _xvfb) = tally_tests::xvfb(140);
     let tmp = tempfile::tempdir().unwrap();
     let scratch = tmp.path().join("tmp");
     std::fs::create_dir(&scratch).unwrap();
