@@ -66,7 +66,7 @@ fn fx() -> Fx {
     };
     let vendor = VendorSecret::generate("Acme Books", false, &mut OsRng).unwrap();
     let package = dir.join("book.tly");
-    let document = pack(&vendor, "Sonnets", &package);
+    let (document, _) = pack(&vendor, "Sonnets", &package);
     Fx {
         _dir: d,
         agreement: card.agreement_key(),
@@ -80,10 +80,10 @@ fn fx() -> Fx {
     }
 }
 
-/// Packs the test PDF as `title` by `vendor` into `out`; the document id.
-fn pack(vendor: &VendorSecret, title: &str, out: &std::path::Path) -> DocumentId {
+/// Packs the test PDF as `title` by `vendor` into `out`; the document id and content key.
+fn pack(vendor: &VendorSecret, title: &str, out: &std::path::Path) -> (DocumentId, ContentKey) {
     let mut pkg = Vec::new();
-    let (header, _key) = seal_package(
+    let (header, key) = seal_package(
         vendor,
         &PackOptions::new(title, 12),
         PDF.len() as u64,
@@ -94,56 +94,21 @@ fn pack(vendor: &VendorSecret, title: &str, out: &std::path::Path) -> DocumentId
     )
     .unwrap();
     std::fs::write(out, pkg).unwrap();
-    header.document_id()
+    (header.document_id(), key)
 }
 
 impl Fx {
-    /// A keyfile by `vendor` for `document` with `limits`, written to `name`.
-    fn keyfile_by(
+    /// A keyfile by `vendor` for `document` and this card, wrapping `key`, written to `name`.
+    fn keyfile(
         &self,
         vendor: &VendorSecret,
-        document: DocumentId,
+        (document, key): (DocumentId, ContentKey),
         limits: Limits,
         name: &str,
     ) -> PathBuf {
-        // A content key that opens nothing: these keyfiles must be refused before any
-        // decryption is tried.
-        let cis = Cis {
-            licence: LicenceId([9; 16]),
-            document,
-            card: self.identity.clone(),
-            card_agreement_key: self.agreement.clone(),
-            issuers: Vec::new(),
-            customer_name: "Ada Reader".into(),
-            content_key: ContentKey::from_bytes([0; 32]),
-            limits,
-            allow_emulated_card: true,
-            server: None,
-            issued_at: time::OffsetDateTime::from_unix_timestamp(START - 60).unwrap(),
-        };
-        let path = self.dir.join(name);
-        std::fs::write(&path, Keyfile::issue(vendor, &cis, &mut OsRng).unwrap()).unwrap();
-        path
-    }
-
-    /// A package and its keyfile that open together.
-    fn rental(&self, limits: Limits) -> (PathBuf, PathBuf) {
-        let mut pkg = Vec::new();
-        let (header, key) = seal_package(
-            &self.vendor,
-            &PackOptions::new("Sonnets", 12),
-            PDF.len() as u64,
-            PDF,
-            &mut pkg,
-            &mut OsRng,
-            &mut |_| {},
-        )
-        .unwrap();
-        let package = self.dir.join("rental.tly");
-        std::fs::write(&package, pkg).unwrap();
         let cis = Cis {
             licence: LicenceId([7; 16]),
-            document: header.document_id(),
+            document,
             card: self.identity.clone(),
             card_agreement_key: self.agreement.clone(),
             issuers: Vec::new(),
@@ -158,12 +123,33 @@ impl Fx {
                 .unwrap()
                 - time::Duration::days(1),
         };
-        let keyfile = self.dir.join("rental.tkey");
-        std::fs::write(
-            &keyfile,
-            Keyfile::issue(&self.vendor, &cis, &mut OsRng).unwrap(),
+        let path = self.dir.join(name);
+        std::fs::write(&path, Keyfile::issue(vendor, &cis, &mut OsRng).unwrap()).unwrap();
+        path
+    }
+
+    /// A keyfile by `vendor` for `document` whose content key opens nothing: it must be
+    /// refused before any decryption is tried.
+    fn keyfile_by(
+        &self,
+        vendor: &VendorSecret,
+        document: DocumentId,
+        limits: Limits,
+        name: &str,
+    ) -> PathBuf {
+        self.keyfile(
+            vendor,
+            (document, ContentKey::from_bytes([0; 32])),
+            limits,
+            name,
         )
-        .unwrap();
+    }
+
+    /// A package and its keyfile that open together.
+    fn rental(&self, limits: Limits) -> (PathBuf, PathBuf) {
+        let package = self.dir.join("rental.tly");
+        let packed = pack(&self.vendor, "Sonnets", &package);
+        let keyfile = self.keyfile(&self.vendor, packed, limits, "rental.tkey");
         (package, keyfile)
     }
 
@@ -295,7 +281,7 @@ fn a_keyfile_from_another_vendor_never_opens_the_package() {
 fn a_keyfile_for_another_document_names_the_package() {
     let f = fx();
     let other = f.dir.join("other.tly");
-    let other_doc = pack(&f.vendor, "Elegies", &other);
+    let (other_doc, _) = pack(&f.vendor, "Elegies", &other);
     assert_ne!(other_doc, f.document);
     let k = f.keyfile_by(&f.vendor, f.document, limits(), "k.tkey");
     let p = check_standing(&f.inputs(other.clone(), k, &[&f.vendor])).unwrap_err();
