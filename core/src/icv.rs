@@ -434,18 +434,29 @@ impl ChunkDigests {
     }
 }
 
-/// The V8 ICV of the installed copy whose package has these chunk digests: V7's walk
-/// over the units `d_0, …, d_{k−1}, UI` (see the module docs). Costs at most
-/// [`MAX_CHUNKS`] + 1 units however large the package.
-pub fn compute_v8(digests: &ChunkDigests, ui: &Ui, iv: &Iv) -> Icv {
-    let variant = IcvVariant::V8;
+/// The hash every ICV starts with: the domain tag, the variant, the length `n` of what is
+/// walked (the copy `package ‖ UI`, whose size V8 also covers), and the IV for the variants
+/// that use one. One prefix for [`compute`], [`compute_from_reader`] and [`compute_v8`], so
+/// the three always agree.
+fn icv_hasher(variant: IcvVariant, n: u64, iv: &Iv) -> Sha256 {
     let mut h = Sha256::new();
     let tag = b"tally/icv/v1";
     h.update((tag.len() as u32).to_be_bytes());
     h.update(tag);
     h.update([variant.number()]);
-    h.update((digests.len + UI_LEN as u64).to_be_bytes());
-    h.update(iv.0);
+    h.update(n.to_be_bytes());
+    if variant.uses_iv() {
+        h.update(iv.0);
+    }
+    h
+}
+
+/// The V8 ICV of the installed copy whose package has these chunk digests: V7's walk
+/// over the units `d_0, …, d_{k−1}, UI` (see the module docs). Costs at most
+/// [`MAX_CHUNKS`] + 1 units however large the package.
+pub fn compute_v8(digests: &ChunkDigests, ui: &Ui, iv: &Iv) -> Icv {
+    let variant = IcvVariant::V8;
+    let mut h = icv_hasher(variant, digests.len + UI_LEN as u64, iv);
     let units = digests.digests.len() + 1;
     let unit = |k: usize| -> &[u8] { digests.digests.get(k).map_or(&ui.0[..], |d| &d[..]) };
     let o = offset(variant, ui, iv, units as u64) as usize;
@@ -469,15 +480,7 @@ pub fn compute(variant: IcvVariant, package: &[u8], ui: &Ui, iv: &Iv) -> Icv {
     }
     let copy = Copy { package, ui: &ui.0 };
     let n = copy.len();
-    let mut h = Sha256::new();
-    let tag = b"tally/icv/v1";
-    h.update((tag.len() as u32).to_be_bytes());
-    h.update(tag);
-    h.update([variant.number()]);
-    h.update(n.to_be_bytes());
-    if variant.uses_iv() {
-        h.update(iv.0);
-    }
+    let mut h = icv_hasher(variant, n, iv);
     // n ≥ UI_LEN > 0 and n - 1 fits in usize because the package is in memory.
     let n = n as usize;
     let o = if variant.has_offset() {
@@ -512,15 +515,7 @@ pub fn compute_from_reader(
         return Ok(compute_v8(&d, ui, iv));
     }
     let n = len + UI_LEN as u64;
-    let mut h = Sha256::new();
-    let tag = b"tally/icv/v1";
-    h.update((tag.len() as u32).to_be_bytes());
-    h.update(tag);
-    h.update([variant.number()]);
-    h.update(n.to_be_bytes());
-    if variant.uses_iv() {
-        h.update(iv.0);
-    }
+    let mut h = icv_hasher(variant, n, iv);
     let o = if variant.has_offset() {
         offset(variant, ui, iv, n)
     } else {

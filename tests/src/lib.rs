@@ -220,3 +220,17 @@ pub fn xvfb(first: u32) -> (String, Option<Reap>) {
     }
     panic!("no free X display number from :{first}");
 }
+
+/// The usages on the trail of the card `identity` in the reader's `home`, verified offline;
+/// empty while the trail is missing or does not verify (a test polls until what it waits
+/// for appears).
+pub fn usages(home: &Path, identity: &tally_core::CardIdentity) -> Vec<tally_core::trail::Usage> {
+    let path = tally_core::home::Home::new(home).trail_path(&identity.serial);
+    let Ok(mut t) = tally_core::trail::Trail::open(&path, identity) else {
+        return Vec::new();
+    };
+    if t.verify_offline().is_err() {
+        return Vec::new();
+    }
+    t.verified_bodies().map(|(_, b)| b.usage).collect()
+}

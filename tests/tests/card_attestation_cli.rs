@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tally_core::CardIdentity;
 use tally_core::card::emulated::EmulatedCard;
-use tally_core::trail::{Trail, Usage};
+use tally_core::trail::Usage;
 use tally_tests::{Reap, pack, view_at};
 
 fn issuer_file(name: &str) -> PathBuf {
@@ -59,19 +59,6 @@ fn serve(home: &Path, state: &Path, ctx: &pcsc::Context) -> Reap {
 fn unplug(served: Reap, ctx: &pcsc::Context) {
     drop(served);
     pcscd::wait_reader(ctx, pcscd::READER, false, Duration::from_secs(10)).unwrap();
-}
-
-fn usages(home: &Path, identity: &CardIdentity) -> Vec<Usage> {
-    let path = home
-        .join("trails")
-        .join(format!("{}.trail", identity.serial));
-    let Ok(mut t) = Trail::open(&path, identity) else {
-        return Vec::new();
-    };
-    if t.verify_offline().is_err() {
-        return Vec::new();
-    }
-    t.verified_bodies().map(|(_, b)| b.usage).collect()
 }
 
 #[test]
@@ -218,7 +205,7 @@ fn attested_virtual_card_opens_and_emulated_cards_are_refused_on_every_transport
         );
     unplug(served, &ctx);
     assert!(
-        usages(&home, &identity).is_empty(),
+        tally_tests::usages(&home, &identity).is_empty(),
         "the refused card signed something"
     );
 
@@ -249,14 +236,14 @@ fn attested_virtual_card_opens_and_emulated_cards_are_refused_on_every_transport
     // open_rental writes the `open` record only after the content key was unwrapped by
     // the card and the package decrypted.
     let start = Instant::now();
-    while !usages(&home, &identity)
+    while !tally_tests::usages(&home, &identity)
         .iter()
         .any(|u| matches!(u, Usage::Open { .. }))
     {
         assert!(
             start.elapsed() < Duration::from_secs(90),
             "the window never opened the document: {:?}",
-            usages(&home, &identity)
+            tally_tests::usages(&home, &identity)
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -23,9 +23,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tally_core::Card;
 use tally_core::card::emulated::EmulatedCard;
-use tally_core::trail::{Trail, Usage};
-use tally_core::{Card, CardIdentity};
+use tally_core::trail::Usage;
 use tally_tests::Reap;
 
 const PIECE: usize = 32;
@@ -48,19 +48,6 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn usages(home: &Path, identity: &CardIdentity) -> Vec<Usage> {
-    let path = home
-        .join("trails")
-        .join(format!("{}.trail", identity.serial));
-    let Ok(mut t) = Trail::open(&path, identity) else {
-        return Vec::new();
-    };
-    if t.verify_offline().is_err() {
-        return Vec::new();
-    }
-    t.verified_bodies().map(|(_, b)| b.usage).collect()
 }
 
 /// Distinctive pieces of the plaintext: spread over the whole file, each with many
@@ -251,7 +238,7 @@ fn reading_a_document_writes_no_plaintext_to_disk() {
     });
     // The document is decrypted and its first page shown once these records exist.
     wait_for("the open record and the first page block", 60, || {
-        let u = usages(home, &identity);
+        let u = tally_tests::usages(home, &identity);
         u.iter().any(|u| matches!(u, Usage::Open { .. }))
             && u.iter().any(|u| matches!(u, Usage::Pages { .. }))
     });

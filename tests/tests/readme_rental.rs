@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tally_core::Card;
 use tally_core::card::emulated::EmulatedCard;
-use tally_core::trail::{Trail, Usage};
-use tally_core::{Card, CardIdentity};
+use tally_core::trail::Usage;
 
 const README_PORT: &str = "127.0.0.1:8680";
 
@@ -117,19 +117,6 @@ fn reader_home(tmp: &Path) -> Option<PathBuf> {
         .find(|h| h.join("card.state").exists())
 }
 
-fn usages(home: &Path, identity: &CardIdentity) -> Vec<Usage> {
-    let path = home
-        .join("trails")
-        .join(format!("{}.trail", identity.serial));
-    let Ok(mut t) = Trail::open(&path, identity) else {
-        return Vec::new();
-    };
-    if t.verify_offline().is_err() {
-        return Vec::new();
-    }
-    t.verified_bodies().map(|(_, b)| b.usage).collect()
-}
-
 /// Waits up to `secs` for `f`, or until `stop` is set; false on timeout or stop.
 fn wait_for(secs: u64, stop: &AtomicBool, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -179,10 +166,10 @@ fn read_in_the_window(display: &str, tmp: &Path, stop: &AtomicBool) -> Result<()
             && u.iter().any(|u| matches!(u, Usage::Pages { .. }))
             && u.iter().any(|u| matches!(u, Usage::Time { .. }))
     };
-    if !wait_for(120, stop, || read(&usages(&home, &identity))) {
+    if !wait_for(120, stop, || read(&tally_tests::usages(&home, &identity))) {
         return Err(format!(
             "no opening, page block and time unit in the trail: {:?}",
-            usages(&home, &identity)
+            tally_tests::usages(&home, &identity)
         ));
     }
     xdotool(display, &["key", "--window", &window, "Right"]);
