@@ -128,8 +128,9 @@ fn a_write_off_outlives_the_archived_recovery_and_restore_works_from_an_archived
     use_some(&f, 2);
     f.vouch();
     use_some(&f, 1);
-    // Lose and restore (A charged in full).
+    // Lose and restore (A charged in full: a record was written after the backup).
     let backup = std::fs::read(&f.trail).unwrap();
+    f.write(Usage::Open { licence: A });
     let restore = |backup: &[u8], lic: Vec<LicenceId>| {
         f.lose_and_restore(backup, lic, LostCharge::Full).unwrap();
     };

@@ -308,7 +308,7 @@ fn t20_records_written_with_the_clock_set_back_validate_in_counter_order_and_dat
         "records come back in counter order, times as written"
     );
 
-    let tally = Tally::from_bodies(LIC, bodies.iter().map(|(_, b)| b));
+    let tally = Tally::from_bodies(LIC, &[], bodies.iter().map(|(_, b)| b));
     // The clock still set back (now = the last record's time): a date-limited licence is
     // refused, naming the newest record, whatever the counter order.
     let dated = Limits::parse(b"tally-policy/1\nnot-after 9999-12-31\n").unwrap();

@@ -65,18 +65,75 @@ fn restore_accounts_for_every_lost_counter_and_validates_afterwards() {
 }
 
 #[test]
-fn a_recovery_from_an_untrusted_server_is_refused_by_name() {
+fn a_restore_right_after_the_backup_charges_nothing() {
+    // Only the restore request's own counter is lost: no licence lost any use, whatever the
+    // publisher's policy for lost records.
+    let f = fx(2);
+    let backup = f.backup();
+    let t = f
+        .lose_and_restore(&backup, vec![A], LostCharge::Full)
+        .unwrap();
+    let r = recovery_of(&t);
+    assert_eq!(r.from, r.to, "one counter lost: the request's");
+    assert_eq!(r.charge, LostCharge::Forgive);
+    let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
+    let a = Tally::from_bodies(A, &[f.server.public().fingerprint()], &bodies);
+    assert!(!a.written_off);
+    assert_eq!(a.opens, 2);
+}
+
+#[test]
+fn another_servers_recovery_keeps_the_trail_valid_but_accounts_for_none_of_our_licences() {
+    // T30: the server that forgave (or charged) lost use speaks only for its own
+    // publisher's licences; for every other licence the hole's use counts in full.
     let f = fx(1);
     let backup = f.backup();
     f.write(Usage::Open { licence: A });
-    f.lose_and_restore(&backup, vec![A], LostCharge::Full)
-        .unwrap();
-    let e = f.validate(vec![]).unwrap_err();
-    assert!(matches!(e, TrailError::BadRecovery { index: 2, .. }), "{e}");
-    assert!(e.to_string().contains("does not trust"), "{e}");
+    let r = recovery_of(
+        &f.lose_and_restore(&backup, vec![A], LostCharge::Forgive)
+            .unwrap(),
+    );
+    let ours = [f.server.public().fingerprint()];
     let other = ServerSecret::random(&mut rand_core::OsRng);
-    let e = f.validate(vec![other.public().clone()]).unwrap_err();
-    assert_eq!(e.check(), "recovery");
+    for trusted in [vec![], vec![other.public().clone()]] {
+        let t = f.validate(trusted).unwrap();
+        let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
+        // B's licence trusts another server (or none): written off, the hole named.
+        let b = Tally::from_bodies(B, &[other.public().fingerprint()], &bodies);
+        assert!(b.written_off && !b.charged_in_full());
+        assert_eq!(b.unaccounted(), &[(r.from, r.to)]);
+        assert!(matches!(
+            tally_core::policy::evaluate(
+                &tally_core::policy::Limits {
+                    opens: Some(10),
+                    ..Default::default()
+                },
+                &b,
+                &tally_core::policy::SystemClock
+            ),
+            tally_core::policy::Decision::Limited {
+                reason: tally_core::policy::Reason::LostUnaccounted { .. }
+            }
+        ));
+        // A's licence trusts the server that forgave: forgiven.
+        let a = Tally::from_bodies(A, &ours, &bodies);
+        assert!(!a.written_off && a.unaccounted().is_empty());
+        assert_eq!(a.opens, 1);
+    }
+    // A recovery that names the trusted server but is not signed by it fails the trail.
+    let mut recs = f.read().1;
+    let last = recs
+        .iter()
+        .position(|r| r.body.starts_with(b"tally/1 recovery "))
+        .unwrap();
+    let text = String::from_utf8(recs[last].body.clone()).unwrap();
+    let sig = text.rfind("sig=").unwrap() + 4;
+    let mut forged = text.into_bytes();
+    forged[sig] = if forged[sig] == b'0' { b'1' } else { b'0' };
+    recs[last].body = forged;
+    f.rewrite(f.id.origin, &recs);
+    let e = f.validate(vec![f.server.public().clone()]).unwrap_err();
+    assert_eq!(e.check(), "signature", "{e}");
 }
 
 #[test]
@@ -152,11 +209,11 @@ fn lost_records_are_charged_in_full_to_the_named_licences_only() {
         .lose_and_restore(&backup, vec![A], LostCharge::Full)
         .unwrap();
     let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
-    let a = Tally::from_bodies(A, &bodies);
+    let a = Tally::from_bodies(A, &[f.server.public().fingerprint()], &bodies);
     assert!(a.written_off);
     assert!(a.opens >= tally_core::policy::WRITTEN_OFF);
     assert!(a.page_views >= tally_core::policy::WRITTEN_OFF);
-    let b = Tally::from_bodies(B, &bodies);
+    let b = Tally::from_bodies(B, &[f.server.public().fingerprint()], &bodies);
     assert!(!b.written_off);
     assert_eq!(b.opens, 0);
 }
@@ -172,17 +229,18 @@ fn forgiven_and_all_licence_recoveries_say_so() {
     assert_eq!(r.charge, LostCharge::Forgive);
     assert_eq!(r.licences, None);
     let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
-    let a = Tally::from_bodies(A, &bodies);
+    let a = Tally::from_bodies(A, &[f.server.public().fingerprint()], &bodies);
     assert!(!a.written_off);
     assert_eq!(a.opens, 1);
     // Thirteen licences: more than a recovery names, so every licence is charged.
     let f = fx(1);
     let backup = f.backup();
+    f.write(Usage::Open { licence: A });
     let many: Vec<LicenceId> = (0..13u8).map(|i| LicenceId([i; 16])).collect();
     let t = f.lose_and_restore(&backup, many, LostCharge::Full).unwrap();
     assert_eq!(recovery_of(&t).licences, None);
     let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
-    assert!(Tally::from_bodies(B, &bodies).written_off);
+    assert!(Tally::from_bodies(B, &[f.server.public().fingerprint()], &bodies).written_off);
 }
 
 #[test]
@@ -389,9 +447,9 @@ fn a_validator_after_a_recovery_keeps_the_write_off_on_a_fast_start() {
     t.verify_offline().unwrap();
     assert!(t.vouched().is_some(), "fast start from the validator");
     let later: Vec<Body> = t.unvouched_bodies().map(|(_, b)| b).collect();
-    let a = Tally::resume(A, t.vouched(), &later);
+    let a = Tally::resume(A, &[f.server.public().fingerprint()], t.vouched(), &later);
     assert!(a.written_off, "the write-off survives the fast start");
-    let b = Tally::resume(B, t.vouched(), &later);
+    let b = Tally::resume(B, &[f.server.public().fingerprint()], t.vouched(), &later);
     assert!(!b.written_off);
     assert_eq!(b.opens, 1);
 }
@@ -410,7 +468,12 @@ fn with_no_backup_at_all_everything_since_the_origin_is_charged() {
     assert_eq!(r.from, f.id.origin);
     let t = f.validate(vec![f.server.public().clone()]).unwrap();
     let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
-    assert!(Tally::from_bodies(A, &bodies).written_off);
-    // Without trusting the server, a trail that starts with a recovery is refused.
-    assert_eq!(f.validate(vec![]).unwrap_err().check(), "recovery");
+    assert!(Tally::from_bodies(A, &[f.server.public().fingerprint()], &bodies).written_off);
+    // For a licence of another server, a trail that starts with a recovery is valid, and
+    // everything since the origin counts in full.
+    let t = f.validate(vec![]).unwrap();
+    let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
+    let b = Tally::from_bodies(B, &[], &bodies);
+    assert_eq!(b.unaccounted(), &[(r.from, r.to)]);
+    assert!(b.written_off);
 }

@@ -353,18 +353,26 @@ fn a_standing_check_spends_no_card_counter_and_agrees_with_the_session() {
 
 #[test]
 fn an_idle_session_pauses_hides_the_page_and_charges_no_time() {
-    // T35: a window left open is neither read for free nor charged.
+    // T35: a window left open is neither read for free nor charged, after the idle time the
+    // publisher chose (`idle-pause 60` here, five minutes when the policy says nothing).
     let f = fx();
-    let mut s = start(&f, limits());
+    let mut s = start(
+        &f,
+        Limits {
+            idle_pause: 60,
+            ..limits()
+        },
+    );
     let written = s.records_written();
     assert!(
         s.unit_ends().is_some(),
         "the first time unit started with page 1"
     );
-    s.set_idle_pause(Duration::from_secs(60));
     let t = Instant::now();
     s.note_input(t);
-    let later = t + Duration::from_secs(3600);
+    s.tick(t + Duration::from_secs(59), true);
+    assert!(!s.paused(), "59 s without input is not idle yet");
+    let later = t + Duration::from_secs(61);
     for _ in 0..20 {
         s.tick(later, true);
         std::thread::sleep(Duration::from_millis(1));
@@ -382,6 +390,18 @@ fn an_idle_session_pauses_hides_the_page_and_charges_no_time() {
     );
     settle(&mut s);
     assert_eq!(s.records_written(), written + 1);
+}
+
+#[test]
+fn the_idle_pause_is_the_publishers_five_minutes_when_the_policy_says_nothing() {
+    let f = fx();
+    let mut s = start(&f, limits());
+    let t = Instant::now();
+    s.note_input(t);
+    s.tick(t + Duration::from_secs(299), true);
+    assert!(!s.paused());
+    s.tick(t + Duration::from_secs(300), true);
+    assert!(s.paused());
 }
 
 /// The example reader, built beside the tests by `cargo test` (examples are built with the

@@ -125,11 +125,12 @@ fn tallies(f: &Fixture, lic: LicenceId, trusted: &ServerSecret) -> (Tally, Tally
     let mut full = f.open(&[]);
     full.verify_offline().unwrap();
     let bodies: Vec<Body> = full.verified_bodies().map(|(_, b)| b).collect();
-    let full = Tally::from_bodies(lic, &bodies);
+    let servers = [trusted.public().fingerprint()];
+    let full = Tally::from_bodies(lic, &servers, &bodies);
     let mut fast = f.open(&[trusted]);
     fast.verify_offline().unwrap();
     let later: Vec<Body> = fast.unvouched_bodies().map(|(_, b)| b).collect();
-    let fast = Tally::resume(lic, fast.vouched(), &later);
+    let fast = Tally::resume(lic, &servers, fast.vouched(), &later);
     (full, fast)
 }
 
@@ -357,7 +358,7 @@ fn vouched_time_records_cost_the_heaviest_weight() {
         }],
         recoveries: vec![],
     };
-    let t = Tally::resume(B, Some(&v), &[]);
+    let t = Tally::resume(B, &[[0; 32]], Some(&v), &[]);
     let mut w = TimeWeights::default();
     assert_eq!(t.units(&w), 3);
     w.bands.push(tally_core::policy::Band {
@@ -366,7 +367,7 @@ fn vouched_time_records_cost_the_heaviest_weight() {
         weight: 4,
     });
     assert_eq!(t.units(&w), 12);
-    assert_eq!(Tally::resume(A, Some(&v), &[]).opens, 0);
+    assert_eq!(Tally::resume(A, &[[0; 32]], Some(&v), &[]).opens, 0);
 }
 
 #[test]

@@ -338,7 +338,7 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
     assert_eq!(t.vouched().unwrap().upto, 130);
     assert_eq!(r.newly_verified, 3); // the validator, the open, the nonce record
     let later: Vec<Body> = t.unvouched_bodies().map(|(_, b)| b).collect();
-    let fast = tally_core::policy::Tally::resume(LIC, t.vouched(), &later);
+    let fast = tally_core::policy::Tally::resume(LIC, &[key.fingerprint()], t.vouched(), &later);
     assert_eq!((fast.opens, fast.page_views, fast.printed), (11, 40, 20));
     // Without trust, the same trail validates in full.
     let full = ada.open(&[]).validate(&mut ada.card()).unwrap();

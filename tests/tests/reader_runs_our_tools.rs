@@ -105,18 +105,59 @@ fn t29_a_restore_through_the_readers_own_forgiving_server_gives_no_opening_back(
     let (_own_server, own_url) = serve(&own, "127.0.0.1:0", &["--lost-records", "forgive"]);
     let (code, own_key) = http(&own_url, "/v1/server-key", None);
     assert_eq!(code, 200);
-    // Whatever the reader's own tools accept, the used-up licence stays used up: the
-    // recovery is signed by a key the licence does not name.
+    let own_key = own_key.trim();
+    // A server named on the command line is never trusted because it was named: restore and
+    // vouch take the server from a keyfile, and `--server-key` only double-checks it.
+    view_at(&home)
+        .args(["trail", "restore", "--replace", "--server", &own_url])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--keyfile"));
+    view_at(&home)
+        .args(["trail", "restore", "--replace", "--keyfile"])
+        .arg(&keyfile)
+        .args(["--server-key", own_key])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "is not the validation server the keyfile",
+        ));
+    // Pointing Acme's keyfile at the reader's server: the request is sealed to Acme's key,
+    // so the reader's server cannot even read it, and nothing is written.
+    view_at(&home)
+        .args(["trail", "restore", "--replace", "--keyfile"])
+        .arg(&keyfile)
+        .args(["--server", &own_url])
+        .assert()
+        .failure();
+    // A keyfile of the reader's own vendor naming the reader's own server: the restore goes
+    // through, and still the used-up licence stays used up, because the recovery record is
+    // signed by a key Acme's licence does not name.
+    let own_package = own.join("packages/own.tly");
+    own_pack(&own)
+        .arg("pack")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
+        .arg("-o")
+        .arg(&own_package)
+        .assert()
+        .success();
+    let own_keyfile = own.join("me.tkey");
+    own_pack(&own)
+        .args(["issue", "--customer", "Me", "--allow-emulated-card", "--package"])
+        .arg(&own_package)
+        .arg("-o")
+        .arg(&own_keyfile)
+        .args(["--server", &own_url])
+        .assert()
+        .success();
+    view_at(&home)
+        .args(["trust", "add"])
+        .arg(own.join("vendor/vendor.pub"))
+        .assert()
+        .success();
     let _ = view_at(&home)
-        .args([
-            "trail",
-            "restore",
-            "--replace",
-            "--server",
-            &own_url,
-            "--server-key",
-        ])
-        .arg(own_key.trim())
+        .args(["trail", "restore", "--replace", "--keyfile"])
+        .arg(&own_keyfile)
         .output()
         .unwrap();
     let out = status(&home, &package, &keyfile).output().unwrap();

@@ -175,14 +175,16 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
         .stderr(predicate::str::contains("already exists"));
 
     // The server restarts (same port, same SQLite file): a second restore, asked for with
-    // --replace and only the server's URL (its key is trusted here since the first
-    // restore), still works and still charges everything since the backup.
+    // --replace and the keyfile's server given by its address too, still works and still
+    // charges everything since the backup.
     let addr = url.strip_prefix("http://").unwrap().to_string();
     drop(server);
     let (server, url2) = serve(dir, &addr, &[]);
     assert_eq!(url, url2);
     let out = view()
         .args(["trail", "restore", "--json", "--replace", "--server", &url2])
+        .arg("--keyfile")
+        .arg(&keyfile)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -266,12 +268,12 @@ fn a_card_the_server_does_not_know_gets_nothing_and_forgiving_servers_say_so() {
         CardIdentity::from_export(&std::fs::read(&out).unwrap()).unwrap()
     };
     assert!(!Home::new(&stranger).trail_path(&identity.serial).exists());
-    // The server's URL alone: its announced key is not trusted in this home.
+    // The server's URL alone: no server is believed because it was named.
     view_at(&stranger)
         .args(["trail", "restore", "--server", &url])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not a trusted validation server"));
+        .stderr(predicate::str::contains("give --keyfile"));
     view_at(&stranger)
         .args(["trail", "restore", "--keyfile"])
         .arg(&keyfile)

@@ -1,7 +1,9 @@
 //! `tally-view trail vouch` against a real `tally-pack serve` on loopback (real SQLite
-//! registry): the validator record is appended and a fast start uses it; a wrong server key
-//! and an unreachable server are usage failures (exit 2); a trail tampered before the
-//! validator is caught by the chain hash (exit 1), also by `trail verify` (signature).
+//! registry): the server is the one the keyfile names; the validator record is appended and
+//! a fast start uses it; a `--server-key` that is not the keyfile's is refused (exit 1), a
+//! server without a keyfile and an unreachable server are usage failures (exit 2); a trail
+//! tampered before the validator is caught by the chain hash (exit 1), also by `trail
+//! verify` (signature).
 
 #![allow(
     clippy::unwrap_used,
@@ -38,7 +40,7 @@ fn server_key_hex(url: &str) -> String {
 fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    tally_tests::publisher_and_reader(dir, &dir.join("home"));
+    let package = tally_tests::publisher_and_reader(dir, &dir.join("home"));
     let card = dir.join("reader.card");
     let (identity, _) = CardIdentity::from_export(&std::fs::read(&card).unwrap()).unwrap();
     let trail_path = Home::new(dir.join("home")).trail_path(&identity.serial);
@@ -48,10 +50,21 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     let (server, url) = serve(dir);
     let key_hex = server_key_hex(&url);
     let key = PublicKey::from_sec1(&hex::decode(&key_hex).unwrap()).unwrap();
+    // The server to vouch is the one a licence names.
+    let keyfile = dir.join("ada.tkey");
+    tally_tests::pack(dir)
+        .args(["issue", "--customer", "Ada", "--allow-emulated-card", "--package"])
+        .arg(&package)
+        .arg("-o")
+        .arg(&keyfile)
+        .args(["--server", &url])
+        .assert()
+        .success();
+    let kf = keyfile.to_str().unwrap();
 
     // Vouched: genesis + 3 nonce records, then vouch's own ValidateTrail nonce.
     let out = view(dir)
-        .args(["trail", "vouch", "--json", "--server", &url, "--server-key"])
+        .args(["trail", "vouch", "--json", "--keyfile", kf, "--server-key"])
         .arg(&key_hex)
         .output()
         .unwrap();
@@ -103,7 +116,7 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
         .success()
         .stdout(predicate::str::contains("validator up to counter"))
         .stdout(predicate::str::contains(format!(
-            "fast start: counters up to {}",
+            "vouched for: counters up to {},",
             origin + 4
         )));
     // Without the home's list: full validation; --server-key trusts the key for one run.
@@ -138,23 +151,29 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
         ));
     std::fs::write(&validators, &list).unwrap();
 
-    // A key that is not the server's: the server can't open the request (exit 2).
+    // A key that is not the keyfile's server's: refused before anything is sent (exit 1).
     let other = tally_core::validation::ServerSecret::random(&mut rand_core::OsRng);
     view(dir)
-        .args(["trail", "vouch", "--server", &url, "--server-key"])
+        .args(["trail", "vouch", "--keyfile", kf, "--server-key"])
         .arg(hex::encode(other.public().as_bytes()))
         .assert()
-        .code(2)
-        .stderr(predicate::str::contains("HTTP 400"));
-    // Neither a keyfile nor a key, and the server not trusted here: usage. (Trusted, the
-    // URL alone would do: the key it announces is then one this home already has.)
-    std::fs::write(&validators, "").unwrap();
+        .code(1)
+        .stderr(predicate::str::contains(
+            "is not the validation server the keyfile",
+        ));
+    // A server named without a keyfile is not one to vouch: usage (exit 2), even when its
+    // key is in the home's list.
     view(dir)
         .args(["trail", "vouch", "--server", &url])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not a trusted validation server"));
-    std::fs::write(&validators, &list).unwrap();
+        .stderr(predicate::str::contains("--keyfile"));
+    // The keyfile's server reached at an address where nothing answers: exit 2.
+    view(dir)
+        .args(["trail", "vouch", "--keyfile", kf, "--server", "http://127.0.0.1:9"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot reach the validation server"));
 
     // Tamper with a record before the validator (a different nonce record body).
     let bytes = std::fs::read(&trail_path).unwrap();
@@ -172,8 +191,7 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     }
     std::fs::write(&trail_path, out).unwrap();
     view(dir)
-        .args(["trail", "vouch", "--server", &url, "--server-key"])
-        .arg(&key_hex)
+        .args(["trail", "vouch", "--keyfile", kf])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("chain hash"));
@@ -195,8 +213,7 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     std::fs::write(&trail_path, &bytes).unwrap();
     view(dir).args(["trail", "verify"]).assert().success();
     let out = view(dir)
-        .args(["trail", "vouch", "--json", "--server", &url, "--server-key"])
-        .arg(&key_hex)
+        .args(["trail", "vouch", "--json", "--keyfile", kf])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -215,7 +232,7 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     for args in [
         &["trail", "verify"][..],
         &["trail", "show"],
-        &["trail", "vouch", "--server", &url, "--server-key", &key_hex],
+        &["trail", "vouch", "--keyfile", kf],
     ] {
         view(dir)
             .args(args)
@@ -228,8 +245,7 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     // With the server gone, vouch is a usage failure (exit 2).
     drop(server);
     view(dir)
-        .args(["trail", "vouch", "--server", &url, "--server-key"])
-        .arg(&key_hex)
+        .args(["trail", "vouch", "--keyfile", kf])
         .assert()
         .code(2);
 }

@@ -134,16 +134,25 @@ impl Reader {
 
     /// Takes the workers' answers (never blocks).
     pub fn poll(&mut self, ctx: &Context, now: Instant) {
-        // Any input ends an idle pause; time is charged while the page can be seen
-        // (focused or not), so only a minimised window stops the clock.
-        let (input, visible) = ctx.input(|i| {
+        // The session decides what pauses and what ends a pause; the window only says
+        // what the reader did and whether the page can be seen (focused or not: only a
+        // minimised window cannot).
+        let (deliberate, motion, visible) = ctx.input(|i| {
             (
-                !i.events.is_empty() || i.pointer.is_moving(),
+                i.events.iter().any(is_deliberate),
+                i.pointer.is_moving(),
                 !i.viewport().minimized.unwrap_or(false),
             )
         });
-        if input {
+        let was_paused = self.session.paused();
+        if deliberate {
             self.session.note_input(now);
+            if was_paused {
+                // The key that ends a pause only ends it: it turns no page and prints nothing.
+                ctx.input_mut(|i| i.events.clear());
+            }
+        } else if motion {
+            self.session.note_motion(now);
         }
         self.session.tick(now, visible);
         if self.session.take_copy_ready() {
@@ -721,4 +730,20 @@ impl eframe::App for ReaderApp {
         self.logic(&ctx);
         ui::draw(self, ui);
     }
+}
+
+/// A key pressed, a click, a scroll, typed text or a clipboard command: what a reader does
+/// on purpose (focus changes and pointer motion are not).
+fn is_deliberate(e: &egui::Event) -> bool {
+    matches!(
+        e,
+        egui::Event::Key { pressed: true, .. }
+            | egui::Event::PointerButton { pressed: true, .. }
+            | egui::Event::MouseWheel { .. }
+            | egui::Event::Text(_)
+            | egui::Event::Copy
+            | egui::Event::Cut
+            | egui::Event::Paste(_)
+            | egui::Event::Zoom(_)
+    )
 }

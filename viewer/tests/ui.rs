@@ -403,7 +403,7 @@ fn copy_is_refused_without_the_right() {
 #[test]
 fn time_is_charged_while_the_page_is_visible_focused_or_not_and_not_while_minimised() {
     // T35: an unfocused window the reader can still read from is charged; a minimised one
-    // is not.
+    // is not, and pauses: the page comes back only with the reader's next key.
     let f = fixture(limits(None));
     let mut h = f.harness_with(true, Arc::new(SystemClock), false);
     h.input_mut()
@@ -422,9 +422,24 @@ fn time_is_charged_while_the_page_is_visible_focused_or_not_and_not_while_minimi
         .entry(egui::ViewportId::ROOT)
         .or_default()
         .minimized = Some(false);
+    for _ in 0..5 {
+        h.step();
+    }
+    // Back on the screen, the page stays hidden behind the pause until the reader acts.
+    h.get_by_label("Press any key or click to go on reading");
+    assert!(h.query_by_label_contains("Page 1 of").is_none(), "no page while paused");
+    assert_eq!(f.count(|u| matches!(u, Usage::Time { .. })), 0);
+    h.key_press(Key::ArrowRight);
+    h.step();
+    assert_eq!(
+        h.state().reader().unwrap().session.current(),
+        0,
+        "the key that ends a pause turns no page"
+    );
     settle(&mut h, "a time unit", |a| {
         reading_settled(a) && a.reader().is_some_and(|r| r.session.unit_ends().is_some())
     });
+    assert!(h.query_by_label("Press any key or click to go on reading").is_none());
     assert_eq!(f.count(|u| matches!(u, Usage::Time { seconds: 60, .. })), 1);
 }
 

@@ -36,6 +36,13 @@ pub const MAX_RULE_NODES: usize = 32;
 pub const DEFAULT_PAGE_BLOCK: u32 = 10;
 /// Default seconds charged by one time record.
 pub const DEFAULT_TIME_UNIT: u32 = 60;
+/// Seconds without input after which reading pauses, unless the policy says otherwise
+/// (`idle-pause`).
+pub const DEFAULT_IDLE_PAUSE: u32 = 300;
+/// The shortest idle pause a publisher may set: shorter would pause a reader mid-page.
+pub const MIN_IDLE_PAUSE: u32 = 30;
+/// The longest idle pause a publisher may set: one hour.
+pub const MAX_IDLE_PAUSE: u32 = 3_600;
 const MAX_LINE: usize = 512;
 const MINUTES_PER_DAY: u16 = 1440;
 
@@ -253,6 +260,9 @@ pub struct Limits {
     pub page_block: u32,
     /// Seconds charged by one time record.
     pub time_unit: u32,
+    /// Seconds without input after which the session pauses: the page is hidden and no
+    /// reading time is charged until the reader does something (T35).
+    pub idle_pause: u32,
     /// Units per time record by time of day.
     pub weights: TimeWeights,
     /// An extra boolean combination of thresholds.
@@ -272,6 +282,7 @@ impl Default for Limits {
             rights: Rights::default(),
             page_block: DEFAULT_PAGE_BLOCK,
             time_unit: DEFAULT_TIME_UNIT,
+            idle_pause: DEFAULT_IDLE_PAUSE,
             weights: TimeWeights::default(),
             rule: None,
         }
@@ -550,6 +561,9 @@ impl Limits {
         if !(1..=MAX_TIME_UNIT).contains(&self.time_unit) {
             return bad("time-unit out of range");
         }
+        if !(MIN_IDLE_PAUSE..=MAX_IDLE_PAUSE).contains(&self.idle_pause) {
+            return bad("idle-pause out of range");
+        }
         for t in [
             self.pages,
             self.minutes,
@@ -631,6 +645,10 @@ impl Limits {
         }
         line("page-block", self.page_block.to_string());
         line("time-unit", self.time_unit.to_string());
+        // Only when set: keyfiles issued before `idle-pause` existed stay canonical.
+        if self.idle_pause != DEFAULT_IDLE_PAUSE {
+            line("idle-pause", self.idle_pause.to_string());
+        }
         if !self.weights.is_flat() {
             line(
                 "weights",
@@ -690,6 +708,7 @@ impl Limits {
                 "allow" => "allow",
                 "page-block" => "page-block",
                 "time-unit" => "time-unit",
+                "idle-pause" => "idle-pause",
                 "weights" => "weights",
                 "band" => "band",
                 "rule" => "rule",
@@ -725,6 +744,10 @@ impl Limits {
                 }
                 "time-unit" => {
                     lim.time_unit = parse_ranged(value, 1, MAX_TIME_UNIT).map_err(val)?
+                }
+                "idle-pause" => {
+                    lim.idle_pause =
+                        parse_ranged(value, MIN_IDLE_PAUSE, MAX_IDLE_PAUSE).map_err(val)?
                 }
                 "weights" => {
                     have_weights = true;
@@ -799,13 +822,14 @@ mod tests {
         let text = "tally-policy/1\n# a comment\n\nrule any(pages 100, all(minutes 60, opens 3))\n\
                     pages 300\nminutes 600\nopens 20\nunits 1000\nprints 10\nallow print,copy\n\
                     not-before 2026-12-01\nnot-after 2026-12-31\npage-block 5\ntime-unit 900\n\
-                    weights offset=+01:00 default=2\nband 20:00-06:00 1\n";
+                    idle-pause 120\nweights offset=+01:00 default=2\nband 20:00-06:00 1\n";
         let l = parse(text).unwrap();
         assert_eq!(l.pages, Some(300));
         assert_eq!(l.not_before, Some(datetime!(2026-12-01 00:00:00 UTC)));
         assert_eq!(l.not_after, Some(datetime!(2026-12-31 23:59:59 UTC)));
         assert!(l.rights.print && l.rights.copy);
         assert_eq!(l.weights.utc_offset_minutes, 60);
+        assert_eq!(l.idle_pause, 120);
         assert_eq!(
             l.rule,
             Some(Rule::Any(vec![
@@ -855,6 +879,12 @@ mod tests {
                 "line 3: `pages` given twice",
             ),
             ("tally-policy/1\npages -1\n", "not a plain decimal"),
+            ("tally-policy/1\nidle-pause 29\n", "line 2: `idle-pause`"),
+            ("tally-policy/1\nidle-pause 3601\n", "line 2: `idle-pause`"),
+            (
+                "tally-policy/1\nidle-pause 60\nidle-pause 90\n",
+                "line 3: `idle-pause` given twice",
+            ),
             ("tally-policy/1\npages 007\n", "not a plain decimal"),
             ("tally-policy/1\npages 1000000001\n", "more than"),
             (

@@ -33,7 +33,7 @@ mod tally;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use limits::{
-    Band, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_POLICY_BYTES, MAX_THRESHOLD, Measure,
+    Band, DEFAULT_IDLE_PAUSE, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_POLICY_BYTES, MAX_THRESHOLD, Measure,
     POLICY_MAGIC, PolicyError, Rights, Rule, TimeWeights, parse_date_limit, parse_rule,
 };
 pub use tally::{Tally, WRITTEN_OFF};
@@ -104,6 +104,15 @@ pub enum Reason {
     /// The trail was restored from a backup and the records lost since were charged to
     /// this licence in full by the validation server's recovery record (\[0062\]).
     WrittenOff,
+    /// Records were lost from the trail (counters `from..=to`) and only another
+    /// publisher's validation server accounted for them: this licence's own server has not,
+    /// so the lost use counts in full for it until it does (T30).
+    LostUnaccounted {
+        /// First lost counter.
+        from: u64,
+        /// Last lost counter.
+        to: u64,
+    },
 }
 
 fn human(t: OffsetDateTime) -> String {
@@ -125,6 +134,10 @@ impl fmt::Display for Reason {
             Reason::PagesUsedUp { limit } => {
                 write!(f, "All {limit} page views of this rental have been used.")
             }
+            Reason::LostUnaccounted { from, to } => write!(
+                f,
+                "This rental counts as used up for now: card counters {from} to {to} were lost from the reading trail, and only another publisher's server accounted for them. Ask this licence's own server to account for them: tally-view trail restore --keyfile KEYFILE."
+            ),
             Reason::WrittenOff => f.write_str(
                 "This rental counts as used up: the reading trail was restored from the publisher's backup, and the use recorded after that backup was lost and charged in full.",
             ),
@@ -447,7 +460,10 @@ fn check_dates(
 ) -> Result<OffsetDateTime, Reason> {
     let now = trusted_now(limits, tally, clock)?;
     if tally.written_off {
-        return Err(Reason::WrittenOff);
+        return Err(match tally.unaccounted().first() {
+            Some(&(from, to)) if !tally.charged_in_full() => Reason::LostUnaccounted { from, to },
+            _ => Reason::WrittenOff,
+        });
     }
     if let Some(nb) = limits.not_before
         && now < nb

@@ -8,7 +8,15 @@
 //!
 //! Feed a [`Tally`] only bodies of records that ValidateTrail accepted (\[0060\]): the
 //! totals are only as trustworthy as the records.
+//!
+//! Lost records (\[0062\]) are accounted for licence by licence (T30): a recovery record
+//! counts for a licence only when it comes from one of that licence's own validation
+//! servers ([`Tally::trusting`], the one its vendor-signed keyfile names). A gap in the
+//! counters that only another server's recovery accounts for leaves the licence's use
+//! unknown, so it counts in full ([`Tally::unaccounted`]) until the licence's own server
+//! accounts for the same counters — fail closed, never forgiven by someone else.
 
+use crate::crypto::Hash;
 use crate::trail::{Body, LicenceId, Usage};
 use time::OffsetDateTime;
 
@@ -42,9 +50,18 @@ pub struct Tally {
     /// Time records vouched for by a validator record (\[0094\], [`Tally::resume`]): their
     /// minute of day is not known, so each is charged at the heaviest weight.
     vouched_time_records: u64,
-    /// A recovery record charged lost records to this licence in full (\[0062\]): every
+    /// Lost records count in full for this licence (\[0062\]): a recovery record of its
+    /// own server charged them, or no recovery of its own server accounts for them. Every
     /// total is then at least [`WRITTEN_OFF`], so every threshold reads as reached.
     pub written_off: bool,
+    /// One of this licence's servers charged lost records in full.
+    charged_in_full: bool,
+    /// Fingerprints of the validation servers whose recovery records count for this licence.
+    servers: Vec<Hash>,
+    /// Lost counter ranges `(from, to)` accounted for by one of `servers`.
+    accounted: Vec<(u64, u64)>,
+    /// Lost counter ranges only other servers accounted for (so far).
+    unaccounted: Vec<(u64, u64)>,
     /// Time of this licence's newest record.
     pub newest_own: Option<OffsetDateTime>,
     /// Time of the newest record of any kind in the trail.
@@ -79,18 +96,77 @@ impl Tally {
             time_by_minute: Box::new([0; MINUTES_PER_DAY]),
             vouched_time_records: 0,
             written_off: false,
+            charged_in_full: false,
+            servers: Vec::new(),
+            accounted: Vec::new(),
+            unaccounted: Vec::new(),
             newest_own: None,
             newest_any: None,
         }
     }
 
-    /// Totals of `licence` over `bodies` (in trail order).
-    pub fn from_bodies<'a>(licence: LicenceId, bodies: impl IntoIterator<Item = &'a Body>) -> Self {
-        let mut t = Self::new(licence);
+    /// The same, with the validation servers whose recovery records count for this
+    /// licence: the fingerprints of the keys its vendor-signed keyfile names, never a key
+    /// the reader supplied (T29, T30). Without any, every lost record counts in full.
+    #[must_use]
+    pub fn trusting(mut self, servers: &[Hash]) -> Self {
+        self.servers = servers.to_vec();
+        self
+    }
+
+    /// Totals of `licence` over `bodies` (in trail order), recovery records of `servers`
+    /// only counting as accounts of lost records ([`Tally::trusting`]).
+    pub fn from_bodies<'a>(
+        licence: LicenceId,
+        servers: &[Hash],
+        bodies: impl IntoIterator<Item = &'a Body>,
+    ) -> Self {
+        let mut t = Self::new(licence).trusting(servers);
         for b in bodies {
             t.add(b);
         }
+        t.settle();
         t
+    }
+
+    /// One recovery record's account of lost records: charged as it says when it comes from
+    /// one of this licence's servers, otherwise only noted as a hole still to be accounted
+    /// for.
+    fn account(&mut self, r: &crate::trail::body::Recovery) {
+        let lost = (r.from, r.to);
+        if self.servers.contains(&r.server_key) {
+            self.unaccounted.retain(|g| *g != lost);
+            if !self.accounted.contains(&lost) {
+                self.accounted.push(lost);
+            }
+            if r.charge == crate::trail::body::LostCharge::Full && r.covers(&self.licence) {
+                self.write_off();
+            }
+        } else if !self.accounted.contains(&lost) && !self.unaccounted.contains(&lost) {
+            self.unaccounted.push(lost);
+        }
+    }
+
+    /// Lost counter ranges `(from, to)` that only other servers accounted for: this
+    /// licence counts them in full until one of its own servers accounts for them.
+    pub fn unaccounted(&self) -> &[(u64, u64)] {
+        &self.unaccounted
+    }
+
+    /// True when one of this licence's own servers charged lost records to it in full.
+    pub fn charged_in_full(&self) -> bool {
+        self.charged_in_full
+    }
+
+    /// Writes the licence off when lost records remain that none of its servers accounted
+    /// for. Call it once all recovery records are in — they may come after the gap they
+    /// account for: a second publisher's account is appended later (T30).
+    /// [`Tally::from_bodies`] and [`Tally::resume`] call it; a caller that goes on with
+    /// [`Tally::add`] calls it after the last.
+    pub fn settle(&mut self) {
+        if !self.unaccounted.is_empty() {
+            self.max_out();
+        }
     }
 
     /// Totals of `licence` after a fast start (\[0094\]): the validator's totals for the
@@ -103,10 +179,11 @@ impl Tally {
     /// `page_records` or `newest_own`: they count only the records in `later`.
     pub fn resume<'a>(
         licence: LicenceId,
+        servers: &[Hash],
         vouched: Option<&crate::trail::validator::Vouched>,
         later: impl IntoIterator<Item = &'a Body>,
     ) -> Self {
-        let mut t = Self::new(licence);
+        let mut t = Self::new(licence).trusting(servers);
         if let Some(v) = vouched.and_then(|v| v.totals.iter().find(|t| t.licence == licence)) {
             t.opens = u64::from(v.opens);
             t.page_views = u64::from(v.pages);
@@ -118,15 +195,15 @@ impl Tally {
                 t.write_off();
             }
         }
-        // Lost records the validator's prefix charged in full stay charged in full ([0062]).
+        // Lost records the validator's prefix charged in full stay charged in full ([0062]),
+        // and holes there that only another server accounted for stay unaccounted (T30).
         for r in vouched.map(|v| v.recoveries.as_slice()).unwrap_or_default() {
-            if r.charge == crate::trail::body::LostCharge::Full && r.covers(&licence) {
-                t.write_off();
-            }
+            t.account(r);
         }
         for b in later {
             t.add(b);
         }
+        t.settle();
         t
     }
 
@@ -141,11 +218,10 @@ impl Tally {
         if self.newest_any.is_none_or(|n| at > n) {
             self.newest_any = Some(at);
         }
-        // A recovery record names no single licence: it says which licences it charges.
+        // A recovery record names no single licence: it says which licences it charges,
+        // and counts only when it comes from one of this licence's servers.
         if let Usage::Recovery(r) = &body.usage {
-            if r.charge == crate::trail::body::LostCharge::Full && r.covers(&self.licence) {
-                self.write_off();
-            }
+            self.account(r);
             return;
         }
         if body.usage.licence() != Some(self.licence) {
@@ -182,6 +258,12 @@ impl Tally {
     /// least [`WRITTEN_OFF`]. Vouched-for time records count at the heaviest weight, so the
     /// weighted time units are at least as large too.
     pub fn write_off(&mut self) {
+        self.charged_in_full = true;
+        self.max_out();
+    }
+
+    /// Every total at least [`WRITTEN_OFF`].
+    fn max_out(&mut self) {
         self.written_off = true;
         let w = WRITTEN_OFF;
         self.opens = self.opens.max(w);
@@ -277,13 +359,13 @@ mod tests {
             at(Usage::Open { licence: B }, 400),
             at(Usage::Nonce { value: "n1".into() }, 500),
         ];
-        let t = Tally::from_bodies(A, &bodies);
+        let t = Tally::from_bodies(A, &[], &bodies);
         assert_eq!(t.licence(), A);
         assert_eq!((t.opens, t.page_views, t.page_records), (1, 10, 1));
         assert_eq!((t.seconds, t.time_records, t.printed), (90, 2, 3));
         assert_eq!(t.newest_own.map(|t| t.unix_timestamp()), Some(300));
         assert_eq!(t.newest_any.map(|t| t.unix_timestamp()), Some(500));
-        let tb = Tally::from_bodies(B, &bodies);
+        let tb = Tally::from_bodies(B, &[], &bodies);
         assert_eq!(
             (tb.opens, tb.page_views, tb.seconds, tb.printed),
             (1, 99, 600, 0)
@@ -297,7 +379,7 @@ mod tests {
             at(Usage::Open { licence: A }, 1_000),
             at(Usage::Open { licence: A }, 500),
         ];
-        let t = Tally::from_bodies(A, &bodies);
+        let t = Tally::from_bodies(A, &[], &bodies);
         assert_eq!(t.newest_own.map(|t| t.unix_timestamp()), Some(1_000));
     }
 
@@ -337,7 +419,7 @@ mod tests {
                 day + 6 * 3600,
             ), // 06:00 → 2
         ];
-        let t = Tally::from_bodies(A, &bodies);
+        let t = Tally::from_bodies(A, &[], &bodies);
         assert_eq!(t.units(&l.weights), 6);
         assert_eq!(t.units(&TimeWeights::default()), 4);
     }

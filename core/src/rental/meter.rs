@@ -3,7 +3,7 @@
 
 use super::Problem;
 use crate::card::{CardError, TransportError};
-use crate::crypto::PublicKey;
+use crate::crypto::{Hash, PublicKey};
 use crate::policy::{self, Clock, Decision, Limits, Tally};
 use crate::trail::{Body, LicenceId, Trail, TrailError, Usage};
 use crate::{Card, CardIdentity};
@@ -96,10 +96,16 @@ pub fn card_problem(e: CardError) -> Problem {
 }
 
 /// The totals of `licence` in a verified trail: a fast start's validator totals, if the
-/// trail started from one (\[0094\]), plus every verified record after it.
-pub(crate) fn tally_of(trail: &Trail, licence: LicenceId) -> Tally {
+/// trail started from one (\[0094\]), plus every verified record after it; lost records
+/// accounted for only by the recovery records of `servers` (the licence's own, T30).
+pub(crate) fn tally_of(trail: &Trail, licence: LicenceId, servers: &[Hash]) -> Tally {
     let later: Vec<Body> = trail.unvouched_bodies().map(|(_, b)| b).collect();
-    Tally::resume(licence, trail.vouched(), &later)
+    Tally::resume(licence, servers, trail.vouched(), &later)
+}
+
+/// The fingerprints of `keys`, as recovery and validator records name their server.
+pub(crate) fn fingerprints(keys: &[PublicKey]) -> Vec<Hash> {
+    keys.iter().map(PublicKey::fingerprint).collect()
 }
 
 /// A [`Meter`] on a card and its trail for one licence.
@@ -107,6 +113,8 @@ pub struct CardMeter {
     card: Card,
     trail: Trail,
     licence: LicenceId,
+    /// Fingerprints of the licence's validation servers (its keyfile's).
+    servers: Vec<Hash>,
     limits: Limits,
     clock: std::sync::Arc<dyn Clock>,
     tally: Tally,
@@ -154,12 +162,14 @@ impl CardMeter {
         }
         let mut trail =
             Trail::open_or_create(trail_path, &mut card, &identity).map_err(trail_problem)?;
+        let servers = fingerprints(&validators);
         trail.set_trusted_validators(validators);
         trail.validate(&mut card).map_err(trail_problem)?;
         let mut m = Self {
             card,
             trail,
             licence,
+            servers,
             limits,
             clock,
             tally: Tally::new(licence),
@@ -199,7 +209,7 @@ impl CardMeter {
         let verified = self.trail.verified_len();
         if self.tallied == 0 || self.tallied > verified {
             // From the start (first count, or the trail was re-read from scratch).
-            self.tally = tally_of(&self.trail, self.licence);
+            self.tally = tally_of(&self.trail, self.licence, &self.servers);
             self.tallied = verified;
             return;
         }

@@ -45,7 +45,7 @@ pub use open::{
     check_validation, open_rental,
 };
 pub use problem::Problem;
-pub use session::{IDLE_PAUSE, MeterEvent, MeterWorker, Mode, RentalInfo, Session};
+pub use session::{MeterEvent, MeterWorker, Mode, RentalInfo, Session};
 
 use crate::policy::Remaining;
 use time::OffsetDateTime;

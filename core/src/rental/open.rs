@@ -407,6 +407,7 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
             rights: keyfile.rights(),
             renew_hint,
             validated,
+            idle_pause: std::time::Duration::from_secs(u64::from(keyfile.limits().idle_pause)),
         },
         page_count: header.page_count() as usize,
         decision,
@@ -448,9 +449,10 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
     let trail_path = inputs.home.trail_path(&identity.serial);
     let tally = if trail_path.exists() {
         let mut trail = Trail::open(&trail_path, &identity).map_err(trail_problem)?;
+        let servers = super::meter::fingerprints(&validators);
         trail.set_trusted_validators(validators);
         trail.check_with_card(&mut card).map_err(trail_problem)?;
-        super::meter::tally_of(&trail, keyfile.licence())
+        super::meter::tally_of(&trail, keyfile.licence(), &servers)
     } else {
         // No trail: nothing used if the card never signed (the first opening creates the
         // trail); otherwise the trail was lost, and only a restore brings its use back.

@@ -16,9 +16,6 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// No input for this long pauses the reading clock and hides the page: reading time is
-/// not charged for a window left open, and a page left open is not read for free.
-pub const IDLE_PAUSE: Duration = Duration::from_secs(5 * 60);
 
 /// An answer from the meter worker.
 #[derive(Debug, Clone)]
@@ -116,6 +113,10 @@ pub struct RentalInfo {
     pub renew_hint: String,
     /// When the publisher's service last validated this copy, if the licence uses one.
     pub validated: Option<time::OffsetDateTime>,
+    /// No input for this long pauses the reading clock and hides the page: reading time is
+    /// not charged for a window left open, and a page left open is not read for free. The
+    /// publisher's `idle-pause` (five minutes by default); no viewer setting changes it.
+    pub idle_pause: Duration,
 }
 
 /// Whether the session may show pages.
@@ -149,7 +150,6 @@ pub struct Session {
     copy_pending: bool,
     copy_ready: bool,
     last_input: Option<Instant>,
-    idle_pause: Duration,
     notice: Option<String>,
     records: u64,
     meter: MeterWorker,
@@ -183,7 +183,6 @@ impl Session {
             copy_pending: false,
             copy_ready: false,
             last_input: None,
-            idle_pause: IDLE_PAUSE,
             notice: None,
             records: 0,
             meter,
@@ -265,15 +264,19 @@ impl Session {
         self.paused
     }
 
-    /// Sets how long without input pauses the session ([`IDLE_PAUSE`] by default).
-    pub fn set_idle_pause(&mut self, after: Duration) {
-        self.idle_pause = after;
-    }
-
-    /// The reader did something (a key, a click, a scroll): an idle pause ends.
+    /// The reader did something deliberate (a key, a click, a scroll): a pause ends.
     pub fn note_input(&mut self, now: Instant) {
         self.last_input = Some(now);
         self.paused = false;
+    }
+
+    /// The pointer moved over the window: the reader is there, so the idle time starts
+    /// again, but a pause (the page hidden) ends only with [`Session::note_input`] — a
+    /// pointer drifting over a paused window is not someone reading.
+    pub fn note_motion(&mut self, now: Instant) {
+        if !self.paused {
+            self.last_input = Some(now);
+        }
     }
 
     /// Page views prepaid and not yet used.
@@ -440,15 +443,17 @@ impl Session {
         std::mem::take(&mut self.copy_ready)
     }
 
-    /// Called every frame (and by a timer): takes the meter's answers, pauses an idle
-    /// session and starts a time unit when one is due — while the page is `visible` on
-    /// the screen (focused or not: a page one can read is charged, T35) and shown.
+    /// Called every frame (and by a timer): takes the meter's answers, pauses an idle or
+    /// hidden session and starts a time unit when one is due — while the page is
+    /// `visible` on the screen (focused or not: a page one can read is charged, T35) and
+    /// shown. A window that is not visible (minimised) pauses: the page stays hidden, and
+    /// uncharged, until the reader's next deliberate input.
     pub fn tick(&mut self, now: Instant, visible: bool) {
         while let Some(ev) = self.meter.try_recv() {
             self.on_event(ev, now);
         }
         let last = *self.last_input.get_or_insert(now);
-        if now.saturating_duration_since(last) >= self.idle_pause {
+        if !visible || now.saturating_duration_since(last) >= self.info.idle_pause {
             self.paused = true;
         }
         if !matches!(self.mode, Mode::Reading) || !visible || !self.page_shown() {

@@ -1252,6 +1252,14 @@ impl Trail {
                 reason: "the server's answer is not a recovery record",
             });
         };
+        // The server asked, and no other, must have signed it (any server's recovery is
+        // acceptable in a trail, but counts only for the licences that name that server).
+        if !validator::verify_server_signed(&body, &identity.serial, server, default_verifier()) {
+            return Err(TrailError::BadRecovery {
+                index: index as u64,
+                reason: "it is not signed by the validation server that was asked",
+            });
+        }
         let mut s = card.session()?;
         check_identity(&mut s, identity)?;
         let card_counter = s.get_counter()?;

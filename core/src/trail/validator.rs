@@ -66,10 +66,21 @@ pub const SIG_DOMAIN: &[u8; 22] = b"TALLY-VALIDATOR-SIG/v1";
 /// Domain prefix of the message a validation server signs for a recovery record (\[0062\]).
 pub const RECOVERY_SIG_DOMAIN: &[u8; 21] = b"TALLY-RECOVERY-SIG/v1";
 
-/// Checks the recovery record `records[index]` (body `body`), which follows a hole in the
-/// counters: the previous record's counter + 1 is `expected`, its own counter is `found`.
-/// It stands in for exactly the lost counters `expected..found` only when one of `trusted`
-/// signed it for this card and its chain hash is that of every record before it (\[0062\]).
+/// Checks the recovery record `records[index]` (body `body`); `expected` is the previous
+/// record's counter + 1, the record's own counter is `records[index].counter`.
+///
+/// A recovery record either follows the hole it accounts for — the lost counters are then
+/// exactly `expected..found` — or is a later account of a hole earlier in the trail, by
+/// another validation server (T30): it then follows the record before it with no hole of
+/// its own, and names exactly that earlier hole. Either way its chain hash must be that of
+/// every record before the hole (the server's backup, \[0062\]).
+///
+/// Which server's account counts is decided licence by licence
+/// ([`crate::policy::Tally::trusting`]): a recovery naming one of `trusted` must carry that
+/// server's valid signature (a forged one fails the trail); one naming any other server is
+/// card-signed like every record, but what it says for its server cannot be checked here,
+/// so it accounts for no licence that does not trust that server — for those the hole's use
+/// counts in full.
 #[expect(
     clippy::too_many_arguments,
     reason = "the position, the record and the trail's identity, start and trusted keys are all needed; a struct would only rename them"
@@ -95,25 +106,53 @@ pub fn check_recovery(
         reason,
     };
     let found = records.get(index).map_or(0, |r| r.counter);
-    if r.from != expected || r.to.checked_add(1) != Some(found) {
+    let follows_its_hole = r.from == expected && r.to.checked_add(1) == Some(found);
+    // Where the hole is: the number of records before it.
+    let before_hole = if follows_its_hole {
+        index
+    } else if found == expected {
+        hole_before(records, index, first_counter, r.from, r.to).ok_or_else(|| {
+            refuse(
+                "the counters it accounts for are not exactly the ones missing before it, nor a hole earlier in the trail",
+            )
+        })?
+    } else {
         return Err(refuse(
             "the counters it accounts for are not exactly the ones missing before it",
         ));
-    }
-    let Some(key) = trusted.iter().find(|k| k.fingerprint() == r.server_key) else {
-        return Err(refuse(
-            "it is signed by a validation server this reader does not trust (add its key with `--server-key`, or restore from a keyfile's server)",
-        ));
     };
-    if !verify_server_signed(body, &identity.serial, key, verifier) {
+    if let Some(key) = trusted.iter().find(|k| k.fingerprint() == r.server_key)
+        && !verify_server_signed(body, &identity.serial, key, verifier)
+    {
         return Err(refuse("the server's signature does not verify"));
     }
-    if prefix_chain(records, index, identity, first_counter, trusted, verifier)? != r.chain {
+    if prefix_chain(records, before_hole, identity, first_counter, trusted, verifier)? != r.chain {
         return Err(refuse(
             "its chain hash does not match the records before it — they are not the server's backup",
         ));
     }
     Ok(())
+}
+
+/// The position of the hole of lost counters `from..=to` among `records[..before]`: the
+/// number of records before it, when a record carrying `to + 1` directly follows one
+/// carrying `from − 1` (or starts the trail at `first_counter == from`).
+fn hole_before(
+    records: &[Record],
+    before: usize,
+    first_counter: u64,
+    from: u64,
+    to: u64,
+) -> Option<usize> {
+    let after = to.checked_add(1)?;
+    let j = records[..before.min(records.len())]
+        .iter()
+        .position(|r| r.counter == after)?;
+    let ok = match j.checked_sub(1) {
+        None => from == first_counter,
+        Some(p) => records[p].counter.checked_add(1) == Some(from),
+    };
+    (ok && from <= to).then_some(j)
 }
 
 /// `chain_0` of a trail.
@@ -348,11 +387,18 @@ pub fn fast_start(
                 });
             }
         } else if looks_like_recovery(&r.body) {
-            // A recovery record where no counter is missing can't be genuine.
-            return Err(TrailError::BadRecovery {
-                index: i as u64,
-                reason: "the counters it accounts for are not exactly the ones missing before it",
+            // Where no counter is missing, a recovery record can only be a later account of
+            // a hole earlier in the trail (T30).
+            let earlier = Body::parse(&r.body).is_ok_and(|b| {
+                matches!(&b.usage, Usage::Recovery(rec)
+                    if hole_before(records, i, first_counter, rec.from, rec.to).is_some())
             });
+            if !earlier {
+                return Err(TrailError::BadRecovery {
+                    index: i as u64,
+                    reason: "the counters it accounts for are not exactly the ones missing before it",
+                });
+            }
         }
         expected = r.counter.saturating_add(1);
     }
@@ -478,9 +524,24 @@ pub fn vouch(
     // Lost records charged in full ([0062]): the licences charged carry totals of
     // `u32::MAX` — "fully used", which `Tally::resume` reads back as written off — so the
     // charge outlives the recovery record if the records before it are archived.
+    // Only this server's own recovery records charge; a hole only another server accounted
+    // for leaves every licence's use unknown here, so all of them count in full (T30; a
+    // licence with no record in the trail is charged by `Tally::resume` from `recoveries`).
+    let own_key = secret.public().fingerprint();
+    let accounted: Vec<(u64, u64)> = recoveries
+        .iter()
+        .filter(|r| r.server_key == own_key)
+        .map(|r| (r.from, r.to))
+        .collect();
+    if recoveries
+        .iter()
+        .any(|r| r.server_key != own_key && !accounted.contains(&(r.from, r.to)))
+    {
+        written_off.extend(sums.keys().copied());
+    }
     for r in recoveries
         .iter()
-        .filter(|r| r.charge == super::body::LostCharge::Full)
+        .filter(|r| r.charge == super::body::LostCharge::Full && r.server_key == own_key)
     {
         match &r.licences {
             Some(l) => written_off.extend(l.iter().copied()),

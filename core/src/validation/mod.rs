@@ -31,6 +31,7 @@
 //!
 //! Every parse is strict and fixed-size; every error is "invalid" (T21, T25).
 
+mod account;
 mod client;
 mod ecies;
 mod restore;
@@ -38,6 +39,10 @@ mod server;
 mod trail_req;
 mod wire;
 
+pub use account::{
+    Hole, MAX_ACCOUNT_ANSWER, MAX_ACCOUNTS, check_accounts, encode_accounts, plan_accounts,
+    unaccounted_holes,
+};
 pub use client::{ClientState, OnlineStatus, STATE_LEN, WhenDue, state_path, when_round_failed};
 pub use restore::{
     AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer, RestoreError,

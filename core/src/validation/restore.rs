@@ -255,6 +255,9 @@ pub enum RestoreError {
     /// the server's storage is damaged).
     #[error("the backup is not a valid trail of this card: {0}")]
     Backup(TrailError),
+    /// The trail sent for an account of its lost records is not a valid trail of this card.
+    #[error("the trail is not a valid trail of this card: {0}")]
+    Trail(TrailError),
     /// The request's counter is below the backup's end: the request is not the card's
     /// newest use.
     #[error("the restore request's counter {counter} is below the backup's next counter {next}")]
@@ -275,6 +278,7 @@ impl RestoreError {
             Self::Stale { .. } => "stale",
             Self::Replay { .. } => "replay",
             Self::Backup(_) => "backup",
+            Self::Trail(e) => e.check(),
             Self::BehindBackup { .. } => "behind-backup",
         }
     }
@@ -333,8 +337,8 @@ pub fn check_restore_request(
 /// restore request's, if any) and at least the backup's next counter. `backup` is the
 /// trail file the server vouched for last. The recovery body accounts for every counter
 /// from the backup's next to the request's, charges them as `charge` says to `licences`
-/// (the licences issued for this card; more than [`MAX_RECOVERY_LICENCES`] → all), and is
-/// signed by `secret`.
+/// (the licences issued for this card; more than [`MAX_RECOVERY_LICENCES`] → all) — nothing
+/// when the request's own counter is the only one lost —, and is signed by `secret`.
 #[expect(
     clippy::too_many_arguments,
     reason = "each input is one fact the rule needs; the server gathers them from its database"
@@ -369,6 +373,13 @@ pub fn plan_recovery(
     licences.dedup();
     let licences =
         (!licences.is_empty() && licences.len() <= MAX_RECOVERY_LICENCES).then_some(licences);
+    // When the only counter lost is the request's own, nothing of any licence was lost: the
+    // server holds that record and has just checked that it is this restore request.
+    let charge = if next == rec.counter {
+        LostCharge::Forgive
+    } else {
+        charge
+    };
     let mut body = Body::at_unix(
         Usage::Recovery(Box::new(Recovery {
             server_key: secret.public().fingerprint(),

@@ -144,7 +144,8 @@ impl Fx {
         t.set_trusted_validators(self.keys());
         t.verify_offline().unwrap();
         let later: Vec<Body> = t.unvouched_bodies().map(|(_, b)| b).collect();
-        Tally::resume(lic, t.vouched(), &later)
+        let servers: Vec<_> = self.keys().iter().map(|k| k.fingerprint()).collect();
+        Tally::resume(lic, &servers, t.vouched(), &later)
     }
 
     /// The trail's header and records as stored.

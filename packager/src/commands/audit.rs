@@ -189,9 +189,12 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
         ));
     }
     let mut trail = Trail::open(&args.trail, &customer.card).map_err(check)?;
+    // The recovery records that count for this publisher's licences: its own server's.
+    let mut servers = Vec::new();
     if args.own_server {
         let vendor = ctx.open_vendor()?;
         let key = tally_core::validation::ServerSecret::derive(&vendor)?;
+        servers.push(key.public().fingerprint());
         trail.set_trusted_validators(vec![key.public().clone()]);
     }
     trail.verify_offline().map_err(|e| {
@@ -237,7 +240,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
     let mut other_records = 0u64;
     // After a fast start the validator's totals stand for the records it vouches for.
     for row in rows.values_mut() {
-        row.tally = Tally::resume(row.licence, trail.vouched(), std::iter::empty());
+        row.tally = Tally::resume(row.licence, &servers, trail.vouched(), std::iter::empty());
     }
     let bodies: Vec<(u64, tally_core::trail::Body)> = trail.unvouched_bodies().collect();
     for (counter, body) in &bodies {
@@ -255,6 +258,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
     }
     for i in &issued {
         if let Some(row) = rows.get_mut(&i.licence) {
+            row.tally.settle();
             row.status = status(&evaluate(&i.limits, &row.tally, &SystemClock), &row.tally);
         }
     }

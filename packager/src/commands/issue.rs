@@ -76,6 +76,10 @@ pub struct IssueArgs {
     /// Seconds charged by one time record (default 60).
     #[arg(long, value_name = "SECONDS")]
     pub time_unit: Option<u32>,
+    /// Seconds without input after which the reader's window pauses: the page is hidden and
+    /// no reading time is charged until the reader presses a key (30 to 3600; default 300).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_pause: Option<u32>,
     /// Accept an emulated (software) card, e.g. for demos.
     #[arg(long)]
     pub allow_emulated_card: bool,
@@ -230,6 +234,9 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
     }
     if let Some(t) = args.time_unit {
         l.time_unit = t;
+    }
+    if let Some(t) = args.idle_pause {
+        l.idle_pause = t;
     }
     l.check().context("the limits given")?;
     Ok(l)
@@ -421,10 +428,11 @@ pub fn summary(l: &Limits) -> String {
         parts.push("unlimited (billed from the audited trail)".into());
     }
     format!(
-        "{}; rights {}; page block {}; time unit {} s",
+        "{}; rights {}; page block {}; time unit {} s; pauses after {} s idle",
         parts.join(", "),
         l.rights,
         l.page_block,
-        l.time_unit
+        l.time_unit,
+        l.idle_pause
     )
 }

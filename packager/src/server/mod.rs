@@ -18,6 +18,8 @@
 //!   signed validator record, kept (encrypted) as its backup (\[0094\], \[0062\]; see [`trail`]).
 //! * `POST /v1/trail/restore` — a card-signed request for that backup: answered with the
 //!   backup and a signed recovery record charging the lost records (\[0062\]; see [`restore`]).
+//! * `POST /v1/trail/account` — a restored trail whose lost records another server
+//!   accounted for: answered with this server's own account of them (T30; see [`restore`]).
 
 pub mod db;
 pub mod restore;
@@ -168,6 +170,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         .route("/v1/server-key", get(server_key))
         .route("/v1/trail/validate", post(trail::trail_validate))
         .route("/v1/trail/restore", post(restore::trail_restore))
+        .route("/v1/trail/account", post(restore::trail_account))
         .fallback(|| async {
             bad(
                 StatusCode::NOT_FOUND,

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use tally_core::card::Serial;
 use tally_core::trail::LicenceId;
 use tally_core::validation::{
-    MAX_RESTORE_REQUEST, check_restore_request, plan_recovery, seal_restore_answer,
+    MAX_RESTORE_REQUEST, check_restore_request, encode_accounts, plan_accounts, plan_recovery,
+    seal_restore_answer,
 };
 
 /// Migration 5 of the registry.
@@ -52,6 +53,22 @@ pub(super) async fn trail_restore(State(app): State<Arc<App>>, req: Request) -> 
         Err(refused) => return refused,
     };
     blocking(move || app.handle_restore(&body)).await
+}
+
+/// The handler of `POST /v1/trail/account` (T30): the reader's whole trail, sealed like a
+/// trail validation request; the answer is one recovery body, signed by this server and
+/// charged by this publisher's policy, for each hole in the trail that another server's
+/// recovery record accounts for and this server's do not
+/// (`tally_core::validation::plan_accounts`). Same slots and limits as
+/// `POST /v1/trail/validate`; refusals 400, 404 and 422 as there.
+pub(super) async fn trail_account(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (body, receiving, slot) = match super::trail::receive_trail(req).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    let r = blocking(move || app.handle_account(&body)).await;
+    drop((receiving, slot));
+    r
 }
 
 /// The newest backup envelope of `serial`, if any.
@@ -103,6 +120,54 @@ enum Logged {
 }
 
 impl App {
+    fn handle_account(&self, envelope: &[u8]) -> Result<Response> {
+        let req = match self.key.open_trail_request(envelope) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("account request refused: {e}"),
+                ));
+            }
+        };
+        let (found, licences) = {
+            let mut db = self.pool.get(super::POOL_WAIT)?;
+            (
+                super::trail::customer_by_serial(&mut db, &req.serial)?,
+                licences_of(&mut db, &req.serial)?,
+            )
+        };
+        let Some((_, card)) = found else {
+            return Ok(bad(
+                StatusCode::NOT_FOUND,
+                format!("no customer is registered with card {}", req.serial),
+            ));
+        };
+        let now = self.clock.now().unix_timestamp();
+        let bodies = match plan_accounts(
+            &self.key,
+            &card,
+            &req.trail,
+            licences,
+            self.lost_records,
+            now,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(unprocessable(
+                    e.check(),
+                    format!("trail of card {} refused: {e}\n", req.serial),
+                ));
+            }
+        };
+        Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            encode_accounts(&bodies),
+        )
+            .into_response())
+    }
+
     fn handle_restore(&self, envelope: &[u8]) -> Result<Response> {
         let (req, answer_key) = match self.key.open_restore_request(envelope) {
             Ok(r) => r,

@@ -60,16 +60,37 @@ static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(TRAIL_S
 
 /// The handler of `POST /v1/trail/validate`.
 pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (body, receiving, slot) = match receive_trail(req).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    let r = blocking(move || app.handle_trail(&body)).await;
+    drop((receiving, slot));
+    r
+}
+
+/// A whole trail request's body, with the receive slot held while it was read and the
+/// validation slot taken once it was in (both to be held until the answer is made).
+pub(super) async fn receive_trail(
+    req: Request,
+) -> Result<
+    (
+        axum::body::Bytes,
+        tokio::sync::SemaphorePermit<'static>,
+        tokio::sync::SemaphorePermit<'static>,
+    ),
+    Response,
+> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_TRAIL_ENVELOPE as u64) {
-        return bad(
+        return Err(bad(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("trail refused: larger than {MAX_TRAIL_ENVELOPE} bytes"),
-        );
+        ));
     }
     let busy = || {
         bad(
@@ -79,25 +100,19 @@ pub(super) async fn trail_validate(State(app): State<Arc<App>>, req: Request) ->
     };
     // A receive slot before the body is read, so memory stays bounded by RECEIVE_SLOTS trails.
     let Ok(Ok(receiving)) = tokio::time::timeout(SLOT_WAIT, RECEIVING.acquire()).await else {
-        return busy();
+        return Err(busy());
     };
-    let body = match read_body(
+    let body = read_body(
         req,
         MAX_TRAIL_ENVELOPE,
         trail_body_timeout(declared),
         "trail",
     )
-    .await
-    {
-        Ok(b) => b,
-        Err(refused) => return refused,
+    .await?;
+    let Ok(Ok(slot)) = tokio::time::timeout(SLOT_WAIT, SLOTS.acquire()).await else {
+        return Err(busy());
     };
-    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, SLOTS.acquire()).await else {
-        return busy();
-    };
-    let r = blocking(move || app.handle_trail(&body)).await;
-    drop(receiving);
-    r
+    Ok((body, receiving, slot))
 }
 
 /// The registered customer and card for `serial`.

@@ -1,4 +1,4 @@
-//! `tally-view trail restore (--keyfile KEYFILE | --server URL --server-key HEX) [--replace] [--json]`:
+//! `tally-view trail restore --keyfile KEYFILE [--server URL] [--server-key HEX] [--replace] [--json]`:
 //! recovers a lost trail from the validation server's backup (\[0062\]), headless.
 //!
 //! The card signs a restore request (one counter value, accounted for by the recovery);
@@ -22,7 +22,9 @@ use tally_core::home::{CardSpec, Home};
 use tally_core::trail::body::{LostCharge, Recovery};
 use tally_core::trail::{LicenceId, Trail, Usage};
 use tally_core::validation::{
-    MAX_RESTORE_ANSWER, open_restore_answer, restore_request_body, seal_restore_request,
+    MAX_ACCOUNT_ANSWER, MAX_RESTORE_ANSWER, MAX_TRAIL_REQUEST_TRAIL, check_accounts,
+    open_restore_answer, restore_request_body, seal_restore_request, seal_trail_request,
+    unaccounted_holes,
 };
 
 /// Arguments of `trail restore`.
@@ -138,6 +140,9 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let mut card = spec.open(home)?;
     let id = card.identity().context("reading the card")?;
     let path = home.trail_path(&id.serial);
+    if path.exists() && !args.replace {
+        return account(args, home, &mut card, &id, &url, &key);
+    }
     make_room(&path, args.replace)?;
     if !args.json {
         eprintln!(
@@ -229,6 +234,101 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// The trail is there, restored from another publisher's server: this licence's server
+/// accounts for the records lost there, by its own publisher's policy (T30). Without such
+/// a hole, a trail in the way is refused as before.
+fn account(
+    args: &RestoreArgs,
+    home: &Home,
+    card: &mut tally_core::Card,
+    id: &tally_core::CardIdentity,
+    url: &str,
+    key: &tally_core::crypto::PublicKey,
+) -> Outcome {
+    let path = home.trail_path(&id.serial);
+    let mut trail = Trail::open(&path, id).map_err(trail_failure)?;
+    trail.set_trusted_validators(vec![key.clone()]);
+    trail.validate(card).map_err(trail_failure)?;
+    let holes = unaccounted_holes(trail.records(), &key.fingerprint());
+    if holes.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "a trail already exists at {} and {url} has accounted for everything lost from it; restore only replaces a lost trail (give --replace to move this one aside first)",
+            path.display()
+        )));
+    }
+    let bytes = tally_core::fsutil::read_bounded(&path, MAX_TRAIL_REQUEST_TRAIL as u64)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let envelope = seal_trail_request(key, &id.serial, &bytes, &mut rand_core::OsRng)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let endpoint = format!("{}/v1/trail/account", url.trim_end_matches('/'));
+    let (status, answer) = crate::online::post(
+        &endpoint,
+        &envelope,
+        Duration::from_secs(300),
+        MAX_ACCOUNT_ANSWER as u64,
+    )
+    .map_err(|e| Failure::Usage(anyhow!("cannot reach the validation server {endpoint}: {e}")))?;
+    if status != 200 {
+        return Err(super::http_refusal(status, &answer));
+    }
+    let bodies = check_accounts(&answer, key, id, trail.records()).map_err(trail_failure)?;
+    super::mirror_trail(&mut trail, home, &id.serial)?;
+    let mut lines = Vec::new();
+    for body in &bodies {
+        let rec = trail.write(card, body).map_err(trail_failure)?;
+        if let Usage::Recovery(r) = &body.usage {
+            lines.push(account_line(url, rec.counter, r));
+        }
+    }
+    super::warn_mirror(&trail);
+    if args.json {
+        println!(
+            "{:#}",
+            serde_json::json!({
+                "accounted": bodies.iter().filter_map(|b| match &b.usage {
+                    Usage::Recovery(r) => Some(serde_json::json!({
+                        "lost_from": r.from,
+                        "lost_to": r.to,
+                        "charge": r.charge.as_str(),
+                    })),
+                    _ => None,
+                }).collect::<Vec<_>>(),
+                "server": url,
+            })
+        );
+    } else {
+        for l in lines {
+            println!("{l}");
+        }
+        if bodies.len() < holes.len() {
+            println!(
+                "{} more lost ranges are not accounted for yet: run the same command again.",
+                holes.len() - bodies.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One account, in the reader's words.
+fn account_line(url: &str, counter: u64, r: &Recovery) -> String {
+    let charged = match (r.charge, &r.licences) {
+        (LostCharge::Forgive, _) => "nothing charged (its publisher forgives lost use)".to_string(),
+        (LostCharge::Full, None) => {
+            "charged in full: every licence of its publisher on this card counts as used up"
+                .to_string()
+        }
+        (LostCharge::Full, Some(l)) => format!(
+            "charged in full to {}",
+            l.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    format!(
+        "{url} accounted for card counters {} to {}, lost in an earlier restore: {charged} (its record at counter {counter}).",
+        r.from, r.to
+    )
 }
 
 /// The licence of `--keyfile`, if one was given and opens (to name it in the report).

@@ -236,7 +236,7 @@ fn show(json: bool, home: &Home, spec: &CardSpec) -> Outcome {
         println!("trail {} (card {})", path.display(), id.serial);
         if let Some(f) = trail.vouched() {
             println!(
-                "fast start: counters up to {} vouched for by the validator record at counter {} (server key {}), checked by its chain hash",
+                "vouched for: counters up to {}, by the validation server's record at counter {} (server key {}); those records were checked by their chain hash",
                 f.upto,
                 f.counter,
                 hex::encode(&f.server_key[..8])

@@ -1,4 +1,4 @@
-//! `tally-view trail vouch (--keyfile KEYFILE | --server URL --server-key HEX) [--json]`:
+//! `tally-view trail vouch --keyfile KEYFILE [--server URL] [--server-key HEX] [--json]`:
 //! the trusted audit-trail validation service of EP 0 895 148 \[0094\], headless.
 //!
 //! Runs ValidateTrail locally, sends the whole trail (encrypted to the server key, with the
@@ -27,18 +27,23 @@ use tally_core::trail::validator::check_answer;
 use tally_core::trail::{Trail, Usage};
 use tally_core::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
 
-/// Which validation server to talk to (`trail vouch`, `trail restore`).
+/// Which validation server to talk to (`trail vouch`, `trail restore`): always the one a
+/// licence's vendor-signed keyfile names. A server the reader names on the command line is
+/// never trusted because it was named (T29): `--server` only changes where the keyfile's
+/// server is reached, and `--server-key` only double-checks the keyfile's key.
 #[derive(Args, Debug)]
 pub struct ServerArgs {
-    /// Take the validation server's URL and key from this keyfile (signed by its vendor).
+    /// A keyfile of yours that names the validation server (its address and key, signed by
+    /// the publisher).
     #[arg(long, value_name = "KEYFILE")]
     pub keyfile: Option<PathBuf>,
-    /// The validation server (overrides the keyfile's URL).
-    #[arg(long, value_name = "URL")]
+    /// Reach the keyfile's server at this address instead (a mirror or a proxy of it): the
+    /// answer must still be signed with the keyfile's server key.
+    #[arg(long, value_name = "URL", requires = "keyfile")]
     pub server: Option<String>,
-    /// The server's public key, 130 hex digits (uncompressed SEC1), when no keyfile is given
-    /// (without it, `--server` must announce a key this home already trusts).
-    #[arg(long, value_name = "HEX", conflicts_with = "keyfile")]
+    /// Refuse unless the keyfile's server key is this one (130 hex digits, uncompressed
+    /// SEC1), e.g. the key your publisher gave you.
+    #[arg(long, value_name = "HEX", requires = "keyfile")]
     pub server_key: Option<String>,
 }
 
@@ -56,78 +61,39 @@ pub struct VouchArgs {
 /// Largest answer read (a validator body is at most 1024 bytes).
 const MAX_ANSWER: u64 = 64 * 1024;
 
-/// `--server URL` alone: the key the server announces (`GET /v1/server-key`), accepted only
-/// when it is already one of the home's trusted validation servers — a key fetched over
-/// the network is never trusted by itself.
-fn trusted_key_of(url: &str, home: &Home) -> Result<PublicKey, Failure> {
-    let endpoint = format!("{}/v1/server-key", url.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let text = agent
-        .get(&endpoint)
-        .call()
-        .and_then(|mut r| r.body_mut().with_config().limit(64 * 1024).read_to_string())
-        .map_err(|e| {
-            Failure::Usage(anyhow!(
-                "cannot reach the validation server {endpoint}: {e}"
-            ))
-        })?;
-    let key = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["public_key"].as_str().and_then(|h| hex::decode(h).ok()))
-        .and_then(|b| PublicKey::from_sec1(&b).ok())
-        .ok_or_else(|| Failure::Usage(anyhow!("{endpoint} did not answer a server key")))?;
-    let trusted = home
-        .trusted_validators()
-        .map_err(|e| Failure::Usage(anyhow!(e).context("the trusted validation servers")))?;
-    if !trusted.contains(&key) {
-        return Err(Failure::Usage(anyhow!(
-            "the key {url} announces ({}…) is not a trusted validation server here: give --keyfile or --server-key",
-            hex::encode(&key.fingerprint()[..8])
-        )));
-    }
-    Ok(key)
-}
-
-/// The server's URL (an http(s) URL) and key, from the keyfile or the flags.
+/// The server's URL (an http(s) URL) and key: the keyfile's, the URL possibly replaced by
+/// `--server`, the key only ever compared with `--server-key`.
 pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
-    // The keyfile's server (URL and key, signed by its vendor), if one is given.
-    let from_keyfile = match &args.keyfile {
-        Some(path) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let kf = Keyfile::open(&bytes, &super::trust::trusted(home)).map_err(|e| {
-                Failure::Check(anyhow!(e).context(format!("keyfile {}", path.display())))
-            })?;
-            let Some(s) = kf.server() else {
-                return Err(Failure::Usage(anyhow!(
-                    "this keyfile names no validation server"
-                )));
-            };
-            Some((s.url.clone(), s.public_key.clone()))
-        }
-        None => None,
-    };
-    let Some(url) = args
-        .server
-        .clone()
-        .or_else(|| from_keyfile.as_ref().map(|(u, _)| u.clone()))
-    else {
+    let Some(path) = &args.keyfile else {
         return Err(Failure::Usage(anyhow!(
-            "give --keyfile, or --server (with --server-key unless the server is trusted here)"
+            "give --keyfile KEYFILE: the validation server is the one your licence names"
         )));
     };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let kf = Keyfile::open(&bytes, &super::trust::trusted(home))
+        .map_err(|e| Failure::Check(anyhow!(e).context(format!("keyfile {}", path.display()))))?;
+    let Some(s) = kf.server() else {
+        return Err(Failure::Usage(anyhow!(
+            "the keyfile {} names no validation server (its licence works offline only)",
+            path.display()
+        )));
+    };
+    if let Some(hex_key) = &args.server_key {
+        let pinned = super::parse_server_key(hex_key)?;
+        if pinned != s.public_key {
+            return Err(Failure::Check(anyhow!(
+                "--server-key {}… is not the validation server the keyfile {} names ({}…): nothing was sent",
+                hex::encode(&pinned.fingerprint()[..8]),
+                path.display(),
+                hex::encode(&s.public_key.fingerprint()[..8])
+            )));
+        }
+    }
+    let url = args.server.clone().unwrap_or_else(|| s.url.clone());
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
     }
-    let key = match (from_keyfile, &args.server_key) {
-        (Some((_, key)), _) => key,
-        (None, Some(hex_key)) => super::parse_server_key(hex_key)?,
-        (None, None) => trusted_key_of(&url, home)?,
-    };
-    Ok((url, key))
+    Ok((url, s.public_key.clone()))
 }
 
 /// Runs `trail vouch`.

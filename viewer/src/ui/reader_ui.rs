@@ -15,6 +15,10 @@ pub(super) fn draw(app: &mut ReaderApp, ui: &mut egui::Ui) {
     let mut open_other = false;
     egui::Panel::top("toolbar").show(ui, |ui| toolbar(r, ui, &mut open_other));
     egui::Panel::bottom("status").show(ui, |ui| status_bar(r, ui));
+    if r.session.paused() && matches!(r.session.mode(), Mode::Reading) {
+        egui::CentralPanel::default().show(ui, |ui| paused_ui(r, ui));
+        return;
+    }
     if r.show_sidebar {
         egui::Panel::left("sidebar")
             .resizable(true)
@@ -308,6 +312,28 @@ fn search(r: &mut Reader, ui: &mut egui::Ui, reading: bool) {
         });
 }
 
+/// The screen in front of a paused session: no page, no thumbnails, no reading time
+/// charged, until the reader presses a key or clicks.
+fn paused_ui(r: &Reader, ui: &mut egui::Ui) {
+    let idle = r.session.info().idle_pause.as_secs();
+    let after = if idle % 60 == 0 {
+        tally_core::rental::plural(idle / 60, "minute", "minutes")
+    } else {
+        tally_core::rental::plural(idle, "second", "seconds")
+    };
+    ui.vertical_centered(|ui| {
+        ui.add_space(ui.available_height() / 3.0);
+        ui.heading("Paused");
+        ui.add_space(8.0);
+        ui.label(format!(
+            "Reading pauses after {after} without a key or a click, or when the window is minimised. \
+             No reading time is charged while paused."
+        ));
+        ui.add_space(8.0);
+        ui.label(RichText::new("Press any key or click to go on reading").strong());
+    });
+}
+
 fn page_view(r: &mut Reader, ui: &mut egui::Ui) {
     if let Mode::Limited(reason) = r.session.mode() {
         let (title, _, _) = super::problem_text(&Problem::Refused(reason.clone()));
@@ -365,9 +391,7 @@ fn page_view(r: &mut Reader, ui: &mut egui::Ui) {
                     _ => {
                         let (rect, _) = ui.allocate_exact_size(size, Sense::hover());
                         ui.painter().rect_filled(rect, 0.0, Color32::WHITE);
-                        let msg = if r.session.paused() {
-                            "Paused: press any key to go on reading"
-                        } else if r.session.page_shown() {
+                        let msg = if r.session.page_shown() {
                             "Rendering…"
                         } else {
                             "Recording this page view on your card…"
