@@ -273,7 +273,7 @@ fn a_card_the_server_does_not_know_gets_nothing_and_forgiving_servers_say_so() {
         .args(["trail", "restore", "--server", &url])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("give --keyfile"));
+        .stderr(predicate::str::contains("--keyfile"));
     view_at(&stranger)
         .args(["trail", "restore", "--keyfile"])
         .arg(&keyfile)

@@ -212,6 +212,19 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
             e
         }
     })?;
+    // Lost records are billed by this publisher's own recovery records, which only its
+    // server key can check: without it, every licence would read as written off.
+    if !args.own_server
+        && trail
+            .records()
+            .iter()
+            .any(|r| tally_core::trail::validator::looks_like_recovery(&r.body))
+    {
+        return Err(refused(format!(
+            "{}: the trail was restored, and its recovery records are checked with this publisher's validation server key: audit it with --own-server",
+            args.trail.display()
+        )));
+    }
     let in_file = trail.records().len() as u64;
     let first_counter = trail
         .records()
