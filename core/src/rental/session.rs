@@ -443,17 +443,19 @@ impl Session {
         std::mem::take(&mut self.copy_ready)
     }
 
-    /// Called every frame (and by a timer): takes the meter's answers, pauses an idle or
-    /// hidden session and starts a time unit when one is due — while the page is
-    /// `visible` on the screen (focused or not: a page one can read is charged, T35) and
-    /// shown. A window that is not visible (minimised) pauses: the page stays hidden, and
-    /// uncharged, until the reader's next deliberate input.
+    /// Called every frame (and by a timer): takes the meter's answers, pauses an idle
+    /// session and starts a time unit when one is due — while the page is `visible` on
+    /// the screen (focused or not: a page one can read is charged, T35) and shown. A
+    /// window that is not visible (minimised) is charged nothing; it does not pause by
+    /// itself, because window systems report "minimised" for windows that are on screen
+    /// too (X11 without a window manager does, while mapping): when it is back, its
+    /// reader is there.
     pub fn tick(&mut self, now: Instant, visible: bool) {
         while let Some(ev) = self.meter.try_recv() {
             self.on_event(ev, now);
         }
         let last = *self.last_input.get_or_insert(now);
-        if !visible || now.saturating_duration_since(last) >= self.info.idle_pause {
+        if now.saturating_duration_since(last) >= self.info.idle_pause {
             self.paused = true;
         }
         if !matches!(self.mode, Mode::Reading) || !visible || !self.page_shown() {

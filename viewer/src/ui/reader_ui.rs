@@ -326,8 +326,8 @@ fn paused_ui(r: &Reader, ui: &mut egui::Ui) {
         ui.heading("Paused");
         ui.add_space(8.0);
         ui.label(format!(
-            "Reading pauses after {after} without a key or a click, or when the window is minimised. \
-             No reading time is charged while paused."
+            "Reading pauses after {after} without a key or a click. No reading time is charged \
+             while paused, nor while the window is minimised."
         ));
         ui.add_space(8.0);
         ui.label(RichText::new("Press any key or click to go on reading").strong());
