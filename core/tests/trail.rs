@@ -474,7 +474,7 @@ fn t22_the_wrong_key_fails() {
     );
     let recs = f.records();
     assert!(
-        tally_core::trail::validate::first_bad_signature(&recs, &wrong, &RingVerifier, 2)
+        tally_core::trail::verify::first_bad_signature(&recs, &wrong, &RingVerifier, 2)
             == Some(0)
     );
 }
@@ -508,7 +508,7 @@ fn parallel_and_serial_validation_agree() {
         let mut recs = good.clone();
         recs[bad].signature.0[5] ^= 1;
         for threads in [1, 2, 3] {
-            let got = tally_core::trail::validate::first_bad_signature(
+            let got = tally_core::trail::verify::first_bad_signature(
                 &recs,
                 &f.identity,
                 &RingVerifier,

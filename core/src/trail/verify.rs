@@ -4,8 +4,10 @@
 //! the counter sequence is then checked in order. Whatever fails first *in trail order*
 //! is reported, so the error names the earliest bad record.
 
-use super::TrailError;
 use super::body::{Body, Usage};
+use super::chain::{chain_origin, check_recovery};
+use super::error::TrailError;
+use super::file::{HEADER_LEN, Header, parse_frames};
 use super::record::Record;
 use crate::card::CardIdentity;
 use crate::crypto::{PublicKey, SignatureVerifier};
@@ -52,8 +54,7 @@ pub fn verify_trail_bytes(
     bytes: &[u8],
     identity: &CardIdentity,
     trusted: &[PublicKey],
-) -> Result<(super::file::Header, Vec<Record>), TrailError> {
-    use super::file::{HEADER_LEN, Header, parse_frames};
+) -> Result<(Header, Vec<Record>), TrailError> {
     let header = Header::decode(bytes)?;
     if header.serial != identity.serial
         || header.key_fingerprint != identity.public_key.fingerprint()
@@ -137,7 +138,7 @@ fn check_sequence(
             Body::parse(&r.body).map_err(|error| (i, TrailError::BadBody { index: idx, error }))?;
         if i == 0 && first_counter != identity.origin {
             // An archived trail: it starts after its anchor's `upto`, never with a genesis.
-            super::validator::chain_origin(records, identity, first_counter, trusted, verifier)
+            chain_origin(records, identity, first_counter, trusted, verifier)
                 .map_err(|e| (i, e))?;
             if body.usage == Usage::Genesis {
                 return Err((i, TrailError::UnexpectedGenesis { index: idx }));
@@ -166,7 +167,7 @@ fn check_sequence(
         ))?;
         // A recovery record must account for exactly the hole before it ([0062]).
         if let Usage::Recovery(_) = &body.usage {
-            super::validator::check_recovery(
+            check_recovery(
                 records,
                 i,
                 &body,
