@@ -58,10 +58,10 @@ fn restore_accounts_for_every_lost_counter_and_validates_afterwards() {
     assert_eq!(t.records().len(), 5);
     assert_eq!(t.records().last().unwrap().counter, 1010);
     // ValidateTrail trusting the server: valid, and metering goes on.
-    let t = f.validate(vec![f.server.public().clone()]).unwrap();
+    let t = f.verify(vec![f.server.public().clone()]).unwrap();
     assert_eq!(t.records().last().unwrap().counter, 1011);
     f.write(Usage::Open { licence: B });
-    f.validate(vec![f.server.public().clone()]).unwrap();
+    f.verify(vec![f.server.public().clone()]).unwrap();
 }
 
 #[test]
@@ -71,11 +71,11 @@ fn a_recovery_from_an_untrusted_server_is_refused_by_name() {
     f.write(Usage::Open { licence: A });
     f.lose_and_restore(&backup, vec![A], LostCharge::Full)
         .unwrap();
-    let e = f.validate(vec![]).unwrap_err();
+    let e = f.verify(vec![]).unwrap_err();
     assert!(matches!(e, TrailError::BadRecovery { index: 2, .. }), "{e}");
     assert!(e.to_string().contains("does not trust"), "{e}");
     let other = ServerSecret::random(&mut rand_core::OsRng);
-    let e = f.validate(vec![other.public().clone()]).unwrap_err();
+    let e = f.verify(vec![other.public().clone()]).unwrap_err();
     assert_eq!(e.check(), "recovery");
 }
 
@@ -85,7 +85,7 @@ fn a_hole_without_a_recovery_is_still_a_gap() {
     let mut recs = f.read().1;
     recs.remove(2);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(vec![f.server.public().clone()]).unwrap_err();
+    let e = f.verify(vec![f.server.public().clone()]).unwrap_err();
     assert!(
         matches!(
             e,
@@ -114,33 +114,33 @@ fn a_recovery_cannot_cover_records_deleted_elsewhere_or_be_moved() {
     let mut recs = good.clone();
     recs.remove(1);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert!(matches!(e, TrailError::Gap { index: 1, .. }), "{e}");
     // A record after the recovery deleted: a plain gap.
     let mut recs = good.clone();
     recs.remove(4);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert!(matches!(e, TrailError::Gap { index: 4, .. }), "{e}");
     // The last backup record deleted so the recovery seems to cover one more: refused.
     let mut recs = good.clone();
     recs.remove(2);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert_eq!(e.check(), "recovery", "{e}");
     // The recovery's body edited (its range widened): the card signature fails.
     let mut recs = good.clone();
     let text = String::from_utf8(recs[3].body.clone()).unwrap();
     recs[3].body = text.replace(" from=1003 ", " from=1002 ").into_bytes();
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert!(
         matches!(e, TrailError::BadSignature { index: 3, .. }),
         "{e}"
     );
     // Intact, it validates.
     f.rewrite(f.id.origin, &good);
-    f.validate(trusted).unwrap();
+    f.verify(trusted).unwrap();
 }
 
 #[test]
@@ -408,9 +408,9 @@ fn with_no_backup_at_all_everything_since_the_origin_is_charged() {
     assert_eq!(t.records().len(), 1);
     let r = recovery_of(&t);
     assert_eq!(r.from, f.id.origin);
-    let t = f.validate(vec![f.server.public().clone()]).unwrap();
+    let t = f.verify(vec![f.server.public().clone()]).unwrap();
     let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
     assert!(Tally::from_bodies(A, &bodies).written_off);
     // Without trusting the server, a trail that starts with a recovery is refused.
-    assert_eq!(f.validate(vec![]).unwrap_err().check(), "recovery");
+    assert_eq!(f.verify(vec![]).unwrap_err().check(), "recovery");
 }

@@ -155,7 +155,7 @@ impl CardMeter {
         let mut trail =
             Trail::open_or_create(trail_path, &mut card, &identity).map_err(trail_problem)?;
         trail.set_trusted_validators(validators);
-        trail.validate(&mut card).map_err(trail_problem)?;
+        trail.verify(&mut card).map_err(trail_problem)?;
         let mut m = Self {
             card,
             trail,

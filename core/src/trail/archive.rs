@@ -1,10 +1,10 @@
 //! Archiving: moving the records a trusted validator record vouches for out of the working
 //! trail (\[0094\]), so the working trail stays small however long the rental history grows.
 
-use super::Trail;
 use super::body::{self, Body, Usage};
 use super::error::{TrailError, io};
 use super::file::{self, Header};
+use super::handle::Trail;
 use super::record::Record;
 use super::validator;
 use crate::card::CardIdentity;

@@ -6,8 +6,8 @@
 //! ```
 //! All integers big-endian. Frames are appended and fsynced one at a time. The
 //! checksums catch accidental damage and torn writes; tampering is caught by the card
-//! signatures, which the checksums do not replace. The intent file beside the trail is
-//! [`super::intent`]'s.
+//! signatures, which the checksums do not replace. The intent file beside the trail
+//! (`<trail>.intent`, [`super::intent_path`]) has a format of its own.
 
 use super::record::{MAX_RECORD, Record, RecordError};
 use crate::card::{CardIdentity, Serial};

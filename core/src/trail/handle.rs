@@ -2,11 +2,12 @@
 //! handle has verified so far (incremental verification, with the validator fast start).
 
 use super::body::Body;
+use super::error::CrashPoint;
 use super::error::{TrailError, io};
 use super::file::{self, FormatError, Frames, HEADER_LEN, Header};
 use super::intent::intent_path;
 use super::record::Record;
-use super::{CrashPoint, validator, verify};
+use super::{validator, verify};
 use crate::card::CardIdentity;
 use crate::crypto::{PublicKey, SignatureVerifier, default_verifier};
 use std::fs::File;
@@ -88,7 +89,7 @@ impl Trail {
     }
 
     /// Opens an existing trail expected to belong to `identity`. Reads and checks the
-    /// format; signatures are verified by [`Trail::validate`] or [`Trail::verify_offline`].
+    /// format; signatures are verified by [`Trail::verify`] or [`Trail::verify_offline`].
     pub fn open(path: impl Into<PathBuf>, identity: &CardIdentity) -> Result<Self, TrailError> {
         let path = path.into();
         let mut f = File::open(&path).map_err(io(&path))?;
@@ -276,7 +277,7 @@ impl Trail {
 
     /// Verifies the whole trail without a card and without writing: signatures, counters,
     /// bodies, the start rule. Truncation and rollback need the card's counter and so are
-    /// only caught by [`Trail::validate`]; a verifier without the card (a publisher's audit,
+    /// only caught by [`Trail::verify`]; a verifier without the card (a publisher's audit,
     /// \[0104\]) compares the last record's counter (from [`Trail::records`]) with the card's.
     /// Returns how many records this call verified.
     pub fn verify_offline(&mut self) -> Result<u64, TrailError> {

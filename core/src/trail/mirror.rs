@@ -1,10 +1,10 @@
 //! The mirror copy of a trail on another medium (\[0062\]: "at least one backup audit trail
 //! on a separate medium"), kept in step by every Write.
 
-use super::Trail;
 use super::error::{TrailError, io};
 use super::file::HEADER_LEN;
 use super::handle::MAX_TRAIL_BYTES;
+use super::handle::Trail;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

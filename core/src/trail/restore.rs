@@ -2,11 +2,11 @@
 //! restore request outside any trail, and the server's recovery record is appended to the
 //! backup through Write.
 
-use super::Trail;
 use super::body::{Body, Usage};
 use super::error::{TrailError, io};
 use super::file::Frames;
 use super::handle::MAX_TRAIL_BYTES;
+use super::handle::Trail;
 use super::record::{self, Record};
 use super::write::{check_identity, lock_absent, signed_record};
 use super::{validator, verify};

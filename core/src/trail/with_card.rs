@@ -2,15 +2,15 @@
 //! trail current, and the card's counter must follow its last record — and the same check
 //! without spending a counter.
 
-use super::Trail;
 use super::body::{Body, Usage};
 use super::error::{TrailError, io};
+use super::handle::Trail;
 use crate::card::Card;
 use crate::fsutil::LockGuard;
 
 /// What a successful ValidateTrail found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Validation {
+pub struct Verification {
     /// Records in the trail after the nonce record was written.
     pub records: u64,
     /// The first record's counter.
@@ -24,7 +24,7 @@ pub struct Validation {
 impl Trail {
     /// ValidateTrail (\[0060\]), incremental: writes a nonce record holding the card's
     /// counter, checks it, then verifies every record not verified before.
-    pub fn validate(&mut self, card: &mut Card) -> Result<Validation, TrailError> {
+    pub fn verify(&mut self, card: &mut Card) -> Result<Verification, TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
         let before = self.verified;
         let skipped_before = self.skipped;
@@ -58,7 +58,7 @@ impl Trail {
         // verified before are checked (write_locked marks the nonce record verified only
         // when everything before it already was).
         self.verify_new()?;
-        Ok(Validation {
+        Ok(Verification {
             records: self.records.len() as u64,
             first_counter: self.header.first_counter,
             last_counter: rec.counter,
@@ -73,7 +73,7 @@ impl Trail {
     /// after the last record (else a truncated or restored trail, \[0060\] step \[5\]).
     /// Spends no card counter, so a reader may ask for their standing as often as they
     /// like; the freshness proof of a nonce record (\[0060\] steps \[1\]–\[2\]) is left to
-    /// [`Trail::validate`], which every opening runs.
+    /// [`Trail::verify`], which every opening runs.
     pub fn check_with_card(&mut self, card: &mut Card) -> Result<(), TrailError> {
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
         let mut s = self.in_step(card)?;

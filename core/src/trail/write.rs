@@ -2,10 +2,10 @@
 //! genesis record, the intent saved before the card signs, the record checked before it
 //! is appended, and a record the card signed just before a crash completed from the card.
 
-use super::Trail;
 use super::body::{Body, Usage};
 use super::error::{CrashPoint, TrailError, io};
 use super::file::{self, Frames, HEADER_LEN, Header};
+use super::handle::Trail;
 use super::intent::{COMMITTED, Intent, mark_committed, read_intent, write_intent};
 use super::record::{self, Record};
 use crate::card::{Card, CardIdentity, CardSession};

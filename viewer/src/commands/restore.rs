@@ -93,7 +93,7 @@ fn from_mirror(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
         t.set_trusted_validators(keys);
         // The nonce record ValidateTrail writes is appended to the mirror as well.
         t.set_mirror(Some(mirror.clone()));
-        t.validate(&mut card).map(|v| (t, v))
+        t.verify(&mut card).map(|v| (t, v))
     });
     match checked {
         Ok((t, v)) => {
