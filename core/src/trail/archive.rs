@@ -38,7 +38,7 @@ impl Trail {
     /// verified it here); the working trail is rewritten atomically with `first counter =
     /// upto + 1` and the records after the cut, the validator record among them. That
     /// validator is the new trail's *anchor* ([`validator::chain_origin`]): later
-    /// validations need a trusted key for it, and a trail with its beginning cut anywhere
+    /// verifications need a trusted key for it, and a trail with its beginning cut anywhere
     /// else is refused. Refused too: a trail that does not verify, no trusted validator
     /// after the last cut, and a cut past a recovery record charging every licence (its
     /// charge could not be carried by the validator's per-licence totals).

@@ -2,8 +2,7 @@
 //! handle has verified so far (incremental verification, with the validator fast start).
 
 use super::body::Body;
-use super::error::CrashPoint;
-use super::error::{TrailError, io};
+use super::error::{CrashPoint, TrailError, io};
 use super::file::{self, FormatError, Frames, HEADER_LEN, Header};
 use super::intent::intent_path;
 use super::record::Record;
@@ -33,7 +32,7 @@ pub struct Trail {
     pub(super) last_recovery: Option<u64>,
     pub(super) crash_at: Option<CrashPoint>,
     // Validator fast start ([0094], `validator`): keys trusted (none by default, which
-    // keeps full validation), the validator a fresh verification started from, and how
+    // keeps full verification), the validator a fresh verification started from, and how
     // many records' signatures that let it skip.
     pub(super) trusted_validators: Vec<PublicKey>,
     pub(super) vouched: Option<validator::Vouched>,
@@ -57,6 +56,7 @@ impl std::fmt::Debug for Trail {
 }
 
 impl Trail {
+    /// A handle on `frames` read from the trail at `path`, nothing verified yet.
     pub(super) fn from_parts(
         path: PathBuf,
         header: Header,
@@ -150,7 +150,7 @@ impl Trail {
     /// Trusts validator records signed by these validation-server keys (\[0094\]): the next
     /// verification of a trail not verified yet starts from the newest such record, checking
     /// the records it vouches for by the chain hash only (see [`validator`]). Empty (the
-    /// default) means full validation, exactly as without validator records.
+    /// default) means full verification, exactly as without validator records.
     pub fn set_trusted_validators(&mut self, keys: Vec<PublicKey>) {
         self.trusted_validators = keys;
     }
@@ -244,7 +244,7 @@ impl Trail {
         Ok(())
     }
 
-    /// Verifies records not yet verified (incremental validation).
+    /// Verifies records not yet verified (incremental verification).
     pub(super) fn verify_new(&mut self) -> Result<u64, TrailError> {
         let mut from = self.verified;
         if from == 0 && !self.trusted_validators.is_empty() {

@@ -73,6 +73,9 @@ impl Trail {
         crate::fsutil::atomic_write(m, &bytes[..upto]).map_err(io(m))
     }
 
+    /// Called by Write once `frame` is appended at `prev_end` and synced: the same frame
+    /// appended to the mirror (or the mirror copied whole); a failure is kept for
+    /// [`Trail::mirror_error`], never returned.
     pub(super) fn update_mirror(&mut self, prev_end: u64, frame: &[u8]) {
         let Some(m) = self.mirror.clone() else {
             return;

@@ -89,7 +89,7 @@ pub struct Vouched {
 
 /// Finds the newest validator record in `records` whose `key=` is one of `trusted`, checks
 /// the server's signature and the chain hash of the records it vouches for, and their
-/// counters. Returns `None` when no record names a trusted key (full validation then
+/// counters. Returns `None` when no record names a trusted key (full verification then
 /// applies). A validator naming a trusted key whose signature fails, or whose chain hash
 /// does not match the records before it, is an error: the trail was forged or tampered with.
 pub fn fast_start(

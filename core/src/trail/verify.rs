@@ -1,4 +1,6 @@
-//! The checks of ValidateTrail (\[0060\] steps \[6\]–[6.3], with the offset of \[0095\]).
+//! Verifying records: the checks of ValidateTrail (\[0060\] steps \[6\]–[6.3], with the
+//! offset of \[0095\]) over records in memory, and over a whole trail file held in memory
+//! ([`verify_trail_bytes`]: a backup, a trail sent for vouching).
 //!
 //! Signatures are verified in parallel (they are independent and dominate the cost);
 //! the counter sequence is then checked in order. Whatever fails first *in trail order*
