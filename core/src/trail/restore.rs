@@ -5,8 +5,7 @@
 use super::body::{Body, Usage};
 use super::error::{TrailError, io};
 use super::file::Frames;
-use super::handle::MAX_TRAIL_BYTES;
-use super::handle::Trail;
+use super::handle::{MAX_TRAIL_BYTES, Trail};
 use super::record::{self, Record};
 use super::write::{check_identity, lock_absent, signed_record};
 use super::{validator, verify};

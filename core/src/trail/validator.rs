@@ -53,6 +53,8 @@
 //! ([`chain_origin`]), and a trail not starting at the card's origin without such an anchor
 //! is refused.
 
+// Defined one layer down, in `chain`, so that verification can use them without using this
+// module (whose `vouch` verifies a whole trail); this is their public place.
 pub use super::chain::{
     CHAIN_TAG, RECOVERY_SIG_DOMAIN, SIG_DOMAIN, chain_from, chain_hash, chain_origin, chain_start,
     chain_step, check_recovery, looks_like_recovery, prefix_chain, server_message,
