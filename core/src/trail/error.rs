@@ -176,7 +176,7 @@ pub enum TrailError {
     /// The trail's records before `first` were archived, and no validator record from a
     /// trusted validation server vouches for them ([`validator::chain_origin`](super::validator::chain_origin)).
     #[error(
-        "the trail's records before counter {first} were archived out of it, and no trusted validation server vouches for them here — validate it with the key of the server whose validator it was archived at (a trail missing its beginning is never taken for an archived one)"
+        "the trail's records before counter {first} were archived out of it, and no trusted validation server vouches for them here — verify it with the key of the server whose validator it was archived at (a trail missing its beginning is never taken for an archived one)"
     )]
     Archived {
         /// The trail's first counter.
