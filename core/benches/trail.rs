@@ -218,7 +218,7 @@ fn main() {
             let t0 = Instant::now();
             let mut t = Trail::open(&path, &ident).expect("open");
             t.set_threads(threads);
-            let v = t.validate(&mut card).expect("validate");
+            let v = t.verify(&mut card).expect("validate");
             let rate = v.newly_verified as f64 / t0.elapsed().as_secs_f64();
             let ceiling = if threads == 1 { ring1 } else { ring2 };
             println!(
@@ -235,7 +235,7 @@ fn main() {
     let (_, ident, path) = synth_with(dir.path(), n, Some((n as usize - 1_000, &server)));
     let mut full_ms = 0.0;
     for trusted in [false, true] {
-        // A copy per run: each validate() appends its nonce record.
+        // A copy per run: each verify() appends its nonce record.
         let run = dir.path().join(format!("fast-{trusted}.trail"));
         std::fs::copy(&path, &run).expect("copy");
         let _ = std::fs::copy(
@@ -251,7 +251,7 @@ fn main() {
         if trusted {
             t.set_trusted_validators(vec![server.public().clone()]);
         }
-        let v = t.validate(&mut card).expect("validate");
+        let v = t.verify(&mut card).expect("validate");
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         assert_eq!(t.vouched().is_some(), trusted);
         let label = if trusted { "fast" } else { "full" };
@@ -289,7 +289,7 @@ fn main() {
     let mut t = Trail::open(&run, &ident).expect("open");
     t.set_threads(2);
     t.set_trusted_validators(vec![server.public().clone()]);
-    let v = t.validate(&mut card).expect("validate");
+    let v = t.verify(&mut card).expect("validate");
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     println!(
         "{:<52} {:>10.1} ms {:>9.1}%",

@@ -56,7 +56,7 @@ fn archiving_keeps_the_totals_and_the_trail_valid() {
     assert_eq!(f.tally(A).opens, a.opens);
     assert_eq!(f.tally(A).page_views, a.page_views);
     assert_eq!(f.tally(B).page_views, b.page_views);
-    f.validate(f.keys()).unwrap();
+    f.verify(f.keys()).unwrap();
     use_some(&f, 1);
     assert_eq!(f.tally(A).opens, a.opens + 1);
     // Again: vouched for by the server as an archived trail, then archived once more.
@@ -66,7 +66,7 @@ fn archiving_keeps_the_totals_and_the_trail_valid() {
     assert_eq!(f.tally(A).opens, a.opens + 1);
     assert_eq!(f.tally(A).page_views, a.page_views + 10);
     assert_eq!(f.tally(B).page_views, b.page_views);
-    f.validate(f.keys()).unwrap();
+    f.verify(f.keys()).unwrap();
     // Nothing newer than the anchor: nothing to archive.
     let e = Trail::archive(&f.trail, &f.id, f.keys()).unwrap_err();
     assert_eq!(e.check(), "archive", "{e}");
@@ -80,19 +80,17 @@ fn an_archived_trail_needs_its_anchor_and_a_cut_elsewhere_is_refused() {
     use_some(&f, 2); // 58..=61
     Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
     // Without the server's key the archived trail can't be validated.
-    let e = f.validate(vec![]).unwrap_err();
+    let e = f.verify(vec![]).unwrap_err();
     assert!(matches!(e, TrailError::Archived { first: 57 }), "{e}");
     let other = ServerSecret::random(&mut rand_core::OsRng);
     assert_eq!(
-        f.validate(vec![other.public().clone()])
-            .unwrap_err()
-            .check(),
+        f.verify(vec![other.public().clone()]).unwrap_err().check(),
         "start"
     );
     let (_, recs) = f.read();
     // The front cut one record later (the anchor itself dropped): no anchor, refused.
     f.rewrite(58, &recs[1..]);
-    assert_eq!(f.validate(f.keys()).unwrap_err().check(), "start");
+    assert_eq!(f.verify(f.keys()).unwrap_err().check(), "start");
     // A trail that was never archived, with its beginning cut at a validator's upto + 2.
     let g = fx();
     use_some(&g, 3);
@@ -100,11 +98,11 @@ fn an_archived_trail_needs_its_anchor_and_a_cut_elsewhere_is_refused() {
     use_some(&g, 2);
     let (_, recs) = g.read();
     g.rewrite(recs[8].counter, &recs[8..]);
-    assert_eq!(g.validate(g.keys()).unwrap_err().check(), "start");
+    assert_eq!(g.verify(g.keys()).unwrap_err().check(), "start");
     // The anchor's header claims a first counter before the card's origin.
     g.rewrite(10, &recs);
     assert!(matches!(
-        g.validate(g.keys()).unwrap_err(),
+        g.verify(g.keys()).unwrap_err(),
         TrailError::NotAtOrigin { .. }
     ));
     // The archive refuses without trusted keys, and on an unvouched trail.
@@ -144,14 +142,14 @@ fn a_write_off_outlives_the_archived_recovery_and_restore_works_from_an_archived
     assert!(f.tally(A).written_off);
     assert!(!f.tally(B).written_off);
     assert_eq!(f.tally(B).opens, b.opens);
-    f.validate(f.keys()).unwrap();
+    f.verify(f.keys()).unwrap();
     // The archived trail is backed up and lost in turn: restored from the archived backup.
     use_some(&f, 1);
     f.vouch();
     let archived_backup = std::fs::read(&f.trail).unwrap();
     f.write(Usage::Open { licence: B });
     restore(&archived_backup, vec![B]);
-    f.validate(f.keys()).unwrap();
+    f.verify(f.keys()).unwrap();
     assert!(
         f.tally(A).written_off,
         "A's charge survives two cuts and a restore"
@@ -181,7 +179,7 @@ fn a_handle_open_while_the_trail_is_archived_stops_instead_of_misreading() {
     use_some(&f, 2);
     let mut held = Trail::open(&f.trail, &f.id).unwrap();
     held.set_trusted_validators(f.keys());
-    held.validate(&mut f.card()).unwrap();
+    held.verify(&mut f.card()).unwrap();
     Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
     // The file under the held handle was replaced: refused, nothing written.
     let before = std::fs::read(&f.trail).unwrap();
@@ -192,5 +190,5 @@ fn a_handle_open_while_the_trail_is_archived_stops_instead_of_misreading() {
     assert_eq!(std::fs::read(&f.trail).unwrap(), before);
     // A fresh handle goes on.
     f.write(Usage::Open { licence: A });
-    f.validate(f.keys()).unwrap();
+    f.verify(f.keys()).unwrap();
 }

@@ -95,7 +95,7 @@ enum Op {
 fn run(op: Op, trail: &mut Trail, card: &mut Card, body: &Body) -> Result<(), TrailError> {
     match op {
         Op::Write => trail.write(card, body).map(|_| ()),
-        Op::Validate => trail.validate(card).map(|_| ()),
+        Op::Validate => trail.verify(card).map(|_| ()),
     }
 }
 
@@ -172,7 +172,7 @@ fn a_fault_at_every_apdu_of_write_and_validate_is_recovered() {
                     let mut card = f.card();
                     let mut trail = if same_handle { trail } else { f.open() };
                     let v = trail
-                        .validate(&mut card)
+                        .verify(&mut card)
                         .unwrap_or_else(|e| panic!("{what}: validate after the fault: {e}"));
                     assert_eq!(v.last_counter + 1, f.card_counter(), "{what}");
                     let recs = check_recovered(&f, &before, &what);
@@ -241,7 +241,7 @@ fn a_trail_created_through_a_faulty_link_recovers_or_starts_cleanly() {
                 assert_eq!(counter, 7, "{fault:?} at {at}: signed without a trail file");
                 Trail::create(&trail_path, &mut card, &identity).unwrap()
             };
-            t.validate(&mut card)
+            t.verify(&mut card)
                 .unwrap_or_else(|e| panic!("{fault:?} at {at}: {e}"));
             let recs = t.records();
             for (i, r) in recs.iter().enumerate() {
@@ -287,7 +287,7 @@ fn t20_records_written_with_the_clock_set_back_validate_in_counter_order_and_dat
     // Order comes from the card counter, not from the clock: the trail is valid.
     let v = Trail::open(&f.trail_path, &f.identity)
         .unwrap()
-        .validate(&mut f.card())
+        .verify(&mut f.card())
         .unwrap();
     let mut t = f.open();
     t.verify_offline().unwrap();

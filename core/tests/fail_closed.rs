@@ -192,7 +192,7 @@ fn apply(b: &[u8], muts: &[Mutation]) -> Vec<u8> {
 
 /// ValidateTrail with the card on a copy of `b` (its card state and intent file) whose trail
 /// file is `trail`, trusting `trusted`.
-fn validate_as(b: &Base, trail: &[u8], trusted: Vec<PublicKey>) -> Result<Trail, TrailError> {
+fn verify_as(b: &Base, trail: &[u8], trusted: Vec<PublicKey>) -> Result<Trail, TrailError> {
     let dir = tempfile::tempdir().unwrap();
     let tp = dir.path().join("trail");
     let cp = dir.path().join("card");
@@ -209,7 +209,7 @@ fn validate_as(b: &Base, trail: &[u8], trusted: Vec<PublicKey>) -> Result<Trail,
     let mut card = Card::new(Box::new(EmulatedCard::open(&cp).unwrap()));
     let mut t = Trail::open(&tp, &b.identity)?;
     t.set_trusted_validators(trusted);
-    t.validate(&mut card)?;
+    t.verify(&mut card)?;
     Ok(t)
 }
 
@@ -220,7 +220,7 @@ proptest! {
         let b = base();
         let bad = apply(&b.trail, &muts);
         prop_assume!(bad != b.trail);
-        if let Ok(t) = validate_as(b, &bad, vec![]) {
+        if let Ok(t) = verify_as(b, &bad, vec![]) {
             // Accepted only if the torn tail was rebuilt into exactly the original records
             // (followed by the nonce record ValidateTrail appends).
             let recs = t.records();
@@ -238,7 +238,7 @@ proptest! {
         // The unchanged trail is valid: the anchor and the recovery are accepted as such.
         prop_assume!(apply(&b.trail, &muts) != b.trail);
         let bad = apply(&b.trail, &muts);
-        if let Ok(t) = validate_as(b, &bad, vec![r.server.clone()]) {
+        if let Ok(t) = verify_as(b, &bad, vec![r.server.clone()]) {
             let recs = t.records();
             prop_assert_eq!(&recs[..recs.len() - 1], &b.records[..], "accepted a changed trail: {:?}", muts);
         }
@@ -249,7 +249,7 @@ proptest! {
 fn the_unchanged_archived_and_restored_trail_is_valid() {
     let r = restored();
     let b = &r.base;
-    let t = validate_as(b, &b.trail, vec![r.server.clone()]).unwrap();
+    let t = verify_as(b, &b.trail, vec![r.server.clone()]).unwrap();
     assert!(t.header().first_counter > b.identity.origin, "archived");
     assert!(
         b.records

@@ -61,20 +61,20 @@ fn the_mirror_follows_every_write_and_replaces_a_lost_trail() {
         std::fs::read(&mirror).unwrap(),
         std::fs::read(&path).unwrap()
     );
-    t.validate(&mut c).unwrap();
+    t.verify(&mut c).unwrap();
     drop(t);
     // The disk is lost: the mirror, copied back, is the whole trail — ValidateTrail passes.
     std::fs::remove_file(&path).unwrap();
     std::fs::copy(&mirror, &path).unwrap();
     let mut t = Trail::open(&path, &id).unwrap();
-    t.validate(&mut card()).unwrap();
+    t.verify(&mut card()).unwrap();
     // A mirror that lags behind the card is a rollback like any old copy (T4).
     let mut t = Trail::open(&path, &id).unwrap();
     t.write(&mut card(), &Body::now(open())).unwrap();
     std::fs::copy(&mirror, &path).unwrap();
     let e = Trail::open(&path, &id)
         .unwrap()
-        .validate(&mut card())
+        .verify(&mut card())
         .unwrap_err();
     assert_eq!(e.check(), "rollback", "{e}");
 }

@@ -752,7 +752,7 @@ fn t13_reset_and_power_off(rig: &mut Rig) -> Outcome {
     assert_consistent(&rig.state()?)?;
 
     // The raw signature above is not in the trail: validate must say so, precisely.
-    match trail.validate(&mut a) {
+    match trail.verify(&mut a) {
         Err(TrailError::Behind { .. }) | Err(TrailError::LostPending { .. }) => {}
         other => return Err(format!("a signature outside the trail gave {other:?}")),
     }
@@ -794,7 +794,7 @@ fn card_removed_mid_session(rig: &mut Rig) -> Outcome {
     trail
         .write(&mut a, &page_body(2))
         .map_err(fail("write after reinsertion"))?;
-    let v = trail.validate(&mut a).map_err(fail("validate"))?;
+    let v = trail.verify(&mut a).map_err(fail("validate"))?;
     ensure!(v.records == 4, "{v:?}");
     assert_consistent(&rig.state()?)
 }
@@ -827,7 +827,7 @@ fn trail_through_pcscd(rig: &mut Rig) -> Outcome {
             .write(&mut card, &page_body(p))
             .map_err(fail("write"))?;
     }
-    let v = trail.validate(&mut card).map_err(fail("validate"))?;
+    let v = trail.verify(&mut card).map_err(fail("validate"))?;
     ensure!(v.first_counter == origin && v.records == 6, "{v:?}");
 
     // T11: a crash at every step of Write; a new process completes it from the card.
@@ -846,15 +846,14 @@ fn trail_through_pcscd(rig: &mut Rig) -> Outcome {
         let mut t = Trail::open(&path, &id).map_err(fail("reopen"))?;
         t.write(&mut card, &page_body(10))
             .map_err(|e| format!("write after crash at {point:?}: {e}"))?;
-        t.validate(&mut card)
+        t.verify(&mut card)
             .map_err(|e| format!("validate after crash at {point:?}: {e}"))?;
         assert_consistent(&rig.state()?)?;
     }
 
     let read = |p: &Path| std::fs::read(p).map_err(fail("read trail"));
     let put = |p: &Path, b: &[u8]| std::fs::write(p, b).map_err(fail("write trail"));
-    let validate_fresh =
-        |card: &mut Card| Trail::open(&path, &id).and_then(|mut t| t.validate(card));
+    let validate_fresh = |card: &mut Card| Trail::open(&path, &id).and_then(|mut t| t.verify(card));
 
     // T4: back the trail up, meter more, put the copy back.
     let backup = read(&path)?;
@@ -1009,7 +1008,7 @@ fn threat16_many_viewers(rig: &mut Rig) -> Outcome {
     let mut card = pcsc_card(None)?;
     let mut t = Trail::open(&path, &id).map_err(fail("open"))?;
     let v = t
-        .validate(&mut card)
+        .verify(&mut card)
         .map_err(fail("validate the shared trail"))?;
     ensure!(v.records == total + 2, "{v:?} vs {total} written");
     ensure!(

@@ -58,10 +58,10 @@ fn restore_accounts_for_every_lost_counter_and_validates_afterwards() {
     assert_eq!(t.records().len(), 5);
     assert_eq!(t.records().last().unwrap().counter, 1010);
     // ValidateTrail trusting the server: valid, and metering goes on.
-    let t = f.validate(vec![f.server.public().clone()]).unwrap();
+    let t = f.verify(vec![f.server.public().clone()]).unwrap();
     assert_eq!(t.records().last().unwrap().counter, 1011);
     f.write(Usage::Open { licence: B });
-    f.validate(vec![f.server.public().clone()]).unwrap();
+    f.verify(vec![f.server.public().clone()]).unwrap();
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn another_servers_recovery_keeps_the_trail_valid_but_accounts_for_none_of_our_l
     let ours = [f.server.public().fingerprint()];
     let other = ServerSecret::random(&mut rand_core::OsRng);
     for trusted in [vec![], vec![other.public().clone()]] {
-        let t = f.validate(trusted).unwrap();
+        let t = f.verify(trusted).unwrap();
         let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
         // B's licence trusts another server (or none): written off, the hole named.
         let b = Tally::from_bodies(B, &[other.public().fingerprint()], &bodies);
@@ -132,7 +132,7 @@ fn another_servers_recovery_keeps_the_trail_valid_but_accounts_for_none_of_our_l
     forged[sig] = if forged[sig] == b'0' { b'1' } else { b'0' };
     recs[last].body = forged;
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(vec![f.server.public().clone()]).unwrap_err();
+    let e = f.verify(vec![f.server.public().clone()]).unwrap_err();
     assert_eq!(e.check(), "signature", "{e}");
 }
 
@@ -142,7 +142,7 @@ fn a_hole_without_a_recovery_is_still_a_gap() {
     let mut recs = f.read().1;
     recs.remove(2);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(vec![f.server.public().clone()]).unwrap_err();
+    let e = f.verify(vec![f.server.public().clone()]).unwrap_err();
     assert!(
         matches!(
             e,
@@ -171,33 +171,33 @@ fn a_recovery_cannot_cover_records_deleted_elsewhere_or_be_moved() {
     let mut recs = good.clone();
     recs.remove(1);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert!(matches!(e, TrailError::Gap { index: 1, .. }), "{e}");
     // A record after the recovery deleted: a plain gap.
     let mut recs = good.clone();
     recs.remove(4);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert!(matches!(e, TrailError::Gap { index: 4, .. }), "{e}");
     // The last backup record deleted so the recovery seems to cover one more: refused.
     let mut recs = good.clone();
     recs.remove(2);
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert_eq!(e.check(), "recovery", "{e}");
     // The recovery's body edited (its range widened): the card signature fails.
     let mut recs = good.clone();
     let text = String::from_utf8(recs[3].body.clone()).unwrap();
     recs[3].body = text.replace(" from=1003 ", " from=1002 ").into_bytes();
     f.rewrite(f.id.origin, &recs);
-    let e = f.validate(trusted.clone()).unwrap_err();
+    let e = f.verify(trusted.clone()).unwrap_err();
     assert!(
         matches!(e, TrailError::BadSignature { index: 3, .. }),
         "{e}"
     );
     // Intact, it validates.
     f.rewrite(f.id.origin, &good);
-    f.validate(trusted).unwrap();
+    f.verify(trusted).unwrap();
 }
 
 #[test]
@@ -466,12 +466,12 @@ fn with_no_backup_at_all_everything_since_the_origin_is_charged() {
     assert_eq!(t.records().len(), 1);
     let r = recovery_of(&t);
     assert_eq!(r.from, f.id.origin);
-    let t = f.validate(vec![f.server.public().clone()]).unwrap();
+    let t = f.verify(vec![f.server.public().clone()]).unwrap();
     let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
     assert!(Tally::from_bodies(A, &[f.server.public().fingerprint()], &bodies).written_off);
     // For a licence of another server, a trail that starts with a recovery is valid, and
     // everything since the origin counts in full.
-    let t = f.validate(vec![]).unwrap();
+    let t = f.verify(vec![]).unwrap();
     let bodies: Vec<Body> = t.verified_bodies().map(|(_, b)| b).collect();
     let b = Tally::from_bodies(B, &[], &bodies);
     assert_eq!(b.unaccounted(), &[(r.from, r.to)]);

@@ -56,8 +56,8 @@ impl Fixture {
         Trail::open(&self.trail_path, &self.identity).unwrap()
     }
 
-    fn validate(&self) -> Result<tally_core::trail::Validation, TrailError> {
-        Trail::open(&self.trail_path, &self.identity)?.validate(&mut self.card())
+    fn verify(&self) -> Result<tally_core::trail::Verification, TrailError> {
+        Trail::open(&self.trail_path, &self.identity)?.verify(&mut self.card())
     }
 
     fn records(&self) -> Vec<Record> {
@@ -95,7 +95,7 @@ fn page(first: u32) -> Body {
 fn write_and_validate_from_a_random_origin() {
     // T10: a card whose counter starts far from zero ([0095]).
     let f = Fixture::new(0x1234_5678_9abc, 3);
-    let v = f.validate().unwrap();
+    let v = f.verify().unwrap();
     assert_eq!(v.records, 5); // genesis + 3 pages + the nonce record
     assert_eq!(v.first_counter, 0x1234_5678_9abc);
     assert_eq!(v.last_counter, 0x1234_5678_9abc + 4);
@@ -118,14 +118,14 @@ fn incremental_validation_verifies_only_new_records() {
     let f = Fixture::new(10, 20);
     let mut card = f.card();
     let mut t = f.open();
-    assert_eq!(t.validate(&mut card).unwrap().newly_verified, 22);
+    assert_eq!(t.verify(&mut card).unwrap().newly_verified, 22);
     t.write(&mut card, &page(30)).unwrap();
-    assert_eq!(t.validate(&mut card).unwrap().newly_verified, 1); // Write verified its own record ([0059] step [7])
+    assert_eq!(t.verify(&mut card).unwrap().newly_verified, 1); // Write verified its own record ([0059] step [7])
     // Records written by another process are picked up and verified.
     let mut other = f.open();
     other.write(&mut card, &page(31)).unwrap();
     other.write(&mut card, &page(32)).unwrap();
-    assert_eq!(t.validate(&mut card).unwrap().newly_verified, 3);
+    assert_eq!(t.verify(&mut card).unwrap().newly_verified, 3);
     assert_eq!(t.verified_len(), t.records().len());
 }
 
@@ -185,7 +185,7 @@ fn t2_a_deleted_record_is_a_gap_at_its_place() {
         let mut recs = good.clone();
         recs.remove(i);
         f.rewrite(&recs);
-        let err = f.validate().unwrap_err();
+        let err = f.verify().unwrap_err();
         if i == 0 {
             assert!(matches!(err, TrailError::FirstNotGenesis), "{err}");
         } else {
@@ -205,7 +205,7 @@ fn t3_a_truncated_tail_is_refused() {
     let good = f.records();
     for k in 1..=3 {
         f.rewrite(&good[..good.len() - k]);
-        let err = f.validate().unwrap_err();
+        let err = f.verify().unwrap_err();
         assert!(matches!(err, TrailError::Behind { .. }), "drop {k}: {err}");
         assert!(
             err.to_string()
@@ -218,16 +218,16 @@ fn t3_a_truncated_tail_is_refused() {
 #[test]
 fn t4_backup_and_restore_is_refused() {
     let f = Fixture::new(7, 2);
-    f.validate().unwrap();
+    f.verify().unwrap();
     let backup = std::fs::read(&f.trail_path).unwrap();
     let intent_backup = std::fs::read(intent_path(&f.trail_path)).unwrap();
     let mut t = f.open();
     let mut card = f.card();
     t.write(&mut card, &page(50)).unwrap();
-    t.validate(&mut card).unwrap();
+    t.verify(&mut card).unwrap();
     std::fs::write(&f.trail_path, &backup).unwrap();
     std::fs::write(intent_path(&f.trail_path), &intent_backup).unwrap();
-    let err = f.validate().unwrap_err();
+    let err = f.verify().unwrap_err();
     assert!(matches!(err, TrailError::Behind { .. }), "{err}");
     assert!(err.to_string().contains("rolled back"), "{err}");
     // Even one record removed after it was committed counts as a rollback: the intent
@@ -237,10 +237,7 @@ fn t4_backup_and_restore_is_refused() {
     let mut all = g.records();
     all.pop();
     g.rewrite(&all);
-    assert!(matches!(
-        g.validate().unwrap_err(),
-        TrailError::Behind { .. }
-    ));
+    assert!(matches!(g.verify().unwrap_err(), TrailError::Behind { .. }));
 }
 
 #[test]
@@ -252,7 +249,7 @@ fn t5_swapped_records_are_reordered() {
         let mut recs = good.clone();
         recs.swap(i, i + 1);
         f.rewrite(&recs);
-        let err = f.validate().unwrap_err();
+        let err = f.verify().unwrap_err();
         assert!(
             matches!(err, TrailError::Reordered { index, .. } if index == i as u64),
             "swap {i}: {err}"
@@ -319,7 +316,7 @@ fn t7_records_from_another_card_are_refused() {
     // Another card's trail, or another card presented, is refused up front.
     let err = Trail::open(&b.trail_path, &a.identity).unwrap_err();
     assert!(matches!(err, TrailError::WrongCard(_)), "{err}");
-    let err = b.open().validate(&mut a.card()).unwrap_err();
+    let err = b.open().verify(&mut a.card()).unwrap_err();
     assert!(matches!(err, TrailError::WrongCard(_)), "{err}");
 }
 
@@ -354,7 +351,7 @@ fn t11_crash_at_every_step_of_write_loses_nothing() {
         drop(t);
         // A new process opens the trail: it recovers, and validates.
         let mut t = f.open();
-        let v = t.validate(&mut card).unwrap();
+        let v = t.verify(&mut card).unwrap();
         let recs = f.records();
         for (i, r) in recs.iter().enumerate() {
             assert_eq!(r.counter, 1000 + i as u64, "{point:?}");
@@ -391,7 +388,7 @@ fn t12_a_torn_last_record_is_repaired_or_refused_never_half_accepted() {
     let card_state = std::fs::read(&f.card_path).unwrap();
     let intent = std::fs::read(intent_path(&f.trail_path)).unwrap();
     let mut probe = f.open();
-    let err = probe.validate(&mut f.card());
+    let err = probe.verify(&mut f.card());
     assert!(err.is_ok());
     let full = f.records();
     let frame = encode_frame(&full[4]);
@@ -402,7 +399,7 @@ fn t12_a_torn_last_record_is_repaired_or_refused_never_half_accepted() {
         bytes.extend_from_slice(&frame[..cut]);
         std::fs::write(&f.trail_path, &bytes).unwrap();
         let mut t = f.open();
-        t.validate(&mut f.card()).unwrap();
+        t.verify(&mut f.card()).unwrap();
         assert_eq!(
             f.records()[4],
             full[4],
@@ -415,7 +412,7 @@ fn t12_a_torn_last_record_is_repaired_or_refused_never_half_accepted() {
     let mut bytes = base.clone();
     bytes.extend_from_slice(&frame[..frame.len() / 2]);
     std::fs::write(&f.trail_path, &bytes).unwrap();
-    let err = f.validate().unwrap_err();
+    let err = f.verify().unwrap_err();
     assert!(
         matches!(err, TrailError::LostPending { counter: 24 }),
         "{err}"
@@ -424,11 +421,11 @@ fn t12_a_torn_last_record_is_repaired_or_refused_never_half_accepted() {
     std::fs::write(&f.card_path, &card_state).unwrap();
     std::fs::write(intent_path(&f.trail_path), &intent).unwrap();
     let mut t = f.open();
-    t.validate(&mut f.card()).unwrap();
+    t.verify(&mut f.card()).unwrap();
     let mut bytes = std::fs::read(&f.trail_path).unwrap();
     bytes.extend_from_slice(&[0, 0, 0]);
     std::fs::write(&f.trail_path, &bytes).unwrap();
-    let err = f.validate().unwrap_err();
+    let err = f.verify().unwrap_err();
     assert!(matches!(err, TrailError::TornTail { bytes: 3 }), "{err}");
 }
 
@@ -474,8 +471,7 @@ fn t22_the_wrong_key_fails() {
     );
     let recs = f.records();
     assert!(
-        tally_core::trail::validate::first_bad_signature(&recs, &wrong, &RingVerifier, 2)
-            == Some(0)
+        tally_core::trail::verify::first_bad_signature(&recs, &wrong, &RingVerifier, 2) == Some(0)
     );
 }
 
@@ -483,9 +479,9 @@ fn t22_the_wrong_key_fails() {
 fn a_restored_card_state_is_seen() {
     let f = Fixture::new(0, 1);
     let old_card = std::fs::read(&f.card_path).unwrap();
-    f.validate().unwrap();
+    f.verify().unwrap();
     std::fs::write(&f.card_path, old_card).unwrap();
-    let err = f.validate().unwrap_err();
+    let err = f.verify().unwrap_err();
     assert!(matches!(err, TrailError::Ahead { .. }), "{err}");
 }
 
@@ -508,7 +504,7 @@ fn parallel_and_serial_validation_agree() {
         let mut recs = good.clone();
         recs[bad].signature.0[5] ^= 1;
         for threads in [1, 2, 3] {
-            let got = tally_core::trail::validate::first_bad_signature(
+            let got = tally_core::trail::verify::first_bad_signature(
                 &recs,
                 &f.identity,
                 &RingVerifier,

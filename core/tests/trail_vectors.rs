@@ -329,7 +329,7 @@ fn outcome_from_bytes(bytes: &[u8], id: &CardIdentity) -> String {
                 bytes: f.torn_bytes,
             });
         }
-        tally_core::trail::validate::verify_range(
+        tally_core::trail::verify::verify_range(
             &f.records,
             0,
             id,

@@ -150,11 +150,11 @@ fn a_vouched_trail_fast_starts_with_the_same_totals() {
     }
 
     // Default (no trusted key): exactly the old behaviour, every record verified.
-    let full = f.open(&[]).validate(&mut f.card()).unwrap();
+    let full = f.open(&[]).verify(&mut f.card()).unwrap();
     assert_eq!(full.newly_verified, 47); // 46 existing + the nonce record
     // Trusting the server: only the records after `upto` are verified by signature.
     let mut t = f.open(&[&s]);
-    let fast = t.validate(&mut f.card()).unwrap();
+    let fast = t.verify(&mut f.card()).unwrap();
     assert_eq!(fast.records, 48);
     assert_eq!(fast.last_counter, 54);
     // 48..=54: the validator, 4 uses, the full run's nonce, this run's nonce.
@@ -202,7 +202,7 @@ fn a_validator_from_an_untrusted_server_is_not_used() {
     let (trusted, other) = (server(), server());
     f.write(&vouch(&other, &f.identity, &f.bytes(), now()).unwrap());
     let mut t = f.open(&[&trusted]);
-    let v = t.validate(&mut f.card()).unwrap();
+    let v = t.verify(&mut f.card()).unwrap();
     assert!(t.vouched().is_none());
     assert_eq!(v.newly_verified, v.records);
 }
@@ -217,7 +217,7 @@ fn a_forged_validator_naming_a_trusted_key_is_refused() {
         v.server_key = trusted.public().fingerprint();
     }
     f.write(&body);
-    let err = f.open(&[&trusted]).validate(&mut f.card()).unwrap_err();
+    let err = f.open(&[&trusted]).verify(&mut f.card()).unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
     assert_eq!(err.record(), Some(13));
     assert!(err.to_string().contains("signature"), "{err}");
@@ -231,7 +231,7 @@ fn a_forged_validator_naming_a_trusted_key_is_refused() {
     let err = g.open(&[&trusted]).verify_offline().unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
     // Without trust in any key the trail is still a valid trail (the card signed it all).
-    g.open(&[]).validate(&mut g.card()).unwrap();
+    g.open(&[]).verify(&mut g.card()).unwrap();
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn tampering_before_the_validator_is_caught_by_the_chain_hash() {
 
     // Put back, it is valid again.
     f.rewrite(&good);
-    f.open(&[&s]).validate(&mut f.card()).unwrap();
+    f.open(&[&s]).verify(&mut f.card()).unwrap();
 }
 
 #[test]

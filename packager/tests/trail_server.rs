@@ -334,14 +334,14 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
 
     // A fresh ValidateTrail trusting the server key starts from the validator.
     let mut t = ada.open(std::slice::from_ref(&key));
-    let r = t.validate(&mut ada.card()).unwrap();
+    let r = t.verify(&mut ada.card()).unwrap();
     assert_eq!(t.vouched().unwrap().upto, 130);
     assert_eq!(r.newly_verified, 3); // the validator, the open, the nonce record
     let later: Vec<Body> = t.unvouched_bodies().map(|(_, b)| b).collect();
     let fast = tally_core::policy::Tally::resume(LIC, &[key.fingerprint()], t.vouched(), &later);
     assert_eq!((fast.opens, fast.page_views, fast.printed), (11, 40, 20));
     // Without trust, the same trail validates in full.
-    let full = ada.open(&[]).validate(&mut ada.card()).unwrap();
+    let full = ada.open(&[]).verify(&mut ada.card()).unwrap();
     assert_eq!(full.newly_verified, full.records);
 
     // A second request vouches for more and replaces the backup.
@@ -402,7 +402,7 @@ fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
     ada.write(&forged);
     let err = ada
         .open(std::slice::from_ref(&key))
-        .validate(&mut ada.card())
+        .verify(&mut ada.card())
         .unwrap_err();
     assert_eq!(
         (err.check(), err.record()),
@@ -439,7 +439,7 @@ fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
     bob.rewrite(&bad);
     let err = bob
         .open(std::slice::from_ref(&key))
-        .validate(&mut bob.card())
+        .verify(&mut bob.card())
         .unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
     assert!(err.to_string().contains("chain hash"), "{err}");
@@ -452,7 +452,7 @@ fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
     assert_eq!(env.backup(&bob.identity.serial).unwrap(), before);
     bob.rewrite(&good);
     bob.open(std::slice::from_ref(&key))
-        .validate(&mut bob.card())
+        .verify(&mut bob.card())
         .unwrap();
 
     // A card nobody registered, an envelope for another server, garbage.

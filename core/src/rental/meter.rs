@@ -164,7 +164,7 @@ impl CardMeter {
             Trail::open_or_create(trail_path, &mut card, &identity).map_err(trail_problem)?;
         let servers = fingerprints(&validators);
         trail.set_trusted_validators(validators);
-        trail.validate(&mut card).map_err(trail_problem)?;
+        trail.verify(&mut card).map_err(trail_problem)?;
         let mut m = Self {
             card,
             trail,

@@ -6,14 +6,12 @@
 //! ```
 //! All integers big-endian. Frames are appended and fsynced one at a time. The
 //! checksums catch accidental damage and torn writes; tampering is caught by the card
-//! signatures, which the checksums do not replace. Also: the intent file
-//! (`<trail>.intent`) holding the most recent record's nonce and body, written before the
-//! card signs, so that a crash between signing and appending loses nothing.
+//! signatures, which the checksums do not replace. The intent file beside the trail
+//! (`<trail>.intent`, [`super::intent_path`]) has a format of its own.
 
 use super::record::{MAX_RECORD, Record, RecordError};
 use crate::card::{CardIdentity, Serial};
 use crate::crypto::Hash;
-use crate::nonce::Nonce;
 use std::io::{Read, Seek, SeekFrom};
 
 /// Magic bytes at the start of every trail file.
@@ -212,58 +210,6 @@ pub fn read_from(file: &mut std::fs::File, offset: u64, limit: u64) -> std::io::
     Ok(buf)
 }
 
-/// The intent: what the most recent Write was about to have signed (\[0059\] steps \[1\]–\[2\]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Intent {
-    /// The counter the card was expected to sign at.
-    pub counter: u64,
-    /// The nonce.
-    pub nonce: Nonce,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-const INTENT_MAGIC: &[u8; 8] = b"TALLYINT";
-
-impl Intent {
-    /// Encodes with a trailing checksum.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(60 + self.body.len());
-        b.extend_from_slice(INTENT_MAGIC);
-        b.extend_from_slice(&self.counter.to_be_bytes());
-        b.extend_from_slice(&self.nonce);
-        b.extend_from_slice(&(self.body.len() as u16).to_be_bytes());
-        b.extend_from_slice(&self.body);
-        let crc = crc32fast::hash(&b);
-        b.extend_from_slice(&crc.to_be_bytes());
-        b
-    }
-
-    /// Decodes; `None` when the bytes are not a complete, intact intent.
-    pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() < 8 + 8 + 32 + 2 + 4 || b.len() > 8 + 8 + 32 + 2 + 4 + super::body::MAX_BODY {
-            return None;
-        }
-        let (data, crc) = b.split_at(b.len() - 4);
-        if crc32fast::hash(data).to_be_bytes() != crc || &data[..8] != INTENT_MAGIC {
-            return None;
-        }
-        let mut c = [0u8; 8];
-        c.copy_from_slice(&data[8..16]);
-        let mut nonce = [0u8; 32];
-        nonce.copy_from_slice(&data[16..48]);
-        let len = u16::from_be_bytes([data[48], data[49]]) as usize;
-        if data.len() != 50 + len {
-            return None;
-        }
-        Some(Self {
-            counter: u64::from_be_bytes(c),
-            nonce,
-            body: data[50..].to_vec(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,17 +268,5 @@ mod tests {
             bad[i] ^= 0x10;
             assert!(Header::decode(&bad).is_err(), "flip at {i}");
         }
-    }
-
-    #[test]
-    fn intent_round_trip() {
-        let i = Intent {
-            counter: 5,
-            nonce: [1; 32],
-            body: b"abc".to_vec(),
-        };
-        assert_eq!(Intent::decode(&i.encode()), Some(i.clone()));
-        let e = i.encode();
-        assert_eq!(Intent::decode(&e[..e.len() - 1]), None);
     }
 }

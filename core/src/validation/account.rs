@@ -90,7 +90,7 @@ pub fn plan_accounts(
     now_unix: i64,
 ) -> Result<Vec<Body>, RestoreError> {
     let own = std::slice::from_ref(secret.public());
-    let (_, records) = crate::trail::validate::verify_trail_bytes(trail, identity, own)
+    let (_, records) = crate::trail::verify::verify_trail_bytes(trail, identity, own)
         .map_err(RestoreError::Trail)?;
     licences.sort_unstable();
     licences.dedup();

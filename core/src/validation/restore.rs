@@ -357,7 +357,7 @@ pub fn plan_recovery(
     let rec = &request.record;
     // The backup in full; the server trusts its own recovery records and archive anchors.
     let own = std::slice::from_ref(secret.public());
-    let (header, records) = crate::trail::validate::verify_trail_bytes(backup, identity, own)
+    let (header, records) = crate::trail::verify::verify_trail_bytes(backup, identity, own)
         .map_err(RestoreError::Backup)?;
     let first_counter = header.first_counter;
     let next = records

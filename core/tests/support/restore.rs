@@ -131,10 +131,10 @@ impl Fx {
     }
 
     /// ValidateTrail with the card, trusting `trusted`.
-    pub fn validate(&self, trusted: Vec<PublicKey>) -> Result<Trail, TrailError> {
+    pub fn verify(&self, trusted: Vec<PublicKey>) -> Result<Trail, TrailError> {
         let mut t = Trail::open(&self.trail, &self.id)?;
         t.set_trusted_validators(trusted);
-        t.validate(&mut self.card())?;
+        t.verify(&mut self.card())?;
         Ok(t)
     }
 

@@ -95,7 +95,7 @@ fn from_mirror(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
         t.set_trusted_validators(keys);
         // The nonce record ValidateTrail writes is appended to the mirror as well.
         t.set_mirror(Some(mirror.clone()));
-        t.validate(&mut card).map(|v| (t, v))
+        t.verify(&mut card).map(|v| (t, v))
     });
     match checked {
         Ok((t, v)) => {
@@ -250,7 +250,7 @@ fn account(
     let path = home.trail_path(&id.serial);
     let mut trail = Trail::open(&path, id).map_err(trail_failure)?;
     trail.set_trusted_validators(vec![key.clone()]);
-    trail.validate(card).map_err(trail_failure)?;
+    trail.verify(card).map_err(trail_failure)?;
     let holes = unaccounted_holes(trail.records(), &key.fingerprint());
     if holes.is_empty() {
         return Err(Failure::Usage(anyhow!(

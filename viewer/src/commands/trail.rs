@@ -86,7 +86,7 @@ fn verify(args: &VerifyArgs, home: &Home, spec: &CardSpec) -> Outcome {
     trail.set_trusted_validators(keys);
     super::mirror_trail(&mut trail, home, &id.serial)?;
     let v = trail
-        .validate(&mut card)
+        .verify(&mut card)
         .map_err(|e| report_failure(json, e))?;
     super::warn_mirror(&trail);
     if let Some(c) = trail.last_recovery() {

@@ -110,7 +110,7 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     // ValidateTrail first: never send (or vouch on top of) a trail that is not valid here.
     let mut trail = Trail::open(&path, &id).map_err(trail_failure)?;
     trail.set_trusted_validators(vec![key.clone()]);
-    trail.validate(&mut card).map_err(trail_failure)?;
+    trail.verify(&mut card).map_err(trail_failure)?;
     let mut bytes = Vec::new();
     std::fs::File::open(&path)
         .with_context(|| format!("opening {}", path.display()))?

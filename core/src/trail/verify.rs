@@ -1,11 +1,15 @@
-//! The checks of ValidateTrail (\[0060\] steps \[6\]–[6.3], with the offset of \[0095\]).
+//! Verifying records: the checks of ValidateTrail (\[0060\] steps \[6\]–[6.3], with the
+//! offset of \[0095\]) over records in memory, and over a whole trail file held in memory
+//! ([`verify_trail_bytes`]: a backup, a trail sent for vouching).
 //!
 //! Signatures are verified in parallel (they are independent and dominate the cost);
 //! the counter sequence is then checked in order. Whatever fails first *in trail order*
 //! is reported, so the error names the earliest bad record.
 
-use super::TrailError;
 use super::body::{Body, Usage};
+use super::chain::{chain_origin, check_recovery};
+use super::error::TrailError;
+use super::file::{HEADER_LEN, Header, parse_frames};
 use super::record::Record;
 use crate::card::CardIdentity;
 use crate::crypto::{PublicKey, SignatureVerifier};
@@ -52,8 +56,7 @@ pub fn verify_trail_bytes(
     bytes: &[u8],
     identity: &CardIdentity,
     trusted: &[PublicKey],
-) -> Result<(super::file::Header, Vec<Record>), TrailError> {
-    use super::file::{HEADER_LEN, Header, parse_frames};
+) -> Result<(Header, Vec<Record>), TrailError> {
     let header = Header::decode(bytes)?;
     if header.serial != identity.serial
         || header.key_fingerprint != identity.public_key.fingerprint()
@@ -137,7 +140,7 @@ fn check_sequence(
             Body::parse(&r.body).map_err(|error| (i, TrailError::BadBody { index: idx, error }))?;
         if i == 0 && first_counter != identity.origin {
             // An archived trail: it starts after its anchor's `upto`, never with a genesis.
-            super::validator::chain_origin(records, identity, first_counter, trusted, verifier)
+            chain_origin(records, identity, first_counter, trusted, verifier)
                 .map_err(|e| (i, e))?;
             if body.usage == Usage::Genesis {
                 return Err((i, TrailError::UnexpectedGenesis { index: idx }));
@@ -166,7 +169,7 @@ fn check_sequence(
         ))?;
         // A recovery record must account for exactly the hole before it ([0062]).
         if let Usage::Recovery(_) = &body.usage {
-            super::validator::check_recovery(
+            check_recovery(
                 records,
                 i,
                 &body,

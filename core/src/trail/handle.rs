@@ -1,0 +1,289 @@
+//! The [`Trail`] handle: an open trail file, read and re-read under the lock, with what the
+//! handle has verified so far (incremental verification, with the validator fast start).
+
+use super::body::Body;
+use super::error::{CrashPoint, TrailError, io};
+use super::file::{self, FormatError, Frames, HEADER_LEN, Header};
+use super::intent::intent_path;
+use super::record::Record;
+use super::{validator, verify};
+use crate::card::CardIdentity;
+use crate::crypto::{PublicKey, SignatureVerifier, default_verifier};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Trail files larger than this are refused (about five million records).
+pub const MAX_TRAIL_BYTES: u64 = 1 << 30;
+
+/// An open trail for one card.
+pub struct Trail {
+    pub(super) path: PathBuf,
+    pub(super) intent_path: PathBuf,
+    pub(super) header: Header,
+    pub(super) identity: CardIdentity,
+    pub(super) records: Vec<Record>,
+    pub(super) verified: usize,
+    pub(super) end: u64,
+    pub(super) torn: u64,
+    pub(super) card_checked: bool,
+    pub(super) threads: usize,
+    pub(super) verifier: &'static dyn SignatureVerifier,
+    pub(super) last_recovery: Option<u64>,
+    pub(super) crash_at: Option<CrashPoint>,
+    // Validator fast start ([0094], `validator`): keys trusted (none by default, which
+    // keeps full verification), the validator a fresh verification started from, and how
+    // many records' signatures that let it skip.
+    pub(super) trusted_validators: Vec<PublicKey>,
+    pub(super) vouched: Option<validator::Vouched>,
+    pub(super) skipped: u64,
+    // The file (device, inode) this handle read, so a trail replaced under it (archived by
+    // another process, or swapped) is refused instead of read at the old offsets.
+    pub(super) file_id: Option<(u64, u64)>,
+    // The mirror copy on another medium ([0062]) and why it last failed, if it did.
+    pub(super) mirror: Option<PathBuf>,
+    pub(super) mirror_error: Option<String>,
+}
+
+impl std::fmt::Debug for Trail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trail")
+            .field("path", &self.path)
+            .field("records", &self.records.len())
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trail {
+    /// A handle on `frames` read from the trail at `path`, nothing verified yet.
+    pub(super) fn from_parts(
+        path: PathBuf,
+        header: Header,
+        identity: CardIdentity,
+        frames: Frames,
+    ) -> Self {
+        Self {
+            intent_path: intent_path(&path),
+            path,
+            header,
+            identity,
+            records: frames.records,
+            verified: 0,
+            end: frames.end,
+            torn: frames.torn_bytes,
+            card_checked: false,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            verifier: default_verifier(),
+            last_recovery: None,
+            crash_at: None,
+            trusted_validators: Vec::new(),
+            vouched: None,
+            skipped: 0,
+            file_id: None,
+            mirror: None,
+            mirror_error: None,
+        }
+    }
+
+    /// Opens an existing trail expected to belong to `identity`. Reads and checks the
+    /// format; signatures are verified by [`Trail::verify`] or [`Trail::verify_offline`].
+    pub fn open(path: impl Into<PathBuf>, identity: &CardIdentity) -> Result<Self, TrailError> {
+        let path = path.into();
+        let mut f = File::open(&path).map_err(io(&path))?;
+        let meta = f.metadata().map_err(io(&path))?;
+        let len = meta.len();
+        let file_id = {
+            use std::os::unix::fs::MetadataExt as _;
+            (meta.dev(), meta.ino())
+        };
+        if len > MAX_TRAIL_BYTES {
+            return Err(TrailError::Io {
+                path,
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "trail file larger than 1 GiB",
+                ),
+            });
+        }
+        let mut head = [0u8; HEADER_LEN];
+        f.read_exact(&mut head)
+            .map_err(|_| TrailError::Format(FormatError::ShortHeader))?;
+        let header = Header::decode(&head)?;
+        if header.serial != identity.serial {
+            return Err(TrailError::WrongCard(format!(
+                "this trail belongs to card {}, not card {}",
+                header.serial, identity.serial
+            )));
+        }
+        if header.key_fingerprint != identity.public_key.fingerprint() {
+            return Err(TrailError::WrongCard(
+                "the trail was made with a different card key".into(),
+            ));
+        }
+        // A later first counter is an archived trail: validation needs its anchor validator.
+        if header.first_counter < identity.origin {
+            return Err(TrailError::NotAtOrigin {
+                first: header.first_counter,
+                origin: identity.origin,
+            });
+        }
+        let buf = file::read_from(&mut f, HEADER_LEN as u64, MAX_TRAIL_BYTES).map_err(io(&path))?;
+        let frames = file::parse_frames(&buf, HEADER_LEN as u64, 0)?;
+        let mut t = Self::from_parts(path, header, identity.clone(), frames);
+        t.file_id = Some(file_id);
+        Ok(t)
+    }
+
+    /// Sets how many threads verify signatures (default: all cores).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Uses another signature verifier (default: the fastest available).
+    pub fn set_verifier(&mut self, verifier: &'static dyn SignatureVerifier) {
+        self.verifier = verifier;
+    }
+
+    /// Trusts validator records signed by these validation-server keys (\[0094\]): the next
+    /// verification of a trail not verified yet starts from the newest such record, checking
+    /// the records it vouches for by the chain hash only (see [`validator`]). Empty (the
+    /// default) means full verification, exactly as without validator records.
+    pub fn set_trusted_validators(&mut self, keys: Vec<PublicKey>) {
+        self.trusted_validators = keys;
+    }
+
+    /// The validator record the verification of this trail started from, if it fast-started.
+    pub fn vouched(&self) -> Option<&validator::Vouched> {
+        self.vouched.as_ref()
+    }
+
+    /// The verified records whose use is *not* in the fast start's validator totals, with
+    /// their bodies: all verified records without a fast start, else those after its `upto`.
+    /// Totals = the validator's totals + these ([`crate::policy::Tally::resume`]).
+    pub fn unvouched_bodies(&self) -> impl Iterator<Item = (u64, Body)> + '_ {
+        let upto = self.vouched.as_ref().map(|v| v.upto);
+        self.verified_bodies()
+            .filter(move |(c, _)| upto.is_none_or(|u| *c > u))
+    }
+
+    /// The records read so far, in trail order. Only the first [`Trail::verified_len`] are verified.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// How many leading records are verified.
+    pub fn verified_len(&self) -> usize {
+        self.verified
+    }
+
+    /// The verified records with their parsed bodies (bodies of verified records always parse).
+    pub fn verified_bodies(&self) -> impl Iterator<Item = (u64, Body)> + '_ {
+        self.records[..self.verified]
+            .iter()
+            .filter_map(|r| Body::parse(&r.body).ok().map(|b| (r.counter, b)))
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The card this trail belongs to.
+    pub fn identity(&self) -> &CardIdentity {
+        &self.identity
+    }
+
+    /// The path of the trail file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The counter of the last record recovered from the card by this handle, if any.
+    pub fn last_recovery(&self) -> Option<u64> {
+        self.last_recovery
+    }
+
+    /// The counter the next record takes: one after the last record's (a restored trail
+    /// has a hole before its recovery record, so this is not first + length).
+    pub(super) fn next_counter(&self) -> u64 {
+        self.records
+            .last()
+            .map_or(self.header.first_counter, |r| r.counter.saturating_add(1))
+    }
+
+    /// Reads records other processes appended since we last looked (under the lock).
+    pub(super) fn sync(&mut self) -> Result<(), TrailError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut f = File::open(&self.path).map_err(io(&self.path))?;
+        let meta = f.metadata().map_err(io(&self.path))?;
+        let id = (meta.dev(), meta.ino());
+        if *self.file_id.get_or_insert(id) != id {
+            return Err(TrailError::Shrunk);
+        }
+        let len = meta.len();
+        if len < self.end {
+            return Err(TrailError::Shrunk);
+        }
+        if len > MAX_TRAIL_BYTES {
+            return Err(TrailError::Io {
+                path: self.path.clone(),
+                error: std::io::Error::other("trail file larger than 1 GiB"),
+            });
+        }
+        if len == self.end && self.torn == 0 {
+            return Ok(());
+        }
+        let buf = file::read_from(&mut f, self.end, MAX_TRAIL_BYTES).map_err(io(&self.path))?;
+        let frames = file::parse_frames(&buf, self.end, self.records.len() as u64)?;
+        self.records.extend(frames.records);
+        self.end = frames.end;
+        self.torn = frames.torn_bytes;
+        Ok(())
+    }
+
+    /// Verifies records not yet verified (incremental verification).
+    pub(super) fn verify_new(&mut self) -> Result<u64, TrailError> {
+        let mut from = self.verified;
+        if from == 0 && !self.trusted_validators.is_empty() {
+            // Fast start ([0094]): the records a trusted validator vouches for are checked
+            // by the chain hash (in `fast_start`), not by signature.
+            if let Some(v) = validator::fast_start(
+                &self.records,
+                &self.identity,
+                self.header.first_counter,
+                &self.trusted_validators,
+                self.verifier,
+            )? {
+                from = v.prefix;
+                self.skipped = self.skipped.saturating_add(v.prefix as u64);
+                self.vouched = Some(v);
+            }
+        }
+        verify::verify_range(
+            &self.records,
+            from,
+            &self.identity,
+            self.header.first_counter,
+            &self.trusted_validators,
+            self.verifier,
+            self.threads,
+        )?;
+        self.verified = self.records.len();
+        Ok((self.records.len() - from) as u64)
+    }
+
+    /// Verifies the whole trail without a card and without writing: signatures, counters,
+    /// bodies, the start rule. Truncation and rollback need the card's counter and so are
+    /// only caught by [`Trail::verify`]; a verifier without the card (a publisher's audit,
+    /// \[0104\]) compares the last record's counter (from [`Trail::records`]) with the card's.
+    /// Returns how many records this call verified.
+    pub fn verify_offline(&mut self) -> Result<u64, TrailError> {
+        if self.torn > 0 {
+            return Err(TrailError::TornTail { bytes: self.torn });
+        }
+        self.verify_new()
+    }
+}
