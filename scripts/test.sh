@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE test command (README, .ci/run). In order:
-#   setup.sh → cargo fmt --check → cargo clippy -D warnings → start pcscd and Xvfb
+#   setup.sh → cargo fmt --check → cargo clippy -D warnings (and tally-core without PC/SC)
+#   → start pcscd and Xvfb
 #   → cargo test (every test, doc tests included) → cargo bench --no-run (the benches must build)
 #   → fuzz smoke (scripts/fuzz.sh 3: every fuzz target built and run for 3 s)
 #   → cargo doc (warnings are errors) → the working tree is as it was (tests regenerate nothing).
@@ -223,6 +224,8 @@ bash scripts/setup.sh || {
 
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+# tally-core without its default `pcsc` feature (a viewer for the emulated card only) builds too.
+step no-pcsc cargo clippy -p tally-core --no-default-features --locked -- -D warnings
 
 # Mesa's lavapipe complains without a runtime dir; give the tests a private one.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then

@@ -4,6 +4,7 @@
 //! `<home>/card.state`, and exactly one trail per card at `<home>/trails/<serial>.trail`.
 
 use crate::card::emulated::EmulatedCard;
+#[cfg(feature = "pcsc")]
 use crate::card::pcsc::PcscCard;
 use crate::card::{Card, Serial, TransportError};
 use crate::crypto::PublicKey;
@@ -263,7 +264,10 @@ impl CardSpec {
                 let path = self.emulated_path(home).unwrap_or_else(|| home.card_path());
                 Ok(Card::new(Box::new(EmulatedCard::open(path)?)))
             }
+            #[cfg(feature = "pcsc")]
             Self::Pcsc(reader) => Ok(Card::new(Box::new(PcscCard::connect(reader.as_deref())?))),
+            #[cfg(not(feature = "pcsc"))]
+            Self::Pcsc(_) => Err(TransportError::NoPcscSupport),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod applet;
 pub mod attestation;
 pub mod emulated;
 mod identity;
+#[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod virtual_card;
 
@@ -48,6 +49,9 @@ pub enum TransportError {
     /// No card service (pcscd) is running.
     #[error("no smart-card service is running (is pcscd started?)")]
     NoService,
+    /// A PC/SC card was asked for, but this build has no PC/SC (the `pcsc` feature is off).
+    #[error("this build of Tally reads no smart-card readers (built without the `pcsc` feature): use the emulated card")]
+    NoPcscSupport,
     /// No reader is attached, or none with the requested name.
     #[error("no card reader found{0}")]
     NoReader(String),

@@ -167,7 +167,8 @@ pub enum TrailError {
     /// The card failed.
     #[error(transparent)]
     Card(#[from] CardError),
-    /// A crash simulated by a test at a [`CrashPoint`].
+    /// A crash simulated by a test at a [`CrashPoint`] (the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     #[error("simulated crash at {0:?}")]
     InjectedCrash(CrashPoint),
     /// `Trail::archive` found nothing it may move out of the working trail.
@@ -204,7 +205,9 @@ pub enum TrailError {
 }
 
 /// Steps of Write at which tests simulate a crash (T11, T15 of DESIGN): the process
-/// stops there, and whatever was durable at that point is all a new process finds.
+/// stops there, and whatever was durable at that point is all a new process finds. Only
+/// with the `test-hooks` feature, which the crate's own tests turn on.
+#[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// After the intent was saved, before the card signed.
@@ -245,6 +248,7 @@ impl TrailError {
             Self::Shrunk => "replaced",
             Self::Exists(_) | Self::CardAlreadyUsed { .. } => "setup",
             Self::Card(_) => "card-io",
+            #[cfg(feature = "test-hooks")]
             Self::InjectedCrash(_) => "crash",
             Self::BadValidator { .. } => "validator",
             Self::BadRecovery { .. } => "recovery",
@@ -277,12 +281,13 @@ impl TrailError {
 
     /// True when the trail (or card) is not valid, as opposed to an I/O or card-link failure.
     pub fn is_invalid(&self) -> bool {
+        #[cfg(feature = "test-hooks")]
+        if matches!(self, Self::InjectedCrash(_)) {
+            return false;
+        }
         !matches!(
             self,
-            Self::Io { .. }
-                | Self::Card(CardError::Transport(_))
-                | Self::Exists(_)
-                | Self::InjectedCrash(_)
+            Self::Io { .. } | Self::Card(CardError::Transport(_)) | Self::Exists(_)
         )
     }
 }

@@ -2,7 +2,9 @@
 //! handle has verified so far (incremental verification, with the validator fast start).
 
 use super::body::Body;
-use super::error::{CrashPoint, TrailError, io};
+#[cfg(feature = "test-hooks")]
+use super::error::CrashPoint;
+use super::error::{TrailError, io};
 use super::file::{self, FormatError, Frames, HEADER_LEN, Header};
 use super::intent::intent_path;
 use super::record::Record;
@@ -30,6 +32,7 @@ pub struct Trail {
     pub(super) threads: usize,
     pub(super) verifier: &'static dyn SignatureVerifier,
     pub(super) last_recovery: Option<u64>,
+    #[cfg(feature = "test-hooks")]
     pub(super) crash_at: Option<CrashPoint>,
     // Validator fast start ([0094], `validator`): keys trusted (none by default, which
     // keeps full verification), the validator a fresh verification started from, and how
@@ -78,6 +81,7 @@ impl Trail {
                 .unwrap_or(1),
             verifier: default_verifier(),
             last_recovery: None,
+            #[cfg(feature = "test-hooks")]
             crash_at: None,
             trusted_validators: Vec::new(),
             vouched: None,

@@ -62,7 +62,9 @@ mod write;
 
 pub use archive::Archive;
 pub use body::{Body, BodyError, LicenceId, Usage};
-pub use error::{CrashPoint, TrailError};
+#[cfg(feature = "test-hooks")]
+pub use error::CrashPoint;
+pub use error::TrailError;
 pub use handle::{MAX_TRAIL_BYTES, Trail};
 pub use intent::intent_path;
 pub use record::Record;

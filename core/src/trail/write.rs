@@ -3,7 +3,9 @@
 //! is appended, and a record the card signed just before a crash completed from the card.
 
 use super::body::{Body, Usage};
-use super::error::{CrashPoint, TrailError, io};
+#[cfg(feature = "test-hooks")]
+use super::error::CrashPoint;
+use super::error::{TrailError, io};
 use super::file::{self, Frames, HEADER_LEN, Header};
 use super::handle::Trail;
 use super::intent::{COMMITTED, Intent, mark_committed, read_intent, write_intent};
@@ -89,11 +91,14 @@ impl Trail {
         }
     }
 
-    /// Makes the next Write stop at `point` as if the process had died there (tests only).
+    /// Makes the next Write stop at `point` as if the process had died there (the
+    /// `test-hooks` feature: no release build can be told to crash).
+    #[cfg(feature = "test-hooks")]
     pub fn crash_at(&mut self, point: Option<CrashPoint>) {
         self.crash_at = point;
     }
 
+    #[cfg(feature = "test-hooks")]
     fn crash(&self, point: CrashPoint) -> Result<(), TrailError> {
         if self.crash_at == Some(point) {
             Err(TrailError::InjectedCrash(point))
@@ -225,9 +230,11 @@ impl Trail {
                 body: text.clone(),
             },
         )?;
+        #[cfg(feature = "test-hooks")]
         self.crash(CrashPoint::AfterIntent)?;
         // [3] s = SignAndIncrement(h1).
         let signature = s.sign_and_increment(&h1)?;
+        #[cfg(feature = "test-hooks")]
         self.crash(CrashPoint::AfterSign)?;
         // [4]–[7]: the counter signed, and the signature checked before anything is saved.
         let rec = signed_record(
@@ -248,6 +255,7 @@ impl Trail {
         }
         // [8] r = <n, str, c, s>; [9] append r.
         let all_verified = self.verified == self.records.len();
+        #[cfg(feature = "test-hooks")]
         if self.crash_at == Some(CrashPoint::MidAppend) {
             let frame = file::encode_frame(&rec);
             let f = OpenOptions::new()
@@ -259,6 +267,7 @@ impl Trail {
             return Err(TrailError::InjectedCrash(CrashPoint::MidAppend));
         }
         self.append(&rec, false)?;
+        #[cfg(feature = "test-hooks")]
         self.crash(CrashPoint::AfterAppend)?;
         mark_committed(&self.intent_path)?;
         if all_verified {
