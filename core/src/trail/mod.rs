@@ -33,7 +33,7 @@
 //! | [`body`] | record bodies: each usage and its text format | — |
 //! | [`record`] | one card-signed record: encoding, `h1`, its signature check | `body` |
 //! | [`file`](mod@file) | the trail file format: header, checksummed frames | `record` |
-//! | `error` | [`TrailError`] (one variant per check), [`CrashPoint`] | `body`, `file` |
+//! | `error` | [`TrailError`] (one variant per check), `CrashPoint` (with `test-hooks`) | `body`, `file` |
 //! | `intent` | the intent file saved before the card signs ([`intent_path`]) | `body`, `error` |
 //! | `chain` | the chain hash, server signatures, a recovery record's and an archive anchor's checks (re-exported by [`validator`]) | `body`, `record`, `error` |
 //! | [`verify`] | verifying records: signatures in parallel, counters, bodies, the start rule; a whole trail file in memory | `chain`, `file` and below |
