@@ -87,6 +87,36 @@ pub fn publisher_and_reader(dir: &Path, home: &Path) -> PathBuf {
     package
 }
 
+/// `tally-pack pack samples/sample.pdf -o PACKAGE` for the vendor of `dir`.
+pub fn pack_sample(dir: &Path, package: &Path) {
+    pack(dir)
+        .arg("pack")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
+        .arg("-o")
+        .arg(package)
+        .assert()
+        .success();
+}
+
+/// `tally-pack issue --customer CUSTOMER --allow-emulated-card --package PACKAGE -o KEYFILE
+/// EXTRA…` for the vendor of `dir` (EXTRA: limits, `--server URL`…).
+pub fn issue(dir: &Path, customer: &str, package: &Path, keyfile: &Path, extra: &[&str]) {
+    pack(dir)
+        .args([
+            "issue",
+            "--customer",
+            customer,
+            "--allow-emulated-card",
+            "--package",
+        ])
+        .arg(package)
+        .arg("-o")
+        .arg(keyfile)
+        .args(extra)
+        .assert()
+        .success();
+}
+
 /// A running `tally-pack serve`, killed (and waited for) when dropped.
 #[derive(Debug)]
 pub struct Server(Child);

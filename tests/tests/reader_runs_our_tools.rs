@@ -16,7 +16,7 @@ use tally_core::home::{CardSpec, Home};
 use tally_core::policy::SystemClock;
 use tally_core::rental::{NoNetwork, OpenInputs, open_rental};
 use tally_core::vendor::VendorPublic;
-use tally_tests::{http, pack, publisher_and_reader, serve, view_at};
+use tally_tests::{http, issue, pack, pack_sample, publisher_and_reader, serve, view_at};
 
 /// `tally-pack` with the reader's own vendor folder `<dir>/vendor`: the shipped binary,
 /// run by the reader.
@@ -48,20 +48,33 @@ fn own_vendor(dir: &Path) -> PathBuf {
     own
 }
 
+/// The reader's own vendor packs the sample, issues the reader a licence naming the
+/// reader's own server `url`, and the reader trusts it: the keyfile.
+fn own_licence(own: &Path, home: &Path, url: &str) -> PathBuf {
+    let package = own.join("packages/own.tly");
+    pack_sample(own, &package);
+    let keyfile = own.join("me.tkey");
+    issue(own, "Me", &package, &keyfile, &["--server", url]);
+    view_at(home)
+        .args(["trust", "add"])
+        .arg(own.join("vendor/vendor.pub"))
+        .assert()
+        .success();
+    keyfile
+}
+
 /// Acme's server running, and a keyfile naming it that allows one opening.
 fn one_opening(dir: &Path, home: &Path) -> (PathBuf, PathBuf, tally_tests::Server) {
     let package = publisher_and_reader(dir, home);
     let (server, url) = serve(dir, "127.0.0.1:0", &[]);
     let keyfile = dir.join("ada.tkey");
-    pack(dir)
-        .args(["issue", "--customer", "Ada", "--allow-emulated-card"])
-        .args(["--opens", "1", "--package"])
-        .arg(&package)
-        .arg("-o")
-        .arg(&keyfile)
-        .args(["--server", &url])
-        .assert()
-        .success();
+    issue(
+        dir,
+        "Ada",
+        &package,
+        &keyfile,
+        &["--opens", "1", "--server", &url],
+    );
     (package, keyfile, server)
 }
 
@@ -134,28 +147,7 @@ fn t29_a_restore_through_the_readers_own_forgiving_server_gives_no_opening_back(
     // A keyfile of the reader's own vendor naming the reader's own server: the restore goes
     // through, and still the used-up licence stays used up, because the recovery record is
     // signed by a key Acme's licence does not name.
-    let own_package = own.join("packages/own.tly");
-    own_pack(&own)
-        .arg("pack")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
-        .arg("-o")
-        .arg(&own_package)
-        .assert()
-        .success();
-    let own_keyfile = own.join("me.tkey");
-    own_pack(&own)
-        .args(["issue", "--customer", "Me", "--allow-emulated-card", "--package"])
-        .arg(&own_package)
-        .arg("-o")
-        .arg(&own_keyfile)
-        .args(["--server", &own_url])
-        .assert()
-        .success();
-    view_at(&home)
-        .args(["trust", "add"])
-        .arg(own.join("vendor/vendor.pub"))
-        .assert()
-        .success();
+    let own_keyfile = own_licence(&own, &home, &own_url);
     let _ = view_at(&home)
         .args(["trail", "restore", "--replace", "--keyfile"])
         .arg(&own_keyfile)
@@ -182,7 +174,14 @@ fn second_publisher(
         .assert()
         .success();
     pack(&bolt)
-        .args(["customer", "add", "--name", "Ada", "--allow-emulated-card", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--name",
+            "Ada",
+            "--allow-emulated-card",
+            "--card",
+        ])
         .arg(dir.join("reader.card"))
         .assert()
         .success();
@@ -192,24 +191,16 @@ fn second_publisher(
         .assert()
         .success();
     let package = bolt.join("packages/bolt.tly");
-    pack(&bolt)
-        .arg("pack")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
-        .arg("-o")
-        .arg(&package)
-        .assert()
-        .success();
+    pack_sample(&bolt, &package);
     let (server, url) = serve(&bolt, "127.0.0.1:0", &["--lost-records", lost]);
     let keyfile = bolt.join("ada.tkey");
-    pack(&bolt)
-        .args(["issue", "--customer", "Ada", "--allow-emulated-card", "--opens", "5"])
-        .arg("--package")
-        .arg(&package)
-        .arg("-o")
-        .arg(&keyfile)
-        .args(["--server", &url])
-        .assert()
-        .success();
+    issue(
+        &bolt,
+        "Ada",
+        &package,
+        &keyfile,
+        &["--opens", "5", "--server", &url],
+    );
     (package, keyfile, server)
 }
 
@@ -241,15 +232,13 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
     let acme_package = publisher_and_reader(dir, &home);
     let (_acme, acme_url) = serve(dir, "127.0.0.1:0", &["--lost-records", "forgive"]);
     let acme_keyfile = dir.join("ada.tkey");
-    pack(dir)
-        .args(["issue", "--customer", "Ada", "--allow-emulated-card", "--opens", "5"])
-        .arg("--package")
-        .arg(&acme_package)
-        .arg("-o")
-        .arg(&acme_keyfile)
-        .args(["--server", &acme_url])
-        .assert()
-        .success();
+    issue(
+        dir,
+        "Ada",
+        &acme_package,
+        &acme_keyfile,
+        &["--opens", "5", "--server", &acme_url],
+    );
     let (bolt_package, bolt_keyfile, _bolt) = second_publisher(dir, &home, "forgive");
     let vendors = [
         dir.join("vendor/vendor.pub"),
@@ -278,7 +267,9 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .arg(&acme_keyfile)
         .assert()
         .success();
-    status(&home, &acme_package, &acme_keyfile).assert().success();
+    status(&home, &acme_package, &acme_keyfile)
+        .assert()
+        .success();
     // Bolt's licence: the lost use (Bolt's second opening) is nobody's to forgive but
     // Bolt's, so it counts in full until Bolt accounts for it.
     status(&home, &bolt_package, &bolt_keyfile)
@@ -287,7 +278,9 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .stdout(predicate::str::contains(
             "only another publisher's server accounted for them",
         ))
-        .stdout(predicate::str::contains("tally-view trail restore --keyfile"));
+        .stdout(predicate::str::contains(
+            "tally-view trail restore --keyfile",
+        ));
     // Bolt's own account of the same hole, by Bolt's policy: the licence is back.
     view_at(&home)
         .args(["trail", "restore", "--keyfile"])
@@ -296,8 +289,12 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .success()
         .stdout(predicate::str::contains("accounted for card counters"))
         .stdout(predicate::str::contains("nothing charged"));
-    status(&home, &bolt_package, &bolt_keyfile).assert().success();
-    status(&home, &acme_package, &acme_keyfile).assert().success();
+    status(&home, &bolt_package, &bolt_keyfile)
+        .assert()
+        .success();
+    status(&home, &acme_package, &acme_keyfile)
+        .assert()
+        .success();
     view_at(&home).args(["trail", "verify"]).assert().success();
     // Asked again, there is nothing left for Bolt to account for.
     view_at(&home)
@@ -305,7 +302,9 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .arg(&bolt_keyfile)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("has accounted for everything lost"));
+        .stderr(predicate::str::contains(
+            "has accounted for everything lost",
+        ));
 }
 
 #[test]
@@ -330,34 +329,16 @@ fn t30_a_hole_another_server_accounted_for_is_charged_in_full_by_a_strict_publis
     // Bolt's is forgiven by it.
     let own = own_vendor(dir);
     let (_own_server, own_url) = serve(&own, "127.0.0.1:0", &["--lost-records", "forgive"]);
-    let own_package = own.join("packages/own.tly");
-    own_pack(&own)
-        .arg("pack")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
-        .arg("-o")
-        .arg(&own_package)
-        .assert()
-        .success();
-    let own_keyfile = own.join("me.tkey");
-    own_pack(&own)
-        .args(["issue", "--customer", "Me", "--allow-emulated-card", "--package"])
-        .arg(&own_package)
-        .arg("-o")
-        .arg(&own_keyfile)
-        .args(["--server", &own_url])
-        .assert()
-        .success();
-    view_at(&home)
-        .args(["trust", "add"])
-        .arg(own.join("vendor/vendor.pub"))
-        .assert()
-        .success();
+    let own_keyfile = own_licence(&own, &home, &own_url);
     view_at(&home)
         .args(["trail", "restore", "--replace", "--keyfile"])
         .arg(&own_keyfile)
         .assert()
         .success();
-    for (p, k) in [(&acme_package, &acme_keyfile), (&bolt_package, &bolt_keyfile)] {
+    for (p, k) in [
+        (&acme_package, &acme_keyfile),
+        (&bolt_package, &bolt_keyfile),
+    ] {
         status(&home, p, k)
             .assert()
             .code(1)
@@ -385,27 +366,9 @@ fn t31_a_keyfile_from_the_readers_own_vendor_does_not_open_the_publishers_packag
     // The reader's own vendor packs something, trusts itself, and issues a keyfile…
     let own = own_vendor(dir);
     let own_package = own.join("packages/own.tly");
-    own_pack(&own)
-        .arg("pack")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf"))
-        .arg("-o")
-        .arg(&own_package)
-        .assert()
-        .success();
+    pack_sample(&own, &own_package);
     let own_keyfile = own.join("me.tkey");
-    own_pack(&own)
-        .args([
-            "issue",
-            "--customer",
-            "Me",
-            "--allow-emulated-card",
-            "--package",
-        ])
-        .arg(&own_package)
-        .arg("-o")
-        .arg(&own_keyfile)
-        .assert()
-        .success();
+    issue(&own, "Me", &own_package, &own_keyfile, &[]);
     view_at(&home)
         .args(["trust", "add"])
         .arg(own.join("vendor/vendor.pub"))

@@ -52,14 +52,7 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     let key = PublicKey::from_sec1(&hex::decode(&key_hex).unwrap()).unwrap();
     // The server to vouch is the one a licence names.
     let keyfile = dir.join("ada.tkey");
-    tally_tests::pack(dir)
-        .args(["issue", "--customer", "Ada", "--allow-emulated-card", "--package"])
-        .arg(&package)
-        .arg("-o")
-        .arg(&keyfile)
-        .args(["--server", &url])
-        .assert()
-        .success();
+    tally_tests::issue(dir, "Ada", &package, &keyfile, &["--server", &url]);
     let kf = keyfile.to_str().unwrap();
 
     // Vouched: genesis + 3 nonce records, then vouch's own ValidateTrail nonce.
@@ -170,10 +163,19 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
         .stderr(predicate::str::contains("--keyfile"));
     // The keyfile's server reached at an address where nothing answers: exit 2.
     view(dir)
-        .args(["trail", "vouch", "--keyfile", kf, "--server", "http://127.0.0.1:9"])
+        .args([
+            "trail",
+            "vouch",
+            "--keyfile",
+            kf,
+            "--server",
+            "http://127.0.0.1:9",
+        ])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("cannot reach the validation server"));
+        .stderr(predicate::str::contains(
+            "cannot reach the validation server",
+        ));
 
     // Tamper with a record before the validator (a different nonce record body).
     let bytes = std::fs::read(&trail_path).unwrap();

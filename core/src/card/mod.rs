@@ -50,7 +50,9 @@ pub enum TransportError {
     #[error("no smart-card service is running (is pcscd started?)")]
     NoService,
     /// A PC/SC card was asked for, but this build has no PC/SC (the `pcsc` feature is off).
-    #[error("this build of Tally reads no smart-card readers (built without the `pcsc` feature): use the emulated card")]
+    #[error(
+        "this build of Tally reads no smart-card readers (built without the `pcsc` feature): use the emulated card"
+    )]
     NoPcscSupport,
     /// No reader is attached, or none with the requested name.
     #[error("no card reader found{0}")]

@@ -16,7 +16,6 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-
 /// An answer from the meter worker.
 #[derive(Debug, Clone)]
 pub enum MeterEvent {
