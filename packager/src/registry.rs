@@ -570,7 +570,7 @@ mod tests {
                 &PackOptions::new("T", 1),
                 3,
                 &b"abc"[..],
-                std::io::sink(),
+                std::io::Cursor::new(Vec::new()),
                 &mut OsRng,
                 &mut |_| {},
             )

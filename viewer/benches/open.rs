@@ -182,7 +182,7 @@ fn main() {
         &PackOptions::new("Bench", PAGES as u32),
         doc.len() as u64,
         &doc[..],
-        &mut pkg,
+        std::io::Cursor::new(&mut pkg),
         &mut OsRng,
         &mut |_| {},
     )

@@ -157,10 +157,8 @@ fn aead_key(m: &[u8; 44]) -> Result<(crate::crypto::Aes256Gcm, [u8; 12]), Keyfil
 /// AES-256-GCM with a key and nonce used for exactly one message (derived per keyfile).
 pub(crate) fn aead_seal(m: &[u8; 44], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyfileError> {
     let (key, nonce) = aead_key(m)?;
-    let mut buf = plain.to_vec();
-    key.seal_in_place_append_tag(nonce, aad, &mut buf)
-        .map_err(|_| KeyfileError::Crypto)?;
-    Ok(buf)
+    key.seal_to_vec(nonce, aad, plain)
+        .map_err(|_| KeyfileError::Crypto)
 }
 
 /// Opens [`aead_seal`]'s output; the plaintext is zeroized on drop.
@@ -170,13 +168,8 @@ pub(crate) fn aead_open(
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
     let (key, nonce) = aead_key(m)?;
-    let mut buf = Zeroizing::new(sealed.to_vec());
-    let n = key
-        .open_in_place(nonce, aad, &mut buf[..])
-        .map_err(|_| KeyfileError::Crypto)?
-        .len();
-    buf.truncate(n);
-    Ok(buf)
+    key.open_to_zeroizing(nonce, aad, sealed)
+        .map_err(|_| KeyfileError::Crypto)
 }
 
 /// Entry points for keyfiles.

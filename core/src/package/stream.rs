@@ -6,14 +6,17 @@
 //! hash (which covers the document id and the random nonce prefix) stops splicing
 //! chunks from another package or another header (T26).
 
-use super::header::{HeaderFields, PackageHeader, TAG_LEN, check_chunk_size};
-use super::{CHUNK_SIZE, ContentKey, DocumentId, PackageError, Plaintext};
-use crate::crypto::Aes256Gcm;
+use super::header::{
+    HeaderFields, PackageHeader, TAG_LEN, UnsignedHeader, body_hasher, check_chunk_size,
+};
+use super::{CHUNK_SIZE, ContentKey, DocumentId, PackageError, Plaintext, VERSION_1};
+use crate::crypto::{AEAD_TAG_LEN, Aes256Gcm};
 use crate::vendor::{VendorPublic, VendorSecret};
 use rand_core::CryptoRngCore;
-use std::io::{ErrorKind, Read, Write};
+use sha2::Digest as _;
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// What the packer states about a document.
 #[derive(Debug, Clone)]
@@ -50,17 +53,23 @@ fn nonce(prefix: &[u8; 7], index: u64, last: bool) -> [u8; 12] {
     n
 }
 
-/// Encrypts `plaintext_len` bytes from `input` into a package written to `output`, in
-/// constant memory (a few chunk buffers). `progress` is called after each chunk with
-/// the plaintext bytes done so far. Returns the signed header and the fresh content
-/// key, which the caller wraps into keyfiles and must store only encrypted.
+/// Encrypts `plaintext_len` bytes from `input` into a package (format version 2)
+/// written to `output` from its current position, in constant memory (a few chunk
+/// buffers). `progress` is called after each batch of chunks with the plaintext bytes
+/// done so far. Returns the signed header and the fresh content key, which the caller
+/// wraps into keyfiles and must store only encrypted.
+///
+/// The header signs a digest of the encrypted body, known only at the end, so the
+/// header's place is written with zeros first and filled in by seeking back (hence
+/// `Seek`; wrap a `Vec` in [`std::io::Cursor`]).
 ///
 /// Reading runs on a second thread so that copying the input overlaps with encryption
-/// (see `packager/benches/pack.rs`); encryption and writing stay on the caller's thread.
+/// (see `packager/benches/pack.rs`); encryption, hashing and writing stay on the
+/// caller's thread.
 ///
 /// Fails with [`PackageError::InputLength`] if `input` holds more or fewer bytes than
 /// announced; the output is then incomplete and must be discarded.
-pub fn seal_package<R: Read + Send, W: Write>(
+pub fn seal_package<R: Read + Send, W: Write + Seek>(
     vendor: &VendorSecret,
     options: &PackOptions,
     plaintext_len: u64,
@@ -74,7 +83,7 @@ pub fn seal_package<R: Read + Send, W: Write>(
     let key = ContentKey::generate(rng);
     let mut prefix = [0u8; 7];
     rng.fill_bytes(&mut prefix);
-    let header = PackageHeader::sign(
+    let unsigned = UnsignedHeader::new(
         vendor,
         &HeaderFields {
             document_id: DocumentId::generate(rng),
@@ -85,13 +94,16 @@ pub fn seal_package<R: Read + Send, W: Write>(
             nonce_prefix: prefix,
         },
     )?;
-    output.write_all(header.as_bytes())?;
-    let aad = header.hash();
+    let start = output.stream_position()?;
+    // The header's place; written once the body digest is known.
+    output.write_all(&vec![0u8; unsigned.len()])?;
+    let aad = unsigned.aad();
+    let mut digest = body_hasher();
     let k = aead(&key);
     let geo = Geometry {
         size: plaintext_len,
         cs: options.chunk_size as usize,
-        n: header.chunk_count(),
+        n: plaintext_len.div_ceil(u64::from(options.chunk_size)).max(1),
         per_batch: (BATCH_BYTES / options.chunk_size as usize).max(1),
     };
     let slot = geo.cs + TAG_LEN as usize;
@@ -137,6 +149,7 @@ pub fn seal_package<R: Read + Send, W: Write>(
                 done += len as u64;
             }
             // Only the package's last chunk may be short, so the slots are contiguous.
+            digest.update(&buf[..end]);
             output.write_all(&buf[..end])?;
             progress(done);
             next = first + count as u64;
@@ -149,6 +162,11 @@ pub fn seal_package<R: Read + Send, W: Write>(
             _ => Ok(()),
         }
     })?;
+    let header = unsigned.sign(vendor, &digest.finalize().into())?;
+    let end = output.stream_position()?;
+    output.seek(SeekFrom::Start(start))?;
+    output.write_all(header.as_bytes())?;
+    output.seek(SeekFrom::Start(end))?;
     output.flush()?;
     Ok((header, key))
 }
@@ -241,120 +259,183 @@ fn read_batches<R: Read>(
 /// Verifies the header against `trust` and decrypts the whole package from `input`
 /// into memory. For a single vendor pass `std::slice::from_ref(&vendor)`.
 ///
-/// Header problems are reported specifically; any problem after the header —
-/// a changed byte, truncation, trailing bytes, a chunk moved or from another
-/// package, the wrong key — is the opaque [`PackageError::Decrypt`].
+/// Header problems are reported specifically. For a version 2 package the body is then
+/// read whole and checked against the digest the header signs before anything is
+/// decrypted ([`PackageError::BodyLength`], [`PackageError::BodyDigest`]). What only the
+/// key can tell — the wrong key, or (version 1) any change to the body — is the opaque
+/// [`PackageError::Decrypt`].
 pub fn open_package<R: Read>(
     mut input: R,
     trust: &[VendorPublic],
     key: &ContentKey,
 ) -> Result<(PackageHeader, Plaintext), PackageError> {
     let (header, _) = PackageHeader::read(&mut input, trust)?;
-    let plain = decrypt_body(&header, &mut ReadSource(&mut input), key)?;
+    let plain = read_and_decrypt(&header, &mut input, key)?;
     Ok((header, plain))
 }
 
-/// [`open_package`] over bytes already in memory; the length is checked before any
-/// allocation.
+/// [`open_package`] over bytes already in memory; the length and (version 2) the body
+/// digest are checked before any allocation.
 pub fn open_package_bytes(
     bytes: &[u8],
     trust: &[VendorPublic],
     key: &ContentKey,
 ) -> Result<(PackageHeader, Plaintext), PackageError> {
-    let mut r = bytes;
-    let (header, _) = PackageHeader::read(&mut r, trust)?;
-    if bytes.len() as u64 != header.package_len() {
-        return Err(PackageError::Decrypt);
+    let mut body = bytes;
+    let (header, _) = PackageHeader::read(&mut body, trust)?;
+    let want = header.body_len();
+    if body.len() as u64 != want {
+        return Err(length_error(&header, body.len() as u64 > want));
     }
-    let plain = decrypt_body(&header, &mut SliceSource(r), key)?;
+    if header.body_digest().is_some() {
+        let mut h = body_hasher();
+        h.update(body);
+        header.check_digest(h)?;
+    }
+    let plain = decrypt_slice(&header, body, key)?;
     Ok((header, plain))
 }
 
-/// Where the encrypted body comes from: a reader, or bytes already in memory (copied
-/// straight into the output buffer, without zero-filling it first).
-trait Source {
-    /// Appends exactly `n` bytes to `out` (within its capacity); a short input is `Decrypt`.
-    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError>;
-    /// True when nothing follows.
-    fn at_end(&mut self) -> Result<bool, PackageError>;
-}
-
-struct ReadSource<'a, R>(&'a mut R);
-
-impl<R: Read> Source for ReadSource<'_, R> {
-    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError> {
-        let start = out.len();
-        out.resize(start + n, 0);
-        self.0
-            .read_exact(&mut out[start..])
-            .map_err(|e| match e.kind() {
-                ErrorKind::UnexpectedEof => PackageError::Decrypt,
-                _ => PackageError::Io(e),
-            })
-    }
-    fn at_end(&mut self) -> Result<bool, PackageError> {
-        let mut extra = [0u8; 1];
-        loop {
-            match self.0.read(&mut extra) {
-                Ok(0) => return Ok(true),
-                Ok(_) => return Ok(false),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(PackageError::Io(e)),
-            }
+/// A body of the wrong length: named for version 2, opaque for version 1 (whose
+/// documented behaviour is one error after the header).
+fn length_error(header: &PackageHeader, longer: bool) -> PackageError {
+    if header.version() == VERSION_1 {
+        PackageError::Decrypt
+    } else {
+        PackageError::BodyLength {
+            expected: header.body_len(),
+            longer,
         }
     }
 }
 
-struct SliceSource<'a>(&'a [u8]);
-
-impl Source for SliceSource<'_> {
-    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError> {
-        let (head, rest) = self.0.split_at_checked(n).ok_or(PackageError::Decrypt)?;
-        out.extend_from_slice(head);
-        self.0 = rest;
-        Ok(())
-    }
-    fn at_end(&mut self) -> Result<bool, PackageError> {
-        Ok(self.0.is_empty())
-    }
-}
-
-fn decrypt_body(
-    header: &PackageHeader,
-    input: &mut impl Source,
-    key: &ContentKey,
-) -> Result<Plaintext, PackageError> {
+/// A zeroizing buffer with room for exactly the plaintext: reserved once, because
+/// growing it would leave unzeroized copies behind.
+fn plaintext_buffer(header: &PackageHeader) -> Result<Zeroizing<Vec<u8>>, PackageError> {
     let size = header.plaintext_size();
-    let cap = usize::try_from(size + TAG_LEN).map_err(|_| PackageError::TooLarge(size))?;
-    // Reserve everything once: growing the vector would leave unzeroized copies behind.
+    let cap = usize::try_from(size).map_err(|_| PackageError::TooLarge(size))?;
     let mut out: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
     out.try_reserve_exact(cap)
         .map_err(|_| PackageError::TooLarge(size))?;
-    let aad = header.hash();
-    let k = aead(key);
+    Ok(out)
+}
+
+/// Plaintext length of chunk `i` of `n`.
+fn chunk_len(header: &PackageHeader, i: u64, n: u64) -> usize {
     let cs = u64::from(header.chunk_size());
-    let n = header.chunk_count();
-    let mut done = 0u64;
-    for i in 0..n {
-        let len = (size - done).min(cs) as usize;
-        let start = out.len();
-        input.append(&mut out, len + TAG_LEN as usize)?;
-        let plain_len = k
-            .open_in_place(
-                nonce(header.nonce_prefix(), i, i + 1 == n),
-                &aad,
-                &mut out[start..],
-            )
-            .map_err(|_| PackageError::Decrypt)?
-            .len();
-        out[start + plain_len..].zeroize();
-        out.truncate(start + plain_len);
-        done += len as u64;
+    if i + 1 == n {
+        (header.plaintext_size() - (n - 1) * cs) as usize
+    } else {
+        cs as usize
     }
-    if !input.at_end()? {
-        return Err(PackageError::Decrypt);
+}
+
+/// Decrypts a body of the right length (checked by the caller): each chunk's ciphertext
+/// is copied once, into the zeroizing output, and decrypted there in place.
+fn decrypt_slice(
+    header: &PackageHeader,
+    body: &[u8],
+    key: &ContentKey,
+) -> Result<Plaintext, PackageError> {
+    let mut out = plaintext_buffer(header)?;
+    let aad = header.chunk_aad();
+    let k = aead(key);
+    let n = header.chunk_count();
+    let mut at = 0usize;
+    for i in 0..n {
+        let len = chunk_len(header, i, n);
+        let sealed = body
+            .get(at..at + len + AEAD_TAG_LEN)
+            .ok_or(PackageError::Decrypt)?;
+        let (ct, tag) = sealed.split_at(len);
+        let tag: &[u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| PackageError::Decrypt)?;
+        let start = out.len();
+        out.extend_from_slice(ct);
+        k.open_in_place_detached(
+            nonce(header.nonce_prefix(), i, i + 1 == n),
+            &aad,
+            &mut out[start..],
+            tag,
+        )
+        .map_err(|_| PackageError::Decrypt)?;
+        at += len + AEAD_TAG_LEN;
     }
     Ok(Plaintext(out))
+}
+
+/// Reads the body from `input`: each chunk's ciphertext straight into the zeroizing
+/// output (no zero-filling first), its tag aside; then checks the length, the digest
+/// (version 2), and only then decrypts every chunk in place.
+fn read_and_decrypt(
+    header: &PackageHeader,
+    input: &mut impl Read,
+    key: &ContentKey,
+) -> Result<Plaintext, PackageError> {
+    let mut out = plaintext_buffer(header)?;
+    let n = header.chunk_count();
+    let mut tags: Vec<[u8; AEAD_TAG_LEN]> = Vec::new();
+    // n ≤ MAX_PLAINTEXT / MIN_CHUNK_SIZE + 1, so this is bounded by the header's checks.
+    tags.try_reserve_exact(n as usize)
+        .map_err(|_| PackageError::TooLarge(header.plaintext_size()))?;
+    let mut digest = header.body_digest().map(|_| body_hasher());
+    let short = || length_error(header, false);
+    for i in 0..n {
+        let len = chunk_len(header, i, n);
+        let start = out.len();
+        let got = input
+            .by_ref()
+            .take(len as u64)
+            .read_to_end(&mut out)
+            .map_err(PackageError::Io)?;
+        if got != len {
+            return Err(short());
+        }
+        let mut tag = [0u8; AEAD_TAG_LEN];
+        input.read_exact(&mut tag).map_err(|e| match e.kind() {
+            ErrorKind::UnexpectedEof => short(),
+            _ => PackageError::Io(e),
+        })?;
+        if let Some(h) = digest.as_mut() {
+            h.update(&out[start..]);
+            h.update(tag);
+        }
+        tags.push(tag);
+    }
+    if !at_end(input)? {
+        return Err(length_error(header, true));
+    }
+    if let Some(h) = digest {
+        header.check_digest(h)?;
+    }
+    let aad = header.chunk_aad();
+    let k = aead(key);
+    let mut at = 0usize;
+    for (i, tag) in tags.iter().enumerate() {
+        let i = i as u64;
+        let len = chunk_len(header, i, n);
+        k.open_in_place_detached(
+            nonce(header.nonce_prefix(), i, i + 1 == n),
+            &aad,
+            &mut out[at..at + len],
+            tag,
+        )
+        .map_err(|_| PackageError::Decrypt)?;
+        at += len;
+    }
+    Ok(Plaintext(out))
+}
+
+/// True when `input` has nothing more.
+fn at_end(input: &mut impl Read) -> Result<bool, PackageError> {
+    let mut extra = [0u8; 1];
+    loop {
+        match input.read(&mut extra) {
+            Ok(0) => return Ok(true),
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PackageError::Io(e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -379,7 +460,7 @@ mod tests {
             &opts,
             data.len() as u64,
             data,
-            &mut out,
+            std::io::Cursor::new(&mut out),
             &mut OsRng,
             &mut |d| calls.push(d),
         )
@@ -461,7 +542,7 @@ mod tests {
                 &opts,
                 announced,
                 &d[..],
-                std::io::sink(),
+                std::io::Cursor::new(Vec::new()),
                 &mut OsRng,
                 &mut |_| {},
             );
@@ -486,6 +567,11 @@ mod tests {
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+    impl Seek for Failing {
+        fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+            Ok(0)
         }
     }
 
