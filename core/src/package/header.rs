@@ -17,7 +17,7 @@
 //!                "tally/package-header/vN\0" ‖ every byte above 64
 //! ```
 //! Integers are big-endian. Version 2 signs a digest of the encrypted body
-//! ([`body_hasher`]), so the whole file can be checked with the vendor's public key
+//! ([`BodyDigest`]), so the whole file can be checked with the vendor's public key
 //! alone, no content key ([`PackageHeader::check_body`]). The chunks' associated data
 //! is, in version 2, a hash of the header *before* the body digest (the digest depends
 //! on the chunks, so the chunks cannot depend on it); in version 1 it is the hash of
@@ -120,13 +120,45 @@ fn signed_message(version: u8, unsigned: &[u8]) -> Vec<u8> {
     m
 }
 
-/// The hash that starts the digest of a version 2 body: feed it every body byte (each
-/// chunk's ciphertext and tag, in file order) and finalize. One function for `pack`,
-/// opening and `inspect`, so the three always agree.
-pub fn body_hasher() -> sha2::Sha256 {
-    let mut h = sha2::Sha256::new();
-    h.update(BODY_TAG);
-    h
+/// The digest of a version 2 body, built chunk by chunk:
+/// `SHA-256(tag ‖ SHA-256(chunk_0) ‖ … ‖ SHA-256(chunk_{n−1}))`, each chunk being its
+/// ciphertext and tag as stored. Hashing each chunk on its own lets a reader hash and
+/// decrypt a chunk while it is in cache, and several threads share a body. One type for
+/// `pack`, opening and `inspect`, so the three always agree.
+#[derive(Clone)]
+pub struct BodyDigest {
+    outer: sha2::Sha256,
+}
+
+impl Default for BodyDigest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BodyDigest {
+    /// An empty digest.
+    pub fn new() -> Self {
+        let mut outer = sha2::Sha256::new();
+        outer.update(BODY_TAG);
+        Self { outer }
+    }
+    /// The digest of one stored chunk (ciphertext ‖ tag).
+    pub fn chunk_digest(chunk: &[u8]) -> Hash {
+        sha2::Sha256::digest(chunk).into()
+    }
+    /// Adds the next chunk's [`chunk_digest`](Self::chunk_digest).
+    pub fn push(&mut self, chunk_digest: &Hash) {
+        self.outer.update(chunk_digest);
+    }
+    /// Adds the next stored chunk.
+    pub fn chunk(&mut self, chunk: &[u8]) {
+        self.push(&Self::chunk_digest(chunk));
+    }
+    /// The body digest.
+    pub fn finish(self) -> Hash {
+        self.outer.finalize().into()
+    }
 }
 
 /// The associated data of a version 2 package's chunks, from the header bytes that
@@ -359,44 +391,44 @@ impl PackageHeader {
     /// Fails with [`PackageError::BodyLength`] or [`PackageError::BodyDigest`].
     pub fn check_body(&self, body: impl Read) -> Result<BodyCheck, PackageError> {
         let want = self.body_len();
-        let mut limited = body.take(want.saturating_add(1));
-        let mut h = body_hasher();
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut body = body.take(want.saturating_add(1));
+        let n = self.chunk_count();
+        let slot = self.chunk_size as usize + TAG_LEN as usize;
+        let mut digest = BodyDigest::new();
+        let mut buf = vec![0u8; slot];
         let mut got = 0u64;
-        loop {
-            let n = match limited.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(PackageError::Io(e)),
+        for i in 0..n {
+            let len = if i + 1 == n {
+                (want - got) as usize
+            } else {
+                slot
             };
-            got += n as u64;
-            if got <= want {
-                h.update(&buf[..n]);
+            let read = read_full(&mut body, &mut buf[..len])?;
+            got += read as u64;
+            if read < len {
+                return Err(PackageError::BodyLength {
+                    expected: want,
+                    longer: false,
+                });
             }
+            digest.chunk(&buf[..len]);
         }
-        if got != want {
+        if read_full(&mut body, &mut buf[..1])? != 0 {
             return Err(PackageError::BodyLength {
                 expected: want,
-                longer: got > want,
+                longer: true,
             });
         }
-        self.check_digest(h)
+        self.check_digest(&digest.finish())
     }
 
-    /// Compares a finished [`body_hasher`] with the signed digest (version 2).
-    pub(crate) fn check_digest(&self, h: sha2::Sha256) -> Result<BodyCheck, PackageError> {
+    /// Compares a body digest with the signed one (version 2).
+    pub(crate) fn check_digest(&self, got: &Hash) -> Result<BodyCheck, PackageError> {
         match &self.body_digest {
             None => Ok(BodyCheck::NotSigned),
-            Some(want) => {
-                // Both digests are public: no need for a constant-time comparison.
-                let got: Hash = h.finalize().into();
-                if &got == want {
-                    Ok(BodyCheck::Signed)
-                } else {
-                    Err(PackageError::BodyDigest)
-                }
-            }
+            // Both digests are public: no need for a constant-time comparison.
+            Some(want) if want == got => Ok(BodyCheck::Signed),
+            Some(_) => Err(PackageError::BodyDigest),
         }
     }
 
@@ -470,6 +502,20 @@ impl PackageHeader {
     pub(crate) fn nonce_prefix(&self) -> &[u8; 7] {
         &self.nonce_prefix
     }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, PackageError> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..]) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PackageError::Io(e)),
+        }
+    }
+    Ok(at)
 }
 
 fn read_header_bytes(reader: &mut impl Read, buf: &mut [u8]) -> Result<(), PackageError> {

@@ -23,10 +23,10 @@ mod header;
 mod stream;
 
 pub use header::{
-    BodyCheck, CHUNK_SIZE, HEADER_MAX_BYTES, MAGIC, MAX_CHUNK_SIZE, MAX_PLAINTEXT, MAX_TITLE_BYTES,
-    MEDIA_TYPE_PDF, MIN_CHUNK_SIZE, PackageHeader, VERSION, VERSION_1, body_hasher,
+    BodyCheck, BodyDigest, CHUNK_SIZE, HEADER_MAX_BYTES, MAGIC, MAX_CHUNK_SIZE, MAX_PLAINTEXT,
+    MAX_TITLE_BYTES, MEDIA_TYPE_PDF, MIN_CHUNK_SIZE, PackageHeader, VERSION, VERSION_1,
 };
-pub use stream::{PackOptions, open_package, open_package_bytes, seal_package};
+pub use stream::{PackOptions, open_package, open_package_bytes, open_package_vec, seal_package};
 
 use rand_core::CryptoRngCore;
 use std::fmt;

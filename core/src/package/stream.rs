@@ -7,13 +7,12 @@
 //! chunks from another package or another header (T26).
 
 use super::header::{
-    HeaderFields, PackageHeader, TAG_LEN, UnsignedHeader, body_hasher, check_chunk_size,
+    BodyDigest, HeaderFields, PackageHeader, TAG_LEN, UnsignedHeader, check_chunk_size,
 };
 use super::{CHUNK_SIZE, ContentKey, DocumentId, PackageError, Plaintext, VERSION_1};
-use crate::crypto::{AEAD_TAG_LEN, Aes256Gcm};
+use crate::crypto::{AEAD_TAG_LEN, Aes256Gcm, Hash};
 use crate::vendor::{VendorPublic, VendorSecret};
 use rand_core::CryptoRngCore;
-use sha2::Digest as _;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc;
 use zeroize::Zeroizing;
@@ -98,7 +97,7 @@ pub fn seal_package<R: Read + Send, W: Write + Seek>(
     // The header's place; written once the body digest is known.
     output.write_all(&vec![0u8; unsigned.len()])?;
     let aad = unsigned.aad();
-    let mut digest = body_hasher();
+    let mut digest = BodyDigest::new();
     let k = aead(&key);
     let geo = Geometry {
         size: plaintext_len,
@@ -146,10 +145,10 @@ pub fn seal_package<R: Read + Send, W: Write + Seek>(
                     .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
                 buf[off + len..off + len + TAG_LEN as usize].copy_from_slice(tag.as_ref());
                 end = off + len + TAG_LEN as usize;
+                digest.chunk(&buf[off..end]);
                 done += len as u64;
             }
             // Only the package's last chunk may be short, so the slots are contiguous.
-            digest.update(&buf[..end]);
             output.write_all(&buf[..end])?;
             progress(done);
             next = first + count as u64;
@@ -162,7 +161,7 @@ pub fn seal_package<R: Read + Send, W: Write + Seek>(
             _ => Ok(()),
         }
     })?;
-    let header = unsigned.sign(vendor, &digest.finalize().into())?;
+    let header = unsigned.sign(vendor, &digest.finish())?;
     let end = output.stream_position()?;
     output.seek(SeekFrom::Start(start))?;
     output.write_all(header.as_bytes())?;
@@ -259,41 +258,77 @@ fn read_batches<R: Read>(
 /// Verifies the header against `trust` and decrypts the whole package from `input`
 /// into memory. For a single vendor pass `std::slice::from_ref(&vendor)`.
 ///
-/// Header problems are reported specifically. For a version 2 package the body is then
-/// read whole and checked against the digest the header signs before anything is
-/// decrypted ([`PackageError::BodyLength`], [`PackageError::BodyDigest`]). What only the
-/// key can tell — the wrong key, or (version 1) any change to the body — is the opaque
-/// [`PackageError::Decrypt`].
+/// Header problems are reported specifically. The body is read whole into a zeroizing
+/// buffer and decrypted there in place ([`open_package_vec`]). For a version 2 package
+/// a body of the wrong length or one that does not match the digest the header signs is
+/// [`PackageError::BodyLength`] or [`PackageError::BodyDigest`], whatever the key. What
+/// only the key can tell — the wrong key, or (version 1) any change to the body — is the
+/// opaque [`PackageError::Decrypt`].
 pub fn open_package<R: Read>(
     mut input: R,
     trust: &[VendorPublic],
     key: &ContentKey,
 ) -> Result<(PackageHeader, Plaintext), PackageError> {
     let (header, _) = PackageHeader::read(&mut input, trust)?;
-    let plain = read_and_decrypt(&header, &mut input, key)?;
+    let want = header.body_len();
+    let mut buf = body_buffer(&header)?;
+    let got = input
+        .by_ref()
+        .take(want)
+        .read_to_end(&mut buf)
+        .map_err(PackageError::Io)?;
+    if (got as u64) < want {
+        return Err(length_error(&header, false));
+    }
+    if !at_end(&mut input)? {
+        return Err(length_error(&header, true));
+    }
+    let plain = decrypt_in_place(&header, buf, 0, key)?;
     Ok((header, plain))
 }
 
-/// [`open_package`] over bytes already in memory; the length and (version 2) the body
-/// digest are checked before any allocation.
+/// [`open_package`] over bytes already in memory: the header is verified and the length
+/// checked before anything is allocated; the body is then copied once into a zeroizing
+/// buffer and decrypted there. A caller that owns the bytes saves the copy with
+/// [`open_package_vec`].
 pub fn open_package_bytes(
     bytes: &[u8],
     trust: &[VendorPublic],
     key: &ContentKey,
 ) -> Result<(PackageHeader, Plaintext), PackageError> {
-    let mut body = bytes;
-    let (header, _) = PackageHeader::read(&mut body, trust)?;
-    let want = header.body_len();
-    if body.len() as u64 != want {
-        return Err(length_error(&header, body.len() as u64 > want));
-    }
-    if header.body_digest().is_some() {
-        let mut h = body_hasher();
-        h.update(body);
-        header.check_digest(h)?;
-    }
-    let plain = decrypt_slice(&header, body, key)?;
+    let mut rest = bytes;
+    let (header, _) = PackageHeader::read(&mut rest, trust)?;
+    check_len(&header, rest.len())?;
+    let mut buf = body_buffer(&header)?;
+    buf.extend_from_slice(rest);
+    let plain = decrypt_in_place(&header, buf, 0, key)?;
     Ok((header, plain))
+}
+
+/// [`open_package`] over a package the caller has read into memory (the viewer does):
+/// the buffer is taken over, wrapped so that it is zeroized when dropped, and decrypted
+/// in place, so the plaintext takes no new memory and no copy of the body is made.
+pub fn open_package_vec(
+    bytes: Vec<u8>,
+    trust: &[VendorPublic],
+    key: &ContentKey,
+) -> Result<(PackageHeader, Plaintext), PackageError> {
+    let buf = Zeroizing::new(bytes);
+    let (header, _) = PackageHeader::read(&mut &buf[..], trust)?;
+    let off = header.as_bytes().len();
+    check_len(&header, buf.len() - off)?;
+    let plain = decrypt_in_place(&header, buf, off, key)?;
+    Ok((header, plain))
+}
+
+/// A body of `len` bytes has the length the header implies.
+fn check_len(header: &PackageHeader, len: usize) -> Result<(), PackageError> {
+    let want = header.body_len();
+    if len as u64 == want {
+        Ok(())
+    } else {
+        Err(length_error(header, len as u64 > want))
+    }
 }
 
 /// A body of the wrong length: named for version 2, opaque for version 1 (whose
@@ -309,120 +344,133 @@ fn length_error(header: &PackageHeader, longer: bool) -> PackageError {
     }
 }
 
-/// A zeroizing buffer with room for exactly the plaintext: reserved once, because
-/// growing it would leave unzeroized copies behind.
-fn plaintext_buffer(header: &PackageHeader) -> Result<Zeroizing<Vec<u8>>, PackageError> {
-    let size = header.plaintext_size();
-    let cap = usize::try_from(size).map_err(|_| PackageError::TooLarge(size))?;
+/// A zeroizing buffer with room for exactly the body: reserved once, because growing
+/// it would leave unzeroized copies of what it holds behind.
+fn body_buffer(header: &PackageHeader) -> Result<Zeroizing<Vec<u8>>, PackageError> {
+    let len = header.body_len();
+    let cap = usize::try_from(len).map_err(|_| PackageError::TooLarge(len))?;
     let mut out: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
     out.try_reserve_exact(cap)
-        .map_err(|_| PackageError::TooLarge(size))?;
+        .map_err(|_| PackageError::TooLarge(header.plaintext_size()))?;
     Ok(out)
 }
 
-/// Plaintext length of chunk `i` of `n`.
-fn chunk_len(header: &PackageHeader, i: u64, n: u64) -> usize {
-    let cs = u64::from(header.chunk_size());
-    if i + 1 == n {
-        (header.plaintext_size() - (n - 1) * cs) as usize
+/// Bodies at least this large are split between two threads (below it, starting a
+/// thread costs more than it saves).
+const PARALLEL_FROM: usize = 1 << 20;
+
+/// Decrypts the body held in `buf[off..]` (its length already checked) in place and
+/// returns the plaintext in the same buffer, moved to its start.
+///
+/// Each chunk is hashed (version 2) and then decrypted while it is in cache; a large
+/// body is split at a chunk boundary between this thread and a second one. The
+/// plaintext is returned only when the body digest matches and every chunk's tag
+/// verified; a digest mismatch is reported before any decryption failure, as if the
+/// whole body had been checked first. On any failure `buf`, which may hold some
+/// plaintext, is zeroized as it drops.
+fn decrypt_in_place(
+    header: &PackageHeader,
+    mut buf: Zeroizing<Vec<u8>>,
+    off: usize,
+    key: &ContentKey,
+) -> Result<Plaintext, PackageError> {
+    let n = header.chunk_count();
+    let cs = header.chunk_size() as usize;
+    let slot = cs + AEAD_TAG_LEN;
+    let aad = header.chunk_aad();
+    let k = aead(key);
+    let digest = header.body_digest().is_some();
+    let body = &mut buf[off..];
+    let half = if body.len() >= PARALLEL_FROM {
+        n.div_ceil(2) as usize
     } else {
-        cs as usize
+        n as usize
+    };
+    let (first, second) = body.split_at_mut((half * slot).min(body.len()));
+    let work = |part: &mut [u8], from: u64| {
+        open_chunks(part, from, n, slot, &k, header.nonce_prefix(), &aad, digest)
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let other = (!second.is_empty()).then(|| scope.spawn(|| work(second, half as u64)));
+        let a = work(first, 0);
+        // A panicking worker counts as a failed chunk (fail closed).
+        let b = other.map(|h| h.join().unwrap_or((Vec::new(), false)));
+        (a, b)
+    });
+    let (mut digests, mut intact) = a;
+    if let Some((d, ok)) = b {
+        digests.extend(d);
+        intact &= ok;
     }
+    if digest {
+        if digests.len() as u64 != n {
+            return Err(PackageError::Decrypt);
+        }
+        let mut d = BodyDigest::new();
+        digests.iter().for_each(|c| d.push(c));
+        header.check_digest(&d.finish())?;
+    }
+    if !intact {
+        return Err(PackageError::Decrypt);
+    }
+    // Move each chunk's plaintext down over the header and the tags before it.
+    for i in 0..n as usize {
+        let len = if i + 1 == n as usize {
+            header.plaintext_size() as usize - i * cs
+        } else {
+            cs
+        };
+        let src = off + i * slot;
+        buf.copy_within(src..src + len, i * cs);
+    }
+    buf.truncate(header.plaintext_size() as usize);
+    Ok(Plaintext(buf))
 }
 
-/// Decrypts a body of the right length (checked by the caller): each chunk's ciphertext
-/// is copied once, into the zeroizing output, and decrypted there in place.
-fn decrypt_slice(
-    header: &PackageHeader,
-    body: &[u8],
-    key: &ContentKey,
-) -> Result<Plaintext, PackageError> {
-    let mut out = plaintext_buffer(header)?;
-    let aad = header.chunk_aad();
-    let k = aead(key);
-    let n = header.chunk_count();
-    let mut at = 0usize;
-    for i in 0..n {
-        let len = chunk_len(header, i, n);
-        let sealed = body
-            .get(at..at + len + AEAD_TAG_LEN)
-            .ok_or(PackageError::Decrypt)?;
-        let (ct, tag) = sealed.split_at(len);
-        let tag: &[u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| PackageError::Decrypt)?;
-        let start = out.len();
-        out.extend_from_slice(ct);
-        k.open_in_place_detached(
-            nonce(header.nonce_prefix(), i, i + 1 == n),
-            &aad,
-            &mut out[start..],
-            tag,
-        )
-        .map_err(|_| PackageError::Decrypt)?;
-        at += len + AEAD_TAG_LEN;
-    }
-    Ok(Plaintext(out))
-}
-
-/// Reads the body from `input`: each chunk's ciphertext straight into the zeroizing
-/// output (no zero-filling first), its tag aside; then checks the length, the digest
-/// (version 2), and only then decrypts every chunk in place.
-fn read_and_decrypt(
-    header: &PackageHeader,
-    input: &mut impl Read,
-    key: &ContentKey,
-) -> Result<Plaintext, PackageError> {
-    let mut out = plaintext_buffer(header)?;
-    let n = header.chunk_count();
-    let mut tags: Vec<[u8; AEAD_TAG_LEN]> = Vec::new();
-    // n ≤ MAX_PLAINTEXT / MIN_CHUNK_SIZE + 1, so this is bounded by the header's checks.
-    tags.try_reserve_exact(n as usize)
-        .map_err(|_| PackageError::TooLarge(header.plaintext_size()))?;
-    let mut digest = header.body_digest().map(|_| body_hasher());
-    let short = || length_error(header, false);
-    for i in 0..n {
-        let len = chunk_len(header, i, n);
-        let start = out.len();
-        let got = input
-            .by_ref()
-            .take(len as u64)
-            .read_to_end(&mut out)
-            .map_err(PackageError::Io)?;
-        if got != len {
-            return Err(short());
+/// Hashes (when `digest`) and opens in place the whole chunks in `part`, the first being
+/// chunk `from` of `n`. Returns the chunk digests and whether every tag verified; after
+/// a failed tag it only hashes, since the digest decides which error is reported.
+#[allow(clippy::too_many_arguments)]
+fn open_chunks(
+    part: &mut [u8],
+    from: u64,
+    n: u64,
+    slot: usize,
+    k: &Aes256Gcm,
+    prefix: &[u8; 7],
+    aad: &Hash,
+    digest: bool,
+) -> (Vec<Hash>, bool) {
+    let mut digests = Vec::with_capacity(if digest { part.len().div_ceil(slot) } else { 0 });
+    let mut intact = true;
+    for (j, chunk) in part.chunks_mut(slot).enumerate() {
+        let i = from + j as u64;
+        if digest {
+            digests.push(BodyDigest::chunk_digest(chunk));
         }
-        let mut tag = [0u8; AEAD_TAG_LEN];
-        input.read_exact(&mut tag).map_err(|e| match e.kind() {
-            ErrorKind::UnexpectedEof => short(),
-            _ => PackageError::Io(e),
-        })?;
-        if let Some(h) = digest.as_mut() {
-            h.update(&out[start..]);
-            h.update(tag);
+        if !intact {
+            if digest {
+                continue;
+            }
+            break;
         }
-        tags.push(tag);
+        let Some(split) = chunk.len().checked_sub(AEAD_TAG_LEN) else {
+            intact = false;
+            continue;
+        };
+        let (ct, tag) = chunk.split_at_mut(split);
+        let tag: [u8; AEAD_TAG_LEN] = match (&*tag).try_into() {
+            Ok(t) => t,
+            Err(_) => {
+                intact = false;
+                continue;
+            }
+        };
+        intact = k
+            .open_in_place_detached(nonce(prefix, i, i + 1 == n), aad, ct, &tag)
+            .is_ok();
     }
-    if !at_end(input)? {
-        return Err(length_error(header, true));
-    }
-    if let Some(h) = digest {
-        header.check_digest(h)?;
-    }
-    let aad = header.chunk_aad();
-    let k = aead(key);
-    let mut at = 0usize;
-    for (i, tag) in tags.iter().enumerate() {
-        let i = i as u64;
-        let len = chunk_len(header, i, n);
-        k.open_in_place_detached(
-            nonce(header.nonce_prefix(), i, i + 1 == n),
-            &aad,
-            &mut out[at..at + len],
-            tag,
-        )
-        .map_err(|_| PackageError::Decrypt)?;
-        at += len;
-    }
-    Ok(Plaintext(out))
+    (digests, intact)
 }
 
 /// True when `input` has nothing more.
@@ -493,7 +541,45 @@ mod tests {
             assert_eq!(h.page_count(), 3);
             let (_, p2) = open_package(&pkg[..], &trust, &key).unwrap();
             assert_eq!(p2.as_bytes(), &d[..]);
+            let (_, p3) = open_package_vec(pkg.clone(), &trust, &key).unwrap();
+            assert_eq!(p3.as_bytes(), &d[..]);
+            assert_eq!(
+                h.check_body(&pkg[h.as_bytes().len()..]).unwrap(),
+                super::super::BodyCheck::Signed
+            );
         }
+    }
+
+    /// Bodies from `PARALLEL_FROM` on are split between two threads: a change in either
+    /// half, or the wrong key, fails exactly as in a small body.
+    #[test]
+    fn split_bodies_fail_like_small_ones() {
+        let v = vendor("V");
+        let trust = [v.public().clone()];
+        let d = data(3 << 20);
+        let (pkg, key) = pack(&v, &d, 4096);
+        let hl = pkg.len() - (d.len() + (d.len() / 4096) * 16);
+        assert!(pkg.len() - hl >= PARALLEL_FROM);
+        for at in [hl, hl + 5000, pkg.len() / 2, pkg.len() - 1] {
+            let mut p = pkg.clone();
+            p[at] ^= 4;
+            for r in [
+                open_package_bytes(&p, &trust, &key),
+                open_package(&p[..], &trust, &key),
+                open_package_vec(p.clone(), &trust, &key),
+            ] {
+                assert!(matches!(r, Err(PackageError::BodyDigest)), "byte {at}");
+            }
+        }
+        let other = ContentKey::generate(&mut OsRng);
+        assert!(matches!(
+            open_package_vec(pkg.clone(), &trust, &other),
+            Err(PackageError::Decrypt)
+        ));
+        assert!(matches!(
+            open_package_vec(pkg[..pkg.len() - 1].to_vec(), &trust, &key),
+            Err(PackageError::BodyLength { longer: false, .. })
+        ));
     }
 
     #[test]
@@ -522,6 +608,7 @@ mod tests {
             p[i] ^= 0x80;
             assert!(open_package_bytes(&p, &trust, &key).is_err(), "byte {i}");
             assert!(open_package(&p[..], &trust, &key).is_err(), "byte {i}");
+            assert!(open_package_vec(p, &trust, &key).is_err(), "byte {i}");
         }
         for cut in 0..pkg.len() {
             assert!(
