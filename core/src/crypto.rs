@@ -13,7 +13,7 @@
 //!   about five times faster than `p256` here (`cargo bench -p tally-core --bench trail`
 //!   prints both rates); [`P256Verifier`] is its RustCrypto twin, and both run every
 //!   Wycheproof ECDSA P-256 vector (`core/tests/wycheproof.rs`).
-//! - Signing, key agreement, SHA-256: `p256` and `sha2`.
+//! - Signing, key agreement, SHA-256, HMAC, HKDF: `p256`, `sha2`, `hmac`, `hkdf`.
 
 pub use rand::rngs::OsRng;
 
@@ -38,6 +38,18 @@ pub fn tagged_hash(tag: &[u8], parts: &[&[u8]]) -> Hash {
         h.update(p);
     }
     h.finalize().into()
+}
+
+/// HMAC-SHA-256 of the concatenated `parts` under `key` (RustCrypto `hmac`).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hash {
+    use hmac::Mac as _;
+    // HMAC accepts keys of every length, so this cannot fail.
+    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+        .expect("HMAC takes a key of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// Plain SHA-256.

@@ -335,13 +335,11 @@ impl VendorSecret {
     /// Different purposes give unrelated keys.
     pub fn storage_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
         let scalar = Zeroizing::new(self.signing.to_bytes());
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &scalar[..]);
-        let mut ctx = ring::hmac::Context::with_key(&key);
-        ctx.update(b"tally/vendor-storage/v1\0");
-        ctx.update(purpose.as_bytes());
-        let tag = ctx.sign();
         let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(tag.as_ref());
+        out.copy_from_slice(&crypto::hmac_sha256(
+            &scalar[..],
+            &[b"tally/vendor-storage/v1\0", purpose.as_bytes()],
+        ));
         out
     }
 

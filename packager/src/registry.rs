@@ -393,7 +393,7 @@ impl Registry {
             CONTENT_KEY_PURPOSE,
             &id.0,
             key.as_bytes(),
-            &mut rand_core::OsRng,
+            &mut tally_core::crypto::OsRng,
         );
         let location = location.map(|p| p.to_string_lossy().into_owned());
         self.db.execute(

@@ -126,23 +126,12 @@ pub enum KeyfileError {
     Io(String),
 }
 
-/// A length for ring's HKDF output.
-struct Len(usize);
-impl ring::hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 /// HKDF-SHA-256 → 32-byte AES key ‖ 12-byte nonce.
 pub(crate) fn derive(ikm: &[u8], salt: &[u8], info: &[u8]) -> Zeroizing<[u8; 44]> {
     let mut out = Zeroizing::new([0u8; 44]);
-    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(ikm);
-    let info = [info];
-    // 44 bytes is far below HKDF's 255·32 limit, so expand and fill cannot fail.
-    if let Ok(okm) = prk.expand(&info, Len(44)) {
-        let _ = okm.fill(&mut out[..]);
-    }
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm);
+    // 44 bytes is far below HKDF's 255·32 limit, so expand cannot fail.
+    let _ = hk.expand(info, &mut out[..]);
     out
 }
 
