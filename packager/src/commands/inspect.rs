@@ -245,7 +245,7 @@ fn inspect_package(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
         ),
         Some(BodyCheck::Signed) => r.field(
             "body",
-            "matches the digest in the header, but the header's signature did not verify",
+            "matches the digest in the header, which is worth nothing until its signature verifies",
         ),
         // Format 1 signs the header only: the whole file against the SHA-256 `pack`
         // recorded in this vendor's registry, if it is there.
