@@ -1,12 +1,26 @@
 //! Small cryptographic building blocks shared by the card, the trail and the keyfile.
 //!
 //! Everything here is pinned: ECDSA over P-256 with SHA-256, fixed 64-byte `r‖s`
-//! signatures, 65-byte uncompressed SEC1 public keys. No algorithm identifier is ever
-//! read from a file, so there is nothing to confuse (T28).
+//! signatures, 65-byte uncompressed SEC1 public keys, AES-256-GCM. No algorithm
+//! identifier is ever read from a file, so there is nothing to confuse (T28).
+//!
+//! Which library does what (the design card names RustCrypto's `aes-gcm` and `rand`):
+//! - AEAD: [`Aes256Gcm`], on `aes-gcm`. The only AEAD in Tally.
+//! - Randomness: [`OsRng`], `rand`'s handle on the operating system's CSPRNG. Functions
+//!   that need randomness take `&mut impl CryptoRngCore` so tests can inject their own.
+//! - ECDSA verification: behind [`SignatureVerifier`] (the rustls pattern of small
+//!   provider traits). [`default_verifier`] is [`RingVerifier`] because ring verifies
+//!   about five times faster than `p256` here (`cargo bench -p tally-core --bench trail`
+//!   prints both rates); [`P256Verifier`] is its RustCrypto twin, and both run every
+//!   Wycheproof ECDSA P-256 vector (`core/tests/wycheproof.rs`).
+//! - Signing, key agreement, SHA-256, HMAC, HKDF: `p256`, `sha2`, `hmac`, `hkdf`.
+
+pub use rand::rngs::OsRng;
 
 use p256::ecdsa::{Signature as P256Signature, VerifyingKey, signature::Verifier as _};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// A 32-byte SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -24,6 +38,18 @@ pub fn tagged_hash(tag: &[u8], parts: &[&[u8]]) -> Hash {
         h.update(p);
     }
     h.finalize().into()
+}
+
+/// HMAC-SHA-256 of the concatenated `parts` under `key` (RustCrypto `hmac`).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hash {
+    use hmac::Mac as _;
+    // HMAC accepts keys of every length, so this cannot fail.
+    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
+        .expect("HMAC takes a key of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// Plain SHA-256.
@@ -184,11 +210,20 @@ pub fn sign_low_s(key: &p256::ecdsa::SigningKey, message: &[u8]) -> Signature {
     Signature(out)
 }
 
-/// AES-256-GCM with 96-bit nonces and 128-bit tags: the one AEAD Tally uses (pinned, T28).
-/// Every user (packages, keyfiles, vendor secrets, validation messages) goes through this
-/// type, so the Wycheproof vectors run against the code that protects real data (T26).
-/// Failures are deliberately opaque ([`AeadError`]).
-pub struct Aes256Gcm(ring::aead::LessSafeKey);
+/// AES-256-GCM with 96-bit nonces and 128-bit tags: the one AEAD Tally uses (pinned, T28),
+/// implemented by RustCrypto's `aes-gcm` (the design card's choice; AES-NI and CLMUL are
+/// detected at run time). Every user (packages, keyfiles, vendor secrets, validation
+/// messages) goes through this type, and the Wycheproof vectors run through each of its
+/// methods (`core/tests/wycheproof.rs`), so they test the code that protects real data
+/// (T26). Failures are deliberately opaque ([`AeadError`]). The expanded key is zeroized on
+/// drop (`aes-gcm`'s `zeroize` feature).
+///
+/// The methods work in place so that plaintext is never copied into a buffer that is
+/// freed unzeroized: [`open_to_zeroizing`](Self::open_to_zeroizing) decrypts straight
+/// into a [`Zeroizing`] buffer, and [`seal_to_vec`](Self::seal_to_vec) sizes its output
+/// once so appending the tag never reallocates (a reallocation would leave the plaintext
+/// behind in the freed block).
+pub struct Aes256Gcm(aes_gcm::Aes256Gcm);
 
 /// An AEAD operation failed. Deliberately carries no detail: a wrong key, a changed byte
 /// and a truncated tag look the same.
@@ -202,46 +237,72 @@ pub const AEAD_TAG_LEN: usize = 16;
 impl Aes256Gcm {
     /// A key for AES-256-GCM.
     pub fn new(key: &[u8; 32]) -> Self {
-        // A 32-byte key is always a valid AES-256 key.
-        let k = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key)
-            .expect("32-byte AES-256 key");
-        Self(ring::aead::LessSafeKey::new(k))
+        use aes_gcm::KeyInit as _;
+        Self(aes_gcm::Aes256Gcm::new(key.into()))
     }
 
-    /// Encrypts `buf` in place and appends the tag. The nonce must never repeat under one key.
-    pub fn seal_in_place_append_tag(
-        &self,
-        nonce: [u8; 12],
-        aad: &[u8],
-        buf: &mut Vec<u8>,
-    ) -> Result<(), AeadError> {
-        self.0
-            .seal_in_place_append_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(aad),
-                buf,
-            )
-            .map_err(|_| AeadError)
-    }
-
-    /// Encrypts `buf` in place and returns the tag separately.
+    /// Encrypts `buf` in place and returns the tag separately. The nonce must never repeat
+    /// under one key.
     pub fn seal_in_place_separate_tag(
         &self,
         nonce: [u8; 12],
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; AEAD_TAG_LEN], AeadError> {
+        use aes_gcm::AeadInPlace as _;
         let tag = self
             .0
-            .seal_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(aad),
-                buf,
-            )
+            .encrypt_in_place_detached(&nonce.into(), aad, buf)
             .map_err(|_| AeadError)?;
-        let mut out = [0u8; AEAD_TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Ok(out)
+        Ok(tag.into())
+    }
+
+    /// Encrypts `buf` in place and appends the tag. Reserve [`AEAD_TAG_LEN`] spare bytes
+    /// first if `buf` holds a secret: growing the vector would free the old block unzeroized.
+    pub fn seal_in_place_append_tag(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), AeadError> {
+        let tag = self.seal_in_place_separate_tag(nonce, aad, buf)?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// `plain` encrypted, tag appended, in one allocation of the final size (no plaintext
+    /// is left in a freed block).
+    pub fn seal_to_vec(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, AeadError> {
+        let mut buf = Vec::with_capacity(plain.len() + AEAD_TAG_LEN);
+        buf.extend_from_slice(plain);
+        match self.seal_in_place_append_tag(nonce, aad, &mut buf) {
+            Ok(()) => Ok(buf),
+            Err(e) => {
+                zeroize::Zeroize::zeroize(&mut buf);
+                Err(e)
+            }
+        }
+    }
+
+    /// Decrypts `ciphertext` in place, checking it against the detached `tag`. On failure
+    /// the buffer may hold unauthenticated plaintext (`aes-gcm` decrypts, then compares
+    /// tags): keep it in a zeroizing buffer and drop it.
+    pub fn open_in_place_detached(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        ciphertext: &mut [u8],
+        tag: &[u8; AEAD_TAG_LEN],
+    ) -> Result<(), AeadError> {
+        use aes_gcm::AeadInPlace as _;
+        self.0
+            .decrypt_in_place_detached(&nonce.into(), aad, ciphertext, tag.into())
+            .map_err(|_| AeadError)
     }
 
     /// Decrypts `buf` (ciphertext ‖ tag) in place; returns the plaintext part.
@@ -251,13 +312,28 @@ impl Aes256Gcm {
         aad: &[u8],
         buf: &'b mut [u8],
     ) -> Result<&'b mut [u8], AeadError> {
-        self.0
-            .open_in_place(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::from(aad),
-                buf,
-            )
-            .map_err(|_| AeadError)
+        let split = buf.len().checked_sub(AEAD_TAG_LEN).ok_or(AeadError)?;
+        let (ct, tag) = buf.split_at_mut(split);
+        let tag: [u8; AEAD_TAG_LEN] = (&*tag).try_into().map_err(|_| AeadError)?;
+        self.open_in_place_detached(nonce, aad, ct, &tag)?;
+        Ok(ct)
+    }
+
+    /// Decrypts `sealed` (ciphertext ‖ tag) straight into a zeroizing buffer of exactly the
+    /// plaintext's size: the only copy of the plaintext is the one returned.
+    pub fn open_to_zeroizing(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, AeadError> {
+        let split = sealed.len().checked_sub(AEAD_TAG_LEN).ok_or(AeadError)?;
+        let (ct, tag) = sealed.split_at(split);
+        let tag: [u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| AeadError)?;
+        let mut out = Zeroizing::new(Vec::with_capacity(ct.len()));
+        out.extend_from_slice(ct);
+        self.open_in_place_detached(nonce, aad, &mut out, &tag)?;
+        Ok(out)
     }
 }
 

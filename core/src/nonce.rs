@@ -8,7 +8,8 @@
 //! thread ids, a per-process counter) through SHA-256. The parameters add nothing if the
 //! CSPRNG is sound, but they keep nonces distinct even if it were ever misconfigured.
 
-use rand_core::{OsRng, RngCore};
+use rand::RngCore as _;
+use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -35,7 +35,7 @@ use crate::crypto::{self, PublicKey, Signature};
 use p256::ecdsa::SigningKey;
 use rand_core::CryptoRngCore;
 use std::fmt;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 const SECRET_MAGIC: &[u8; 8] = b"TALLYVSK";
 const SECRET_VERSION: u8 = 1;
@@ -335,13 +335,11 @@ impl VendorSecret {
     /// Different purposes give unrelated keys.
     pub fn storage_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
         let scalar = Zeroizing::new(self.signing.to_bytes());
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &scalar[..]);
-        let mut ctx = ring::hmac::Context::with_key(&key);
-        ctx.update(b"tally/vendor-storage/v1\0");
-        ctx.update(purpose.as_bytes());
-        let tag = ctx.sign();
         let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(tag.as_ref());
+        out.copy_from_slice(&crypto::hmac_sha256(
+            &scalar[..],
+            &[b"tally/vendor-storage/v1\0", purpose.as_bytes()],
+        ));
         out
     }
 
@@ -359,14 +357,14 @@ impl VendorSecret {
         let key = self.storage_key(purpose);
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
-        let mut buf = Vec::with_capacity(12 + plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        aead_key(&key)
-            .seal_in_place_append_tag(nonce, context, &mut buf)
+        // Sealed in place in its final buffer: the plaintext is never copied elsewhere.
+        let mut out = Vec::with_capacity(12 + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = aead_key(&key)
+            .seal_in_place_separate_tag(nonce, context, &mut out[12..])
             .expect("small buffers always seal");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        buf.zeroize();
+        out.extend_from_slice(&tag);
         out
     }
 
@@ -384,13 +382,9 @@ impl VendorSecret {
         let key = self.storage_key(purpose);
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(&sealed[..12]);
-        let mut buf = Zeroizing::new(sealed[12..].to_vec());
-        let n = aead_key(&key)
-            .open_in_place(nonce, context, &mut buf)
-            .map_err(|_| VendorError::AtRest)?
-            .len();
-        buf.truncate(n);
-        Ok(buf)
+        aead_key(&key)
+            .open_to_zeroizing(nonce, context, &sealed[12..])
+            .map_err(|_| VendorError::AtRest)
     }
 
     /// Encrypts the secret keys under `password` with argon2id `params` and AES-256-GCM.
@@ -423,12 +417,16 @@ impl VendorSecret {
         plain.push(u8::from(self.demo));
         plain.extend_from_slice(&(self.name.len() as u16).to_be_bytes());
         plain.extend_from_slice(self.name.as_bytes());
-        let aead = aead_key(&key);
-        let mut buf = plain.to_vec();
-        aead.seal_in_place_append_tag(nonce, &out[..], &mut buf)
+        // Sealed in place at the end of `out` (whose capacity covers it): the plaintext
+        // is copied only into `plain`, which is zeroized on drop.
+        let header_len = out.len();
+        out.reserve_exact(plain.len() + TAG_LEN);
+        out.extend_from_slice(&plain);
+        let (aad, body) = out.split_at_mut(header_len);
+        let tag = aead_key(&key)
+            .seal_in_place_separate_tag(nonce, aad, body)
             .map_err(|_| VendorError::Kdf)?;
-        out.extend_from_slice(&buf);
-        buf.zeroize();
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -458,11 +456,14 @@ impl VendorSecret {
         params.check(floor)?;
         let key = params.derive(password, &salt)?;
         let aead = aead_key(&key);
-        let mut buf = Zeroizing::new(bytes[SECRET_HEADER_LEN..].to_vec());
         let plain = aead
-            .open_in_place(nonce, &bytes[..SECRET_HEADER_LEN], &mut buf)
+            .open_to_zeroizing(
+                nonce,
+                &bytes[..SECRET_HEADER_LEN],
+                &bytes[SECRET_HEADER_LEN..],
+            )
             .map_err(|_| VendorError::WrongPassword)?;
-        parse_plaintext(plain)
+        parse_plaintext(&plain)
     }
 }
 

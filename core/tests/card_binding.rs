@@ -81,7 +81,7 @@ fn rental(card: &CardState, issuers: Vec<IssuerPublic>, allow_emulated: bool) ->
         &PackOptions::new("Bound", 1),
         DOCUMENT.len() as u64,
         DOCUMENT,
-        &mut package,
+        std::io::Cursor::new(&mut package),
         &mut OsRng,
         &mut |_| {},
     )

@@ -1,10 +1,14 @@
-//! Packages against the test vectors in `tests/data/package/` (T26, T28).
+//! Packages against the test vectors in `tests/data/package/` (format 2, written by
+//! today's `seal_package`) and `tests/data/package-v1/` (format 1, frozen as the first
+//! packer wrote them: readers' existing libraries must keep opening) (T26, T28).
 //!
-//! Every vector runs through `open_package_bytes`, `open_package` (a reader) and the
-//! header-only `PackageHeader::read`. Trust anchors are the vendor public files in
-//! `tests/data/package-trust/`.
+//! Every vector runs through `open_package_bytes`, `open_package` (a reader),
+//! `open_package_vec` (in place), the header-only `PackageHeader::read` and the keyless `PackageHeader::check_body`; the
+//! packager's tests run them through `tally-pack inspect` too. Trust anchors are the
+//! vendor public files in `tests/data/package-trust/`.
 //!
-//! Regenerate with `TALLY_REGEN_VECTORS=1 cargo test -p tally-core --test package_vectors -- --ignored`.
+//! Regenerate the format 2 vectors with
+//! `TALLY_REGEN_VECTORS=1 cargo test -p tally-core --test package_vectors -- --ignored`.
 
 // Generators and helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -16,8 +20,8 @@ use rand_core::OsRng;
 use std::path::Path;
 use tally_core::crypto::sha256;
 use tally_core::package::{
-    ContentKey, PackOptions, PackageError, PackageHeader, open_package, open_package_bytes,
-    seal_package,
+    BodyCheck, ContentKey, PackOptions, PackageError, PackageHeader, open_package,
+    open_package_bytes, open_package_vec, seal_package,
 };
 use tally_core::vendor::{VendorPublic, VendorSecret};
 
@@ -33,6 +37,8 @@ fn code(e: &PackageError) -> &'static str {
         PackageError::MediaType(_) => "media-type",
         PackageError::UntrustedVendor(_) => "untrusted-vendor",
         PackageError::BadSignature => "bad-signature",
+        PackageError::BodyLength { .. } => "body-length",
+        PackageError::BodyDigest => "body-digest",
         PackageError::Decrypt => "decrypt",
         other => panic!("unexpected error {other:?}"),
     }
@@ -52,35 +58,60 @@ fn trust(names: &str) -> Vec<VendorPublic> {
         .collect()
 }
 
-#[test]
-fn package_vectors() {
-    let vectors = vector::load("package", KEYS);
+/// Runs every vector of `area` through every core entry point; returns (positive, negative).
+fn check(area: &str, version: u8) -> (usize, usize) {
+    let vectors = vector::load(area, KEYS);
     let (mut ok, mut bad) = (0, 0);
     for v in &vectors {
         let expect = v.get("expect");
         let trust = trust(v.get("trust"));
         let key = ContentKey::from_slice(&hex::decode(v.get("key")).unwrap()).unwrap();
-        let header = PackageHeader::read(&mut &v.bytes[..], &trust);
-        let header_expect = if expect == "ok" || expect == "decrypt" {
-            "ok"
-        } else {
-            expect
+        let mut rest = &v.bytes[..];
+        let header = PackageHeader::read(&mut rest, &trust);
+        // What the header alone says: body and key problems are not its business.
+        let header_expect = match expect {
+            "ok" | "decrypt" | "body-length" | "body-digest" => "ok",
+            other => other,
         };
         match &header {
-            Ok(_) => assert_eq!(header_expect, "ok", "{}: header accepted", v.name()),
+            Ok((h, _)) => {
+                assert_eq!(header_expect, "ok", "{}: header accepted", v.name());
+                assert_eq!(h.version(), version, "{}: format version", v.name());
+                // The keyless body check: what `inspect` does.
+                let body = h.check_body(rest);
+                let want = match (expect, version) {
+                    ("body-length" | "body-digest", _) => expect,
+                    // Format 1 has no digest: only a wrong length shows without the key.
+                    (_, 1) if rest.len() as u64 != h.body_len() => "body-length",
+                    _ => "ok",
+                };
+                match body {
+                    Ok(b) => {
+                        assert_eq!(want, "ok", "{}: body check passed", v.name());
+                        let signed = if version == 1 {
+                            BodyCheck::NotSigned
+                        } else {
+                            BodyCheck::Signed
+                        };
+                        assert_eq!(b, signed, "{}", v.name());
+                    }
+                    Err(e) => assert_eq!(code(&e), want, "{}: body check: {e}", v.name()),
+                }
+            }
             Err(e) => assert_eq!(code(e), header_expect, "{}: header: {e}", v.name()),
         }
-        for r in [
-            open_package_bytes(&v.bytes, &trust, &key),
-            open_package(&v.bytes[..], &trust, &key),
+        for (via, r) in [
+            ("bytes", open_package_bytes(&v.bytes, &trust, &key)),
+            ("reader", open_package(&v.bytes[..], &trust, &key)),
+            ("vec", open_package_vec(v.bytes.clone(), &trust, &key)),
         ] {
             match r {
                 Ok((h, p)) => {
-                    assert_eq!(expect, "ok", "{}: accepted", v.name());
+                    assert_eq!(expect, "ok", "{} via {via}: accepted", v.name());
                     assert_eq!(hex::encode(sha256(p.as_bytes())), v.get("plaintext-sha256"));
                     assert_eq!(h.plaintext_size(), p.len() as u64);
                 }
-                Err(e) => assert_eq!(code(&e), expect, "{}: {e}", v.name()),
+                Err(e) => assert_eq!(code(&e), expect, "{} via {via}: {e}", v.name()),
             }
         }
         if expect == "ok" {
@@ -91,8 +122,26 @@ fn package_vectors() {
     }
     assert!(
         ok >= 3 && bad > 3 * ok,
-        "{ok} positive, {bad} negative vectors"
+        "{area}: {ok} positive, {bad} negative vectors"
     );
+    (ok, bad)
+}
+
+#[test]
+fn package_vectors() {
+    let (_, bad) = check("package", 2);
+    // The cases format 2 adds: digest checks that need no key.
+    let names: Vec<String> = vector::load("package", KEYS)
+        .iter()
+        .filter(|v| matches!(v.get("expect"), "body-digest" | "body-length"))
+        .map(|v| v.name())
+        .collect();
+    assert!(names.len() >= 10 && bad > names.len(), "{names:?}");
+}
+
+#[test]
+fn format_1_vectors_still_open() {
+    check("package-v1", 1);
 }
 
 /// Offsets of the header fields (see `core/src/package/header.rs`).
@@ -111,11 +160,15 @@ fn regenerate_package_vectors() {
     if std::env::var_os("TALLY_REGEN_VECTORS").is_none() {
         return;
     }
-    let a = VendorSecret::generate("Vendor A", false, &mut OsRng).unwrap();
-    let b = VendorSecret::generate("Vendor B", false, &mut OsRng).unwrap();
+    // Vendors A and B (trust files `a`, `b`) signed the frozen format 1 vectors; their
+    // secret keys were not kept, so format 2 has its own pair, `c` and `d`.
+    let a = VendorSecret::generate("Vendor C", false, &mut OsRng).unwrap();
+    let b = VendorSecret::generate("Vendor D", false, &mut OsRng).unwrap();
     std::fs::create_dir_all(trust_dir()).unwrap();
-    std::fs::write(trust_dir().join("a"), a.public().to_export(&a)).unwrap();
-    std::fs::write(trust_dir().join("b"), b.public().to_export(&b)).unwrap();
+    std::fs::write(trust_dir().join("c"), a.public().to_export(&a)).unwrap();
+    std::fs::write(trust_dir().join("d"), b.public().to_export(&b)).unwrap();
+    let _ =
+        std::fs::remove_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/package"));
     let data: Vec<u8> = (0..2600u32).map(|i| (i * 31 % 253) as u8).collect();
     let pack = |v: &VendorSecret, d: &[u8]| {
         let mut out = Vec::new();
@@ -129,7 +182,7 @@ fn regenerate_package_vectors() {
             &opts,
             d.len() as u64,
             d,
-            &mut out,
+            std::io::Cursor::new(&mut out),
             &mut OsRng,
             &mut |_| {},
         )
@@ -137,6 +190,7 @@ fn regenerate_package_vectors() {
         (out, h, k)
     };
     let (pkg, h, key) = pack(&a, &data);
+    assert_eq!(h.version(), 2);
     let hl = h.as_bytes().len();
     let chunk = |i: usize| {
         let s = hl + i * 1040;
@@ -157,13 +211,13 @@ fn regenerate_package_vectors() {
         vector::write("package", name, &f, bytes);
     };
     let neg = |name: &str, expect: &str, comment: &str, bytes: &[u8]| {
-        write(name, expect, comment, "a", &khex, bytes)
+        write(name, expect, comment, "c", &khex, bytes)
     };
     write(
         "ok",
         "ok",
         "3 chunks of 1 KiB (the last one short)",
-        "a",
+        "c",
         &khex,
         &pkg,
     );
@@ -171,7 +225,7 @@ fn regenerate_package_vectors() {
         "ok-two-vendors-trusted",
         "ok",
         "trust list of two",
-        "b,a",
+        "d,c",
         &khex,
         &pkg,
     );
@@ -184,7 +238,7 @@ fn regenerate_package_vectors() {
             &[
                 ("expect", "ok"),
                 ("comment", &format!("{n} bytes")),
-                ("trust", "a"),
+                ("trust", "c"),
                 ("key", &hex::encode(k.as_bytes())),
                 ("plaintext-sha256", &s),
             ],
@@ -195,43 +249,54 @@ fn regenerate_package_vectors() {
     write(
         "wrong-key",
         "decrypt",
-        "another content key",
-        "a",
+        "another content key (the body itself is intact)",
+        "c",
         &other_key,
         &pkg,
     );
     write(
         "untrusted-vendor",
         "untrusted-vendor",
-        "only vendor B trusted",
-        "b",
+        "only vendor D trusted",
+        "d",
         &khex,
         &pkg,
     );
     neg(
         "truncated-last-chunk",
-        "decrypt",
+        "body-length",
         "final chunk removed (cut at a chunk boundary)",
         &pkg[..hl + 2080],
     );
     neg(
         "truncated-mid-chunk",
-        "decrypt",
+        "body-length",
         "cut inside the second chunk",
         &pkg[..hl + 1500],
     );
     neg(
         "truncated-tag",
-        "decrypt",
+        "body-length",
         "last byte of the last tag removed",
         &pkg[..pkg.len() - 1],
     );
-    neg("truncated-body-empty", "decrypt", "header only", &pkg[..hl]);
+    neg(
+        "truncated-body-empty",
+        "body-length",
+        "header only",
+        &pkg[..hl],
+    );
     neg(
         "truncated-header",
         "truncated-header",
         "cut inside the header",
         &pkg[..hl - 10],
+    );
+    neg(
+        "truncated-in-digest",
+        "truncated-header",
+        "cut inside the body digest",
+        &pkg[..hl - 64 - 10],
     );
     neg(
         "truncated-prefix",
@@ -241,52 +306,60 @@ fn regenerate_package_vectors() {
     );
     let mut t = pkg.clone();
     t.extend_from_slice(b"garbage");
-    neg("trailing-garbage", "decrypt", "7 bytes appended", &t);
+    neg("trailing-garbage", "body-length", "7 bytes appended", &t);
     let mut t = pkg.clone();
     t.extend_from_slice(chunk(2));
     neg(
         "last-chunk-repeated",
-        "decrypt",
+        "body-length",
         "final chunk appended again",
         &t,
     );
     let swap = [&pkg[..hl], chunk(1), chunk(0), chunk(2)].concat();
-    neg("chunks-swapped", "decrypt", "chunks 0 and 1 swapped", &swap);
+    neg(
+        "chunks-swapped",
+        "body-digest",
+        "chunks 0 and 1 swapped",
+        &swap,
+    );
     let dup = [&pkg[..hl], chunk(0), chunk(0), chunk(2)].concat();
     neg(
         "chunk-duplicated",
-        "decrypt",
+        "body-digest",
         "chunk 0 in place of chunk 1",
         &dup,
     );
     let drop_mid = [&pkg[..hl], chunk(0), chunk(2)].concat();
-    neg("chunk-dropped", "decrypt", "chunk 1 removed", &drop_mid);
+    neg("chunk-dropped", "body-length", "chunk 1 removed", &drop_mid);
     let (pkg2, h2, _) = pack(&a, &data);
     let other_chunk = &pkg2[h2.as_bytes().len() + 1040..h2.as_bytes().len() + 2080];
     let splice = [&pkg[..hl], chunk(0), other_chunk, chunk(2)].concat();
     neg(
         "chunk-from-other-package",
-        "decrypt",
+        "body-digest",
         "chunk 1 from another package of the same document",
         &splice,
     );
     let splice = [h2.as_bytes(), &pkg[hl..]].concat();
     neg(
         "header-from-other-package",
-        "decrypt",
+        "body-digest",
         "another package's valid header on this body",
         &splice,
     );
 
-    // Headers re-signed: build the unsigned part, then sign with the chosen key.
-    let resign = |signer: &VendorSecret, edit: &dyn Fn(&mut Vec<u8>)| {
+    // Headers re-signed: edit the bytes before the signature (the body digest is the
+    // last 32 of them), then sign with the chosen key.
+    let resign_body = |signer: &VendorSecret, edit: &dyn Fn(&mut Vec<u8>), body: &[u8]| {
         let mut u = h.as_bytes()[..hl - 64].to_vec();
         edit(&mut u);
-        let mut m = b"tally/package-header/v1\0".to_vec();
+        let mut m = b"tally/package-header/v2\0".to_vec();
         m.extend_from_slice(&u);
         u.extend_from_slice(&signer.sign(&m).0);
-        [&u[..], &pkg[hl..]].concat()
+        [&u[..], body].concat()
     };
+    let resign =
+        |signer: &VendorSecret, edit: &dyn Fn(&mut Vec<u8>)| resign_body(signer, edit, &pkg[hl..]);
     let b_fp = b.public().fingerprint();
     let by_b = resign(&b, &|u| {
         u[at::VENDOR..at::VENDOR + 32].copy_from_slice(&b_fp)
@@ -294,14 +367,14 @@ fn regenerate_package_vectors() {
     neg(
         "resigned-by-other-vendor",
         "untrusted-vendor",
-        "header re-signed by vendor B, only A trusted",
+        "header re-signed by vendor D, only C trusted",
         &by_b,
     );
     write(
         "resigned-by-other-vendor-both-trusted",
         "decrypt",
-        "header re-signed by B, both trusted: the header hash changes, so every chunk fails",
-        "a,b",
+        "header re-signed by D, both trusted: the body digest still matches, but the chunks are bound to the header's vendor field, so every chunk fails",
+        "c,d",
         &khex,
         &by_b,
     );
@@ -311,8 +384,8 @@ fn regenerate_package_vectors() {
     write(
         "vendor-field-names-other",
         "bad-signature",
-        "vendor field says B, signature by A",
-        "a,b",
+        "vendor field says D, signature by C",
+        "c,d",
         &khex,
         &{
             let mut p = pkg.clone();
@@ -323,18 +396,19 @@ fn regenerate_package_vectors() {
     write(
         "resigned-names-other",
         "bad-signature",
-        "signed by A but names B",
-        "a,b",
+        "signed by C but names D",
+        "c,d",
         &khex,
         &fp_only,
     );
-    let size_at = hl - 64 - 7 - 4 - 8;
+    let digest_at = hl - 64 - 32;
+    let size_at = digest_at - 7 - 4 - 8;
     let shrunk = resign(&a, &|u| {
         u[size_at..size_at + 8].copy_from_slice(&2048u64.to_be_bytes())
     });
     neg(
         "size-shrunk-resigned",
-        "decrypt",
+        "body-length",
         "plaintext size lowered to 2048 by the vendor key: body is longer than declared",
         &shrunk,
     );
@@ -383,6 +457,32 @@ fn regenerate_package_vectors() {
         "plaintext size 2^64-1",
         &huge,
     );
+    // The body digest field.
+    let zero_digest = resign(&a, &|u| u[digest_at..digest_at + 32].fill(0));
+    neg(
+        "digest-zeroed-resigned",
+        "body-digest",
+        "body digest field set to zeros and re-signed by the vendor",
+        &zero_digest,
+    );
+    // A body byte flipped and the header re-signed over the new body's digest: only the
+    // key can tell (the chunk's tag fails).
+    let mut flipped_body = pkg[hl..].to_vec();
+    flipped_body[1500] ^= 1;
+    let mut hasher = tally_core::package::BodyDigest::new();
+    flipped_body.chunks(1040).for_each(|c| hasher.chunk(c));
+    let new_digest = hasher.finish();
+    let body_resigned = resign_body(
+        &a,
+        &|u| u[digest_at..digest_at + 32].copy_from_slice(&new_digest),
+        &flipped_body,
+    );
+    neg(
+        "body-flipped-digest-resigned",
+        "decrypt",
+        "a byte of chunk 1 flipped and the header re-signed over the changed body's digest",
+        &body_resigned,
+    );
 
     let flip = |i: usize| {
         let mut p = pkg.clone();
@@ -393,8 +493,18 @@ fn regenerate_package_vectors() {
     neg(
         "flip-version",
         "unsupported-version",
-        "version byte flipped",
+        "version byte 2 flipped to 3",
         &flip(at::VERSION),
+    );
+    neg(
+        "version-1-claimed",
+        "bad-header",
+        "version byte set to 1: the fields no longer line up with the declared length",
+        &{
+            let mut p = pkg.clone();
+            p[at::VERSION] = 1;
+            p
+        },
     );
     neg(
         "flip-header-length-high",
@@ -467,6 +577,12 @@ fn regenerate_package_vectors() {
         &flip(size_at + 12),
     );
     neg(
+        "flip-body-digest",
+        "bad-signature",
+        "a bit of the body digest field flipped (not re-signed)",
+        &flip(digest_at + 3),
+    );
+    neg(
         "flip-signature-r",
         "bad-signature",
         "signature r changed",
@@ -480,25 +596,25 @@ fn regenerate_package_vectors() {
     );
     neg(
         "flip-first-ciphertext",
-        "decrypt",
+        "body-digest",
         "first body byte flipped",
         &flip(hl),
     );
     neg(
         "flip-first-tag",
-        "decrypt",
+        "body-digest",
         "last byte of chunk 0's tag flipped",
         &flip(hl + 1039),
     );
     neg(
         "flip-middle-chunk",
-        "decrypt",
+        "body-digest",
         "a byte of chunk 1 flipped",
         &flip(hl + 1500),
     );
     neg(
         "flip-last-byte",
-        "decrypt",
+        "body-digest",
         "the file's last byte flipped",
         &flip(pkg.len() - 1),
     );

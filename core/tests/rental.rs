@@ -88,7 +88,7 @@ fn pack(vendor: &VendorSecret, title: &str, out: &std::path::Path) -> (DocumentI
         &PackOptions::new(title, 12),
         PDF.len() as u64,
         PDF,
-        &mut pkg,
+        std::io::Cursor::new(&mut pkg),
         &mut OsRng,
         &mut |_| {},
     )

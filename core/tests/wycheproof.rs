@@ -77,12 +77,15 @@ fn der_vectors_through_strict_der_parsing() {
     assert!(a > 100 && r > 300);
 }
 
-/// T26: Wycheproof's AES-GCM vectors through `crypto::Aes256Gcm`, the one AEAD wrapper every
-/// Tally format uses. Only 256-bit keys, 96-bit nonces and 128-bit tags are Tally's
-/// parameters; the wrapper's types admit nothing else, so other groups are out of scope.
+/// T26: Wycheproof's AES-GCM vectors through `crypto::Aes256Gcm` (RustCrypto `aes-gcm`),
+/// the one AEAD every Tally format uses, through each of its methods: the package
+/// reader's detached in-place open, the keyfile's and vendor files' open into a
+/// zeroizing buffer, the in-place open with the tag appended, and the three ways of
+/// sealing. Only 256-bit keys, 96-bit nonces and 128-bit tags are Tally's parameters; the
+/// wrapper's types admit nothing else, so other groups are out of scope.
 #[test]
-fn aes_gcm_vectors_through_our_aead() {
-    use tally_core::crypto::Aes256Gcm;
+fn aes_gcm_vectors_through_every_aead_method() {
+    use tally_core::crypto::{AEAD_TAG_LEN, Aes256Gcm};
     use wycheproof::aead::{TestName as AeadName, TestSet as AeadSet};
     let set = AeadSet::load(AeadName::AesGcm).expect("vectors load");
     let (mut valid, mut invalid) = (0, 0);
@@ -97,27 +100,61 @@ fn aes_gcm_vectors_through_our_aead() {
             let aead = Aes256Gcm::new(&key);
             let mut sealed = t.ct.to_vec();
             sealed.extend_from_slice(&t.tag);
-            let opened = aead
-                .open_in_place(nonce, &t.aad, &mut sealed)
+            let tag: [u8; AEAD_TAG_LEN] = t.tag[..].try_into().unwrap();
+            // Every way of opening, each on its own copy of the input.
+            let appended = aead
+                .open_in_place(nonce, &t.aad, &mut sealed.clone())
                 .map(|p| p.to_vec());
+            let mut ct = t.ct.to_vec();
+            let detached = aead
+                .open_in_place_detached(nonce, &t.aad, &mut ct, &tag)
+                .map(|()| ct);
+            let zeroizing = aead
+                .open_to_zeroizing(nonce, &t.aad, &sealed)
+                .map(|p| p.to_vec());
+            let opened = [
+                ("open_in_place", appended),
+                ("open_in_place_detached", detached),
+                ("open_to_zeroizing", zeroizing),
+            ];
             match t.result {
                 TestResult::Valid => {
-                    assert_eq!(
-                        opened.as_deref(),
-                        Ok(&t.pt[..]),
-                        "tc {} ({})",
-                        t.tc_id,
-                        t.comment
-                    );
+                    for (how, got) in &opened {
+                        assert_eq!(
+                            got.as_deref(),
+                            Ok(&t.pt[..]),
+                            "tc {} ({}) via {how}",
+                            t.tc_id,
+                            t.comment
+                        );
+                    }
                     let mut buf = t.pt.to_vec();
                     aead.seal_in_place_append_tag(nonce, &t.aad, &mut buf)
                         .unwrap();
-                    assert_eq!(&buf[..t.ct.len()], &t.ct[..], "tc {} seal", t.tc_id);
-                    assert_eq!(&buf[t.ct.len()..], &t.tag[..], "tc {} tag", t.tc_id);
+                    assert_eq!(buf, sealed, "tc {} seal_in_place_append_tag", t.tc_id);
+                    let mut buf = t.pt.to_vec();
+                    let sep = aead
+                        .seal_in_place_separate_tag(nonce, &t.aad, &mut buf)
+                        .unwrap();
+                    assert_eq!(
+                        (&buf[..], &sep[..]),
+                        (&t.ct[..], &t.tag[..]),
+                        "tc {} seal_in_place_separate_tag",
+                        t.tc_id
+                    );
+                    let v = aead.seal_to_vec(nonce, &t.aad, &t.pt).unwrap();
+                    assert_eq!(v, sealed, "tc {} seal_to_vec", t.tc_id);
                     valid += 1;
                 }
                 TestResult::Invalid => {
-                    assert!(opened.is_err(), "tc {} ({}) opened", t.tc_id, t.comment);
+                    for (how, got) in &opened {
+                        assert!(
+                            got.is_err(),
+                            "tc {} ({}) opened via {how}",
+                            t.tc_id,
+                            t.comment
+                        );
+                    }
                     invalid += 1;
                 }
                 TestResult::Acceptable => {}

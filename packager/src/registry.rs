@@ -393,7 +393,7 @@ impl Registry {
             CONTENT_KEY_PURPOSE,
             &id.0,
             key.as_bytes(),
-            &mut rand_core::OsRng,
+            &mut tally_core::crypto::OsRng,
         );
         let location = location.map(|p| p.to_string_lossy().into_owned());
         self.db.execute(
@@ -570,7 +570,7 @@ mod tests {
                 &PackOptions::new("T", 1),
                 3,
                 &b"abc"[..],
-                std::io::sink(),
+                std::io::Cursor::new(Vec::new()),
                 &mut OsRng,
                 &mut |_| {},
             )

@@ -574,35 +574,38 @@ fn tampered_packages_fail_inspection() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("signature does not verify"));
-    // A body byte: the header verifies, the whole file does not match what `pack`
-    // recorded (no key needed), and the body does not decrypt.
+    // A body byte: the header verifies, the body does not match the digest it signs
+    // (no key, no registry needed).
     let mut t = bytes.clone();
     t[hl + 10] ^= 1;
     let body = write("body.tly", &t);
     tp(&v).arg("inspect").arg(&body).assert().code(1).stdout(
-        predicate::str::contains("verifies: NO").and(predicate::str::contains("bytes changed")),
+        predicate::str::contains("verifies: NO")
+            .and(predicate::str::contains("does not match the digest signed")),
     );
     tp(&v).arg("inspect").arg(&pkg).assert().success().stdout(
         predicate::str::contains("verifies: yes")
-            .and(predicate::str::contains("whole file matches")),
+            .and(predicate::str::contains("whole file is checked")),
     );
     tp(&v)
         .args(["inspect", "--full"])
         .arg(&body)
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("does not decrypt"));
+        .stdout(predicate::str::contains("does not match the digest signed"));
     // Truncated and extended.
-    for (name, b) in [
-        ("short.tly", bytes[..bytes.len() - 1].to_vec()),
-        ("long.tly", [&bytes[..], b"x"].concat()),
+    for (name, b, how) in [
+        ("short.tly", bytes[..bytes.len() - 1].to_vec(), "shorter"),
+        ("long.tly", [&bytes[..], b"x"].concat(), "longer"),
     ] {
         tp(&v)
             .args(["inspect", "--full"])
             .arg(write(name, &b))
             .assert()
             .code(1)
-            .stdout(predicate::str::contains("truncated or trailing bytes"));
+            .stdout(predicate::str::contains(format!(
+                "body is {how} than its header says"
+            )));
     }
     tp(&v)
         .arg("inspect")
@@ -618,8 +621,8 @@ fn tampered_packages_fail_inspection() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("untrusted vendor"));
-    // Another vendor's registry knows nothing of the body: the header is all it can check,
-    // and it does not say the file verifies.
+    // Another vendor's registry knows nothing of this document, and needs not: the
+    // header signs the body's digest, so the vendor's public file checks the whole file.
     tp(&w)
         .arg("inspect")
         .arg("--trust")
@@ -629,9 +632,16 @@ fn tampered_packages_fail_inspection() {
         .success()
         .stdout(
             predicate::str::contains("vendor: Tamper Press")
-                .and(predicate::str::contains("verifies: header only"))
-                .and(predicate::str::contains("verifies: yes").not()),
+                .and(predicate::str::contains("verifies: yes")),
         );
+    tp(&w)
+        .arg("inspect")
+        .arg("--trust")
+        .arg(v.join("vendor.pub"))
+        .arg(&body)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("does not match the digest signed"));
     // Without any trusted vendor nothing can be said to verify.
     Command::new(env!("CARGO_BIN_EXE_tally-pack"))
         .env_remove("TALLY_VENDOR")

@@ -6,8 +6,14 @@
 //!    block charged through the meter worker, and page 1 rendered by pdfium — everything
 //!    before the reader sees the page, except drawing. Goal: ≤ 500 ms at 10⁴.
 //! 2. The UI thread's cost of a page turn including metering (Session::next + tick, the
-//!    render request, the RGBA → egui image conversion and texture registration), and the
-//!    latency from the key press until the page's pixels are ready. Goal: ≤ 16 ms.
+//!    render request, and, when the worker's reply arrives, handing its ready-made
+//!    `egui::ColorImage` to `load_texture`; the bitmap is converted on the render worker),
+//!    and the latency from the key press until the page's pixels are ready.
+//!    Goal: ≤ 4 ms p99. Not measured: the GPU upload egui's painter does at the next frame.
+//! 3. Package decryption beside the raw rate of the AEAD it uses (RustCrypto `aes-gcm`,
+//!    opening 64 KiB chunks in place, measured in the same run): the body digest check
+//!    (format 2, keyless SHA-256), `open_package_bytes` as the viewer calls it, and the
+//!    ratios. Goal: decryption ≥ 80 % of the raw AEAD rate.
 
 // A benchmark's setup failing should stop it loudly.
 #![allow(clippy::unwrap_used)]
@@ -167,6 +173,128 @@ fn wait_page(r: &Renderer, index: usize) -> tally_viewer::render::PageImage {
     }
 }
 
+/// Best of `runs` timings of `f`, in seconds.
+fn best(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Table 3: decryption against the raw AEAD, on the bench document and on a larger one.
+fn decryption_table(vendor: &VendorSecret, doc: &[u8]) {
+    use tally_core::crypto::{AEAD_TAG_LEN, Aes256Gcm};
+    use tally_core::package::{CHUNK_SIZE, Plaintext, open_package_bytes, open_package_vec};
+    let trust = [vendor.public().clone()];
+    let big: Vec<u8> = (0..64usize << 20)
+        .map(|i| (i * 131 + i / 4093) as u8)
+        .collect();
+    println!();
+    println!("| decryption (best of 7) | document | GB/s | vs raw AEAD |\n|---|---:|---:|---:|");
+    for (label, data) in [("bench PDF", doc), ("64 MiB", &big[..])] {
+        let mut pkg = Vec::new();
+        let (header, key) = seal_package(
+            vendor,
+            &PackOptions::new("Bench", 1),
+            data.len() as u64,
+            data,
+            std::io::Cursor::new(&mut pkg),
+            &mut OsRng,
+            &mut |_| {},
+        )
+        .unwrap();
+        let n = data.len() as f64;
+        let gbps = |secs: f64| n / secs / 1e9;
+        // The raw AEAD: the same chunks opened in place, nothing else.
+        let aead = Aes256Gcm::new(key.as_bytes());
+        let cs = CHUNK_SIZE as usize;
+        let chunks: Vec<(Vec<u8>, [u8; AEAD_TAG_LEN])> = data
+            .chunks(cs)
+            .enumerate()
+            .map(|(i, c)| {
+                let mut b = c.to_vec();
+                let tag = aead
+                    .seal_in_place_separate_tag(nonce(i), b"aad", &mut b)
+                    .unwrap();
+                (b, tag)
+            })
+            .collect();
+        // Each run opens a fresh copy of the sealed chunks (copied outside the timing).
+        let raw = (0..7)
+            .map(|_| {
+                let mut work = chunks.clone();
+                let t = Instant::now();
+                for (i, (b, tag)) in work.iter_mut().enumerate() {
+                    aead.open_in_place_detached(nonce(i), b"aad", b, tag)
+                        .unwrap();
+                }
+                let d = t.elapsed().as_secs_f64();
+                std::hint::black_box(work);
+                d
+            })
+            .fold(f64::INFINITY, f64::min);
+        let body = &pkg[header.as_bytes().len()..];
+        let digest = best(7, || {
+            std::hint::black_box(header.check_body(body).unwrap());
+        });
+        // The plaintext is zeroized when dropped, outside the timing: that is the
+        // reader's cost of closing the document, not of decrypting it.
+        let time_open = |open: &dyn Fn() -> Plaintext| {
+            (0..7)
+                .map(|_| {
+                    let t = Instant::now();
+                    let p = open();
+                    let d = t.elapsed().as_secs_f64();
+                    assert_eq!(p.len(), data.len());
+                    d
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let open = time_open(&|| open_package_bytes(&pkg, &trust, &key).unwrap().1);
+        // The viewer's path: the package as read from disk, decrypted in place. The copy
+        // stands for the read (outside the timing).
+        let in_place = (0..7)
+            .map(|_| {
+                let bytes = pkg.clone();
+                let t = Instant::now();
+                let (_, p) = open_package_vec(bytes, &trust, &key).unwrap();
+                let d = t.elapsed().as_secs_f64();
+                assert_eq!(p.len(), data.len());
+                d
+            })
+            .fold(f64::INFINITY, f64::min);
+        let kib = data.len() / 1024;
+        println!(
+            "| raw AES-256-GCM open (aes-gcm, 64 KiB chunks, in place) | {label}, {kib} KiB | {:.2} | 100 % |",
+            gbps(raw)
+        );
+        println!(
+            "| body digest check alone (`check_body`: format 2, SHA-256 per chunk, no key) | {label} | {:.2} | {:.0} % |",
+            gbps(digest),
+            100.0 * raw / digest
+        );
+        println!(
+            "| `open_package_bytes` (signature, digest, copy into a zeroizing buffer, decryption) | {label} | {:.2} | {:.0} % |",
+            gbps(open),
+            100.0 * raw / open
+        );
+        println!(
+            "| **`open_package_vec`**, the viewer's path (signature, digest, decryption in place) | {label} | {:.2} | **{:.0} %** |",
+            gbps(in_place),
+            100.0 * raw / in_place
+        );
+    }
+}
+
+fn nonce(i: usize) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    n
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -176,13 +304,18 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let doc = pdf(PAGES);
     let vendor = VendorSecret::generate("Bench Publisher", false, &mut OsRng).unwrap();
+    // `TALLY_BENCH_TABLE=decrypt` prints only table 3 (quick to iterate on).
+    if std::env::var("TALLY_BENCH_TABLE").as_deref() == Ok("decrypt") {
+        decryption_table(&vendor, &doc);
+        return;
+    }
     let mut pkg = Vec::new();
     let (header, key) = seal_package(
         &vendor,
         &PackOptions::new("Bench", PAGES as u32),
         doc.len() as u64,
         &doc[..],
-        &mut pkg,
+        std::io::Cursor::new(&mut pkg),
         &mut OsRng,
         &mut |_| {},
     )
@@ -303,20 +436,28 @@ fn main() {
         ui_cost.push(ui.as_secs_f64() * 1e3);
     }
     println!();
-    println!("| page turns (10⁵-record trail) | p50 | p99 | max |\n|---|---:|---:|---:|");
-    let (mut a, mut b) = (ui_cost.clone(), ui_cost);
     println!(
-        "| UI-thread cost incl. metering | {:.2} ms | {:.2} ms | {:.2} ms |",
+        "| page turns (10⁵-record trail, {} turns) | p50 | p99 | max | p99 vs goal |\n|---|---:|---:|---:|---:|",
+        ui_cost.len()
+    );
+    let (mut a, mut b) = (ui_cost.clone(), ui_cost);
+    let p99 = pct(&mut b, 0.99);
+    println!(
+        "| **UI-thread cost incl. metering** (goal ≤ {UI_GOAL_MS} ms p99) | {:.3} ms | {p99:.3} ms | {:.3} ms | **{:.0} %** |",
         pct(&mut a, 0.5),
-        pct(&mut b, 0.99),
-        a.iter().cloned().fold(0.0, f64::max)
+        a.iter().cloned().fold(0.0, f64::max),
+        100.0 * p99 / UI_GOAL_MS
     );
     let (mut c, mut d) = (latency.clone(), latency);
     println!(
-        "| key → pixels ready (worker render{}) | {:.2} ms | {:.2} ms | {:.2} ms |",
+        "| key → pixels ready (worker render{}) | {:.2} ms | {:.2} ms | {:.2} ms | — |",
         format_args!(", {charged} turns charged a page block"),
         pct(&mut c, 0.5),
         pct(&mut d, 0.99),
         c.iter().cloned().fold(0.0, f64::max)
     );
+    decryption_table(&vendor, &doc);
 }
+
+/// The page-turn goal for the UI thread, p99.
+const UI_GOAL_MS: f64 = 4.0;

@@ -148,7 +148,7 @@ pub fn make_samples(dir: &Path) -> anyhow::Result<()> {
         &PackOptions::new("Shakespeare's Sonnets (DEMO)", pages),
         pdf.len() as u64,
         &pdf[..],
-        &mut out,
+        std::io::Cursor::new(&mut out),
         &mut rng,
         &mut |_| {},
     )?;

@@ -71,7 +71,7 @@ fn fixture_with(limits: Limits, server: Option<ServerInfo>) -> Fixture {
         &PackOptions::new("Sonnets", 7),
         pdf.len() as u64,
         &pdf[..],
-        &mut pkg,
+        std::io::Cursor::new(&mut pkg),
         &mut OsRng,
         &mut |_| {},
     )

@@ -17,14 +17,9 @@ const OFFSET_TAG: &[u8] = b"tally/keyfile-offset/v1";
 
 /// Where the CIS starts inside the decoy region, in `0..=DECOY_BYTES`.
 pub fn cis_offset(layout_key: &[u8; 32], salt: &[u8; 16], cis_len: u32) -> usize {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, layout_key);
-    let mut ctx = ring::hmac::Context::with_key(&key);
-    ctx.update(OFFSET_TAG);
-    ctx.update(salt);
-    ctx.update(&cis_len.to_be_bytes());
-    let tag = ctx.sign();
+    let tag = crate::crypto::hmac_sha256(layout_key, &[OFFSET_TAG, salt, &cis_len.to_be_bytes()]);
     let mut first = [0u8; 8];
-    first.copy_from_slice(&tag.as_ref()[..8]);
+    first.copy_from_slice(&tag[..8]);
     // 2^64 mod 60,001 is tiny against 2^64: the bias is below 2^-47.
     (u64::from_be_bytes(first) % (DECOY_BYTES as u64 + 1)) as usize
 }

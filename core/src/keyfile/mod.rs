@@ -126,23 +126,12 @@ pub enum KeyfileError {
     Io(String),
 }
 
-/// A length for ring's HKDF output.
-struct Len(usize);
-impl ring::hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 /// HKDF-SHA-256 → 32-byte AES key ‖ 12-byte nonce.
 pub(crate) fn derive(ikm: &[u8], salt: &[u8], info: &[u8]) -> Zeroizing<[u8; 44]> {
     let mut out = Zeroizing::new([0u8; 44]);
-    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(ikm);
-    let info = [info];
-    // 44 bytes is far below HKDF's 255·32 limit, so expand and fill cannot fail.
-    if let Ok(okm) = prk.expand(&info, Len(44)) {
-        let _ = okm.fill(&mut out[..]);
-    }
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm);
+    // 44 bytes is far below HKDF's 255·32 limit, so expand cannot fail.
+    let _ = hk.expand(info, &mut out[..]);
     out
 }
 
@@ -157,10 +146,8 @@ fn aead_key(m: &[u8; 44]) -> Result<(crate::crypto::Aes256Gcm, [u8; 12]), Keyfil
 /// AES-256-GCM with a key and nonce used for exactly one message (derived per keyfile).
 pub(crate) fn aead_seal(m: &[u8; 44], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyfileError> {
     let (key, nonce) = aead_key(m)?;
-    let mut buf = plain.to_vec();
-    key.seal_in_place_append_tag(nonce, aad, &mut buf)
-        .map_err(|_| KeyfileError::Crypto)?;
-    Ok(buf)
+    key.seal_to_vec(nonce, aad, plain)
+        .map_err(|_| KeyfileError::Crypto)
 }
 
 /// Opens [`aead_seal`]'s output; the plaintext is zeroized on drop.
@@ -170,13 +157,8 @@ pub(crate) fn aead_open(
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
     let (key, nonce) = aead_key(m)?;
-    let mut buf = Zeroizing::new(sealed.to_vec());
-    let n = key
-        .open_in_place(nonce, aad, &mut buf[..])
-        .map_err(|_| KeyfileError::Crypto)?
-        .len();
-    buf.truncate(n);
-    Ok(buf)
+    key.open_to_zeroizing(nonce, aad, sealed)
+        .map_err(|_| KeyfileError::Crypto)
 }
 
 /// Entry points for keyfiles.

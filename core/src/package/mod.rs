@@ -2,27 +2,31 @@
 //!
 //! A package is a vendor-signed [`PackageHeader`] followed by the document encrypted
 //! with AES-256-GCM in fixed-size chunks (the STREAM construction of age): chunk `i`
-//! uses the nonce `prefix ‖ i ‖ last`, and every chunk authenticates the header's hash.
-//! Truncating, reordering, dropping, duplicating or splicing chunks, or changing any
-//! byte, makes decryption fail (T26). The layout is written down in
-//! `docs/package-format.md`.
+//! uses the nonce `prefix ‖ i ‖ last`, and every chunk authenticates a hash of the
+//! header. Truncating, reordering, dropping, duplicating or splicing chunks, or changing
+//! any byte, makes decryption fail (T26). Since format version 2 the header also signs a
+//! digest of the encrypted body, so anyone with the vendor's public key can check the
+//! whole file ([`PackageHeader::check_body`]), and opening checks it before decrypting.
+//! The layout is written down in `docs/package-format.md`.
 //!
 //! The content key ([`ContentKey`]) is random per document and the same for every
 //! customer; keyfiles carry it wrapped (\[0064\]). Decrypted documents live only in a
 //! zeroizing [`Plaintext`] buffer: nothing decrypted reaches the disk.
 //!
 //! Header errors are specific (a reader must know that a package comes from an
-//! untrusted vendor); everything after the header fails with one opaque
-//! [`PackageError::Decrypt`] (DESIGN threat 9).
+//! untrusted vendor), and so are the keyless body checks of version 2
+//! ([`PackageError::BodyLength`], [`PackageError::BodyDigest`]: anyone can compute them,
+//! so naming them leaks nothing). What only the content key can tell fails with one
+//! opaque [`PackageError::Decrypt`] (DESIGN threat 9).
 
 mod header;
 mod stream;
 
 pub use header::{
-    CHUNK_SIZE, HEADER_MAX_BYTES, MAGIC, MAX_CHUNK_SIZE, MAX_PLAINTEXT, MAX_TITLE_BYTES,
-    MEDIA_TYPE_PDF, MIN_CHUNK_SIZE, PackageHeader, VERSION,
+    BodyCheck, BodyDigest, CHUNK_SIZE, HEADER_MAX_BYTES, MAGIC, MAX_CHUNK_SIZE, MAX_PLAINTEXT,
+    MAX_TITLE_BYTES, MEDIA_TYPE_PDF, MIN_CHUNK_SIZE, PackageHeader, VERSION, VERSION_1,
 };
-pub use stream::{PackOptions, open_package, open_package_bytes, seal_package};
+pub use stream::{PackOptions, open_package, open_package_bytes, open_package_vec, seal_package};
 
 use rand_core::CryptoRngCore;
 use std::fmt;
@@ -145,6 +149,25 @@ pub enum PackageError {
     /// The header's vendor signature does not verify: the header was edited.
     #[error("package header signature does not verify (the header was edited)")]
     BadSignature,
+    /// The encrypted body is shorter or longer than the header implies (truncated, or
+    /// bytes appended). Reported for version 2 packages, whose length checks are keyless;
+    /// a version 1 body of the wrong length is [`PackageError::Decrypt`].
+    #[error(
+        "package body is {} than its header says (expected {expected} bytes): the file is damaged",
+        if *longer { "longer" } else { "shorter" }
+    )]
+    BodyLength {
+        /// The body length the header implies.
+        expected: u64,
+        /// True when bytes follow the body, false when it ends early.
+        longer: bool,
+    },
+    /// The encrypted body does not match the digest the vendor signed in the header: a
+    /// byte of the body was changed or the body belongs to another package.
+    #[error(
+        "package body does not match the digest signed in its header: the file is damaged or was changed"
+    )]
+    BodyDigest,
     /// The encrypted body is not intact, or the key is wrong. Deliberately opaque.
     #[error("package does not decrypt (damaged, tampered with, or the wrong key)")]
     Decrypt,

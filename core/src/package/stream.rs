@@ -6,14 +6,16 @@
 //! hash (which covers the document id and the random nonce prefix) stops splicing
 //! chunks from another package or another header (T26).
 
-use super::header::{HeaderFields, PackageHeader, TAG_LEN, check_chunk_size};
-use super::{CHUNK_SIZE, ContentKey, DocumentId, PackageError, Plaintext};
-use crate::crypto::Aes256Gcm;
+use super::header::{
+    BodyDigest, HeaderFields, PackageHeader, TAG_LEN, UnsignedHeader, check_chunk_size,
+};
+use super::{CHUNK_SIZE, ContentKey, DocumentId, PackageError, Plaintext, VERSION_1};
+use crate::crypto::{AEAD_TAG_LEN, Aes256Gcm, Hash};
 use crate::vendor::{VendorPublic, VendorSecret};
 use rand_core::CryptoRngCore;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// What the packer states about a document.
 #[derive(Debug, Clone)]
@@ -50,17 +52,23 @@ fn nonce(prefix: &[u8; 7], index: u64, last: bool) -> [u8; 12] {
     n
 }
 
-/// Encrypts `plaintext_len` bytes from `input` into a package written to `output`, in
-/// constant memory (a few chunk buffers). `progress` is called after each chunk with
-/// the plaintext bytes done so far. Returns the signed header and the fresh content
-/// key, which the caller wraps into keyfiles and must store only encrypted.
+/// Encrypts `plaintext_len` bytes from `input` into a package (format version 2)
+/// written to `output` from its current position, in constant memory (a few chunk
+/// buffers). `progress` is called after each batch of chunks with the plaintext bytes
+/// done so far. Returns the signed header and the fresh content key, which the caller
+/// wraps into keyfiles and must store only encrypted.
+///
+/// The header signs a digest of the encrypted body, known only at the end, so the
+/// header's place is written with zeros first and filled in by seeking back (hence
+/// `Seek`; wrap a `Vec` in [`std::io::Cursor`]).
 ///
 /// Reading runs on a second thread so that copying the input overlaps with encryption
-/// (see `packager/benches/pack.rs`); encryption and writing stay on the caller's thread.
+/// (see `packager/benches/pack.rs`); encryption, hashing and writing stay on the
+/// caller's thread.
 ///
 /// Fails with [`PackageError::InputLength`] if `input` holds more or fewer bytes than
 /// announced; the output is then incomplete and must be discarded.
-pub fn seal_package<R: Read + Send, W: Write>(
+pub fn seal_package<R: Read + Send, W: Write + Seek>(
     vendor: &VendorSecret,
     options: &PackOptions,
     plaintext_len: u64,
@@ -74,7 +82,7 @@ pub fn seal_package<R: Read + Send, W: Write>(
     let key = ContentKey::generate(rng);
     let mut prefix = [0u8; 7];
     rng.fill_bytes(&mut prefix);
-    let header = PackageHeader::sign(
+    let unsigned = UnsignedHeader::new(
         vendor,
         &HeaderFields {
             document_id: DocumentId::generate(rng),
@@ -85,13 +93,16 @@ pub fn seal_package<R: Read + Send, W: Write>(
             nonce_prefix: prefix,
         },
     )?;
-    output.write_all(header.as_bytes())?;
-    let aad = header.hash();
+    let start = output.stream_position()?;
+    // The header's place; written once the body digest is known.
+    output.write_all(&vec![0u8; unsigned.len()])?;
+    let aad = unsigned.aad();
+    let mut digest = BodyDigest::new();
     let k = aead(&key);
     let geo = Geometry {
         size: plaintext_len,
         cs: options.chunk_size as usize,
-        n: header.chunk_count(),
+        n: plaintext_len.div_ceil(u64::from(options.chunk_size)).max(1),
         per_batch: (BATCH_BYTES / options.chunk_size as usize).max(1),
     };
     let slot = geo.cs + TAG_LEN as usize;
@@ -134,6 +145,7 @@ pub fn seal_package<R: Read + Send, W: Write>(
                     .map_err(|_| PackageError::Options("chunk too large for AES-GCM".into()))?;
                 buf[off + len..off + len + TAG_LEN as usize].copy_from_slice(tag.as_ref());
                 end = off + len + TAG_LEN as usize;
+                digest.chunk(&buf[off..end]);
                 done += len as u64;
             }
             // Only the package's last chunk may be short, so the slots are contiguous.
@@ -149,6 +161,11 @@ pub fn seal_package<R: Read + Send, W: Write>(
             _ => Ok(()),
         }
     })?;
+    let header = unsigned.sign(vendor, &digest.finish())?;
+    let end = output.stream_position()?;
+    output.seek(SeekFrom::Start(start))?;
+    output.write_all(header.as_bytes())?;
+    output.seek(SeekFrom::Start(end))?;
     output.flush()?;
     Ok((header, key))
 }
@@ -241,120 +258,232 @@ fn read_batches<R: Read>(
 /// Verifies the header against `trust` and decrypts the whole package from `input`
 /// into memory. For a single vendor pass `std::slice::from_ref(&vendor)`.
 ///
-/// Header problems are reported specifically; any problem after the header —
-/// a changed byte, truncation, trailing bytes, a chunk moved or from another
-/// package, the wrong key — is the opaque [`PackageError::Decrypt`].
+/// Header problems are reported specifically. The body is read whole into a zeroizing
+/// buffer and decrypted there in place ([`open_package_vec`]). For a version 2 package
+/// a body of the wrong length or one that does not match the digest the header signs is
+/// [`PackageError::BodyLength`] or [`PackageError::BodyDigest`], whatever the key. What
+/// only the key can tell — the wrong key, or (version 1) any change to the body — is the
+/// opaque [`PackageError::Decrypt`].
 pub fn open_package<R: Read>(
     mut input: R,
     trust: &[VendorPublic],
     key: &ContentKey,
 ) -> Result<(PackageHeader, Plaintext), PackageError> {
     let (header, _) = PackageHeader::read(&mut input, trust)?;
-    let plain = decrypt_body(&header, &mut ReadSource(&mut input), key)?;
+    let want = header.body_len();
+    let mut buf = body_buffer(&header)?;
+    let got = input
+        .by_ref()
+        .take(want)
+        .read_to_end(&mut buf)
+        .map_err(PackageError::Io)?;
+    if (got as u64) < want {
+        return Err(length_error(&header, false));
+    }
+    if !at_end(&mut input)? {
+        return Err(length_error(&header, true));
+    }
+    let plain = decrypt_in_place(&header, buf, 0, key)?;
     Ok((header, plain))
 }
 
-/// [`open_package`] over bytes already in memory; the length is checked before any
-/// allocation.
+/// [`open_package`] over bytes already in memory: the header is verified and the length
+/// checked before anything is allocated; the body is then copied once into a zeroizing
+/// buffer and decrypted there. A caller that owns the bytes saves the copy with
+/// [`open_package_vec`].
 pub fn open_package_bytes(
     bytes: &[u8],
     trust: &[VendorPublic],
     key: &ContentKey,
 ) -> Result<(PackageHeader, Plaintext), PackageError> {
-    let mut r = bytes;
-    let (header, _) = PackageHeader::read(&mut r, trust)?;
-    if bytes.len() as u64 != header.package_len() {
-        return Err(PackageError::Decrypt);
-    }
-    let plain = decrypt_body(&header, &mut SliceSource(r), key)?;
+    let mut rest = bytes;
+    let (header, _) = PackageHeader::read(&mut rest, trust)?;
+    check_len(&header, rest.len())?;
+    let mut buf = body_buffer(&header)?;
+    buf.extend_from_slice(rest);
+    let plain = decrypt_in_place(&header, buf, 0, key)?;
     Ok((header, plain))
 }
 
-/// Where the encrypted body comes from: a reader, or bytes already in memory (copied
-/// straight into the output buffer, without zero-filling it first).
-trait Source {
-    /// Appends exactly `n` bytes to `out` (within its capacity); a short input is `Decrypt`.
-    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError>;
-    /// True when nothing follows.
-    fn at_end(&mut self) -> Result<bool, PackageError>;
+/// [`open_package`] over a package the caller has read into memory (the viewer does):
+/// the buffer is taken over, wrapped so that it is zeroized when dropped, and decrypted
+/// in place, so the plaintext takes no new memory and no copy of the body is made.
+pub fn open_package_vec(
+    bytes: Vec<u8>,
+    trust: &[VendorPublic],
+    key: &ContentKey,
+) -> Result<(PackageHeader, Plaintext), PackageError> {
+    let buf = Zeroizing::new(bytes);
+    let (header, _) = PackageHeader::read(&mut &buf[..], trust)?;
+    let off = header.as_bytes().len();
+    check_len(&header, buf.len() - off)?;
+    let plain = decrypt_in_place(&header, buf, off, key)?;
+    Ok((header, plain))
 }
 
-struct ReadSource<'a, R>(&'a mut R);
-
-impl<R: Read> Source for ReadSource<'_, R> {
-    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError> {
-        let start = out.len();
-        out.resize(start + n, 0);
-        self.0
-            .read_exact(&mut out[start..])
-            .map_err(|e| match e.kind() {
-                ErrorKind::UnexpectedEof => PackageError::Decrypt,
-                _ => PackageError::Io(e),
-            })
+/// A body of `len` bytes has the length the header implies.
+fn check_len(header: &PackageHeader, len: usize) -> Result<(), PackageError> {
+    let want = header.body_len();
+    if len as u64 == want {
+        Ok(())
+    } else {
+        Err(length_error(header, len as u64 > want))
     }
-    fn at_end(&mut self) -> Result<bool, PackageError> {
-        let mut extra = [0u8; 1];
-        loop {
-            match self.0.read(&mut extra) {
-                Ok(0) => return Ok(true),
-                Ok(_) => return Ok(false),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(PackageError::Io(e)),
-            }
+}
+
+/// A body of the wrong length: named for version 2, opaque for version 1 (whose
+/// documented behaviour is one error after the header).
+fn length_error(header: &PackageHeader, longer: bool) -> PackageError {
+    if header.version() == VERSION_1 {
+        PackageError::Decrypt
+    } else {
+        PackageError::BodyLength {
+            expected: header.body_len(),
+            longer,
         }
     }
 }
 
-struct SliceSource<'a>(&'a [u8]);
-
-impl Source for SliceSource<'_> {
-    fn append(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), PackageError> {
-        let (head, rest) = self.0.split_at_checked(n).ok_or(PackageError::Decrypt)?;
-        out.extend_from_slice(head);
-        self.0 = rest;
-        Ok(())
-    }
-    fn at_end(&mut self) -> Result<bool, PackageError> {
-        Ok(self.0.is_empty())
-    }
-}
-
-fn decrypt_body(
-    header: &PackageHeader,
-    input: &mut impl Source,
-    key: &ContentKey,
-) -> Result<Plaintext, PackageError> {
-    let size = header.plaintext_size();
-    let cap = usize::try_from(size + TAG_LEN).map_err(|_| PackageError::TooLarge(size))?;
-    // Reserve everything once: growing the vector would leave unzeroized copies behind.
+/// A zeroizing buffer with room for exactly the body: reserved once, because growing
+/// it would leave unzeroized copies of what it holds behind.
+fn body_buffer(header: &PackageHeader) -> Result<Zeroizing<Vec<u8>>, PackageError> {
+    let len = header.body_len();
+    let cap = usize::try_from(len).map_err(|_| PackageError::TooLarge(len))?;
     let mut out: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
     out.try_reserve_exact(cap)
-        .map_err(|_| PackageError::TooLarge(size))?;
-    let aad = header.hash();
-    let k = aead(key);
-    let cs = u64::from(header.chunk_size());
+        .map_err(|_| PackageError::TooLarge(header.plaintext_size()))?;
+    Ok(out)
+}
+
+/// Bodies at least this large are split between two threads (below it, starting a
+/// thread costs more than it saves).
+const PARALLEL_FROM: usize = 1 << 20;
+
+/// Decrypts the body held in `buf[off..]` (its length already checked) in place and
+/// returns the plaintext in the same buffer, moved to its start.
+///
+/// Each chunk is hashed (version 2) and then decrypted while it is in cache; a large
+/// body is split at a chunk boundary between this thread and a second one. The
+/// plaintext is returned only when the body digest matches and every chunk's tag
+/// verified; a digest mismatch is reported before any decryption failure, as if the
+/// whole body had been checked first. On any failure `buf`, which may hold some
+/// plaintext, is zeroized as it drops.
+fn decrypt_in_place(
+    header: &PackageHeader,
+    mut buf: Zeroizing<Vec<u8>>,
+    off: usize,
+    key: &ContentKey,
+) -> Result<Plaintext, PackageError> {
     let n = header.chunk_count();
-    let mut done = 0u64;
-    for i in 0..n {
-        let len = (size - done).min(cs) as usize;
-        let start = out.len();
-        input.append(&mut out, len + TAG_LEN as usize)?;
-        let plain_len = k
-            .open_in_place(
-                nonce(header.nonce_prefix(), i, i + 1 == n),
-                &aad,
-                &mut out[start..],
-            )
-            .map_err(|_| PackageError::Decrypt)?
-            .len();
-        out[start + plain_len..].zeroize();
-        out.truncate(start + plain_len);
-        done += len as u64;
+    let cs = header.chunk_size() as usize;
+    let slot = cs + AEAD_TAG_LEN;
+    let aad = header.chunk_aad();
+    let k = aead(key);
+    let digest = header.body_digest().is_some();
+    let body = &mut buf[off..];
+    let half = if body.len() >= PARALLEL_FROM {
+        n.div_ceil(2) as usize
+    } else {
+        n as usize
+    };
+    let (first, second) = body.split_at_mut((half * slot).min(body.len()));
+    let work = |part: &mut [u8], from: u64| {
+        open_chunks(part, from, n, slot, &k, header.nonce_prefix(), &aad, digest)
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let other = (!second.is_empty()).then(|| scope.spawn(|| work(second, half as u64)));
+        let a = work(first, 0);
+        // A panicking worker counts as a failed chunk (fail closed).
+        let b = other.map(|h| h.join().unwrap_or((Vec::new(), false)));
+        (a, b)
+    });
+    let (mut digests, mut intact) = a;
+    if let Some((d, ok)) = b {
+        digests.extend(d);
+        intact &= ok;
     }
-    if !input.at_end()? {
+    if digest {
+        if digests.len() as u64 != n {
+            return Err(PackageError::Decrypt);
+        }
+        let mut d = BodyDigest::new();
+        digests.iter().for_each(|c| d.push(c));
+        header.check_digest(&d.finish())?;
+    }
+    if !intact {
         return Err(PackageError::Decrypt);
     }
-    Ok(Plaintext(out))
+    // Move each chunk's plaintext down over the header and the tags before it.
+    for i in 0..n as usize {
+        let len = if i + 1 == n as usize {
+            header.plaintext_size() as usize - i * cs
+        } else {
+            cs
+        };
+        let src = off + i * slot;
+        buf.copy_within(src..src + len, i * cs);
+    }
+    buf.truncate(header.plaintext_size() as usize);
+    Ok(Plaintext(buf))
+}
+
+/// Hashes (when `digest`) and opens in place the whole chunks in `part`, the first being
+/// chunk `from` of `n`. Returns the chunk digests and whether every tag verified; after
+/// a failed tag it only hashes, since the digest decides which error is reported.
+#[allow(clippy::too_many_arguments)]
+fn open_chunks(
+    part: &mut [u8],
+    from: u64,
+    n: u64,
+    slot: usize,
+    k: &Aes256Gcm,
+    prefix: &[u8; 7],
+    aad: &Hash,
+    digest: bool,
+) -> (Vec<Hash>, bool) {
+    let mut digests = Vec::with_capacity(if digest { part.len().div_ceil(slot) } else { 0 });
+    let mut intact = true;
+    for (j, chunk) in part.chunks_mut(slot).enumerate() {
+        let i = from + j as u64;
+        if digest {
+            digests.push(BodyDigest::chunk_digest(chunk));
+        }
+        if !intact {
+            if digest {
+                continue;
+            }
+            break;
+        }
+        let Some(split) = chunk.len().checked_sub(AEAD_TAG_LEN) else {
+            intact = false;
+            continue;
+        };
+        let (ct, tag) = chunk.split_at_mut(split);
+        let tag: [u8; AEAD_TAG_LEN] = match (&*tag).try_into() {
+            Ok(t) => t,
+            Err(_) => {
+                intact = false;
+                continue;
+            }
+        };
+        intact = k
+            .open_in_place_detached(nonce(prefix, i, i + 1 == n), aad, ct, &tag)
+            .is_ok();
+    }
+    (digests, intact)
+}
+
+/// True when `input` has nothing more.
+fn at_end(input: &mut impl Read) -> Result<bool, PackageError> {
+    let mut extra = [0u8; 1];
+    loop {
+        match input.read(&mut extra) {
+            Ok(0) => return Ok(true),
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PackageError::Io(e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -379,7 +508,7 @@ mod tests {
             &opts,
             data.len() as u64,
             data,
-            &mut out,
+            std::io::Cursor::new(&mut out),
             &mut OsRng,
             &mut |d| calls.push(d),
         )
@@ -412,7 +541,45 @@ mod tests {
             assert_eq!(h.page_count(), 3);
             let (_, p2) = open_package(&pkg[..], &trust, &key).unwrap();
             assert_eq!(p2.as_bytes(), &d[..]);
+            let (_, p3) = open_package_vec(pkg.clone(), &trust, &key).unwrap();
+            assert_eq!(p3.as_bytes(), &d[..]);
+            assert_eq!(
+                h.check_body(&pkg[h.as_bytes().len()..]).unwrap(),
+                super::super::BodyCheck::Signed
+            );
         }
+    }
+
+    /// Bodies from `PARALLEL_FROM` on are split between two threads: a change in either
+    /// half, or the wrong key, fails exactly as in a small body.
+    #[test]
+    fn split_bodies_fail_like_small_ones() {
+        let v = vendor("V");
+        let trust = [v.public().clone()];
+        let d = data(3 << 20);
+        let (pkg, key) = pack(&v, &d, 4096);
+        let hl = pkg.len() - (d.len() + (d.len() / 4096) * 16);
+        assert!(pkg.len() - hl >= PARALLEL_FROM);
+        for at in [hl, hl + 5000, pkg.len() / 2, pkg.len() - 1] {
+            let mut p = pkg.clone();
+            p[at] ^= 4;
+            for r in [
+                open_package_bytes(&p, &trust, &key),
+                open_package(&p[..], &trust, &key),
+                open_package_vec(p.clone(), &trust, &key),
+            ] {
+                assert!(matches!(r, Err(PackageError::BodyDigest)), "byte {at}");
+            }
+        }
+        let other = ContentKey::generate(&mut OsRng);
+        assert!(matches!(
+            open_package_vec(pkg.clone(), &trust, &other),
+            Err(PackageError::Decrypt)
+        ));
+        assert!(matches!(
+            open_package_vec(pkg[..pkg.len() - 1].to_vec(), &trust, &key),
+            Err(PackageError::BodyLength { longer: false, .. })
+        ));
     }
 
     #[test]
@@ -441,6 +608,7 @@ mod tests {
             p[i] ^= 0x80;
             assert!(open_package_bytes(&p, &trust, &key).is_err(), "byte {i}");
             assert!(open_package(&p[..], &trust, &key).is_err(), "byte {i}");
+            assert!(open_package_vec(p, &trust, &key).is_err(), "byte {i}");
         }
         for cut in 0..pkg.len() {
             assert!(
@@ -461,7 +629,7 @@ mod tests {
                 &opts,
                 announced,
                 &d[..],
-                std::io::sink(),
+                std::io::Cursor::new(Vec::new()),
                 &mut OsRng,
                 &mut |_| {},
             );
@@ -486,6 +654,11 @@ mod tests {
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+    impl Seek for Failing {
+        fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+            Ok(0)
         }
     }
 

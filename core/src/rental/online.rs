@@ -159,7 +159,7 @@ pub fn validate_online(
         &server.public_key,
         round.viewer_icv,
         round.clock,
-        &mut rand_core::OsRng,
+        &mut crate::crypto::OsRng,
     );
     state.save(home).map_err(RoundError::StateUnsaved)?;
     let (status, body) = transport

@@ -13,7 +13,7 @@ use crate::card::CardError;
 use crate::home::{CardSpec, Home};
 use crate::icv::IcvVariant;
 use crate::keyfile::{Keyfile, KeyfileError, VerifiedKeyfile};
-use crate::package::{PackageHeader, Plaintext, open_package_bytes};
+use crate::package::{PackageHeader, Plaintext, open_package_vec};
 use crate::policy::{self, Clock, Decision, Tally};
 use crate::trail::Trail;
 use crate::validation::{ClientState, OnlineStatus, ValidationError, WhenDue};
@@ -376,9 +376,9 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
     let key = keyfile
         .unwrap_content_key(meter.card_mut())
         .map_err(|e| Problem::KeyfileInvalid(e.to_string()))?;
-    let (header, document) =
-        open_package_bytes(&bytes, std::slice::from_ref(keyfile.vendor()), &key)
-            .map_err(|e| Problem::PackageInvalid(e.to_string()))?;
+    // Decrypted in place in the buffer just read: no copy, no second allocation.
+    let (header, document) = open_package_vec(bytes, std::slice::from_ref(keyfile.vendor()), &key)
+        .map_err(|e| Problem::PackageInvalid(e.to_string()))?;
     if header.document_id() != keyfile.document() {
         // The header checked before was for this document; the file changed since.
         return Err(Problem::PackageInvalid(

@@ -36,10 +36,17 @@ impl Vector {
 
 /// Every vector in `core/tests/data/<area>`, sorted by name; `allowed` lists the header keys.
 pub fn load(area: &str, allowed: &[&str]) -> Vec<Vector> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(area);
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+    load_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(area),
+        allowed,
+    )
+}
+
+/// Every vector in `dir`, sorted by name (for another crate's tests of core's vectors).
+pub fn load_dir(dir: &Path, allowed: &[&str]) -> Vec<Vector> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .collect();

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tally_core::card::CardIdentity;
-use tally_core::package::{PackageHeader, open_package};
+use tally_core::package::{BodyCheck, PackageError, PackageHeader, open_package};
 use tally_core::vendor::{VendorPublic, VendorSecret};
 
 /// Arguments of `inspect`.
@@ -191,10 +191,9 @@ fn inspect_package(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
     let path = &args.file;
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = file.metadata()?.len();
     let header = match PackageHeader::read_unverified(&mut file) {
         Ok(h) => h,
-        Err(tally_core::package::PackageError::Io(e)) => {
+        Err(PackageError::Io(e)) => {
             return Err(e).with_context(|| format!("reading {}", path.display()));
         }
         Err(e) => {
@@ -202,6 +201,7 @@ fn inspect_package(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
             return Ok(r);
         }
     };
+    r.field("format_version", header.version());
     r.field("document_id", header.document_id().to_hex());
     r.field("title", header.title());
     r.field("media_type", header.media_type());
@@ -225,44 +225,61 @@ fn inspect_package(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
             Err(e) => r.problem(format!("header: {e}")),
         }
     }
-    if len != header.package_len() {
-        r.problem(format!(
-            "file is {len} bytes but its header implies {} (truncated or trailing bytes)",
-            header.package_len()
-        ));
-    }
-    // The body, without any key: the whole file against the SHA-256 `pack` recorded in this
-    // vendor's registry (the package format signs the header only).
+    // The body, without any key: its length, and (format 2) the digest the header signs.
+    // `file` is just past the header.
+    let body = match header.check_body(std::io::BufReader::with_capacity(1 << 20, file)) {
+        Ok(b) => Some(b),
+        Err(PackageError::Io(e)) => {
+            return Err(e).with_context(|| format!("reading {}", path.display()));
+        }
+        Err(e) => {
+            r.problem(format!("body: {e}"));
+            None
+        }
+    };
     let header_ok = r.passes();
-    if header_ok {
-        let recorded = match ctx.registry() {
-            Ok(mut reg) => reg.package(&header.document_id())?.map(|p| p.sha256),
-            Err(_) => None,
-        };
-        match recorded {
-            Some(want) => {
-                let f = std::fs::File::open(path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                let got = sha256_reader(std::io::BufReader::new(f))
-                    .with_context(|| format!("reading {}", path.display()))?;
-                if got == want {
-                    r.field(
-                        "body",
-                        "the whole file matches the SHA-256 recorded by `pack`",
-                    );
-                } else {
-                    r.problem(
-                        "body: the file's SHA-256 is not the one `pack` recorded for this document (bytes changed)",
+    match body {
+        Some(BodyCheck::Signed) if header_ok => r.field(
+            "body",
+            "matches the digest signed in the header (the whole file is checked)",
+        ),
+        Some(BodyCheck::Signed) => r.field(
+            "body",
+            "matches the digest in the header, which is worth nothing until its signature verifies",
+        ),
+        // Format 1 signs the header only: the whole file against the SHA-256 `pack`
+        // recorded in this vendor's registry, if it is there.
+        Some(_) if header_ok => {
+            let recorded = match ctx.registry() {
+                Ok(mut reg) => reg.package(&header.document_id())?.map(|p| p.sha256),
+                Err(_) => None,
+            };
+            match recorded {
+                Some(want) => {
+                    let f = std::fs::File::open(path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    let got = sha256_reader(std::io::BufReader::new(f))
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    if got == want {
+                        r.field(
+                            "body",
+                            "not covered by the signature (format 1); the whole file matches the SHA-256 recorded by `pack`",
+                        );
+                    } else {
+                        r.problem(
+                            "body: the file's SHA-256 is not the one `pack` recorded for this document (bytes changed)",
+                        );
+                    }
+                }
+                None if !args.full => {
+                    r.partial = Some(
+                        "format 1 does not sign the body, and this document is not in the --vendor registry, so only --full with its key could check it".into(),
                     );
                 }
+                None => {}
             }
-            None if !args.full => {
-                r.partial = Some(
-                    "the body is not signed; this document is not in the --vendor registry, so only --full with its key could check it".into(),
-                );
-            }
-            None => {}
         }
+        _ => {}
     }
     if args.full && header_ok {
         let vendor = ctx.open_vendor()?;
@@ -276,7 +293,7 @@ fn inspect_package(ctx: &Ctx, args: &InspectArgs) -> Result<Report> {
                     .with_context(|| format!("opening {}", path.display()))?;
                 match open_package(std::io::BufReader::new(f), &trust, &key) {
                     Ok((_, plain)) => r.field("body", format!("decrypts ({} bytes)", plain.len())),
-                    Err(tally_core::package::PackageError::Io(e)) => {
+                    Err(PackageError::Io(e)) => {
                         return Err(e).with_context(|| format!("reading {}", path.display()));
                     }
                     Err(e) => r.problem(format!("body: {e}")),

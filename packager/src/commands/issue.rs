@@ -311,7 +311,7 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         )));
     }
     let mut lic = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut lic);
+    rand_core::RngCore::fill_bytes(&mut tally_core::crypto::OsRng, &mut lic);
     let licence = LicenceId(lic);
     let now = time::OffsetDateTime::now_utc();
     let issued_at = now.replace_nanosecond(0).unwrap_or(now);
@@ -337,8 +337,8 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         },
         issued_at,
     };
-    let bytes =
-        Keyfile::issue(&vendor, &cis, &mut rand_core::OsRng).context("building the keyfile")?;
+    let bytes = Keyfile::issue(&vendor, &cis, &mut tally_core::crypto::OsRng)
+        .context("building the keyfile")?;
     tally_core::fsutil::atomic_write(&args.output, &bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
     registry

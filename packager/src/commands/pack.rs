@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tally_core::package::{PackOptions, seal_package};
@@ -27,20 +27,17 @@ pub struct PackArgs {
     pub title: Option<String>,
 }
 
-/// A writer that hashes what passes through it.
-struct HashingWriter<W> {
-    inner: W,
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
     hash: Sha256,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
         Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -104,10 +101,7 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
         .create_new(true)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    let mut writer = HashingWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, out),
-        hash: Sha256::new(),
-    };
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
     let bar = if size >= PROGRESS_FROM {
         let b = ProgressBar::new(size);
         b.set_style(
@@ -127,20 +121,19 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
         size,
         input,
         &mut writer,
-        &mut rand_core::OsRng,
+        &mut tally_core::crypto::OsRng,
         &mut |done| bar.set_position(done),
     );
     bar.finish_and_clear();
-    let finish = |writer: HashingWriter<std::io::BufWriter<std::fs::File>>| -> Result<String> {
-        let sum = hex::encode(writer.hash.finalize());
-        let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
+    let finish = |writer: std::io::BufWriter<std::fs::File>| -> Result<()> {
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok(sum)
+        Ok(())
     };
-    let (header, key, sum) = match result.map_err(anyhow::Error::from).and_then(|(h, k)| {
-        let sum = finish(writer)?;
-        Ok((h, k, sum))
-    }) {
+    let (header, key) = match result
+        .map_err(anyhow::Error::from)
+        .and_then(|(h, k)| finish(writer).map(|()| (h, k)))
+    {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -150,14 +143,22 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
     // Where the package will be, so `serve` finds it with no --packages flag.
     let location = std::path::absolute(&args.output)
         .with_context(|| format!("resolving {}", args.output.display()))?;
-    // The chunk digests of ICV V8, fixed now (one more read of the file just written).
+    // One more read of the file just written: its SHA-256 (the registry's record of the
+    // whole file) and the chunk digests of ICV V8, both fixed now. The header's place was
+    // filled in last (it signs a digest of the body), so the file is hashed as it is on
+    // disk rather than as it was written.
     let digests = std::fs::File::open(&tmp)
         .and_then(|f| {
             let len = f.metadata()?.len();
-            tally_core::icv::ChunkDigests::read(std::io::BufReader::new(f), len)
+            let mut reader = HashingReader {
+                inner: std::io::BufReader::with_capacity(1 << 20, f),
+                hash: Sha256::new(),
+            };
+            let d = tally_core::icv::ChunkDigests::read(&mut reader, len)?;
+            Ok((d, hex::encode(reader.hash.finalize())))
         })
         .with_context(|| format!("reading back {}", tmp.display()));
-    let digests = match digests {
+    let (digests, sum) = match digests {
         Ok(d) => d,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);

@@ -148,11 +148,15 @@ fn init(ctx: &Ctx, name: &str, demo: bool) -> Result<ExitCode> {
             dir.display()
         )));
     }
-    let vendor = VendorSecret::generate(name, demo, &mut rand_core::OsRng)
+    let vendor = VendorSecret::generate(name, demo, &mut tally_core::crypto::OsRng)
         .map_err(|e| refused(format!("--name: {e}")))?;
     let password = ctx.password(true)?;
     let sealed = vendor
-        .seal(password.as_bytes(), KdfParams::FLOOR, &mut rand_core::OsRng)
+        .seal(
+            password.as_bytes(),
+            KdfParams::FLOOR,
+            &mut tally_core::crypto::OsRng,
+        )
         .map_err(|e| refused(e.to_string()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_new_private(&secret_path, &sealed)?;

@@ -48,8 +48,8 @@ fn init(args: &CardInitArgs, home: &Home, spec: &CardSpec) -> Outcome {
     // T10: a random origin, as a real card's counter need not start at zero ([0095]).
     let origin = args
         .origin
-        .unwrap_or_else(|| u64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng)));
-    let mut state = CardState::generate(&mut rand_core::OsRng, origin, &args.label);
+        .unwrap_or_else(|| u64::from(rand_core::RngCore::next_u32(&mut tally_core::crypto::OsRng)));
+    let mut state = CardState::generate(&mut tally_core::crypto::OsRng, origin, &args.label);
     let issuer = match &args.attest_with {
         None => None,
         Some(file) => {

@@ -156,7 +156,7 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let body = restore_request_body(&key, time::OffsetDateTime::now_utc().unix_timestamp());
     let request = Trail::sign_detached(&path, &mut card, &id, &body).map_err(trail_failure)?;
     let (envelope, answer_key) =
-        seal_restore_request(&key, &id.serial, &request, &mut rand_core::OsRng)
+        seal_restore_request(&key, &id.serial, &request, &mut tally_core::crypto::OsRng)
             .map_err(|e| Failure::Usage(anyhow!(e)))?;
     let (status, answer) = crate::online::post(
         &endpoint,

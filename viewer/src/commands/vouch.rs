@@ -130,7 +130,7 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     )
     .map_err(|e| trail_failure(e.into()))?
     .records;
-    let envelope = seal_trail_request(&key, &id.serial, &bytes, &mut rand_core::OsRng)
+    let envelope = seal_trail_request(&key, &id.serial, &bytes, &mut tally_core::crypto::OsRng)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
     let (status, answer) =
         crate::online::post(&endpoint, &envelope, Duration::from_secs(300), MAX_ANSWER).map_err(
