@@ -64,7 +64,10 @@ impl FloorClock {
 impl Clock for FloorClock {
     fn now(&self) -> OffsetDateTime {
         let now = self.inner.now();
-        match self.floor().and_then(|f| OffsetDateTime::from_unix_timestamp(f).ok()) {
+        match self
+            .floor()
+            .and_then(|f| OffsetDateTime::from_unix_timestamp(f).ok())
+        {
             Some(f) if f > now => f,
             _ => now,
         }
@@ -134,8 +137,16 @@ mod tests {
         c.raise(5_000);
         c.raise(2_000);
         assert_eq!(c.floor(), Some(5_000));
-        assert_eq!(c.now().unix_timestamp(), 5_000, "a frozen clock reads as the floor");
+        assert_eq!(
+            c.now().unix_timestamp(),
+            5_000,
+            "a frozen clock reads as the floor"
+        );
         inner.set(OffsetDateTime::from_unix_timestamp(9_000).unwrap());
-        assert_eq!(c.now().unix_timestamp(), 9_000, "a later clock reads as itself");
+        assert_eq!(
+            c.now().unix_timestamp(),
+            9_000,
+            "a later clock reads as itself"
+        );
     }
 }

@@ -233,12 +233,10 @@ impl CardMeter {
 /// charge: the counter value the card spends is a record, never a gap (T32).
 impl RequestSigner for CardMeter {
     fn sign_request(&mut self, body: &Body) -> Result<CardProof, String> {
-        let record = self
-            .trail
-            .write(&mut self.card, body)
+        let proof = crate::validation::client::sign_through(&mut self.trail, &mut self.card, body)
             .map_err(|e| trail_problem(e).to_string())?;
         self.catch_up();
-        Ok(CardProof::of_record(self.trail.identity().serial, &record))
+        Ok(proof)
     }
 }
 

@@ -332,16 +332,11 @@ pub fn check_validation(
         Problem::ValidationNeeded(format!("the validation record is unreadable: {e}"))
     })?;
     let progress = meter.progress();
-    let due = match ClientState::standing(
-        state.as_ref(),
-        &server.public_key,
-        days,
-        clock,
-        &progress,
-    ) {
-        Ok(s) => return Ok(Some(s)),
-        Err(e) => e,
-    };
+    let due =
+        match ClientState::standing(state.as_ref(), &server.public_key, days, clock, &progress) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) => e,
+        };
     let tried = match online_round(inputs, keyfile, meter) {
         Ok(state) => {
             return match state.check_offline(&server.public_key, days, clock, &meter.progress()) {
@@ -385,8 +380,15 @@ fn online_round(
     meter: &mut CardMeter,
 ) -> Result<ClientState, RoundError> {
     let server = keyfile.server().ok_or(RoundError::NoServer)?;
-    round_with(inputs, keyfile, &server.url, IcvVariant::V8, OPEN_TIMEOUT, meter)
-        .map(|(state, _)| state)
+    round_with(
+        inputs,
+        keyfile,
+        &server.url,
+        IcvVariant::V8,
+        OPEN_TIMEOUT,
+        meter,
+    )
+    .map(|(state, _)| state)
 }
 
 /// One round to `url`: reads the package and this viewer's executable for their ICVs

@@ -50,6 +50,54 @@ pub trait RequestSigner {
     fn sign_request(&mut self, body: &Body) -> Result<CardProof, String>;
 }
 
+/// A card and its trail as a [`RequestSigner`], for a caller without a rental meter (tools
+/// and tests): each request is a record written through Write.
+pub struct TrailSigner {
+    card: crate::Card,
+    trail: crate::trail::Trail,
+}
+
+impl std::fmt::Debug for TrailSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrailSigner")
+            .field("trail", &self.trail)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrailSigner {
+    /// `card` and its trail at `path` (created for a card that never signed).
+    pub fn open(
+        mut card: crate::Card,
+        path: &std::path::Path,
+    ) -> Result<Self, crate::trail::TrailError> {
+        let identity = card.identity()?;
+        let trail = crate::trail::Trail::open_or_create(path, &mut card, &identity)?;
+        Ok(Self { card, trail })
+    }
+
+    /// The trail.
+    pub fn trail(&self) -> &crate::trail::Trail {
+        &self.trail
+    }
+}
+
+impl RequestSigner for TrailSigner {
+    fn sign_request(&mut self, body: &Body) -> Result<CardProof, String> {
+        sign_through(&mut self.trail, &mut self.card, body).map_err(|e| e.to_string())
+    }
+}
+
+/// Writes `body` through `card` onto `trail` and returns the record's proof.
+pub(crate) fn sign_through(
+    trail: &mut crate::trail::Trail,
+    card: &mut crate::Card,
+    body: &Body,
+) -> Result<CardProof, crate::trail::TrailError> {
+    let record = trail.write(card, body)?;
+    Ok(CardProof::of_record(trail.identity().serial, &record))
+}
+
 /// What the card-signed trail says about the use since a ticket (T34): the reader's
 /// clock may be frozen, the card's counter and the reading time it charged are not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,7 +121,10 @@ impl CardProgress {
             };
             let at = b.at.unix_timestamp();
             p.newest_record = Some(p.newest_record.map_or(at, |n| n.max(at)));
-            if let Usage::Time { licence: l, seconds } = b.usage
+            if let Usage::Time {
+                licence: l,
+                seconds,
+            } = b.usage
                 && l == licence
             {
                 p.time_records.push((r.counter, seconds));

@@ -31,7 +31,7 @@
 //!
 //! Every parse is strict and fixed-size; every error is "invalid" (T21, T25).
 
-mod client;
+pub(crate) mod client;
 mod ecies;
 mod restore;
 mod server;
@@ -39,8 +39,8 @@ mod trail_req;
 mod wire;
 
 pub use client::{
-    CardProgress, ClientState, OnlineStatus, RequestSigner, STATE_LEN, WhenDue, state_path,
-    when_round_failed,
+    CardProgress, ClientState, OnlineStatus, RequestSigner, STATE_LEN, TrailSigner, WhenDue,
+    state_path, when_round_failed,
 };
 pub use restore::{
     AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer, RestoreError,

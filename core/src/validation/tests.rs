@@ -8,7 +8,7 @@ use crate::card::{Card, CardIdentity};
 use crate::home::Home;
 use crate::icv;
 use crate::policy::TestClock;
-use crate::trail::{Body, LicenceId, Trail};
+use crate::trail::{Body, LicenceId};
 use rand_core::OsRng;
 use time::Duration;
 
@@ -21,8 +21,7 @@ const DAY: i64 = 86_400;
 /// rental's meter signs them (T32).
 struct TestCard {
     _dir: tempfile::TempDir,
-    card: Card,
-    trail: Trail,
+    signer: TrailSigner,
     identity: CardIdentity,
 }
 
@@ -33,28 +32,26 @@ impl TestCard {
         EmulatedCard::create(&path, &CardState::generate(&mut OsRng, 100, "test card")).unwrap();
         let mut card = Card::new(Box::new(EmulatedCard::open(&path).unwrap()));
         let identity = card.identity().unwrap();
-        let trail =
-            Trail::open_or_create(dir.path().join("card.trail"), &mut card, &identity).unwrap();
+        let signer = TrailSigner::open(card, &dir.path().join("card.trail")).unwrap();
         Self {
             _dir: dir,
-            card,
-            trail,
+            signer,
             identity,
         }
     }
 
+    fn records(&self) -> &[crate::trail::Record] {
+        self.signer.trail().records()
+    }
+
     fn progress(&self, licence: LicenceId) -> CardProgress {
-        CardProgress::of(self.trail.records(), licence)
+        CardProgress::of(self.records(), licence)
     }
 }
 
 impl RequestSigner for TestCard {
     fn sign_request(&mut self, body: &Body) -> Result<CardProof, String> {
-        let r = self
-            .trail
-            .write(&mut self.card, body)
-            .map_err(|e| e.to_string())?;
-        Ok(CardProof::of_record(self.identity.serial, &r))
+        self.signer.sign_request(body)
     }
 }
 
@@ -621,9 +618,9 @@ fn t32_a_captured_request_replayed_after_the_next_validation_does_nothing() {
 #[test]
 fn t32_the_request_is_a_record_of_the_cards_trail() {
     let (mut c, mut s) = client();
-    let n = s.card.trail.records().len();
+    let n = s.card.records().len();
     let v = round(&mut c, &mut s).unwrap();
-    let records = s.card.trail.records();
+    let records = s.card.records();
     assert_eq!(records.len(), n + 1, "one record per request, no gap");
     let last = records.last().unwrap();
     assert_eq!(last.counter, v.card_counter);

@@ -44,8 +44,7 @@ pub const ENVELOPE_LEN: usize = HEADER_LEN + REQUEST_LEN + PROOF_LEN + 16;
 /// before card-signed requests): opened only to be refused.
 pub const ENVELOPE_V1_LEN: usize = HEADER_LEN + REQUEST_LEN + 16;
 const VERDICT_MAGIC: &[u8; 8] = b"TALLYVOK";
-const VERDICT_BODY_LEN: usize =
-    8 + 1 + 1 + 16 + UI_LEN + 8 + 8 + 8 + 8 + 32 + IV_LEN + 8 + 4 + 32;
+const VERDICT_BODY_LEN: usize = 8 + 1 + 1 + 16 + UI_LEN + 8 + 8 + 8 + 8 + 32 + IV_LEN + 8 + 4 + 32;
 /// Bytes of a signed VAL_OK or refusal.
 pub const VERDICT_LEN: usize = VERDICT_BODY_LEN + 64;
 /// The VAL_REQ plaintext's version.

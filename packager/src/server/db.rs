@@ -221,8 +221,8 @@ pub fn registered_card(db: &mut Db, ui: &Ui) -> Result<Option<CardIdentity>> {
         return Ok(None);
     };
     let hex = serial.text(0)?;
-    let serial = Serial::from_hex(&hex)
-        .with_context(|| format!("registry: bad card serial {hex:?}"))?;
+    let serial =
+        Serial::from_hex(&hex).with_context(|| format!("registry: bad card serial {hex:?}"))?;
     Ok(super::trail::customer_by_serial(db, &serial)?.map(|(_, card)| card))
 }
 
