@@ -282,7 +282,10 @@ impl ClientState {
     /// sequence jump, a bad signature) is an error and changes nothing (T17, T19).
     pub fn accept(&mut self, bytes: &[u8], server: &PublicKey) -> Result<Verdict, ValidationError> {
         let v = Verdict::open(bytes, server)?;
-        if v.licence != self.licence {
+        // A refusal from a server that does not know the copy names no licence (all zero);
+        // it still answers only this request (its hash, below).
+        let unknown = v.status != Status::Ok && v.licence == LicenceId([0; 16]);
+        if v.licence != self.licence && !unknown {
             return Err(ValidationError::OtherLicence {
                 ticket: v.licence.to_hex(),
                 licence: self.licence.to_hex(),
