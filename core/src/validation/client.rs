@@ -104,8 +104,8 @@ pub(crate) fn sign_through(
 pub struct CardProgress {
     /// The counter of the trail's newest record (`None`: no trail read).
     pub last_counter: Option<u64>,
-    /// The date of the trail's newest record (Unix seconds).
-    pub newest_record: Option<i64>,
+    /// Every record's counter and date (Unix seconds), in counter order.
+    pub dated: Vec<(u64, i64)>,
     /// This licence's `time` records: (counter, seconds charged), in counter order.
     pub time_records: Vec<(u64, u32)>,
 }
@@ -119,8 +119,7 @@ impl CardProgress {
             let Ok(b) = Body::parse(&r.body) else {
                 continue;
             };
-            let at = b.at.unix_timestamp();
-            p.newest_record = Some(p.newest_record.map_or(at, |n| n.max(at)));
+            p.dated.push((r.counter, b.at.unix_timestamp()));
             if let Usage::Time {
                 licence: l,
                 seconds,
@@ -136,6 +135,17 @@ impl CardProgress {
     /// Records the card signed after counter `c`.
     pub fn records_after(&self, c: u64) -> u64 {
         self.last_counter.map_or(0, |l| l.saturating_sub(c))
+    }
+
+    /// The newest date of a record the card signed after counter `c`: written after the
+    /// ticket's request, so "now" is at least that (a date before the ticket was already
+    /// superseded by the server's time on it).
+    pub fn newest_after(&self, c: u64) -> Option<i64> {
+        self.dated
+            .iter()
+            .filter(|(k, _)| *k > c)
+            .map(|(_, at)| *at)
+            .max()
     }
 
     /// Seconds of reading charged to the licence after counter `c`: time that really
@@ -378,7 +388,7 @@ impl ClientState {
     /// expired, be no older than the keyfile's `require_online_every_days`, not be dated
     /// after the local clock (a clock set back), and the card must not have signed more
     /// records since the ticket's request than the ticket allows. "Now" is never earlier
-    /// than the ticket's server time, the trail's newest record, or the ticket's time plus
+    /// than the ticket's server time, the newest record written since, or the ticket's time plus
     /// the reading time charged to the licence since (`progress`), so a frozen clock buys
     /// nothing. A copy the server refused stays refused until a later VAL_OK (T23).
     pub fn check_offline(
@@ -410,7 +420,7 @@ impl ClientState {
         }
         let now = clock_now
             .max(t.dt)
-            .max(progress.newest_record.unwrap_or(i64::MIN))
+            .max(progress.newest_after(t.card_counter).unwrap_or(i64::MIN))
             .max(t.dt.saturating_add(progress.seconds_after(t.card_counter)));
         let mut until = t.expires;
         if let Some(days) = require_online_every_days {
