@@ -278,30 +278,7 @@ fn recording_proxy(upstream: &str) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
 /// Acme's keyfile for Ada naming `url` (online every 7 days; several per reader); returns
 /// it and its licence id.
 fn issue_online(dir: &Path, package: &Path, name: &str, url: &str) -> (PathBuf, String) {
-    let keyfile = dir.join(name);
-    let out = pack(dir)
-        .args([
-            "issue",
-            "--customer",
-            "Ada",
-            "--allow-emulated-card",
-            "--keep-both",
-        ])
-        .arg("--package")
-        .arg(package)
-        .arg("-o")
-        .arg(&keyfile)
-        .args(["--server", url, "--require-online-every", "7"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let licence = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("licence: "))
-        .unwrap()
-        .trim()
-        .to_string();
-    (keyfile, licence)
+    tally_tests::issue_online(dir, package, name, url, 7)
 }
 
 /// The publisher registers the shipped viewer build, so its requests are served.

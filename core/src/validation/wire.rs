@@ -192,16 +192,10 @@ fn seal_plain(
     server: &PublicKey,
     rng: &mut impl CryptoRngCore,
 ) -> Vec<u8> {
-    let eph = p256::ecdh::EphemeralSecret::random(rng);
-    let eph_pub = PublicKey::from_verifying_key(&p256::ecdsa::VerifyingKey::from(eph.public_key()));
-    let shared = eph.diffie_hellman(&p256::PublicKey::from(server.verifying_key()));
-    let mut header = Vec::with_capacity(ENVELOPE_LEN);
-    header.extend_from_slice(ENVELOPE_MAGIC);
-    header.push(version);
-    header.extend_from_slice(eph_pub.as_bytes());
-    let m = ecies_key(shared.raw_secret_bytes(), &eph_pub, server);
+    let (mut header, shared) = super::ecies::start(server, ENVELOPE_MAGIC, version, rng);
     // AES-GCM on a few hundred bytes with a valid key cannot fail.
-    let sealed = crate::keyfile::aead_seal(&m, &header, plain).unwrap_or_default();
+    let sealed =
+        crate::keyfile::aead_seal(&shared.key(ECIES_INFO), &header, plain).unwrap_or_default();
     header.extend_from_slice(&sealed);
     header
 }
