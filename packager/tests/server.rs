@@ -1078,6 +1078,9 @@ fn t32_requests_without_the_readers_card_change_nothing(db: Backend) {
     ada.state.accept(&r.body, &ada.server_key).unwrap();
     ada.validate(server.addr).unwrap();
     ada.validate(server.addr).unwrap();
+    let lic = ada.licence();
+    let history = |env: &Env| copy_json(&env.copies(), &lic)["validations"].clone();
+    let before = history(&env);
     let key = ada.server_key.clone();
     let refused = |body: &[u8], why: Status| {
         let r = post(server.addr, "/v1/validate", body);
@@ -1111,6 +1114,8 @@ fn t32_requests_without_the_readers_card_change_nothing(db: Backend) {
     );
     // Signed by another registered card (Bob's): not the licence's card.
     refused(&bob.seal_signed(&forged(ui0, 101)), Status::NotCardSigned);
+    // Not the copy's requests: its history does not count them.
+    assert_eq!(history(&env), before);
     // A captured request of the owner, replayed after the owner's next validations.
     refused(&captured, Status::Replay);
     assert_eq!(

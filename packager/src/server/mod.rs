@@ -450,9 +450,12 @@ impl App {
                         db::flag(db, r.id, f)?;
                     }
                 }
+                // A request the licence's card did not sign is not the copy's: it is logged
+                // without it, so forged requests do not inflate its history (T32).
+                let by_the_copy = d.verdict.status != Status::NotCardSigned;
                 db::log(
                     db,
-                    row.map(|r| r.id),
+                    row.filter(|_| by_the_copy).map(|r| r.id),
                     now,
                     d.verdict.status.name(),
                     req.psi,
