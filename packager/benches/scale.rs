@@ -482,7 +482,7 @@ fn main() {
         // of every request against it).
         let card = SoftCard::new(Serial([0xbe; 16]));
         let export = dir.join("bench.card");
-        std::fs::write(&export, card.identity().to_export(None)).unwrap();
+        std::fs::write(&export, card.export()).unwrap();
         setup.run(&[
             "customer",
             "add",

@@ -85,13 +85,14 @@ fn main() {
     for i in 0..32u8 {
         let soft = SoftCard::new(Serial([i; 16]));
         let export = dir.join(format!("c{i}.card"));
-        std::fs::write(&export, soft.identity().to_export(None)).unwrap();
+        std::fs::write(&export, soft.export()).unwrap();
         let name = format!("Reader {i}");
         pack(
             dir,
             &[
                 "customer",
                 "add",
+                "--allow-emulated-card",
                 "--name",
                 &name,
                 "--card",
@@ -105,6 +106,7 @@ fn main() {
                 "issue",
                 "--customer",
                 &name,
+                "--allow-emulated-card",
                 "--package",
                 &d("packages/doc.tly"),
                 "-o",

@@ -2,7 +2,7 @@
 //! which signs each VAL_REQ as a trail record (T32). The server cannot tell the two apart;
 //! what it costs is the signature itself, not an APDU or a trail write.
 
-use tally_core::card::{CardIdentity, Serial, signed_message};
+use tally_core::card::{CardExport, CardIdentity, Serial, signed_message};
 use tally_core::crypto::{PublicKey, sign_low_s};
 use tally_core::trail::Body;
 use tally_core::trail::record::h1;
@@ -33,6 +33,21 @@ impl SoftCard {
             serial: self.serial,
             counter: 0,
         }
+    }
+
+    /// The card file a publisher registers (`customer add --card`): its identity and a
+    /// key-agreement key (the benchmarks never decrypt, so a fresh one).
+    pub fn export(&self) -> String {
+        let agreement = p256::SecretKey::random(&mut rand_core::OsRng);
+        CardExport {
+            identity: self.identity(),
+            agreement_key: Some(PublicKey::from_verifying_key(
+                &p256::ecdsa::VerifyingKey::from(agreement.public_key()),
+            )),
+            attestation: None,
+            label: Some("bench card".into()),
+        }
+        .to_text()
     }
 
     /// What the publisher registers for this card.
