@@ -1,23 +1,34 @@
-//! The validation server's request body (T17, T21, T25): `tally-pack serve` checks the
-//! body length, then calls `ServerSecret::open_request`. Arbitrary bytes never panic;
-//! a valid sealed VAL_REQ edited by the fuzzer never opens unless unchanged (the AEAD
-//! covers the header and the ephemeral key). The plaintext parser is fuzzed directly too.
+//! The validation server's request body (T17, T21, T25, T32): `tally-pack serve` checks the
+//! body length, calls `ServerSecret::open_request`, then checks the card proof against the
+//! licence's registered card (`CardCheck::of`). Arbitrary bytes never panic; a valid
+//! sealed, card-signed VAL_REQ edited by the fuzzer never opens unless unchanged (the AEAD
+//! covers the header and the ephemeral key); an edited request or card proof is never
+//! taken as signed by the card unless both are unchanged. The plaintext and proof parsers
+//! are fuzzed directly too.
 #![no_main]
 #[path = "../common/mod.rs"]
 mod common;
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
+use tally_core::card::applet::CardState;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::{Card, CardIdentity};
 use tally_core::validation::{
-    ENVELOPE_LEN, Icv, IcvVariant, Iv, REQUEST_LEN, ServerSecret, Ui, ValReq,
+    CardCheck, CardProof, ENVELOPE_LEN, ENVELOPE_V1_LEN, Icv, IcvVariant, Iv, PROOF_LEN,
+    REQUEST_LEN, RequestSigner, ServerSecret, TrailSigner, Ui, ValReq, request_hash,
+    request_record_body,
 };
 
 use common::Fixed;
 
 struct Base {
     server: ServerSecret,
+    card: CardIdentity,
     request: ValReq,
+    proof: CardProof,
     envelope: Vec<u8>,
+    unsigned: Vec<u8>,
 }
 
 fn base() -> &'static Base {
@@ -25,7 +36,7 @@ fn base() -> &'static Base {
     B.get_or_init(|| {
         let server = ServerSecret::from_scalar(&[0x11; 32]).expect("scalar");
         let request = ValReq {
-            variant: IcvVariant::from_number(7).expect("V7"),
+            variant: IcvVariant::from_number(8).expect("V8"),
             ui: Ui([0x21; 16]),
             icv: Icv([0x32; 32]),
             psi: 5,
@@ -35,18 +46,52 @@ fn base() -> &'static Base {
             iv: Iv([0x43; 32]),
             viewer_icv: Icv([0x54; 32]),
         };
-        let envelope = request.seal(server.public(), &mut Fixed(9));
+        // The reader's card signs the request as a record of its trail.
+        let dir = std::env::temp_dir().join(format!("tally-fuzz-valreq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let card_path = dir.join("card.state");
+        let _ = std::fs::remove_file(&card_path);
+        let _ = std::fs::remove_file(dir.join("t.trail"));
+        EmulatedCard::create(&card_path, &CardState::generate(&mut Fixed(5), 100, "fuzz card"))
+            .expect("card");
+        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).expect("card")));
+        let identity = card.identity().expect("identity");
+        let mut signer = TrailSigner::open(card, &dir.join("t.trail")).expect("trail");
+        let hash = request_hash(&request.encode());
+        let proof = signer
+            .sign_request(&request_record_body(&hash, request.dt))
+            .expect("signed");
+        drop(signer);
+        let _ = std::fs::remove_dir_all(&dir);
+        let envelope = request.seal(&proof, server.public(), &mut Fixed(9));
         assert_eq!(envelope.len(), ENVELOPE_LEN);
+        let (r, h, p) = server.open_request(&envelope).expect("base opens");
+        assert_eq!((&r, h, p.as_ref()), (&request, hash, Some(&proof)));
         assert_eq!(
-            server.open_request(&envelope).expect("base opens").0,
-            request
+            CardCheck::of(&r, &h, p.as_ref(), Some(&identity)),
+            CardCheck::Signed {
+                counter: proof.counter
+            }
         );
+        let unsigned = request.seal_unsigned(server.public(), &mut Fixed(10));
+        assert_eq!(unsigned.len(), ENVELOPE_V1_LEN);
         Base {
             server,
+            card: identity,
             request,
+            proof,
             envelope,
+            unsigned,
         }
     })
+}
+
+fn signed(b: &Base, r: &ValReq, proof: Option<&CardProof>) -> bool {
+    let hash = request_hash(&r.encode());
+    matches!(
+        CardCheck::of(r, &hash, proof, Some(&b.card)),
+        CardCheck::Signed { .. }
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -54,28 +99,49 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 3 {
-        // Arbitrary bytes as a body and as a plaintext.
+    match mode % 5 {
+        // Arbitrary bytes as a body, as a plaintext and as a card proof.
         0 => {
-            let _ = b.server.open_request(rest);
+            if let Ok((r, _, p)) = b.server.open_request(rest) {
+                assert!(!signed(b, &r, p.as_ref()), "arbitrary bytes signed by the card");
+            }
             if let Ok(r) = ValReq::parse(rest) {
                 assert_eq!(rest.len(), REQUEST_LEN);
                 assert_eq!(&r.encode()[..], rest, "parse/encode not a round trip");
             }
-        }
-        // A valid envelope, edited.
-        1 => {
-            let edited = common::mutate(&b.envelope, rest);
-            if let Ok((r, _)) = b.server.open_request(&edited) {
-                assert!(edited == b.envelope, "an edited VAL_REQ opened");
-                assert_eq!(r, b.request);
+            if let Ok(p) = CardProof::parse(rest) {
+                assert_eq!(rest.len(), PROOF_LEN);
+                assert_eq!(&p.encode()[..], rest, "proof parse/encode not a round trip");
             }
         }
-        // A valid plaintext, edited: parses only to what it encodes.
-        _ => {
+        // A valid envelope (card-signed or not), edited.
+        1 | 2 => {
+            let original = if mode % 5 == 1 { &b.envelope } else { &b.unsigned };
+            let edited = common::mutate(original, rest);
+            if let Ok((r, _, p)) = b.server.open_request(&edited) {
+                assert!(&edited == original, "an edited VAL_REQ opened");
+                assert_eq!(r, b.request);
+                assert_eq!(signed(b, &r, p.as_ref()), mode % 5 == 1);
+            }
+        }
+        // A valid plaintext, edited: parses only to what it encodes, and the card's proof
+        // of the original does not cover it.
+        3 => {
             let edited = common::mutate(&b.request.encode(), rest);
             if let Ok(r) = ValReq::parse(&edited) {
                 assert_eq!(&r.encode()[..], &edited[..]);
+                if signed(b, &r, Some(&b.proof)) {
+                    assert_eq!(r, b.request, "the card's proof covered an edited request");
+                }
+            }
+        }
+        // The card proof, edited: taken as the card's only unchanged.
+        _ => {
+            let edited = common::mutate(&b.proof.encode(), rest);
+            if let Ok(p) = CardProof::parse(&edited)
+                && signed(b, &b.request, Some(&p))
+            {
+                assert_eq!(p, b.proof, "an edited card proof verified");
             }
         }
     }

@@ -19,9 +19,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use tally_core::card::Serial;
 use tally_core::crypto::PublicKey;
 use tally_core::icv::{ChunkDigests, Icv, IcvVariant, Iv, Ui, compute_v8, executable_icv};
-use tally_core::validation::{ServerSecret, Status, ValReq, Verdict};
+use tally_core::trail::LicenceId;
+use tally_core::validation::{
+    DEFAULT_OFFLINE_RECORDS, RequestSigner, ServerSecret, Status, ValReq, Verdict, request_hash,
+    request_record_body,
+};
+
+#[path = "support/soft_card.rs"]
+mod soft_card;
+use soft_card::SoftCard;
 
 const PASSWORD: &str = "correct horse battery staple";
 const VIEWER: &[u8] = b"benchmark viewer build";
@@ -219,22 +228,24 @@ struct Copy {
     iv: Iv,
     psi: u64,
     vssi: u64,
+    card: SoftCard,
 }
 
 impl Copy {
-    fn new(licence: [u8; 16]) -> Self {
+    fn new(licence: [u8; 16], card: SoftCard) -> Self {
         let ui = Ui(licence);
         Self {
             ui,
             iv: Iv::first(&ui),
             psi: 0,
             vssi: 0,
+            card,
         }
     }
 
     fn request(&mut self, digests: &ChunkDigests, key: &PublicKey, viewer: Icv) -> Vec<u8> {
         self.psi += 1;
-        ValReq {
+        let req = ValReq {
             variant: IcvVariant::V8,
             ui: self.ui,
             icv: compute_v8(digests, &self.ui, &self.iv),
@@ -244,8 +255,13 @@ impl Copy {
             vsi: key.fingerprint(),
             iv: self.iv,
             viewer_icv: viewer,
-        }
-        .seal(key, &mut rand_core::OsRng)
+        };
+        let hash = request_hash(&req.encode());
+        let proof = self
+            .card
+            .sign_request(&request_record_body(&hash, req.dt))
+            .unwrap();
+        req.seal(&proof, key, &mut rand_core::OsRng)
     }
 
     fn accept(&mut self, answer: &[u8], key: &PublicKey) {
@@ -274,30 +290,41 @@ fn time_op(budget: Duration, mut f: impl FnMut()) -> f64 {
 fn crypto_cost(digests: &ChunkDigests, viewer: Icv) -> (f64, f64) {
     let secret = ServerSecret::random(&mut rand_core::OsRng);
     let key = secret.public().clone();
-    let mut copy = Copy::new([7; 16]);
+    let card = SoftCard::new(Serial([7; 16]));
+    let identity = card.identity();
+    let mut copy = Copy::new([7; 16], card.for_another_copy());
     let env = copy.request(digests, &key, viewer);
-    let (req, hash) = secret.open_request(&env).unwrap();
+    let (req, hash, _) = secret.open_request(&env).unwrap();
     let verdict = Verdict {
         status: Status::Ok,
+        licence: LicenceId([7; 16]),
         ui: req.ui,
         psi: req.psi,
         vssi: 1,
+        card_counter: 0,
         dt: 0,
         vsi: secret.vsi(),
         iv: Iv([9; 32]),
         expires: 0,
+        offline_records: DEFAULT_OFFLINE_RECORDS,
         request: hash,
     };
     let signed = secret.sign(&verdict);
     let budget = Duration::from_millis(400);
     let server = time_op(budget, || {
-        let (req, _) = secret.open_request(&env).unwrap();
+        let (req, hash, proof) = secret.open_request(&env).unwrap();
+        std::hint::black_box(tally_core::validation::CardCheck::of(
+            &req,
+            &hash,
+            proof.as_ref(),
+            Some(&identity),
+        ));
         std::hint::black_box(compute_v8(digests, &req.ui, &req.iv));
         std::hint::black_box(secret.sign(&verdict));
         std::hint::black_box(req.ui.roll(&req.iv));
     });
     let client = time_op(budget, || {
-        let mut c = Copy::new([7; 16]);
+        let mut c = Copy::new([7; 16], card.for_another_copy());
         std::hint::black_box(c.request(digests, &key, viewer));
         std::hint::black_box(Verdict::open(&signed, &key).unwrap());
     });
@@ -450,14 +477,35 @@ fn main() {
         if pgdb.is_some() {
             setup.sql("ANALYZE", "ANALYZE", &[]);
         }
-        // Each client's copy, per package.
+        // Each client's copy, per package: all on one bench reader's card, registered with
+        // the publisher, whose keyfile rows name it (the server checks the card's signature
+        // of every request against it).
+        let card = SoftCard::new(Serial([0xbe; 16]));
+        let export = dir.join("bench.card");
+        std::fs::write(&export, card.export()).unwrap();
+        setup.run(&[
+            "customer",
+            "add",
+            "--name",
+            "Bench Reader",
+            "--allow-emulated-card",
+            "--card",
+            export.to_str().unwrap(),
+        ]);
         let mut client_copies = Vec::new();
         for (p, (_, doc, _, _)) in packages.iter().enumerate() {
             let mut mine = Vec::new();
             for c in 0..MAX_CLIENTS {
                 let mut licence = [0u8; 16];
                 rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut licence);
-                let copy = Copy::new(licence);
+                let copy = Copy::new(licence, card.for_another_copy());
+                setup.sql(
+                    "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at)
+                     VALUES (?1, 'Bench Reader', ?2, ?3, 'bench', '', '', '2026-01-01T00:00:00Z')",
+                    "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at)
+                     VALUES ($1, 'Bench Reader', $2, $3, 'bench', '', '', '2026-01-01T00:00:00Z')",
+                    &[&hex::encode(licence), &hex::encode([0xbe; 16]), doc],
+                );
                 setup.sql(
                     "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
                      VALUES (?1, ?2, ?3, ?1, 0, ?4, 0, 'active', '', '2026-01-01T00:00:00Z')",

@@ -15,13 +15,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use tally_core::card::{CardIdentity, Serial};
+use tally_core::card::Serial;
 use tally_core::crypto::PublicKey;
 use tally_core::icv::{IcvVariant, executable_icv};
 use tally_core::keyfile::Keyfile;
 use tally_core::policy::SystemClock;
 use tally_core::validation::ClientState;
 use tally_core::vendor::VendorPublic;
+
+#[path = "support/soft_card.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the scale benchmark, which uses all of it"
+)]
+mod soft_card;
+use soft_card::SoftCard;
 
 const PASSWORD: &str = "correct horse battery staple";
 const MAX_REQUESTS: usize = 3000;
@@ -52,6 +60,7 @@ fn pack(dir: &Path, args: &[&str]) {
 
 struct Copy {
     state: ClientState,
+    card: SoftCard,
     key: PublicKey,
 }
 
@@ -74,20 +83,16 @@ fn main() {
     // 32 customers, one copy each.
     let mut copies = Vec::new();
     for i in 0..32u8 {
-        let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-        let card = CardIdentity {
-            serial: Serial([i; 16]),
-            public_key: PublicKey::from_verifying_key(sk.verifying_key()),
-            origin: 0,
-        };
+        let soft = SoftCard::new(Serial([i; 16]));
         let export = dir.join(format!("c{i}.card"));
-        std::fs::write(&export, card.to_export(None)).unwrap();
+        std::fs::write(&export, soft.export()).unwrap();
         let name = format!("Reader {i}");
         pack(
             dir,
             &[
                 "customer",
                 "add",
+                "--allow-emulated-card",
                 "--name",
                 &name,
                 "--card",
@@ -101,6 +106,7 @@ fn main() {
                 "issue",
                 "--customer",
                 &name,
+                "--allow-emulated-card",
                 "--package",
                 &d("packages/doc.tly"),
                 "-o",
@@ -112,6 +118,7 @@ fn main() {
         let v = Keyfile::open(&std::fs::read(&kf).unwrap(), std::slice::from_ref(&vendor)).unwrap();
         copies.push(Copy {
             state: ClientState::new(v.licence()),
+            card: soft,
             key: v.server().unwrap().public_key.clone(),
         });
     }
@@ -173,14 +180,18 @@ fn main() {
                     && count.fetch_add(1, Ordering::Relaxed) < MAX_REQUESTS
                 {
                     let s = Instant::now();
-                    let env = copy.state.prepare(
-                        IcvVariant::V7,
-                        &package,
-                        &copy.key,
-                        viewer_icv,
-                        &SystemClock,
-                        &mut rand_core::OsRng,
-                    );
+                    let env = copy
+                        .state
+                        .prepare(
+                            IcvVariant::V7,
+                            &package,
+                            &copy.key,
+                            viewer_icv,
+                            &SystemClock,
+                            &mut copy.card,
+                            &mut rand_core::OsRng,
+                        )
+                        .unwrap();
                     let mut r = agent
                         .post(&url)
                         .header("content-type", "application/octet-stream")

@@ -85,6 +85,12 @@ pub const MIGRATIONS: &[Migration] = &[
               ALTER TABLE customers ADD COLUMN attestation BLOB;      -- the issuer's certificate
               ALTER TABLE customers ADD COLUMN attested_by TEXT;      -- the issuer's name, if verified",
     },
+    Migration {
+        version: 8,
+        name: "card-signed validation requests: the newest card counter per copy",
+        // NULL: no card-signed request has changed the copy yet.
+        sql: "ALTER TABLE copies ADD COLUMN card_counter INTEGER;     -- u64 stored bit for bit",
+    },
 ];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.

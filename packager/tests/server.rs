@@ -20,7 +20,10 @@ use tally_core::icv::{Icv, IcvVariant, executable_icv};
 use tally_core::keyfile::Keyfile;
 use tally_core::policy::{SystemClock, TestClock};
 use tally_core::trail::LicenceId;
-use tally_core::validation::{ClientState, Status, ValReq, ValidationError, Verdict};
+use tally_core::validation::{
+    CardProgress, ClientState, RequestSigner, Status, TrailSigner, ValReq, ValidationError,
+    Verdict, request_hash, request_record_body,
+};
 use tally_core::vendor::VendorPublic;
 
 #[path = "support/pg.rs"]
@@ -73,12 +76,15 @@ impl Reply {
     }
 }
 
-/// A copy as the viewer holds it: its keyfile's licence, the package, the server key.
+/// A copy as the viewer holds it: its keyfile's licence, the package, the server key, and
+/// the reader's card (its emulated state file) with its trail, which sign every request.
 struct Copy {
     state: ClientState,
     package: Vec<u8>,
     server_key: PublicKey,
     days: Option<u16>,
+    card: PathBuf,
+    trail: PathBuf,
 }
 
 impl Env {
@@ -202,11 +208,14 @@ impl Env {
                 .unwrap();
         let kf = Keyfile::open(&std::fs::read(&out).unwrap(), &[vendor]).unwrap();
         let server = kf.server().unwrap();
+        let file = customer.to_lowercase();
         Copy {
             state: ClientState::new(kf.licence()),
             package: std::fs::read(package).unwrap(),
             server_key: server.public_key.clone(),
             days: server.require_online_every_days,
+            card: self.path(&format!("{file}.state")),
+            trail: self.path(&format!("{file}.trail")),
         }
     }
 
@@ -319,14 +328,51 @@ impl Copy {
     }
 
     fn request_with(&mut self, variant: IcvVariant, viewer: &[u8]) -> Vec<u8> {
-        self.state.prepare(
-            variant,
-            &self.package,
-            &self.server_key,
-            viewer_icv(viewer),
-            &SystemClock,
-            &mut rand_core::OsRng,
-        )
+        let mut card = self.signer();
+        self.state
+            .prepare(
+                variant,
+                &self.package,
+                &self.server_key,
+                viewer_icv(viewer),
+                &SystemClock,
+                &mut card,
+                &mut rand_core::OsRng,
+            )
+            .unwrap()
+    }
+
+    /// The reader's card and trail, as the viewer's meter holds them.
+    fn signer(&self) -> TrailSigner {
+        let card = Card::new(Box::new(EmulatedCard::open(&self.card).unwrap()));
+        TrailSigner::open(card, &self.trail).unwrap()
+    }
+
+    /// What the card's trail says since the last ticket (T34).
+    fn progress(&self) -> CardProgress {
+        CardProgress::of(self.signer().trail().records(), self.licence())
+    }
+
+    /// `req` signed by this copy's card and sealed, as the viewer sends it.
+    fn seal_signed(&self, req: &ValReq) -> Vec<u8> {
+        let hash = request_hash(&req.encode());
+        let proof = self
+            .signer()
+            .sign_request(&request_record_body(&hash, req.dt))
+            .unwrap();
+        req.seal(&proof, &self.server_key, &mut rand_core::OsRng)
+    }
+
+    /// Another installation of this copy (its state copied), with the same card.
+    fn cloned(&self) -> Copy {
+        Copy {
+            state: self.state.clone(),
+            package: self.package.clone(),
+            server_key: self.server_key.clone(),
+            days: self.days,
+            card: self.card.clone(),
+            trail: self.trail.clone(),
+        }
     }
 
     /// One validation through the server; the reply's HTTP status must match the verdict.
@@ -410,7 +456,7 @@ fn validations_survive_a_server_restart_and_are_logged(db: Backend) {
     copy.validate(server.addr).unwrap();
     let status = copy
         .state
-        .check_offline(&copy.server_key, copy.days, &SystemClock)
+        .check_offline(&copy.server_key, copy.days, &SystemClock, &copy.progress())
         .unwrap();
     assert!(status.valid_until > status.last_validated);
     let all = env.copies();
@@ -431,12 +477,7 @@ fn t15_a_cloned_copy_is_flagged_and_revoked(db: Backend) {
     let server = env.serve(&[]);
     a.validate(server.addr).unwrap();
     // The installed copy (its state) is copied to another machine.
-    let mut b = Copy {
-        state: a.state.clone(),
-        package: a.package.clone(),
-        server_key: a.server_key.clone(),
-        days: a.days,
-    };
+    let mut b = a.cloned();
     a.validate(server.addr).unwrap();
     a.validate(server.addr).unwrap();
     assert_eq!(
@@ -453,7 +494,8 @@ fn t15_a_cloned_copy_is_flagged_and_revoked(db: Backend) {
         Err(ValidationError::Refused(Status::Revoked))
     );
     assert_eq!(
-        a.state.check_offline(&a.server_key, a.days, &SystemClock),
+        a.state
+            .check_offline(&a.server_key, a.days, &SystemClock, &a.progress()),
         Err(ValidationError::Refused(Status::Revoked))
     );
 }
@@ -465,12 +507,7 @@ fn t15_clones_that_alternate_are_caught_too(db: Backend) {
     let mut a = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     a.validate(server.addr).unwrap();
-    let mut b = Copy {
-        state: a.state.clone(),
-        package: a.package.clone(),
-        server_key: a.server_key.clone(),
-        days: a.days,
-    };
+    let mut b = a.cloned();
     a.validate(server.addr).unwrap();
     // b repeats a's sequence number: a replay.
     assert_eq!(
@@ -521,10 +558,10 @@ fn t17_every_replay_is_rejected(db: Backend) {
     // A VAL_OK for another copy.
     let rb = post(server.addr, "/v1/validate", &bob.request());
     ada.request();
-    assert_eq!(
+    assert!(matches!(
         ada.state.accept(&rb.body, &ada.server_key),
-        Err(ValidationError::OtherCopy)
-    );
+        Err(ValidationError::OtherLicence { .. })
+    ));
     bob.state.accept(&rb.body, &bob.server_key).unwrap();
     // One older than the newest seen: the answer to a superseded request of this copy.
     let older = post(server.addr, "/v1/validate", &ada.request());
@@ -544,10 +581,15 @@ fn t18_tickets_expire_with_an_injected_clock(db: Backend) {
     let t = copy.validate(server.addr).unwrap();
     let clock = TestClock::at_unix(t.dt);
     let key = copy.server_key.clone();
-    assert!(copy.state.check_offline(&key, copy.days, &clock).is_ok());
+    assert!(
+        copy.state
+            .check_offline(&key, copy.days, &clock, &copy.progress())
+            .is_ok()
+    );
     clock.advance(time::Duration::hours(24));
     assert!(matches!(
-        copy.state.check_offline(&key, copy.days, &clock),
+        copy.state
+            .check_offline(&key, copy.days, &clock, &copy.progress()),
         Err(ValidationError::TicketExpired { .. })
     ));
     // A longer ticket is still bounded by the keyfile's two days.
@@ -556,17 +598,22 @@ fn t18_tickets_expire_with_an_injected_clock(db: Backend) {
     let t = copy.validate(server.addr).unwrap();
     let clock = TestClock::at_unix(t.dt);
     clock.advance(time::Duration::days(2) - time::Duration::seconds(1));
-    assert!(copy.state.check_offline(&key, copy.days, &clock).is_ok());
+    assert!(
+        copy.state
+            .check_offline(&key, copy.days, &clock, &copy.progress())
+            .is_ok()
+    );
     clock.advance(time::Duration::seconds(1));
     assert!(matches!(
-        copy.state.check_offline(&key, copy.days, &clock),
+        copy.state
+            .check_offline(&key, copy.days, &clock, &copy.progress()),
         Err(ValidationError::OfflineTooLong { days: 2, .. })
     ));
     // Going online again restores it.
     copy.validate(server.addr).unwrap();
     assert!(
         copy.state
-            .check_offline(&key, copy.days, &SystemClock)
+            .check_offline(&key, copy.days, &SystemClock, &copy.progress())
             .is_ok()
     );
 }
@@ -578,7 +625,7 @@ fn t19_a_huge_sequence_number_does_not_brick_the_copy(db: Backend) {
     let mut copy = env.issue("Ada", "ada.key", "3");
     let server = env.serve(&[]);
     copy.validate(server.addr).unwrap();
-    // Someone holding the copy's UI and package sends a request with a PSI near 2^64.
+    // The copy (its card signs) sends a request with a PSI near 2^64.
     let ui = copy.state.ui();
     let iv = copy.state.iv();
     let req = ValReq {
@@ -592,11 +639,7 @@ fn t19_a_huge_sequence_number_does_not_brick_the_copy(db: Backend) {
         iv,
         viewer_icv: viewer_icv(VIEWER_BUILD),
     };
-    let r = post(
-        server.addr,
-        "/v1/validate",
-        &req.seal(&copy.server_key, &mut rand_core::OsRng),
-    );
+    let r = post(server.addr, "/v1/validate", &copy.seal_signed(&req));
     assert_eq!(r.status, 403);
     assert_eq!(
         Verdict::open(&r.body, &copy.server_key).unwrap().status,
@@ -629,7 +672,7 @@ fn t23_a_revoked_copy_is_refused_at_its_next_validation(db: Backend) {
     );
     assert!(
         ada.state
-            .check_offline(&ada.server_key, ada.days, &SystemClock)
+            .check_offline(&ada.server_key, ada.days, &SystemClock, &ada.progress())
             .is_err()
     );
     bob.validate(server.addr).unwrap();
@@ -688,12 +731,8 @@ fn a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused(db: Backend)
         serde_json::json!(["modified-viewer", "icv-mismatch"])
     );
     // A copy the server never issued.
-    let mut stranger = Copy {
-        state: ClientState::new(LicenceId([0xee; 16])),
-        package: copy.package.clone(),
-        server_key: copy.server_key.clone(),
-        days: None,
-    };
+    let mut stranger = copy.cloned();
+    stranger.state = ClientState::new(LicenceId([0xee; 16]));
     assert_eq!(
         stranger.validate(server.addr),
         Err(ValidationError::Refused(Status::UnknownCopy))
@@ -739,14 +778,14 @@ fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason(db: Backend) {
         iv: copy.state.iv(),
         viewer_icv: Icv([0; 32]),
     }
-    .seal(&copy.server_key, &mut rand_core::OsRng);
+    .seal_unsigned(&copy.server_key, &mut rand_core::OsRng);
     tampered[200] ^= 1;
     let mut bad_key = b"TALLYVRQ\x01".to_vec();
     bad_key.resize(260, 0);
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("oversized", post_raw("/v1/validate", &vec![0u8; 200 * 1024]), 413, "length limit"),
-        ("too long", post_raw("/v1/validate", &[0u8; 1000]), 413, "exactly 260 bytes"),
-        ("empty", post_raw("/v1/validate", b""), 400, "exactly 260 bytes"),
+        ("too long", post_raw("/v1/validate", &[0u8; 1000]), 413, "exactly 380 bytes"),
+        ("empty", post_raw("/v1/validate", b""), 400, "exactly 380 bytes"),
         ("short", post_raw("/v1/validate", b"hello"), 400, "has 5"),
         ("zeros", post_raw("/v1/validate", &[0u8; 260]), 400, "magic"),
         ("bad point", post_raw("/v1/validate", &bad_key), 400, "ephemeral key"),
@@ -942,12 +981,8 @@ fn two_nodes_on_one_database_keep_every_rule(db: Backend) {
         copy_json(&all, &copy.licence())["validations"],
         ROUNDS * RACERS
     );
-    let mut stale = Copy {
-        state: ClientState::new(copy.licence()),
-        package: copy.package.clone(),
-        server_key: copy.server_key.clone(),
-        days: copy.days,
-    };
+    let mut stale = copy.cloned();
+    stale.state = ClientState::new(copy.licence());
     assert_eq!(
         stale.validate(addrs[1]),
         Err(ValidationError::Refused(Status::Clone))
@@ -1023,7 +1058,117 @@ fn a_package_larger_than_the_cache_is_hashed_from_disk(db: Backend) {
     );
 }
 
+/// The copy's row as `copies --json` shows it: (status, flags).
+fn standing(env: &Env, licence: &LicenceId) -> (serde_json::Value, serde_json::Value) {
+    let all = env.copies();
+    let c = copy_json(&all, licence);
+    (c["status"].clone(), c["flags"].clone())
+}
+
+fn t32_requests_without_the_readers_card_change_nothing(db: Backend) {
+    let Some(env) = Env::new(db, "t32_requests_without_the_readers_card_change_nothing") else {
+        return;
+    };
+    let mut ada = env.issue("Ada", "ada.key", "3");
+    let bob = env.issue("Bob", "bob.key", "3");
+    let server = env.serve(&[]);
+    let ui0 = ada.state.ui();
+    let captured = ada.request();
+    let r = post(server.addr, "/v1/validate", &captured);
+    ada.state.accept(&r.body, &ada.server_key).unwrap();
+    ada.validate(server.addr).unwrap();
+    ada.validate(server.addr).unwrap();
+    let lic = ada.licence();
+    let history = |env: &Env| copy_json(&env.copies(), &lic)["validations"].clone();
+    let before = history(&env);
+    let key = ada.server_key.clone();
+    let refused = |body: &[u8], why: Status| {
+        let r = post(server.addr, "/v1/validate", body);
+        assert_eq!(r.status, 403, "{}", r.text());
+        check_http(&r);
+        assert_eq!(Verdict::open(&r.body, &key).unwrap().status, why);
+    };
+    // Anyone who knows the licence id (it is in the keyfile and the trail) builds a request
+    // from the copy's first UI, long superseded: a clone if it counted. Without a card
+    // proof (a version 1 envelope, as old viewers sent), it does not.
+    let package = ada.package.clone();
+    let forged = |ui: tally_core::icv::Ui, psi: u64| ValReq {
+        variant: IcvVariant::V7,
+        ui,
+        icv: tally_core::icv::compute(
+            IcvVariant::V7,
+            &package,
+            &ui,
+            &tally_core::icv::Iv::first(&ui),
+        ),
+        psi,
+        vssi: 0,
+        dt: 0,
+        vsi: key.fingerprint(),
+        iv: tally_core::icv::Iv::first(&ui),
+        viewer_icv: viewer_icv(VIEWER_BUILD),
+    };
+    refused(
+        &forged(ui0, 100).seal_unsigned(&key, &mut rand_core::OsRng),
+        Status::NotCardSigned,
+    );
+    // Signed by another registered card (Bob's): not the licence's card.
+    refused(&bob.seal_signed(&forged(ui0, 101)), Status::NotCardSigned);
+    // Not the copy's requests: its history does not count them.
+    assert_eq!(history(&env), before);
+    // A captured request of the owner, replayed after the owner's next validations.
+    refused(&captured, Status::Replay);
+    assert_eq!(
+        standing(&env, &ada.licence()),
+        (serde_json::json!("active"), serde_json::json!([]))
+    );
+    // The honest reader lost nothing.
+    ada.validate(server.addr).unwrap();
+    // The same superseded UI in a fresh request the licence's card signed is a clone (T15).
+    refused(&ada.seal_signed(&forged(ui0, 200)), Status::Clone);
+    assert_eq!(
+        standing(&env, &ada.licence()),
+        (serde_json::json!("revoked"), serde_json::json!(["clone"]))
+    );
+}
+
+fn t33_a_ticket_from_another_copy_does_not_count_offline(db: Backend) {
+    let Some(env) = Env::new(db, "t33_a_ticket_from_another_copy_does_not_count_offline") else {
+        return;
+    };
+    let mut ada = env.issue("Ada", "ada.key", "3");
+    let mut ada2 = env.issue("Ada", "ada2.key", "3");
+    let server = env.serve(&[]);
+    ada.validate(server.addr).unwrap();
+    ada2.validate(server.addr).unwrap();
+    env.cmd(&["revoke", "--copy", &ada2.licence().to_hex()])
+        .assert()
+        .success();
+    assert_eq!(
+        ada2.validate(server.addr),
+        Err(ValidationError::Refused(Status::Revoked))
+    );
+    // The revoked copy takes the good copy's fresh ticket into its own state file (its
+    // checksum recomputed), the refusal removed.
+    let mut st = ada2.state.encode();
+    let at = 8 + 1 + 16 + 16 + 32 + 8 + 8 + 1 + 8 + 32 + 8;
+    st[at] = 1;
+    st[at + 1..at + 1 + tally_core::validation::VERDICT_LEN]
+        .copy_from_slice(ada.state.ticket_bytes().unwrap());
+    let n = st.len() - 33;
+    st[n] = 0xff;
+    let sum = tally_core::crypto::sha256(&st[..n + 1]);
+    st[n + 1..].copy_from_slice(&sum);
+    let pasted = ClientState::parse(&st).unwrap();
+    let e = pasted
+        .check_offline(&ada.server_key, ada2.days, &SystemClock, &ada2.progress())
+        .unwrap_err();
+    assert!(matches!(e, ValidationError::OtherLicence { .. }), "{e:?}");
+}
+
 on_both_databases!(
+    t32_requests_without_the_readers_card_change_nothing,
+    t33_a_ticket_from_another_copy_does_not_count_offline,
     a_package_larger_than_the_cache_is_hashed_from_disk,
     v8_is_checked_from_the_digests_pack_stored,
     the_server_finds_the_package_where_pack_wrote_it,

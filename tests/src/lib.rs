@@ -117,6 +117,47 @@ pub fn issue(dir: &Path, customer: &str, package: &Path, keyfile: &Path, extra: 
         .success();
 }
 
+/// Issues the keyfile `<dir>/<name>` for customer "Ada" (an emulated card; several copies
+/// of one document allowed) naming the validation server `url` and requiring an online check
+/// every `days` days; returns it with its licence id (hex, from `issue`'s output).
+///
+/// # Panics
+/// When `issue` fails (a test set-up failure).
+#[expect(
+    clippy::unwrap_used,
+    reason = "a set-up step that fails fails the test"
+)]
+pub fn issue_online(
+    dir: &Path,
+    package: &Path,
+    name: &str,
+    url: &str,
+    days: u16,
+) -> (PathBuf, String) {
+    let keyfile = dir.join(name);
+    let out = pack(dir)
+        .args(["issue", "--customer", "Ada", "--allow-emulated-card"])
+        // Several copies of one document for Ada, each validated on its own.
+        .args(["--keep-both", "--package"])
+        .arg(package)
+        .arg("-o")
+        .arg(&keyfile)
+        .args(["--server", url, "--require-online-every", &days.to_string()])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let licence = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("licence: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    (keyfile, licence)
+}
+
 /// A running `tally-pack serve`, killed (and waited for) when dropped.
 #[derive(Debug)]
 pub struct Server(Child);

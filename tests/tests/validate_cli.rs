@@ -34,36 +34,9 @@ fn reader(dir: &Path) -> PathBuf {
 }
 
 /// Issues a keyfile `name` for Ada naming the server `url`, requiring an online check every
-/// `days` days; returns it and its licence id (hex, from `issue`'s output).
+/// `days` days; returns it and its licence id.
 fn issue(dir: &Path, package: &Path, name: &str, url: &str, days: u16) -> (PathBuf, String) {
-    let keyfile = dir.join(name);
-    let out = pack(dir)
-        .args([
-            "issue",
-            "--customer",
-            "Ada",
-            "--allow-emulated-card",
-            // Several copies of one document for Ada, each validated on its own.
-            "--keep-both",
-            "--package",
-        ])
-        .arg(package)
-        .arg("-o")
-        .arg(&keyfile)
-        .args(["--server", url, "--require-online-every", &days.to_string()])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let out = String::from_utf8(out).unwrap();
-    let licence = out
-        .lines()
-        .find_map(|l| l.strip_prefix("licence: "))
-        .unwrap()
-        .trim()
-        .to_string();
-    (keyfile, licence)
+    tally_tests::issue_online(dir, package, name, url, days)
 }
 
 /// A vendor, a reader with an emulated card, one package and a keyfile with a server.

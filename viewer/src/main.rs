@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             Some(Command::Trail(t)) => commands::trail::run(t, &home, &cli.card),
             Some(Command::Status(s)) => commands::status::run(s, &home, &cli.card, s.demo),
             Some(Command::Trust(t)) => commands::trust::run(t, &home),
-            Some(Command::Validate(v)) => commands::validate::run(v, &home),
+            Some(Command::Validate(v)) => commands::validate::run(v, &home, &cli.card),
             None => commands::open::run(&cli, &home),
         }
     })();

@@ -4,7 +4,8 @@
 //! The reader controls this clock: it is never trusted alone. The policy compares it
 //! with the newest record of the card-ordered trail and refuses a clock set back (T20).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use time::{Duration, OffsetDateTime};
 
 /// A source of the current time.
@@ -20,6 +21,56 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+}
+
+/// The reader's clock, never earlier than a floor the rental raises as it learns times it
+/// can trust more than the clock (T34): the newest validation server time seen for the
+/// licence, plus the reading time the card charged since. A frozen or set-back clock then
+/// reads as the floor, so date limits and expiry still arrive.
+pub struct FloorClock {
+    inner: Arc<dyn Clock>,
+    floor: AtomicI64,
+}
+
+impl std::fmt::Debug for FloorClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloorClock")
+            .field("floor", &self.floor.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl FloorClock {
+    /// `inner` with no floor yet.
+    pub fn new(inner: Arc<dyn Clock>) -> Self {
+        Self {
+            inner,
+            floor: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Never reads earlier than `unix` (seconds) from now on; a lower value changes nothing.
+    pub fn raise(&self, unix: i64) {
+        self.floor.fetch_max(unix, Ordering::Relaxed);
+    }
+
+    /// The floor (Unix seconds), if one was set.
+    pub fn floor(&self) -> Option<i64> {
+        Some(self.floor.load(Ordering::Relaxed)).filter(|f| *f != i64::MIN)
+    }
+}
+
+impl Clock for FloorClock {
+    fn now(&self) -> OffsetDateTime {
+        let now = self.inner.now();
+        match self
+            .floor()
+            .and_then(|f| OffsetDateTime::from_unix_timestamp(f).ok())
+        {
+            Some(f) if f > now => f,
+            _ => now,
+        }
     }
 }
 
@@ -75,6 +126,27 @@ mod tests {
         assert!(
             s.unix_timestamp() > 1_700_000_000,
             "system clock is in the past: {s}"
+        );
+    }
+
+    #[test]
+    fn a_floor_clock_never_reads_earlier_than_its_floor() {
+        let inner = Arc::new(TestClock::at_unix(1_000));
+        let c = FloorClock::new(inner.clone());
+        assert_eq!(c.now().unix_timestamp(), 1_000);
+        c.raise(5_000);
+        c.raise(2_000);
+        assert_eq!(c.floor(), Some(5_000));
+        assert_eq!(
+            c.now().unix_timestamp(),
+            5_000,
+            "a frozen clock reads as the floor"
+        );
+        inner.set(OffsetDateTime::from_unix_timestamp(9_000).unwrap());
+        assert_eq!(
+            c.now().unix_timestamp(),
+            9_000,
+            "a later clock reads as itself"
         );
     }
 }

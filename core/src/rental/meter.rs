@@ -6,6 +6,7 @@ use crate::card::{CardError, TransportError};
 use crate::crypto::{Hash, PublicKey};
 use crate::policy::{self, Clock, Decision, Limits, Tally};
 use crate::trail::{Body, LicenceId, Trail, TrailError, Usage};
+use crate::validation::{CardProgress, CardProof, RequestSigner};
 use crate::{Card, CardIdentity};
 
 /// One charge the session asks the meter to record on the card-signed trail.
@@ -204,6 +205,12 @@ impl CardMeter {
         &self.limits
     }
 
+    /// What the card-signed trail says about the licence's use (T34: offline use is
+    /// bounded by the card's progress since the last ticket).
+    pub fn progress(&self) -> CardProgress {
+        CardProgress::of(self.trail.records(), self.licence)
+    }
+
     /// Adds the verified records not yet counted to the tally (incremental, \[0094\]).
     fn catch_up(&mut self) {
         let verified = self.trail.verified_len();
@@ -229,6 +236,17 @@ impl CardMeter {
             .map_err(trail_problem)?;
         self.catch_up();
         Ok(())
+    }
+}
+
+/// A VAL_REQ is signed as a record of the card's trail, written through Write like every
+/// charge: the counter value the card spends is a record, never a gap (T32).
+impl RequestSigner for CardMeter {
+    fn sign_request(&mut self, body: &Body) -> Result<CardProof, String> {
+        let proof = crate::validation::client::sign_through(&mut self.trail, &mut self.card, body)
+            .map_err(|e| trail_problem(e).to_string())?;
+        self.catch_up();
+        Ok(proof)
     }
 }
 

@@ -41,8 +41,8 @@ pub use online::{
     NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, standing_after_round, validate_online,
 };
 pub use open::{
-    Checked, MAX_PACKAGE_BYTES, OpenInputs, Opened, Standing, check_rental, check_standing,
-    check_validation, open_rental,
+    Checked, MAX_PACKAGE_BYTES, OpenInputs, Opened, Standing, Validated, check_rental,
+    check_standing, check_validation, open_rental, validate_now,
 };
 pub use problem::Problem;
 pub use session::{MeterEvent, MeterWorker, Mode, RentalInfo, Session};

@@ -13,7 +13,9 @@ use crate::home::Home;
 use crate::icv::{Icv, IcvVariant};
 use crate::keyfile::VerifiedKeyfile;
 use crate::policy::Clock;
-use crate::validation::{ClientState, VERDICT_LEN, ValidationError, Verdict};
+use crate::validation::{
+    CardProgress, ClientState, RequestSigner, VERDICT_LEN, ValidationError, Verdict,
+};
 use std::time::Duration;
 
 /// How a session reaches the publisher's validation server. The caller implements it (the
@@ -66,7 +68,8 @@ pub struct Round<'a> {
     pub url: &'a str,
     /// The package bytes: the installed copy `C = package ‖ UI` the ICV is computed over.
     pub package: &'a [u8],
-    /// The ICV variant to compute (the server accepts V7 unless told otherwise).
+    /// The ICV variant to compute (the server accepts V7 and V8 unless told otherwise;
+    /// viewers send V8, whose server cost does not grow with the document).
     pub variant: IcvVariant,
     /// The ICV of the running viewer (`icv::current_executable_icv`), checked by the
     /// server against the registered release builds.
@@ -131,15 +134,22 @@ pub enum RoundError {
     /// The copy's validation state could not be saved.
     #[error("saving the validation record: {0}")]
     StateUnsaved(ValidationError),
+    /// A check of the opening that comes before a round failed (keyfile, package, card,
+    /// trail): nothing was sent.
+    #[error("{0}")]
+    Opening(super::Problem),
 }
 
 /// Runs one round for the copy `keyfile` licenses and saves the state (before sending, so
-/// a crash never reuses a sequence number, and after the answer). Returns the state with
-/// the new ticket and the VAL_OK; [`standing_after_round`] gives the copy's standing from it.
+/// a crash never reuses a sequence number, and after the answer). The request is signed
+/// by the reader's card through `signer`, as a record of its trail (T32). Returns the state
+/// with the new ticket and the VAL_OK; [`standing_after_round`] gives the copy's standing
+/// from it.
 pub fn validate_online(
     home: &Home,
     keyfile: &VerifiedKeyfile,
     round: &Round<'_>,
+    signer: &mut dyn RequestSigner,
     transport: &dyn Transport,
 ) -> Result<(ClientState, Verdict), RoundError> {
     let server = keyfile.server().ok_or(RoundError::NoServer)?;
@@ -153,14 +163,17 @@ pub fn validate_online(
         Ok(None) => ClientState::new(keyfile.licence()),
         Err(e) => return Err(RoundError::StateUnreadable(e)),
     };
-    let envelope = state.prepare(
-        round.variant,
-        round.package,
-        &server.public_key,
-        round.viewer_icv,
-        round.clock,
-        &mut crate::crypto::OsRng,
-    );
+    let envelope = state
+        .prepare(
+            round.variant,
+            round.package,
+            &server.public_key,
+            round.viewer_icv,
+            round.clock,
+            signer,
+            &mut crate::crypto::OsRng,
+        )
+        .map_err(|e| RoundError::Local(e.to_string()))?;
     state.save(home).map_err(RoundError::StateUnsaved)?;
     let (status, body) = transport
         .post(&endpoint, &envelope, round.timeout, MAX_ANSWER)
@@ -186,14 +199,21 @@ pub fn validate_online(
 
 /// The standing of the copy `keyfile` licenses right after a round left `state`: its new
 /// ticket checked as an opening would check it offline (dated by the server, so a clock
-/// set back still shows), under the keyfile's server key and online requirement.
+/// set back still shows), under the keyfile's server key and online requirement, with the
+/// card's `progress` (the round's own record is the newest).
 pub fn standing_after_round(
     state: &ClientState,
     keyfile: &VerifiedKeyfile,
     clock: &dyn Clock,
+    progress: &CardProgress,
 ) -> Result<crate::validation::OnlineStatus, RoundError> {
     let server = keyfile.server().ok_or(RoundError::NoServer)?;
     state
-        .check_offline(&server.public_key, server.require_online_every_days, clock)
+        .check_offline(
+            &server.public_key,
+            server.require_online_every_days,
+            clock,
+            progress,
+        )
         .map_err(RoundError::Answer)
 }

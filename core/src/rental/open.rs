@@ -14,9 +14,9 @@ use crate::home::{CardSpec, Home};
 use crate::icv::IcvVariant;
 use crate::keyfile::{Keyfile, KeyfileError, VerifiedKeyfile};
 use crate::package::{PackageHeader, Plaintext, open_package_vec};
-use crate::policy::{self, Clock, Decision, Tally};
+use crate::policy::{self, Clock, Decision, FloorClock, Tally};
 use crate::trail::Trail;
-use crate::validation::{ClientState, OnlineStatus, ValidationError, WhenDue};
+use crate::validation::{CardProgress, ClientState, OnlineStatus, ValidationError, WhenDue};
 use crate::vendor::VendorPublic;
 use std::sync::Arc;
 
@@ -249,21 +249,31 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
         .home
         .mirror_path(&identity.serial)
         .map_err(|e| Problem::Other(format!("the mirror setting is unreadable: {e}")))?;
+    // Every date rule of this rental reads the reader's clock raised to the newest time
+    // the rental can trust more (T34): see `FloorClock`.
+    let clock = Arc::new(FloorClock::new(inputs.clock.clone()));
     let mut meter = CardMeter::validate(
         card,
         keyfile.card(),
         &trail_path,
         keyfile.licence(),
         keyfile.limits().clone(),
-        inputs.clock.clone(),
+        clock.clone(),
         validators,
     )?;
     meter.mirror_to(mirror);
+    raise_to_ticket(&clock, inputs, &keyfile, &meter.progress());
     let decision = meter.evaluate_opening();
     if let Decision::Denied { reason } = &decision {
         return Err(Problem::Refused(reason.clone()));
     }
-    let online = check_validation(inputs, &keyfile)?;
+    let online = check_validation(inputs, &keyfile, &mut meter)?;
+    // A round just made brought the server's time: the policy decides again by it.
+    raise_to_ticket(&clock, inputs, &keyfile, &meter.progress());
+    let decision = meter.evaluate_opening();
+    if let Decision::Denied { reason } = &decision {
+        return Err(Problem::Refused(reason.clone()));
+    }
     Ok(Checked {
         keyfile,
         header,
@@ -272,6 +282,26 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
         decision,
         online,
     })
+}
+
+/// Raises `clock` to the newest time this licence's last ticket proves (T34): the server's
+/// time on it plus the reading time the card charged to the licence since its request.
+/// A ticket that is missing, or is not this copy's, proves nothing (its own check says
+/// why, in [`check_validation`]).
+fn raise_to_ticket(
+    clock: &FloorClock,
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+    progress: &CardProgress,
+) {
+    let Some(server) = keyfile.server() else {
+        return;
+    };
+    if let Ok(Some(state)) = ClientState::load(&inputs.home, &keyfile.licence())
+        && let Ok(Some(t)) = state.verified_ticket(&server.public_key)
+    {
+        clock.raise(t.dt.saturating_add(progress.seconds_after(t.card_counter)));
+    }
 }
 
 /// The validation rule of WO 98/33296 as the keyfile sets it, going online when due.
@@ -285,9 +315,13 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
 /// the server unreachable, an answer that does not verify — falls back to the offline
 /// rule, whose refusal then says what the round met. Without a requirement in the
 /// keyfile, a copy that could not be validated still opens.
+///
+/// The offline rule counts the card's progress since the ticket (T34) from `meter`'s
+/// trail, and the round's request is signed by the card as a record of that trail (T32).
 pub fn check_validation(
     inputs: &OpenInputs,
     keyfile: &VerifiedKeyfile,
+    meter: &mut CardMeter,
 ) -> Result<Option<OnlineStatus>, Problem> {
     let Some(server) = keyfile.server() else {
         return Ok(None);
@@ -297,13 +331,15 @@ pub fn check_validation(
     let state = ClientState::load(&inputs.home, &keyfile.licence()).map_err(|e| {
         Problem::ValidationNeeded(format!("the validation record is unreadable: {e}"))
     })?;
-    let due = match ClientState::standing(state.as_ref(), &server.public_key, days, clock) {
-        Ok(s) => return Ok(Some(s)),
-        Err(e) => e,
-    };
-    let tried = match online_round(inputs, keyfile) {
+    let progress = meter.progress();
+    let due =
+        match ClientState::standing(state.as_ref(), &server.public_key, days, clock, &progress) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) => e,
+        };
+    let tried = match online_round(inputs, keyfile, meter) {
         Ok(state) => {
-            return match state.check_offline(&server.public_key, days, clock) {
+            return match state.check_offline(&server.public_key, days, clock, &meter.progress()) {
                 Ok(s) => Ok(Some(s)),
                 Err(e) => offline_rule(e, days, None),
             };
@@ -337,9 +373,34 @@ fn offline_rule(
 }
 
 /// One online round for opening: the package and this viewer's executable are read for
-/// their ICVs (only here, when a round is due).
-fn online_round(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<ClientState, RoundError> {
+/// their ICVs (only here, when a round is due); the request is signed through `meter`.
+fn online_round(
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+    meter: &mut CardMeter,
+) -> Result<ClientState, RoundError> {
     let server = keyfile.server().ok_or(RoundError::NoServer)?;
+    round_with(
+        inputs,
+        keyfile,
+        &server.url,
+        IcvVariant::V8,
+        OPEN_TIMEOUT,
+        meter,
+    )
+    .map(|(state, _)| state)
+}
+
+/// One round to `url`: reads the package and this viewer's executable for their ICVs
+/// and runs [`validate_online`] with the request signed through `meter`.
+fn round_with(
+    inputs: &OpenInputs,
+    keyfile: &VerifiedKeyfile,
+    url: &str,
+    variant: IcvVariant,
+    timeout: std::time::Duration,
+    meter: &mut CardMeter,
+) -> Result<(ClientState, crate::validation::Verdict), RoundError> {
     let package = read_bounded(&inputs.package, MAX_PACKAGE_BYTES, "package")
         .map_err(|p| RoundError::Local(p.to_string()))?;
     let viewer_icv = crate::icv::current_executable_icv().map_err(|e| {
@@ -348,15 +409,77 @@ fn online_round(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Result<Client
         ))
     })?;
     let round = Round {
-        url: &server.url,
+        url,
         package: &package,
-        variant: IcvVariant::V7,
+        variant,
         viewer_icv,
         clock: inputs.clock.as_ref(),
-        timeout: OPEN_TIMEOUT,
+        timeout,
     };
-    validate_online(&inputs.home, keyfile, &round, inputs.transport.as_ref())
-        .map(|(state, _)| state)
+    validate_online(
+        &inputs.home,
+        keyfile,
+        &round,
+        meter,
+        inputs.transport.as_ref(),
+    )
+}
+
+/// What [`validate_now`] brings back.
+#[derive(Debug)]
+pub struct Validated {
+    /// The keyfile, its signature verified.
+    pub keyfile: VerifiedKeyfile,
+    /// The VAL_OK.
+    pub ticket: crate::validation::Verdict,
+    /// The copy's standing with the new ticket (as an opening would check it offline).
+    pub standing: OnlineStatus,
+}
+
+/// One online validation now, whatever the copy's standing (a reader's "validate now",
+/// `tally-view validate`): the opening's checks up to ValidateTrail — keyfile, package
+/// header, the licence's card, the trail — then one round to `url` (the keyfile's server
+/// when `None`), its request signed by the card as a trail record (T32). A failed check
+/// before the round is [`RoundError::Opening`]; nothing is sent then.
+pub fn validate_now(
+    inputs: &OpenInputs,
+    url: Option<&str>,
+    variant: IcvVariant,
+    timeout: std::time::Duration,
+) -> Result<Validated, RoundError> {
+    let keyfile = read_keyfile(inputs).map_err(RoundError::Opening)?;
+    let server = keyfile.server().ok_or(RoundError::NoServer)?.clone();
+    read_package_header(inputs, &keyfile).map_err(RoundError::Opening)?;
+    let (card, identity) = licence_card(inputs, &keyfile).map_err(RoundError::Opening)?;
+    let mut meter = CardMeter::validate(
+        card,
+        keyfile.card(),
+        &inputs.home.trail_path(&identity.serial),
+        keyfile.licence(),
+        keyfile.limits().clone(),
+        inputs.clock.clone(),
+        validators_for(&keyfile),
+    )
+    .map_err(RoundError::Opening)?;
+    meter.mirror_to(
+        inputs
+            .home
+            .mirror_path(&identity.serial)
+            .map_err(|e| RoundError::Local(format!("the mirror setting is unreadable: {e}")))?,
+    );
+    let url = url.unwrap_or(&server.url);
+    let (state, ticket) = round_with(inputs, &keyfile, url, variant, timeout, &mut meter)?;
+    let standing = super::online::standing_after_round(
+        &state,
+        &keyfile,
+        inputs.clock.as_ref(),
+        &meter.progress(),
+    )?;
+    Ok(Validated {
+        keyfile,
+        ticket,
+        standing,
+    })
 }
 
 /// Opens a rental: [`check_rental`], then decrypts the package into memory and, when
@@ -447,12 +570,15 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
     let validators = validators_for(&keyfile);
     let (mut card, identity) = licence_card(inputs, &keyfile)?;
     let trail_path = inputs.home.trail_path(&identity.serial);
-    let tally = if trail_path.exists() {
+    let (tally, progress) = if trail_path.exists() {
         let mut trail = Trail::open(&trail_path, &identity).map_err(trail_problem)?;
         let servers = super::meter::fingerprints(&validators);
         trail.set_trusted_validators(validators);
         trail.check_with_card(&mut card).map_err(trail_problem)?;
-        super::meter::tally_of(&trail, keyfile.licence(), &servers)
+        (
+            super::meter::tally_of(&trail, keyfile.licence(), &servers),
+            CardProgress::of(trail.records(), keyfile.licence()),
+        )
     } else {
         // No trail: nothing used if the card never signed (the first opening creates the
         // trail); otherwise the trail was lost, and only a restore brings its use back.
@@ -466,9 +592,11 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
                 used: c.saturating_sub(identity.origin),
             }));
         }
-        Tally::new(keyfile.licence())
+        (Tally::new(keyfile.licence()), CardProgress::default())
     };
-    let decision = policy::evaluate(keyfile.limits(), &tally, inputs.clock.as_ref());
+    let clock = FloorClock::new(inputs.clock.clone());
+    raise_to_ticket(&clock, inputs, &keyfile, &progress);
+    let decision = policy::evaluate(keyfile.limits(), &tally, &clock);
     let (online, online_due) = match keyfile.server() {
         None => (None, None),
         Some(server) => {
@@ -480,6 +608,7 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
                 &server.public_key,
                 server.require_online_every_days,
                 inputs.clock.as_ref(),
+                &progress,
             ) {
                 Ok(s) => (Some(s), None),
                 Err(e) => {

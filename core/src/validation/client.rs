@@ -2,31 +2,164 @@
 //! atomically in `<TALLY_HOME>/validation/<licence>.state`.
 //!
 //! ```text
-//! state file (STATE_LEN = 382 bytes)
-//!   "TALLYVST" · version u8 = 1 · licence 16 · UI 16 · IV 32 · PSI u64 · VSSI u64 ·
+//! state file (STATE_LEN = 418 bytes)
+//!   "TALLYVST" · version u8 = 2 · licence 16 · UI 16 · IV 32 · PSI u64 · VSSI u64 ·
 //!   pending u8 (0/1) · pending PSI u64 · pending request hash 32 ·
+//!   pending card counter u64 (the counter the card signed the request at) ·
 //!   ticket u8 (0/1) · ticket VERDICT_LEN · last refusal u8 (0xff none, else a status) ·
 //!   SHA-256 of everything before it
 //! ```
+//! Version 1 (382 bytes, before card-signed requests) is still read: its UI, IV, sequence
+//! numbers and refusal are kept (so the server still knows the copy), its ticket and
+//! pending request are dropped (a version 1 ticket names no licence), and the next opening
+//! validates online.
+//!
 //! The checksum only catches corruption: the reader controls this file, which is why
-//! the ticket in it is re-verified under the server key every time it is used.
+//! the ticket in it is re-verified under the server key every time it is used, and must
+//! name this licence and this copy's UI (T33); the card counter offline use is measured
+//! from is the one the server signed into the ticket, not one the file says (T34).
 
-use super::wire::{Status, VERDICT_LEN, ValReq, Verdict, request_hash};
+use super::wire::{
+    CardProof, Status, VERDICT_LEN, ValReq, Verdict, request_hash, request_record_body,
+};
 use super::{CLOCK_SKEW_SECONDS, MAX_SEQUENCE_STEP, ValidationError};
 use crate::crypto::{self, Hash, PublicKey};
 use crate::home::Home;
 use crate::icv::{self, Icv, IcvVariant, Iv, Ui};
 use crate::policy::Clock;
-use crate::trail::LicenceId;
+use crate::trail::{Body, LicenceId, Record, Usage};
 use rand_core::CryptoRngCore;
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
 const MAGIC: &[u8; 8] = b"TALLYVST";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Bytes of a state file.
-pub const STATE_LEN: usize = 8 + 1 + 16 + 16 + 32 + 8 + 8 + 1 + 8 + 32 + 1 + VERDICT_LEN + 1 + 32;
+pub const STATE_LEN: usize =
+    8 + 1 + 16 + 16 + 32 + 8 + 8 + 1 + 8 + 32 + 8 + 1 + VERDICT_LEN + 1 + 32;
+/// Bytes of a version 1 state file (a version 1 ticket was 218 bytes).
+const STATE_V1_LEN: usize = 8 + 1 + 16 + 16 + 32 + 8 + 8 + 1 + 8 + 32 + 1 + 218 + 1 + 32;
 const NO_REFUSAL: u8 = 0xff;
+
+/// Signs a VAL_REQ with the reader's card (T32): writes `body` (a
+/// [`request_record_body`]) as a record of the card's trail through Write (\[0059\]), so
+/// the counter value the card spends is a trail record, never a gap, and returns the proof
+/// the server checks. The rental's meter implements it.
+pub trait RequestSigner {
+    /// Writes `body` through the card and returns the record's proof.
+    fn sign_request(&mut self, body: &Body) -> Result<CardProof, String>;
+}
+
+/// A card and its trail as a [`RequestSigner`], for a caller without a rental meter (tools
+/// and tests): each request is a record written through Write.
+pub struct TrailSigner {
+    card: crate::Card,
+    trail: crate::trail::Trail,
+}
+
+impl std::fmt::Debug for TrailSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrailSigner")
+            .field("trail", &self.trail)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrailSigner {
+    /// `card` and its trail at `path` (created for a card that never signed).
+    pub fn open(
+        mut card: crate::Card,
+        path: &std::path::Path,
+    ) -> Result<Self, crate::trail::TrailError> {
+        let identity = card.identity()?;
+        let trail = crate::trail::Trail::open_or_create(path, &mut card, &identity)?;
+        Ok(Self { card, trail })
+    }
+
+    /// The trail.
+    pub fn trail(&self) -> &crate::trail::Trail {
+        &self.trail
+    }
+}
+
+impl RequestSigner for TrailSigner {
+    fn sign_request(&mut self, body: &Body) -> Result<CardProof, String> {
+        sign_through(&mut self.trail, &mut self.card, body).map_err(|e| e.to_string())
+    }
+}
+
+/// Writes `body` through `card` onto `trail` and returns the record's proof.
+pub(crate) fn sign_through(
+    trail: &mut crate::trail::Trail,
+    card: &mut crate::Card,
+    body: &Body,
+) -> Result<CardProof, crate::trail::TrailError> {
+    let record = trail.write(card, body)?;
+    Ok(CardProof::of_record(trail.identity().serial, &record))
+}
+
+/// What the card-signed trail says about the use since a ticket (T34): the reader's
+/// clock may be frozen, the card's counter and the reading time it charged are not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardProgress {
+    /// The counter of the trail's newest record (`None`: no trail read).
+    pub last_counter: Option<u64>,
+    /// Every record's counter and date (Unix seconds), in counter order.
+    pub dated: Vec<(u64, i64)>,
+    /// This licence's `time` records: (counter, seconds charged), in counter order.
+    pub time_records: Vec<(u64, u32)>,
+}
+
+impl CardProgress {
+    /// The progress a verified trail's `records` show for `licence`.
+    pub fn of(records: &[Record], licence: LicenceId) -> Self {
+        let mut p = Self::default();
+        for r in records {
+            p.last_counter = Some(p.last_counter.map_or(r.counter, |c| c.max(r.counter)));
+            let Ok(b) = Body::parse(&r.body) else {
+                continue;
+            };
+            p.dated.push((r.counter, b.at.unix_timestamp()));
+            if let Usage::Time {
+                licence: l,
+                seconds,
+            } = b.usage
+                && l == licence
+            {
+                p.time_records.push((r.counter, seconds));
+            }
+        }
+        p
+    }
+
+    /// Records the card signed after counter `c`.
+    pub fn records_after(&self, c: u64) -> u64 {
+        self.last_counter.map_or(0, |l| l.saturating_sub(c))
+    }
+
+    /// The newest date of a record the card signed after counter `c`: written after the
+    /// ticket's request, so "now" is at least that (a date before the ticket was already
+    /// superseded by the server's time on it).
+    pub fn newest_after(&self, c: u64) -> Option<i64> {
+        self.dated
+            .iter()
+            .filter(|(k, _)| *k > c)
+            .map(|(_, at)| *at)
+            .max()
+    }
+
+    /// Seconds of reading charged to the licence after counter `c`: time that really
+    /// passed after the record at `c`, whatever the clock says.
+    pub fn seconds_after(&self, c: u64) -> i64 {
+        let s: u64 = self
+            .time_records
+            .iter()
+            .filter(|(k, _)| *k > c)
+            .map(|(_, s)| u64::from(*s))
+            .sum();
+        i64::try_from(s).unwrap_or(i64::MAX)
+    }
+}
 
 /// Where the state of `licence` lives.
 pub fn state_path(home: &Home, licence: &LicenceId) -> PathBuf {
@@ -43,7 +176,8 @@ pub struct ClientState {
     iv: Iv,
     psi: u64,
     vssi: u64,
-    pending: Option<(u64, Hash)>,
+    /// PSI, request hash and card counter of the request waiting for an answer.
+    pending: Option<(u64, Hash, u64)>,
     ticket: Option<Vec<u8>>,
     refusal: Option<Status>,
 }
@@ -116,8 +250,10 @@ impl ClientState {
         self.ticket.as_deref()
     }
 
-    /// Builds and encrypts the next VAL_REQ: PSI moves on, the request is remembered as
-    /// pending. Save the state *before* sending, so a crash never reuses a PSI.
+    /// Builds the next VAL_REQ, has the reader's card sign it as a trail record (T32) and
+    /// encrypts both: PSI moves on, the request is remembered as pending. Save the state
+    /// *before* sending, so a crash never reuses a PSI. Nothing changes when the card
+    /// cannot sign.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &mut self,
@@ -126,8 +262,9 @@ impl ClientState {
         server: &PublicKey,
         viewer_icv: Icv,
         clock: &dyn Clock,
+        signer: &mut dyn RequestSigner,
         rng: &mut impl CryptoRngCore,
-    ) -> Vec<u8> {
+    ) -> Result<Vec<u8>, ValidationError> {
         let psi = self.psi.saturating_add(1);
         let req = ValReq {
             variant,
@@ -140,9 +277,13 @@ impl ClientState {
             iv: self.iv,
             viewer_icv,
         };
+        let hash = request_hash(&req.encode());
+        let proof = signer
+            .sign_request(&request_record_body(&hash, req.dt))
+            .map_err(ValidationError::CardSigning)?;
         self.psi = psi;
-        self.pending = Some((psi, request_hash(&req.encode())));
-        req.seal(server, rng)
+        self.pending = Some((psi, hash, proof.counter));
+        Ok(req.seal(&proof, server, rng))
     }
 
     /// Accepts the server's answer to the pending request. A VAL_OK rolls the UI
@@ -151,6 +292,15 @@ impl ClientState {
     /// sequence jump, a bad signature) is an error and changes nothing (T17, T19).
     pub fn accept(&mut self, bytes: &[u8], server: &PublicKey) -> Result<Verdict, ValidationError> {
         let v = Verdict::open(bytes, server)?;
+        // A refusal from a server that does not know the copy names no licence (all zero);
+        // it still answers only this request (its hash, below).
+        let unknown = v.status != Status::Ok && v.licence == LicenceId([0; 16]);
+        if v.licence != self.licence && !unknown {
+            return Err(ValidationError::OtherLicence {
+                ticket: v.licence.to_hex(),
+                licence: self.licence.to_hex(),
+            });
+        }
         if v.ui != self.ui {
             return Err(ValidationError::OtherCopy);
         }
@@ -171,10 +321,13 @@ impl ClientState {
                 return Err(ValidationError::TicketDates);
             }
         }
-        let Some((psi, hash)) = self.pending else {
+        let Some((psi, hash, counter)) = self.pending else {
             return Err(ValidationError::NothingPending);
         };
         if v.request != hash || v.psi != psi {
+            return Err(ValidationError::NotOurRequest);
+        }
+        if v.status == Status::Ok && v.card_counter != counter {
             return Err(ValidationError::NotOurRequest);
         }
         self.pending = None;
@@ -200,40 +353,75 @@ impl ClientState {
         server: &PublicKey,
         require_online_every_days: Option<u16>,
         clock: &dyn Clock,
+        progress: &CardProgress,
     ) -> Result<OnlineStatus, ValidationError> {
         match state {
-            Some(s) => s.check_offline(server, require_online_every_days, clock),
+            Some(s) => s.check_offline(server, require_online_every_days, clock, progress),
             None => Err(ValidationError::NeverValidated),
         }
     }
 
-    /// Whether the copy may be used now without going online (T18): the last ticket
-    /// must verify, not be expired, be no older than the keyfile's
-    /// `require_online_every_days`, and not be dated after the local clock (a clock set
-    /// back). A copy the server refused stays refused until a later VAL_OK (T23).
+    /// The last ticket, verified under `server` and checked to be this copy's: it names
+    /// this licence, and this copy's UI is the one it rolled to (T33). `None`: no ticket.
+    pub fn verified_ticket(&self, server: &PublicKey) -> Result<Option<Verdict>, ValidationError> {
+        let Some(bytes) = &self.ticket else {
+            return Ok(None);
+        };
+        let t = Verdict::open(bytes, server)?;
+        if t.licence != self.licence {
+            return Err(ValidationError::OtherLicence {
+                ticket: t.licence.to_hex(),
+                licence: self.licence.to_hex(),
+            });
+        }
+        if t.status != Status::Ok {
+            return Err(ValidationError::Refused(t.status));
+        }
+        if t.ui.roll(&t.iv) != self.ui || t.iv != self.iv || t.vssi != self.vssi {
+            return Err(ValidationError::NotThisCopysTicket);
+        }
+        Ok(Some(t))
+    }
+
+    /// Whether the copy may be used now without going online (T18, T33, T34): the last
+    /// ticket must verify, be this copy's ([`ClientState::verified_ticket`]), not be
+    /// expired, be no older than the keyfile's `require_online_every_days`, not be dated
+    /// after the local clock (a clock set back), and the card must not have signed more
+    /// records since the ticket's request than the ticket allows. "Now" is never earlier
+    /// than the ticket's server time, the newest record written since, or the ticket's time plus
+    /// the reading time charged to the licence since (`progress`), so a frozen clock buys
+    /// nothing. A copy the server refused stays refused until a later VAL_OK (T23).
     pub fn check_offline(
         &self,
         server: &PublicKey,
         require_online_every_days: Option<u16>,
         clock: &dyn Clock,
+        progress: &CardProgress,
     ) -> Result<OnlineStatus, ValidationError> {
         if let Some(s) = self.refusal {
             return Err(ValidationError::Refused(s));
         }
-        let Some(bytes) = &self.ticket else {
+        let Some(t) = self.verified_ticket(server)? else {
             return Err(ValidationError::NeverValidated);
         };
-        let t = Verdict::open(bytes, server)?;
-        if t.status != Status::Ok {
-            return Err(ValidationError::Refused(t.status));
-        }
-        let now = clock.now().unix_timestamp();
-        if now < t.dt.saturating_sub(CLOCK_SKEW_SECONDS) {
+        let clock_now = clock.now().unix_timestamp();
+        if clock_now < t.dt.saturating_sub(CLOCK_SKEW_SECONDS) {
             return Err(ValidationError::ClockBehind {
-                now: rfc3339(at(now)),
+                now: rfc3339(at(clock_now)),
                 last: rfc3339(at(t.dt)),
             });
         }
+        let records = progress.records_after(t.card_counter);
+        if records > u64::from(t.offline_records) {
+            return Err(ValidationError::OfflineRecords {
+                records,
+                limit: t.offline_records,
+            });
+        }
+        let now = clock_now
+            .max(t.dt)
+            .max(progress.newest_after(t.card_counter).unwrap_or(i64::MIN))
+            .max(t.dt.saturating_add(progress.seconds_after(t.card_counter)));
         let mut until = t.expires;
         if let Some(days) = require_online_every_days {
             let grace = t.dt.saturating_add(i64::from(days) * 86_400);
@@ -266,13 +454,14 @@ impl ClientState {
         v.extend_from_slice(&self.iv.0);
         v.extend_from_slice(&self.psi.to_be_bytes());
         v.extend_from_slice(&self.vssi.to_be_bytes());
-        let (flag, psi, hash) = match self.pending {
-            Some((p, h)) => (1u8, p, h),
-            None => (0, 0, [0; 32]),
+        let (flag, psi, hash, counter) = match self.pending {
+            Some((p, h, c)) => (1u8, p, h, c),
+            None => (0, 0, [0; 32], 0),
         };
         v.push(flag);
         v.extend_from_slice(&psi.to_be_bytes());
         v.extend_from_slice(&hash);
+        v.extend_from_slice(&counter.to_be_bytes());
         match &self.ticket {
             Some(t) if t.len() == VERDICT_LEN => {
                 v.push(1);
@@ -289,28 +478,33 @@ impl ClientState {
         v
     }
 
-    /// Parses a state file of exactly [`STATE_LEN`] bytes.
+    /// Parses a state file of exactly [`STATE_LEN`] bytes (or a version 1 file, see the
+    /// module docs).
     pub fn parse(bytes: &[u8]) -> Result<Self, ValidationError> {
-        if bytes.len() != STATE_LEN {
+        if bytes.len() != STATE_LEN && bytes.len() != STATE_V1_LEN {
             return Err(ValidationError::Length {
                 what: "validation state",
                 expected: STATE_LEN,
                 actual: bytes.len(),
             });
         }
-        let (body, sum) = bytes.split_at(STATE_LEN - 32);
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
         if crypto::sha256(body)[..] != *sum {
             return Err(ValidationError::CorruptState);
         }
         if &body[..8] != MAGIC {
             return Err(ValidationError::BadMagic("validation state"));
         }
-        if body[8] != VERSION {
-            return Err(ValidationError::UnsupportedVersion {
-                what: "validation state",
-                version: body[8],
-            });
-        }
+        let v1 = match body[8] {
+            VERSION if bytes.len() == STATE_LEN => false,
+            1 if bytes.len() == STATE_V1_LEN => true,
+            version => {
+                return Err(ValidationError::UnsupportedVersion {
+                    what: "validation state",
+                    version,
+                });
+            }
+        };
         let mut at = 9;
         let mut take = |n: usize| {
             let s = &body[at..at + n];
@@ -328,12 +522,13 @@ impl ClientState {
         let pflag = take(1)[0];
         let ppsi = u64_(take(8));
         let phash = arr32(take(32));
+        let pcounter = if v1 { 0 } else { u64_(take(8)) };
         let tflag = take(1)[0];
-        let ticket = take(VERDICT_LEN).to_vec();
+        let ticket = take(if v1 { 218 } else { VERDICT_LEN }).to_vec();
         let refusal = take(1)[0];
         let pending = match pflag {
             0 => None,
-            1 => Some((ppsi, phash)),
+            1 => Some((ppsi, phash, pcounter)),
             _ => return Err(ValidationError::BadField("validation state: pending flag")),
         };
         let ticket = match tflag {
@@ -341,6 +536,8 @@ impl ClientState {
             1 => Some(ticket),
             _ => return Err(ValidationError::BadField("validation state: ticket flag")),
         };
+        // A version 1 ticket and request are of the old formats: dropped (module docs).
+        let (pending, ticket) = if v1 { (None, None) } else { (pending, ticket) };
         let refusal = match refusal {
             NO_REFUSAL => None,
             c => Some(
@@ -370,7 +567,8 @@ impl ClientState {
             Err(e) => return Err(e.into()),
         };
         let mut buf = Vec::new();
-        f.take(STATE_LEN as u64 + 1).read_to_end(&mut buf)?;
+        f.take(STATE_LEN.max(STATE_V1_LEN) as u64 + 1)
+            .read_to_end(&mut buf)?;
         let s = Self::parse(&buf)?;
         if s.licence != *licence {
             return Err(ValidationError::WrongLicence);

@@ -32,7 +32,7 @@
 //! Every parse is strict and fixed-size; every error is "invalid" (T21, T25).
 
 mod account;
-mod client;
+pub(crate) mod client;
 mod ecies;
 mod restore;
 mod server;
@@ -43,17 +43,25 @@ pub use account::{
     Hole, MAX_ACCOUNT_ANSWER, MAX_ACCOUNTS, check_accounts, encode_accounts, plan_accounts,
     unaccounted_holes,
 };
-pub use client::{ClientState, OnlineStatus, STATE_LEN, WhenDue, state_path, when_round_failed};
+pub use client::{
+    CardProgress, ClientState, OnlineStatus, RequestSigner, STATE_LEN, TrailSigner, WhenDue,
+    state_path, when_round_failed,
+};
 pub use restore::{
     AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer, RestoreError,
     RestoreRequest, check_restore_request, open_restore_answer, plan_recovery,
     restore_request_body, restore_value, seal_restore_answer, seal_restore_request,
 };
-pub use server::{CopyState, Decision, Lookup, Presented, ServerSecret, decide};
+pub use server::{
+    CopyState, DEFAULT_OFFLINE_RECORDS, Decision, Lookup, Presented, ServerSecret, Terms, decide,
+};
 pub use trail_req::{
     MAX_TRAIL_ENVELOPE, MAX_TRAIL_REQUEST_TRAIL, TrailRequest, seal_trail_request,
 };
-pub use wire::{ENVELOPE_LEN, REQUEST_LEN, Status, VERDICT_LEN, ValReq, Verdict, request_hash};
+pub use wire::{
+    CardCheck, CardProof, ENVELOPE_LEN, ENVELOPE_V1_LEN, PROOF_LEN, REQUEST_LEN, Status,
+    VERDICT_LEN, ValReq, Verdict, request_hash, request_record_body,
+};
 
 pub use crate::icv::{Icv, IcvVariant, Iv, Ui};
 
@@ -112,6 +120,37 @@ pub enum ValidationError {
     /// The ticket is for another copy (its UI is not this copy's) (T17).
     #[error("the ticket is for another copy")]
     OtherCopy,
+    /// The ticket names another licence than this copy's (T33): a ticket taken from
+    /// another copy.
+    #[error(
+        "the validation ticket is for licence {ticket}, not for this licence {licence}: a ticket from another copy does not count"
+    )]
+    OtherLicence {
+        /// The licence the ticket names (hex).
+        ticket: String,
+        /// This copy's licence (hex).
+        licence: String,
+    },
+    /// The saved ticket is this licence's, but not the one that gave this copy its
+    /// current identifier (T33): put there from another state file.
+    #[error(
+        "the saved validation ticket was not issued to this copy as it is now (its identifier and sequence do not follow from it): validate online"
+    )]
+    NotThisCopysTicket,
+    /// The card signed more records since the last validation than the ticket allows
+    /// (T34: offline use is bounded by the card's progress, not only by the clock).
+    #[error(
+        "the card has signed {records} records since the last online validation, and the ticket allows {limit}: connect to the validation server"
+    )]
+    OfflineRecords {
+        /// Records since the ticket's request.
+        records: u64,
+        /// The ticket's bound.
+        limit: u32,
+    },
+    /// The reader's card could not sign the request (T32): nothing was sent.
+    #[error("the card could not sign the validation request: {0}")]
+    CardSigning(String),
     /// The ticket's VSSI is not newer than the newest this copy has seen (T17).
     #[error("the ticket's server sequence {got} is not newer than {newest}, the newest seen")]
     OldTicket {

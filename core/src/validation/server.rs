@@ -1,10 +1,11 @@
 //! The validation server's rules: its key and the decision on one request. The
 //! packager's `serve` keeps the database and calls [`decide`]; every rule is here.
 
-use super::wire::{Status, ValReq, Verdict, open_envelope};
+use super::wire::{CardCheck, CardProof, Status, ValReq, Verdict, open_envelope};
 use super::{MAX_SEQUENCE_STEP, ValidationError};
 use crate::crypto::{self, Hash, PublicKey};
 use crate::icv::{Icv, Iv, Ui};
+use crate::trail::LicenceId;
 use crate::vendor::VendorSecret;
 use rand_core::CryptoRngCore;
 use std::fmt;
@@ -78,8 +79,11 @@ impl ServerSecret {
     }
 
     /// Decrypts and parses an encrypted VAL_REQ; returns it with the hash its answer
-    /// must carry.
-    pub fn open_request(&self, envelope: &[u8]) -> Result<(ValReq, Hash), ValidationError> {
+    /// must carry and its card proof (`None` in a version 1 envelope: see [`CardCheck`]).
+    pub fn open_request(
+        &self,
+        envelope: &[u8],
+    ) -> Result<(ValReq, Hash, Option<CardProof>), ValidationError> {
         open_envelope(&self.secret, &self.public, envelope)
     }
 
@@ -131,6 +135,8 @@ impl ServerSecret {
 /// What the server keeps about one copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyState {
+    /// The copy's licence (its first UI).
+    pub licence: LicenceId,
     /// The confirmed UI: the copy has used it in a request.
     pub ui: Ui,
     /// The VSSI that goes with `ui` (0 before the first ticket).
@@ -143,21 +149,41 @@ pub struct CopyState {
     pub last_psi: u64,
     /// The publisher revoked the copy, or it was found cloned.
     pub revoked: bool,
+    /// The card counter of the newest card-signed request that changed this state: a
+    /// request signed at this counter or below is a replay (T32).
+    pub card_counter: Option<u64>,
 }
 
 impl CopyState {
-    /// A copy never validated: its first UI and IV.
-    pub fn new(ui: Ui) -> Self {
+    /// A copy never validated: its first UI (the licence id) and IV.
+    pub fn new(licence: LicenceId) -> Self {
+        let ui = Ui::initial(&licence);
         Self {
+            licence,
             ui,
             vssi: 0,
             iv: Iv::first(&ui),
             pending: None,
             last_psi: 0,
             revoked: false,
+            card_counter: None,
         }
     }
 }
+
+/// What a VAL_OK grants, as the publisher set it (`tally-pack serve --ticket-hours`,
+/// `--offline-records`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// The ticket's validity in seconds.
+    pub lifetime: i64,
+    /// Card records allowed after the request before the copy must validate again (T34).
+    pub offline_records: u32,
+}
+
+/// Card records a ticket allows offline unless the publisher says otherwise: about a week
+/// of continuous reading at the default one-minute time unit and ten-page blocks.
+pub const DEFAULT_OFFLINE_RECORDS: u32 = 12_000;
 
 /// Which of the copy's UIs the request presented (the caller's database look-up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +214,9 @@ pub struct Presented<'a> {
     pub viewer_registered: bool,
     /// Whether the server accepts the request's ICV variant.
     pub variant_accepted: bool,
+    /// The request's card proof checked against the card registered for the copy's
+    /// licence ([`CardCheck::of`]).
+    pub card: CardCheck,
 }
 
 /// The outcome of one request.
@@ -205,25 +234,39 @@ pub struct Decision {
 
 /// Decides one request (Figures 1 and 2: compare the UI and ICV with the database,
 /// update the entry on success, flag it otherwise). `now` is the server's clock (Unix
-/// seconds), `lifetime` the ticket's validity in seconds, `next_iv` a fresh random IV.
+/// seconds), `terms` what a ticket grants, `next_iv` a fresh random IV.
+///
+/// Only a request signed by the card registered for the copy's licence, at a card counter
+/// above the last one that changed the copy, can change anything (T32): an unsigned or
+/// foreign-signed request is refused `not-card-signed`, a replayed one `replay`, before
+/// the UI is looked at — so nobody without the reader's card can get a copy flagged,
+/// revoked or its UI rolled, and a captured request replayed later does nothing.
 pub fn decide(
     server: &ServerSecret,
     state: Option<&CopyState>,
     p: Presented<'_>,
     now: i64,
-    lifetime: i64,
+    terms: Terms,
     next_iv: Iv,
 ) -> Decision {
     let req = p.req;
+    let licence = state.map_or(LicenceId([0; 16]), |s| s.licence);
+    let card_counter = match p.card {
+        CardCheck::Signed { counter } => counter,
+        _ => 0,
+    };
     let refuse = |status: Status, vssi: u64| Verdict {
         status,
+        licence,
         ui: req.ui,
         psi: req.psi,
         vssi,
+        card_counter,
         dt: now,
         vsi: server.vsi(),
         iv: Iv([0; 32]),
         expires: now,
+        offline_records: 0,
         request: p.request_hash,
     };
     let plain = |status: Status, vssi: u64| Decision {
@@ -242,11 +285,21 @@ pub fn decide(
         return plain(Status::UnknownCopy, 0);
     }
     let newest_vssi = state.pending.map_or(state.vssi, |(_, v, _)| v);
+    let CardCheck::Signed { counter } = p.card else {
+        return plain(Status::NotCardSigned, newest_vssi);
+    };
+    if state.card_counter.is_some_and(|last| counter <= last) {
+        // A card-signed request older than the newest one that changed the copy: captured
+        // and replayed (T32).
+        return plain(Status::Replay, newest_vssi);
+    }
     if p.lookup == Lookup::Superseded {
         // "Unauthorised copies … identified should logon with an unrolled and therefore
-        // incorrect ICV occur": flag and revoke (T15).
+        // incorrect ICV occur": flag and revoke (T15). Card-signed and fresh, so it is a
+        // copy that really runs with the reader's card, not a replayed request.
         let mut s = state.clone();
         s.revoked = true;
+        s.card_counter = Some(counter);
         return Decision {
             verdict: refuse(Status::Clone, newest_vssi),
             new_state: Some(s),
@@ -308,16 +361,20 @@ pub fn decide(
     }
     s.pending = Some((req.ui.roll(&next_iv), vssi, next_iv));
     s.last_psi = req.psi;
+    s.card_counter = Some(counter);
     Decision {
         verdict: Verdict {
             status: Status::Ok,
+            licence,
             ui: req.ui,
             psi: req.psi,
             vssi,
+            card_counter,
             dt: now,
             vsi: server.vsi(),
             iv: next_iv,
-            expires: now.saturating_add(lifetime.max(0)),
+            expires: now.saturating_add(terms.lifetime.max(0)),
+            offline_records: terms.offline_records,
             request: p.request_hash,
         },
         new_state: Some(s),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tally_core::icv::IcvVariant;
 use tally_core::policy::SystemClock;
 use tally_core::trail::body::LostCharge;
-use tally_core::validation::ServerSecret;
+use tally_core::validation::{ServerSecret, Terms};
 
 /// Arguments of `serve`.
 #[derive(Args, Debug)]
@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// How long a validation answer lets a copy work offline, in hours.
     #[arg(long, value_name = "HOURS", default_value_t = 24 * 7)]
     pub ticket_hours: u32,
+    /// How many records a reader's card may sign after a validation before the copy must
+    /// validate again, whatever the reader's clock says (a frozen clock buys nothing). The
+    /// default is about a week of continuous reading at one-minute time units.
+    #[arg(long, value_name = "N", default_value_t = tally_core::validation::DEFAULT_OFFLINE_RECORDS)]
+    pub offline_records: u32,
     /// Integrity-check variant accepted (repeatable; default V7, the strongest over the
     /// package's bytes, and V8, the same walk over digests fixed at pack time, whose cost
     /// does not grow with the document).
@@ -68,6 +73,9 @@ pub fn run_serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     if args.ticket_hours == 0 || args.ticket_hours > 24 * 366 {
         bail!("--ticket-hours must be 1 to 8784");
     }
+    if args.offline_records == 0 {
+        bail!("--offline-records must be at least 1");
+    }
     let db = match args.db {
         Some(path) => crate::sql::Target::Sqlite(path),
         None => ctx.database()?,
@@ -97,7 +105,10 @@ pub fn run_serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
             max_per_client: args.max_per_client,
             package_cache: args.package_cache_mib.saturating_mul(1 << 20),
             package_dirs,
-            lifetime: i64::from(args.ticket_hours) * 3600,
+            terms: Terms {
+                lifetime: i64::from(args.ticket_hours) * 3600,
+                offline_records: args.offline_records,
+            },
             variants,
             clock: Arc::new(SystemClock),
             lost_records: args.lost_records,

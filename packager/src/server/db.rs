@@ -8,6 +8,7 @@
 use crate::params;
 use crate::sql::{Db, Row};
 use anyhow::{Context, Result};
+use tally_core::card::{CardIdentity, Serial};
 use tally_core::icv::{Icv, Iv, Ui};
 use tally_core::trail::LicenceId;
 use tally_core::validation::{CopyState, Lookup};
@@ -99,7 +100,7 @@ fn insert_copies(db: &mut Db, missing: &[Row]) -> Result<usize> {
         let lic = r.text(0)?;
         let licence = LicenceId::from_hex(&lic)
             .with_context(|| format!("registry: bad licence id {lic:?}"))?;
-        let s = CopyState::new(Ui::initial(&licence));
+        let s = CopyState::new(licence);
         db.execute(
             "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
              VALUES ($1, $2, $3, $4, 0, $5, 0, 'active', '', $6) ON CONFLICT DO NOTHING",
@@ -135,26 +136,30 @@ pub struct CopyRow {
     pub created: String,
 }
 
-const COPY_COLUMNS: &str = "id, licence_id, customer, document_id, ui, vssi, iv, pending_ui, pending_vssi, pending_iv, last_psi, status, flags, created";
+const COPY_COLUMNS: &str = "id, licence_id, customer, document_id, ui, vssi, iv, pending_ui, pending_vssi, pending_iv, last_psi, status, flags, created, card_counter";
 
 fn to_row(r: &Row) -> Result<CopyRow> {
     let pending = match (r.opt_text(7)?, r.opt_int(8)?, r.opt_blob(9)?) {
         (Some(u), Some(v), Some(i)) => Some((ui_from(&u)?, from_sql(v), iv_from(&i)?)),
         _ => None,
     };
+    let licence = r.text(1)?;
     Ok(CopyRow {
         id: r.int(0)?,
-        licence: r.text(1)?,
         customer: r.text(2)?,
         document: r.text(3)?,
         state: CopyState {
+            licence: LicenceId::from_hex(&licence)
+                .with_context(|| format!("registry: bad licence id {licence:?}"))?,
             ui: ui_from(&r.text(4)?)?,
             vssi: from_sql(r.int(5)?),
             iv: iv_from(&r.blob(6)?)?,
             pending,
             last_psi: from_sql(r.int(10)?),
             revoked: r.text(11)? == "revoked",
+            card_counter: r.opt_int(14)?.map(from_sql),
         },
+        licence,
         flags: r.text(12)?,
         created: r.text(13)?,
     })
@@ -196,6 +201,31 @@ fn find(db: &mut Db, ui: &Ui, lock: &str) -> Result<Option<(CopyRow, Lookup)>> {
         .transpose()
 }
 
+/// The card registered for the copy a UI belongs to (any of its UIs: current, pending or
+/// retired): the card serial of the copy's keyfile, with the key its customer registered.
+/// `None` when no copy has this UI, or no customer is registered with the keyfile's card.
+/// Read without a lock: a UI's copy, a copy's keyfile and a keyfile's card never change.
+pub fn registered_card(db: &mut Db, ui: &Ui) -> Result<Option<CardIdentity>> {
+    let mut found = find(db, ui, "")?;
+    if found.is_none() && sync_copy(db, ui)? {
+        found = find(db, ui, "")?;
+    }
+    let Some((row, _)) = found else {
+        return Ok(None);
+    };
+    let serial = db.query_opt(
+        "SELECT serial FROM keyfiles WHERE licence_id = $1",
+        params![row.licence],
+    )?;
+    let Some(serial) = serial else {
+        return Ok(None);
+    };
+    let hex = serial.text(0)?;
+    let serial =
+        Serial::from_hex(&hex).with_context(|| format!("registry: bad card serial {hex:?}"))?;
+    Ok(super::trail::customer_by_serial(db, &serial)?.map(|(_, card)| card))
+}
+
 /// Stores a copy's new state.
 pub fn store(db: &mut Db, id: i64, s: &CopyState) -> Result<()> {
     let (pu, pv, pi) = match &s.pending {
@@ -204,7 +234,8 @@ pub fn store(db: &mut Db, id: i64, s: &CopyState) -> Result<()> {
     };
     db.execute(
         "UPDATE copies SET ui = $2, vssi = $3, iv = $4, pending_ui = $5, pending_vssi = $6,
-         pending_iv = $7, last_psi = $8, status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END
+         pending_iv = $7, last_psi = $8, status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END,
+         card_counter = $10
          WHERE id = $1",
         params![
             id,
@@ -215,7 +246,8 @@ pub fn store(db: &mut Db, id: i64, s: &CopyState) -> Result<()> {
             pv,
             pi,
             to_sql(s.last_psi),
-            i64::from(s.revoked)
+            i64::from(s.revoked),
+            s.card_counter.map(to_sql)
         ],
     )?;
     Ok(())

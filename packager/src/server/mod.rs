@@ -40,7 +40,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv};
 use tally_core::policy::Clock;
-use tally_core::validation::{ENVELOPE_LEN, Lookup, Presented, ServerSecret, Status, decide};
+use tally_core::validation::{
+    CardCheck, ENVELOPE_LEN, ENVELOPE_V1_LEN, Lookup, Presented, ServerSecret, Status, Terms,
+    decide,
+};
 
 /// Largest request body accepted (the real one is `ENVELOPE_LEN` bytes).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -65,8 +68,8 @@ pub struct Config {
     pub package_cache: u64,
     /// Folders holding the packages (matched to the registry by SHA-256).
     pub package_dirs: Vec<PathBuf>,
-    /// Ticket lifetime in seconds.
-    pub lifetime: i64,
+    /// What a ticket grants: its lifetime, the card records allowed offline.
+    pub terms: Terms,
     /// ICV variants accepted.
     pub variants: Vec<IcvVariant>,
     /// The server's clock.
@@ -81,7 +84,7 @@ struct App {
     package_dirs: Vec<PathBuf>,
     packages: Mutex<PackageCache>,
     digests: Mutex<HashMap<String, Arc<ChunkDigests>>>,
-    lifetime: i64,
+    terms: Terms,
     variants: Vec<IcvVariant>,
     clock: Arc<dyn Clock>,
     lost_records: tally_core::trail::body::LostCharge,
@@ -158,7 +161,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
             entries: HashMap::new(),
         }),
         digests: Mutex::new(HashMap::new()),
-        lifetime: config.lifetime,
+        terms: config.terms,
         variants: config.variants,
         clock: config.clock,
         lost_records: config.lost_records,
@@ -360,7 +363,7 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    if body.len() != ENVELOPE_LEN {
+    if body.len() != ENVELOPE_LEN && body.len() != ENVELOPE_V1_LEN {
         let code = if body.len() > ENVELOPE_LEN {
             StatusCode::PAYLOAD_TOO_LARGE
         } else {
@@ -369,7 +372,7 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
         return bad(
             code,
             format!(
-                "an encrypted VAL_REQ is exactly {ENVELOPE_LEN} bytes; this body has {}",
+                "an encrypted VAL_REQ is exactly {ENVELOPE_LEN} bytes (card-signed); this body has {}",
                 body.len()
             ),
         );
@@ -388,7 +391,7 @@ enum Step {
 
 impl App {
     fn handle(&self, body: &[u8]) -> Result<Response> {
-        let (req, hash) = match self.key.open_request(body) {
+        let (req, hash, proof) = match self.key.open_request(body) {
             Ok(x) => x,
             Err(e) => {
                 return Ok(bad(
@@ -398,6 +401,10 @@ impl App {
             }
         };
         let variant_accepted = self.variants.contains(&req.variant);
+        // The card's signature is checked once, before any lock (T32): the registered card
+        // of the copy never changes, and the counter order is applied under the lock.
+        let registered = db::registered_card(&mut *self.pool.get(POOL_WAIT)?, &req.ui)?;
+        let card = CardCheck::of(&req, &hash, proof.as_ref(), registered.as_ref());
         // The ICV over the package, once computed (it depends only on the request).
         let mut computed: Option<Icv> = None;
         let decision = loop {
@@ -428,9 +435,10 @@ impl App {
                         expected_icv: Some(computed.unwrap_or(req.icv)),
                         viewer_registered,
                         variant_accepted,
+                        card,
                     },
                     now,
-                    self.lifetime,
+                    self.terms,
                     Iv(iv),
                 );
                 if let Some(r) = row {
@@ -445,9 +453,12 @@ impl App {
                         db::flag(db, r.id, f)?;
                     }
                 }
+                // A request the licence's card did not sign is not the copy's: it is logged
+                // without it, so forged requests do not inflate its history (T32).
+                let by_the_copy = d.verdict.status != Status::NotCardSigned;
                 db::log(
                     db,
-                    row.map(|r| r.id),
+                    row.filter(|_| by_the_copy).map(|r| r.id),
                     now,
                     d.verdict.status.name(),
                     req.psi,

@@ -1,24 +1,25 @@
 //! `tally-view validate PACKAGE KEYFILE [--server URL] [--json]`: one online validation
 //! of this installed copy (WO 98/33296, Figure 2), headless. Exit 0 when the server
-//! issued a VAL_OK, 1 when it refused the copy (or the answer does not verify), 2 when
-//! the server cannot be reached or a file cannot be read.
+//! issued a VAL_OK, 1 when it refused the copy (or the answer does not verify, or a check
+//! before the round failed: keyfile, package, card, trail), 2 when the server cannot be
+//! reached or a file cannot be read.
 //!
-//! The rules — the ICV, the sequence numbers, the rolling UI, the ticket checks — are
-//! `tally_core::validation::ClientState`; the round is `tally_core::rental::validate_online`
-//! (shared with opening a document) over [`crate::online::Http`]; this command reads files
-//! and prints.
+//! The request is signed by the licence's card as a record of its trail (T32), so the
+//! card must be present (`--card`). The rules — the opening's checks, the ICV, the
+//! sequence numbers, the rolling UI, the ticket checks — are tally-core's
+//! (`tally_core::rental::validate_now`, shared with opening a document) over
+//! [`crate::online::Http`]; this command reads arguments and prints.
 
 use super::{Failure, Outcome};
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use clap::Args;
-use std::io::Read as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tally_core::home::Home;
+use tally_core::home::{CardSpec, Home};
 use tally_core::icv::IcvVariant;
-use tally_core::keyfile::Keyfile;
 use tally_core::policy::SystemClock;
-use tally_core::rental::{Round, RoundError, validate_online};
+use tally_core::rental::{OpenInputs, RoundError, validate_now};
 use tally_core::validation::ValidationError;
 
 /// Arguments of `validate`.
@@ -31,16 +32,14 @@ pub struct ValidateArgs {
     /// Ask this server instead of the keyfile's URL (the key must still be the keyfile's).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// The integrity-check variant to compute (the server accepts V7 unless told otherwise).
-    #[arg(long, value_name = "V1..V7", default_value = "V7")]
+    /// The integrity-check variant to compute (the server accepts V7 and V8 unless told
+    /// otherwise; V8's cost on the server does not grow with the document).
+    #[arg(long, value_name = "V1..V8", default_value = "V8")]
     pub icv: IcvVariant,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
-
-/// Largest package read into memory for the ICV.
-const MAX_PACKAGE: u64 = 1 << 30;
 
 /// A command run by hand may wait longer than the window does ([`tally_core::rental::OPEN_TIMEOUT`]).
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,60 +50,46 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// Runs `validate`.
-pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
-    let trusted = super::trust::trusted(home);
-    let kf_bytes = std::fs::read(&args.keyfile)
-        .with_context(|| format!("reading {}", args.keyfile.display()))?;
-    let kf = Keyfile::open(&kf_bytes, &trusted).map_err(|e| {
-        Failure::Check(anyhow!(e).context(format!("keyfile {}", args.keyfile.display())))
-    })?;
-    let Some(server) = kf.server() else {
-        return Err(Failure::Check(anyhow!(RoundError::NoServer)));
-    };
-    let url = args.server.as_deref().unwrap_or(&server.url);
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+pub fn run(args: &ValidateArgs, home: &Home, card: &CardSpec) -> Outcome {
+    if let Some(url) = &args.server
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
     }
-    let mut package = Vec::new();
-    std::fs::File::open(&args.package)
-        .with_context(|| format!("opening {}", args.package.display()))?
-        .take(MAX_PACKAGE + 1)
-        .read_to_end(&mut package)
-        .with_context(|| format!("reading {}", args.package.display()))?;
-    if package.len() as u64 > MAX_PACKAGE {
-        return Err(Failure::Usage(anyhow!("the package is larger than 1 GiB")));
-    }
-    let viewer_icv = tally_core::icv::current_executable_icv()
-        .context("reading this viewer's executable for its ICV")?;
-    let round = Round {
-        url,
-        package: &package,
-        variant: args.icv,
-        viewer_icv,
-        clock: &SystemClock,
-        timeout: TIMEOUT,
+    let inputs = OpenInputs {
+        package: args.package.clone(),
+        keyfile: args.keyfile.clone(),
+        home: home.clone(),
+        card: card.clone(),
+        trusted: super::trust::trusted(home),
+        clock: Arc::new(SystemClock),
+        transport: Arc::new(crate::online::Http),
     };
-    match validate_online(home, &kf, &round, &crate::online::Http) {
-        Ok((state, ticket)) => {
-            let standing = tally_core::rental::standing_after_round(&state, &kf, &SystemClock)
-                .map_err(|e| Failure::Check(anyhow!(e)))?;
+    match validate_now(&inputs, args.server.as_deref(), args.icv, TIMEOUT) {
+        Ok(v) => {
+            let url = args
+                .server
+                .clone()
+                .or_else(|| v.keyfile.server().map(|s| s.url.clone()))
+                .unwrap_or_default();
             if args.json {
                 println!(
                     "{:#}",
                     serde_json::json!({
                         "validated": true,
-                        "licence": kf.licence().to_hex(),
-                        "psi": ticket.psi,
-                        "vssi": ticket.vssi,
-                        "last_validated": rfc3339(standing.last_validated),
-                        "valid_until": rfc3339(standing.valid_until),
+                        "licence": v.keyfile.licence().to_hex(),
+                        "psi": v.ticket.psi,
+                        "vssi": v.ticket.vssi,
+                        "card_counter": v.ticket.card_counter,
+                        "last_validated": rfc3339(v.standing.last_validated),
+                        "valid_until": rfc3339(v.standing.valid_until),
                     })
                 );
             } else {
                 println!(
                     "validated by {url} at {}; usable offline until {}",
-                    rfc3339(standing.last_validated),
-                    rfc3339(standing.valid_until)
+                    rfc3339(v.standing.last_validated),
+                    rfc3339(v.standing.valid_until)
                 );
             }
             Ok(())
@@ -122,11 +107,15 @@ pub fn run(args: &ValidateArgs, home: &Home) -> Outcome {
             }
             Err(Failure::Check(anyhow!(e)))
         }
-        // A refusal without a verdict (a 4xx reason) and an unreadable state are checks
-        // that failed; no answer at all, or a state that can't be saved, is exit 2.
-        Err(e @ (RoundError::NotAVerdict { .. } | RoundError::StateUnreadable(_))) => {
-            Err(Failure::Check(anyhow!(e)))
-        }
+        // A refusal without a verdict (a 4xx reason), an unreadable state and a failed
+        // check before the round are checks that failed; no answer at all, or a state that
+        // can't be saved, is exit 2.
+        Err(
+            e @ (RoundError::NotAVerdict { .. }
+            | RoundError::StateUnreadable(_)
+            | RoundError::Opening(_)
+            | RoundError::NoServer),
+        ) => Err(Failure::Check(anyhow!(e))),
         Err(e) => Err(Failure::Usage(anyhow!(e))),
     }
 }
