@@ -33,8 +33,9 @@ mod tally;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use limits::{
-    Band, DEFAULT_IDLE_PAUSE, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_POLICY_BYTES, MAX_THRESHOLD, Measure,
-    POLICY_MAGIC, PolicyError, Rights, Rule, TimeWeights, parse_date_limit, parse_rule,
+    Band, DEFAULT_IDLE_PAUSE, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_POLICY_BYTES,
+    MAX_THRESHOLD, Measure, POLICY_MAGIC, PolicyError, Rights, Rule, TimeWeights, parse_date_limit,
+    parse_rule,
 };
 pub use tally::{Tally, WRITTEN_OFF};
 
