@@ -385,3 +385,52 @@ fn audit_reports_use_per_licence_from_a_card_signed_trail() {
         .code(1)
         .stderr(predicate::str::contains("no customer named `Nobody`"));
 }
+
+#[test]
+fn audit_reports_copies_and_copied_characters_in_text_json_and_csv() {
+    let env = Env::new();
+    env.issue("ada.key", &["--copies", "3", "--copy-chars", "500"])
+        .success()
+        .stdout(predicate::str::contains("3 copies, 500 characters to copy"));
+    let lic = env.licence_of("ada.key");
+    let mut card = env.card("ada");
+    let identity = card.identity().unwrap();
+    let trail_path = env.path("ada.trail");
+    let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
+    for usage in [
+        Usage::Open { licence: lic },
+        Usage::Copy {
+            licence: lic,
+            chars: 40,
+        },
+        Usage::Copy {
+            licence: lic,
+            chars: 15,
+        },
+    ] {
+        trail.write(&mut card, &Body::now(usage)).unwrap();
+    }
+    drop(trail);
+    let t = trail_path.to_str().unwrap();
+    env.pack(&["audit", t, "--customer", "Ada"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "0 pages printed, 2 texts copied (55 characters) (active",
+        ));
+    env.pack(&["audit", t, "--customer", "Ada", "--csv"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "printed_pages,copies,copied_chars,status",
+        ))
+        .stdout(predicate::str::contains(",0,2,55,"));
+    let out = env
+        .pack(&["audit", t, "--customer", "Ada", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["licences"][0]["copies"], 2);
+    assert_eq!(v["licences"][0]["copied_chars"], 55);
+}

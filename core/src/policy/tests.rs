@@ -448,12 +448,12 @@ fn copying_needs_the_right() {
     let c = clock(T0);
     let t = Tally::new(LIC);
     assert_eq!(
-        copy_allowed(&limits("allow print\n"), &t, &c),
+        copy_allowed(&limits("allow print\n"), &t, &c, 10),
         Err(Reason::CopyNotAllowed)
     );
-    assert_eq!(copy_allowed(&limits("allow copy\n"), &t, &c), Ok(()));
+    assert_eq!(copy_allowed(&limits("allow copy\n"), &t, &c, 10), Ok(()));
     assert_eq!(
-        copy_allowed(&limits("allow copy\nnot-after 2026-01-01\n"), &t, &c),
+        copy_allowed(&limits("allow copy\nnot-after 2026-01-01\n"), &t, &c, 10),
         Err(Reason::Expired {
             not_after: datetime!(2026-01-01 23:59:59 UTC)
         })
@@ -565,4 +565,86 @@ fn time_is_still_charged_while_the_last_prepaid_pages_are_read() {
         time_charge(&l, &t, &c),
         Err(Reason::TimeUsedUp { .. })
     ));
+}
+
+fn copy(chars: u32) -> Usage {
+    Usage::Copy {
+        licence: LIC,
+        chars,
+    }
+}
+
+#[test]
+fn copies_count_copy_records_and_are_refused_once_used_up() {
+    let l = limits("allow copy\ncopies 2\n");
+    let c = clock(T0);
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    for _ in 0..2 {
+        assert_eq!(copy_allowed(&l, &t, &c, 10), Ok(()));
+        record(&mut t, copy(10), T0);
+    }
+    // Another licence's copies are not this one's.
+    t.add(&Body {
+        at: T0,
+        usage: Usage::Copy {
+            licence: OTHER,
+            chars: 5,
+        },
+    });
+    assert_eq!((t.copies, t.copied_chars), (2, 20));
+    assert_eq!(
+        copy_allowed(&l, &t, &c, 1),
+        Err(Reason::CopiesUsedUp { limit: 2 })
+    );
+    assert_eq!(
+        Reason::CopiesUsedUp { limit: 2 }.to_string(),
+        "All 2 copies of this rental have been used."
+    );
+    // Copying used up never stops reading.
+    assert!(evaluate_reading(&l, &t, &c).is_allowed());
+}
+
+#[test]
+fn copy_chars_refuse_a_selection_longer_than_what_is_left() {
+    let l = limits("allow copy\ncopy-chars 100\n");
+    let c = clock(T0);
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    record(&mut t, copy(70), T0);
+    assert_eq!(
+        copy_allowed(&l, &t, &c, 31),
+        Err(Reason::CopyCharsUsedUp {
+            limit: 100,
+            left: 30,
+            asked: 31
+        })
+    );
+    assert_eq!(copy_allowed(&l, &t, &c, 30), Ok(()));
+    match evaluate_reading(&l, &t, &c) {
+        Decision::Allowed { remaining } => assert_eq!(remaining.copy_chars, Some(30)),
+        d => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn copy_limits_need_the_copy_right_and_round_trip_canonically() {
+    for text in ["copies 3\n", "copy-chars 10\n"] {
+        let err = Limits::parse(format!("tally-policy/1\n{text}").as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("copying is not allowed"), "{err}");
+    }
+    let l = limits("copy-chars 500\ncopies 3\nallow copy\n");
+    assert_eq!(
+        l.to_text(),
+        "tally-policy/1\ncopies 3\ncopy-chars 500\nallow copy\npage-block 10\ntime-unit 60\n"
+    );
+    assert_eq!(Limits::parse_canonical(l.to_text().as_bytes()), Ok(l));
+}
+
+#[test]
+fn a_lost_licence_has_no_copies_left() {
+    let l = limits("allow copy\ncopies 3\n");
+    let mut t = Tally::new(LIC);
+    t.write_off();
+    assert!(copy_allowed(&l, &t, &clock(T0), 1).is_err());
 }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tally_core::keyfile::{Cis, Keyfile};
 use tally_core::package::PackageHeader;
-use tally_core::policy::{Limits, Rights, parse_date_limit};
+use tally_core::policy::{Limits, Rights, describe_period, parse_date_limit, parse_period};
 use tally_core::trail::LicenceId;
 
 /// Arguments of `issue`.
@@ -61,6 +61,20 @@ pub struct IssueArgs {
     /// At most N printed pages (implies `--allow print`).
     #[arg(long, value_name = "N")]
     pub prints: Option<u64>,
+    /// At most N copies of text to the clipboard (implies `--allow copy`).
+    #[arg(long, value_name = "N")]
+    pub copies: Option<u64>,
+    /// At most N characters copied in all (implies `--allow copy`).
+    #[arg(long, value_name = "N")]
+    pub copy_chars: Option<u64>,
+    /// Reading ends this long after the reader first opens the document: 48h, 7d, 90m
+    /// (days, hours, minutes; from one minute to ten years).
+    #[arg(long, value_name = "PERIOD")]
+    pub period_after_first_open: Option<String>,
+    /// The reader must first open the document by DATE (YYYY-MM-DD: its last second, UTC;
+    /// or RFC 3339 …Z); needs `--period-after-first-open`.
+    #[arg(long, value_name = "DATE", requires = "period_after_first_open")]
+    pub start_by: Option<String>,
     /// Usable up to and including DATE (YYYY-MM-DD: its last second, UTC; or RFC 3339 …Z).
     #[arg(long, value_name = "DATE")]
     pub not_after: Option<String>,
@@ -206,6 +220,18 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
     set(&mut l.minutes, args.minutes, "minutes")?;
     set(&mut l.opens, args.opens, "opens")?;
     set(&mut l.prints, args.prints, "prints")?;
+    set(&mut l.copies, args.copies, "copies")?;
+    set(&mut l.copy_chars, args.copy_chars, "copy-chars")?;
+    let period = args
+        .period_after_first_open
+        .as_deref()
+        .map(|p| parse_period(p).map_err(|e| anyhow::anyhow!("--period-after-first-open: {e}")))
+        .transpose()?;
+    set(
+        &mut l.period_after_first_open,
+        period,
+        "period-after-first-open",
+    )?;
     let date = |v: &Option<String>, end: bool, name: &str| -> Result<Option<_>> {
         v.as_deref()
             .map(|s| parse_date_limit(s, end).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
@@ -221,6 +247,11 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
         date(&args.not_before, false, "not-before")?,
         "not-before",
     )?;
+    set(
+        &mut l.start_by,
+        date(&args.start_by, true, "start-by")?,
+        "start-by",
+    )?;
     if let Some(a) = &args.allow {
         let r = Rights::parse_list(a).map_err(|e| anyhow::anyhow!("--allow: {e}"))?;
         l.rights.print |= r.print;
@@ -228,6 +259,9 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
     }
     if args.prints.is_some() {
         l.rights.print = true;
+    }
+    if args.copies.is_some() || args.copy_chars.is_some() {
+        l.rights.copy = true;
     }
     if let Some(b) = args.page_block {
         l.page_block = b;
@@ -415,6 +449,14 @@ pub fn summary(l: &Limits) -> String {
     add("openings", l.opens);
     add("units", l.units);
     add("prints", l.prints);
+    add("copies", l.copies);
+    add("characters to copy", l.copy_chars);
+    if let Some(p) = l.period_after_first_open {
+        parts.push(format!("{} from the first opening", describe_period(p)));
+    }
+    if let Some(t) = l.start_by {
+        parts.push(format!("first opening by {t}"));
+    }
     if let Some(t) = l.not_before {
         parts.push(format!("from {t}"));
     }

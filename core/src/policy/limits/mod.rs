@@ -19,7 +19,7 @@ mod parse;
 mod weights;
 
 use parse::fmt_hhmm;
-pub use parse::{parse_date_limit, parse_rule};
+pub use parse::{format_period, parse_date_limit, parse_period, parse_rule};
 pub use weights::{Band, TimeWeights};
 
 use std::fmt;
@@ -29,7 +29,8 @@ use time::{OffsetDateTime, UtcOffset};
 pub const POLICY_MAGIC: &str = "tally-policy/1";
 /// Policy texts longer than this are refused unread.
 pub const MAX_POLICY_BYTES: usize = 16 * 1024;
-/// Largest threshold accepted (pages, minutes, openings, units, prints).
+/// Largest threshold accepted (pages, minutes, openings, units, prints, copies, copied
+/// characters).
 pub const MAX_THRESHOLD: u64 = 1_000_000_000;
 /// Largest page block: one page record may prepay at most this many page views.
 pub const MAX_PAGE_BLOCK: u32 = 10_000;
@@ -47,6 +48,10 @@ pub const MAX_RULE_NODES: usize = 32;
 pub const DEFAULT_PAGE_BLOCK: u32 = 10;
 /// Default seconds charged by one time record.
 pub const DEFAULT_TIME_UNIT: u32 = 60;
+/// Shortest first-use period: one minute.
+pub const MIN_PERIOD: u64 = 60;
+/// Longest first-use period: ten years of 365 days.
+pub const MAX_PERIOD: u64 = 10 * 365 * 86_400;
 /// Seconds without input after which reading pauses, unless the policy says otherwise
 /// (`idle-pause`).
 pub const DEFAULT_IDLE_PAUSE: u32 = 300;
@@ -193,10 +198,22 @@ pub struct Limits {
     /// At most this many printed pages (requires `rights.print`). Not a viewing
     /// threshold: running out of prints never stops reading.
     pub prints: Option<u64>,
+    /// At most this many copy operations (requires `rights.copy`; each copy of text writes
+    /// a `copy` record). Not a viewing threshold: running out never stops reading.
+    pub copies: Option<u64>,
+    /// At most this many characters copied over the licence's life (requires
+    /// `rights.copy`). Not a viewing threshold either.
+    pub copy_chars: Option<u64>,
     /// Not usable before this instant (UTC, whole seconds).
     pub not_before: Option<OffsetDateTime>,
     /// Not usable after this instant (UTC, whole seconds; the instant itself is allowed).
     pub not_after: Option<OffsetDateTime>,
+    /// Reading ends this many seconds after the licence's first `open` record (the trail's
+    /// time of it; the card's counter says which is first).
+    pub period_after_first_open: Option<u64>,
+    /// The first opening must come no later than this instant (needs
+    /// `period_after_first_open`): a licence never opened by then can no longer start.
+    pub start_by: Option<OffsetDateTime>,
     /// Print / copy rights.
     pub rights: Rights,
     /// Page views prepaid by one page record: the card's counter moves once per block.
@@ -220,8 +237,12 @@ impl Default for Limits {
             opens: None,
             units: None,
             prints: None,
+            copies: None,
+            copy_chars: None,
             not_before: None,
             not_after: None,
+            period_after_first_open: None,
+            start_by: None,
             rights: Rights::default(),
             page_block: DEFAULT_PAGE_BLOCK,
             time_unit: DEFAULT_TIME_UNIT,
@@ -298,6 +319,8 @@ impl Limits {
             && self.units.is_none()
             && self.not_before.is_none()
             && self.not_after.is_none()
+            && self.period_after_first_open.is_none()
+            && self.start_by.is_none()
             && self.rule.is_none()
     }
 
@@ -326,6 +349,19 @@ impl Limits {
         {
             return bad("not-before is after not-after");
         }
+        if (self.copies.is_some() || self.copy_chars.is_some()) && !self.rights.copy {
+            return bad(
+                "copies or copy-chars is set but copying is not allowed (add `allow copy`)",
+            );
+        }
+        if self.start_by.is_some() && self.period_after_first_open.is_none() {
+            return bad("start-by needs period-after-first-open");
+        }
+        if let Some(p) = self.period_after_first_open
+            && !(MIN_PERIOD..=MAX_PERIOD).contains(&p)
+        {
+            return bad("period-after-first-open out of range");
+        }
         if self.prints.is_some() && !self.rights.print {
             return bad("prints is set but printing is not allowed (add `allow print`)");
         }
@@ -344,6 +380,8 @@ impl Limits {
             self.opens,
             self.units,
             self.prints,
+            self.copies,
+            self.copy_chars,
         ]
         .into_iter()
         .flatten()
@@ -352,7 +390,10 @@ impl Limits {
                 return bad("threshold too large");
             }
         }
-        for t in [self.not_before, self.not_after].into_iter().flatten() {
+        for t in [self.not_before, self.not_after, self.start_by]
+            .into_iter()
+            .flatten()
+        {
             if t.offset() != UtcOffset::UTC || t.nanosecond() != 0 {
                 return bad("dates must be UTC with whole seconds");
             }

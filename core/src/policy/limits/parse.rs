@@ -5,8 +5,8 @@
 
 use super::{
     Band, DEFAULT_IDLE_PAUSE, Limits, MAX_BANDS, MAX_IDLE_PAUSE, MAX_LINE, MAX_PAGE_BLOCK,
-    MAX_POLICY_BYTES, MAX_RULE_DEPTH, MAX_RULE_NODES, MAX_THRESHOLD, MAX_TIME_UNIT, MAX_WEIGHT,
-    MIN_IDLE_PAUSE, Measure, POLICY_MAGIC, PolicyError, Rights, Rule, clip,
+    MAX_PERIOD, MAX_POLICY_BYTES, MAX_RULE_DEPTH, MAX_RULE_NODES, MAX_THRESHOLD, MAX_TIME_UNIT,
+    MAX_WEIGHT, MIN_IDLE_PAUSE, MIN_PERIOD, Measure, POLICY_MAGIC, PolicyError, Rights, Rule, clip,
 };
 use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
@@ -69,6 +69,8 @@ const DIRECTIVES: &[Directive] = &[
     threshold!("opens", opens),
     threshold!("units", units),
     threshold!("prints", prints),
+    threshold!("copies", copies),
+    threshold!("copy-chars", copy_chars),
     Directive {
         keyword: "not-before",
         repeats: false,
@@ -86,6 +88,29 @@ const DIRECTIVES: &[Directive] = &[
             Ok(())
         },
         write: |l| l.not_after.map(format_time).into_iter().collect(),
+    },
+    Directive {
+        keyword: "period-after-first-open",
+        repeats: false,
+        read: |r, v| {
+            r.lim.period_after_first_open = Some(parse_period(v)?);
+            Ok(())
+        },
+        write: |l| {
+            l.period_after_first_open
+                .map(format_period)
+                .into_iter()
+                .collect()
+        },
+    },
+    Directive {
+        keyword: "start-by",
+        repeats: false,
+        read: |r, v| {
+            r.lim.start_by = Some(parse_date_limit(v, true)?);
+            Ok(())
+        },
+        write: |l| l.start_by.map(format_time).into_iter().collect(),
     },
     Directive {
         keyword: "allow",
@@ -322,6 +347,45 @@ pub fn parse_date_limit(v: &str, end_of_day: bool) -> Result<OffsetDateTime, Str
         return Err("times must be UTC (ending in Z) with whole seconds".into());
     }
     Ok(t)
+}
+
+/// The units a period may be written in, largest first, with their length in seconds.
+const PERIOD_UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+
+/// Parses a period such as `48h`, `7d`, `90m` or `3600s`: a plain number and one unit
+/// (`d`ays of 24 hours, `h`ours, `m`inutes, `s`econds), from [`MIN_PERIOD`] to
+/// [`MAX_PERIOD`] seconds.
+pub fn parse_period(v: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "`{}` is not a period like 48h (a number and one of d, h, m, s)",
+            clip(v)
+        )
+    };
+    let unit = v.chars().last().ok_or_else(bad)?;
+    let &(_, secs) = PERIOD_UNITS
+        .iter()
+        .find(|(c, _)| *c == unit)
+        .ok_or_else(bad)?;
+    let n = parse_threshold(&v[..v.len() - 1]).map_err(|_| bad())?;
+    let total = n.saturating_mul(secs);
+    if !(MIN_PERIOD..=MAX_PERIOD).contains(&total) {
+        return Err(format!(
+            "{total} seconds is outside one minute to ten years"
+        ));
+    }
+    Ok(total)
+}
+
+/// The canonical spelling of a period: in the largest unit that divides it exactly
+/// (`172800` seconds is `2d`, `48h` too; `90m` stays `90m`).
+pub fn format_period(seconds: u64) -> String {
+    let (unit, len) = PERIOD_UNITS
+        .iter()
+        .find(|(_, len)| seconds % len == 0)
+        .copied()
+        .unwrap_or(('s', 1));
+    format!("{}{unit}", seconds / len)
 }
 
 fn format_time(t: OffsetDateTime) -> String {
