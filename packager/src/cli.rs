@@ -51,7 +51,7 @@ pub enum Command {
     /// Say what a Tally file is and whether it verifies.
     Inspect(commands::inspect::InspectArgs),
     /// Issue a customer a keyfile (licence) for a package: what they may use, and how much.
-    Issue(commands::issue::IssueArgs),
+    Issue(Box<commands::issue::IssueArgs>),
     /// Name the customer a leaked keyfile was issued to.
     Trace(commands::trace::TraceArgs),
     /// Check a customer's trail file and report the use of each licence, for billing.

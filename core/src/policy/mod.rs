@@ -247,11 +247,11 @@ impl fmt::Display for Reason {
 
 /// A period's length and unit in words: (48, "hour"), (7, "day"), (90, "minute").
 fn period_unit(seconds: u64) -> (u64, &'static str) {
-    if seconds % 86_400 == 0 && seconds >= 3 * 86_400 {
+    if seconds.is_multiple_of(86_400) && seconds >= 3 * 86_400 {
         (seconds / 86_400, "day")
-    } else if seconds % 3_600 == 0 {
+    } else if seconds.is_multiple_of(3_600) {
         (seconds / 3_600, "hour")
-    } else if seconds % 60 == 0 {
+    } else if seconds.is_multiple_of(60) {
         (seconds / 60, "minute")
     } else {
         (seconds, "second")

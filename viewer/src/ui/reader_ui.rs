@@ -316,7 +316,7 @@ fn search(r: &mut Reader, ui: &mut egui::Ui, reading: bool) {
 /// charged, until the reader presses a key or clicks.
 fn paused_ui(r: &Reader, ui: &mut egui::Ui) {
     let idle = r.session.info().idle_pause.as_secs();
-    let after = if idle % 60 == 0 {
+    let after = if idle.is_multiple_of(60) {
         tally_core::rental::plural(idle / 60, "minute", "minutes")
     } else {
         tally_core::rental::plural(idle, "second", "seconds")

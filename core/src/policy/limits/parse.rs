@@ -382,7 +382,7 @@ pub fn parse_period(v: &str) -> Result<u64, String> {
 pub fn format_period(seconds: u64) -> String {
     let (unit, len) = PERIOD_UNITS
         .iter()
-        .find(|(_, len)| seconds % len == 0)
+        .find(|(_, len)| seconds.is_multiple_of(*len))
         .copied()
         .unwrap_or(('s', 1));
     format!("{}{unit}", seconds / len)
