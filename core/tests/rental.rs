@@ -596,3 +596,63 @@ fn now_of(f: &Fx) -> time::OffsetDateTime {
     use tally_core::policy::Clock as _;
     f.clock.now()
 }
+
+#[test]
+fn a_first_use_period_ends_on_time_and_a_clock_set_back_does_not_extend_it() {
+    let f = fx();
+    let l = Limits {
+        period_after_first_open: Some(48 * 3600),
+        ..Limits::default()
+    };
+    let (p, k) = f.rental(l);
+    let opened = open_rental(&f.inputs(p.clone(), k.clone(), &[&f.vendor])).unwrap();
+    let (mut s, _document) = opened.start(Box::new(|| {})).unwrap();
+    settle(&mut s);
+    assert!(s.page_shown());
+    assert!(
+        s.left_lines(now_of(&f))
+            .contains(&"Reading period left: 2 days 0 h".to_string()),
+        "{:?}",
+        s.left_lines(now_of(&f))
+    );
+    // Reading near the end of the period: a time unit charged 47 hours in.
+    let t = Instant::now();
+    f.clock.advance(time::Duration::hours(47));
+    s.note_input(t + Duration::from_secs(61));
+    s.tick(t + Duration::from_secs(61), true);
+    settle(&mut s);
+    assert_eq!(s.mode(), &Mode::Reading);
+    assert!(
+        s.left_lines(now_of(&f))
+            .contains(&"Reading period left: 60 min".to_string()),
+        "{:?}",
+        s.left_lines(now_of(&f))
+    );
+    // Past the end: the next time unit is refused and the session shows the cover only.
+    f.clock.advance(time::Duration::hours(2));
+    s.note_input(t + Duration::from_secs(200));
+    s.tick(t + Duration::from_secs(200), true);
+    settle(&mut s);
+    match s.mode() {
+        Mode::Limited(r @ Reason::PeriodEnded { .. }) => assert_eq!(
+            r.to_string(),
+            "The 48-hour period that began at your first opening ended at 2027-01-17 08:00:00 UTC."
+        ),
+        m => panic!("{m:?}"),
+    }
+    drop(s);
+    // Opening again later: the cover only.
+    let opened = open_rental(&f.inputs(p.clone(), k.clone(), &[&f.vendor])).unwrap();
+    assert!(matches!(
+        opened.decision.reason(),
+        Some(Reason::PeriodEnded { .. })
+    ));
+    drop(opened);
+    // The clock set back to inside the period: refused, it is behind the last record.
+    f.clock.advance(time::Duration::hours(-48));
+    match open_rental(&f.inputs(p, k, &[&f.vendor])) {
+        Err(Problem::Refused(Reason::ClockSetBack { .. })) => {}
+        Err(e) => panic!("{e:?}"),
+        Ok(o) => panic!("opened with {:?}", o.decision),
+    }
+}

@@ -648,3 +648,177 @@ fn a_lost_licence_has_no_copies_left() {
     t.write_off();
     assert!(copy_allowed(&l, &t, &clock(T0), 1).is_err());
 }
+
+#[test]
+fn a_first_use_period_ends_its_length_after_the_first_open_record() {
+    let l = limits("period-after-first-open 48h\n");
+    let mut t = Tally::new(LIC);
+    // Before the first opening the period has not begun, whatever the date.
+    assert!(evaluate(&l, &t, &clock(T0 + Duration::days(400))).is_allowed());
+    record(&mut t, open(), T0);
+    // A later opening does not restart it: the first in card order counts.
+    record(&mut t, open(), T0 + Duration::hours(10));
+    let end = T0 + Duration::hours(48);
+    match evaluate(&l, &t, &clock(end)) {
+        Decision::Allowed { remaining } => assert_eq!(remaining.period_ends, Some(end)),
+        d => panic!("{d:?}"),
+    }
+    let d = evaluate(&l, &t, &clock(end + Duration::seconds(1)));
+    assert_eq!(
+        d,
+        Decision::Limited {
+            reason: Reason::PeriodEnded {
+                period: 48 * 3600,
+                started: T0,
+                ended: end
+            }
+        }
+    );
+    assert_eq!(
+        d.reason().unwrap().to_string(),
+        "The 48-hour period that began at your first opening ended at 2026-11-27 12:00:00 UTC."
+    );
+    assert!(page_charge(&l, &t, &clock(end + Duration::seconds(1))).is_err());
+    assert!(time_charge(&l, &t, &clock(end + Duration::seconds(1))).is_err());
+}
+
+#[test]
+fn a_clock_set_back_does_not_extend_a_first_use_period() {
+    let l = limits("period-after-first-open 48h\n");
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    record(&mut t, time(60), T0 + Duration::hours(47));
+    let late = T0 + Duration::hours(49);
+    assert!(matches!(
+        evaluate(&l, &t, &clock(late)),
+        Decision::Limited {
+            reason: Reason::PeriodEnded { .. }
+        }
+    ));
+    // What an opening at that time writes (the nonce of ValidateTrail) carries its time.
+    t.add(&Body {
+        at: late,
+        usage: Usage::Nonce { value: "n".into() },
+    });
+    for back in [T0 + Duration::hours(1), T0 + Duration::hours(47)] {
+        assert!(
+            matches!(
+                evaluate(&l, &t, &clock(back)),
+                Decision::Denied {
+                    reason: Reason::ClockSetBack { .. }
+                }
+            ),
+            "clock set back to {back}"
+        );
+    }
+}
+
+#[test]
+fn start_by_is_the_latest_first_opening() {
+    let l = limits("period-after-first-open 7d\nstart-by 2026-11-30\n");
+    let mut t = Tally::new(LIC);
+    let by = datetime!(2026-11-30 23:59:59 UTC);
+    assert!(evaluate(&l, &t, &clock(by)).is_allowed());
+    let d = evaluate(&l, &t, &clock(by + Duration::seconds(1)));
+    assert_eq!(d.reason(), Some(&Reason::NotStartedInTime { start_by: by }));
+    assert_eq!(
+        d.reason().unwrap().to_string(),
+        "This rental had to be opened for the first time by 2026-11-30 23:59:59 UTC."
+    );
+    // Opened in time: the period runs its 7 days past start-by.
+    record(&mut t, open(), by);
+    assert!(evaluate_reading(&l, &t, &clock(by + Duration::days(6))).is_allowed());
+    assert!(!evaluate_reading(&l, &t, &clock(by + Duration::days(8))).is_allowed());
+}
+
+#[test]
+fn periods_parse_in_days_hours_minutes_or_seconds_and_have_one_canonical_spelling() {
+    for (text, seconds, canonical) in [
+        ("48h", 172_800, "2d"),
+        ("2d", 172_800, "2d"),
+        ("90m", 5_400, "90m"),
+        ("7d", 604_800, "7d"),
+        ("3601s", 3_601, "3601s"),
+    ] {
+        let l = limits(&format!("period-after-first-open {text}\n"));
+        assert_eq!(l.period_after_first_open, Some(seconds), "{text}");
+        assert!(
+            l.to_text()
+                .contains(&format!("\nperiod-after-first-open {canonical}\n")),
+            "{text}"
+        );
+        assert_eq!(Limits::parse_canonical(l.to_text().as_bytes()), Ok(l));
+    }
+    for (text, want) in [
+        ("period-after-first-open 48\n", "not a period"),
+        ("period-after-first-open 48x\n", "not a period"),
+        ("period-after-first-open 048h\n", "not a period"),
+        ("period-after-first-open 59s\n", "outside"),
+        ("period-after-first-open 3651d\n", "outside"),
+        (
+            "start-by 2026-12-01\n",
+            "start-by needs period-after-first-open",
+        ),
+    ] {
+        let err = Limits::parse(format!("tally-policy/1\n{text}").as_bytes()).unwrap_err();
+        assert!(err.to_string().contains(want), "{text}: {err}");
+    }
+}
+
+/// A fast start's totals for LIC: one opening, nothing else.
+fn vouched_one_open() -> crate::trail::validator::Vouched {
+    crate::trail::validator::Vouched {
+        index: 2,
+        counter: 2,
+        upto: 1,
+        prefix: 2,
+        server_key: [0; 32],
+        totals: vec![crate::trail::body::LicenceTotals {
+            licence: LIC,
+            opens: 1,
+            pages: 0,
+            seconds: 0,
+            prints: 0,
+            times: 0,
+        }],
+        recoveries: Vec::new(),
+    }
+}
+
+#[test]
+fn after_a_fast_start_the_first_opening_comes_from_the_vouched_records_or_the_period_fails_closed()
+{
+    let l = limits("period-after-first-open 48h\nallow copy\ncopies 5\n");
+    let v = vouched_one_open();
+    let later = [Body {
+        at: T0 + Duration::hours(30),
+        usage: open(),
+    }];
+    let c = clock(T0 + Duration::hours(40));
+    // The vouched records are gone (archived): when the period began is not known, and a
+    // later opening must not move its start later.
+    let t = Tally::resume(LIC, &[], Some(&v), &later);
+    assert!(t.history_unknown());
+    assert_eq!(t.first_open(), None);
+    assert_eq!(
+        evaluate(&l, &t, &c).reason(),
+        Some(&Reason::PeriodStartUnknown)
+    );
+    assert_eq!(copy_allowed(&l, &t, &c, 1), Err(Reason::PeriodStartUnknown));
+    // The vouched records read back: the period began at the first of them.
+    let mut t = Tally::resume(LIC, &[], Some(&v), &later);
+    let prefix = [
+        Body {
+            at: T0 - Duration::hours(1),
+            usage: Usage::Genesis,
+        },
+        Body {
+            at: T0,
+            usage: open(),
+        },
+    ];
+    t.replay_vouched(&prefix);
+    assert_eq!(t.first_open(), Some(T0));
+    assert!(evaluate(&l, &t, &c).is_allowed());
+    assert!(!evaluate(&l, &t, &clock(T0 + Duration::hours(49))).is_allowed());
+}
