@@ -656,3 +656,52 @@ fn a_first_use_period_ends_on_time_and_a_clock_set_back_does_not_extend_it() {
         Ok(o) => panic!("opened with {:?}", o.decision),
     }
 }
+
+#[test]
+fn a_renewal_carries_the_use_on_and_the_older_keyfile_is_refused_once_it_was_opened() {
+    let f = fx();
+    let v1 = Limits {
+        pages: Some(3),
+        page_block: 3,
+        ..Limits::default()
+    };
+    let p = f.dir.join("renewed.tly");
+    let (document, key) = pack(&f.vendor, "Sonnets", &p);
+    let k1 = f.keyfile(&f.vendor, (document, key.clone()), v1.clone(), "v1.tkey");
+    let opened = open_rental(&f.inputs(p.clone(), k1.clone(), &[&f.vendor])).unwrap();
+    let (mut s, _document) = opened.start(Box::new(|| {})).unwrap();
+    settle(&mut s);
+    for _ in 0..3 {
+        s.next();
+        settle(&mut s);
+    }
+    assert!(matches!(
+        s.mode(),
+        Mode::Limited(Reason::PagesUsedUp { .. })
+    ));
+    drop(s);
+    // The renewal: the same licence (same id), 9 pages in all, version 2.
+    let v2 = Limits {
+        pages: Some(9),
+        licence_version: 2,
+        ..v1
+    };
+    let k2 = f.keyfile(&f.vendor, (document, key), v2, "v2.tkey");
+    let opened = open_rental(&f.inputs(p.clone(), k2, &[&f.vendor])).unwrap();
+    match &opened.decision {
+        // Three of the nine pages were used under version 1.
+        tally_core::policy::Decision::Allowed { remaining } => {
+            assert_eq!(remaining.pages, Some(6))
+        }
+        d => panic!("{d:?}"),
+    }
+    drop(opened);
+    // Version 1 again, on this card: refused.
+    let opened = open_rental(&f.inputs(p, k1, &[&f.vendor])).unwrap();
+    let reason = opened.decision.reason().unwrap().to_string();
+    assert!(
+        reason
+            .starts_with("A newer version of this licence (version 2) has been used on this card"),
+        "{reason}"
+    );
+}

@@ -434,3 +434,68 @@ fn audit_reports_copies_and_copied_characters_in_text_json_and_csv() {
     assert_eq!(v["licences"][0]["copies"], 2);
     assert_eq!(v["licences"][0]["copied_chars"], 55);
 }
+
+#[test]
+fn renew_issues_the_same_licence_with_the_next_version_and_the_new_limits() {
+    let env = Env::new();
+    env.issue("ada.key", &["--pages", "30", "--not-after", "2030-01-31"])
+        .success();
+    let lic = env.licence_of("ada.key");
+    let old = env.path("ada.key");
+    let new = env.path("ada2.key");
+    env.pack(&[
+        "renew",
+        "--keyfile",
+        old.to_str().unwrap(),
+        "--pages",
+        "60",
+        "-o",
+        new.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains(format!(
+        "licence: {lic} (version 2)"
+    )))
+    .stdout(predicate::str::contains("60 pages"));
+    assert_eq!(env.licence_of("ada2.key"), lic, "the same licence");
+    let out = env
+        .pack(&["inspect", "--json", new.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let policy = v["policy"].as_str().unwrap();
+    assert!(policy.contains("\npages 60\n"), "{policy}");
+    assert!(
+        policy.contains("\nnot-after 2030-01-31T23:59:59Z\n"),
+        "kept: {policy}"
+    );
+    assert!(policy.contains("\nlicence-version 2\n"), "{policy}");
+    // Renewing the renewal: version 3, the dates extended.
+    let third = env.path("ada3.key");
+    env.pack(&[
+        "renew",
+        "--keyfile",
+        new.to_str().unwrap(),
+        "--not-after",
+        "2030-06-30",
+        "-o",
+        third.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("(version 3)"));
+    // A keyfile of another vendor is refused.
+    let other = Env::new();
+    other
+        .pack(&[
+            "renew",
+            "--keyfile",
+            old.to_str().unwrap(),
+            "-o",
+            other.path("x.key").to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a keyfile of this vendor"));
+}

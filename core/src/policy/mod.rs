@@ -33,9 +33,9 @@ mod tally;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use limits::{
-    Band, DEFAULT_IDLE_PAUSE, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_PERIOD,
-    MAX_POLICY_BYTES, MAX_THRESHOLD, MIN_PERIOD, Measure, POLICY_MAGIC, PolicyError, Rights, Rule,
-    TimeWeights, format_period, parse_date_limit, parse_period, parse_rule,
+    Band, DEFAULT_IDLE_PAUSE, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_LICENCE_VERSION,
+    MAX_PERIOD, MAX_POLICY_BYTES, MAX_THRESHOLD, MIN_PERIOD, Measure, POLICY_MAGIC, PolicyError,
+    Rights, Rule, TimeWeights, format_period, parse_date_limit, parse_period, parse_rule,
 };
 pub use tally::{Tally, WRITTEN_OFF};
 
@@ -119,6 +119,14 @@ pub enum Reason {
     /// The licence bounds copying, but the copies made before the trail's archived part are
     /// not known (a validator's totals do not carry them): copying fails closed.
     CopyHistoryUnknown,
+    /// A newer version of this licence (`tally-pack renew`) has been opened on this card:
+    /// the older keyfile is refused there.
+    Superseded {
+        /// The newest version used on this card.
+        newest: u32,
+        /// This keyfile's version.
+        this: u32,
+    },
     /// The first-use period is over (`period-after-first-open`).
     PeriodEnded {
         /// The period's length in seconds.
@@ -232,6 +240,10 @@ impl fmt::Display for Reason {
                 "The {} period that began at your first opening ended at {}.",
                 period_words(*period),
                 human(*ended)
+            ),
+            Reason::Superseded { newest, this } => write!(
+                f,
+                "A newer version of this licence (version {newest}) has been used on this card; this keyfile is version {this}. Open the document with the newer keyfile."
             ),
             Reason::NotStartedInTime { start_by } => write!(
                 f,
@@ -628,6 +640,12 @@ fn check_dates(
         return Err(match tally.unaccounted().first() {
             Some(&(from, to)) if !tally.charged_in_full() => Reason::LostUnaccounted { from, to },
             _ => Reason::WrittenOff,
+        });
+    }
+    if tally.newest_version > limits.licence_version {
+        return Err(Reason::Superseded {
+            newest: tally.newest_version,
+            this: limits.licence_version,
         });
     }
     if let Some(nb) = limits.not_before

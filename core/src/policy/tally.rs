@@ -48,6 +48,9 @@ pub struct Tally {
     pub copies: u64,
     /// Characters copied (the sum of `copy` records' `chars`).
     pub copied_chars: u64,
+    /// The newest licence version opened on this card (`renewal` records; 1 without any):
+    /// an older keyfile of the licence is refused.
+    pub newest_version: u32,
     /// Time of the licence's first `open` record in card order (see [`Tally::first_open`]).
     first_open: Option<OffsetDateTime>,
     /// A fast start's validator names use of this licence in records not read one by one
@@ -109,6 +112,7 @@ impl Tally {
             copies: 0,
             copied_chars: 0,
             first_open: None,
+            newest_version: 1,
             history_unknown: false,
             time_by_minute: Box::new([0; MINUTES_PER_DAY]),
             vouched_time_records: 0,
@@ -244,6 +248,9 @@ impl Tally {
             match &b.usage {
                 Usage::Open { .. } if first_open.is_none() => first_open = Some(b.at),
                 Usage::Copy { chars, .. } => self.count_copy(*chars),
+                Usage::Renewal { version, .. } => {
+                    self.newest_version = self.newest_version.max(*version)
+                }
                 _ => {}
             }
         }
@@ -303,6 +310,9 @@ impl Tally {
                 self.first_open.get_or_insert(at);
             }
             Usage::Copy { chars, .. } => self.count_copy(*chars),
+            Usage::Renewal { version, .. } => {
+                self.newest_version = self.newest_version.max(*version)
+            }
             Usage::Pages { count, .. } => {
                 self.page_records = self.page_records.saturating_add(1);
                 self.page_views = self.page_views.saturating_add(u64::from(*count));

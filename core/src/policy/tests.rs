@@ -822,3 +822,54 @@ fn after_a_fast_start_the_first_opening_comes_from_the_vouched_records_or_the_pe
     assert!(evaluate(&l, &t, &c).is_allowed());
     assert!(!evaluate(&l, &t, &clock(T0 + Duration::hours(49))).is_allowed());
 }
+
+#[test]
+fn an_older_licence_version_is_refused_once_a_newer_one_was_opened_on_the_card() {
+    let v1 = Limits::default();
+    let v2 = limits("licence-version 2\n");
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    assert!(evaluate(&v1, &t, &clock(T0)).is_allowed());
+    record(
+        &mut t,
+        Usage::Renewal {
+            licence: LIC,
+            version: 2,
+        },
+        T0,
+    );
+    record(&mut t, open(), T0);
+    assert_eq!(t.newest_version, 2);
+    assert!(evaluate(&v2, &t, &clock(T0)).is_allowed());
+    assert_eq!(t.opens, 2, "the use so far carries on into the renewal");
+    let d = evaluate(&v1, &t, &clock(T0));
+    assert_eq!(d.reason(), Some(&Reason::Superseded { newest: 2, this: 1 }));
+    assert!(
+        d.reason()
+            .unwrap()
+            .to_string()
+            .starts_with("A newer version of this licence (version 2) has been used on this card")
+    );
+    // Another licence's renewal is not this one's.
+    let mut other = Tally::new(OTHER);
+    other.add(&Body {
+        at: T0,
+        usage: Usage::Renewal {
+            licence: LIC,
+            version: 9,
+        },
+    });
+    assert!(evaluate(&v1, &other, &clock(T0)).is_allowed());
+}
+
+#[test]
+fn the_licence_version_is_written_only_for_a_renewal() {
+    assert!(!Limits::default().to_text().contains("licence-version"));
+    let l = limits("licence-version 3\n");
+    assert_eq!(l.licence_version, 3);
+    assert!(l.to_text().contains("\nlicence-version 3\n"));
+    assert_eq!(Limits::parse_canonical(l.to_text().as_bytes()), Ok(l));
+    for bad in ["licence-version 0\n", "licence-version 1000001\n"] {
+        assert!(Limits::parse(format!("tally-policy/1\n{bad}").as_bytes()).is_err());
+    }
+}

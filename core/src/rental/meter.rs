@@ -268,6 +268,15 @@ impl Meter for CardMeter {
                         return Err(Problem::Refused(reason));
                     }
                 }
+                // A renewed keyfile opened here for the first time: recorded, so that older
+                // versions of the licence are refused on this card from now on.
+                let version = self.limits.licence_version;
+                if version > self.tally.newest_version {
+                    self.write(Usage::Renewal {
+                        licence: lic,
+                        version,
+                    })?;
+                }
                 self.write(Usage::Open { licence: lic })?;
                 Charged::Open
             }

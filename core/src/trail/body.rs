@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "nonce" | "validator" | "recovery"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "nonce" | "validator" | "recovery"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
@@ -26,6 +26,7 @@
 //! | time    | `lic= seconds=`                            | one time unit of `seconds` charged at its start |
 //! | print   | `lic= pages=`                              | `pages` pages printed |
 //! | copy    | `lic= chars=`                              | text of `chars` characters copied (one copy operation) |
+//! | renewal | `lic= version=`                            | version `version` of the licence (`tally-pack renew`) was opened here for the first time |
 //! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]) or a vendor (\[0104\]) |
 //! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` (\[0094\]) |
 //! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup (\[0062\]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
@@ -86,6 +87,14 @@ pub enum Usage {
         licence: LicenceId,
         /// Characters copied.
         chars: u32,
+    },
+    /// A renewed keyfile of the licence opened on this card for the first time: from then
+    /// on, keyfiles of the licence with a lower version are refused on this card.
+    Renewal {
+        /// The licence.
+        licence: LicenceId,
+        /// The keyfile's licence version (2 or more).
+        version: u32,
     },
     /// A nonce (ValidateTrail's own record, or a vendor's challenge).
     Nonce {
@@ -217,7 +226,8 @@ impl Usage {
             | Usage::Pages { licence, .. }
             | Usage::Time { licence, .. }
             | Usage::Print { licence, .. }
-            | Usage::Copy { licence, .. } => Some(*licence),
+            | Usage::Copy { licence, .. }
+            | Usage::Renewal { licence, .. } => Some(*licence),
             Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) | Usage::Recovery(_) => None,
         }
     }
@@ -292,6 +302,7 @@ impl Body {
             Usage::Time { .. } => "time",
             Usage::Print { .. } => "print",
             Usage::Copy { .. } => "copy",
+            Usage::Renewal { .. } => "renewal",
             Usage::Nonce { .. } => "nonce",
             Usage::Validator(_) => "validator",
             Usage::Recovery(_) => "recovery",
@@ -310,6 +321,9 @@ impl Body {
             }
             Usage::Print { licence, pages } => s.push_str(&format!(" lic={licence} pages={pages}")),
             Usage::Copy { licence, chars } => s.push_str(&format!(" lic={licence} chars={chars}")),
+            Usage::Renewal { licence, version } => {
+                s.push_str(&format!(" lic={licence} version={version}"))
+            }
             Usage::Nonce { value } => {
                 let v = if valid_value(value) {
                     value.clone()
@@ -458,6 +472,10 @@ impl Body {
             "copy" => Usage::Copy {
                 licence: lic(field("lic")?)?,
                 chars: num("chars", field("chars")?)?,
+            },
+            "renewal" => Usage::Renewal {
+                licence: lic(field("lic")?)?,
+                version: num("version", field("version")?)?,
             },
             "nonce" => Usage::Nonce {
                 value: field("value")?.to_string(),
@@ -663,6 +681,10 @@ mod tests {
             Usage::Copy {
                 licence: lic(),
                 chars: 120,
+            },
+            Usage::Renewal {
+                licence: lic(),
+                version: 2,
             },
             Usage::Nonce {
                 value: "1234".into(),

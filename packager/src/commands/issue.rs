@@ -46,6 +46,24 @@ pub struct IssueArgs {
     /// the new one.
     #[arg(long)]
     pub keep_both: bool,
+    /// What the licence allows.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Accept an emulated (software) card, e.g. for demos.
+    #[arg(long)]
+    pub allow_emulated_card: bool,
+    /// The validation server this copy reports to (`tally-pack serve`); its key, derived
+    /// from the vendor secret, goes into the keyfile with the URL.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Days between required online validations (needs `--server`).
+    #[arg(long, value_name = "DAYS", requires = "server")]
+    pub require_online_every: Option<u16>,
+}
+
+/// The limit flags of `issue` (and `renew`, where each replaces the old licence's value).
+#[derive(Args, Debug, Default)]
+pub struct LimitArgs {
     /// A policy file (`docs/policy-format.md`); the flags below add to it.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -94,16 +112,6 @@ pub struct IssueArgs {
     /// no reading time is charged until the reader presses a key (30 to 3600; default 300).
     #[arg(long, value_name = "SECONDS")]
     pub idle_pause: Option<u32>,
-    /// Accept an emulated (software) card, e.g. for demos.
-    #[arg(long)]
-    pub allow_emulated_card: bool,
-    /// The validation server this copy reports to (`tally-pack serve`); its key, derived
-    /// from the vendor secret, goes into the keyfile with the URL.
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// Days between required online validations (needs `--server`).
-    #[arg(long, value_name = "DAYS", requires = "server")]
-    pub require_online_every: Option<u16>,
 }
 
 /// Extra schema for issued keyfiles (migration 2 of the registry).
@@ -197,8 +205,13 @@ pub fn licence_owner(db: &mut Db, licence: &LicenceId) -> Result<Option<String>>
     .transpose()
 }
 
-fn set<T>(slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
+/// Sets `slot` to `v` when given: over an old value when `replace`, else refusing one.
+fn put<T>(replace: bool, slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
     if let Some(v) = v {
+        if replace {
+            *slot = Some(v);
+            return Ok(());
+        }
         if slot.is_some() {
             bail!("--{name} is also set in the policy file: give it in one place");
         }
@@ -208,26 +221,33 @@ fn set<T>(slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
 }
 
 /// The limits from `--policy` and the flags (a limit given in both is a usage error).
-pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
-    let mut l = match &args.policy {
+pub fn build_limits(args: &LimitArgs) -> Result<Limits> {
+    let l = match &args.policy {
         Some(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
             Limits::parse(&bytes).with_context(|| format!("policy file {}", p.display()))?
         }
         None => Limits::default(),
     };
-    set(&mut l.pages, args.pages, "pages")?;
-    set(&mut l.minutes, args.minutes, "minutes")?;
-    set(&mut l.opens, args.opens, "opens")?;
-    set(&mut l.prints, args.prints, "prints")?;
-    set(&mut l.copies, args.copies, "copies")?;
-    set(&mut l.copy_chars, args.copy_chars, "copy-chars")?;
+    apply_limits(l, args, false)
+}
+
+/// `base` with the flags of `args` applied: added where `replace` is false (a limit set in
+/// both is a usage error), replacing the old value where it is true (a renewal).
+pub fn apply_limits(mut l: Limits, args: &LimitArgs, replace: bool) -> Result<Limits> {
+    put(replace, &mut l.pages, args.pages, "pages")?;
+    put(replace, &mut l.minutes, args.minutes, "minutes")?;
+    put(replace, &mut l.opens, args.opens, "opens")?;
+    put(replace, &mut l.prints, args.prints, "prints")?;
+    put(replace, &mut l.copies, args.copies, "copies")?;
+    put(replace, &mut l.copy_chars, args.copy_chars, "copy-chars")?;
     let period = args
         .period_after_first_open
         .as_deref()
         .map(|p| parse_period(p).map_err(|e| anyhow::anyhow!("--period-after-first-open: {e}")))
         .transpose()?;
-    set(
+    put(
+        replace,
         &mut l.period_after_first_open,
         period,
         "period-after-first-open",
@@ -237,17 +257,20 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
             .map(|s| parse_date_limit(s, end).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
             .transpose()
     };
-    set(
+    put(
+        replace,
         &mut l.not_after,
         date(&args.not_after, true, "not-after")?,
         "not-after",
     )?;
-    set(
+    put(
+        replace,
         &mut l.not_before,
         date(&args.not_before, false, "not-before")?,
         "not-before",
     )?;
-    set(
+    put(
+        replace,
         &mut l.start_by,
         date(&args.start_by, true, "start-by")?,
         "start-by",
@@ -278,7 +301,7 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
 
 /// Runs `issue`.
 pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
-    let limits = build_limits(&args)?;
+    let limits = build_limits(&args.limits)?;
     if args.output.exists() && !args.force {
         bail!(
             "{} exists; pass --force to replace it",

@@ -167,6 +167,10 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             ),
             Some(licence.to_hex()),
         ),
+        Usage::Renewal { licence, version } => (
+            format!("renewal to version {version}"),
+            Some(licence.to_hex()),
+        ),
         Usage::Nonce { value } => (format!("nonce {value}"), None),
         Usage::Validator(v) => (
             format!(

@@ -48,6 +48,8 @@ pub const MAX_RULE_NODES: usize = 32;
 pub const DEFAULT_PAGE_BLOCK: u32 = 10;
 /// Default seconds charged by one time record.
 pub const DEFAULT_TIME_UNIT: u32 = 60;
+/// Highest licence version (`licence-version`).
+pub const MAX_LICENCE_VERSION: u32 = 1_000_000;
 /// Shortest first-use period: one minute.
 pub const MIN_PERIOD: u64 = 60;
 /// Longest first-use period: ten years of 365 days.
@@ -225,6 +227,9 @@ pub struct Limits {
     pub idle_pause: u32,
     /// Units per time record by time of day.
     pub weights: TimeWeights,
+    /// The version of this licence (`tally-pack renew` issues the same licence id with a
+    /// higher one). Once a version has been opened on a card, older ones are refused there.
+    pub licence_version: u32,
     /// An extra boolean combination of thresholds.
     pub rule: Option<Rule>,
 }
@@ -248,6 +253,7 @@ impl Default for Limits {
             time_unit: DEFAULT_TIME_UNIT,
             idle_pause: DEFAULT_IDLE_PAUSE,
             weights: TimeWeights::default(),
+            licence_version: 1,
             rule: None,
         }
     }
@@ -370,6 +376,9 @@ impl Limits {
         }
         if !(1..=MAX_TIME_UNIT).contains(&self.time_unit) {
             return bad("time-unit out of range");
+        }
+        if !(1..=MAX_LICENCE_VERSION).contains(&self.licence_version) {
+            return bad("licence-version out of range");
         }
         if !(MIN_IDLE_PAUSE..=MAX_IDLE_PAUSE).contains(&self.idle_pause) {
             return bad("idle-pause out of range");

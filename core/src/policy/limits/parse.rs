@@ -4,9 +4,10 @@
 //! order is the canonical order (`docs/policy-format.md`).
 
 use super::{
-    Band, DEFAULT_IDLE_PAUSE, Limits, MAX_BANDS, MAX_IDLE_PAUSE, MAX_LINE, MAX_PAGE_BLOCK,
-    MAX_PERIOD, MAX_POLICY_BYTES, MAX_RULE_DEPTH, MAX_RULE_NODES, MAX_THRESHOLD, MAX_TIME_UNIT,
-    MAX_WEIGHT, MIN_IDLE_PAUSE, MIN_PERIOD, Measure, POLICY_MAGIC, PolicyError, Rights, Rule, clip,
+    Band, DEFAULT_IDLE_PAUSE, Limits, MAX_BANDS, MAX_IDLE_PAUSE, MAX_LICENCE_VERSION, MAX_LINE,
+    MAX_PAGE_BLOCK, MAX_PERIOD, MAX_POLICY_BYTES, MAX_RULE_DEPTH, MAX_RULE_NODES, MAX_THRESHOLD,
+    MAX_TIME_UNIT, MAX_WEIGHT, MIN_IDLE_PAUSE, MIN_PERIOD, Measure, POLICY_MAGIC, PolicyError,
+    Rights, Rule, clip,
 };
 use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
@@ -173,6 +174,21 @@ const DIRECTIVES: &[Directive] = &[
                 .bands
                 .iter()
                 .map(|b| format!("{}-{} {}", fmt_hhmm(b.start), fmt_hhmm(b.end), b.weight))
+                .collect()
+        },
+    },
+    Directive {
+        keyword: "licence-version",
+        repeats: false,
+        read: |r, v| {
+            r.lim.licence_version = parse_ranged(v, 1, MAX_LICENCE_VERSION)?;
+            Ok(())
+        },
+        // Only a renewed licence has one: keyfiles issued before renewals stay canonical.
+        write: |l| {
+            (l.licence_version != 1)
+                .then(|| l.licence_version.to_string())
+                .into_iter()
                 .collect()
         },
     },
