@@ -138,6 +138,18 @@ impl Env {
         self.pack(&args).assert()
     }
 
+    /// Ada's card-signed trail `ada.trail` with a genesis record and `usages`.
+    fn trail(&self, usages: &[Usage]) -> PathBuf {
+        let mut card = self.card("ada");
+        let identity = card.identity().unwrap();
+        let path = self.path("ada.trail");
+        let mut trail = Trail::create(&path, &mut card, &identity).unwrap();
+        for usage in usages {
+            trail.write(&mut card, &Body::now(usage.clone())).unwrap();
+        }
+        path
+    }
+
     fn licence_of(&self, keyfile: &str) -> LicenceId {
         let out = self
             .pack(&["inspect", "--json", self.path(keyfile).to_str().unwrap()])
@@ -301,12 +313,8 @@ fn audit_reports_use_per_licence_from_a_card_signed_trail() {
     env.issue("ada.key", &["--pages", "30", "--minutes", "10"])
         .success();
     let lic = env.licence_of("ada.key");
-    let mut card = env.card("ada");
-    let identity = card.identity().unwrap();
-    let trail_path = env.path("ada.trail");
-    let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
     let other = LicenceId([0x77; 16]);
-    for usage in [
+    let trail_path = env.trail(&[
         Usage::Open { licence: lic },
         Usage::Pages {
             licence: lic,
@@ -333,10 +341,7 @@ fn audit_reports_use_per_licence_from_a_card_signed_trail() {
             licence: lic,
             pages: 0,
         },
-    ] {
-        trail.write(&mut card, &Body::now(usage)).unwrap();
-    }
-    drop(trail);
+    ]);
     let t = trail_path.to_str().unwrap();
     env.pack(&["audit", t, "--customer", "Ada"])
         .assert()
@@ -393,11 +398,7 @@ fn audit_reports_copies_and_copied_characters_in_text_json_and_csv() {
         .success()
         .stdout(predicate::str::contains("3 copies, 500 characters to copy"));
     let lic = env.licence_of("ada.key");
-    let mut card = env.card("ada");
-    let identity = card.identity().unwrap();
-    let trail_path = env.path("ada.trail");
-    let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
-    for usage in [
+    let trail_path = env.trail(&[
         Usage::Open { licence: lic },
         Usage::Copy {
             licence: lic,
@@ -407,10 +408,7 @@ fn audit_reports_copies_and_copied_characters_in_text_json_and_csv() {
             licence: lic,
             chars: 15,
         },
-    ] {
-        trail.write(&mut card, &Body::now(usage)).unwrap();
-    }
-    drop(trail);
+    ]);
     let t = trail_path.to_str().unwrap();
     env.pack(&["audit", t, "--customer", "Ada"])
         .assert()

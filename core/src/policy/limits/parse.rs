@@ -63,6 +63,22 @@ macro_rules! ranged {
     };
 }
 
+/// A date: `YYYY-MM-DD` (its first second, or its last when `end_of_day`) or an RFC 3339
+/// UTC time, written as the full time when set.
+macro_rules! date {
+    ($keyword:literal, $field:ident, $end_of_day:expr) => {
+        Directive {
+            keyword: $keyword,
+            repeats: false,
+            read: |r, v| {
+                r.lim.$field = Some(parse_date_limit(v, $end_of_day)?);
+                Ok(())
+            },
+            write: |l| l.$field.map(format_time).into_iter().collect(),
+        }
+    };
+}
+
 /// Every directive, in canonical order.
 const DIRECTIVES: &[Directive] = &[
     threshold!("pages", pages),
@@ -72,24 +88,8 @@ const DIRECTIVES: &[Directive] = &[
     threshold!("prints", prints),
     threshold!("copies", copies),
     threshold!("copy-chars", copy_chars),
-    Directive {
-        keyword: "not-before",
-        repeats: false,
-        read: |r, v| {
-            r.lim.not_before = Some(parse_date_limit(v, false)?);
-            Ok(())
-        },
-        write: |l| l.not_before.map(format_time).into_iter().collect(),
-    },
-    Directive {
-        keyword: "not-after",
-        repeats: false,
-        read: |r, v| {
-            r.lim.not_after = Some(parse_date_limit(v, true)?);
-            Ok(())
-        },
-        write: |l| l.not_after.map(format_time).into_iter().collect(),
-    },
+    date!("not-before", not_before, false),
+    date!("not-after", not_after, true),
     Directive {
         keyword: "period-after-first-open",
         repeats: false,
@@ -104,15 +104,7 @@ const DIRECTIVES: &[Directive] = &[
                 .collect()
         },
     },
-    Directive {
-        keyword: "start-by",
-        repeats: false,
-        read: |r, v| {
-            r.lim.start_by = Some(parse_date_limit(v, true)?);
-            Ok(())
-        },
-        write: |l| l.start_by.map(format_time).into_iter().collect(),
-    },
+    date!("start-by", start_by, true),
     Directive {
         keyword: "allow",
         repeats: false,
