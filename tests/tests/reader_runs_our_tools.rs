@@ -144,13 +144,7 @@ fn t29_a_restore_through_the_readers_own_forgiving_server_gives_no_opening_back(
         .success();
     let own_keyfile = own.join("me.tkey");
     own_pack(&own)
-        .args([
-            "issue",
-            "--customer",
-            "Me",
-            "--allow-emulated-card",
-            "--package",
-        ])
+        .args(["issue", "--customer", "Me", "--allow-emulated-card", "--package"])
         .arg(&own_package)
         .arg("-o")
         .arg(&own_keyfile)
@@ -188,14 +182,7 @@ fn second_publisher(
         .assert()
         .success();
     pack(&bolt)
-        .args([
-            "customer",
-            "add",
-            "--name",
-            "Ada",
-            "--allow-emulated-card",
-            "--card",
-        ])
+        .args(["customer", "add", "--name", "Ada", "--allow-emulated-card", "--card"])
         .arg(dir.join("reader.card"))
         .assert()
         .success();
@@ -215,14 +202,7 @@ fn second_publisher(
     let (server, url) = serve(&bolt, "127.0.0.1:0", &["--lost-records", lost]);
     let keyfile = bolt.join("ada.tkey");
     pack(&bolt)
-        .args([
-            "issue",
-            "--customer",
-            "Ada",
-            "--allow-emulated-card",
-            "--opens",
-            "5",
-        ])
+        .args(["issue", "--customer", "Ada", "--allow-emulated-card", "--opens", "5"])
         .arg("--package")
         .arg(&package)
         .arg("-o")
@@ -262,14 +242,7 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
     let (_acme, acme_url) = serve(dir, "127.0.0.1:0", &["--lost-records", "forgive"]);
     let acme_keyfile = dir.join("ada.tkey");
     pack(dir)
-        .args([
-            "issue",
-            "--customer",
-            "Ada",
-            "--allow-emulated-card",
-            "--opens",
-            "5",
-        ])
+        .args(["issue", "--customer", "Ada", "--allow-emulated-card", "--opens", "5"])
         .arg("--package")
         .arg(&acme_package)
         .arg("-o")
@@ -305,9 +278,7 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .arg(&acme_keyfile)
         .assert()
         .success();
-    status(&home, &acme_package, &acme_keyfile)
-        .assert()
-        .success();
+    status(&home, &acme_package, &acme_keyfile).assert().success();
     // Bolt's licence: the lost use (Bolt's second opening) is nobody's to forgive but
     // Bolt's, so it counts in full until Bolt accounts for it.
     status(&home, &bolt_package, &bolt_keyfile)
@@ -316,9 +287,7 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .stdout(predicate::str::contains(
             "only another publisher's server accounted for them",
         ))
-        .stdout(predicate::str::contains(
-            "tally-view trail restore --keyfile",
-        ));
+        .stdout(predicate::str::contains("tally-view trail restore --keyfile"));
     // Bolt's own account of the same hole, by Bolt's policy: the licence is back.
     view_at(&home)
         .args(["trail", "restore", "--keyfile"])
@@ -327,12 +296,8 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .success()
         .stdout(predicate::str::contains("accounted for card counters"))
         .stdout(predicate::str::contains("nothing charged"));
-    status(&home, &bolt_package, &bolt_keyfile)
-        .assert()
-        .success();
-    status(&home, &acme_package, &acme_keyfile)
-        .assert()
-        .success();
+    status(&home, &bolt_package, &bolt_keyfile).assert().success();
+    status(&home, &acme_package, &acme_keyfile).assert().success();
     view_at(&home).args(["trail", "verify"]).assert().success();
     // Asked again, there is nothing left for Bolt to account for.
     view_at(&home)
@@ -340,9 +305,7 @@ fn t30_one_publishers_restore_forgives_nothing_of_another_publishers_licence() {
         .arg(&bolt_keyfile)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "has accounted for everything lost",
-        ));
+        .stderr(predicate::str::contains("has accounted for everything lost"));
 }
 
 #[test]
@@ -377,13 +340,7 @@ fn t30_a_hole_another_server_accounted_for_is_charged_in_full_by_a_strict_publis
         .success();
     let own_keyfile = own.join("me.tkey");
     own_pack(&own)
-        .args([
-            "issue",
-            "--customer",
-            "Me",
-            "--allow-emulated-card",
-            "--package",
-        ])
+        .args(["issue", "--customer", "Me", "--allow-emulated-card", "--package"])
         .arg(&own_package)
         .arg("-o")
         .arg(&own_keyfile)
@@ -400,10 +357,7 @@ fn t30_a_hole_another_server_accounted_for_is_charged_in_full_by_a_strict_publis
         .arg(&own_keyfile)
         .assert()
         .success();
-    for (p, k) in [
-        (&acme_package, &acme_keyfile),
-        (&bolt_package, &bolt_keyfile),
-    ] {
+    for (p, k) in [(&acme_package, &acme_keyfile), (&bolt_package, &bolt_keyfile)] {
         status(&home, p, k)
             .assert()
             .code(1)

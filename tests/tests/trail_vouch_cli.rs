@@ -53,13 +53,7 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
     // The server to vouch is the one a licence names.
     let keyfile = dir.join("ada.tkey");
     tally_tests::pack(dir)
-        .args([
-            "issue",
-            "--customer",
-            "Ada",
-            "--allow-emulated-card",
-            "--package",
-        ])
+        .args(["issue", "--customer", "Ada", "--allow-emulated-card", "--package"])
         .arg(&package)
         .arg("-o")
         .arg(&keyfile)
@@ -176,19 +170,10 @@ fn vouch_appends_a_validator_that_fast_starts_and_catches_tampering() {
         .stderr(predicate::str::contains("--keyfile"));
     // The keyfile's server reached at an address where nothing answers: exit 2.
     view(dir)
-        .args([
-            "trail",
-            "vouch",
-            "--keyfile",
-            kf,
-            "--server",
-            "http://127.0.0.1:9",
-        ])
+        .args(["trail", "vouch", "--keyfile", kf, "--server", "http://127.0.0.1:9"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "cannot reach the validation server",
-        ));
+        .stderr(predicate::str::contains("cannot reach the validation server"));
 
     // Tamper with a record before the validator (a different nonce record body).
     let bytes = std::fs::read(&trail_path).unwrap();

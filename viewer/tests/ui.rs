@@ -444,10 +444,7 @@ fn an_idle_reader_sees_the_paused_screen_and_the_key_that_ends_it_turns_no_page(
         h.step();
     }
     h.get_by_label("Press any key or click to go on reading");
-    assert!(
-        h.query_by_label_contains("Page 1 of").is_none(),
-        "no page while paused"
-    );
+    assert!(h.query_by_label_contains("Page 1 of").is_none(), "no page while paused");
     h.snapshot("paused");
     h.key_press(Key::ArrowRight);
     h.step();
@@ -456,10 +453,7 @@ fn an_idle_reader_sees_the_paused_screen_and_the_key_that_ends_it_turns_no_page(
         0,
         "the key that ends a pause turns no page"
     );
-    assert!(
-        h.query_by_label("Press any key or click to go on reading")
-            .is_none()
-    );
+    assert!(h.query_by_label("Press any key or click to go on reading").is_none());
     settle(&mut h, "the page again", reading_settled);
     // Back from the pause the reading clock runs again (a time unit at most per minute).
     assert!(f.count(|u| matches!(u, Usage::Time { .. })) >= time_records);

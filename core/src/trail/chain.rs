@@ -78,15 +78,7 @@ pub fn check_recovery(
     {
         return Err(refuse("the server's signature does not verify"));
     }
-    if prefix_chain(
-        records,
-        before_hole,
-        identity,
-        first_counter,
-        trusted,
-        verifier,
-    )? != r.chain
-    {
+    if prefix_chain(records, before_hole, identity, first_counter, trusted, verifier)? != r.chain {
         return Err(refuse(
             "its chain hash does not match the records before it — they are not the server's backup",
         ));

@@ -26,9 +26,7 @@ use super::ServerSecret;
 use super::restore::RestoreError;
 use crate::card::CardIdentity;
 use crate::crypto::{Hash, PublicKey, default_verifier};
-use crate::trail::body::{
-    Body, LicenceId, LostCharge, MAX_BODY, MAX_RECOVERY_LICENCES, Recovery, Usage,
-};
+use crate::trail::body::{Body, LicenceId, LostCharge, MAX_BODY, MAX_RECOVERY_LICENCES, Recovery, Usage};
 use crate::trail::record::Record;
 use crate::trail::{TrailError, validator};
 
@@ -175,9 +173,7 @@ pub fn check_accounts(
             return Err(bad("the server's answer is not a recovery record"));
         };
         if !validator::verify_server_signed(&body, &identity.serial, server, default_verifier()) {
-            return Err(bad(
-                "it is not signed by the validation server that was asked",
-            ));
+            return Err(bad("it is not signed by the validation server that was asked"));
         }
         if !open
             .iter()

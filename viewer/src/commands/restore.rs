@@ -269,11 +269,7 @@ fn account(
         Duration::from_secs(300),
         MAX_ACCOUNT_ANSWER as u64,
     )
-    .map_err(|e| {
-        Failure::Usage(anyhow!(
-            "cannot reach the validation server {endpoint}: {e}"
-        ))
-    })?;
+    .map_err(|e| Failure::Usage(anyhow!("cannot reach the validation server {endpoint}: {e}")))?;
     if status != 200 {
         return Err(super::http_refusal(status, &answer));
     }
@@ -326,10 +322,7 @@ fn account_line(url: &str, counter: u64, r: &Recovery) -> String {
         }
         (LostCharge::Full, Some(l)) => format!(
             "charged in full to {}",
-            l.iter()
-                .map(|l| l.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            l.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
         ),
     };
     format!(
