@@ -7,7 +7,7 @@
 //! It opens PACKAGE with KEYFILE on the emulated card in HOME (`HOME/card.state`, as
 //! `tally-view card init` makes it), trusting the publishers in `HOME/vendors/`, with no
 //! network. Then it reads one command per line from stdin — `next`, `prev`, `go N`
-//! (1-based), `copy`, `print N`, `left`, `quit` — forwards each to the session, and prints
+//! (1-based), `copy N` (a selection of N characters), `print N`, `left`, `quit` — forwards each to the session, and prints
 //! what is shown and what is left. Every check, charge and refusal is the session's.
 
 use std::io::BufRead as _;
@@ -101,7 +101,10 @@ fn run() -> Result<(), String> {
                 _ => println!("go takes a page number from 1"),
             },
             ["left"] => {}
-            ["copy"] => session.request_copy(),
+            ["copy", n] => match n.parse::<usize>() {
+                Ok(n) => session.request_copy(n),
+                Err(_) => println!("copy takes the number of characters selected"),
+            },
             ["print", n] => match n.parse::<u32>() {
                 Ok(n) => session.request_print(n),
                 Err(_) => println!("print takes a number of pages"),
@@ -111,7 +114,7 @@ fn run() -> Result<(), String> {
         settle(&mut session)?;
         if session.take_copy_ready() {
             println!(
-                "copy allowed: the text of page {} may be copied",
+                "copy allowed and recorded: the selection on page {} may be copied",
                 session.current() + 1
             );
         }

@@ -20,7 +20,7 @@ use tally_core::policy::{Limits, Reason, Rights, TestClock};
 use tally_core::rental::{
     Mode, NoNetwork, OpenInputs, Problem, Session, check_standing, open_rental,
 };
-use tally_core::trail::LicenceId;
+use tally_core::trail::{Body, LicenceId, Trail, Usage};
 use tally_core::vendor::VendorSecret;
 use tally_core::{CardIdentity, PublicKey};
 
@@ -203,11 +203,11 @@ fn start(f: &Fx, limits: Limits) -> Session {
 fn copy_is_allowed_while_the_rental_runs_and_refused_past_not_after() {
     let f = fx();
     let mut s = start(&f, limits());
-    s.request_copy();
+    s.request_copy(12);
     settle(&mut s);
     assert!(s.take_copy_ready(), "copying is allowed before not-after");
     f.clock.advance(time::Duration::days(2));
-    s.request_copy();
+    s.request_copy(12);
     settle(&mut s);
     assert!(!s.take_copy_ready(), "no copy past not-after");
     let n = s.take_notice().unwrap();
@@ -230,7 +230,7 @@ fn copy_after_the_rental_is_used_up_is_refused() {
         "{:?}",
         s.mode()
     );
-    s.request_copy();
+    s.request_copy(12);
     settle(&mut s);
     assert!(!s.take_copy_ready());
     assert_eq!(
@@ -246,7 +246,7 @@ fn copy_without_the_right_is_refused_before_the_meter() {
     let f = fx();
     let mut s = start(&f, l);
     assert!(!s.copy_offered());
-    s.request_copy();
+    s.request_copy(12);
     settle(&mut s);
     assert!(!s.take_copy_ready());
     assert_eq!(
@@ -457,7 +457,7 @@ fn the_example_reader_meters_and_refuses_like_any_viewer_with_no_rules_of_its_ow
         .stdin
         .take()
         .unwrap()
-        .write_all(b"copy\nnext\nnext\nnext\ncopy\nprint 1\nquit\n")
+        .write_all(b"copy 40\nnext\nnext\nnext\ncopy 40\nprint 1\nquit\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -470,7 +470,7 @@ fn the_example_reader_meters_and_refuses_like_any_viewer_with_no_rules_of_its_ow
     for expected in [
         "opened “Sonnets” for Ada Reader",
         "showing page 1 of 12",
-        "copy allowed: the text of page 1 may be copied",
+        "copy allowed and recorded: the selection on page 1 may be copied",
         "showing page 2 of 12",
         "left: Pages left: 1",
         "showing page 3 of 12",
@@ -487,6 +487,221 @@ fn the_example_reader_meters_and_refuses_like_any_viewer_with_no_rules_of_its_ow
         lines.iter().any(|l| l.starts_with("cover only: ")),
         "the fourth page is refused:\n{stdout}"
     );
-    // Open, genesis and three page views, each one card signature.
-    assert!(f.counter() > before + 3);
+    // Open, genesis, a copy and three page views, each one card signature.
+    assert!(f.counter() > before + 4);
+}
+
+/// The `copy` records of the licence in the card's trail, as (characters) in card order.
+fn copy_records(f: &Fx) -> Vec<u32> {
+    let mut trail = Trail::open(f.home.trail_path(&f.identity.serial), &f.identity).unwrap();
+    trail.verify_offline().unwrap();
+    trail
+        .verified_bodies()
+        .filter_map(|(_, b): (u64, Body)| match b.usage {
+            Usage::Copy { chars, .. } => Some(chars),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_copy_is_a_card_signed_record_and_copies_are_refused_once_used_up() {
+    let f = fx();
+    let mut l = limits();
+    l.copies = Some(2);
+    let mut s = start(&f, l);
+    assert!(
+        s.left_lines(now_of(&f))
+            .contains(&"Copies left: 2".to_string())
+    );
+    let before = f.counter();
+    for chars in [12, 30] {
+        s.request_copy(chars);
+        settle(&mut s);
+        assert!(s.take_copy_ready(), "copy of {chars} characters allowed");
+    }
+    assert_eq!(f.counter(), before + 2, "each copy is one card signature");
+    assert!(
+        s.left_lines(now_of(&f))
+            .contains(&"Copies left: 0".to_string())
+    );
+    s.request_copy(5);
+    settle(&mut s);
+    assert!(!s.take_copy_ready(), "the third copy is refused");
+    assert_eq!(
+        s.take_notice().as_deref(),
+        Some("All 2 copies of this rental have been used.")
+    );
+    assert_eq!(f.counter(), before + 2, "a refused copy writes nothing");
+    assert!(matches!(s.mode(), Mode::Reading), "reading goes on");
+    assert_eq!(copy_records(&f), vec![12, 30]);
+}
+
+#[test]
+fn copied_characters_are_counted_and_a_selection_longer_than_what_is_left_is_refused() {
+    let f = fx();
+    let mut l = limits();
+    l.copy_chars = Some(100);
+    let mut s = start(&f, l);
+    s.request_copy(70);
+    settle(&mut s);
+    assert!(s.take_copy_ready());
+    assert!(
+        s.left_lines(now_of(&f))
+            .contains(&"Characters left to copy: 30".to_string())
+    );
+    s.request_copy(31);
+    settle(&mut s);
+    assert!(!s.take_copy_ready());
+    assert_eq!(
+        s.take_notice().as_deref(),
+        Some(
+            "Only 30 of the 100 characters this rental lets you copy are left; the selection has 31."
+        )
+    );
+    s.request_copy(30);
+    settle(&mut s);
+    assert!(s.take_copy_ready(), "exactly what is left may be copied");
+    assert_eq!(copy_records(&f), vec![70, 30]);
+    // The totals carry on into the next opening.
+    drop(s);
+    let standing = check_standing(&f.inputs(
+        f.dir.join("rental.tly"),
+        f.dir.join("rental.tkey"),
+        &[&f.vendor],
+    ))
+    .unwrap();
+    assert_eq!(
+        (standing.tally.copies, standing.tally.copied_chars),
+        (2, 100)
+    );
+}
+
+#[test]
+fn an_empty_selection_is_not_copied_and_not_charged() {
+    let f = fx();
+    let mut s = start(&f, limits());
+    let before = f.counter();
+    s.request_copy(0);
+    settle(&mut s);
+    assert!(!s.take_copy_ready());
+    assert_eq!(
+        s.take_notice().as_deref(),
+        Some("There is no text to copy.")
+    );
+    assert_eq!(f.counter(), before);
+}
+
+fn now_of(f: &Fx) -> time::OffsetDateTime {
+    use tally_core::policy::Clock as _;
+    f.clock.now()
+}
+
+#[test]
+fn a_first_use_period_ends_on_time_and_a_clock_set_back_does_not_extend_it() {
+    let f = fx();
+    let l = Limits {
+        period_after_first_open: Some(48 * 3600),
+        ..Limits::default()
+    };
+    let (p, k) = f.rental(l);
+    let opened = open_rental(&f.inputs(p.clone(), k.clone(), &[&f.vendor])).unwrap();
+    let (mut s, _document) = opened.start(Box::new(|| {})).unwrap();
+    settle(&mut s);
+    assert!(s.page_shown());
+    assert!(
+        s.left_lines(now_of(&f))
+            .contains(&"Reading period left: 2 days 0 h".to_string()),
+        "{:?}",
+        s.left_lines(now_of(&f))
+    );
+    // Reading near the end of the period: a time unit charged 47 hours in.
+    let t = Instant::now();
+    f.clock.advance(time::Duration::hours(47));
+    s.note_input(t + Duration::from_secs(61));
+    s.tick(t + Duration::from_secs(61), true);
+    settle(&mut s);
+    assert_eq!(s.mode(), &Mode::Reading);
+    assert!(
+        s.left_lines(now_of(&f))
+            .contains(&"Reading period left: 60 min".to_string()),
+        "{:?}",
+        s.left_lines(now_of(&f))
+    );
+    // Past the end: the next time unit is refused and the session shows the cover only.
+    f.clock.advance(time::Duration::hours(2));
+    s.note_input(t + Duration::from_secs(200));
+    s.tick(t + Duration::from_secs(200), true);
+    settle(&mut s);
+    match s.mode() {
+        Mode::Limited(r @ Reason::PeriodEnded { .. }) => assert_eq!(
+            r.to_string(),
+            "The 48-hour period that began at your first opening ended at 2027-01-17 08:00:00 UTC."
+        ),
+        m => panic!("{m:?}"),
+    }
+    drop(s);
+    // Opening again later: the cover only.
+    let opened = open_rental(&f.inputs(p.clone(), k.clone(), &[&f.vendor])).unwrap();
+    assert!(matches!(
+        opened.decision.reason(),
+        Some(Reason::PeriodEnded { .. })
+    ));
+    drop(opened);
+    // The clock set back to inside the period: refused, it is behind the last record.
+    f.clock.advance(time::Duration::hours(-48));
+    match open_rental(&f.inputs(p, k, &[&f.vendor])) {
+        Err(Problem::Refused(Reason::ClockSetBack { .. })) => {}
+        Err(e) => panic!("{e:?}"),
+        Ok(o) => panic!("opened with {:?}", o.decision),
+    }
+}
+
+#[test]
+fn a_renewal_carries_the_use_on_and_the_older_keyfile_is_refused_once_it_was_opened() {
+    let f = fx();
+    let v1 = Limits {
+        pages: Some(3),
+        page_block: 3,
+        ..Limits::default()
+    };
+    let p = f.dir.join("renewed.tly");
+    let (document, key) = pack(&f.vendor, "Sonnets", &p);
+    let k1 = f.keyfile(&f.vendor, (document, key.clone()), v1.clone(), "v1.tkey");
+    let opened = open_rental(&f.inputs(p.clone(), k1.clone(), &[&f.vendor])).unwrap();
+    let (mut s, _document) = opened.start(Box::new(|| {})).unwrap();
+    settle(&mut s);
+    for _ in 0..3 {
+        s.next();
+        settle(&mut s);
+    }
+    assert!(matches!(
+        s.mode(),
+        Mode::Limited(Reason::PagesUsedUp { .. })
+    ));
+    drop(s);
+    // The renewal: the same licence (same id), 9 pages in all, version 2.
+    let v2 = Limits {
+        pages: Some(9),
+        licence_version: 2,
+        ..v1
+    };
+    let k2 = f.keyfile(&f.vendor, (document, key), v2, "v2.tkey");
+    let opened = open_rental(&f.inputs(p.clone(), k2, &[&f.vendor])).unwrap();
+    match &opened.decision {
+        // Three of the nine pages were used under version 1.
+        tally_core::policy::Decision::Allowed { remaining } => {
+            assert_eq!(remaining.pages, Some(6))
+        }
+        d => panic!("{d:?}"),
+    }
+    drop(opened);
+    // Version 1 again, on this card: refused.
+    let opened = open_rental(&f.inputs(p, k1, &[&f.vendor])).unwrap();
+    let reason = opened.decision.reason().unwrap().to_string();
+    assert!(
+        reason
+            .starts_with("A newer version of this licence (version 2) has been used on this card"),
+        "{reason}"
+    );
 }

@@ -450,3 +450,49 @@ fn the_reader_checks_the_servers_answer_before_appending_it() {
     .unwrap_err();
     assert!(err.to_string().contains("signature"), "{err}");
 }
+
+#[test]
+fn a_fast_start_reads_copies_renewals_and_the_first_opening_from_the_vouched_records() {
+    let f = Fixture::new(0);
+    for u in [
+        Usage::Open { licence: A },
+        Usage::Copy {
+            licence: A,
+            chars: 40,
+        },
+        Usage::Renewal {
+            licence: A,
+            version: 2,
+        },
+    ] {
+        f.write(&Body::at_unix(u, 1_800_000_000));
+    }
+    let s = server();
+    f.write(&vouch(&s, &f.identity, &f.bytes(), now()).unwrap());
+    f.write(&Body::at_unix(Usage::Open { licence: A }, 1_800_003_600));
+    f.write(&Body::at_unix(
+        Usage::Copy {
+            licence: A,
+            chars: 2,
+        },
+        1_800_003_600,
+    ));
+    let servers = [s.public().fingerprint()];
+    let mut fast = f.open(&[&s]);
+    fast.verify_offline().unwrap();
+    assert!(fast.vouched().is_some(), "the trail fast-started");
+    // Without reading the vouched records, what the validator's totals lack is unknown.
+    let later: Vec<Body> = fast.unvouched_bodies().map(|(_, b)| b).collect();
+    let bare = Tally::resume(A, &servers, fast.vouched(), &later);
+    assert!(bare.history_unknown());
+    assert_eq!(bare.first_open(), None);
+    // What a reader's session counts: read from the vouched records.
+    let t = tally_core::rental::tally_of(&fast, A, &servers);
+    assert!(!t.history_unknown());
+    assert_eq!((t.opens, t.copies, t.copied_chars), (2, 2, 42));
+    assert_eq!(
+        t.first_open().map(|t| t.unix_timestamp()),
+        Some(1_800_000_000)
+    );
+    assert_eq!(t.newest_version, 2);
+}

@@ -51,7 +51,10 @@ pub enum Command {
     /// Say what a Tally file is and whether it verifies.
     Inspect(commands::inspect::InspectArgs),
     /// Issue a customer a keyfile (licence) for a package: what they may use, and how much.
-    Issue(commands::issue::IssueArgs),
+    Issue(Box<commands::issue::IssueArgs>),
+    /// Renew a licence: the same licence with new limits or dates and the next version; the
+    /// use so far counts on, and older versions are refused once the new one is used.
+    Renew(Box<commands::renew::RenewArgs>),
     /// Name the customer a leaked keyfile was issued to.
     Trace(commands::trace::TraceArgs),
     /// Check a customer's trail file and report the use of each licence, for billing.

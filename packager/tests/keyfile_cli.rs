@@ -138,6 +138,18 @@ impl Env {
         self.pack(&args).assert()
     }
 
+    /// Ada's card-signed trail `ada.trail` with a genesis record and `usages`.
+    fn trail(&self, usages: &[Usage]) -> PathBuf {
+        let mut card = self.card("ada");
+        let identity = card.identity().unwrap();
+        let path = self.path("ada.trail");
+        let mut trail = Trail::create(&path, &mut card, &identity).unwrap();
+        for usage in usages {
+            trail.write(&mut card, &Body::now(usage.clone())).unwrap();
+        }
+        path
+    }
+
     fn licence_of(&self, keyfile: &str) -> LicenceId {
         let out = self
             .pack(&["inspect", "--json", self.path(keyfile).to_str().unwrap()])
@@ -301,12 +313,8 @@ fn audit_reports_use_per_licence_from_a_card_signed_trail() {
     env.issue("ada.key", &["--pages", "30", "--minutes", "10"])
         .success();
     let lic = env.licence_of("ada.key");
-    let mut card = env.card("ada");
-    let identity = card.identity().unwrap();
-    let trail_path = env.path("ada.trail");
-    let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
     let other = LicenceId([0x77; 16]);
-    for usage in [
+    let trail_path = env.trail(&[
         Usage::Open { licence: lic },
         Usage::Pages {
             licence: lic,
@@ -333,10 +341,7 @@ fn audit_reports_use_per_licence_from_a_card_signed_trail() {
             licence: lic,
             pages: 0,
         },
-    ] {
-        trail.write(&mut card, &Body::now(usage)).unwrap();
-    }
-    drop(trail);
+    ]);
     let t = trail_path.to_str().unwrap();
     env.pack(&["audit", t, "--customer", "Ada"])
         .assert()
@@ -384,4 +389,111 @@ fn audit_reports_use_per_licence_from_a_card_signed_trail() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("no customer named `Nobody`"));
+}
+
+#[test]
+fn audit_reports_copies_and_copied_characters_in_text_json_and_csv() {
+    let env = Env::new();
+    env.issue("ada.key", &["--copies", "3", "--copy-chars", "500"])
+        .success()
+        .stdout(predicate::str::contains("3 copies, 500 characters to copy"));
+    let lic = env.licence_of("ada.key");
+    let trail_path = env.trail(&[
+        Usage::Open { licence: lic },
+        Usage::Copy {
+            licence: lic,
+            chars: 40,
+        },
+        Usage::Copy {
+            licence: lic,
+            chars: 15,
+        },
+    ]);
+    let t = trail_path.to_str().unwrap();
+    env.pack(&["audit", t, "--customer", "Ada"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "0 pages printed, 2 texts copied (55 characters) (active",
+        ));
+    env.pack(&["audit", t, "--customer", "Ada", "--csv"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "printed_pages,copies,copied_chars,status",
+        ))
+        .stdout(predicate::str::contains(",0,2,55,"));
+    let out = env
+        .pack(&["audit", t, "--customer", "Ada", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["licences"][0]["copies"], 2);
+    assert_eq!(v["licences"][0]["copied_chars"], 55);
+}
+
+#[test]
+fn renew_issues_the_same_licence_with_the_next_version_and_the_new_limits() {
+    let env = Env::new();
+    env.issue("ada.key", &["--pages", "30", "--not-after", "2030-01-31"])
+        .success();
+    let lic = env.licence_of("ada.key");
+    let old = env.path("ada.key");
+    let new = env.path("ada2.key");
+    env.pack(&[
+        "renew",
+        "--keyfile",
+        old.to_str().unwrap(),
+        "--pages",
+        "60",
+        "-o",
+        new.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains(format!(
+        "licence: {lic} (version 2)"
+    )))
+    .stdout(predicate::str::contains("60 pages"));
+    assert_eq!(env.licence_of("ada2.key"), lic, "the same licence");
+    let out = env
+        .pack(&["inspect", "--json", new.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let policy = v["policy"].as_str().unwrap();
+    assert!(policy.contains("\npages 60\n"), "{policy}");
+    assert!(
+        policy.contains("\nnot-after 2030-01-31T23:59:59Z\n"),
+        "kept: {policy}"
+    );
+    assert!(policy.contains("\nlicence-version 2\n"), "{policy}");
+    // Renewing the renewal: version 3, the dates extended.
+    let third = env.path("ada3.key");
+    env.pack(&[
+        "renew",
+        "--keyfile",
+        new.to_str().unwrap(),
+        "--not-after",
+        "2030-06-30",
+        "-o",
+        third.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("(version 3)"));
+    // A keyfile of another vendor is refused.
+    let other = Env::new();
+    other
+        .pack(&[
+            "renew",
+            "--keyfile",
+            old.to_str().unwrap(),
+            "-o",
+            other.path("x.key").to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a keyfile of this vendor"));
 }

@@ -62,6 +62,8 @@ pub struct Reader {
     thumbs: HashMap<usize, TextureHandle>,
     thumbs_requested: HashSet<usize>,
     texts: Vec<Option<Zeroizing<String>>>,
+    /// The page whose text a copy request (waiting for the session's answer) is for.
+    copy_page: Option<usize>,
     /// Zoom mode.
     pub zoom: Zoom,
     /// Sidebar visible.
@@ -118,6 +120,7 @@ impl Reader {
             thumbs: HashMap::new(),
             thumbs_requested: HashSet::new(),
             texts: Vec::new(),
+            copy_page: None,
             zoom: Zoom::FitPage,
             show_sidebar: true,
             tab: SidebarTab::Thumbnails,
@@ -348,21 +351,28 @@ impl Reader {
         self.hits.sort_by_key(|h| h.page);
     }
 
-    /// Asks to copy the current page's text: the session asks the licence's policy, and
-    /// the text goes to the clipboard when it says yes ([`Reader::poll`]).
+    /// Asks to copy the current page's text: the session asks the licence's policy with the
+    /// text's length and records the copy; the text goes to the clipboard only when it says
+    /// yes ([`Reader::poll`]).
     pub fn copy_page_text(&mut self, _ctx: &Context) {
-        self.session.request_copy();
-    }
-
-    /// Puts the current page's text on the clipboard (the copy was allowed just now).
-    fn copy_ready_text(&mut self, ctx: &Context) {
         let cur = self.session.current();
         match self.texts.get(cur) {
             Some(Some(t)) => {
-                ctx.copy_text(t.to_string());
-                self.notice = Some(format!("Copied the text of page {}.", cur + 1));
+                self.copy_page = Some(cur);
+                self.session.request_copy(t.chars().count());
             }
             _ => self.notice = Some("The page's text is still being read; try again.".into()),
+        }
+    }
+
+    /// Puts the text the session allowed (and recorded) on the clipboard.
+    fn copy_ready_text(&mut self, ctx: &Context) {
+        let Some(page) = self.copy_page.take() else {
+            return;
+        };
+        if let Some(Some(t)) = self.texts.get(page) {
+            ctx.copy_text(t.to_string());
+            self.notice = Some(format!("Copied the text of page {}.", page + 1));
         }
     }
 

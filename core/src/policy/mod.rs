@@ -33,9 +33,9 @@ mod tally;
 
 pub use clock::{Clock, FloorClock, SystemClock, TestClock};
 pub use limits::{
-    Band, DEFAULT_IDLE_PAUSE, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_POLICY_BYTES,
-    MAX_THRESHOLD, Measure, POLICY_MAGIC, PolicyError, Rights, Rule, TimeWeights, parse_date_limit,
-    parse_rule,
+    Band, DEFAULT_IDLE_PAUSE, DEFAULT_PAGE_BLOCK, DEFAULT_TIME_UNIT, Limits, MAX_LICENCE_VERSION,
+    MAX_PERIOD, MAX_POLICY_BYTES, MAX_THRESHOLD, MIN_PERIOD, Measure, POLICY_MAGIC, PolicyError,
+    Rights, Rule, TimeWeights, format_period, parse_date_limit, parse_period, parse_rule,
 };
 pub use tally::{Tally, WRITTEN_OFF};
 
@@ -102,6 +102,49 @@ pub enum Reason {
     },
     /// The licence does not include the copy right.
     CopyNotAllowed,
+    /// Every copy operation of the `copies` threshold is used.
+    CopiesUsedUp {
+        /// The threshold.
+        limit: u64,
+    },
+    /// Fewer characters left under `copy-chars` than the selection holds.
+    CopyCharsUsedUp {
+        /// The threshold.
+        limit: u64,
+        /// Characters still copyable.
+        left: u64,
+        /// Characters asked for.
+        asked: u64,
+    },
+    /// The licence bounds copying, but the copies made before the trail's archived part are
+    /// not known (a validator's totals do not carry them): copying fails closed.
+    CopyHistoryUnknown,
+    /// A newer version of this licence (`tally-pack renew`) has been opened on this card:
+    /// the older keyfile is refused there.
+    Superseded {
+        /// The newest version used on this card.
+        newest: u32,
+        /// This keyfile's version.
+        this: u32,
+    },
+    /// The first-use period is over (`period-after-first-open`).
+    PeriodEnded {
+        /// The period's length in seconds.
+        period: u64,
+        /// When it began: the time of the licence's first `open` record.
+        started: OffsetDateTime,
+        /// When it ended.
+        ended: OffsetDateTime,
+    },
+    /// The licence was not opened by its `start-by` date.
+    NotStartedInTime {
+        /// The latest first opening.
+        start_by: OffsetDateTime,
+    },
+    /// The licence has a first-use period and has been opened, but the time of its first
+    /// opening is in the archived part of the trail, which a validator's totals do not
+    /// carry: the period counts as over (fail closed).
+    PeriodStartUnknown,
     /// The trail was restored from a backup and the records lost since were charged to
     /// this licence in full by the validation server's recovery record (\[0062\]).
     WrittenOff,
@@ -177,8 +220,66 @@ impl fmt::Display for Reason {
                 "Only {left} of the {limit} printable pages of this rental are left."
             ),
             Reason::CopyNotAllowed => f.write_str("This rental does not allow copying text."),
+            Reason::CopiesUsedUp { limit: 1 } => {
+                f.write_str("The one copy this rental allows has been used.")
+            }
+            Reason::CopiesUsedUp { limit } => {
+                write!(f, "All {limit} copies of this rental have been used.")
+            }
+            Reason::CopyCharsUsedUp { limit, left, asked } => write!(
+                f,
+                "Only {left} of the {limit} characters this rental lets you copy are left; the selection has {asked}."
+            ),
+            Reason::CopyHistoryUnknown => f.write_str(
+                "Copying is not available: this rental limits copying, and the copies made before your reading record was archived cannot be counted here.",
+            ),
+            Reason::PeriodEnded {
+                period, ended, ..
+            } => write!(
+                f,
+                "The {} period that began at your first opening ended at {}.",
+                period_words(*period),
+                human(*ended)
+            ),
+            Reason::Superseded { newest, this } => write!(
+                f,
+                "A newer version of this licence (version {newest}) has been used on this card; this keyfile is version {this}. Open the document with the newer keyfile."
+            ),
+            Reason::NotStartedInTime { start_by } => write!(
+                f,
+                "This rental had to be opened for the first time by {}.",
+                human(*start_by)
+            ),
+            Reason::PeriodStartUnknown => f.write_str(
+                "This rental's reading period counts as over: the time of your first opening is in the archived part of your reading record, which cannot be read here.",
+            ),
         }
     }
+}
+
+/// A period's length and unit in words: (48, "hour"), (7, "day"), (90, "minute").
+fn period_unit(seconds: u64) -> (u64, &'static str) {
+    if seconds.is_multiple_of(86_400) && seconds >= 3 * 86_400 {
+        (seconds / 86_400, "day")
+    } else if seconds.is_multiple_of(3_600) {
+        (seconds / 3_600, "hour")
+    } else if seconds.is_multiple_of(60) {
+        (seconds / 60, "minute")
+    } else {
+        (seconds, "second")
+    }
+}
+
+/// A period in words, as an adjective: "48-hour", "7-day", "90-minute".
+fn period_words(seconds: u64) -> String {
+    let (n, unit) = period_unit(seconds);
+    format!("{n}-{unit}")
+}
+
+/// A period in words, as a noun phrase for a reader: "48 hours", "7 days", "1 minute".
+pub fn describe_period(seconds: u64) -> String {
+    let (n, unit) = period_unit(seconds);
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 impl Reason {
@@ -203,6 +304,15 @@ pub struct Remaining {
     pub prints: Option<u64>,
     /// The last allowed instant.
     pub until: Option<OffsetDateTime>,
+    /// Copy operations left under `copies` (`None` without that threshold, or without the
+    /// copy right, which [`Limits::rights`] says).
+    pub copies: Option<u64>,
+    /// Characters left to copy under `copy-chars` (`None` likewise).
+    pub copy_chars: Option<u64>,
+    /// When the first-use period ends (`period-after-first-open`), once it has begun.
+    pub period_ends: Option<OffsetDateTime>,
+    /// The first-use period's length in seconds, while it has not begun.
+    pub period_unstarted: Option<u64>,
 }
 
 impl fmt::Display for Remaining {
@@ -222,6 +332,9 @@ impl fmt::Display for Remaining {
         }
         if let Some(t) = self.until {
             parts.push(format!("until {}", human(t)));
+        }
+        if let Some(t) = self.period_ends {
+            parts.push(format!("period until {}", human(t)));
         }
         if parts.is_empty() {
             f.write_str("unlimited")
@@ -417,20 +530,83 @@ impl Ctx<'_> {
         } else {
             Some(0)
         };
+        let l = self.limits;
+        let (copies, copy_chars) = if l.rights.copy {
+            (
+                l.copies.map(|c| c.saturating_sub(self.tally.copies)),
+                l.copy_chars
+                    .map(|c| c.saturating_sub(self.tally.copied_chars)),
+            )
+        } else {
+            (None, None)
+        };
+        let period_ends = l
+            .period_after_first_open
+            .zip(self.tally.first_open())
+            .map(|(p, start)| period_end(start, p));
         Remaining {
             pages: self.headroom(rule, Measure::Pages),
             seconds: self.headroom(rule, Measure::Minutes),
             opens: self.headroom(rule, Measure::Opens),
             units: self.headroom(rule, Measure::Units),
             prints,
-            until: self.limits.not_after,
+            until: l.not_after,
+            copies,
+            copy_chars,
+            period_ends,
+            period_unstarted: l.period_after_first_open.filter(|_| self.tally.opens == 0),
         }
     }
 }
 
 /// True when the licence's answers depend on the wall clock.
 fn depends_on_clock(limits: &Limits) -> bool {
-    limits.not_before.is_some() || limits.not_after.is_some() || !limits.weights.is_flat()
+    limits.not_before.is_some()
+        || limits.not_after.is_some()
+        || limits.period_after_first_open.is_some()
+        || !limits.weights.is_flat()
+}
+
+/// The end of a first-use period of `seconds` that began at `start`.
+fn period_end(start: OffsetDateTime, seconds: u64) -> OffsetDateTime {
+    start.saturating_add(Duration::seconds(
+        i64::try_from(seconds).unwrap_or(i64::MAX),
+    ))
+}
+
+/// The first-use period (`period-after-first-open`, `start-by`) at the trusted `now`: it
+/// begins at the licence's first `open` record — the first in the card's order, at the time
+/// that record carries — and ends `period` later. `now` is never earlier than the newest
+/// record ([`trusted_now`]), so setting the clock back cannot bring the period back (T20).
+fn check_period(limits: &Limits, tally: &Tally, now: OffsetDateTime) -> Result<(), Reason> {
+    let Some(period) = limits.period_after_first_open else {
+        return Ok(());
+    };
+    if tally.history_unknown() {
+        // Opened, but when is not known (the first opening is in an archived part of the
+        // trail): the start must never move later than it was, so the period counts as over.
+        return Err(Reason::PeriodStartUnknown);
+    }
+    match tally.first_open() {
+        Some(started) => {
+            let ended = period_end(started, period);
+            if now > ended {
+                return Err(Reason::PeriodEnded {
+                    period,
+                    started,
+                    ended,
+                });
+            }
+        }
+        None => {
+            if let Some(start_by) = limits.start_by
+                && now > start_by
+            {
+                return Err(Reason::NotStartedInTime { start_by });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The time the policy trusts: the clock, refused when it lags the newest record by more
@@ -466,6 +642,12 @@ fn check_dates(
             _ => Reason::WrittenOff,
         });
     }
+    if tally.newest_version > limits.licence_version {
+        return Err(Reason::Superseded {
+            newest: tally.newest_version,
+            this: limits.licence_version,
+        });
+    }
     if let Some(nb) = limits.not_before
         && now < nb
     {
@@ -476,6 +658,7 @@ fn check_dates(
     {
         return Err(Reason::Expired { not_after: na });
     }
+    check_period(limits, tally, now)?;
     Ok(now)
 }
 
@@ -567,13 +750,40 @@ pub fn print_allowed(
     Ok(())
 }
 
-/// May text be copied now? Needs the copy right and a rental that still allows reading.
-pub fn copy_allowed(limits: &Limits, tally: &Tally, clock: &dyn Clock) -> Result<(), Reason> {
+/// May a selection of `chars` characters be copied now? Needs the copy right, a rental
+/// that still allows reading, a copy left under `copies` and `chars` characters left under
+/// `copy-chars`. When the licence bounds copying but the copies in an archived part of the
+/// trail are unknown, copying is refused (fail closed).
+pub fn copy_allowed(
+    limits: &Limits,
+    tally: &Tally,
+    clock: &dyn Clock,
+    chars: u64,
+) -> Result<(), Reason> {
     if !limits.rights.copy {
         return Err(Reason::CopyNotAllowed);
     }
     check_dates(limits, tally, clock)?;
-    Ctx::new(limits, tally, Phase::Reading).holds(&limits.combined_rule())
+    Ctx::new(limits, tally, Phase::Reading).holds(&limits.combined_rule())?;
+    if (limits.copies.is_some() || limits.copy_chars.is_some()) && tally.history_unknown() {
+        return Err(Reason::CopyHistoryUnknown);
+    }
+    if let Some(max) = limits.copies
+        && tally.copies >= max
+    {
+        return Err(Reason::CopiesUsedUp { limit: max });
+    }
+    if let Some(max) = limits.copy_chars {
+        let left = max.saturating_sub(tally.copied_chars);
+        if chars > left {
+            return Err(Reason::CopyCharsUsedUp {
+                limit: max,
+                left,
+                asked: chars,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

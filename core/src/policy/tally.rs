@@ -44,6 +44,19 @@ pub struct Tally {
     pub time_records: u64,
     /// Pages printed.
     pub printed: u64,
+    /// Copy operations (`copy` records).
+    pub copies: u64,
+    /// Characters copied (the sum of `copy` records' `chars`).
+    pub copied_chars: u64,
+    /// The newest licence version opened on this card (`renewal` records; 1 without any):
+    /// an older keyfile of the licence is refused.
+    pub newest_version: u32,
+    /// Time of the licence's first `open` record in card order (see [`Tally::first_open`]).
+    first_open: Option<OffsetDateTime>,
+    /// A fast start's validator names use of this licence in records not read one by one
+    /// (\[0094\]): its totals carry neither copies nor the first opening's time, so those
+    /// stay unknown until [`Tally::replay_vouched`] reads the vouched-for records.
+    history_unknown: bool,
     /// Time records by the UTC minute of day they were charged in: enough to weigh them
     /// with any [`TimeWeights`] (\[0103\]) without keeping every record.
     time_by_minute: Box<[u64; MINUTES_PER_DAY]>,
@@ -77,6 +90,9 @@ impl std::fmt::Debug for Tally {
             .field("seconds", &self.seconds)
             .field("time_records", &self.time_records)
             .field("printed", &self.printed)
+            .field("copies", &self.copies)
+            .field("copied_chars", &self.copied_chars)
+            .field("first_open", &self.first_open)
             .field("newest_any", &self.newest_any)
             .finish_non_exhaustive()
     }
@@ -93,6 +109,11 @@ impl Tally {
             seconds: 0,
             time_records: 0,
             printed: 0,
+            copies: 0,
+            copied_chars: 0,
+            first_open: None,
+            newest_version: 1,
+            history_unknown: false,
             time_by_minute: Box::new([0; MINUTES_PER_DAY]),
             vouched_time_records: 0,
             written_off: false,
@@ -191,6 +212,8 @@ impl Tally {
             t.printed = u64::from(v.prints);
             t.time_records = u64::from(v.times);
             t.vouched_time_records = u64::from(v.times);
+            // Copies and the first opening's time are not among a validator's totals.
+            t.history_unknown = [v.opens, v.pages, v.seconds, v.prints, v.times] != [0; 5];
             if v.is_written_off() {
                 t.write_off();
             }
@@ -205,6 +228,57 @@ impl Tally {
         }
         t.settle();
         t
+    }
+
+    /// Reads what a validator's totals do not carry — copies and the time of the first
+    /// opening — from the records it vouched for (`prefix`: the bodies of the trail's
+    /// vouched-for records from its genesis record on, in trail order; they are
+    /// authenticated by the validator's chain hash). Call it after [`Tally::resume`], and
+    /// only with a prefix that starts at the trail's genesis: after an archive, the copies
+    /// and the first opening stay unknown ([`Tally::history_unknown`]).
+    pub fn replay_vouched<'a>(&mut self, prefix: impl IntoIterator<Item = &'a Body>) {
+        if !self.history_unknown {
+            return;
+        }
+        let mut first_open = None;
+        for b in prefix {
+            if b.usage.licence() != Some(self.licence) {
+                continue;
+            }
+            match &b.usage {
+                Usage::Open { .. } if first_open.is_none() => first_open = Some(b.at),
+                Usage::Copy { chars, .. } => self.count_copy(*chars),
+                Usage::Renewal { version, .. } => {
+                    self.newest_version = self.newest_version.max(*version)
+                }
+                _ => {}
+            }
+        }
+        // The first opening in card order: one in the prefix comes before any later one.
+        if first_open.is_some() {
+            self.first_open = first_open;
+        }
+        self.history_unknown = false;
+    }
+
+    /// True when a fast start's validator names use of this licence that was not read
+    /// record by record ([`Tally::replay_vouched`] not called, or the records archived):
+    /// the copies and the time of the first opening are then unknown, and a policy that
+    /// needs them fails closed.
+    pub fn history_unknown(&self) -> bool {
+        self.history_unknown
+    }
+
+    /// The time of this licence's first `open` record — the first in the card's order, at
+    /// the time it carries — or `None` when it never opened or that time is unknown
+    /// ([`Tally::history_unknown`]). A first-use period starts here.
+    pub fn first_open(&self) -> Option<OffsetDateTime> {
+        self.first_open.filter(|_| !self.history_unknown)
+    }
+
+    fn count_copy(&mut self, chars: u32) {
+        self.copies = self.copies.saturating_add(1);
+        self.copied_chars = self.copied_chars.saturating_add(u64::from(chars));
     }
 
     /// The licence these totals belong to.
@@ -231,7 +305,14 @@ impl Tally {
             self.newest_own = Some(at);
         }
         match &body.usage {
-            Usage::Open { .. } => self.opens = self.opens.saturating_add(1),
+            Usage::Open { .. } => {
+                self.opens = self.opens.saturating_add(1);
+                self.first_open.get_or_insert(at);
+            }
+            Usage::Copy { chars, .. } => self.count_copy(*chars),
+            Usage::Renewal { version, .. } => {
+                self.newest_version = self.newest_version.max(*version)
+            }
             Usage::Pages { count, .. } => {
                 self.page_records = self.page_records.saturating_add(1);
                 self.page_views = self.page_views.saturating_add(u64::from(*count));
@@ -270,6 +351,8 @@ impl Tally {
         self.page_views = self.page_views.max(w);
         self.seconds = self.seconds.max(w);
         self.printed = self.printed.max(w);
+        self.copies = self.copies.max(w);
+        self.copied_chars = self.copied_chars.max(w);
         self.time_records = self.time_records.max(w);
         self.vouched_time_records = self.vouched_time_records.max(w);
     }

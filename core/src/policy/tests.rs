@@ -448,12 +448,12 @@ fn copying_needs_the_right() {
     let c = clock(T0);
     let t = Tally::new(LIC);
     assert_eq!(
-        copy_allowed(&limits("allow print\n"), &t, &c),
+        copy_allowed(&limits("allow print\n"), &t, &c, 10),
         Err(Reason::CopyNotAllowed)
     );
-    assert_eq!(copy_allowed(&limits("allow copy\n"), &t, &c), Ok(()));
+    assert_eq!(copy_allowed(&limits("allow copy\n"), &t, &c, 10), Ok(()));
     assert_eq!(
-        copy_allowed(&limits("allow copy\nnot-after 2026-01-01\n"), &t, &c),
+        copy_allowed(&limits("allow copy\nnot-after 2026-01-01\n"), &t, &c, 10),
         Err(Reason::Expired {
             not_after: datetime!(2026-01-01 23:59:59 UTC)
         })
@@ -565,4 +565,311 @@ fn time_is_still_charged_while_the_last_prepaid_pages_are_read() {
         time_charge(&l, &t, &c),
         Err(Reason::TimeUsedUp { .. })
     ));
+}
+
+fn copy(chars: u32) -> Usage {
+    Usage::Copy {
+        licence: LIC,
+        chars,
+    }
+}
+
+#[test]
+fn copies_count_copy_records_and_are_refused_once_used_up() {
+    let l = limits("allow copy\ncopies 2\n");
+    let c = clock(T0);
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    for _ in 0..2 {
+        assert_eq!(copy_allowed(&l, &t, &c, 10), Ok(()));
+        record(&mut t, copy(10), T0);
+    }
+    // Another licence's copies are not this one's.
+    t.add(&Body {
+        at: T0,
+        usage: Usage::Copy {
+            licence: OTHER,
+            chars: 5,
+        },
+    });
+    assert_eq!((t.copies, t.copied_chars), (2, 20));
+    assert_eq!(
+        copy_allowed(&l, &t, &c, 1),
+        Err(Reason::CopiesUsedUp { limit: 2 })
+    );
+    assert_eq!(
+        Reason::CopiesUsedUp { limit: 2 }.to_string(),
+        "All 2 copies of this rental have been used."
+    );
+    // Copying used up never stops reading.
+    assert!(evaluate_reading(&l, &t, &c).is_allowed());
+}
+
+#[test]
+fn copy_chars_refuse_a_selection_longer_than_what_is_left() {
+    let l = limits("allow copy\ncopy-chars 100\n");
+    let c = clock(T0);
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    record(&mut t, copy(70), T0);
+    assert_eq!(
+        copy_allowed(&l, &t, &c, 31),
+        Err(Reason::CopyCharsUsedUp {
+            limit: 100,
+            left: 30,
+            asked: 31
+        })
+    );
+    assert_eq!(copy_allowed(&l, &t, &c, 30), Ok(()));
+    match evaluate_reading(&l, &t, &c) {
+        Decision::Allowed { remaining } => assert_eq!(remaining.copy_chars, Some(30)),
+        d => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn copy_limits_need_the_copy_right_and_round_trip_canonically() {
+    for text in ["copies 3\n", "copy-chars 10\n"] {
+        let err = Limits::parse(format!("tally-policy/1\n{text}").as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("copying is not allowed"), "{err}");
+    }
+    let l = limits("copy-chars 500\ncopies 3\nallow copy\n");
+    assert_eq!(
+        l.to_text(),
+        "tally-policy/1\ncopies 3\ncopy-chars 500\nallow copy\npage-block 10\ntime-unit 60\n"
+    );
+    assert_eq!(Limits::parse_canonical(l.to_text().as_bytes()), Ok(l));
+}
+
+#[test]
+fn a_lost_licence_has_no_copies_left() {
+    let l = limits("allow copy\ncopies 3\n");
+    let mut t = Tally::new(LIC);
+    t.write_off();
+    assert!(copy_allowed(&l, &t, &clock(T0), 1).is_err());
+}
+
+#[test]
+fn a_first_use_period_ends_its_length_after_the_first_open_record() {
+    let l = limits("period-after-first-open 48h\n");
+    let mut t = Tally::new(LIC);
+    // Before the first opening the period has not begun, whatever the date.
+    assert!(evaluate(&l, &t, &clock(T0 + Duration::days(400))).is_allowed());
+    record(&mut t, open(), T0);
+    // A later opening does not restart it: the first in card order counts.
+    record(&mut t, open(), T0 + Duration::hours(10));
+    let end = T0 + Duration::hours(48);
+    match evaluate(&l, &t, &clock(end)) {
+        Decision::Allowed { remaining } => assert_eq!(remaining.period_ends, Some(end)),
+        d => panic!("{d:?}"),
+    }
+    let d = evaluate(&l, &t, &clock(end + Duration::seconds(1)));
+    assert_eq!(
+        d,
+        Decision::Limited {
+            reason: Reason::PeriodEnded {
+                period: 48 * 3600,
+                started: T0,
+                ended: end
+            }
+        }
+    );
+    assert_eq!(
+        d.reason().unwrap().to_string(),
+        "The 48-hour period that began at your first opening ended at 2026-11-27 12:00:00 UTC."
+    );
+    assert!(page_charge(&l, &t, &clock(end + Duration::seconds(1))).is_err());
+    assert!(time_charge(&l, &t, &clock(end + Duration::seconds(1))).is_err());
+}
+
+#[test]
+fn a_clock_set_back_does_not_extend_a_first_use_period() {
+    let l = limits("period-after-first-open 48h\n");
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    record(&mut t, time(60), T0 + Duration::hours(47));
+    let late = T0 + Duration::hours(49);
+    assert!(matches!(
+        evaluate(&l, &t, &clock(late)),
+        Decision::Limited {
+            reason: Reason::PeriodEnded { .. }
+        }
+    ));
+    // What an opening at that time writes (the nonce of ValidateTrail) carries its time.
+    t.add(&Body {
+        at: late,
+        usage: Usage::Nonce { value: "n".into() },
+    });
+    for back in [T0 + Duration::hours(1), T0 + Duration::hours(47)] {
+        assert!(
+            matches!(
+                evaluate(&l, &t, &clock(back)),
+                Decision::Denied {
+                    reason: Reason::ClockSetBack { .. }
+                }
+            ),
+            "clock set back to {back}"
+        );
+    }
+}
+
+#[test]
+fn start_by_is_the_latest_first_opening() {
+    let l = limits("period-after-first-open 7d\nstart-by 2026-11-30\n");
+    let mut t = Tally::new(LIC);
+    let by = datetime!(2026-11-30 23:59:59 UTC);
+    assert!(evaluate(&l, &t, &clock(by)).is_allowed());
+    let d = evaluate(&l, &t, &clock(by + Duration::seconds(1)));
+    assert_eq!(d.reason(), Some(&Reason::NotStartedInTime { start_by: by }));
+    assert_eq!(
+        d.reason().unwrap().to_string(),
+        "This rental had to be opened for the first time by 2026-11-30 23:59:59 UTC."
+    );
+    // Opened in time: the period runs its 7 days past start-by.
+    record(&mut t, open(), by);
+    assert!(evaluate_reading(&l, &t, &clock(by + Duration::days(6))).is_allowed());
+    assert!(!evaluate_reading(&l, &t, &clock(by + Duration::days(8))).is_allowed());
+}
+
+#[test]
+fn periods_parse_in_days_hours_minutes_or_seconds_and_have_one_canonical_spelling() {
+    for (text, seconds, canonical) in [
+        ("48h", 172_800, "2d"),
+        ("2d", 172_800, "2d"),
+        ("90m", 5_400, "90m"),
+        ("7d", 604_800, "7d"),
+        ("3601s", 3_601, "3601s"),
+    ] {
+        let l = limits(&format!("period-after-first-open {text}\n"));
+        assert_eq!(l.period_after_first_open, Some(seconds), "{text}");
+        assert!(
+            l.to_text()
+                .contains(&format!("\nperiod-after-first-open {canonical}\n")),
+            "{text}"
+        );
+        assert_eq!(Limits::parse_canonical(l.to_text().as_bytes()), Ok(l));
+    }
+    for (text, want) in [
+        ("period-after-first-open 48\n", "not a period"),
+        ("period-after-first-open 48x\n", "not a period"),
+        ("period-after-first-open 048h\n", "not a period"),
+        ("period-after-first-open 59s\n", "outside"),
+        ("period-after-first-open 3651d\n", "outside"),
+        (
+            "start-by 2026-12-01\n",
+            "start-by needs period-after-first-open",
+        ),
+    ] {
+        let err = Limits::parse(format!("tally-policy/1\n{text}").as_bytes()).unwrap_err();
+        assert!(err.to_string().contains(want), "{text}: {err}");
+    }
+}
+
+/// A fast start's totals for LIC: one opening, nothing else.
+fn vouched_one_open() -> crate::trail::validator::Vouched {
+    crate::trail::validator::Vouched {
+        index: 2,
+        counter: 2,
+        upto: 1,
+        prefix: 2,
+        server_key: [0; 32],
+        totals: vec![crate::trail::body::LicenceTotals {
+            licence: LIC,
+            opens: 1,
+            pages: 0,
+            seconds: 0,
+            prints: 0,
+            times: 0,
+        }],
+        recoveries: Vec::new(),
+    }
+}
+
+#[test]
+fn after_a_fast_start_the_first_opening_comes_from_the_vouched_records_or_the_period_fails_closed()
+{
+    let l = limits("period-after-first-open 48h\nallow copy\ncopies 5\n");
+    let v = vouched_one_open();
+    let later = [Body {
+        at: T0 + Duration::hours(30),
+        usage: open(),
+    }];
+    let c = clock(T0 + Duration::hours(40));
+    // The vouched records are gone (archived): when the period began is not known, and a
+    // later opening must not move its start later.
+    let t = Tally::resume(LIC, &[], Some(&v), &later);
+    assert!(t.history_unknown());
+    assert_eq!(t.first_open(), None);
+    assert_eq!(
+        evaluate(&l, &t, &c).reason(),
+        Some(&Reason::PeriodStartUnknown)
+    );
+    assert_eq!(copy_allowed(&l, &t, &c, 1), Err(Reason::PeriodStartUnknown));
+    // The vouched records read back: the period began at the first of them.
+    let mut t = Tally::resume(LIC, &[], Some(&v), &later);
+    let prefix = [
+        Body {
+            at: T0 - Duration::hours(1),
+            usage: Usage::Genesis,
+        },
+        Body {
+            at: T0,
+            usage: open(),
+        },
+    ];
+    t.replay_vouched(&prefix);
+    assert_eq!(t.first_open(), Some(T0));
+    assert!(evaluate(&l, &t, &c).is_allowed());
+    assert!(!evaluate(&l, &t, &clock(T0 + Duration::hours(49))).is_allowed());
+}
+
+#[test]
+fn an_older_licence_version_is_refused_once_a_newer_one_was_opened_on_the_card() {
+    let v1 = Limits::default();
+    let v2 = limits("licence-version 2\n");
+    let mut t = Tally::new(LIC);
+    record(&mut t, open(), T0);
+    assert!(evaluate(&v1, &t, &clock(T0)).is_allowed());
+    record(
+        &mut t,
+        Usage::Renewal {
+            licence: LIC,
+            version: 2,
+        },
+        T0,
+    );
+    record(&mut t, open(), T0);
+    assert_eq!(t.newest_version, 2);
+    assert!(evaluate(&v2, &t, &clock(T0)).is_allowed());
+    assert_eq!(t.opens, 2, "the use so far carries on into the renewal");
+    let d = evaluate(&v1, &t, &clock(T0));
+    assert_eq!(d.reason(), Some(&Reason::Superseded { newest: 2, this: 1 }));
+    assert!(
+        d.reason()
+            .unwrap()
+            .to_string()
+            .starts_with("A newer version of this licence (version 2) has been used on this card")
+    );
+    // Another licence's renewal is not this one's.
+    let mut other = Tally::new(OTHER);
+    other.add(&Body {
+        at: T0,
+        usage: Usage::Renewal {
+            licence: LIC,
+            version: 9,
+        },
+    });
+    assert!(evaluate(&v1, &other, &clock(T0)).is_allowed());
+}
+
+#[test]
+fn the_licence_version_is_written_only_for_a_renewal() {
+    assert!(!Limits::default().to_text().contains("licence-version"));
+    let l = limits("licence-version 3\n");
+    assert_eq!(l.licence_version, 3);
+    assert!(l.to_text().contains("\nlicence-version 3\n"));
+    assert_eq!(Limits::parse_canonical(l.to_text().as_bytes()), Ok(l));
+    for bad in ["licence-version 0\n", "licence-version 1000001\n"] {
+        assert!(Limits::parse(format!("tally-policy/1\n{bad}").as_bytes()).is_err());
+    }
 }

@@ -26,9 +26,13 @@ pub enum Charge {
         /// How many.
         pages: u32,
     },
-    /// Text about to be copied: checked against the copy right and the rental's dates and
-    /// thresholds (`policy::copy_allowed`); no record is written for it.
-    Copy,
+    /// Text about to be copied: checked against the copy right, the rental's dates and
+    /// thresholds and its `copies` / `copy-chars` (`policy::copy_allowed`), then recorded
+    /// as a `copy` record before the text may go to the clipboard.
+    Copy {
+        /// Characters in the selection.
+        chars: u32,
+    },
 }
 
 /// What a charge bought, as recorded.
@@ -51,16 +55,18 @@ pub enum Charged {
         /// Pages.
         pages: u32,
     },
-    /// Copying allowed now.
-    Copy,
+    /// Copying allowed and recorded.
+    Copy {
+        /// Characters.
+        chars: u32,
+    },
 }
 
 /// Records usage on the card-signed trail and applies the licence's policy.
 ///
 /// Implementations re-validate the trail (incrementally) before each charge and refuse
 /// with a [`Problem`] when the trail, the card or the policy says no. A meter never
-/// pretends: a charge that returns `Ok` is a record on the trail (a copy, which is only
-/// checked, excepted).
+/// pretends: a charge that returns `Ok` is a record on the trail.
 pub trait Meter: Send {
     /// Records one charge, returns what it bought and the policy's view afterwards.
     fn charge(&mut self, charge: Charge) -> Result<(Charged, Decision), Problem>;
@@ -99,9 +105,27 @@ pub fn card_problem(e: CardError) -> Problem {
 /// The totals of `licence` in a verified trail: a fast start's validator totals, if the
 /// trail started from one (\[0094\]), plus every verified record after it; lost records
 /// accounted for only by the recovery records of `servers` (the licence's own, T30).
-pub(crate) fn tally_of(trail: &Trail, licence: LicenceId, servers: &[Hash]) -> Tally {
+///
+/// A validator's totals carry neither copies nor the time of the first opening
+/// ([`Tally::history_unknown`]). When the validator names use of this licence, the records
+/// it vouched for are read for them — they are still in the file, from the genesis record
+/// on, authenticated by its chain hash — unless the trail was archived, in which case they
+/// stay unknown and a policy that needs them fails closed.
+pub fn tally_of(trail: &Trail, licence: LicenceId, servers: &[Hash]) -> Tally {
     let later: Vec<Body> = trail.unvouched_bodies().map(|(_, b)| b).collect();
-    Tally::resume(licence, servers, trail.vouched(), &later)
+    let mut t = Tally::resume(licence, servers, trail.vouched(), &later);
+    if t.history_unknown()
+        && let Some(v) = trail.vouched()
+    {
+        let prefix: Vec<Body> = trail.records()[..v.prefix.min(trail.records().len())]
+            .iter()
+            .filter_map(|r| Body::parse(&r.body).ok())
+            .collect();
+        if prefix.first().is_some_and(|b| b.usage == Usage::Genesis) {
+            t.replay_vouched(&prefix);
+        }
+    }
+    t
 }
 
 /// The fingerprints of `keys`, as recovery and validator records name their server.
@@ -262,6 +286,15 @@ impl Meter for CardMeter {
                         return Err(Problem::Refused(reason));
                     }
                 }
+                // A renewed keyfile opened here for the first time: recorded, so that older
+                // versions of the licence are refused on this card from now on.
+                let version = self.limits.licence_version;
+                if version > self.tally.newest_version {
+                    self.write(Usage::Renewal {
+                        licence: lic,
+                        version,
+                    })?;
+                }
                 self.write(Usage::Open { licence: lic })?;
                 Charged::Open
             }
@@ -284,9 +317,14 @@ impl Meter for CardMeter {
                 })?;
                 Charged::Time { seconds }
             }
-            Charge::Copy => {
-                policy::copy_allowed(&self.limits, &self.tally, clock).map_err(Problem::Refused)?;
-                return Ok((Charged::Copy, self.standing()?));
+            Charge::Copy { chars } => {
+                policy::copy_allowed(&self.limits, &self.tally, clock, u64::from(chars))
+                    .map_err(Problem::Refused)?;
+                self.write(Usage::Copy {
+                    licence: lic,
+                    chars,
+                })?;
+                Charged::Copy { chars }
             }
             Charge::Print { pages } => {
                 policy::print_allowed(&self.limits, &self.tally, clock, pages)

@@ -36,7 +36,7 @@ mod open;
 mod problem;
 mod session;
 
-pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, trail_problem};
+pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, tally_of, trail_problem};
 pub use online::{
     NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, standing_after_round, validate_online,
 };
@@ -90,8 +90,30 @@ pub fn left_lines(rem: &Remaining, can_print: bool, now: OffsetDateTime) -> Vec<
             format!("Ends today at {:02}:{:02} UTC", utc.hour(), utc.minute())
         });
     }
+    if let Some(end) = rem.period_ends {
+        let m = (end - now).whole_minutes().max(0);
+        parts.push(if m >= 48 * 60 {
+            format!("Reading period left: {} days {} h", m / 1440, m % 1440 / 60)
+        } else if m >= 120 {
+            format!("Reading period left: {} h {} min", m / 60, m % 60)
+        } else {
+            format!("Reading period left: {m} min")
+        });
+    }
+    if let Some(p) = rem.period_unstarted {
+        parts.push(format!(
+            "Reading period: {} from the first opening",
+            crate::policy::describe_period(p)
+        ));
+    }
     if let Some(p) = rem.prints.filter(|_| can_print) {
         parts.push(format!("Prints left: {p}"));
+    }
+    if let Some(c) = rem.copies {
+        parts.push(format!("Copies left: {c}"));
+    }
+    if let Some(c) = rem.copy_chars {
+        parts.push(format!("Characters left to copy: {c}"));
     }
     if parts.is_empty() {
         parts.push("No limits".into());

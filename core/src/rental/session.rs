@@ -420,9 +420,10 @@ impl Session {
         self.info.rights.copy && matches!(self.mode, Mode::Reading)
     }
 
-    /// Asks to copy text; [`Session::take_copy_ready`] says when it is allowed, and a
-    /// refusal comes as a notice.
-    pub fn request_copy(&mut self) {
+    /// Asks to copy a selection of `chars` characters (what the UI would put on the
+    /// clipboard); [`Session::take_copy_ready`] says when it is allowed and recorded, and a
+    /// refusal comes as a notice. The UI copies the text only after that yes.
+    pub fn request_copy(&mut self, chars: usize) {
         if !matches!(self.mode, Mode::Reading) {
             self.notice = Some("Copying is not available now.".into());
             return;
@@ -431,9 +432,14 @@ impl Session {
             self.notice = Some(Reason::CopyNotAllowed.to_string());
             return;
         }
+        if chars == 0 {
+            self.notice = Some("There is no text to copy.".into());
+            return;
+        }
         if !self.copy_pending {
             self.copy_pending = true;
-            self.send(Charge::Copy);
+            let chars = u32::try_from(chars).unwrap_or(u32::MAX);
+            self.send(Charge::Copy { chars });
         }
     }
 
@@ -485,7 +491,7 @@ impl Session {
                 Charged::Pages { .. } => Charge::Pages { first: 0 },
                 Charged::Time { .. } => Charge::Time,
                 Charged::Print { pages } => Charge::Print { pages: *pages },
-                Charged::Copy => Charge::Copy,
+                Charged::Copy { chars } => Charge::Copy { chars: *chars },
             },
             MeterEvent::Failed(c, _) => *c,
             MeterEvent::Warning(_) => return,
@@ -499,9 +505,7 @@ impl Session {
         }
         match ev {
             MeterEvent::Charged(charged, decision) => {
-                if charged != Charged::Copy {
-                    self.records += 1;
-                }
+                self.records += 1;
                 match charged {
                     Charged::Open => {}
                     Charged::Pages { count } => {
@@ -520,7 +524,7 @@ impl Session {
                         self.print_pending = None;
                         self.print_ready = Some(pages);
                     }
-                    Charged::Copy => {
+                    Charged::Copy { .. } => {
                         self.copy_pending = false;
                         self.copy_ready = true;
                     }
@@ -533,11 +537,11 @@ impl Session {
                 if matches!(charge, Charge::Time) {
                     self.time_pending = false;
                 }
-                if matches!(charge, Charge::Copy) {
+                if matches!(charge, Charge::Copy { .. }) {
                     self.copy_pending = false;
                 }
                 match (charge, problem) {
-                    (Charge::Print { .. } | Charge::Copy, Problem::Refused(r)) => {
+                    (Charge::Print { .. } | Charge::Copy { .. }, Problem::Refused(r)) => {
                         self.print_pending = None;
                         self.notice = Some(r.to_string());
                     }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "nonce" | "validator" | "recovery"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "nonce" | "validator" | "recovery"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
@@ -25,6 +25,8 @@
 //! | pages   | `lic= first= count=`                       | `count` page views prepaid, starting at page `first` (1-based) |
 //! | time    | `lic= seconds=`                            | one time unit of `seconds` charged at its start |
 //! | print   | `lic= pages=`                              | `pages` pages printed |
+//! | copy    | `lic= chars=`                              | text of `chars` characters copied (one copy operation) |
+//! | renewal | `lic= version=`                            | version `version` of the licence (`tally-pack renew`) was opened here for the first time |
 //! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]) or a vendor (\[0104\]) |
 //! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` (\[0094\]) |
 //! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup (\[0062\]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
@@ -77,6 +79,22 @@ pub enum Usage {
         licence: LicenceId,
         /// Number of pages.
         pages: u32,
+    },
+    /// Text copied to the clipboard: one copy operation, charged like a print (a
+    /// licence's `copies` and `copy-chars` thresholds count these).
+    Copy {
+        /// The licence.
+        licence: LicenceId,
+        /// Characters copied.
+        chars: u32,
+    },
+    /// A renewed keyfile of the licence opened on this card for the first time: from then
+    /// on, keyfiles of the licence with a lower version are refused on this card.
+    Renewal {
+        /// The licence.
+        licence: LicenceId,
+        /// The keyfile's licence version (2 or more).
+        version: u32,
     },
     /// A nonce (ValidateTrail's own record, or a vendor's challenge).
     Nonce {
@@ -207,7 +225,9 @@ impl Usage {
             Usage::Open { licence }
             | Usage::Pages { licence, .. }
             | Usage::Time { licence, .. }
-            | Usage::Print { licence, .. } => Some(*licence),
+            | Usage::Print { licence, .. }
+            | Usage::Copy { licence, .. }
+            | Usage::Renewal { licence, .. } => Some(*licence),
             Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) | Usage::Recovery(_) => None,
         }
     }
@@ -281,6 +301,8 @@ impl Body {
             Usage::Pages { .. } => "pages",
             Usage::Time { .. } => "time",
             Usage::Print { .. } => "print",
+            Usage::Copy { .. } => "copy",
+            Usage::Renewal { .. } => "renewal",
             Usage::Nonce { .. } => "nonce",
             Usage::Validator(_) => "validator",
             Usage::Recovery(_) => "recovery",
@@ -298,6 +320,10 @@ impl Body {
                 s.push_str(&format!(" lic={licence} seconds={seconds}"))
             }
             Usage::Print { licence, pages } => s.push_str(&format!(" lic={licence} pages={pages}")),
+            Usage::Copy { licence, chars } => s.push_str(&format!(" lic={licence} chars={chars}")),
+            Usage::Renewal { licence, version } => {
+                s.push_str(&format!(" lic={licence} version={version}"))
+            }
             Usage::Nonce { value } => {
                 let v = if valid_value(value) {
                     value.clone()
@@ -442,6 +468,14 @@ impl Body {
             "print" => Usage::Print {
                 licence: lic(field("lic")?)?,
                 pages: num("pages", field("pages")?)?,
+            },
+            "copy" => Usage::Copy {
+                licence: lic(field("lic")?)?,
+                chars: num("chars", field("chars")?)?,
+            },
+            "renewal" => Usage::Renewal {
+                licence: lic(field("lic")?)?,
+                version: num("version", field("version")?)?,
             },
             "nonce" => Usage::Nonce {
                 value: field("value")?.to_string(),
@@ -643,6 +677,14 @@ mod tests {
             Usage::Print {
                 licence: lic(),
                 pages: 2,
+            },
+            Usage::Copy {
+                licence: lic(),
+                chars: 120,
+            },
+            Usage::Renewal {
+                licence: lic(),
+                version: 2,
             },
             Usage::Nonce {
                 value: "1234".into(),

@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tally_core::policy::{Decision, SystemClock, Tally, evaluate};
+use tally_core::rental::tally_of;
 use tally_core::trail::{LicenceId, Trail, Usage};
 
 /// Arguments of `audit`.
@@ -96,6 +97,12 @@ fn total(r: &Row, v: u64) -> Option<u64> {
     (!r.tally.written_off).then_some(v)
 }
 
+/// A copy total to bill by: `None` when written off, or when a fast start's validator
+/// named use whose copies were archived and so cannot be counted here.
+fn copies_total(r: &Row, v: u64) -> Option<u64> {
+    total(r, v).filter(|_| !r.tally.history_unknown())
+}
+
 /// What one licence used, in words.
 fn use_line(r: &Row, vouched: bool) -> String {
     let t = &r.tally;
@@ -108,8 +115,21 @@ fn use_line(r: &Row, vouched: bool) -> String {
     } else {
         format!(" in {}", plural(t.page_records, "block", "blocks"))
     };
+    // Copies are said only when there are some (or when they cannot be counted), so the
+    // line of a licence without copying reads as before.
+    let copies = if t.history_unknown() {
+        ", copies in the archived records not counted".to_string()
+    } else if t.copies > 0 {
+        format!(
+            ", {} copied ({})",
+            plural(t.copies, "text", "texts"),
+            plural(t.copied_chars, "character", "characters")
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{}, {} prepaid{blocks}, {} min {} s in {}, {} printed ({})",
+        "{}, {} prepaid{blocks}, {} min {} s in {}, {} printed{copies} ({})",
         plural(t.opens, "opening", "openings"),
         plural(t.page_views, "page view", "page views"),
         t.seconds / 60,
@@ -251,17 +271,14 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
     }
     let mut nonces = Vec::new();
     let mut other_records = 0u64;
-    // After a fast start the validator's totals stand for the records it vouches for.
+    // After a fast start the validator's totals stand for the records it vouches for, as
+    // the reader's viewer counts them (copies and first openings read from those records).
     for row in rows.values_mut() {
-        row.tally = Tally::resume(row.licence, &servers, trail.vouched(), std::iter::empty());
+        row.tally = tally_of(&trail, row.licence, &servers);
     }
-    let bodies: Vec<(u64, tally_core::trail::Body)> = trail.unvouched_bodies().collect();
-    for (counter, body) in &bodies {
+    for (counter, body) in trail.unvouched_bodies() {
         if let Usage::Nonce { value } = &body.usage {
-            nonces.push((*counter, value.clone()));
-        }
-        for row in rows.values_mut() {
-            row.tally.add(body);
+            nonces.push((counter, value.clone()));
         }
         if let Some(lic) = body.usage.licence()
             && !rows.contains_key(&lic)
@@ -271,7 +288,6 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
     }
     for i in &issued {
         if let Some(row) = rows.get_mut(&i.licence) {
-            row.tally.settle();
             row.status = status(&evaluate(&i.limits, &row.tally, &SystemClock), &row.tally);
         }
     }
@@ -300,20 +316,27 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
                 "seconds": total(r, r.tally.seconds),
                 "time_records": total(r, r.tally.time_records),
                 "printed_pages": total(r, r.tally.printed),
+                "copies": copies_total(r, r.tally.copies),
+                "copied_chars": copies_total(r, r.tally.copied_chars),
                 "status": r.status,
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if args.csv {
         println!(
-            "licence,title,opens,page_views_prepaid,page_records,seconds,time_records,printed_pages,status"
+            "licence,title,opens,page_views_prepaid,page_records,seconds,time_records,printed_pages,copies,copied_chars,status"
         );
         for r in &rows {
             let t = &r.tally;
             // A written-off licence has no totals to bill by: empty cells, never placeholders.
             let cell = |v: u64| total(r, v).map(|v| v.to_string()).unwrap_or_default();
+            let copies_cell = |v: u64| {
+                copies_total(r, v)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            };
             println!(
-                "{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{}",
                 r.licence,
                 csv_field(&r.title),
                 cell(t.opens),
@@ -322,6 +345,8 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
                 cell(t.seconds),
                 cell(t.time_records),
                 cell(t.printed),
+                copies_cell(t.copies),
+                copies_cell(t.copied_chars),
                 csv_field(&r.status)
             );
         }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tally_core::keyfile::{Cis, Keyfile};
 use tally_core::package::PackageHeader;
-use tally_core::policy::{Limits, Rights, parse_date_limit};
+use tally_core::policy::{Limits, Rights, describe_period, parse_date_limit, parse_period};
 use tally_core::trail::LicenceId;
 
 /// Arguments of `issue`.
@@ -46,6 +46,24 @@ pub struct IssueArgs {
     /// the new one.
     #[arg(long)]
     pub keep_both: bool,
+    /// What the licence allows.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Accept an emulated (software) card, e.g. for demos.
+    #[arg(long)]
+    pub allow_emulated_card: bool,
+    /// The validation server this copy reports to (`tally-pack serve`); its key, derived
+    /// from the vendor secret, goes into the keyfile with the URL.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Days between required online validations (needs `--server`).
+    #[arg(long, value_name = "DAYS", requires = "server")]
+    pub require_online_every: Option<u16>,
+}
+
+/// The limit flags of `issue` (and `renew`, where each replaces the old licence's value).
+#[derive(Args, Debug, Default)]
+pub struct LimitArgs {
     /// A policy file (`docs/policy-format.md`); the flags below add to it.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -61,6 +79,20 @@ pub struct IssueArgs {
     /// At most N printed pages (implies `--allow print`).
     #[arg(long, value_name = "N")]
     pub prints: Option<u64>,
+    /// At most N copies of text to the clipboard (implies `--allow copy`).
+    #[arg(long, value_name = "N")]
+    pub copies: Option<u64>,
+    /// At most N characters copied in all (implies `--allow copy`).
+    #[arg(long, value_name = "N")]
+    pub copy_chars: Option<u64>,
+    /// Reading ends this long after the reader first opens the document: 48h, 7d, 90m
+    /// (days, hours, minutes; from one minute to ten years).
+    #[arg(long, value_name = "PERIOD")]
+    pub period_after_first_open: Option<String>,
+    /// The reader must first open the document by DATE (YYYY-MM-DD: its last second, UTC;
+    /// or RFC 3339 …Z); needs `--period-after-first-open`.
+    #[arg(long, value_name = "DATE", requires = "period_after_first_open")]
+    pub start_by: Option<String>,
     /// Usable up to and including DATE (YYYY-MM-DD: its last second, UTC; or RFC 3339 …Z).
     #[arg(long, value_name = "DATE")]
     pub not_after: Option<String>,
@@ -80,16 +112,6 @@ pub struct IssueArgs {
     /// no reading time is charged until the reader presses a key (30 to 3600; default 300).
     #[arg(long, value_name = "SECONDS")]
     pub idle_pause: Option<u32>,
-    /// Accept an emulated (software) card, e.g. for demos.
-    #[arg(long)]
-    pub allow_emulated_card: bool,
-    /// The validation server this copy reports to (`tally-pack serve`); its key, derived
-    /// from the vendor secret, goes into the keyfile with the URL.
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// Days between required online validations (needs `--server`).
-    #[arg(long, value_name = "DAYS", requires = "server")]
-    pub require_online_every: Option<u16>,
 }
 
 /// Extra schema for issued keyfiles (migration 2 of the registry).
@@ -183,8 +205,13 @@ pub fn licence_owner(db: &mut Db, licence: &LicenceId) -> Result<Option<String>>
     .transpose()
 }
 
-fn set<T>(slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
+/// Sets `slot` to `v` when given: over an old value when `replace`, else refusing one.
+fn put<T>(replace: bool, slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
     if let Some(v) = v {
+        if replace {
+            *slot = Some(v);
+            return Ok(());
+        }
         if slot.is_some() {
             bail!("--{name} is also set in the policy file: give it in one place");
         }
@@ -194,32 +221,59 @@ fn set<T>(slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
 }
 
 /// The limits from `--policy` and the flags (a limit given in both is a usage error).
-pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
-    let mut l = match &args.policy {
+pub fn build_limits(args: &LimitArgs) -> Result<Limits> {
+    let l = match &args.policy {
         Some(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
             Limits::parse(&bytes).with_context(|| format!("policy file {}", p.display()))?
         }
         None => Limits::default(),
     };
-    set(&mut l.pages, args.pages, "pages")?;
-    set(&mut l.minutes, args.minutes, "minutes")?;
-    set(&mut l.opens, args.opens, "opens")?;
-    set(&mut l.prints, args.prints, "prints")?;
+    apply_limits(l, args, false)
+}
+
+/// `base` with the flags of `args` applied: added where `replace` is false (a limit set in
+/// both is a usage error), replacing the old value where it is true (a renewal).
+pub fn apply_limits(mut l: Limits, args: &LimitArgs, replace: bool) -> Result<Limits> {
+    put(replace, &mut l.pages, args.pages, "pages")?;
+    put(replace, &mut l.minutes, args.minutes, "minutes")?;
+    put(replace, &mut l.opens, args.opens, "opens")?;
+    put(replace, &mut l.prints, args.prints, "prints")?;
+    put(replace, &mut l.copies, args.copies, "copies")?;
+    put(replace, &mut l.copy_chars, args.copy_chars, "copy-chars")?;
+    let period = args
+        .period_after_first_open
+        .as_deref()
+        .map(|p| parse_period(p).map_err(|e| anyhow::anyhow!("--period-after-first-open: {e}")))
+        .transpose()?;
+    put(
+        replace,
+        &mut l.period_after_first_open,
+        period,
+        "period-after-first-open",
+    )?;
     let date = |v: &Option<String>, end: bool, name: &str| -> Result<Option<_>> {
         v.as_deref()
             .map(|s| parse_date_limit(s, end).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
             .transpose()
     };
-    set(
+    put(
+        replace,
         &mut l.not_after,
         date(&args.not_after, true, "not-after")?,
         "not-after",
     )?;
-    set(
+    put(
+        replace,
         &mut l.not_before,
         date(&args.not_before, false, "not-before")?,
         "not-before",
+    )?;
+    put(
+        replace,
+        &mut l.start_by,
+        date(&args.start_by, true, "start-by")?,
+        "start-by",
     )?;
     if let Some(a) = &args.allow {
         let r = Rights::parse_list(a).map_err(|e| anyhow::anyhow!("--allow: {e}"))?;
@@ -228,6 +282,9 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
     }
     if args.prints.is_some() {
         l.rights.print = true;
+    }
+    if args.copies.is_some() || args.copy_chars.is_some() {
+        l.rights.copy = true;
     }
     if let Some(b) = args.page_block {
         l.page_block = b;
@@ -244,7 +301,7 @@ pub fn build_limits(args: &IssueArgs) -> Result<Limits> {
 
 /// Runs `issue`.
 pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
-    let limits = build_limits(&args)?;
+    let limits = build_limits(&args.limits)?;
     if args.output.exists() && !args.force {
         bail!(
             "{} exists; pass --force to replace it",
@@ -415,6 +472,14 @@ pub fn summary(l: &Limits) -> String {
     add("openings", l.opens);
     add("units", l.units);
     add("prints", l.prints);
+    add("copies", l.copies);
+    add("characters to copy", l.copy_chars);
+    if let Some(p) = l.period_after_first_open {
+        parts.push(format!("{} from the first opening", describe_period(p)));
+    }
+    if let Some(t) = l.start_by {
+        parts.push(format!("first opening by {t}"));
+    }
     if let Some(t) = l.not_before {
         parts.push(format!("from {t}"));
     }

@@ -9,6 +9,7 @@ pub mod customer;
 pub mod inspect;
 pub mod issue;
 pub mod pack;
+pub mod renew;
 pub mod revoke;
 pub mod serve;
 pub mod trace;
@@ -34,7 +35,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Customer(c) => customer::run(&ctx, c),
         Command::Pack(a) => pack::run(&ctx, a),
         Command::Inspect(a) => inspect::run(&ctx, a),
-        Command::Issue(a) => issue::run(&ctx, a),
+        Command::Issue(a) => issue::run(&ctx, *a),
+        Command::Renew(a) => renew::run(&ctx, *a),
         Command::Trace(a) => trace::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Serve(a) => serve::run_serve(&ctx, a),

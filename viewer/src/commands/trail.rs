@@ -160,6 +160,17 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             ),
             Some(licence.to_hex()),
         ),
+        Usage::Copy { licence, chars } => (
+            format!(
+                "copy {}",
+                super::plural(u64::from(*chars), "character", "characters")
+            ),
+            Some(licence.to_hex()),
+        ),
+        Usage::Renewal { licence, version } => (
+            format!("renewal to version {version}"),
+            Some(licence.to_hex()),
+        ),
         Usage::Nonce { value } => (format!("nonce {value}"), None),
         Usage::Validator(v) => (
             format!(
