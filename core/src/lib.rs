@@ -2,7 +2,8 @@
 
 pub mod card;
 pub mod crypto;
-pub mod fsutil;
+pub mod files;
+mod fsutil;
 pub mod home;
 pub mod icv;
 mod id;

@@ -36,7 +36,7 @@
 //! | `error` | [`TrailError`] (one variant per check), `CrashPoint` (with `test-hooks`) | `body`, `file` |
 //! | `intent` | the intent file saved before the card signs ([`intent_path`]) | `body`, `error` |
 //! | `chain` | the chain hash, server signatures, a recovery record's and an archive anchor's checks (re-exported by [`validator`]) | `body`, `record`, `error` |
-//! | [`verify`] | verifying records: signatures in parallel, counters, bodies, the start rule; a whole trail file in memory | `chain`, `file` and below |
+//! | `verify` | verifying records: signatures in parallel, counters, bodies, the start rule; a whole trail file in memory | `chain`, `file` and below |
 //! | [`validator`] | validator records: fast start ([`validator::Vouched`]), the server's [`validator::vouch`], the reader's [`validator::check_answer`] | `verify`, `chain` and below |
 //! | `handle` | the [`Trail`] handle: opening and re-reading the file, accessors, incremental verification with the fast start | `verify`, `validator`, `intent`, `file` and below |
 //! | `mirror` | the mirror copy on another medium (\[0062\]) | `handle`, `file`, `error` |
@@ -56,7 +56,11 @@ mod mirror;
 pub mod record;
 mod restore;
 pub mod validator;
+/// Internal: the crate's own tests reach it through the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 pub mod verify;
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) mod verify;
 mod with_card;
 mod write;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pcsc::{Context, ReaderState, Scope, State};
 use tally_core::card::pcsc::PcscCard;
-use tally_core::fsutil::LockGuard;
+use tally_core::files::LockGuard;
 
 /// vpcd's first reader (port 35963), where the virtual card goes.
 pub const READER: &str = "Virtual PCD 00 00";

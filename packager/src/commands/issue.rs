@@ -396,7 +396,7 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
     };
     let bytes = Keyfile::issue(&vendor, &cis, &mut tally_core::crypto::OsRng)
         .context("building the keyfile")?;
-    tally_core::fsutil::atomic_write(&args.output, &bytes)
+    tally_core::files::atomic_write(&args.output, &bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
     registry
         .connection()

@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
     let input = std::fs::File::open(&args.input)
         .with_context(|| format!("opening {}", args.input.display()))?;
     let size = input.metadata()?.len();
-    let dir = tally_core::fsutil::parent_dir(&args.output);
+    let dir = tally_core::files::parent_dir(&args.output);
     let mut tmp_name = args
         .output
         .file_name()
@@ -178,7 +178,7 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
     }
     std::fs::rename(&tmp, &args.output)
         .with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
-    tally_core::fsutil::sync_dir(dir)?;
+    tally_core::files::sync_dir(dir)?;
     println!(
         "packed `{}`: {} page{}, {} bytes → {} (document {})",
         header.title(),

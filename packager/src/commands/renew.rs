@@ -110,7 +110,7 @@ pub fn run(ctx: &Ctx, args: RenewArgs) -> Result<ExitCode> {
             "licence {licence} is not in this vendor's registry"
         )));
     }
-    tally_core::fsutil::atomic_write(&args.output, &new)
+    tally_core::files::atomic_write(&args.output, &new)
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!("keyfile: {}", args.output.display());
     println!(

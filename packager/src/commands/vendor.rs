@@ -72,7 +72,7 @@ pub fn accepted_issuers(vendor_dir: &Path) -> Result<Vec<IssuerPublic>> {
     paths
         .iter()
         .map(|p| {
-            let bytes = tally_core::fsutil::read_bounded(p, ISSUER_FILE_MAX_BYTES as u64)
+            let bytes = tally_core::files::read_bounded(p, ISSUER_FILE_MAX_BYTES as u64)
                 .with_context(|| format!("reading {}", p.display()))?;
             IssuerPublic::from_export(&bytes).map_err(|e| refused(format!("{}: {e}", p.display())))
         })
@@ -83,7 +83,7 @@ fn issuer(ctx: &Ctx, cmd: IssuerCommand) -> Result<ExitCode> {
     let dir = ctx.existing_vendor_dir()?;
     match cmd {
         IssuerCommand::Add { file } => {
-            let bytes = tally_core::fsutil::read_bounded(&file, ISSUER_FILE_MAX_BYTES as u64)
+            let bytes = tally_core::files::read_bounded(&file, ISSUER_FILE_MAX_BYTES as u64)
                 .with_context(|| format!("reading {}", file.display()))?;
             let issuer = IssuerPublic::from_export(&bytes)
                 .map_err(|e| refused(format!("{}: {e}", file.display())))?;
@@ -102,7 +102,7 @@ fn issuer(ctx: &Ctx, cmd: IssuerCommand) -> Result<ExitCode> {
                 .join(format!("{}.pub", hex::encode(&issuer.fingerprint()[..8])));
             std::fs::create_dir_all(dir.join(ISSUERS_DIR))
                 .with_context(|| format!("creating {}", dir.join(ISSUERS_DIR).display()))?;
-            tally_core::fsutil::atomic_write(&target, issuer.to_export().as_bytes())
+            tally_core::files::atomic_write(&target, issuer.to_export().as_bytes())
                 .with_context(|| format!("writing {}", target.display()))?;
             println!(
                 "accepted card issuer `{}` (key {})",
@@ -161,7 +161,7 @@ fn init(ctx: &Ctx, name: &str, demo: bool) -> Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_new_private(&secret_path, &sealed)?;
     let public = vendor.public().to_export(&vendor);
-    tally_core::fsutil::atomic_write(&dir.join(PUBLIC_FILE), public.as_bytes())
+    tally_core::files::atomic_write(&dir.join(PUBLIC_FILE), public.as_bytes())
         .with_context(|| format!("writing {}", dir.join(PUBLIC_FILE).display()))?;
     match &ctx.database {
         Some(d) => Registry::open_target(&crate::sql::Target::parse(d))?,
@@ -189,7 +189,7 @@ fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
-    tally_core::fsutil::sync_dir(tally_core::fsutil::parent_dir(path))
+    tally_core::files::sync_dir(tally_core::files::parent_dir(path))
         .with_context(|| format!("syncing the folder of {}", path.display()))?;
     Ok(())
 }
@@ -200,7 +200,7 @@ fn export(ctx: &Ctx, output: &Path) -> Result<ExitCode> {
     if output.as_os_str() == "-" {
         std::io::stdout().write_all(text.as_bytes())?;
     } else {
-        tally_core::fsutil::atomic_write(output, text.as_bytes())
+        tally_core::files::atomic_write(output, text.as_bytes())
             .with_context(|| format!("writing {}", output.display()))?;
         eprintln!(
             "wrote the public file of `{}` to {} (fingerprint {})",

@@ -53,7 +53,7 @@ fn init(args: &CardInitArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let issuer = match &args.attest_with {
         None => None,
         Some(file) => {
-            let bytes = tally_core::fsutil::read_bounded(
+            let bytes = tally_core::files::read_bounded(
                 file,
                 tally_core::card::attestation::ISSUER_FILE_MAX_BYTES as u64,
             )

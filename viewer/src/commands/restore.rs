@@ -82,13 +82,13 @@ fn from_mirror(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
             "no mirror folder is set (tally-view trail mirror DIR)"
         )));
     };
-    let bytes = tally_core::fsutil::read_bounded(&mirror, tally_core::trail::MAX_TRAIL_BYTES)
+    let bytes = tally_core::files::read_bounded(&mirror, tally_core::trail::MAX_TRAIL_BYTES)
         .with_context(|| format!("reading the mirror {}", mirror.display()))?;
     make_room(&path, args.replace)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    tally_core::fsutil::atomic_write(&path, &bytes)
+    tally_core::files::atomic_write(&path, &bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     let keys = super::trail::validators(home, &[])?;
     let checked = Trail::open(&path, &id).and_then(|mut t| {
@@ -258,7 +258,7 @@ fn account(
             path.display()
         )));
     }
-    let bytes = tally_core::fsutil::read_bounded(&path, MAX_TRAIL_REQUEST_TRAIL as u64)
+    let bytes = tally_core::files::read_bounded(&path, MAX_TRAIL_REQUEST_TRAIL as u64)
         .with_context(|| format!("reading {}", path.display()))?;
     let envelope = seal_trail_request(key, &id.serial, &bytes, &mut rand_core::OsRng)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
