@@ -352,7 +352,7 @@ fn a_standing_check_spends_no_card_counter_and_agrees_with_the_session() {
 }
 
 #[test]
-fn an_idle_session_pauses_hides_the_page_and_charges_no_time() {
+fn t35_an_idle_session_pauses_hides_the_page_and_charges_no_time() {
     // T35: a window left open is neither read for free nor charged, after the idle time the
     // publisher chose (`idle-pause 60` here, five minutes when the policy says nothing).
     let f = fx();
@@ -393,7 +393,7 @@ fn an_idle_session_pauses_hides_the_page_and_charges_no_time() {
 }
 
 #[test]
-fn the_idle_pause_is_the_publishers_five_minutes_when_the_policy_says_nothing() {
+fn t35_the_idle_pause_is_the_publishers_five_minutes_when_the_policy_says_nothing() {
     let f = fx();
     let mut s = start(&f, limits());
     let t = Instant::now();

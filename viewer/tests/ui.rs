@@ -401,7 +401,7 @@ fn copy_is_refused_without_the_right() {
 }
 
 #[test]
-fn time_is_charged_while_the_page_is_visible_focused_or_not_and_not_while_minimised() {
+fn t35_time_is_charged_while_the_page_is_visible_focused_or_not_and_not_while_minimised() {
     // T35: an unfocused window the reader can still read from is charged; a minimised one
     // is not, and pauses: the page comes back only with the reader's next key.
     let f = fixture(limits(None));
@@ -429,7 +429,7 @@ fn time_is_charged_while_the_page_is_visible_focused_or_not_and_not_while_minimi
 }
 
 #[test]
-fn an_idle_reader_sees_the_paused_screen_and_the_key_that_ends_it_turns_no_page() {
+fn t35_an_idle_reader_sees_the_paused_screen_and_the_key_that_ends_it_turns_no_page() {
     // T35: `idle-pause 30`, the publisher's shortest; the harness's clock of input is the
     // real one, so the test waits the 30 s out rather than faking the session's time.
     let mut l = limits(None);
