@@ -32,28 +32,27 @@ fn own_pack(dir: &Path) -> Command {
     pack(dir)
 }
 
-/// The reader's own publisher "Mallory" in `<dir>/mallory`, made with the stock
-/// `tally-pack vendor init`, with the reader's own card registered as customer "Me".
-fn own_vendor(dir: &Path) -> PathBuf {
-    let own = dir.join("mallory");
-    std::fs::create_dir_all(own.join("packages")).unwrap();
-    own_pack(&own)
-        .args(["vendor", "init", "--name", "Mallory"])
+/// A publisher `name` made with the stock `tally-pack vendor init` in `<dir>/<folder>`, with
+/// the reader's card (`<dir>/reader.card`) registered as its customer `customer`.
+fn vendor_with_reader(dir: &Path, folder: &str, name: &str, customer: &str) -> PathBuf {
+    let v = dir.join(folder);
+    std::fs::create_dir_all(v.join("packages")).unwrap();
+    pack(&v)
+        .args(["vendor", "init", "--name", name])
         .assert()
         .success();
-    own_pack(&own)
-        .args([
-            "customer",
-            "add",
-            "--name",
-            "Me",
-            "--allow-emulated-card",
-            "--card",
-        ])
+    pack(&v)
+        .args(["customer", "add", "--name", customer, "--allow-emulated-card", "--card"])
         .arg(dir.join("reader.card"))
         .assert()
         .success();
-    own
+    v
+}
+
+/// The reader's own publisher "Mallory" in `<dir>/mallory`, made with the stock
+/// `tally-pack vendor init`, with the reader's own card registered as customer "Me".
+fn own_vendor(dir: &Path) -> PathBuf {
+    vendor_with_reader(dir, "mallory", "Mallory", "Me")
 }
 
 /// The reader's own vendor packs the sample, issues the reader a licence naming the
@@ -175,24 +174,7 @@ fn second_publisher(
     home: &Path,
     lost: &str,
 ) -> (PathBuf, PathBuf, tally_tests::Server) {
-    let bolt = dir.join("bolt");
-    std::fs::create_dir_all(bolt.join("packages")).unwrap();
-    pack(&bolt)
-        .args(["vendor", "init", "--name", "Bolt Books"])
-        .assert()
-        .success();
-    pack(&bolt)
-        .args([
-            "customer",
-            "add",
-            "--name",
-            "Ada",
-            "--allow-emulated-card",
-            "--card",
-        ])
-        .arg(dir.join("reader.card"))
-        .assert()
-        .success();
+    let bolt = vendor_with_reader(dir, "bolt", "Bolt Books", "Ada");
     view_at(home)
         .args(["trust", "add"])
         .arg(bolt.join("vendor/vendor.pub"))
