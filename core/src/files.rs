@@ -6,8 +6,3 @@
 //! allocate without limit.
 
 pub use crate::fsutil::{atomic_write, atomic_write_private, parent_dir, read_bounded, sync_dir};
-
-/// An exclusive advisory lock on `<path>.lock` (the crate's tests serialise their use of
-/// the one vpcd port with it).
-#[cfg(feature = "test-hooks")]
-pub use crate::fsutil::LockGuard;

@@ -32,7 +32,6 @@ use tally_core::card::virtual_card::{DEFAULT_VPCD, VirtualCard};
 use tally_core::card::{AID, Card, CardBackend, CardError, TransportError, signed_message};
 use tally_core::crypto::PublicKey;
 use tally_core::crypto::default_verifier;
-use tally_core::files::LockGuard;
 use tally_core::keyfile::{CardStanding, Cis, Keyfile, KeyfileError, VerifiedKeyfile};
 use tally_core::package::{ContentKey, DocumentId};
 use tally_core::policy::Limits;
@@ -184,7 +183,7 @@ struct Rig {
     cards: u32,
     // Field order is drop order: stop pcscd before releasing the port lock.
     _pcscd: Pcscd,
-    _port: LockGuard,
+    _port: pcscd::PortLock,
 }
 
 impl Rig {

@@ -26,12 +26,6 @@ use tally_core::validation::{
 use tally_core::vendor::VendorPublic;
 use tally_tests::{http, issue, pack, pack_sample, publisher_and_reader, serve, view_at};
 
-/// `tally-pack` with the reader's own vendor folder `<dir>/vendor`: the shipped binary,
-/// run by the reader.
-fn own_pack(dir: &Path) -> Command {
-    pack(dir)
-}
-
 /// A publisher `name` made with the stock `tally-pack vendor init` in `<dir>/<folder>`, with
 /// the reader's card (`<dir>/reader.card`) registered as its customer `customer`.
 fn vendor_with_reader(dir: &Path, folder: &str, name: &str, customer: &str) -> PathBuf {
@@ -42,7 +36,14 @@ fn vendor_with_reader(dir: &Path, folder: &str, name: &str, customer: &str) -> P
         .assert()
         .success();
     pack(&v)
-        .args(["customer", "add", "--name", customer, "--allow-emulated-card", "--card"])
+        .args([
+            "customer",
+            "add",
+            "--name",
+            customer,
+            "--allow-emulated-card",
+            "--card",
+        ])
         .arg(dir.join("reader.card"))
         .assert()
         .success();

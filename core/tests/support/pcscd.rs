@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use pcsc::{Context, ReaderState, Scope, State};
 use tally_core::card::pcsc::PcscCard;
-use tally_core::files::LockGuard;
 
 /// vpcd's first reader (port 35963), where the virtual card goes.
 pub const READER: &str = "Virtual PCD 00 00";
@@ -156,7 +155,24 @@ pub fn wait_reader(
     }
 }
 
+/// An exclusive advisory lock on a file, held until dropped.
+#[derive(Debug)]
+pub struct PortLock(std::fs::File);
+
+impl Drop for PortLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// The lock that gives one process at a time vpcd's port (tests and the card bench).
-pub fn vpcd_port_lock() -> std::io::Result<LockGuard> {
-    LockGuard::acquire(&std::env::temp_dir().join("tally-vpcd-35963"))
+pub fn vpcd_port_lock() -> std::io::Result<PortLock> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(std::env::temp_dir().join("tally-vpcd-35963.lock"))?;
+    file.lock()?;
+    Ok(PortLock(file))
 }
