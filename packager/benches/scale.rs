@@ -338,6 +338,13 @@ struct Row {
     p99: f64,
 }
 
+/// Runs one row: `clients` threads, each its own copy. `pace` `None` is a closed loop (each
+/// client sends its next request as soon as the answer came: the most the server does).
+/// `Some(rate)` is an open loop offering `rate` requests per second in all: each client
+/// sends on its own schedule (evenly spaced, starts staggered), and a request's latency
+/// counts from when it was due, not from when it was sent, so a stalled server is charged
+/// for the requests it held back (no coordinated omission).
+#[allow(clippy::too_many_arguments)] // one row's whole set-up, each argument used once
 fn run_row(
     url: &str,
     key: &PublicKey,
@@ -346,12 +353,14 @@ fn run_row(
     clients: usize,
     seconds: u64,
     viewer: Icv,
+    pace: Option<f64>,
 ) -> Row {
+    let interval = pace.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
     let barrier = Arc::new(Barrier::new(clients));
     let mut handles = Vec::new();
     let mine: Vec<Copy> = copies.drain(..clients).collect();
     let start = Instant::now();
-    for mut copy in mine {
+    for (i, mut copy) in mine.into_iter().enumerate() {
         let (barrier, digests, url, key) = (
             barrier.clone(),
             digests.clone(),
@@ -367,8 +376,18 @@ fn run_row(
             let mut lat = Vec::new();
             barrier.wait();
             let t0 = Instant::now();
+            let mut due = interval.map(|iv| t0 + iv.mul_f64(i as f64 / clients as f64));
             while t0.elapsed() < Duration::from_secs(seconds) {
-                let s = Instant::now();
+                let s = match (due, interval) {
+                    (Some(d), Some(iv)) => {
+                        if let Some(wait) = d.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        due = Some(d + iv);
+                        d
+                    }
+                    _ => Instant::now(),
+                };
                 let env = copy.request(&digests, &key, viewer);
                 let mut r = agent
                     .post(&url)
@@ -411,6 +430,14 @@ fn main() {
         .filter_map(|c| c.trim().parse().ok())
         .filter(|&c| (1..=MAX_CLIENTS).contains(&c))
         .collect();
+    // The open-loop row: this many clients offering `load` × the ceiling in all.
+    let paced_clients: Option<usize> = std::env::var("TALLY_BENCH_PACED")
+        .unwrap_or_else(|_| "32".into())
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&c| (1..=MAX_CLIENTS).contains(&c));
+    let load: f64 = env_or("TALLY_BENCH_LOAD", 0.7);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tmp = tempfile::tempdir().unwrap();
     let pdf_small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
@@ -428,7 +455,7 @@ fn main() {
         "{n_copies} registered copies; {seconds} s per row; ICV V8; {cores} cores shared by clients and server"
     );
     println!(
-        "{:>9} {:>8} {:>8} {:>9} {:>11} {:>9} {:>9} {:>12}",
+        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12}",
         "database", "package", "clients", "requests", "VAL_REQ/s", "p50 ms", "p99 ms", "% ceiling"
     );
     let mut ceilings = Vec::new();
@@ -536,7 +563,9 @@ fn main() {
             // machine could do if HTTP, the database and scheduling cost nothing.
             let ceiling = cores as f64 * 1e6 / (s_us + c_us);
             ceilings.push((*name, *label, *size, s_us, c_us, ceiling));
-            for &c in &clients {
+            let closed = clients.iter().map(|&c| (c, None));
+            let paced = paced_clients.map(|c| (c, Some(load * ceiling)));
+            for (c, pace) in closed.chain(paced) {
                 let row = run_row(
                     &url,
                     &key,
@@ -545,10 +574,15 @@ fn main() {
                     c,
                     seconds,
                     viewer,
+                    pace,
                 );
                 let rate = row.requests as f64 / row.secs;
+                let who = match pace {
+                    None => c.to_string(),
+                    Some(_) => format!("{c} paced"),
+                };
                 println!(
-                    "{name:>9} {label:>8} {c:>8} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}%",
+                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}%",
                     row.requests,
                     row.p50,
                     row.p99,

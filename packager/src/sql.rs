@@ -15,9 +15,11 @@
 //! `rusqlite`'s, which cargo refuses.
 
 use anyhow::{Context, Result, anyhow, bail};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,9 +179,132 @@ impl Row {
 /// An open connection to either database.
 pub enum Db {
     /// SQLite.
-    Sqlite(rusqlite::Connection),
+    Sqlite(Box<Lite>),
     /// PostgreSQL.
-    Postgres(Box<postgres::Client>),
+    Postgres(Box<Pg>),
+}
+
+/// A SQLite connection and the group commit open on it, if any (see [`Pool::group`]).
+pub struct Lite {
+    conn: rusqlite::Connection,
+    /// The open group: a `BEGIN IMMEDIATE` transaction holding the writes of its members.
+    group: Option<Group>,
+    /// True while a member's statements run inside the open group.
+    member: bool,
+    /// Where the end of each group is announced (set by the pool that owns the connection).
+    commits: Option<Arc<Commits>>,
+}
+
+/// A PostgreSQL connection and the statements prepared on it.
+pub struct Pg {
+    client: postgres::Client,
+    /// Prepared once per connection: a statement is then one round trip, not two.
+    statements: HashMap<String, postgres::Statement>,
+}
+
+/// Most statements a PostgreSQL connection keeps prepared (the server uses a few dozen).
+const MAX_PREPARED: usize = 256;
+
+/// One group commit: the members whose writes one `COMMIT` (one fsync) makes durable.
+struct Group {
+    number: u64,
+    members: usize,
+    started: Instant,
+}
+
+/// A group ends at once, whoever is waiting, once it has this many members…
+const GROUP_MEMBERS: usize = 64;
+/// …or has been open this long, so no member waits long for its commit.
+const GROUP_AGE: Duration = Duration::from_millis(10);
+
+/// How the groups of one SQLite pool ended: members wait here for their group's commit.
+struct Commits {
+    log: Mutex<CommitLog>,
+    ended: Condvar,
+}
+
+struct CommitLog {
+    /// The number the next group gets.
+    next: u64,
+    /// Every group numbered up to this has ended (groups end in order: one connection).
+    ended_upto: u64,
+    /// The latest groups whose commit failed, and why.
+    failed: VecDeque<(u64, String)>,
+}
+
+impl Commits {
+    fn new() -> Self {
+        Self {
+            log: Mutex::new(CommitLog {
+                next: 1,
+                ended_upto: 0,
+                failed: VecDeque::new(),
+            }),
+            ended: Condvar::new(),
+        }
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, CommitLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Lite {
+    /// Commits the open group (one fsync for all its members) and announces how it ended.
+    fn end_group(&mut self) -> Result<()> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        let result = self.conn.execute_batch("COMMIT");
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        if let Some(c) = &self.commits {
+            let mut log = c.log();
+            log.ended_upto = log.ended_upto.max(group.number);
+            if let Err(e) = &result {
+                log.failed.push_back((group.number, e.to_string()));
+                if log.failed.len() > 64 {
+                    log.failed.pop_front();
+                }
+            }
+            c.ended.notify_all();
+        }
+        result.context("database: COMMIT of a group of validations")
+    }
+
+    /// A write outside the open group ends the group first, so it runs in its own
+    /// transaction and nothing it does waits on another request.
+    fn before_write(&mut self) -> Result<()> {
+        if self.member {
+            return Ok(());
+        }
+        self.end_group()
+    }
+
+    fn group_is_due(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|g| g.members >= GROUP_MEMBERS || g.started.elapsed() >= GROUP_AGE)
+    }
+}
+
+impl Pg {
+    /// The statement for `sql`, prepared on this connection once.
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        if self.statements.len() >= MAX_PREPARED {
+            self.statements.clear();
+        }
+        let s = self
+            .client
+            .prepare(sql)
+            .with_context(|| format!("database: {}", first_line(sql)))?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
 }
 
 /// How long a SQLite writer waits for another, and a PostgreSQL connection attempt.
@@ -196,7 +321,12 @@ impl Db {
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 conn.pragma_update(None, "synchronous", "FULL")?;
                 conn.pragma_update(None, "foreign_keys", "ON")?;
-                Ok(Self::Sqlite(conn))
+                Ok(Self::Sqlite(Box::new(Lite {
+                    conn,
+                    group: None,
+                    member: false,
+                    commits: None,
+                })))
             }
             Target::Postgres(url) => {
                 let mut config: postgres::Config = url
@@ -209,7 +339,10 @@ impl Db {
                 let client = config
                     .connect(postgres::NoTls)
                     .with_context(|| format!("connecting to {}", redact(url)))?;
-                Ok(Self::Postgres(Box::new(client)))
+                Ok(Self::Postgres(Box::new(Pg {
+                    client,
+                    statements: HashMap::new(),
+                })))
             }
         }
     }
@@ -222,27 +355,38 @@ impl Db {
     /// Runs a statement; returns the number of rows it changed.
     pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         match self {
-            Self::Sqlite(c) => {
-                let n = c
-                    .execute(&sqlite_sql(sql), rusqlite::params_from_iter(params.iter()))
+            Self::Sqlite(l) => {
+                l.before_write()?;
+                let n = l
+                    .conn
+                    .prepare_cached(&sqlite_sql(sql))
+                    .and_then(|mut st| st.execute(rusqlite::params_from_iter(params.iter())))
                     .with_context(|| format!("database: {}", first_line(sql)))?;
                 Ok(n as u64)
             }
             Self::Postgres(c) => {
                 let p: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     params.iter().map(|v| v as _).collect();
-                c.execute(sql, &p)
+                let st = c.statement(sql)?;
+                c.client
+                    .execute(&st, &p)
                     .with_context(|| format!("database: {}", first_line(sql)))
             }
         }
     }
 
-    /// Runs a query; returns every row.
+    /// Runs a query; returns every row. On SQLite a query outside an open group runs inside
+    /// it and sees its members' writes before they are durable: the server reads only what
+    /// validations do not write (cards, viewers, digests) outside a group.
     pub fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         match self {
-            Self::Sqlite(c) => {
+            Self::Sqlite(l) => {
+                if !is_read(sql) {
+                    l.before_write()?;
+                }
+                let c = &l.conn;
                 let run = || -> rusqlite::Result<Vec<Row>> {
-                    let mut st = c.prepare(&sqlite_sql(sql))?;
+                    let mut st = c.prepare_cached(&sqlite_sql(sql))?;
                     let n = st.column_count();
                     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
                     let mut out = Vec::new();
@@ -268,8 +412,10 @@ impl Db {
             Self::Postgres(c) => {
                 let p: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     params.iter().map(|v| v as _).collect();
+                let st = c.statement(sql)?;
                 let rows = c
-                    .query(sql, &p)
+                    .client
+                    .query(&st, &p)
                     .with_context(|| format!("database: {}", first_line(sql)))?;
                 rows.iter().map(pg_row).collect()
             }
@@ -288,10 +434,14 @@ impl Db {
     /// Runs statements without parameters (schema steps, `BEGIN`).
     pub fn batch(&mut self, sql: &str) -> Result<()> {
         match self {
-            Self::Sqlite(c) => c
-                .execute_batch(sql)
-                .with_context(|| format!("database: {}", first_line(sql))),
+            Self::Sqlite(l) => {
+                l.before_write()?;
+                l.conn
+                    .execute_batch(sql)
+                    .with_context(|| format!("database: {}", first_line(sql)))
+            }
             Self::Postgres(c) => c
+                .client
                 .batch_execute(sql)
                 .with_context(|| format!("database: {}", first_line(sql))),
         }
@@ -333,11 +483,78 @@ impl Db {
         }
     }
 
+    /// Runs `f` as one member of a group commit (SQLite; see [`Pool::group`]): inside the
+    /// open group's transaction (opening one if none is), in a savepoint that is rolled back
+    /// when `f` fails. Returns `f`'s result and the group's number; the member's writes are
+    /// durable only once that group has ended. PostgreSQL commits concurrent transactions
+    /// in groups by itself: there this is [`Db::transaction`] and the number is `None`.
+    fn group_member<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Db) -> Result<T>,
+    ) -> (Result<T>, Option<u64>) {
+        let number = match self {
+            Self::Postgres(_) => return (self.transaction(f), None),
+            Self::Sqlite(l) => {
+                if l.group_is_due()
+                    && let Err(e) = l.end_group()
+                {
+                    return (Err(e), None);
+                }
+                if l.group.is_none() {
+                    if let Err(e) = l.conn.execute_batch("BEGIN IMMEDIATE") {
+                        return (Err(e).context("database: BEGIN IMMEDIATE"), None);
+                    }
+                    let number = l.commits.as_ref().map_or(0, |c| {
+                        let mut log = c.log();
+                        log.next += 1;
+                        log.next - 1
+                    });
+                    l.group = Some(Group {
+                        number,
+                        members: 0,
+                        started: Instant::now(),
+                    });
+                }
+                if let Err(e) = l.conn.execute_batch("SAVEPOINT member") {
+                    return (Err(e).context("database: SAVEPOINT"), None);
+                }
+                l.member = true;
+                l.group.as_ref().map_or(0, |g| g.number)
+            }
+        };
+        let out = f(self);
+        let Self::Sqlite(l) = self else {
+            unreachable!("a SQLite connection stays one");
+        };
+        l.member = false;
+        let close = if out.is_ok() {
+            "RELEASE member"
+        } else {
+            "ROLLBACK TO member; RELEASE member"
+        };
+        if let Err(e) = l.conn.execute_batch(close) {
+            // The group can't be trusted any more: nothing of it is kept.
+            let _ = l.conn.execute_batch("ROLLBACK");
+            l.group = None;
+            if let Some(c) = &l.commits {
+                let mut log = c.log();
+                log.ended_upto = log.ended_upto.max(number);
+                log.failed.push_back((number, e.to_string()));
+                c.ended.notify_all();
+            }
+            return (Err(e).context("database: ending a savepoint"), None);
+        }
+        if let Some(g) = &mut l.group {
+            g.members += 1;
+        }
+        (out, Some(number))
+    }
+
     /// Whether the connection still works (after an error, before returning it to a pool).
     fn healthy(&mut self) -> bool {
         match self {
             Self::Sqlite(_) => true,
-            Self::Postgres(c) => !c.is_closed(),
+            Self::Postgres(c) => !c.client.is_closed(),
         }
     }
 }
@@ -352,6 +569,13 @@ fn retryable(e: &anyhow::Error) -> bool {
                     || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
             })
     })
+}
+
+/// A statement that only reads (`SELECT …`): it may run inside an open group.
+fn is_read(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("SELECT"))
 }
 
 fn first_line(sql: &str) -> &str {
@@ -491,6 +715,10 @@ pub struct Pool {
     size: usize,
     inner: Mutex<PoolState>,
     freed: Condvar,
+    /// Threads waiting for a connection: while any is, a SQLite group stays open for it.
+    waiting: AtomicUsize,
+    /// How SQLite groups ended (`None` for PostgreSQL).
+    commits: Option<Arc<Commits>>,
 }
 
 struct PoolState {
@@ -522,7 +750,23 @@ impl std::ops::DerefMut for Pooled<'_> {
 }
 
 impl Drop for Pooled<'_> {
+    /// Gives the connection back. The last user out ends an open group: when nobody is
+    /// waiting for the connection (nobody else can join the group), or when the group is
+    /// due; otherwise the next user takes the connection with the group still open.
     fn drop(&mut self) {
+        if let Some(Db::Sqlite(l)) = self.db.as_mut() {
+            if l.member {
+                // A member that panicked: its savepoint is rolled back, not committed.
+                l.member = false;
+                let _ = l.conn.execute_batch("ROLLBACK TO member; RELEASE member");
+            }
+            if l.group.is_some()
+                && (self.pool.waiting.load(Ordering::SeqCst) == 0 || l.group_is_due())
+            {
+                // How it ended is announced to the members; they report it.
+                let _ = l.end_group();
+            }
+        }
         let mut st = self.pool.inner.lock().unwrap_or_else(|e| e.into_inner());
         match self.db.take() {
             Some(mut db) => {
@@ -540,12 +784,15 @@ impl Drop for Pooled<'_> {
 
 impl Pool {
     /// A pool over `target`; `first` is its first connection (already migrated).
-    pub fn new(target: Target, first: Db, size: usize) -> Self {
-        let size = if matches!(target, Target::Sqlite(_)) {
-            1
+    pub fn new(target: Target, mut first: Db, size: usize) -> Self {
+        let (size, commits) = if matches!(target, Target::Sqlite(_)) {
+            (1, Some(Arc::new(Commits::new())))
         } else {
-            size.max(1)
+            (size.max(1), None)
         };
+        if let Db::Sqlite(l) = &mut first {
+            l.commits = commits.clone();
+        }
         Self {
             target,
             size,
@@ -554,6 +801,59 @@ impl Pool {
                 open: 1,
             }),
             freed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            commits,
+        }
+    }
+
+    /// Runs `f` in a transaction whose commit is shared with the requests running beside it
+    /// (group commit): on SQLite, where one connection takes every write in turn, each
+    /// member runs in a savepoint of one open transaction, and the last member out — when
+    /// no other request waits to join, or the group has [`GROUP_MEMBERS`] members or is
+    /// [`GROUP_AGE`] old — commits it for all, with one fsync. Returns only once `f`'s writes
+    /// are durable (an error if the group's commit failed), so an answer built from them is
+    /// never sent before they are. On PostgreSQL, which groups concurrent commits itself,
+    /// this is a plain [`Db::transaction`] on a pooled connection.
+    pub fn group<T>(&self, wait: Duration, f: impl FnMut(&mut Db) -> Result<T>) -> Result<T> {
+        let mut db = self.get(wait)?;
+        let (out, number) = db.group_member(f);
+        drop(db);
+        match (out, number) {
+            (Ok(v), Some(number)) => self.await_group(number, wait).map(|()| v),
+            (out, _) => out,
+        }
+    }
+
+    /// Waits until group `number` has ended; its commit's error if it failed. A group left
+    /// open past `GROUP_AGE` with nobody taking the connection (a waiter that gave up) is
+    /// ended here.
+    fn await_group(&self, number: u64, wait: Duration) -> Result<()> {
+        let Some(commits) = &self.commits else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + wait;
+        let mut log = commits.log();
+        while log.ended_upto < number {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Busy(wait).into());
+            }
+            let (l, timeout) = commits
+                .ended
+                .wait_timeout(log, (GROUP_AGE * 2).min(deadline - now))
+                .unwrap_or_else(|e| e.into_inner());
+            log = l;
+            if timeout.timed_out() && log.ended_upto < number {
+                drop(log);
+                // Taking the connection and giving it back ends the group when nobody
+                // else is waiting for it, or it is due (it is by now).
+                drop(self.get(deadline.saturating_duration_since(Instant::now()))?);
+                log = commits.log();
+            }
+        }
+        match log.failed.iter().find(|(n, _)| *n == number) {
+            Some((_, why)) => Err(anyhow!("database: the group commit failed: {why}")),
+            None => Ok(()),
         }
     }
 
@@ -573,10 +873,15 @@ impl Pool {
                 st.open += 1;
                 drop(st);
                 return match Db::open(&self.target) {
-                    Ok(db) => Ok(Pooled {
-                        pool: self,
-                        db: Some(db),
-                    }),
+                    Ok(mut db) => {
+                        if let Db::Sqlite(l) = &mut db {
+                            l.commits = self.commits.clone();
+                        }
+                        Ok(Pooled {
+                            pool: self,
+                            db: Some(db),
+                        })
+                    }
                     Err(e) => {
                         let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
                         st.open -= 1;
@@ -589,11 +894,13 @@ impl Pool {
             if now >= deadline {
                 return Err(Busy(wait).into());
             }
+            self.waiting.fetch_add(1, Ordering::SeqCst);
             st = self
                 .freed
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -659,5 +966,121 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.to_string(), "stop");
         assert_eq!(db.query("SELECT id FROM t", &[]).unwrap().len(), 1);
+    }
+
+    fn counted(pool: &Pool) -> i64 {
+        pool.get(WAIT)
+            .unwrap()
+            .query_opt("SELECT COUNT(*) FROM t", &[])
+            .unwrap()
+            .unwrap()
+            .int(0)
+            .unwrap()
+    }
+
+    #[test]
+    fn group_members_commit_together_and_a_failed_member_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.sqlite"));
+        let mut first = Db::open(&target).unwrap();
+        first
+            .batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who INTEGER)")
+            .unwrap();
+        let pool = Pool::new(target.clone(), first, 1);
+        std::thread::scope(|s| {
+            for who in 0..8_i64 {
+                let pool = &pool;
+                s.spawn(move || {
+                    for i in 0..40_i64 {
+                        let r = pool.group(WAIT, |db| {
+                            db.execute("INSERT INTO t (who) VALUES ($1)", params![who])?;
+                            if i % 10 == 9 {
+                                bail!("member {who}/{i} fails after writing");
+                            }
+                            Ok(())
+                        });
+                        assert_eq!(r.is_err(), i % 10 == 9, "{r:?}");
+                    }
+                });
+            }
+        });
+        // Every successful member's row, none of a failed one's, and all of them durable:
+        // another connection (as after a restart) sees them.
+        assert_eq!(counted(&pool), 8 * 36);
+        drop(pool);
+        let mut other = Db::open(&target).unwrap();
+        let n = other
+            .query_opt("SELECT COUNT(*) FROM t", &[])
+            .unwrap()
+            .unwrap()
+            .int(0)
+            .unwrap();
+        assert_eq!(n, 8 * 36);
+    }
+
+    #[test]
+    fn a_member_with_another_request_waiting_leaves_the_group_open_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.sqlite"));
+        let mut first = Db::open(&target).unwrap();
+        first
+            .batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who INTEGER)")
+            .unwrap();
+        let pool = Pool::new(target, first, 1);
+        let held = pool.get(WAIT).unwrap();
+        std::thread::scope(|s| {
+            for who in 0..2_i64 {
+                let pool = &pool;
+                s.spawn(move || {
+                    pool.group(WAIT, |db| {
+                        db.execute("INSERT INTO t (who) VALUES ($1)", params![who])
+                    })
+                    .unwrap();
+                });
+            }
+            // Both wait for the connection before it is given back: the first member out
+            // sees the second waiting and leaves the group to it, which commits both.
+            let start = Instant::now();
+            while pool.waiting.load(Ordering::SeqCst) < 2 {
+                assert!(start.elapsed() < WAIT, "the two members never waited");
+                std::thread::yield_now();
+            }
+            drop(held);
+        });
+        let commits = pool.commits.as_ref().unwrap();
+        assert_eq!(commits.log().next, 2, "one group for both members");
+        assert_eq!(commits.log().ended_upto, 1);
+        assert_eq!(counted(&pool), 2);
+    }
+
+    #[test]
+    fn a_write_outside_a_group_commits_the_open_group_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.sqlite"));
+        let mut db = Db::open(&target).unwrap();
+        db.batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who INTEGER)")
+            .unwrap();
+        let commits = Arc::new(Commits::new());
+        if let Db::Sqlite(l) = &mut db {
+            l.commits = Some(commits.clone());
+        }
+        let (r, number) = db.group_member(|db| db.execute("INSERT INTO t (who) VALUES (1)", &[]));
+        r.unwrap();
+        assert_eq!(number, Some(1));
+        assert_eq!(commits.log().ended_upto, 0, "the group is still open");
+        // A read joins the open group; a write (here a whole transaction) ends it first.
+        assert!(db.query("SELECT who FROM t", &[]).is_ok());
+        assert_eq!(commits.log().ended_upto, 0);
+        db.transaction(|db| db.execute("INSERT INTO t (who) VALUES (2)", &[]))
+            .unwrap();
+        assert_eq!(commits.log().ended_upto, 1);
+        let n = Db::open(&target)
+            .unwrap()
+            .query_opt("SELECT COUNT(*) FROM t", &[])
+            .unwrap()
+            .unwrap()
+            .int(0)
+            .unwrap();
+        assert_eq!(n, 2);
     }
 }
