@@ -6,11 +6,22 @@
 //! (V7 over the chunk digests `pack` stored): seal the VAL_REQ (ECIES), POST it, verify the
 //! VAL_OK (ECDSA), roll the UI. Clients and server share the machine's cores.
 //!
+//! Two kinds of rows: closed loop (`8`: each client sends its next request as soon as it has
+//! the answer — the most the server does, with latency set by the queue) and open loop
+//! (`32@50%`: the clients together offer that share of the ceiling, each on its own schedule,
+//! latency counted from when a request was due — what readers see at a given load). Each row
+//! also prints the CPU µs per request of the server process and of the clients (this
+//! process), beside the crypto µs of each side: the gap is HTTP, database and scheduling
+//! (PostgreSQL's own processes are not counted in the server's).
+//!
 //! `cargo bench -p tally-packager --bench scale` prints a table; nothing is asserted.
 //! Environment (all optional): `TALLY_BENCH_COPIES` (registered copies, default 1000000),
 //! `TALLY_BENCH_SECONDS` (per row, default 5), `TALLY_BENCH_BIG_MB` (default 100),
-//! `TALLY_BENCH_CLIENTS` (default `1,8,32,128`), `TALLY_PG_URL` (a PostgreSQL server whose
-//! superuser may create a database; without it the PostgreSQL rows are skipped, said so).
+//! `TALLY_BENCH_CLIENTS` (closed-loop rows, default `1,8,32,128`), `TALLY_BENCH_PACED`
+//! (clients of the open-loop rows, default 32; 0 for none), `TALLY_BENCH_LOAD` (their
+//! offered loads as shares of the ceiling, default `0.5,0.7`), `TALLY_PG_URL` (a PostgreSQL
+//! server whose superuser may create a database; without it the PostgreSQL rows are
+//! skipped, said so).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -336,6 +347,26 @@ struct Row {
     secs: f64,
     p50: f64,
     p99: f64,
+    /// CPU seconds the server process used during the row.
+    server_cpu: f64,
+    /// CPU seconds this process (the clients) used during the row.
+    client_cpu: f64,
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Runs one row: `clients` threads, each its own copy. `pace` `None` is a closed loop (each
@@ -354,7 +385,10 @@ fn run_row(
     seconds: u64,
     viewer: Icv,
     pace: Option<f64>,
+    server_pid: u32,
 ) -> Row {
+    let server_pid = server_pid.to_string();
+    let (server0, client0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     let interval = pace.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
     let barrier = Arc::new(Barrier::new(clients));
     let mut handles = Vec::new();
@@ -410,6 +444,10 @@ fn run_row(
         copies.push(copy);
     }
     let secs = start.elapsed().as_secs_f64();
+    let (server_cpu, client_cpu) = (
+        cpu_seconds(&server_pid) - server0,
+        cpu_seconds("self") - client0,
+    );
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)].as_secs_f64() * 1e3;
     Row {
@@ -417,6 +455,8 @@ fn run_row(
         secs,
         p50: pct(50),
         p99: pct(99),
+        server_cpu,
+        client_cpu,
     }
 }
 
@@ -437,7 +477,12 @@ fn main() {
         .parse()
         .ok()
         .filter(|&c| (1..=MAX_CLIENTS).contains(&c));
-    let load: f64 = env_or("TALLY_BENCH_LOAD", 0.7);
+    let loads: Vec<f64> = std::env::var("TALLY_BENCH_LOAD")
+        .unwrap_or_else(|_| "0.5,0.7".into())
+        .split(',')
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|l| (0.01..=1.0).contains(l))
+        .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tmp = tempfile::tempdir().unwrap();
     let pdf_small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
@@ -455,8 +500,17 @@ fn main() {
         "{n_copies} registered copies; {seconds} s per row; ICV V8; {cores} cores shared by clients and server"
     );
     println!(
-        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12}",
-        "database", "package", "clients", "requests", "VAL_REQ/s", "p50 ms", "p99 ms", "% ceiling"
+        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12} {:>10} {:>10}",
+        "database",
+        "package",
+        "clients",
+        "requests",
+        "VAL_REQ/s",
+        "p50 ms",
+        "p99 ms",
+        "% ceiling",
+        "server µs",
+        "client µs"
     );
     let mut ceilings = Vec::new();
     for (name, pgdb) in &databases {
@@ -564,7 +618,9 @@ fn main() {
             let ceiling = cores as f64 * 1e6 / (s_us + c_us);
             ceilings.push((*name, *label, *size, s_us, c_us, ceiling));
             let closed = clients.iter().map(|&c| (c, None));
-            let paced = paced_clients.map(|c| (c, Some(load * ceiling)));
+            let paced = paced_clients
+                .into_iter()
+                .flat_map(|c| loads.iter().map(move |l| (c, Some(l * ceiling))));
             for (c, pace) in closed.chain(paced) {
                 let row = run_row(
                     &url,
@@ -575,18 +631,22 @@ fn main() {
                     seconds,
                     viewer,
                     pace,
+                    server.0.id(),
                 );
                 let rate = row.requests as f64 / row.secs;
                 let who = match pace {
                     None => c.to_string(),
-                    Some(_) => format!("{c} paced"),
+                    Some(r) => format!("{c}@{:.0}%", 100.0 * r / ceiling),
                 };
+                let per = |cpu: f64| cpu * 1e6 / row.requests.max(1) as f64;
                 println!(
-                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}%",
+                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}% {:>10.0} {:>10.0}",
                     row.requests,
                     row.p50,
                     row.p99,
-                    100.0 * rate / ceiling
+                    100.0 * rate / ceiling,
+                    per(row.server_cpu),
+                    per(row.client_cpu),
                 );
                 let _ = std::io::stdout().flush();
             }
