@@ -295,15 +295,16 @@ pub fn open_challenge(
     Ok(c)
 }
 
-/// What the server hands out for a card (\[0104\]): of the card's challenges not yet answered,
-/// the newest that is open at `now` ([`Challenge::is_open`]). Older open ones are answered
-/// along the way only if the publisher issues no newer one; an expired challenge is never
-/// handed out again.
+/// What the server hands out for a card (\[0104\]): of the card's challenges not yet answered
+/// (`unanswered`, in the order they were issued), the newest that is open at `now`
+/// ([`Challenge::is_open`]; of two issued in the same second, the later). An older open one
+/// is handed out once the newer is answered; an expired challenge never again.
 pub fn to_hand_out(unanswered: &[Challenge], now: i64) -> Option<&Challenge> {
+    // `max_by_key` keeps the last of equal keys: the later issued.
     unanswered
         .iter()
         .filter(|c| c.is_open(now))
-        .max_by_key(|c| (c.issued_at, c.nonce))
+        .max_by_key(|c| c.issued_at)
 }
 
 /// Where a challenge was answered: the card counter of the answer record and the time the
@@ -483,6 +484,12 @@ mod tests {
         let future = mk(NOW + 50, 3600);
         let all = [old.clone(), new.clone(), expired.clone(), future];
         assert_eq!(to_hand_out(&all, NOW), Some(&new));
+        // Two in one second: the later issued.
+        let twin = mk(NOW - 10, 3600);
+        assert_eq!(
+            to_hand_out(&[old.clone(), new.clone(), twin.clone()], NOW),
+            Some(&twin)
+        );
         assert_eq!(to_hand_out(&[expired], NOW), None);
         assert_eq!(to_hand_out(&[], NOW), None);
     }

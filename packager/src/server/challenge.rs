@@ -30,7 +30,8 @@ use tally_core::validation::challenge::{answer_in, to_hand_out};
 /// Migration 9 of the registry: the challenges, and what renewing a licence by its id
 /// needs that only its keyfile held until now (`tally-pack renew --licence`).
 pub const MIGRATION_SQL: &str = "CREATE TABLE challenges (
-        nonce             TEXT PRIMARY KEY,     -- 64 lower-case hex digits
+        id                INTEGER PRIMARY KEY,  -- in the order issued
+        nonce             TEXT NOT NULL UNIQUE, -- 64 lower-case hex digits
         serial            TEXT NOT NULL,        -- the challenged card's
         customer          TEXT NOT NULL,
         issued_unix       INTEGER NOT NULL,
@@ -108,14 +109,14 @@ pub fn list(db: &mut Db, customer: Option<&str>) -> Result<Vec<ChallengeRow>> {
         &format!(
             "SELECT {COLUMNS} FROM challenges
              WHERE CAST($1 AS TEXT) IS NULL OR customer = $1
-             ORDER BY issued_unix, nonce"
+             ORDER BY id"
         ),
         params![customer],
     )?;
     rows.iter().map(to_row).collect()
 }
 
-/// The challenges of card `serial` the server has not seen answered.
+/// The challenges of card `serial` the server has not seen answered, in the order issued.
 pub fn unanswered(db: &mut Db, serial: &Serial) -> Result<Vec<Challenge>> {
     let rows = db.query(
         &format!("SELECT {COLUMNS} FROM challenges WHERE serial = $1 AND answered_counter IS NULL"),
