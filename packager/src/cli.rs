@@ -57,8 +57,12 @@ pub enum Command {
     Renew(Box<commands::renew::RenewArgs>),
     /// Name the customer a leaked keyfile was issued to.
     Trace(commands::trace::TraceArgs),
-    /// Check a customer's trail file and report the use of each licence, for billing.
+    /// Report the use of each licence of a customer, for billing: from the trail backup your
+    /// validation server holds, or from a trail file the customer sent.
     Audit(commands::audit::AuditArgs),
+    /// Challenge a customer's card: their viewer signs the nonce onto the trail and sends
+    /// it to your validation server, so `audit` needs no file from them.
+    Challenge(commands::challenge::ChallengeArgs),
     /// Run the validation server: it checks each copy online, keeps readers' trail backups,
     /// and refuses revoked copies, clones and unregistered viewer builds.
     Serve(commands::serve::ServeArgs),

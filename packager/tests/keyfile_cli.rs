@@ -497,3 +497,243 @@ fn renew_issues_the_same_licence_with_the_next_version_and_the_new_limits() {
         .code(1)
         .stderr(predicate::str::contains("not a keyfile of this vendor"));
 }
+
+/// The keyfile `name` of `env`, opened with the vendor's public file.
+fn open_keyfile(env: &Env, name: &str) -> tally_core::keyfile::VerifiedKeyfile {
+    let vendor = tally_core::vendor::VendorPublic::from_export(
+        &std::fs::read(env.vendor_dir().join("vendor.pub")).unwrap(),
+    )
+    .unwrap();
+    tally_core::keyfile::Keyfile::open(&std::fs::read(env.path(name)).unwrap(), &[vendor]).unwrap()
+}
+
+#[test]
+fn renew_by_licence_id_needs_only_the_registry() {
+    let env = Env::new();
+    env.issue(
+        "ada.key",
+        &[
+            "--pages",
+            "30",
+            "--server",
+            "http://127.0.0.1:9/tally",
+            "--require-online-every",
+            "7",
+        ],
+    )
+    .success();
+    let lic = env.licence_of("ada.key");
+    let renew = |args: &[&str]| {
+        let mut all = vec!["renew"];
+        all.extend_from_slice(args);
+        env.pack(&all).assert()
+    };
+    renew(&[
+        "--licence",
+        &lic.to_hex(),
+        "--pages",
+        "60",
+        "-o",
+        env.path("ada2.key").to_str().unwrap(),
+    ])
+    .success()
+    .stdout(predicate::str::contains(format!(
+        "licence: {lic} (version 2)"
+    )))
+    .stdout(predicate::str::contains("60 pages"));
+    // Everything the keyfile carries beyond its limits came from the registry.
+    let (old, new) = (
+        open_keyfile(&env, "ada.key"),
+        open_keyfile(&env, "ada2.key"),
+    );
+    assert_eq!(new.licence(), lic);
+    assert_eq!(new.document(), old.document());
+    assert_eq!(new.card(), old.card());
+    assert_eq!(new.card_agreement_key(), old.card_agreement_key());
+    assert_eq!(new.customer_name(), "Ada");
+    assert_eq!(
+        new.server(),
+        old.server(),
+        "address, key and online requirement"
+    );
+    assert_eq!(
+        new.server().unwrap().require_online_every_days,
+        Some(7),
+        "the online requirement kept"
+    );
+    assert_eq!(new.issuers(), old.issuers(), "the accepted card issuers");
+    assert!(!new.issuers().is_empty());
+    assert_eq!(new.allows_emulated_card(), old.allows_emulated_card());
+    assert_eq!(new.limits().pages, Some(60));
+    assert_eq!(new.limits().licence_version, 2);
+
+    // Again by id: version 3. From the customer's oldest keyfile: still a version above
+    // the newest issued (4), never a second version 2.
+    renew(&[
+        "--licence",
+        &lic.to_hex(),
+        "--not-after",
+        "2030-06-30",
+        "-o",
+        env.path("ada3.key").to_str().unwrap(),
+    ])
+    .success()
+    .stdout(predicate::str::contains("(version 3)"));
+    renew(&[
+        "--keyfile",
+        env.path("ada.key").to_str().unwrap(),
+        "-o",
+        env.path("ada4.key").to_str().unwrap(),
+    ])
+    .success()
+    .stdout(predicate::str::contains("(version 4)"));
+
+    // An emulated-card licence keeps its consent when renewed by id.
+    env.issue("emu.key", &["--pages", "5", "--allow-emulated-card"])
+        .success();
+    let emu = env.licence_of("emu.key");
+    renew(&[
+        "--licence",
+        &emu.to_hex(),
+        "-o",
+        env.path("emu2.key").to_str().unwrap(),
+    ])
+    .success();
+    assert!(open_keyfile(&env, "emu2.key").allows_emulated_card());
+    assert!(open_keyfile(&env, "emu2.key").server().is_none());
+
+    // Refusals: unknown (exit 1), malformed (exit 2), neither or both flags (exit 2).
+    renew(&[
+        "--licence",
+        &"ab".repeat(16),
+        "-o",
+        env.path("x.key").to_str().unwrap(),
+    ])
+    .code(1)
+    .stderr(predicate::str::contains(format!(
+        "licence {} is not in this vendor's registry",
+        "ab".repeat(16)
+    )));
+    renew(&[
+        "--licence",
+        "not-an-id",
+        "-o",
+        env.path("x.key").to_str().unwrap(),
+    ])
+    .code(2)
+    .stderr(predicate::str::contains("a licence id is 32"));
+    renew(&["-o", env.path("x.key").to_str().unwrap()]).code(2);
+    renew(&[
+        "--licence",
+        &lic.to_hex(),
+        "--keyfile",
+        env.path("ada.key").to_str().unwrap(),
+        "-o",
+        env.path("x.key").to_str().unwrap(),
+    ])
+    .code(2);
+    assert!(!env.path("x.key").exists(), "nothing written");
+}
+
+#[test]
+fn renew_refuses_revoked_superseded_and_unrecorded_licences() {
+    let env = Env::new();
+    env.issue("ada.key", &["--pages", "30"]).success();
+    let first = env.licence_of("ada.key");
+    // Superseded by a newer licence for the same document: named in the refusal, by id
+    // and by keyfile alike.
+    let doc = env.path("doc.tly");
+    env.pack(&[
+        "issue",
+        "--customer",
+        "Ada",
+        "--package",
+        doc.to_str().unwrap(),
+        "-o",
+        env.path("ada-new.key").to_str().unwrap(),
+        "--supersede",
+        "--pages",
+        "40",
+    ])
+    .assert()
+    .success();
+    let newer = env.licence_of("ada-new.key");
+    let out = env.path("x.key");
+    let first_hex = first.to_hex();
+    let ada_key = env.path("ada.key");
+    for by in [
+        ["--licence", first_hex.as_str()],
+        ["--keyfile", ada_key.to_str().unwrap()],
+    ] {
+        env.pack(&["renew", by[0], by[1], "-o", out.to_str().unwrap()])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "licence {first} was superseded by licence {newer}"
+            )));
+    }
+    // Revoked (`tally-pack revoke`), with no newer licence to name.
+    env.pack(&["revoke", "--copy", &newer.to_hex()])
+        .assert()
+        .success();
+    env.pack(&[
+        "renew",
+        "--licence",
+        &newer.to_hex(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .assert()
+    .code(1)
+    .stderr(predicate::str::contains(format!(
+        "licence {newer} is revoked"
+    )));
+    assert!(!out.exists(), "nothing written");
+
+    // A licence issued before the registry kept what a renewal needs: refused by id with
+    // the way out; renewed once by keyfile, which records it; then by id.
+    env.issue("old.key", &["--pages", "3"]).success();
+    let old = env.licence_of("old.key");
+    rusqlite::Connection::open(env.vendor_dir().join("registry.sqlite"))
+        .unwrap()
+        .execute(
+            "UPDATE keyfiles SET server_url = NULL, online_every_days = NULL,
+                    allow_emulated = NULL, issuers = NULL WHERE licence_id = ?1",
+            [old.to_hex()],
+        )
+        .unwrap();
+    env.pack(&[
+        "renew",
+        "--licence",
+        &old.to_hex(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .assert()
+    .code(1)
+    .stderr(predicate::str::contains("renew it once with --keyfile"));
+    env.pack(&[
+        "renew",
+        "--keyfile",
+        env.path("old.key").to_str().unwrap(),
+        "-o",
+        env.path("old2.key").to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("(version 2)"));
+    env.pack(&[
+        "renew",
+        "--licence",
+        &old.to_hex(),
+        "-o",
+        env.path("old3.key").to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("(version 3)"));
+    assert_eq!(
+        open_keyfile(&env, "old3.key").issuers(),
+        open_keyfile(&env, "old.key").issuers()
+    );
+}

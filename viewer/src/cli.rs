@@ -165,6 +165,10 @@ pub enum TrailCommand {
     /// Have the publisher's validation server check the trail and vouch for it (later checks
     /// start there); the server also keeps an encrypted backup of the trail.
     Vouch(crate::commands::vouch::VouchArgs),
+    /// Answer your publisher's challenge, if one is pending: the card signs its nonce on the
+    /// trail and the server keeps the trail (the window does this on its own when it opens
+    /// a licence that names a server).
+    Answer(crate::commands::answer::AnswerArgs),
     /// Recover a lost trail from the validation server's backup; use lost since the backup
     /// is charged as the publisher's policy says (you are told what, before and after).
     Restore(crate::commands::restore::RestoreArgs),

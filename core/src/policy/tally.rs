@@ -328,7 +328,10 @@ impl Tally {
                 self.printed = self.printed.saturating_add(u64::from(*pages))
             }
             // A validator's totals are used only by `resume`; read in full, it adds nothing.
-            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) => {}
+            Usage::Genesis
+            | Usage::Nonce { .. }
+            | Usage::Challenge { .. }
+            | Usage::Validator(_) => {}
             // Only reached for a recovery naming no licence of its own (`licence()` is None):
             // handled above the licence filter.
             Usage::Recovery(_) => {}

@@ -30,12 +30,18 @@
 //! # Ok::<(), tally_core::rental::Problem>(())
 //! ```
 
+mod contact;
 mod meter;
 mod online;
 mod open;
 mod problem;
 mod session;
 
+pub use contact::{
+    AnsweredChallenge, CHALLENGE_TIMEOUT, ChallengeOutcome, ContactError, ContactResult,
+    ServerContact, TRAIL_ENDPOINT, VOUCH_TIMEOUT, Vouched, answer_challenge, fetch_challenge,
+    vouch_trail, write_answer,
+};
 pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, tally_of, trail_problem};
 pub use online::{
     NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, standing_after_round, validate_online,

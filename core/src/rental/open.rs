@@ -61,6 +61,9 @@ pub struct Opened {
     pub meter: CardMeter,
     /// The decrypted PDF (memory only, zeroized on drop).
     pub document: Plaintext,
+    /// The background contact with the licence's validation server that [`Opened::start`]
+    /// makes (`None`: the licence names no server).
+    contact: Option<super::contact::Job>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -77,10 +80,21 @@ impl Opened {
     /// its answers, so a UI can repaint), and the session asks for page 1, whose view is
     /// charged before it is shown. Returns the session and the document for the caller's
     /// renderer.
+    ///
+    /// When the licence names a validation server, a background thread asks it whether the
+    /// publisher has a challenge pending for the card and answers it (\[0104\],
+    /// [`super::answer_challenge`]): the reader does nothing and waits for nothing; the
+    /// outcome is [`super::Session::server_contact`].
     pub fn start(self, wake: Box<dyn Fn() + Send>) -> Result<(super::Session, Plaintext), Problem> {
         let worker = super::MeterWorker::spawn(Box::new(self.meter), wake)
             .map_err(|e| Problem::Other(format!("cannot start the meter: {e}")))?;
         let mut session = super::Session::new(self.info, self.page_count, self.decision, worker);
+        if let Some(job) = self.contact {
+            // A thread that cannot start only means no contact this time.
+            if let Ok(handle) = job.spawn() {
+                session.attach_contact(handle);
+            }
+        }
         session.go_to(0);
         Ok((session, self.document))
     }
@@ -536,6 +550,13 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
         decision,
         meter,
         document,
+        contact: keyfile.server().is_some().then(|| super::contact::Job {
+            home: inputs.home.clone(),
+            card: inputs.card.clone(),
+            keyfile: keyfile.clone(),
+            transport: inputs.transport.clone(),
+            clock: inputs.clock.clone(),
+        }),
     })
 }
 

@@ -152,6 +152,8 @@ pub struct Session {
     notice: Option<String>,
     records: u64,
     meter: MeterWorker,
+    contact: Option<std::thread::JoinHandle<super::contact::ContactResult>>,
+    contacted: Option<super::contact::ContactResult>,
 }
 
 impl Session {
@@ -185,9 +187,33 @@ impl Session {
             notice: None,
             records: 0,
             meter,
+            contact: None,
+            contacted: None,
         };
         s.apply_decision(decision);
         s
+    }
+
+    /// The background contact with the licence's validation server (\[0104\]'s challenge,
+    /// [`super::Opened::start`]).
+    pub(crate) fn attach_contact(
+        &mut self,
+        handle: std::thread::JoinHandle<super::contact::ContactResult>,
+    ) {
+        self.contact = Some(handle);
+    }
+
+    /// How the background contact with the licence's validation server went, once it has
+    /// ended: a challenge answered, none pending, or why it could not be made (an
+    /// unreachable server changes nothing for the reading). `None` while it runs, or when
+    /// the licence names no server.
+    pub fn server_contact(&mut self) -> Option<&super::contact::ContactResult> {
+        if self.contact.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.contact.take()
+        {
+            self.contacted = Some(h.join().unwrap_or(Err(super::ContactError::Stopped)));
+        }
+        self.contacted.as_ref()
     }
 
     /// The rental's facts.

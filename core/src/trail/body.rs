@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "nonce" | "validator" | "recovery"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "nonce" | "challenge" | "validator" | "recovery"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
@@ -27,7 +27,8 @@
 //! | print   | `lic= pages=`                              | `pages` pages printed |
 //! | copy    | `lic= chars=`                              | text of `chars` characters copied (one copy operation) |
 //! | renewal | `lic= version=`                            | version `version` of the licence (`tally-pack renew`) was opened here for the first time |
-//! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]) or a vendor (\[0104\]) |
+//! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]), a validation or restore request |
+//! | challenge | `key= nonce=`                            | the answer to a publisher's nonce challenge (\[0104\]): `nonce` (64 hex digits) was handed out by the validation server with key fingerprint `key` (64 hex digits); see `crate::validation::challenge` |
 //! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` (\[0094\]) |
 //! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup (\[0062\]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
 //!
@@ -96,10 +97,21 @@ pub enum Usage {
         /// The keyfile's licence version (2 or more).
         version: u32,
     },
-    /// A nonce (ValidateTrail's own record, or a vendor's challenge).
+    /// A nonce (ValidateTrail's own record, a validation or restore request).
     Nonce {
         /// The nonce text.
         value: String,
+    },
+    /// The answer to a publisher's nonce challenge (\[0104\]): the card wrote the random
+    /// `nonce` its validation server handed out, so this record (and every record before
+    /// it) was signed after the challenge was issued. A kind of its own, so it is never
+    /// confused with the nonce records of ValidateTrail or of a validation request
+    /// (`crate::validation::challenge`).
+    Challenge {
+        /// Fingerprint of the validation server key that signed the challenge.
+        server_key: Hash,
+        /// The challenge's random nonce.
+        nonce: [u8; 32],
     },
     /// A validation server vouches for the records before it (\[0094\]).
     Validator(Box<Validator>),
@@ -228,7 +240,11 @@ impl Usage {
             | Usage::Print { licence, .. }
             | Usage::Copy { licence, .. }
             | Usage::Renewal { licence, .. } => Some(*licence),
-            Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) | Usage::Recovery(_) => None,
+            Usage::Genesis
+            | Usage::Nonce { .. }
+            | Usage::Challenge { .. }
+            | Usage::Validator(_)
+            | Usage::Recovery(_) => None,
         }
     }
 }
@@ -304,6 +320,7 @@ impl Body {
             Usage::Copy { .. } => "copy",
             Usage::Renewal { .. } => "renewal",
             Usage::Nonce { .. } => "nonce",
+            Usage::Challenge { .. } => "challenge",
             Usage::Validator(_) => "validator",
             Usage::Recovery(_) => "recovery",
         };
@@ -332,6 +349,11 @@ impl Body {
                 };
                 s.push_str(&format!(" value={v}"));
             }
+            Usage::Challenge { server_key, nonce } => s.push_str(&format!(
+                " key={} nonce={}",
+                hex::encode(server_key),
+                hex::encode(nonce)
+            )),
             Usage::Validator(v) => {
                 s.push_str(&format!(
                     " key={} upto={} chain={}",
@@ -479,6 +501,10 @@ impl Body {
             },
             "nonce" => Usage::Nonce {
                 value: field("value")?.to_string(),
+            },
+            "challenge" => Usage::Challenge {
+                server_key: hex_exact::<32>("key", field("key")?)?,
+                nonce: hex_exact::<32>("nonce", field("nonce")?)?,
             },
             // `field` is not used on this path: the validator reads its own words, because
             // `sig=` is longer than 64 characters.
@@ -689,6 +715,10 @@ mod tests {
             Usage::Nonce {
                 value: "1234".into(),
             },
+            Usage::Challenge {
+                server_key: [0xcd; 32],
+                nonce: [0x01; 32],
+            },
         ] {
             let b = Body::at_unix(usage, 1_764_000_000);
             let text = b.encode();
@@ -729,6 +759,26 @@ mod tests {
                 "lower-case hex",
             ),
             ("tally/1 genesis at=2026-01-01T00:00:00Z ", "extra"),
+            (
+                "tally/1 challenge at=2026-01-01T00:00:00Z key=abab nonce=0101010101010101010101010101010101010101010101010101010101010101",
+                "`key`: expected fixed-length hex",
+            ),
+            (
+                "tally/1 challenge at=2026-01-01T00:00:00Z nonce=0101010101010101010101010101010101010101010101010101010101010101 key=abababababababababababababababababababababababababababababababab",
+                "`key`: missing or out of order",
+            ),
+            (
+                "tally/1 challenge at=2026-01-01T00:00:00Z key=abababababababababababababababababababababababababababababababab",
+                "`nonce`: missing",
+            ),
+            (
+                "tally/1 challenge at=2026-01-01T00:00:00Z key=abababababababababababababababababababababababababababababababab nonce=0101010101010101010101010101010101010101010101010101010101010101 x=1",
+                "extra",
+            ),
+            (
+                "tally/1 challenge at=2026-01-01T00:00:00Z key=ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB nonce=0101010101010101010101010101010101010101010101010101010101010101",
+                "canonical",
+            ),
         ];
         for (text, want) in cases {
             let err = Body::parse(text.as_bytes()).unwrap_err().to_string();

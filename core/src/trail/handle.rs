@@ -46,6 +46,9 @@ pub struct Trail {
     // The mirror copy on another medium ([0062]) and why it last failed, if it did.
     pub(super) mirror: Option<PathBuf>,
     pub(super) mirror_error: Option<String>,
+    // A copy held in memory ([`Trail::from_backup`]): `path` only names it, and nothing
+    // that reads or writes the file may run.
+    pub(super) in_memory: bool,
 }
 
 impl std::fmt::Debug for Trail {
@@ -89,7 +92,61 @@ impl Trail {
             file_id: None,
             mirror: None,
             mirror_error: None,
+            in_memory: false,
         }
+    }
+
+    /// A read-only handle on a whole trail file held in memory — the backup a validation
+    /// server kept of a card's trail (\[0062\]), for a publisher's audit (\[0104\]) — verified
+    /// in full against the card `identity` as registered: the header, every frame with no
+    /// torn tail, every card signature (also those of the records a validator vouches for),
+    /// the counters from the card's origin and the start rule, recovery records and archive
+    /// anchors only of `trusted`. The newest validator record of `trusted` then gives the
+    /// totals of the records it vouches for ([`Trail::vouched`]), as the reader's viewer
+    /// counts them. `label` names the copy in errors; no file is ever read or written
+    /// through this handle (a write, a ValidateTrail with the card or a mirror is refused).
+    pub fn from_backup(
+        label: impl Into<PathBuf>,
+        bytes: &[u8],
+        identity: &CardIdentity,
+        trusted: Vec<PublicKey>,
+    ) -> Result<Self, TrailError> {
+        if bytes.len() as u64 > MAX_TRAIL_BYTES {
+            return Err(TrailError::Io {
+                path: label.into(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "trail larger than 1 GiB",
+                ),
+            });
+        }
+        // Every signature, whatever a validator vouches for.
+        let (header, records) = verify::verify_trail_bytes(bytes, identity, &trusted)?;
+        let frames = Frames {
+            records,
+            end: bytes.len() as u64,
+            torn_bytes: 0,
+        };
+        let mut t = Self::from_parts(label.into(), header, identity.clone(), frames);
+        t.in_memory = true;
+        t.trusted_validators = trusted;
+        // The fast start's totals (the records after it are checked once more: cheap next
+        // to an audit's other work, and the same code as the reader's).
+        t.verify_new()?;
+        Ok(t)
+    }
+
+    /// Refuses anything that would touch the file of a handle held in memory.
+    pub(super) fn on_disk(&self) -> Result<(), TrailError> {
+        if self.in_memory {
+            return Err(TrailError::Io {
+                path: self.path.clone(),
+                error: std::io::Error::other(
+                    "this trail is a copy held in memory (a backup): it cannot be written or checked with the card",
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Opens an existing trail expected to belong to `identity`. Reads and checks the
@@ -221,6 +278,7 @@ impl Trail {
     /// Reads records other processes appended since we last looked (under the lock).
     pub(super) fn sync(&mut self) -> Result<(), TrailError> {
         use std::os::unix::fs::MetadataExt as _;
+        self.on_disk()?;
         let mut f = File::open(&self.path).map_err(io(&self.path))?;
         let meta = f.metadata().map_err(io(&self.path))?;
         let id = (meta.dev(), meta.ino());

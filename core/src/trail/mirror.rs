@@ -42,6 +42,7 @@ impl Trail {
         let Some(m) = self.mirror.clone() else {
             return Ok(());
         };
+        self.on_disk()?;
         let in_step = File::open(&m).is_ok_and(|f| self.mirror_at(&f, self.end).unwrap_or(false));
         if !in_step {
             self.copy_to_mirror(&m)?;

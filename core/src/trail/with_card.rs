@@ -25,6 +25,7 @@ impl Trail {
     /// ValidateTrail (\[0060\]), incremental: writes a nonce record holding the card's
     /// counter, checks it, then verifies every record not verified before.
     pub fn verify(&mut self, card: &mut Card) -> Result<Verification, TrailError> {
+        self.on_disk()?;
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
         let before = self.verified;
         let skipped_before = self.skipped;
@@ -75,6 +76,7 @@ impl Trail {
     /// like; the freshness proof of a nonce record (\[0060\] steps \[1\]–\[2\]) is left to
     /// [`Trail::verify`], which every opening runs.
     pub fn check_with_card(&mut self, card: &mut Card) -> Result<(), TrailError> {
+        self.on_disk()?;
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
         let mut s = self.in_step(card)?;
         let c = s.get_counter()?;

@@ -280,6 +280,7 @@ impl Trail {
     /// brought up to date and verified incrementally, so nothing is ever written after an
     /// invalid record.
     pub fn write(&mut self, card: &mut Card, body: &Body) -> Result<Record, TrailError> {
+        self.on_disk()?;
         let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
         let mut s = self.in_step(card)?;
         let next = self.next_counter();

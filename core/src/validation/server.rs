@@ -122,6 +122,14 @@ impl ServerSecret {
         super::restore::open_restore_request(&self.secret, &self.public, envelope)
     }
 
+    /// Signs a publisher's challenge for the viewer to check (\[0104\]; the format is in
+    /// [`super::challenge`]).
+    pub fn sign_challenge(&self, challenge: &super::Challenge) -> Vec<u8> {
+        let key = self.vsi();
+        let sig = crypto::sign_low_s(&self.signing, &challenge.message_for(&key));
+        challenge.encode_signed(&key, &sig)
+    }
+
     /// Signs a verdict.
     pub fn sign(&self, verdict: &Verdict) -> Vec<u8> {
         let body = verdict.body();

@@ -401,8 +401,9 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
     registry
         .connection()
         .execute(
-            "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at,
+                                   server_url, online_every_days, allow_emulated, issuers)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             params![
                 licence.to_hex(),
                 &customer.name,
@@ -411,7 +412,14 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
                 header.title(),
                 cis.limits.to_text(),
                 hex::encode(tally_core::crypto::sha256(&bytes)),
-                super::now_rfc3339()
+                super::now_rfc3339(),
+                cis.server.as_ref().map(|s| s.url.clone()),
+                cis.server
+                    .as_ref()
+                    .and_then(|s| s.require_online_every_days)
+                    .map(i64::from),
+                i64::from(cis.allow_emulated_card),
+                issuers_json(&cis.issuers)
             ],
         )
         .context("recording the keyfile in the registry")?;
@@ -457,6 +465,18 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The card issuers a keyfile carries, as the registry keeps them (`keyfiles.issuers`, a
+/// JSON array of their public exports), so `renew --licence` can carry them on.
+pub fn issuers_json(issuers: &[tally_core::card::attestation::IssuerPublic]) -> String {
+    serde_json::Value::from(
+        issuers
+            .iter()
+            .map(|i| serde_json::Value::from(i.to_export()))
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
 }
 
 /// One line saying what a licence allows.

@@ -4,6 +4,7 @@
 //! Adding a subcommand: a variant in `cli::Command`, a file here, an arm in [`run`].
 
 pub mod audit;
+pub mod challenge;
 pub mod copies;
 pub mod customer;
 pub mod inspect;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Renew(a) => renew::run(&ctx, *a),
         Command::Trace(a) => trace::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
+        Command::Challenge(a) => challenge::run(&ctx, a),
         Command::Serve(a) => serve::run_serve(&ctx, a),
         Command::Revoke(a) => revoke::run(&ctx, a),
         Command::Copies(a) => copies::run(&ctx, a),

@@ -23,7 +23,11 @@
 //!   backup and a signed recovery record charging the lost records (\[0062\]; see [`restore`]).
 //! * `POST /v1/trail/account` — a restored trail whose lost records another server
 //!   accounted for: answered with this server's own account of them (T30; see [`restore`]).
+//! * `POST /v1/challenge` — a card's serial: the publisher's pending nonce challenge for it,
+//!   signed (\[0104\]; see [`challenge`]); the answer comes back inside a trail sent to
+//!   `/v1/trail/validate`.
 
+pub mod challenge;
 pub mod db;
 pub mod restore;
 pub mod trail;
@@ -193,6 +197,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         .route("/v1/trail/validate", post(trail::trail_validate))
         .route("/v1/trail/restore", post(restore::trail_restore))
         .route("/v1/trail/account", post(restore::trail_account))
+        .route("/v1/challenge", post(challenge::challenge))
         .fallback(|| async {
             bad(
                 StatusCode::NOT_FOUND,

@@ -9,7 +9,8 @@
 //! validator body signed by the server key (text, at most 1024 bytes), which the reader
 //! appends as a card-signed record. It keeps the request, still encrypted, as the card's
 //! backup (table `trail_backups`, migration 4), replacing an older one only by one that
-//! vouches for more records. Refusals: 400 (not a request for this server), 404 (no
+//! vouches for more records, and notes the answers to the publisher's challenges it holds
+//! ([`super::challenge`]). Refusals: 400 (not a request for this server), 404 (no
 //! customer has this card), 422 (the trail is invalid; header `x-tally-check` names the
 //! check), 413/408 for oversized or slow bodies.
 
@@ -180,6 +181,27 @@ pub fn store_backup(
     Ok(n > 0)
 }
 
+/// The records of a trail file that `vouch` has verified, with their counters and bodies.
+fn trail_bodies(trail: &[u8]) -> Vec<(u64, tally_core::trail::Body)> {
+    use tally_core::trail::file::{HEADER_LEN, parse_frames};
+    parse_frames(
+        trail.get(HEADER_LEN..).unwrap_or_default(),
+        HEADER_LEN as u64,
+        0,
+    )
+    .map(|f| {
+        f.records
+            .iter()
+            .filter_map(|r| {
+                tally_core::trail::Body::parse(&r.body)
+                    .ok()
+                    .map(|b| (r.counter, b))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 impl App {
     fn handle_trail(&self, envelope: &[u8]) -> Result<Response> {
         let req = match self.key.open_trail_request(envelope) {
@@ -224,13 +246,22 @@ impl App {
             .format(&time::format_description::well_known::Rfc3339)
             .context("formatting the time")?;
         {
+            let mut db = self.pool.get(super::POOL_WAIT)?;
             store_backup(
-                &mut *self.pool.get(super::POOL_WAIT)?,
+                &mut db,
                 &req.serial,
                 &customer,
                 v.upto,
                 records,
                 envelope,
+                &at,
+            )?;
+            // The publisher's challenges answered in this trail ([0104]): verified above.
+            super::challenge::note_answers(
+                &mut db,
+                &req.serial,
+                &self.key.vsi(),
+                &trail_bodies(&req.trail),
                 &at,
             )?;
         }

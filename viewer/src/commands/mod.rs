@@ -1,5 +1,6 @@
 //! One file per subcommand; each returns the process exit code.
 
+pub mod answer;
 pub mod archive;
 pub mod card;
 pub mod mirror;
@@ -52,6 +53,16 @@ pub type Outcome = Result<(), Failure>;
 /// Sorts a trail error: invalid trail → exit 1, I/O or card link → exit 2.
 pub fn trail_failure(e: tally_core::trail::TrailError) -> Failure {
     if e.is_invalid() {
+        Failure::Check(e.into())
+    } else {
+        Failure::Usage(e.into())
+    }
+}
+
+/// Sorts a failed exchange with the validation server: a check that failed (the trail, the
+/// card, an answer or a refusal) → exit 1; the server or a file out of reach → exit 2.
+pub fn contact_failure(e: tally_core::rental::ContactError) -> Failure {
+    if e.is_check() {
         Failure::Check(e.into())
     } else {
         Failure::Usage(e.into())

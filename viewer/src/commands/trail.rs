@@ -61,6 +61,7 @@ pub fn run(cmd: &TrailCommand, home: &Home, spec: &CardSpec) -> Outcome {
         TrailCommand::Verify(a) => verify(a, home, spec),
         TrailCommand::Show(a) => show(a.json, home, spec),
         TrailCommand::Vouch(a) => super::vouch::run(a, home, spec),
+        TrailCommand::Answer(a) => super::answer::run(a, home, spec),
         TrailCommand::Restore(a) => super::restore::run(a, home, spec),
         TrailCommand::Archive(a) => super::archive::run(a, home, spec),
         TrailCommand::Mirror(a) => super::mirror::run(a, home, spec),
@@ -172,6 +173,14 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             Some(licence.to_hex()),
         ),
         Usage::Nonce { value } => (format!("nonce {value}"), None),
+        Usage::Challenge { server_key, nonce } => (
+            format!(
+                "answer to the publisher's challenge {} (server {})",
+                hex::encode(&nonce[..8]),
+                hex::encode(&server_key[..8])
+            ),
+            None,
+        ),
         Usage::Validator(v) => (
             format!(
                 "validator up to counter {} by server {}",

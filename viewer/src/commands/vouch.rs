@@ -7,25 +7,23 @@
 //! through Write, so the card signs it, and adds the server key to the home's trusted
 //! validation servers (`<home>/validators`): later ValidateTrails — `trail verify`, `trail
 //! show`, opening a document — start from it. The server keeps the encrypted trail as a
-//! backup (\[0062\]).
+//! backup (\[0062\]). A challenge the publisher has pending for the card (\[0104\]) is answered
+//! on the way, so the backup holds the answer.
 //!
 //! Exit 0 when the validator record was appended; 1 when the local trail is invalid, the
 //! server refused the trail, or its answer does not verify; 2 when the server can't be
-//! reached or a file can't be read. The rules are `tally_core::trail::validator`.
+//! reached or a file can't be read. The rules are tally-core's
+//! (`tally_core::rental::vouch_trail`, `tally_core::rental::write_answer`).
 
-use super::{Failure, Outcome, trail_failure};
+use super::{Failure, Outcome, contact_failure, trail_failure};
 use anyhow::{Context as _, anyhow};
 use clap::Args;
-use std::io::Read as _;
 use std::path::PathBuf;
-use std::time::Duration;
 use tally_core::crypto::PublicKey;
 use tally_core::home::{CardSpec, Home};
-use tally_core::keyfile::Keyfile;
-use tally_core::trail::file::{HEADER_LEN, parse_frames};
-use tally_core::trail::validator::check_answer;
-use tally_core::trail::{Trail, Usage};
-use tally_core::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
+use tally_core::keyfile::{Keyfile, VerifiedKeyfile};
+use tally_core::rental::{ServerContact, fetch_challenge, vouch_trail, write_answer};
+use tally_core::trail::Trail;
 
 /// Which validation server to talk to (`trail vouch`, `trail restore`): always the one a
 /// licence's vendor-signed keyfile names. A server the reader names on the command line is
@@ -58,12 +56,17 @@ pub struct VouchArgs {
     pub json: bool,
 }
 
-/// Largest answer read (a validator body is at most 1024 bytes).
-const MAX_ANSWER: u64 = 64 * 1024;
-
 /// The server's URL (an http(s) URL) and key: the keyfile's, the URL possibly replaced by
 /// `--server`, the key only ever compared with `--server-key`.
 pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKey), Failure> {
+    licence_server(args, home).map(|(_, url, key)| (url, key))
+}
+
+/// [`server`] with the verified keyfile that names it.
+pub(super) fn licence_server(
+    args: &ServerArgs,
+    home: &Home,
+) -> Result<(VerifiedKeyfile, String, PublicKey), Failure> {
     let Some(path) = &args.keyfile else {
         return Err(Failure::Usage(anyhow!(
             "give --keyfile KEYFILE: the validation server is the one your licence names"
@@ -93,13 +96,13 @@ pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKe
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
     }
-    Ok((url, s.public_key.clone()))
+    let key = s.public_key.clone();
+    Ok((kf, url, key))
 }
 
 /// Runs `trail vouch`.
 pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let (url, key) = server(&args.target, home)?;
-    let endpoint = format!("{}/v1/trail/validate", url.trim_end_matches('/'));
     // The key is added to the home's trusted validators afterwards: read that list first,
     // so a damaged file stops us before anything is sent or written.
     home.trusted_validators()
@@ -107,51 +110,29 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let mut card = spec.open(home)?;
     let id = card.identity().context("reading the card")?;
     let path = home.trail_path(&id.serial);
-    // ValidateTrail first: never send (or vouch on top of) a trail that is not valid here.
     let mut trail = Trail::open(&path, &id).map_err(trail_failure)?;
     trail.set_trusted_validators(vec![key.clone()]);
-    trail.verify(&mut card).map_err(trail_failure)?;
-    let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .take(MAX_TRAIL_REQUEST_TRAIL as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() > MAX_TRAIL_REQUEST_TRAIL {
-        return Err(Failure::Usage(anyhow!(
-            "the trail is larger than the 64 MiB a validation request carries"
-        )));
-    }
-    // The records sent, exactly: the answer must vouch for these.
-    let sent = parse_frames(
-        bytes.get(HEADER_LEN..).unwrap_or_default(),
-        HEADER_LEN as u64,
-        0,
-    )
-    .map_err(|e| trail_failure(e.into()))?
-    .records;
-    let envelope = seal_trail_request(&key, &id.serial, &bytes, &mut tally_core::crypto::OsRng)
-        .map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let (status, answer) =
-        crate::online::post(&endpoint, &envelope, Duration::from_secs(300), MAX_ANSWER).map_err(
-            |e| {
-                Failure::Usage(anyhow!(
-                    "cannot reach the validation server {endpoint}: {e}"
-                ))
-            },
-        )?;
-    if status != 200 {
-        return Err(super::http_refusal(status, &answer));
-    }
-    let body = check_answer(&answer, &key, &id, trail.header().first_counter, &sent)
-        .map_err(trail_failure)?;
     super::mirror_trail(&mut trail, home, &id.serial)?;
-    let rec = trail.write(&mut card, &body).map_err(trail_failure)?;
-    super::warn_mirror(&trail);
-    let upto = match &body.usage {
-        Usage::Validator(v) => v.upto,
-        _ => 0,
+    let contact = ServerContact {
+        url: &url,
+        key: &key,
+        transport: &crate::online::Http,
     };
+    // A challenge the publisher has pending for this card is answered first, so the backup
+    // the server keeps holds the answer ([0104]).
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let answered = match fetch_challenge(&contact, &id.serial, now).map_err(contact_failure)? {
+        Some(c) => {
+            let (counter, _) =
+                write_answer(&mut trail, &mut card, &c, &key, now).map_err(trail_failure)?;
+            Some((c, counter))
+        }
+        None => None,
+    };
+    let vouched = vouch_trail(&mut trail, &mut card, &contact).map_err(contact_failure)?;
+    super::warn_mirror(&trail);
+    let rec = vouched.record;
+    let upto = vouched.upto;
     // From now on `trail verify`, `trail show` and opening a document start from this
     // server's validator records ([0094]); the record is already written, so a failure
     // here is reported as such.
@@ -171,9 +152,19 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
                 "upto": upto,
                 "validator_counter": rec.counter,
                 "newly_trusted": newly_trusted,
+                "challenge": answered.as_ref().map(|(c, counter)| serde_json::json!({
+                    "nonce": c.nonce_hex(),
+                    "counter": counter,
+                })),
             })
         );
     } else {
+        if let Some((c, counter)) = &answered {
+            println!(
+                "answered the publisher's challenge {}… (record at counter {counter})",
+                &c.nonce_hex()[..16]
+            );
+        }
         println!(
             "trail vouched for by {url} up to counter {upto} (server key {}); its record is at counter {}, and the server keeps a backup of the trail",
             hex::encode(&key.fingerprint()[..8]),

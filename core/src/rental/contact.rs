@@ -1,0 +1,381 @@
+//! The reader's side of the validation service beyond VAL_REQ, through the caller's
+//! [`Transport`]: having the trail vouched for and backed up (\[0094\], \[0062\]), and
+//! answering the publisher's nonce challenge (\[0104\], [`crate::validation::challenge`]).
+//!
+//! Every message is built, encrypted and checked here; a transport only moves bytes, and
+//! the server is always the one the licence's vendor-signed keyfile names (its key from the
+//! keyfile; only the address it is reached at may differ). A viewer answers a pending
+//! challenge on its own: [`super::Opened::start`] runs [`answer_challenge`] in the
+//! background when the licence names a server, so the reader does nothing special and is
+//! never kept waiting.
+
+use super::Transport;
+use crate::card::{Card, Serial};
+use crate::crypto::PublicKey;
+use crate::home::CardSpec;
+use crate::home::Home;
+use crate::keyfile::VerifiedKeyfile;
+use crate::policy::Clock;
+use crate::trail::file::{HEADER_LEN, parse_frames};
+use crate::trail::validator::check_answer;
+use crate::trail::{Body, Record, Trail, TrailError, Usage};
+use crate::validation::challenge::{CHALLENGE_ENDPOINT, Challenge, ChallengeError, open_challenge};
+use crate::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The trail validation endpoint (\[0094\]; the server keeps the trail as the backup, \[0062\]).
+pub const TRAIL_ENDPOINT: &str = "/v1/trail/validate";
+
+/// Timeout of the small request asking for a pending challenge.
+pub const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Timeout of sending a whole trail for vouching (up to 64 MiB, checked in full).
+pub const VOUCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Largest answer read: a validator body or a signed challenge is at most 1 KiB; a refusal
+/// is one line.
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// The licence's validation server, as one exchange reaches it.
+#[derive(Clone, Copy)]
+pub struct ServerContact<'a> {
+    /// Its base URL (the keyfile's, or the address it is reached at); the endpoint is appended.
+    pub url: &'a str,
+    /// Its key, from the licence's vendor-signed keyfile: every answer must verify under it.
+    pub key: &'a PublicKey,
+    /// How bytes reach it.
+    pub transport: &'a dyn Transport,
+}
+
+impl std::fmt::Debug for ServerContact<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContact")
+            .field("url", &self.url)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an exchange with the validation server did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContactError {
+    /// The licence names no validation server.
+    #[error("this licence names no validation server")]
+    NoServer,
+    /// The address is not `http://` or `https://`.
+    #[error("the validation server's address {0} is not an http(s) URL")]
+    BadUrl(String),
+    /// Nothing answered, or the answer could not be read.
+    #[error("cannot reach the validation server {endpoint}: {reason}")]
+    Unreachable {
+        /// The URL asked.
+        endpoint: String,
+        /// What the transport said.
+        reason: String,
+    },
+    /// The server answered with an HTTP error (a refused trail, an unknown card, …).
+    #[error("the validation server answered HTTP {status}: {text}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// Its one-line reason.
+        text: String,
+    },
+    /// The challenge handed out does not verify (another server's, another card's, expired,
+    /// malformed): nothing was written.
+    #[error("the challenge handed out was refused: {0}")]
+    Challenge(#[from] ChallengeError),
+    /// The card present is not the licence's.
+    #[error("{0}")]
+    WrongCard(String),
+    /// The card could not be reached.
+    #[error("cannot reach the card: {0}")]
+    NoCard(String),
+    /// The trail here is invalid, or the server's validator answer does not verify for it.
+    #[error(transparent)]
+    Trail(#[from] TrailError),
+    /// The background thread making the contact ended without an answer (a bug).
+    #[error("the contact with the validation server stopped unexpectedly")]
+    Stopped,
+    /// The trail is larger than a validation request carries.
+    #[error("the trail is larger than the 64 MiB a validation request carries")]
+    TooLarge,
+}
+
+impl ContactError {
+    /// True when a check failed (the trail, the card, an answer or a refusal of the server),
+    /// false when the server could not be reached or a file read: what exit code 1 and 2
+    /// tell apart.
+    pub fn is_check(&self) -> bool {
+        match self {
+            Self::Refused { status, .. } => matches!(status, 404 | 422),
+            Self::Challenge(_) | Self::WrongCard(_) => true,
+            Self::Trail(e) => e.is_invalid(),
+            Self::NoServer
+            | Self::BadUrl(_)
+            | Self::Unreachable { .. }
+            | Self::NoCard(_)
+            | Self::Stopped
+            | Self::TooLarge => false,
+        }
+    }
+}
+
+impl ServerContact<'_> {
+    fn endpoint(&self, path: &str) -> Result<String, ContactError> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(ContactError::BadUrl(self.url.to_string()));
+        }
+        Ok(format!("{}{path}", self.url.trim_end_matches('/')))
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), ContactError> {
+        let endpoint = self.endpoint(path)?;
+        self.transport
+            .post(&endpoint, body, timeout, MAX_ANSWER)
+            .map_err(|reason| ContactError::Unreachable { endpoint, reason })
+    }
+}
+
+fn refused(status: u16, body: &[u8]) -> ContactError {
+    let text: String = String::from_utf8_lossy(body).chars().take(300).collect();
+    ContactError::Refused {
+        status,
+        text: text.trim().to_string(),
+    }
+}
+
+/// Asks the server for the challenge pending for card `serial` (\[0104\]): `None` when there
+/// is none; a challenge only once it verifies under the licence's server key, for this card,
+/// unexpired at `now_unix` ([`open_challenge`]).
+pub fn fetch_challenge(
+    server: &ServerContact<'_>,
+    serial: &Serial,
+    now_unix: i64,
+) -> Result<Option<Challenge>, ContactError> {
+    let (status, answer) = server.post(CHALLENGE_ENDPOINT, &serial.0, CHALLENGE_TIMEOUT)?;
+    match status {
+        204 => Ok(None),
+        200 => Ok(Some(open_challenge(
+            &answer,
+            server.key,
+            serial,
+            now_unix,
+            crate::crypto::default_verifier(),
+        )?)),
+        s => Err(refused(s, &answer)),
+    }
+}
+
+/// Writes the answer to `challenge` of the server `key` on the card-signed trail (\[0104\]'s
+/// Write(nonce)), unless the trail already holds it: the trail is first checked against the
+/// card (ValidateTrail without a nonce record, [`Trail::check_with_card`]). Returns the
+/// answer record's counter and whether it was written now.
+pub fn write_answer(
+    trail: &mut Trail,
+    card: &mut Card,
+    challenge: &Challenge,
+    key: &PublicKey,
+    now_unix: i64,
+) -> Result<(u64, bool), TrailError> {
+    trail.check_with_card(card)?;
+    let fp = key.fingerprint();
+    if let Some(a) =
+        crate::validation::challenge::answer_in(trail.verified_bodies(), &fp, &challenge.nonce)
+    {
+        return Ok((a.counter, false));
+    }
+    let rec = trail.write(card, &challenge.answer_body(key, now_unix))?;
+    Ok((rec.counter, true))
+}
+
+/// What [`vouch_trail`] brought back.
+#[derive(Debug, Clone)]
+pub struct Vouched {
+    /// The last counter the server vouched for (the trail as sent).
+    pub upto: u64,
+    /// The validator record appended (card-signed).
+    pub record: Record,
+}
+
+/// The trusted trail validation service of \[0094\] with the backup of \[0062\]: ValidateTrail
+/// with the card (a nonce record proves the trail current, [`Trail::verify`]), the whole
+/// trail file sent encrypted to the server key with the card's serial, the answer checked —
+/// a validator body signed by that key for this card, vouching for exactly the records sent
+/// ([`check_answer`]) — and appended through Write, so the card signs it. The server keeps
+/// the encrypted trail as the card's backup. Trust in the server's records for later
+/// verifications is the caller's to set ([`Trail::set_trusted_validators`]).
+pub fn vouch_trail(
+    trail: &mut Trail,
+    card: &mut Card,
+    server: &ServerContact<'_>,
+) -> Result<Vouched, ContactError> {
+    // ValidateTrail first: never send (or vouch on top of) a trail that is not valid here.
+    trail.verify(card)?;
+    let path = trail.path().to_path_buf();
+    let io = |e: std::io::Error| TrailError::Io {
+        path: path.clone(),
+        error: e,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .map_err(io)?
+        .take(MAX_TRAIL_REQUEST_TRAIL as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > MAX_TRAIL_REQUEST_TRAIL {
+        return Err(ContactError::TooLarge);
+    }
+    // The records sent, exactly: the answer must vouch for these.
+    let sent = parse_frames(
+        bytes.get(HEADER_LEN..).unwrap_or_default(),
+        HEADER_LEN as u64,
+        0,
+    )
+    .map_err(TrailError::from)?
+    .records;
+    let identity = trail.identity().clone();
+    let envelope = seal_trail_request(
+        server.key,
+        &identity.serial,
+        &bytes,
+        &mut crate::crypto::OsRng,
+    )
+    .map_err(|_| ContactError::TooLarge)?;
+    let (status, answer) = server.post(TRAIL_ENDPOINT, &envelope, VOUCH_TIMEOUT)?;
+    if status != 200 {
+        return Err(refused(status, &answer));
+    }
+    let body: Body = check_answer(
+        &answer,
+        server.key,
+        &identity,
+        trail.header().first_counter,
+        &sent,
+    )?;
+    let upto = match &body.usage {
+        Usage::Validator(v) => v.upto,
+        _ => 0,
+    };
+    let record = trail.write(card, &body)?;
+    Ok(Vouched { upto, record })
+}
+
+/// What [`answer_challenge`] did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ChallengeOutcome {
+    /// The server has no challenge pending for this card.
+    NonePending,
+    /// The challenge was answered and the trail holding the answer sent for vouching: the
+    /// server now keeps a backup that contains it.
+    Answered(Box<AnsweredChallenge>),
+}
+
+/// A challenge answered and sent ([`ChallengeOutcome::Answered`]).
+#[derive(Debug, Clone)]
+pub struct AnsweredChallenge {
+    /// The challenge.
+    pub challenge: Challenge,
+    /// The answer record's counter.
+    pub counter: u64,
+    /// False when the trail already held the answer (an earlier contact wrote it but could
+    /// not send the trail).
+    pub newly_written: bool,
+    /// The vouching that sent it.
+    pub vouched: Vouched,
+}
+
+/// Answers the challenge the licence's server has pending for the card present, if any
+/// (\[0104\]): asks for it ([`fetch_challenge`]), writes the answer on the trail of the
+/// licence's card ([`write_answer`]) and sends the trail for vouching ([`vouch_trail`]), so
+/// the server holds a backup with the answer in it. `url` replaces the keyfile's address
+/// (the key is always the keyfile's). The card must be the licence's (checked as an opening
+/// checks it); the trail trusts only the licence's own server's records (T29, T30).
+pub fn answer_challenge(
+    home: &Home,
+    card: &mut Card,
+    keyfile: &VerifiedKeyfile,
+    url: Option<&str>,
+    transport: &dyn Transport,
+    clock: &dyn Clock,
+) -> Result<ChallengeOutcome, ContactError> {
+    let info = keyfile.server().ok_or(ContactError::NoServer)?;
+    let now = clock.now();
+    keyfile
+        .check_card(card, now)
+        .map_err(|e| ContactError::WrongCard(e.to_string()))?;
+    let identity = keyfile.card().clone();
+    let server = ServerContact {
+        url: url.unwrap_or(&info.url),
+        key: &info.public_key,
+        transport,
+    };
+    let Some(challenge) = fetch_challenge(&server, &identity.serial, now.unix_timestamp())? else {
+        return Ok(ChallengeOutcome::NonePending);
+    };
+    let mut trail = Trail::open_or_create(home.trail_path(&identity.serial), card, &identity)?;
+    trail.set_trusted_validators(vec![info.public_key.clone()]);
+    // A malformed mirror setting keeps the mirror off for this exchange; the opening that
+    // started it reported the setting already.
+    trail.set_mirror(home.mirror_path(&identity.serial).ok().flatten());
+    let (counter, newly_written) = write_answer(
+        &mut trail,
+        card,
+        &challenge,
+        &info.public_key,
+        now.unix_timestamp(),
+    )?;
+    let vouched = vouch_trail(&mut trail, card, &server)?;
+    Ok(ChallengeOutcome::Answered(Box::new(AnsweredChallenge {
+        challenge,
+        counter,
+        newly_written,
+        vouched,
+    })))
+}
+
+/// What an exchange run in the background brings back.
+pub type ContactResult = Result<ChallengeOutcome, ContactError>;
+
+/// The contact a started session makes with its licence's server, in the background
+/// ([`super::Opened::start`]): [`answer_challenge`] with a card connection and trail handle
+/// of its own (the trail's lock and the card's transactions keep it in step with the
+/// session's meter), so a slow or unreachable server never holds up reading.
+pub(crate) struct Job {
+    pub(crate) home: Home,
+    pub(crate) card: CardSpec,
+    pub(crate) keyfile: VerifiedKeyfile,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Job {
+    /// Starts the exchange on a thread of its own.
+    pub(crate) fn spawn(self) -> std::io::Result<std::thread::JoinHandle<ContactResult>> {
+        std::thread::Builder::new()
+            .name("tally-server-contact".into())
+            .spawn(move || {
+                let mut card = self
+                    .card
+                    .open(&self.home)
+                    .map_err(|e| ContactError::NoCard(e.to_string()))?;
+                answer_challenge(
+                    &self.home,
+                    &mut card,
+                    &self.keyfile,
+                    None,
+                    self.transport.as_ref(),
+                    self.clock.as_ref(),
+                )
+            })
+    }
+}
