@@ -121,8 +121,14 @@ fn the_viewer_answers_and_the_publisher_bills_from_the_backup() {
     assert_eq!(v["answered"], false, "{v}");
 
     // The month's end: a challenge. The reader opens the document in a viewer linking
-    // tally-core (over real HTTP); the challenge is answered in the background.
+    // tally-core (this test's own process, whose build the publisher registers; over real
+    // HTTP); the challenge is answered in the background.
     let nonce = challenge(dir, "Ada");
+    pack(dir)
+        .args(["viewer", "register"])
+        .arg(std::env::current_exe().unwrap())
+        .assert()
+        .success();
     let opened = open_rental(&OpenInputs {
         package: package.clone(),
         keyfile: keyfile.clone(),
@@ -240,6 +246,7 @@ fn the_readers_own_server_neither_plants_nor_answers_a_challenge_for_the_publish
     // Acme's licence pointed at the reader's server: its challenge is not signed with the
     // key Acme's keyfile names, so nothing is written (exit 1), by `trail answer` or by
     // `trail vouch`.
+    view_at(&home).args(["trail", "verify"]).assert().success();
     for cmd in ["answer", "vouch"] {
         view_at(&home)
             .args(["trail", cmd, "--keyfile"])

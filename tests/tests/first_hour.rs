@@ -155,7 +155,7 @@ fn the_audit_speaks_plainly() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "tally-pack: there is no file trail-copy.trail: Ada's trail is the file trails/{}.trail in their Tally folder (TALLY_HOME, by default ~/.local/share/tally); ask them to send it\n",
+            "tally-pack: there is no file trail-copy.trail: Ada's trail is the file trails/{}.trail in their Tally folder (TALLY_HOME, by default ~/.local/share/tally); ask them to send it, or audit the validation server's backup of it (`tally-pack audit --customer Ada`)\n",
             identity.serial
         )
     );

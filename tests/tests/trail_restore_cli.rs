@@ -377,6 +377,19 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
         .arg(&keyfile)
         .assert()
         .success();
+    // The publisher audits that backup — an archived trail, starting at its anchor — with
+    // no file from the reader: the same use as the reader's own count.
+    let out = pack(dir)
+        .args(["audit", "--customer", "Ada", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let audited = json(&out.stdout);
+    assert_eq!(audited["source"], "server-backup", "{audited}");
+    assert_eq!(
+        audited["licences"][0]["opens"], after["used"]["opens"],
+        "{audited}"
+    );
     // Lost: the record the validator wrote, and the restore request's counter.
     let validator_at = {
         let out = view().args(["trail", "show", "--json"]).output().unwrap();

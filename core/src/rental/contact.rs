@@ -154,7 +154,7 @@ fn refused(status: u16, body: &[u8]) -> ContactError {
 }
 
 /// Asks the server for the challenge pending for card `serial` (\[0104\]): `None` when there
-/// is none; a challenge only once it verifies under the licence's server key, for this card,
+/// is none (or the server has no challenge endpoint); a challenge only once it verifies under the licence's server key, for this card,
 /// unexpired at `now_unix` ([`open_challenge`]).
 pub fn fetch_challenge(
     server: &ServerContact<'_>,
@@ -163,7 +163,8 @@ pub fn fetch_challenge(
 ) -> Result<Option<Challenge>, ContactError> {
     let (status, answer) = server.post(CHALLENGE_ENDPOINT, &serial.0, CHALLENGE_TIMEOUT)?;
     match status {
-        204 => Ok(None),
+        // 404: a server from before challenges (its fallback route) has none to hand out.
+        204 | 404 => Ok(None),
         200 => Ok(Some(open_challenge(
             &answer,
             server.key,

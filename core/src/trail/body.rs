@@ -8,6 +8,8 @@
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
+//! ; challenge only ([0104]; see `crate::validation::challenge`):
+//! fields  = "key=" hex64 SP "nonce=" hex64
 //! ; validator only ([0094]; see `super::validator`):
 //! fields  = "key=" hex64 SP "upto=" num SP "chain=" hex64 0*5(SP totals) SP "sig=" hex128
 //! totals  = "lic=" hex32 SP "opens=" n32 SP "pages=" n32 SP "seconds=" n32 SP "prints=" n32 SP "times=" n32

@@ -208,7 +208,9 @@ fn backup_trail(
     let Some(b) = backup else {
         return Err(refused(format!(
             "the validation server holds no backup of {}'s trail (card {serial}): it keeps one when their viewer has the trail vouched for or answers a challenge (`tally-pack challenge --customer {}`); or audit a trail file they send (`tally-pack audit TRAIL --customer {}`)",
-            customer.name, customer.name, customer.name
+            customer.name,
+            super::shell_word(&customer.name),
+            super::shell_word(&customer.name)
         )));
     };
     let req = key.open_trail_request(&b.envelope).map_err(|e| {
@@ -293,7 +295,7 @@ fn file_trail(
             path.display(),
             customer.name,
             customer.card.serial,
-            customer.name
+            super::shell_word(&customer.name)
         ));
     }
     let mut trail = Trail::open(path, &customer.card).map_err(check)?;
@@ -588,7 +590,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
                     ),
                     None => format!(
                         " (to know it is complete up to a moment of your choosing: `tally-pack challenge --customer {}`)",
-                        customer.name
+                        super::shell_word(&customer.name)
                     ),
                 }
             ),

@@ -94,7 +94,8 @@ pub fn run(ctx: &Ctx, args: ChallengeArgs) -> Result<ExitCode> {
         );
         println!(
             "{}'s viewer answers it the next time it opens one of your licences that names your validation server (or with `tally-view trail answer --keyfile KEYFILE`); then `tally-pack audit --customer {}` shows it answered",
-            customer.name, customer.name
+            customer.name,
+            super::shell_word(&customer.name)
         );
     }
     Ok(ExitCode::SUCCESS)

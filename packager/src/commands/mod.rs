@@ -166,9 +166,35 @@ impl Ctx {
     }
 }
 
+/// A customer name as it is typed in a command shown to the publisher: quoted when it holds
+/// anything but letters, digits, `.`, `_` and `-` ("Ada Reader" needs quotes, Ada does not).
+pub fn shell_word(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
 /// The current time as RFC 3339 UTC, for registry rows.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_quoted_for_the_shell_when_needed() {
+        assert_eq!(super::shell_word("Ada"), "Ada");
+        assert_eq!(super::shell_word("ada.b-c_d"), "ada.b-c_d");
+        assert_eq!(super::shell_word("Ada Reader"), "\"Ada Reader\"");
+        assert_eq!(super::shell_word("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(super::shell_word(""), "\"\"");
+    }
 }
