@@ -91,6 +91,11 @@ pub const MIGRATIONS: &[Migration] = &[
         // NULL: no card-signed request has changed the copy yet.
         sql: "ALTER TABLE copies ADD COLUMN card_counter INTEGER;     -- u64 stored bit for bit",
     },
+    Migration {
+        version: 9,
+        name: "early returns: verified return receipts; loan caps per document",
+        sql: crate::server::returns::MIGRATION_SQL,
+    },
 ];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.

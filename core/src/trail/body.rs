@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "nonce" | "validator" | "recovery"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "return" | "nonce" | "validator" | "recovery"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
@@ -27,6 +27,7 @@
 //! | print   | `lic= pages=`                              | `pages` pages printed |
 //! | copy    | `lic= chars=`                              | text of `chars` characters copied (one copy operation) |
 //! | renewal | `lic= version=`                            | version `version` of the licence (`tally-pack renew`) was opened here for the first time |
+//! | return  | `lic=`                                     | the reader returned the licence (`tally-view return`): it never opens again on this card |
 //! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]) or a vendor (\[0104\]) |
 //! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` (\[0094\]) |
 //! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup (\[0062\]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
@@ -95,6 +96,14 @@ pub enum Usage {
         licence: LicenceId,
         /// The keyfile's licence version (2 or more).
         version: u32,
+    },
+    /// The reader returned the licence early (`tally-view return`). Final: from this record
+    /// on the licence is refused on this card, whatever keyfile version or record follows;
+    /// the record itself, handed to the publisher as a receipt
+    /// ([`crate::receipt::Receipt`]), proves the return.
+    Return {
+        /// The licence.
+        licence: LicenceId,
     },
     /// A nonce (ValidateTrail's own record, or a vendor's challenge).
     Nonce {
@@ -227,7 +236,8 @@ impl Usage {
             | Usage::Time { licence, .. }
             | Usage::Print { licence, .. }
             | Usage::Copy { licence, .. }
-            | Usage::Renewal { licence, .. } => Some(*licence),
+            | Usage::Renewal { licence, .. }
+            | Usage::Return { licence } => Some(*licence),
             Usage::Genesis | Usage::Nonce { .. } | Usage::Validator(_) | Usage::Recovery(_) => None,
         }
     }
@@ -303,6 +313,7 @@ impl Body {
             Usage::Print { .. } => "print",
             Usage::Copy { .. } => "copy",
             Usage::Renewal { .. } => "renewal",
+            Usage::Return { .. } => "return",
             Usage::Nonce { .. } => "nonce",
             Usage::Validator(_) => "validator",
             Usage::Recovery(_) => "recovery",
@@ -310,7 +321,9 @@ impl Body {
         s.push_str(&format!("{PREFIX} {kind} at={at}"));
         match &self.usage {
             Usage::Genesis => {}
-            Usage::Open { licence } => s.push_str(&format!(" lic={licence}")),
+            Usage::Open { licence } | Usage::Return { licence } => {
+                s.push_str(&format!(" lic={licence}"))
+            }
             Usage::Pages {
                 licence,
                 first,
@@ -476,6 +489,9 @@ impl Body {
             "renewal" => Usage::Renewal {
                 licence: lic(field("lic")?)?,
                 version: num("version", field("version")?)?,
+            },
+            "return" => Usage::Return {
+                licence: lic(field("lic")?)?,
             },
             "nonce" => Usage::Nonce {
                 value: field("value")?.to_string(),
@@ -686,6 +702,7 @@ mod tests {
                 licence: lic(),
                 version: 2,
             },
+            Usage::Return { licence: lic() },
             Usage::Nonce {
                 value: "1234".into(),
             },
@@ -708,6 +725,11 @@ mod tests {
                 "unknown record kind",
             ),
             ("tally/1 open at=2026-01-01T00:00:00Z", "`lic`: missing"),
+            ("tally/1 return at=2026-01-01T00:00:00Z", "`lic`: missing"),
+            (
+                "tally/1 return at=2026-01-01T00:00:00Z lic=abababababababababababababababab version=2",
+                "extra",
+            ),
             (
                 "tally/1 open at=2026-01-01T00:00:00+01:00 lic=abababababababababababababababab",
                 "`at`",

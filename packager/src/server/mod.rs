@@ -20,9 +20,12 @@
 //!   backup and a signed recovery record charging the lost records (\[0062\]; see [`restore`]).
 //! * `POST /v1/trail/account` — a restored trail whose lost records another server
 //!   accounted for: answered with this server's own account of them (T30; see [`restore`]).
+//! * `POST /v1/return` — a reader's return receipt: verified against the licence's
+//!   registered card and recorded, which frees the loan's place (T38; see [`returns`]).
 
 pub mod db;
 pub mod restore;
+pub mod returns;
 pub mod trail;
 
 use crate::sql::{Db, Pool, Target};
@@ -174,6 +177,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         .route("/v1/trail/validate", post(trail::trail_validate))
         .route("/v1/trail/restore", post(restore::trail_restore))
         .route("/v1/trail/account", post(restore::trail_account))
+        .route("/v1/return", post(returns::post_return))
         .fallback(|| async {
             bad(
                 StatusCode::NOT_FOUND,
