@@ -76,7 +76,8 @@ fn issue(
     (keyfile, licence)
 }
 
-/// A second reader with an emulated card in `<dir>/<who>-home`, registered as `customer`.
+/// A second reader with an emulated card in `<dir>/<who>-home`, registered as `customer`,
+/// who trusts the publisher.
 fn second_reader(dir: &Path, who: &str, customer: &str) -> PathBuf {
     let home = dir.join(format!("{who}-home"));
     view_at(&home).args(["card", "init"]).assert().success();
@@ -96,6 +97,11 @@ fn second_reader(dir: &Path, who: &str, customer: &str) -> PathBuf {
         ])
         .arg("--card")
         .arg(&card)
+        .assert()
+        .success();
+    view_at(&home)
+        .args(["trust", "add"])
+        .arg(dir.join("vendor/vendor.pub"))
         .assert()
         .success();
     home
