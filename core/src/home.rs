@@ -37,6 +37,14 @@ impl Home {
         self.root.join("trails").join(format!("{serial}.trail"))
     }
 
+    /// Where `tally-view return` keeps the receipt of a returned licence, whatever became of
+    /// it (sent to the publisher's server or not): `<home>/returns/<licence>.treceipt`.
+    pub fn receipt_path(&self, licence: &crate::trail::LicenceId) -> PathBuf {
+        self.root
+            .join("returns")
+            .join(format!("{licence}.{}", crate::receipt::RECEIPT_EXTENSION))
+    }
+
     /// The folder of the publishers this reader trusts: their public files,
     /// `<home>/vendors/<fingerprint>.pub` (`tally-view trust add`).
     pub fn vendors_dir(&self) -> PathBuf {

@@ -55,6 +55,11 @@ pub enum Command {
     /// Renew a licence: the same licence with new limits or dates and the next version; the
     /// use so far counts on, and older versions are refused once the new one is used.
     Renew(Box<commands::renew::RenewArgs>),
+    /// Verify readers' return receipts and list every verified return (a verified return
+    /// frees the loan's place).
+    Returns(commands::returns::ReturnsArgs),
+    /// Cap a document's concurrent loans, or list them.
+    Loans(commands::loans::LoansArgs),
     /// Name the customer a leaked keyfile was issued to.
     Trace(commands::trace::TraceArgs),
     /// Report the use of each licence of a customer, for billing: from the trail backup your

@@ -96,6 +96,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "nonce challenges; what renewing a licence by its id needs",
         sql: crate::server::challenge::MIGRATION_SQL,
     },
+    Migration {
+        version: 10,
+        name: "early returns: verified return receipts; loan caps per document",
+        sql: crate::server::returns::MIGRATION_SQL,
+    },
 ];
 
 /// `encrypt_at_rest` purpose of content keys in the registry.

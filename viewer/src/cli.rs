@@ -58,6 +58,10 @@ pub enum Command {
     /// The publishers whose licences this viewer opens.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Give a borrowed licence back early: it never opens again on this card, and the
+    /// publisher gets a receipt that frees the loan (sent to its server, or as a file).
+    #[command(name = "return")]
+    Return(crate::commands::returning::ReturnArgs),
     /// Validate this copy online with the publisher's server (exit 0 validated, 1 refused).
     Validate(crate::commands::validate::ValidateArgs),
 }

@@ -145,6 +145,12 @@ pub enum Reason {
     /// opening is in the archived part of the trail, which a validator's totals do not
     /// carry: the period counts as over (fail closed).
     PeriodStartUnknown,
+    /// The reader returned the licence on this card (`tally-view return`): a card-signed
+    /// `return` record is in the trail, and nothing after it brings the licence back.
+    Returned {
+        /// The time the `return` record carries.
+        on: OffsetDateTime,
+    },
     /// The trail was restored from a backup and the records lost since were charged to
     /// this licence in full by the validation server's recovery record (\[0062\]).
     WrittenOff,
@@ -181,6 +187,11 @@ impl fmt::Display for Reason {
             Reason::LostUnaccounted { from, to } => write!(
                 f,
                 "This rental counts as used up for now: card counters {from} to {to} were lost from the reading trail, and only another publisher's server accounted for them. Ask this licence's own server to account for them: tally-view trail restore --keyfile KEYFILE."
+            ),
+            Reason::Returned { on } => write!(
+                f,
+                "This licence was returned on {}; a returned licence never opens again on this card.",
+                human(*on)
             ),
             Reason::WrittenOff => f.write_str(
                 "This rental counts as used up: the reading trail was restored from the publisher's backup, and the use recorded after that backup was lost and charged in full.",
@@ -635,6 +646,11 @@ fn check_dates(
     tally: &Tally,
     clock: &dyn Clock,
 ) -> Result<OffsetDateTime, Reason> {
+    // Returning is final: checked before anything else, whatever the clock, the keyfile's
+    // version or any later record says.
+    if let Some(on) = tally.returned() {
+        return Err(Reason::Returned { on });
+    }
     let now = trusted_now(limits, tally, clock)?;
     if tally.written_off {
         return Err(match tally.unaccounted().first() {

@@ -53,6 +53,8 @@ pub struct Tally {
     pub newest_version: u32,
     /// Time of the licence's first `open` record in card order (see [`Tally::first_open`]).
     first_open: Option<OffsetDateTime>,
+    /// Time of the licence's first `return` record in card order (see [`Tally::returned`]).
+    returned: Option<OffsetDateTime>,
     /// A fast start's validator names use of this licence in records not read one by one
     /// (\[0094\]): its totals carry neither copies nor the first opening's time, so those
     /// stay unknown until [`Tally::replay_vouched`] reads the vouched-for records.
@@ -93,6 +95,7 @@ impl std::fmt::Debug for Tally {
             .field("copies", &self.copies)
             .field("copied_chars", &self.copied_chars)
             .field("first_open", &self.first_open)
+            .field("returned", &self.returned)
             .field("newest_any", &self.newest_any)
             .finish_non_exhaustive()
     }
@@ -112,6 +115,7 @@ impl Tally {
             copies: 0,
             copied_chars: 0,
             first_open: None,
+            returned: None,
             newest_version: 1,
             history_unknown: false,
             time_by_minute: Box::new([0; MINUTES_PER_DAY]),
@@ -241,12 +245,14 @@ impl Tally {
             return;
         }
         let mut first_open = None;
+        let mut returned = None;
         for b in prefix {
             if b.usage.licence() != Some(self.licence) {
                 continue;
             }
             match &b.usage {
                 Usage::Open { .. } if first_open.is_none() => first_open = Some(b.at),
+                Usage::Return { .. } if returned.is_none() => returned = Some(b.at),
                 Usage::Copy { chars, .. } => self.count_copy(*chars),
                 Usage::Renewal { version, .. } => {
                     self.newest_version = self.newest_version.max(*version)
@@ -257,6 +263,9 @@ impl Tally {
         // The first opening in card order: one in the prefix comes before any later one.
         if first_open.is_some() {
             self.first_open = first_open;
+        }
+        if returned.is_some() {
+            self.returned = returned;
         }
         self.history_unknown = false;
     }
@@ -274,6 +283,16 @@ impl Tally {
     /// ([`Tally::history_unknown`]). A first-use period starts here.
     pub fn first_open(&self) -> Option<OffsetDateTime> {
         self.first_open.filter(|_| !self.history_unknown)
+    }
+
+    /// When the licence was returned on this card (`tally-view return`): the time of its
+    /// first `return` record in card order, or `None`. Known whenever the return record is
+    /// in the trail; a fast start reads it from the vouched-for records, because the
+    /// validation server writes a returned licence's validator totals as fully used
+    /// ([`crate::trail::validator::vouch`]), and after those records were archived that
+    /// charge in full still refuses the licence ([`Tally::written_off`], without the date).
+    pub fn returned(&self) -> Option<OffsetDateTime> {
+        self.returned
     }
 
     fn count_copy(&mut self, chars: u32) {
@@ -312,6 +331,9 @@ impl Tally {
             Usage::Copy { chars, .. } => self.count_copy(*chars),
             Usage::Renewal { version, .. } => {
                 self.newest_version = self.newest_version.max(*version)
+            }
+            Usage::Return { .. } => {
+                self.returned.get_or_insert(at);
             }
             Usage::Pages { count, .. } => {
                 self.page_records = self.page_records.saturating_add(1);

@@ -252,6 +252,31 @@ impl CardMeter {
         self.tallied = verified;
     }
 
+    /// Writes the licence's `return` record (`tally-view return`, [`super::return_licence`])
+    /// through Write and gives the card-signed record back, for the receipt. Refused when
+    /// the licence was returned on this card already ([`policy::Reason::Returned`]); any
+    /// other state of the rental — used up, expired, superseded — may be returned. The
+    /// record's time is never earlier than the trail's newest record.
+    pub fn record_return(&mut self) -> Result<crate::trail::Record, Problem> {
+        if let Some(on) = self.tally.returned() {
+            return Err(Problem::Refused(policy::Reason::Returned { on }));
+        }
+        let now = self.clock.now();
+        let at = self.tally.newest_any.map_or(now, |n| now.max(n));
+        let body = Body::at_unix(
+            Usage::Return {
+                licence: self.licence,
+            },
+            at.unix_timestamp(),
+        );
+        let record = self
+            .trail
+            .write(&mut self.card, &body)
+            .map_err(trail_problem)?;
+        self.catch_up();
+        Ok(record)
+    }
+
     fn write(&mut self, usage: Usage) -> Result<(), Problem> {
         let at = self.clock.now().unix_timestamp();
         let body = Body::at_unix(usage, at);

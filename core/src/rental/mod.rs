@@ -1,8 +1,9 @@
 //! A reading session end to end, for any viewer: open ([`open_rental`]: every check of
 //! \[0070\]–\[0074\] and \[0060\], in order, with typed refusals), meter ([`Session`]: page
 //! blocks, time units, prints, copies, each through the policy and onto the card-signed
-//! trail), evaluate, and the online rounds of WO 98/33296 through a [`Transport`] the
-//! caller implements. The caller only shows pages, forwards the reader's actions and the
+//! trail), evaluate, return a licence early ([`return_licence`]: its card-signed `return`
+//! record and the publisher's receipt), and the online rounds of WO 98/33296 through a
+//! [`Transport`] the caller implements. The caller only shows pages, forwards the reader's actions and the
 //! clock ticks it sees, and maps a [`Problem`] to its own screens: every rule is decided
 //! here, so a second viewer that links this crate gets the same guarantees.
 //!
@@ -35,6 +36,7 @@ mod meter;
 mod online;
 mod open;
 mod problem;
+mod returning;
 mod session;
 
 pub use contact::{
@@ -51,6 +53,7 @@ pub use open::{
     check_standing, check_validation, open_rental, validate_now,
 };
 pub use problem::Problem;
+pub use returning::{Delivery, RETURN_TIMEOUT, Returned, deliver_receipt, return_licence};
 pub use session::{MeterEvent, MeterWorker, Mode, RentalInfo, Session};
 
 use crate::policy::Remaining;

@@ -149,7 +149,7 @@ impl std::fmt::Debug for Checked {
 
 /// The keyfile, verified against the trusted publishers; a package given in its place
 /// (the two arguments swapped) is named as such.
-fn read_keyfile(inputs: &OpenInputs) -> Result<VerifiedKeyfile, Problem> {
+pub(super) fn read_keyfile(inputs: &OpenInputs) -> Result<VerifiedKeyfile, Problem> {
     let swapped = || {
         Problem::WrongPackage(
             "the two files are the wrong way round: give the document package (.tly) first \
@@ -178,7 +178,7 @@ fn read_keyfile(inputs: &OpenInputs) -> Result<VerifiedKeyfile, Problem> {
 /// read or decrypted: signed by the very vendor key that signed the keyfile (a keyfile of
 /// one publisher never opens another publisher's package, T31), and for the licence's
 /// document.
-fn read_package_header(
+pub(super) fn read_package_header(
     inputs: &OpenInputs,
     keyfile: &VerifiedKeyfile,
 ) -> Result<PackageHeader, Problem> {
@@ -214,7 +214,7 @@ fn read_package_header(
 
 /// The card the options name, opened, and checked to be the licence's (and a real card
 /// where the licence requires one).
-fn licence_card(
+pub(super) fn licence_card(
     inputs: &OpenInputs,
     keyfile: &VerifiedKeyfile,
 ) -> Result<(crate::Card, CardIdentity), Problem> {
@@ -240,7 +240,7 @@ fn licence_card(
 /// vouches for or forgives another publisher's licences (T30). Records vouched for by any
 /// other key are verified one signature at a time like any record; a gap that only
 /// another key's recovery record covers fails the trail for this licence.
-fn validators_for(keyfile: &VerifiedKeyfile) -> Vec<crate::crypto::PublicKey> {
+pub(super) fn validators_for(keyfile: &VerifiedKeyfile) -> Vec<crate::crypto::PublicKey> {
     keyfile
         .server()
         .map(|s| vec![s.public_key.clone()])

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "nonce" | "challenge" | "validator" | "recovery"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "return" | "nonce" | "challenge" | "validator" | "recovery"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
@@ -29,6 +29,7 @@
 //! | print   | `lic= pages=`                              | `pages` pages printed |
 //! | copy    | `lic= chars=`                              | text of `chars` characters copied (one copy operation) |
 //! | renewal | `lic= version=`                            | version `version` of the licence (`tally-pack renew`) was opened here for the first time |
+//! | return  | `lic=`                                     | the reader returned the licence (`tally-view return`): it never opens again on this card |
 //! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]), a validation or restore request |
 //! | challenge | `key= nonce=`                            | the answer to a publisher's nonce challenge (\[0104\]): `nonce` (64 hex digits) was handed out by the validation server with key fingerprint `key` (64 hex digits); see `crate::validation::challenge` |
 //! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` (\[0094\]) |
@@ -98,6 +99,14 @@ pub enum Usage {
         licence: LicenceId,
         /// The keyfile's licence version (2 or more).
         version: u32,
+    },
+    /// The reader returned the licence early (`tally-view return`). Final: from this record
+    /// on the licence is refused on this card, whatever keyfile version or record follows;
+    /// the record itself, handed to the publisher as a receipt
+    /// ([`crate::receipt::Receipt`]), proves the return.
+    Return {
+        /// The licence.
+        licence: LicenceId,
     },
     /// A nonce (ValidateTrail's own record, a validation or restore request).
     Nonce {
@@ -241,7 +250,8 @@ impl Usage {
             | Usage::Time { licence, .. }
             | Usage::Print { licence, .. }
             | Usage::Copy { licence, .. }
-            | Usage::Renewal { licence, .. } => Some(*licence),
+            | Usage::Renewal { licence, .. }
+            | Usage::Return { licence } => Some(*licence),
             Usage::Genesis
             | Usage::Nonce { .. }
             | Usage::Challenge { .. }
@@ -321,6 +331,7 @@ impl Body {
             Usage::Print { .. } => "print",
             Usage::Copy { .. } => "copy",
             Usage::Renewal { .. } => "renewal",
+            Usage::Return { .. } => "return",
             Usage::Nonce { .. } => "nonce",
             Usage::Challenge { .. } => "challenge",
             Usage::Validator(_) => "validator",
@@ -329,7 +340,9 @@ impl Body {
         s.push_str(&format!("{PREFIX} {kind} at={at}"));
         match &self.usage {
             Usage::Genesis => {}
-            Usage::Open { licence } => s.push_str(&format!(" lic={licence}")),
+            Usage::Open { licence } | Usage::Return { licence } => {
+                s.push_str(&format!(" lic={licence}"))
+            }
             Usage::Pages {
                 licence,
                 first,
@@ -500,6 +513,9 @@ impl Body {
             "renewal" => Usage::Renewal {
                 licence: lic(field("lic")?)?,
                 version: num("version", field("version")?)?,
+            },
+            "return" => Usage::Return {
+                licence: lic(field("lic")?)?,
             },
             "nonce" => Usage::Nonce {
                 value: field("value")?.to_string(),
@@ -714,6 +730,7 @@ mod tests {
                 licence: lic(),
                 version: 2,
             },
+            Usage::Return { licence: lic() },
             Usage::Nonce {
                 value: "1234".into(),
             },
@@ -740,6 +757,11 @@ mod tests {
                 "unknown record kind",
             ),
             ("tally/1 open at=2026-01-01T00:00:00Z", "`lic`: missing"),
+            ("tally/1 return at=2026-01-01T00:00:00Z", "`lic`: missing"),
+            (
+                "tally/1 return at=2026-01-01T00:00:00Z lic=abababababababababababababababab version=2",
+                "extra",
+            ),
             (
                 "tally/1 open at=2026-01-01T00:00:00+01:00 lic=abababababababababababababababab",
                 "`at`",

@@ -283,6 +283,11 @@ pub fn vouch(
                 s[4] += 1;
             }
             Usage::Print { pages, .. } => s[3] += u64::from(pages),
+            // A returned licence never opens again ([`Usage::Return`]): its totals are
+            // written as fully used, so the return outlives the archiving of its record.
+            Usage::Return { .. } => {
+                written_off.insert(lic);
+            }
             _ => {}
         }
     }

@@ -54,7 +54,7 @@ pub use client::{
 };
 pub use restore::{
     AnswerKey, MAX_RESTORE_ANSWER, MAX_RESTORE_REQUEST, RecoveryPlan, RestoreAnswer, RestoreError,
-    RestoreRequest, check_restore_request, open_restore_answer, plan_recovery,
+    RestoreRequest, check_restore_request, open_restore_answer, plan_recovery, recovery_terms,
     restore_request_body, restore_value, seal_restore_answer, seal_restore_request,
 };
 pub use server::{

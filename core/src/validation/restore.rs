@@ -52,6 +52,37 @@ pub const MAX_RESTORE_REQUEST: usize = HEADER_LEN + 16 + MAX_RECORD + 16;
 pub const MAX_RESTORE_ANSWER: usize =
     ANSWER_HEADER_LEN + 2 + crate::trail::body::MAX_BODY + super::MAX_TRAIL_REQUEST_TRAIL + 16;
 
+/// How a recovery record charges the lost counters of a card, given the publisher's policy
+/// `charge` (`serve --lost-records`), the licences it issued for the card (`issued`) and
+/// those of them whose return it verified (`returned`, T38). The answer is the charge and
+/// the licences to name, for [`plan_recovery`] and [`super::plan_accounts`].
+///
+/// A returned licence must stay returned however the reader restores. Its `return` record
+/// may be among the lost counters — the reader returned the loan, the publisher lent the
+/// place to someone else, and the reader now restores a backup from before the return — so
+/// every returned licence is charged in full: with the `full` policy as every licence is,
+/// with `forgive` alone (`charge=full scope=listed` naming only the returned licences, so
+/// every other licence is still forgiven). Charging a returned licence loses the reader
+/// nothing. With more returned licences than a recovery names
+/// ([`MAX_RECOVERY_LICENCES`]), the recovery charges every licence in full (fail closed).
+pub fn recovery_terms(
+    charge: LostCharge,
+    issued: Vec<LicenceId>,
+    returned: &[LicenceId],
+) -> (LostCharge, Vec<LicenceId>) {
+    if returned.is_empty() {
+        return (charge, issued);
+    }
+    let mut licences = match charge {
+        LostCharge::Full => issued,
+        LostCharge::Forgive => Vec::new(),
+    };
+    licences.extend_from_slice(returned);
+    licences.sort_unstable();
+    licences.dedup();
+    (LostCharge::Full, licences)
+}
+
 /// The nonce value a restore request for `server` carries.
 pub fn restore_value(server: &PublicKey) -> String {
     format!("restore:{}", hex::encode(&server.fingerprint()[..16]))

@@ -79,6 +79,9 @@ struct Row {
 }
 
 fn status(d: &Decision, tally: &Tally) -> String {
+    if let Some(on) = tally.returned() {
+        return format!("returned on {}", rfc3339(on));
+    }
     match d {
         Decision::Allowed { remaining } => format!("active: {remaining} left"),
         // Its own sentence says why; the reader's reason would repeat it.
@@ -119,9 +122,23 @@ fn copies_total(r: &Row, v: u64) -> Option<u64> {
     total(r, v).filter(|_| !r.tally.history_unknown())
 }
 
+/// A time as RFC 3339 UTC.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
 /// What one licence used, in words.
 fn use_line(r: &Row, vouched: bool) -> String {
     let t = &r.tally;
+    if t.written_off && t.returned().is_some() {
+        // A validator writes a returned licence's totals as fully used: only the return
+        // itself is known.
+        return format!(
+            "{}: the reader's card signed its return; its use before the return is in the validation server's totals",
+            r.status
+        );
+    }
     if t.written_off {
         return "written off at restore: the reader's trail was lost and restored from the validation server's backup, and the use after that backup counts in full, so the licence is used up".to_string();
     }
@@ -523,6 +540,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
                 "document_id": r.document_id,
                 "issued_at": r.issued_at,
                 "written_off": r.tally.written_off,
+                "returned_at": r.tally.returned().map(rfc3339),
                 "opens": total(r, r.tally.opens),
                 "page_views_prepaid": total(r, r.tally.page_views),
                 "page_records": total(r, r.tally.page_records),

@@ -205,6 +205,29 @@ pub fn licence_owner(db: &mut Db, licence: &LicenceId) -> Result<Option<String>>
     .transpose()
 }
 
+/// Refuses (exit 1, naming the count) when the document's loan cap is reached
+/// (`tally_core::loans`), not counting the licences in `leaving` (superseded by this issue).
+/// `lock`: inside the recording transaction, lock the document first.
+fn check_loan_cap(
+    db: &mut Db,
+    document: &str,
+    title: &str,
+    leaving: &[String],
+    lock: bool,
+) -> Result<()> {
+    let Some(cap) = crate::server::returns::cap_of(db, document)? else {
+        return Ok(());
+    };
+    let loans: Vec<tally_core::loans::Loan> = crate::server::returns::loans_of(db, document, lock)?
+        .into_iter()
+        .map(|l| l.loan)
+        .filter(|l| !leaving.contains(&l.licence.to_hex()))
+        .collect();
+    tally_core::loans::check_cap(Some(cap), &loans, title, time::OffsetDateTime::now_utc())
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(())
+}
+
 /// Sets `slot` to `v` when given: over an old value when `replace`, else refusing one.
 fn put<T>(replace: bool, slot: &mut Option<T>, v: Option<T>, name: &str) -> Result<()> {
     if let Some(v) = v {
@@ -367,6 +390,21 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
             header.title()
         )));
     }
+    // The document's loan cap, before anything is made (checked again, with the document
+    // locked, as the licence is recorded). Licences this one supersedes leave as it comes.
+    let doc_hex = document.to_hex();
+    let leaving: Vec<String> = if args.supersede {
+        earlier.iter().map(|(l, _)| l.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    check_loan_cap(
+        registry.connection(),
+        &doc_hex,
+        header.title(),
+        &leaving,
+        false,
+    )?;
     let mut lic = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut tally_core::crypto::OsRng, &mut lic);
     let licence = LicenceId(lic);
@@ -398,9 +436,11 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         .context("building the keyfile")?;
     tally_core::files::atomic_write(&args.output, &bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
-    registry
-        .connection()
-        .execute(
+    let recorded = registry.connection().transaction(|db| {
+        // Counting and recording are one step, so two issues at once never both take the
+        // last place.
+        check_loan_cap(db, &doc_hex, header.title(), &leaving, true)?;
+        db.execute(
             "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at,
                                    server_url, online_every_days, allow_emulated, issuers)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -422,7 +462,13 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
                 issuers_json(&cis.issuers)
             ],
         )
-        .context("recording the keyfile in the registry")?;
+        .context("recording the keyfile in the registry")
+    });
+    if let Err(e) = recorded {
+        // A keyfile the registry does not know is never handed out.
+        let _ = std::fs::remove_file(&args.output);
+        return Err(e);
+    }
     let mut superseded = Vec::new();
     if args.supersede {
         for (old, _) in &earlier {

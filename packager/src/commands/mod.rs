@@ -9,8 +9,10 @@ pub mod copies;
 pub mod customer;
 pub mod inspect;
 pub mod issue;
+pub mod loans;
 pub mod pack;
 pub mod renew;
+pub mod returns;
 pub mod revoke;
 pub mod serve;
 pub mod trace;
@@ -38,6 +40,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(a) => inspect::run(&ctx, a),
         Command::Issue(a) => issue::run(&ctx, *a),
         Command::Renew(a) => renew::run(&ctx, *a),
+        Command::Returns(a) => returns::run(&ctx, a),
+        Command::Loans(a) => loans::run(&ctx, a),
         Command::Trace(a) => trace::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Challenge(a) => challenge::run(&ctx, a),

@@ -25,6 +25,10 @@ pub struct PackArgs {
     /// The title readers see (default: the input's file name without extension).
     #[arg(long)]
     pub title: Option<String>,
+    /// Allow at most N loans of this document out at once (`issue` refuses beyond; a
+    /// returned, revoked or ended loan frees its place). Change it later with `loans`.
+    #[arg(long, value_name = "N")]
+    pub loans: Option<u64>,
 }
 
 /// A reader that hashes what passes through it.
@@ -176,6 +180,16 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context("recording the package in the registry"));
     }
+    if let Some(cap) = args.loans
+        && let Err(e) = crate::server::returns::set_cap(
+            registry.connection(),
+            &header.document_id().to_hex(),
+            Some(cap),
+        )
+    {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context("recording the loan cap in the registry"));
+    }
     std::fs::rename(&tmp, &args.output)
         .with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
     tally_core::files::sync_dir(dir)?;
@@ -189,5 +203,8 @@ pub fn run(ctx: &Ctx, args: PackArgs) -> Result<ExitCode> {
         header.document_id()
     );
     println!("sha256: {sum}");
+    if let Some(cap) = args.loans {
+        println!("loans: at most {cap} out at once");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,10 +26,13 @@
 //! * `POST /v1/challenge` — a card's serial: the publisher's pending nonce challenge for it,
 //!   signed (\[0104\]; see [`challenge`]); the answer comes back inside a trail sent to
 //!   `/v1/trail/validate`.
+//! * `POST /v1/return` — a reader's return receipt: verified against the licence's
+//!   registered card and recorded, which frees the loan's place (T38; see [`returns`]).
 
 pub mod challenge;
 pub mod db;
 pub mod restore;
+pub mod returns;
 pub mod trail;
 
 use crate::sql::{Db, Pool, Target};
@@ -198,6 +201,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         .route("/v1/trail/restore", post(restore::trail_restore))
         .route("/v1/trail/account", post(restore::trail_account))
         .route("/v1/challenge", post(challenge::challenge))
+        .route("/v1/return", post(returns::post_return))
         .fallback(|| async {
             bad(
                 StatusCode::NOT_FOUND,

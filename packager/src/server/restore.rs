@@ -28,7 +28,7 @@ use tally_core::card::Serial;
 use tally_core::trail::LicenceId;
 use tally_core::validation::{
     MAX_RESTORE_REQUEST, check_restore_request, encode_accounts, plan_accounts, plan_recovery,
-    seal_restore_answer,
+    recovery_terms, seal_restore_answer,
 };
 
 /// Migration 5 of the registry.
@@ -111,6 +111,14 @@ fn licences_of(db: &mut Db, serial: &Serial) -> Result<Vec<LicenceId>> {
     Ok(out)
 }
 
+/// The charge a planned recovery body carries (what the restore log records).
+fn plan_charge(body: &tally_core::trail::Body) -> tally_core::trail::body::LostCharge {
+    match &body.usage {
+        tally_core::trail::Usage::Recovery(r) => r.charge,
+        _ => tally_core::trail::body::LostCharge::Full,
+    }
+}
+
 /// What the locked re-check found.
 enum Logged {
     /// Logged: answer.
@@ -130,13 +138,16 @@ impl App {
                 ));
             }
         };
-        let (found, licences) = {
+        let (found, licences, returned) = {
             let mut db = self.pool.get(super::POOL_WAIT)?;
             (
                 super::trail::customer_by_serial(&mut db, &req.serial)?,
                 licences_of(&mut db, &req.serial)?,
+                super::returns::returned_of(&mut db, &req.serial)?,
             )
         };
+        // Returned licences stay returned (T38): charged in full whatever the policy.
+        let (charge, licences) = recovery_terms(self.lost_records, licences, &returned);
         let Some((_, card)) = found else {
             return Ok(bad(
                 StatusCode::NOT_FOUND,
@@ -144,14 +155,7 @@ impl App {
             ));
         };
         let now = self.clock.now().unix_timestamp();
-        let bodies = match plan_accounts(
-            &self.key,
-            &card,
-            &req.trail,
-            licences,
-            self.lost_records,
-            now,
-        ) {
+        let bodies = match plan_accounts(&self.key, &card, &req.trail, licences, charge, now) {
             Ok(b) => b,
             Err(e) => {
                 return Ok(unprocessable(
@@ -202,13 +206,17 @@ impl App {
         if let Err(e) = check_restore_request(&self.key, &card, &req, last, now.unix_timestamp()) {
             return Ok(refuse(e));
         }
-        let (backup, licences) = {
+        let (backup, licences, returned) = {
             let mut db = self.pool.get(super::POOL_WAIT)?;
             (
                 backup_envelope(&mut db, &req.serial)?,
                 licences_of(&mut db, &req.serial)?,
+                super::returns::returned_of(&mut db, &req.serial)?,
             )
         };
+        // A licence whose return this publisher verified stays returned when a backup from
+        // before the return comes back (T38): it is charged in full whatever the policy.
+        let (charge, licences) = recovery_terms(self.lost_records, licences, &returned);
         // No backup (the reader never had its trail vouched for): the restored trail holds
         // only the recovery record, which charges every counter since the card's origin.
         let trail = match backup {
@@ -235,7 +243,7 @@ impl App {
                 &trail,
                 last,
                 licences.clone(),
-                self.lost_records,
+                charge,
                 now.unix_timestamp(),
             ) {
                 Ok(p) => p,
@@ -259,7 +267,7 @@ impl App {
                         customer.clone(),
                         format!("{:020}", plan.to),
                         format!("{:020}", plan.from),
-                        self.lost_records.as_str(),
+                        plan_charge(&plan.body).as_str(),
                         at.clone()
                     ],
                 )?;

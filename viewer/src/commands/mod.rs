@@ -6,6 +6,7 @@ pub mod card;
 pub mod mirror;
 pub mod open;
 pub mod restore;
+pub mod returning;
 pub mod status;
 pub mod trail;
 pub mod trust;

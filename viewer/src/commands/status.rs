@@ -52,6 +52,13 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
                 )
                 .join(" · "),
             ),
+            Decision::Limited {
+                reason: reason @ tally_core::policy::Reason::Returned { .. },
+            } => (
+                false,
+                "this licence was returned: only the cover page can be shown".to_string(),
+                reason.to_string(),
+            ),
             Decision::Limited { reason } => (
                 false,
                 "this rental is used up: only the cover page can be shown".to_string(),

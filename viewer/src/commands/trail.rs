@@ -172,6 +172,7 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             format!("renewal to version {version}"),
             Some(licence.to_hex()),
         ),
+        Usage::Return { licence } => ("returned".into(), Some(licence.to_hex())),
         Usage::Nonce { value } => (format!("nonce {value}"), None),
         Usage::Challenge { server_key, nonce } => (
             format!(

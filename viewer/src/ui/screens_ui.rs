@@ -72,6 +72,11 @@ pub fn problem_text(p: &Problem) -> (&'static str, String, String) {
                 reason.to_string(),
                 "Ask the publisher for a new licence.".into(),
             ),
+            Reason::Returned { .. } => (
+                "You returned this licence",
+                reason.to_string(),
+                "To read it again, borrow the document anew from the publisher.".into(),
+            ),
             Reason::NotYetValid { .. } => (
                 "This rental has not started yet",
                 reason.to_string(),

@@ -1,0 +1,183 @@
+//! Returning a licence early (issue 13, T38): [`return_licence`] does an opening's checks —
+//! the keyfile against the trusted publishers, the package for that licence from the same
+//! publisher, the licence's card, ValidateTrail (\[0060\]) — then writes the card-signed
+//! `return` record through Write (\[0059\]). From that record on, the licence is refused on
+//! the card ([`crate::policy::Reason::Returned`]): the trail can't be rolled back past it
+//! (T4), so an old trail or mirror put back fails ValidateTrail, and a restore from the
+//! publisher's backup is charged by a server that knows the return
+//! ([`crate::validation::recovery_terms`]).
+//!
+//! The record is also the publisher's proof ([`Receipt`]): it is kept in the reader's home
+//! ([`crate::home::Home::receipt_path`]) and sent to the validation server that the
+//! licence's vendor-signed keyfile names (`POST <server>/v1/return`, [`deliver_receipt`]) —
+//! never to a server the reader names (T29). Without a server, or when it can't be reached,
+//! the reader hands the receipt file over (`tally-pack returns RECEIPT`).
+
+use super::Problem;
+use super::meter::CardMeter;
+use super::online::Transport;
+use super::open::{OpenInputs, licence_card, read_keyfile, read_package_header, validators_for};
+use crate::keyfile::VerifiedKeyfile;
+use crate::policy::FloorClock;
+use crate::receipt::{MAX_RECEIPT, Receipt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a return waits for the validation server.
+pub const RETURN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest answer read from the server (one line of text).
+const MAX_ANSWER: u64 = 4096;
+
+/// What became of a receipt sent to the publisher's validation server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The licence's keyfile names no validation server: the reader hands the receipt over
+    /// as a file.
+    NoServer,
+    /// The server verified the receipt and recorded the return (the loan's place is free).
+    Accepted {
+        /// The URL the receipt went to.
+        endpoint: String,
+        /// The server's one-line answer.
+        answer: String,
+    },
+    /// The server refused the receipt (HTTP 4xx), with its reason.
+    Refused {
+        /// The URL the receipt went to.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The server could not be reached or could not take the receipt now (no answer, or
+    /// HTTP 5xx): the receipt is still in the reader's home, to hand over or send later.
+    Unreachable {
+        /// The URL the receipt was for.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A licence returned.
+#[derive(Debug)]
+pub struct Returned {
+    /// The keyfile, its signature verified.
+    pub keyfile: VerifiedKeyfile,
+    /// The document's title (from its signed package header).
+    pub title: String,
+    /// The receipt: the card-signed `return` record.
+    pub receipt: Receipt,
+    /// Where the receipt was saved in the reader's home.
+    pub saved: PathBuf,
+    /// What the publisher's validation server made of it.
+    pub delivery: Delivery,
+}
+
+/// Returns the licence of `inputs.keyfile` (module docs): every check of an opening up to
+/// ValidateTrail, then the `return` record, the receipt saved in the home, and the receipt
+/// sent to the keyfile's validation server through `inputs.transport` when it names one.
+/// Refused ([`Problem::Refused`] with [`crate::policy::Reason::Returned`]) when the licence
+/// was already returned on this card.
+pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
+    let keyfile = read_keyfile(inputs)?;
+    let header = read_package_header(inputs, &keyfile)?;
+    let validators = validators_for(&keyfile);
+    let (card, identity) = licence_card(inputs, &keyfile)?;
+    let mirror = inputs
+        .home
+        .mirror_path(&identity.serial)
+        .map_err(|e| Problem::Other(format!("the mirror setting is unreadable: {e}")))?;
+    let clock = Arc::new(FloorClock::new(inputs.clock.clone()));
+    let mut meter = CardMeter::validate(
+        card,
+        keyfile.card(),
+        &inputs.home.trail_path(&identity.serial),
+        keyfile.licence(),
+        keyfile.limits().clone(),
+        clock,
+        validators,
+    )?;
+    meter.mirror_to(mirror);
+    let record = meter.record_return()?;
+    let receipt = Receipt::new(&identity, record)
+        .map_err(|e| Problem::Other(format!("the return record makes no receipt: {e}")))?;
+    // Saved before anything is sent: the return is done, and the receipt is the reader's
+    // proof of it whatever the network does.
+    let saved = inputs.home.receipt_path(&keyfile.licence());
+    if let Some(dir) = saved.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Problem::Other(format!(
+                "the licence was returned, but its receipt could not be saved in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    crate::files::atomic_write(&saved, &receipt.encode()).map_err(|e| {
+        Problem::Other(format!(
+            "the licence was returned, but its receipt could not be saved as {}: {e}",
+            saved.display()
+        ))
+    })?;
+    let delivery = match keyfile.server() {
+        Some(s) => deliver_receipt(&receipt, &s.url, inputs.transport.as_ref(), RETURN_TIMEOUT),
+        None => Delivery::NoServer,
+    };
+    Ok(Returned {
+        keyfile,
+        title: header.title().to_string(),
+        receipt,
+        saved,
+        delivery,
+    })
+}
+
+/// Sends `receipt` to the validation server at `url` (`POST <url>/v1/return`, the receipt's
+/// bytes as the body) and sorts the answer. The server checks the receipt itself against
+/// the card it registered: nothing the transport returns changes the reader's trail.
+pub fn deliver_receipt(
+    receipt: &Receipt,
+    url: &str,
+    transport: &dyn Transport,
+    timeout: Duration,
+) -> Delivery {
+    let endpoint = format!("{}/v1/return", url.trim_end_matches('/'));
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Delivery::Unreachable {
+            endpoint,
+            reason: "the keyfile's server address is not an http(s) URL".into(),
+        };
+    }
+    let bytes = receipt.encode();
+    debug_assert!(bytes.len() <= MAX_RECEIPT);
+    match transport.post(&endpoint, &bytes, timeout, MAX_ANSWER) {
+        Err(reason) => Delivery::Unreachable { endpoint, reason },
+        Ok((status, body)) => {
+            let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            let text = text.trim().to_string();
+            match status {
+                200 => Delivery::Accepted {
+                    endpoint,
+                    answer: text,
+                },
+                // Too slow or too busy is not a verdict on the receipt.
+                408 | 429 => Delivery::Unreachable {
+                    endpoint,
+                    reason: format!("HTTP {status}: {text}"),
+                },
+                400..=499 => Delivery::Refused {
+                    endpoint,
+                    status,
+                    reason: text,
+                },
+                _ => Delivery::Unreachable {
+                    endpoint,
+                    reason: format!("HTTP {status}: {text}"),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! T38 — early return through the shipped binaries (issue 13): `tally-view return` writes a
+//! card-signed `return` record, after which the licence never opens again on that card —
+//! not a second time, not with a renewed keyfile, not after the reader puts back an old trail
+//! or an old mirror, not after a restore from the publisher's backup made before the return.
+//! The receipt reaches the publisher through its validation server or as a file; `tally-pack
+//! returns` records it, which frees the loan's place under the document's cap; a receipt
+//! edited in any byte, made by another card, or rewritten for another licence is refused.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tally_core::card::emulated::EmulatedCard;
+use tally_core::card::{Card, CardIdentity};
+use tally_core::home::{CardSpec, Home};
+use tally_core::policy::{Decision, Reason, SystemClock};
+use tally_core::receipt::Receipt;
+use tally_core::rental::{NoNetwork, OpenInputs, open_rental};
+use tally_core::trail::{Body, LicenceId, Trail, Usage};
+use tally_core::vendor::VendorPublic;
+use tally_tests::{pack, publisher_and_reader, serve, view_at};
+
+fn status(home: &Path, package: &Path, keyfile: &Path) -> Command {
+    let mut c = view_at(home);
+    c.arg("status").arg(package).arg(keyfile);
+    c
+}
+
+/// `tally-view return PACKAGE KEYFILE --json EXTRA…`.
+fn give_back(home: &Path, package: &Path, keyfile: &Path, extra: &[&str]) -> Command {
+    let mut c = view_at(home);
+    c.arg("return")
+        .arg(package)
+        .arg(keyfile)
+        .arg("--json")
+        .args(extra);
+    c
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(out)))
+}
+
+/// Issues `<dir>/<name>` to `customer` for `package` with `extra` flags; returns it and its
+/// licence id.
+fn issue(
+    dir: &Path,
+    customer: &str,
+    package: &Path,
+    name: &str,
+    extra: &[&str],
+) -> (PathBuf, String) {
+    let keyfile = dir.join(name);
+    let out = pack(dir)
+        .args(["issue", "--customer", customer, "--allow-emulated-card"])
+        .args(["--keep-both", "--package"])
+        .arg(package)
+        .arg("-o")
+        .arg(&keyfile)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let licence = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("licence: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    (keyfile, licence)
+}
+
+/// A second reader with an emulated card in `<dir>/<who>-home`, registered as `customer`,
+/// who trusts the publisher.
+fn second_reader(dir: &Path, who: &str, customer: &str) -> PathBuf {
+    let home = dir.join(format!("{who}-home"));
+    view_at(&home).args(["card", "init"]).assert().success();
+    let card = dir.join(format!("{who}.card"));
+    view_at(&home)
+        .args(["card", "export", "-o"])
+        .arg(&card)
+        .assert()
+        .success();
+    pack(dir)
+        .args([
+            "customer",
+            "add",
+            "--allow-emulated-card",
+            "--name",
+            customer,
+        ])
+        .arg("--card")
+        .arg(&card)
+        .assert()
+        .success();
+    view_at(&home)
+        .args(["trust", "add"])
+        .arg(dir.join("vendor/vendor.pub"))
+        .assert()
+        .success();
+    home
+}
+
+/// The reader's card (from `<dir>/reader.card`) and its trail's path in `home`.
+fn reader_trail(dir: &Path, home: &Path) -> (CardIdentity, PathBuf) {
+    let (id, _) =
+        CardIdentity::from_export(&std::fs::read(dir.join("reader.card")).unwrap()).unwrap();
+    let trail = Home::new(home).trail_path(&id.serial);
+    (id, trail)
+}
+
+/// Opens the document once (the opening any viewer linking tally-core makes); its decision.
+fn open(dir: &Path, home: &Path, package: &Path, keyfile: &Path) -> Decision {
+    let vendor =
+        VendorPublic::from_export(&std::fs::read(dir.join("vendor/vendor.pub")).unwrap()).unwrap();
+    open_rental(&OpenInputs {
+        package: package.to_path_buf(),
+        keyfile: keyfile.to_path_buf(),
+        home: Home::new(home),
+        card: CardSpec::Emulated(None),
+        trusted: vec![vendor],
+        clock: Arc::new(SystemClock),
+        transport: Arc::new(NoNetwork),
+    })
+    .unwrap()
+    .decision
+}
+
+#[test]
+fn t38_a_returned_loan_never_opens_again_and_its_receipt_frees_the_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let (_server, url) = serve(dir, "127.0.0.1:0", &[]);
+    // One copy, one reader: the publisher lends one loan of the document at a time.
+    pack(dir)
+        .args(["loans", "--cap", "1"])
+        .arg(&package)
+        .assert()
+        .success();
+    let bob_home = second_reader(dir, "bob", "Bob");
+    let (keyfile, licence) = issue(dir, "Ada", &package, "ada.tkey", &["--server", &url]);
+    pack(dir)
+        .args([
+            "issue",
+            "--customer",
+            "Bob",
+            "--allow-emulated-card",
+            "--package",
+        ])
+        .arg(&package)
+        .arg("-o")
+        .arg(dir.join("bob.tkey"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("1 of 1 loans of “sample” are out"));
+
+    assert!(open(dir, &home, &package, &keyfile).is_allowed());
+    let out = give_back(&home, &package, &keyfile, &[]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out.stdout);
+    assert_eq!(r["returned"], true);
+    assert_eq!(r["licence"], licence.as_str());
+    assert_eq!(r["delivery"], "accepted", "{r}");
+    let answer = r["answer"].as_str().unwrap();
+    assert!(
+        answer.contains(&format!(
+            "return of licence {licence} of “sample” (customer Ada) recorded"
+        )),
+        "{answer}"
+    );
+    let saved = PathBuf::from(r["receipt"].as_str().unwrap());
+    assert!(saved.starts_with(&home), "the receipt is kept in the home");
+
+    // Refused on this card from now on, in the reader's words, headless and in a session.
+    status(&home, &package, &keyfile)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("this licence was returned"))
+        .stdout(predicate::str::contains("This licence was returned on "));
+    let d = open(dir, &home, &package, &keyfile);
+    assert!(matches!(d.reason(), Some(Reason::Returned { .. })), "{d:?}");
+    give_back(&home, &package, &keyfile, &[])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("This licence was returned on "));
+    view_at(&home)
+        .args(["trail", "show"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("returned"));
+    // A renewal of the returned licence does not bring it back.
+    let renewed = dir.join("ada-renewed.tkey");
+    pack(dir)
+        .args(["renew", "--opens", "50", "--keyfile"])
+        .arg(&keyfile)
+        .arg("-o")
+        .arg(&renewed)
+        .assert()
+        .success();
+    status(&home, &package, &renewed)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("This licence was returned on "));
+
+    // The publisher has it: listed, and the place is free for the next reader.
+    pack(dir)
+        .arg("returns")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "Ada licence {licence} of “sample”"
+        )))
+        .stdout(predicate::str::contains("through the validation server"));
+    // The same receipt handed over as a file too: the same return, recorded once.
+    pack(dir)
+        .arg("returns")
+        .arg(&saved)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 verified return:"));
+    let (bob_key, _) = issue(dir, "Bob", &package, "bob.tkey", &[]);
+    status(&bob_home, &package, &bob_key).assert().success();
+    // The publisher's audit of the reader's trail says so too.
+    let (_, trail) = reader_trail(dir, &home);
+    let out = pack(dir)
+        .arg("audit")
+        .arg(&trail)
+        .args(["--customer", "Ada", "--json"])
+        .output()
+        .unwrap();
+    let audit = json(&out.stdout);
+    let row = audit["licences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["licence"] == licence.as_str())
+        .unwrap();
+    assert!(
+        row["status"].as_str().unwrap().starts_with("returned on "),
+        "{audit}"
+    );
+}
+
+#[test]
+fn t38_a_returned_licence_stays_refused_when_an_old_trail_or_mirror_is_put_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let usb = dir.join("usb");
+    let package = publisher_and_reader(dir, &home);
+    let (keyfile, _) = issue(dir, "Ada", &package, "ada.tkey", &["--opens", "10"]);
+    view_at(&home)
+        .args(["trail", "mirror"])
+        .arg(&usb)
+        .assert()
+        .success();
+    assert!(open(dir, &home, &package, &keyfile).is_allowed());
+    let (id, trail) = reader_trail(dir, &home);
+    let mirror = usb.join(format!("{}.trail", id.serial));
+    let (old_trail, old_mirror) = (
+        std::fs::read(&trail).unwrap(),
+        std::fs::read(&mirror).unwrap(),
+    );
+
+    // No validation server: the receipt is a file for the publisher.
+    let receipt = dir.join("ada.treceipt");
+    let out = give_back(
+        &home,
+        &package,
+        &keyfile,
+        &["-o", receipt.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(json(&out.stdout)["delivery"], "no-server");
+    pack(dir).arg("returns").arg(&receipt).assert().success();
+    let returned_trail = std::fs::read(&trail).unwrap();
+    assert_eq!(
+        std::fs::read(&mirror).unwrap(),
+        returned_trail,
+        "the mirror has the return"
+    );
+
+    // The trail from before the return put back: the card has signed past it.
+    std::fs::write(&trail, &old_trail).unwrap();
+    let out = status(&home, &package, &keyfile).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("reading is allowed"), "{text}");
+    assert!(
+        text.contains("rolled back") || text.contains("restored from an old copy"),
+        "{text}"
+    );
+    view_at(&home).args(["trail", "verify"]).assert().code(1);
+    // The old mirror put back in place of a lost trail: refused the same way, nothing left.
+    std::fs::remove_file(&trail).unwrap();
+    std::fs::write(&mirror, &old_mirror).unwrap();
+    view_at(&home)
+        .args(["trail", "restore", "--from-mirror"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("rolled back"));
+    assert!(!trail.exists());
+    // Only the trail with the return is accepted, and with it the licence stays returned.
+    std::fs::write(&trail, &returned_trail).unwrap();
+    view_at(&home).args(["trail", "verify"]).assert().success();
+    status(&home, &package, &keyfile)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("This licence was returned on "));
+}
+
+#[test]
+fn t38_a_restore_from_a_backup_made_before_the_return_keeps_the_licence_returned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    // A publisher that forgives lost use: the most a reader restoring could hope for.
+    let (_server, url) = serve(dir, "127.0.0.1:0", &["--lost-records", "forgive"]);
+    let (loan, _) = issue(dir, "Ada", &package, "loan.tkey", &["--server", &url]);
+    let (other, _) = issue(dir, "Ada", &package, "other.tkey", &["--server", &url]);
+    assert!(open(dir, &home, &package, &loan).is_allowed());
+    assert!(open(dir, &home, &package, &other).is_allowed());
+    // The backup the server keeps, made before the return.
+    view_at(&home)
+        .args(["trail", "vouch", "--keyfile"])
+        .arg(&loan)
+        .assert()
+        .success();
+    let out = give_back(&home, &package, &loan, &[]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(json(&out.stdout)["delivery"], "accepted");
+
+    // The reader "loses" the trail and restores the backup from before the return.
+    let (_, trail) = reader_trail(dir, &home);
+    std::fs::remove_file(&trail).unwrap();
+    let out = view_at(&home)
+        .args(["trail", "restore", "--json", "--keyfile"])
+        .arg(&loan)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out.stdout);
+    assert_eq!(r["restored"], true);
+    assert_eq!(r["charge"], "full", "the returned licence is charged: {r}");
+    view_at(&home).args(["trail", "verify"]).assert().success();
+    // The returned loan stays closed; the other licence is forgiven as the policy says.
+    let out = status(&home, &package, &loan).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restored from the publisher's backup"),
+        "{out:?}"
+    );
+    status(&home, &package, &other)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("reading is allowed"));
+}
+
+#[test]
+fn t38_edited_foreign_and_replayed_receipts_are_refused_by_the_publisher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let (loan, licence) = issue(dir, "Ada", &package, "loan.tkey", &[]);
+    let (kept, kept_licence) = issue(dir, "Ada", &package, "kept.tkey", &[]);
+    let receipt = dir.join("loan.treceipt");
+    give_back(&home, &package, &loan, &["-o", receipt.to_str().unwrap()])
+        .assert()
+        .success();
+    let good = std::fs::read(&receipt).unwrap();
+
+    // Every byte flipped, each a file, all handed over at once: every one refused.
+    let edited = dir.join("edited");
+    std::fs::create_dir_all(&edited).unwrap();
+    let files: Vec<PathBuf> = (0..good.len())
+        .map(|i| {
+            let mut b = good.clone();
+            b[i] ^= 0x01;
+            let f = edited.join(format!("byte-{i:04}.treceipt"));
+            std::fs::write(&f, b).unwrap();
+            f
+        })
+        .collect();
+    let out = pack(dir)
+        .arg("returns")
+        .arg("--json")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = json(&out.stdout);
+    let verdicts = v["files"].as_array().unwrap();
+    assert_eq!(verdicts.len(), good.len());
+    for f in verdicts {
+        assert_eq!(f["recorded"], false, "{f}");
+    }
+    assert!(v["returns"].as_array().unwrap().is_empty(), "{v}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} of {} receipts refused",
+            good.len(),
+            good.len()
+        )),
+        "{err}"
+    );
+
+    // Replayed for another licence of the same reader: the licence in the header alone, or
+    // in the header and the signed record.
+    let other = LicenceId::from_hex(&kept_licence).unwrap();
+    let mut header_only = good.clone();
+    header_only[10..26].copy_from_slice(&other.0);
+    let mut both = header_only.clone();
+    let at = both.len() - 32;
+    both[at..].copy_from_slice(kept_licence.as_bytes());
+    for (name, bytes, why) in [
+        ("header-only", header_only, "its record returns licence"),
+        ("both", both, "signature on the receipt does not verify"),
+    ] {
+        let f = dir.join(format!("replayed-{name}.treceipt"));
+        std::fs::write(&f, bytes).unwrap();
+        pack(dir)
+            .arg("returns")
+            .arg(&f)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(why));
+    }
+
+    // A genuine return record of Ada's licence, signed by Bob's card (his own tools and
+    // tally-core, on his own trail): the licence was not issued to that card.
+    let bob_home = second_reader(dir, "bob", "Bob");
+    let bob = Home::new(&bob_home);
+    let mut card = Card::new(Box::new(EmulatedCard::open(bob.card_path()).unwrap()));
+    let bob_id = card.identity().unwrap();
+    let bob_trail = bob.trail_path(&bob_id.serial);
+    let mut trail = Trail::open_or_create(&bob_trail, &mut card, &bob_id).unwrap();
+    let record = trail
+        .write(
+            &mut card,
+            &Body::now(Usage::Return {
+                licence: LicenceId::from_hex(&licence).unwrap(),
+            }),
+        )
+        .unwrap();
+    let foreign = dir.join("foreign.treceipt");
+    std::fs::write(&foreign, Receipt::new(&bob_id, record).unwrap().encode()).unwrap();
+    pack(dir)
+        .arg("returns")
+        .arg(&foreign)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "the receipt comes from card {}, but the licence was issued to card",
+            bob_id.serial
+        )));
+
+    // Nothing was recorded; the genuine receipt is, once; the licence kept still opens.
+    pack(dir)
+        .arg("returns")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no verified returns"));
+    pack(dir)
+        .arg("returns")
+        .arg(&receipt)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "return of licence {licence}"
+        )));
+    status(&home, &package, &kept).assert().success();
+}
