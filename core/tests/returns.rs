@@ -154,3 +154,82 @@ fn recovery_terms_charge_returned_licences_in_full_under_any_policy() {
         (LostCharge::Full, vec![c])
     );
 }
+
+/// A transport that answers every POST with one fixed outcome, and keeps what it was sent.
+struct Canned(
+    Result<(u16, Vec<u8>), String>,
+    std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+);
+
+impl tally_core::rental::Transport for Canned {
+    fn post(
+        &self,
+        endpoint: &str,
+        body: &[u8],
+        _: std::time::Duration,
+        _: u64,
+    ) -> Result<(u16, Vec<u8>), String> {
+        self.1
+            .lock()
+            .unwrap()
+            .push((endpoint.to_string(), body.to_vec()));
+        self.0.clone()
+    }
+}
+
+#[test]
+fn a_receipt_goes_to_the_servers_return_endpoint_and_its_answer_is_sorted() {
+    use tally_core::rental::{Delivery, RETURN_TIMEOUT, deliver_receipt};
+    let f = Fx::new(3);
+    let mut m = CardMeter::validate(
+        f.card(),
+        &f.id,
+        &f.trail,
+        A,
+        Limits::default(),
+        Arc::new(SystemClock),
+        vec![],
+    )
+    .unwrap();
+    let receipt = Receipt::new(&f.id, m.record_return().unwrap()).unwrap();
+    let send = |answer: Result<(u16, Vec<u8>), String>, url: &str| {
+        let t = Canned(answer, Default::default());
+        let d = deliver_receipt(&receipt, url, &t, RETURN_TIMEOUT);
+        (d, t.1.into_inner().unwrap())
+    };
+    let (d, sent) = send(
+        Ok((200, b"return recorded\n".to_vec())),
+        "http://pub.example/",
+    );
+    assert_eq!(
+        d,
+        Delivery::Accepted {
+            endpoint: "http://pub.example/v1/return".into(),
+            answer: "return recorded".into()
+        }
+    );
+    assert_eq!(
+        sent,
+        vec![("http://pub.example/v1/return".into(), receipt.encode())]
+    );
+    let (d, _) = send(
+        Ok((422, b"receipt refused: x".to_vec())),
+        "http://pub.example",
+    );
+    assert!(
+        matches!(&d, Delivery::Refused { status: 422, reason, .. } if reason == "receipt refused: x"),
+        "{d:?}"
+    );
+    for answer in [
+        Err("connection refused".to_string()),
+        Ok((503, b"busy".to_vec())),
+        Ok((429, b"too many".to_vec())),
+    ] {
+        let (d, _) = send(answer, "http://pub.example");
+        assert!(matches!(d, Delivery::Unreachable { .. }), "{d:?}");
+    }
+    // Nothing is sent to an address that is not http(s).
+    let (d, sent) = send(Ok((200, Vec::new())), "file:///etc/passwd");
+    assert!(matches!(d, Delivery::Unreachable { .. }), "{d:?}");
+    assert!(sent.is_empty());
+}

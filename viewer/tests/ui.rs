@@ -487,6 +487,42 @@ fn a_rental_past_its_date_shows_the_cover_and_says_it_ended() {
 }
 
 #[test]
+fn a_returned_licence_shows_the_cover_and_says_so() {
+    let f = fixture(limits(None));
+    // The reader returned the licence (`tally-view return` writes this record).
+    let mut card = tally_core::Card::new(Box::new(EmulatedCard::open(f.home.card_path()).unwrap()));
+    let mut trail = Trail::open_or_create(
+        f.home.trail_path(&f.identity.serial),
+        &mut card,
+        &f.identity,
+    )
+    .unwrap();
+    trail
+        .write(&mut card, &Body::now(Usage::Return { licence: f.licence }))
+        .unwrap();
+    drop((trail, card));
+    let mut h = f.harness(true);
+    settle(&mut h, "limited mode", |a| {
+        a.reader()
+            .is_some_and(|r| matches!(r.session.mode(), Mode::Limited(_)) && r.settled())
+    });
+    h.get_by_label("You returned this licence");
+    let reason = match h.state().reader().unwrap().session.mode() {
+        Mode::Limited(r) => r.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        reason.starts_with("This licence was returned on "),
+        "{reason}"
+    );
+    h.get_by_label(reason.as_str());
+    h.key_press(Key::ArrowRight);
+    h.step();
+    assert_eq!(h.state().reader().unwrap().session.current(), 0);
+    assert_eq!(f.count(|u| matches!(u, Usage::Open { .. })), 0);
+}
+
+#[test]
 fn a_clock_set_back_is_refused() {
     let mut l = limits(None);
     l.not_after = Some(time::macros::datetime!(2099-01-01 00:00:00 UTC));
