@@ -299,24 +299,7 @@ fn return_body(body: &[u8]) -> Result<(LicenceId, OffsetDateTime), ReceiptError>
     let body = Body::parse(body)?;
     match body.usage {
         Usage::Return { licence } => Ok((licence, body.at)),
-        other => Err(ReceiptError::NotAReturn(kind_word(&other).into())),
-    }
-}
-
-/// The kind word of a usage, as its body spells it.
-fn kind_word(usage: &Usage) -> &'static str {
-    match usage {
-        Usage::Genesis => "genesis",
-        Usage::Open { .. } => "open",
-        Usage::Pages { .. } => "pages",
-        Usage::Time { .. } => "time",
-        Usage::Print { .. } => "print",
-        Usage::Copy { .. } => "copy",
-        Usage::Renewal { .. } => "renewal",
-        Usage::Return { .. } => "return",
-        Usage::Nonce { .. } => "nonce",
-        Usage::Validator(_) => "validator",
-        Usage::Recovery(_) => "recovery",
+        other => Err(ReceiptError::NotAReturn(other.kind().into())),
     }
 }
 

@@ -259,6 +259,24 @@ impl Usage {
             | Usage::Recovery(_) => None,
         }
     }
+
+    /// The kind word of this usage, as its body spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Usage::Genesis => "genesis",
+            Usage::Open { .. } => "open",
+            Usage::Pages { .. } => "pages",
+            Usage::Time { .. } => "time",
+            Usage::Print { .. } => "print",
+            Usage::Copy { .. } => "copy",
+            Usage::Renewal { .. } => "renewal",
+            Usage::Return { .. } => "return",
+            Usage::Nonce { .. } => "nonce",
+            Usage::Challenge { .. } => "challenge",
+            Usage::Validator(_) => "validator",
+            Usage::Recovery(_) => "recovery",
+        }
+    }
 }
 
 /// A parsed record body.
@@ -323,20 +341,7 @@ impl Body {
             .format(&Rfc3339)
             .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
         let mut s = String::with_capacity(96);
-        let kind = match &self.usage {
-            Usage::Genesis => "genesis",
-            Usage::Open { .. } => "open",
-            Usage::Pages { .. } => "pages",
-            Usage::Time { .. } => "time",
-            Usage::Print { .. } => "print",
-            Usage::Copy { .. } => "copy",
-            Usage::Renewal { .. } => "renewal",
-            Usage::Return { .. } => "return",
-            Usage::Nonce { .. } => "nonce",
-            Usage::Challenge { .. } => "challenge",
-            Usage::Validator(_) => "validator",
-            Usage::Recovery(_) => "recovery",
-        };
+        let kind = self.usage.kind();
         s.push_str(&format!("{PREFIX} {kind} at={at}"));
         match &self.usage {
             Usage::Genesis => {}
