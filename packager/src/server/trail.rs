@@ -6,8 +6,9 @@
 //! `MAX_TRAIL_ENVELOPE` bytes. The server finds the customer registered with that card,
 //! checks the trail against the card's registered key (`tally_core::trail::validator::vouch`:
 //! every signature, the counters from the origin, the start rule) and answers 200 with a
-//! validator body signed by the server key (text, at most 1024 bytes), which the reader
-//! appends as a card-signed record. It keeps the request, still encrypted, as the card's
+//! validator body signed by the server key, preceded by the `totals` bodies whose digest it
+//! signs (text, one body per line, each at most 1024 bytes), which the reader appends as
+//! card-signed records. It keeps the request, still encrypted, as the card's
 //! backup (table `trail_backups`, migration 4), replacing an older one only by one that
 //! vouches for more records. Refusals: 400 (not a request for this server), 404 (no
 //! customer has this card), 422 (the trail is invalid; header `x-tally-check` names the
@@ -23,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use tally_core::card::{CardIdentity, Serial};
 use tally_core::crypto::PublicKey;
-use tally_core::trail::Usage;
 use tally_core::trail::validator::{VouchError, vouch};
 use tally_core::validation::MAX_TRAIL_ENVELOPE;
 
@@ -200,13 +200,12 @@ impl App {
         };
         let now = self.clock.now();
         // The whole check runs without the database lock: it is the expensive part.
-        let body = match vouch(&self.key, &card, &req.trail, now.unix_timestamp()) {
+        let vouching = match vouch(&self.key, &card, &req.trail, now.unix_timestamp()) {
             Ok(b) => b,
             Err(e) => {
                 let check = match &e {
                     VouchError::Trail(t) => t.check(),
                     VouchError::Empty => "empty",
-                    VouchError::TooManyLicences(_) => "too-many-licences",
                     VouchError::TotalTooLarge(_) => "total-too-large",
                     _ => "refused",
                 };
@@ -216,10 +215,8 @@ impl App {
                 ));
             }
         };
-        let Usage::Validator(v) = &body.usage else {
-            anyhow::bail!("vouch returned a body that is not a validator");
-        };
-        let records = v.upto.saturating_sub(card.origin).saturating_add(1);
+        let upto = vouching.upto();
+        let records = upto.saturating_sub(card.origin).saturating_add(1);
         let at = now
             .format(&time::format_description::well_known::Rfc3339)
             .context("formatting the time")?;
@@ -228,7 +225,7 @@ impl App {
                 &mut *self.pool.get(super::POOL_WAIT)?,
                 &req.serial,
                 &customer,
-                v.upto,
+                upto,
                 records,
                 envelope,
                 &at,
@@ -237,7 +234,7 @@ impl App {
         Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            body.encode(),
+            vouching.encode(),
         )
             .into_response())
     }

@@ -172,6 +172,15 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             Some(licence.to_hex()),
         ),
         Usage::Nonce { value } => (format!("nonce {value}"), None),
+        Usage::Totals(p) => (
+            format!(
+                "totals part {} of the validator up to counter {}: {}",
+                p.part,
+                p.upto,
+                super::plural(p.totals.len() as u64, "licence", "licences")
+            ),
+            None,
+        ),
         Usage::Validator(v) => (
             format!(
                 "validator up to counter {} by server {}",

@@ -22,9 +22,9 @@ use std::time::Duration;
 use tally_core::crypto::PublicKey;
 use tally_core::home::{CardSpec, Home};
 use tally_core::keyfile::Keyfile;
+use tally_core::trail::Trail;
 use tally_core::trail::file::{HEADER_LEN, parse_frames};
-use tally_core::trail::validator::check_answer;
-use tally_core::trail::{Trail, Usage};
+use tally_core::trail::validator::{MAX_VOUCH_ANSWER, check_answer};
 use tally_core::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
 
 /// Which validation server to talk to (`trail vouch`, `trail restore`): always the one a
@@ -57,9 +57,6 @@ pub struct VouchArgs {
     #[arg(long)]
     pub json: bool,
 }
-
-/// Largest answer read (a validator body is at most 1024 bytes).
-const MAX_ANSWER: u64 = 64 * 1024;
 
 /// The server's URL (an http(s) URL) and key: the keyfile's, the URL possibly replaced by
 /// `--server`, the key only ever compared with `--server-key`.
@@ -132,25 +129,29 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     .records;
     let envelope = seal_trail_request(&key, &id.serial, &bytes, &mut tally_core::crypto::OsRng)
         .map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let (status, answer) =
-        crate::online::post(&endpoint, &envelope, Duration::from_secs(300), MAX_ANSWER).map_err(
-            |e| {
-                Failure::Usage(anyhow!(
-                    "cannot reach the validation server {endpoint}: {e}"
-                ))
-            },
-        )?;
+    let (status, answer) = crate::online::post(
+        &endpoint,
+        &envelope,
+        Duration::from_secs(300),
+        MAX_VOUCH_ANSWER as u64,
+    )
+    .map_err(|e| {
+        Failure::Usage(anyhow!(
+            "cannot reach the validation server {endpoint}: {e}"
+        ))
+    })?;
     if status != 200 {
         return Err(super::http_refusal(status, &answer));
     }
-    let body = check_answer(&answer, &key, &id, trail.header().first_counter, &sent)
+    let vouching = check_answer(&answer, &key, &id, trail.header().first_counter, &sent)
         .map_err(trail_failure)?;
     super::mirror_trail(&mut trail, home, &id.serial)?;
-    let rec = trail.write(&mut card, &body).map_err(trail_failure)?;
+    let bodies: Vec<_> = vouching.bodies().cloned().collect();
+    let written = trail.write_all(&mut card, &bodies).map_err(trail_failure)?;
     super::warn_mirror(&trail);
-    let upto = match &body.usage {
-        Usage::Validator(v) => v.upto,
-        _ => 0,
+    let upto = vouching.upto();
+    let Some(rec) = written.last() else {
+        return Err(Failure::Usage(anyhow!("nothing was written")));
     };
     // From now on `trail verify`, `trail show` and opening a document start from this
     // server's validator records ([0094]); the record is already written, so a failure
