@@ -30,12 +30,16 @@
 //! # Ok::<(), tally_core::rental::Problem>(())
 //! ```
 
+mod backup;
 mod meter;
 mod online;
 mod open;
 mod problem;
 mod session;
 
+pub use backup::{
+    BackupServer, DirectWriter, VouchFailure, VouchReport, VouchWriter, vouch_and_back_up,
+};
 pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, tally_of, trail_problem};
 pub use online::{
     NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, standing_after_round, validate_online,

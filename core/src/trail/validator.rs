@@ -618,22 +618,17 @@ pub fn check_answer(
         }
         parts.push(part);
     }
-    match &v.parts {
+    let parts_match = match &v.parts {
         Some(p) => {
-            if usize::try_from(p.count).ok() != Some(parts.len())
-                || totals_digest(v.upto, &totals) != p.digest
-            {
-                return Err(refuse(
-                    "the answer's totals records do not match the digest its validator signs",
-                ));
-            }
+            usize::try_from(p.count).ok() == Some(parts.len())
+                && totals_digest(v.upto, &totals) == p.digest
         }
-        None if !parts.is_empty() => {
-            return Err(refuse(
-                "the answer holds totals records its validator does not name",
-            ));
-        }
-        None => {}
+        None => parts.is_empty(),
+    };
+    if !parts_match {
+        return Err(refuse(
+            "the answer's totals records are not the ones its validator signs the digest of",
+        ));
     }
     let k = records
         .iter()

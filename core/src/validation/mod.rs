@@ -32,6 +32,7 @@
 //! Every parse is strict and fixed-size; every error is "invalid" (T21, T25).
 
 mod account;
+mod backup;
 pub(crate) mod client;
 mod ecies;
 mod restore;
@@ -42,6 +43,10 @@ mod wire;
 pub use account::{
     Hole, MAX_ACCOUNT_ANSWER, MAX_ACCOUNTS, check_accounts, encode_accounts, plan_accounts,
     unaccounted_holes,
+};
+pub use backup::{
+    ExtendError, Extended, MAX_EXTENSION_ENVELOPE, MAX_EXTENSION_TRAIL, extend_backup,
+    extension_fragment, seal_backup_extension,
 };
 pub use client::{
     CardProgress, ClientState, OnlineStatus, RequestSigner, STATE_LEN, TrailSigner, WhenDue,

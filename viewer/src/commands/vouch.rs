@@ -1,31 +1,31 @@
 //! `tally-view trail vouch --keyfile KEYFILE [--server URL] [--server-key HEX] [--json]`:
 //! the trusted audit-trail validation service of EP 0 895 148 \[0094\], headless.
 //!
-//! Runs ValidateTrail locally, sends the whole trail (encrypted to the server key, with the
-//! card's serial) to `POST /v1/trail/validate`, checks the answer — a validator body signed
-//! by that server key for this card, vouching for exactly these records — and appends it
-//! through Write, so the card signs it, and adds the server key to the home's trusted
-//! validation servers (`<home>/validators`): later ValidateTrails — `trail verify`, `trail
-//! show`, opening a document — start from it. The server keeps the encrypted trail as a
-//! backup (\[0062\]).
+//! Runs ValidateTrail locally, then one round of `tally_core::rental::vouch_and_back_up`:
+//! sends the whole trail (encrypted to the server key, with the card's serial) to
+//! `POST /v1/trail/validate`, checks the answer — `totals` records and a validator body
+//! signed by that server key for this card, vouching for exactly these records — appends it
+//! through Write, so the card signs it, and sends the records written since to
+//! `POST /v1/trail/extend`, so the server's encrypted backup (\[0062\]) covers them. Then
+//! adds the server key to the home's trusted validation servers (`<home>/validators`): later
+//! ValidateTrails — `trail verify`, `trail show`, opening a document — start from it. A
+//! reading session does the same on its own (`tally-view backup`).
 //!
 //! Exit 0 when the validator record was appended; 1 when the local trail is invalid, the
 //! server refused the trail, or its answer does not verify; 2 when the server can't be
-//! reached or a file can't be read. The rules are `tally_core::trail::validator`.
+//! reached or a file can't be read. The rules are `tally_core::trail::validator` and
+//! `tally_core::rental::vouch_and_back_up`.
 
 use super::{Failure, Outcome, trail_failure};
 use anyhow::{Context as _, anyhow};
 use clap::Args;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 use tally_core::crypto::PublicKey;
 use tally_core::home::{CardSpec, Home};
 use tally_core::keyfile::Keyfile;
+use tally_core::rental::{BackupServer, DirectWriter, VouchFailure, vouch_and_back_up};
 use tally_core::trail::Trail;
-use tally_core::trail::file::{HEADER_LEN, parse_frames};
-use tally_core::trail::validator::{MAX_VOUCH_ANSWER, check_answer};
-use tally_core::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
 
 /// Which validation server to talk to (`trail vouch`, `trail restore`): always the one a
 /// licence's vendor-signed keyfile names. A server the reader names on the command line is
@@ -96,7 +96,6 @@ pub(super) fn server(args: &ServerArgs, home: &Home) -> Result<(String, PublicKe
 /// Runs `trail vouch`.
 pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let (url, key) = server(&args.target, home)?;
-    let endpoint = format!("{}/v1/trail/validate", url.trim_end_matches('/'));
     // The key is added to the home's trusted validators afterwards: read that list first,
     // so a damaged file stops us before anything is sent or written.
     home.trusted_validators()
@@ -108,58 +107,37 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
     let mut trail = Trail::open(&path, &id).map_err(trail_failure)?;
     trail.set_trusted_validators(vec![key.clone()]);
     trail.verify(&mut card).map_err(trail_failure)?;
-    let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .take(MAX_TRAIL_REQUEST_TRAIL as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() > MAX_TRAIL_REQUEST_TRAIL {
-        return Err(Failure::Usage(anyhow!(
-            "the trail is larger than the 64 MiB a validation request carries"
-        )));
-    }
-    // The records sent, exactly: the answer must vouch for these.
-    let sent = parse_frames(
-        bytes.get(HEADER_LEN..).unwrap_or_default(),
-        HEADER_LEN as u64,
-        0,
-    )
-    .map_err(|e| trail_failure(e.into()))?
-    .records;
-    let envelope = seal_trail_request(&key, &id.serial, &bytes, &mut tally_core::crypto::OsRng)
-        .map_err(|e| Failure::Usage(anyhow!(e)))?;
-    let (status, answer) = crate::online::post(
-        &endpoint,
-        &envelope,
-        Duration::from_secs(300),
-        MAX_VOUCH_ANSWER as u64,
-    )
-    .map_err(|e| {
-        Failure::Usage(anyhow!(
-            "cannot reach the validation server {endpoint}: {e}"
-        ))
-    })?;
-    if status != 200 {
-        return Err(super::http_refusal(status, &answer));
-    }
-    let vouching = check_answer(&answer, &key, &id, trail.header().first_counter, &sent)
-        .map_err(trail_failure)?;
     super::mirror_trail(&mut trail, home, &id.serial)?;
-    let bodies: Vec<_> = vouching.bodies().cloned().collect();
-    let written = trail.write_all(&mut card, &bodies).map_err(trail_failure)?;
-    super::warn_mirror(&trail);
-    let upto = vouching.upto();
-    let Some(rec) = written.last() else {
-        return Err(Failure::Usage(anyhow!("nothing was written")));
+    let server = BackupServer {
+        url: url.clone(),
+        key: key.clone(),
     };
+    let report = vouch_and_back_up(
+        &path,
+        &id,
+        &server,
+        &crate::online::Http,
+        Duration::from_secs(300),
+        &mut DirectWriter {
+            trail: &mut trail,
+            card: &mut card,
+        },
+    )
+    .map_err(|e| match e {
+        VouchFailure::Unreachable { .. } | VouchFailure::Local(_) => Failure::Usage(anyhow!(e)),
+        VouchFailure::Refused { status, text } => super::http_refusal(status, text.as_bytes()),
+        VouchFailure::Answer(t) | VouchFailure::Write(t) => trail_failure(t),
+        other => Failure::Check(anyhow!(other)),
+    })?;
+    super::warn_mirror(&trail);
+    let upto = report.upto;
+    let counter = report.validator_counter;
     // From now on `trail verify`, `trail show` and opening a document start from this
     // server's validator records ([0094]); the record is already written, so a failure
     // here is reported as such.
     let newly_trusted = home.add_trusted_validator(&key).map_err(|e| {
         Failure::Usage(anyhow!(e).context(format!(
-            "the validator record was written at counter {}, but the server key could not be added to the trusted validation servers",
-            rec.counter
+            "the validator record was written at counter {counter}, but the server key could not be added to the trusted validation servers"
         )))
     })?;
     if args.json {
@@ -170,16 +148,23 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
                 "server": url,
                 "server_key": hex::encode(key.fingerprint()),
                 "upto": upto,
-                "validator_counter": rec.counter,
+                "validator_counter": counter,
+                "backup_upto": report.backup.as_ref().ok(),
+                "backup_error": report.backup.as_ref().err(),
                 "newly_trusted": newly_trusted,
             })
         );
     } else {
         println!(
-            "trail vouched for by {url} up to counter {upto} (server key {}); its record is at counter {}, and the server keeps a backup of the trail",
+            "trail vouched for by {url} up to counter {upto} (server key {}); its record is at counter {counter}",
             hex::encode(&key.fingerprint()[..8]),
-            rec.counter
         );
+        match &report.backup {
+            Ok(b) => println!("the server's backup of the trail reaches counter {b}"),
+            Err(e) => println!(
+                "note: the server's backup of the trail ends at counter {upto}: {e} (the next vouch brings it up to date)"
+            ),
+        }
         if newly_trusted {
             println!(
                 "note: this server is now trusted to vouch for your trail, so later checks start from its record ({})",
