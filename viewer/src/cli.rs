@@ -60,6 +60,8 @@ pub enum Command {
     Trust(TrustCommand),
     /// Validate this copy online with the publisher's server (exit 0 validated, 1 refused).
     Validate(crate::commands::validate::ValidateArgs),
+    /// Whether your reading record is backed up on its own while you read (on by default).
+    Backup(crate::commands::backup::BackupArgs),
 }
 
 /// Arguments of `status`.

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             Some(Command::Status(s)) => commands::status::run(s, &home, &cli.card, s.demo),
             Some(Command::Trust(t)) => commands::trust::run(t, &home),
             Some(Command::Validate(v)) => commands::validate::run(v, &home, &cli.card),
+            Some(Command::Backup(b)) => commands::backup::run(b, &home),
             None => commands::open::run(&cli, &home),
         }
     })();

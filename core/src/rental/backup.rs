@@ -251,3 +251,435 @@ fn answer_text(answer: &[u8]) -> String {
     let text: String = String::from_utf8_lossy(answer).chars().take(300).collect();
     text.trim().replace('\n', " ")
 }
+
+/// How often a reading session vouches on its own, and when it archives. These decide
+/// speed and how recent the server's backup is, nothing else: no licence's rule depends on
+/// them, which is why a reader may turn the automatic backup off (`Home::auto_backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupPolicy {
+    /// Vouch once this many records follow the newest validator record of the licence's
+    /// server (so a fresh start verifies at most about this many signatures, \[0094\]).
+    pub after_records: u64,
+    /// Vouch when the newest validator record is older than this and records follow it.
+    pub every: Duration,
+    /// After a failed round (server unreachable, a refusal), wait this long.
+    pub retry_after: Duration,
+    /// The first look, this long after reading starts: opening and the first page go first.
+    pub first_check: Duration,
+    /// Later looks, this often.
+    pub poll: Duration,
+    /// After a round, archive the vouched-for records when the working trail holds more
+    /// records than this.
+    pub archive_above: u64,
+    /// Each HTTP exchange's timeout.
+    pub timeout: Duration,
+}
+
+impl Default for BackupPolicy {
+    fn default() -> Self {
+        Self {
+            after_records: 1000,
+            every: Duration::from_secs(24 * 3600),
+            retry_after: Duration::from_secs(600),
+            first_check: Duration::from_secs(3),
+            poll: Duration::from_secs(30),
+            archive_above: 20_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl BackupPolicy {
+    /// Whether a round is due for a trail standing at `state`, at `now`.
+    pub fn due(&self, state: &BackupState, now: time::OffsetDateTime) -> bool {
+        let every = time::Duration::try_from(self.every).unwrap_or(time::Duration::MAX);
+        state.since >= self.after_records
+            || (state.since > 0 && state.last_at.is_none_or(|t| now - t >= every))
+    }
+}
+
+/// Where a trail stands for the automatic backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupState {
+    /// Records after the newest validator record of the licence's server (all records when
+    /// there is none).
+    pub since: u64,
+    /// When that validator record was written (the server's time), if there is one.
+    pub last_at: Option<time::OffsetDateTime>,
+    /// Records in the working trail.
+    pub records: u64,
+}
+
+impl BackupState {
+    /// The state of a trail holding `records`, for a licence whose validation servers have
+    /// the key fingerprints `servers`. Reads from the end back to that validator only.
+    pub fn of(records: &[Record], servers: &[crate::crypto::Hash]) -> Self {
+        use crate::trail::{Usage, validator::looks_like_validator};
+        let newest = records.iter().enumerate().rev().find_map(|(i, r)| {
+            if !looks_like_validator(&r.body) {
+                return None;
+            }
+            match Body::parse(&r.body).ok()? {
+                Body {
+                    at,
+                    usage: Usage::Validator(v),
+                } if servers.contains(&v.server_key) => Some((i, at)),
+                _ => None,
+            }
+        });
+        Self {
+            since: newest.map_or(records.len(), |(i, _)| records.len() - i - 1) as u64,
+            last_at: newest.map(|(_, at)| at),
+            records: records.len() as u64,
+        }
+    }
+}
+
+/// What the automatic backup of a reading session needs besides the session's meter.
+pub struct BackupPlan {
+    /// The licence's validation server (its vendor-signed keyfile's, never the reader's).
+    pub server: BackupServer,
+    /// The trail file.
+    pub trail: std::path::PathBuf,
+    /// The card.
+    pub identity: CardIdentity,
+    /// How the server is reached.
+    pub transport: std::sync::Arc<dyn Transport>,
+    /// For the schedule.
+    pub clock: std::sync::Arc<dyn crate::policy::Clock>,
+    /// Where each attempt is noted for `status` (`Home::backup_status_path`), if anywhere.
+    pub status_file: Option<std::path::PathBuf>,
+    /// When to vouch and archive.
+    pub policy: BackupPolicy,
+}
+
+impl std::fmt::Debug for BackupPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupPlan")
+            .field("server", &self.server.url)
+            .field("trail", &self.trail)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one automatic round did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupOutcome {
+    /// Vouched for and backed up.
+    Done {
+        /// The round's report.
+        report: VouchReport,
+        /// Records archived after it (`Ok(None)`: none needed), or why archiving failed.
+        archived: Result<Option<u64>, String>,
+    },
+    /// The round failed; it is tried again later.
+    Failed(String),
+}
+
+/// Where the automatic backup of a session's trail stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupStatus {
+    /// The validation server's address.
+    pub server: String,
+    /// A round is running now.
+    pub running: bool,
+    /// The last round: when it ended and what it did.
+    pub last: Option<(time::OffsetDateTime, BackupOutcome)>,
+}
+
+const STATUS_MAGIC: &str = "tally-backup-status/1";
+
+impl BackupStatus {
+    /// What it says, in the reader's words, one line per fact (the same in a window and in
+    /// `tally-view status`).
+    pub fn lines(&self) -> Vec<String> {
+        let when = |t: &time::OffsetDateTime| {
+            let utc = t.to_offset(time::UtcOffset::UTC);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                utc.year(),
+                u8::from(utc.month()),
+                utc.day(),
+                utc.hour(),
+                utc.minute()
+            )
+        };
+        let mut out = Vec::new();
+        match &self.last {
+            None if self.running => out.push(format!(
+                "Backing up your reading record with {} now.",
+                self.server
+            )),
+            None => out.push(format!(
+                "Your reading record has not been backed up by {} yet; it is while you read.",
+                self.server
+            )),
+            Some((at, BackupOutcome::Done { report, archived })) => {
+                out.push(format!(
+                    "Reading record backed up by {} on {}: vouched for up to counter {}.",
+                    self.server,
+                    when(at),
+                    report.upto
+                ));
+                if let Err(e) = &report.backup {
+                    out.push(format!(
+                        "The server's copy ends before the latest records ({e}); the next backup brings it up to date."
+                    ));
+                }
+                match archived {
+                    Ok(Some(n)) => out.push(format!(
+                        "{} moved to the archive beside the trail.",
+                        super::plural(*n, "vouched record", "vouched records")
+                    )),
+                    Ok(None) => {}
+                    Err(e) => out.push(format!("Archiving vouched records failed: {e}.")),
+                }
+            }
+            Some((at, BackupOutcome::Failed(why))) => out.push(format!(
+                "The last backup of your reading record ({}) did not work: {why}. It is tried again while you read; reading is not affected.",
+                when(at)
+            )),
+        }
+        out
+    }
+
+    /// The text form saved for `tally-view status` (a few `key value` lines).
+    pub fn encode(&self) -> String {
+        let one_line = |s: &str| s.replace(['\n', '\r'], " ");
+        let mut s = format!("{STATUS_MAGIC}\nserver {}\n", one_line(&self.server));
+        if let Some((at, outcome)) = &self.last {
+            s.push_str(&format!("at {}\n", at.unix_timestamp()));
+            match outcome {
+                BackupOutcome::Done { report, archived } => {
+                    s.push_str(&format!(
+                        "vouched {} {} {}\n",
+                        report.upto, report.validator_counter, report.written
+                    ));
+                    match &report.backup {
+                        Ok(b) => s.push_str(&format!("backup {b}\n")),
+                        Err(e) => s.push_str(&format!("backup-error {}\n", one_line(e))),
+                    }
+                    match archived {
+                        Ok(Some(n)) => s.push_str(&format!("archived {n}\n")),
+                        Ok(None) => {}
+                        Err(e) => s.push_str(&format!("archive-error {}\n", one_line(e))),
+                    }
+                }
+                BackupOutcome::Failed(why) => s.push_str(&format!("failed {}\n", one_line(why))),
+            }
+        }
+        s
+    }
+
+    /// Parses [`BackupStatus::encode`]'s text; `None` for anything else (the file is
+    /// informational: a damaged one is shown as "no backup yet", never trusted for a rule).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next()? != STATUS_MAGIC {
+            return None;
+        }
+        let server = lines.next()?.strip_prefix("server ")?.to_string();
+        let Some(at) = lines.next() else {
+            return Some(Self {
+                server,
+                running: false,
+                last: None,
+            });
+        };
+        let at = time::OffsetDateTime::from_unix_timestamp(at.strip_prefix("at ")?.parse().ok()?)
+            .ok()?;
+        let first = lines.next()?;
+        let outcome = if let Some(why) = first.strip_prefix("failed ") {
+            BackupOutcome::Failed(why.to_string())
+        } else {
+            let mut n = first.strip_prefix("vouched ")?.split(' ');
+            let mut num = || n.next()?.parse::<u64>().ok();
+            let (upto, validator_counter, written) = (num()?, num()?, num()?);
+            let b = lines.next()?;
+            let backup = match (b.strip_prefix("backup "), b.strip_prefix("backup-error ")) {
+                (Some(c), _) => Ok(c.parse().ok()?),
+                (_, Some(e)) => Err(e.to_string()),
+                _ => return None,
+            };
+            let archived = match lines.next() {
+                None => Ok(None),
+                Some(l) => match (
+                    l.strip_prefix("archived "),
+                    l.strip_prefix("archive-error "),
+                ) {
+                    (Some(n), _) => Ok(Some(n.parse().ok()?)),
+                    (_, Some(e)) => Err(e.to_string()),
+                    _ => return None,
+                },
+            };
+            BackupOutcome::Done {
+                report: VouchReport {
+                    upto,
+                    validator_counter,
+                    written: usize::try_from(written).ok()?,
+                    backup,
+                },
+                archived,
+            }
+        };
+        Some(Self {
+            server,
+            running: false,
+            last: Some((at, outcome)),
+        })
+    }
+
+    /// The status noted at `path` by the last session, if there is a readable one.
+    pub fn load(path: &Path) -> Option<Self> {
+        let bytes = crate::fsutil::read_bounded(path, 16 * 1024).ok()?;
+        Self::parse(std::str::from_utf8(&bytes).ok()?)
+    }
+}
+
+/// The automatic backup of a reading session (issue 13): on a thread of its own, it looks
+/// at the trail now and then ([`BackupPolicy`]) and, when a round is due, runs
+/// [`vouch_and_back_up`] with the licence's validation server, writing the answer through
+/// the session's meter thread — the same Write path, lock and card transaction as the
+/// charges — and then archives the vouched-for records once the working trail passes
+/// [`BackupPolicy::archive_above`]. The network exchange runs on this thread, so a page
+/// turn or the window never waits for it; a failure is quiet (noted in
+/// [`AutoBackup::status`] and the status file, tried again later). Dropping it stops it at
+/// its next look without waiting for an exchange in flight.
+pub struct AutoBackup {
+    status: std::sync::Arc<std::sync::Mutex<BackupStatus>>,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl std::fmt::Debug for AutoBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoBackup")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl AutoBackup {
+    /// Starts the backup thread for `plan`, writing through `meter`. `None` when the
+    /// thread could not be started (reading goes on without it).
+    pub(crate) fn start(plan: BackupPlan, meter: super::session::MeterHandle) -> Option<Self> {
+        let status = std::sync::Arc::new(std::sync::Mutex::new(BackupStatus {
+            server: plan.server.url.clone(),
+            running: false,
+            last: None,
+        }));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shared = status.clone();
+        std::thread::Builder::new()
+            .name("tally-backup".into())
+            .spawn(move || run(&plan, meter, &shared, &stopped))
+            .ok()?;
+        Some(Self {
+            status,
+            _stop: stop,
+        })
+    }
+
+    /// Where it stands now.
+    pub fn status(&self) -> BackupStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The backup thread: look, run a round when one is due, note it, wait.
+fn run(
+    plan: &BackupPlan,
+    mut meter: super::session::MeterHandle,
+    status: &std::sync::Mutex<BackupStatus>,
+    stopped: &std::sync::mpsc::Receiver<()>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let set = |f: &dyn Fn(&mut BackupStatus)| {
+        let mut s = status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut s);
+        s.clone()
+    };
+    let mut wait = plan.policy.first_check;
+    let mut not_before: Option<time::OffsetDateTime> = None;
+    loop {
+        match stopped.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            // The session ended (the sender is never used to send).
+            _ => return,
+        }
+        wait = plan.policy.poll;
+        let Some(state) = meter.state() else {
+            return;
+        };
+        let now = plan.clock.now();
+        if not_before.is_some_and(|t| now < t) || !plan.policy.due(&state, now) {
+            continue;
+        }
+        set(&|s| s.running = true);
+        let outcome = match vouch_and_back_up(
+            &plan.trail,
+            &plan.identity,
+            &plan.server,
+            plan.transport.as_ref(),
+            plan.policy.timeout,
+            &mut meter,
+        ) {
+            Ok(report) => {
+                not_before = None;
+                let archived = meter
+                    .archive(plan.policy.archive_above)
+                    .map(|a| a.map(|a| a.records))
+                    .map_err(|e| e.to_string());
+                BackupOutcome::Done { report, archived }
+            }
+            Err(e) => {
+                let retry = time::Duration::try_from(plan.policy.retry_after)
+                    .unwrap_or(time::Duration::MAX);
+                not_before = Some(now.saturating_add(retry));
+                BackupOutcome::Failed(e.to_string())
+            }
+        };
+        let ended = plan.clock.now();
+        let noted = set(&|s| {
+            s.running = false;
+            s.last = Some((ended, outcome.clone()));
+        });
+        if let Some(path) = &plan.status_file {
+            // Informational: a status that can't be saved stops nothing.
+            let _ = crate::fsutil::atomic_write(path, noted.encode().as_bytes());
+        }
+    }
+}
+
+/// What a standing check says about the automatic backup of the trail `keyfile`'s licence
+/// is read on, in the reader's words: whether it runs, and what the last session's backup
+/// did (`Home::backup_status_path`).
+pub fn backup_lines(home: &crate::home::Home, keyfile: &VerifiedKeyfile) -> Vec<String> {
+    let Some(server) = BackupServer::of(keyfile) else {
+        return vec![
+            "This licence names no validation server, so your reading record is not backed up online."
+                .into(),
+        ];
+    };
+    match home.auto_backup() {
+        Err(e) => vec![format!(
+            "Automatic backup is off: its setting can't be read ({e})."
+        )],
+        Ok(false) => vec![
+            "Automatic backup is off (`tally-view backup on` turns it on): opening checks every record not vouched for, and a lost trail comes back only from your last `trail vouch`."
+                .into(),
+        ],
+        Ok(true) => BackupStatus::load(&home.backup_status_path(&keyfile.card().serial))
+            .unwrap_or(BackupStatus {
+                server: server.url,
+                running: false,
+                last: None,
+            })
+            .lines(),
+    }
+}

@@ -38,7 +38,8 @@ mod problem;
 mod session;
 
 pub use backup::{
-    BackupServer, DirectWriter, VouchFailure, VouchReport, VouchWriter, vouch_and_back_up,
+    AutoBackup, BackupOutcome, BackupPlan, BackupPolicy, BackupServer, BackupState, BackupStatus,
+    DirectWriter, VouchFailure, VouchReport, VouchWriter, backup_lines, vouch_and_back_up,
 };
 pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, tally_of, trail_problem};
 pub use online::{

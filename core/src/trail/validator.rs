@@ -58,15 +58,14 @@
 // module (whose `vouch` verifies a whole trail); this is their public place.
 pub use super::chain::{
     CHAIN_TAG, RECOVERY_SIG_DOMAIN, SIG_DOMAIN, chain_from, chain_hash, chain_origin, chain_start,
-    chain_step, check_recovery, looks_like_recovery, prefix_chain, server_message,
-    verify_server_signed,
+    chain_step, check_recovery, looks_like_recovery, looks_like_validator, prefix_chain,
+    server_message, verify_server_signed,
 };
 
 use super::body::{
     Body, History, LicenceId, LicenceTotals, MAX_PART_LICENCES, Parts, Recovery, TotalsPart, Usage,
     Validator, totals_digest,
 };
-use super::chain::looks_like_validator;
 use super::error::TrailError;
 use super::record::Record;
 use crate::card::CardIdentity;

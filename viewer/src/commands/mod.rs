@@ -1,6 +1,7 @@
 //! One file per subcommand; each returns the process exit code.
 
 pub mod archive;
+pub mod backup;
 pub mod card;
 pub mod mirror;
 pub mod open;
