@@ -172,7 +172,7 @@ fn an_every_licence_recovery_is_never_archived() {
 }
 
 #[test]
-fn a_handle_open_while_the_trail_is_archived_stops_instead_of_misreading() {
+fn a_handle_open_while_the_trail_is_archived_follows_it_and_anything_else_stops_it() {
     let f = fx();
     use_some(&f, 3);
     f.vouch();
@@ -180,15 +180,29 @@ fn a_handle_open_while_the_trail_is_archived_stops_instead_of_misreading() {
     let mut held = Trail::open(&f.trail, &f.id).unwrap();
     held.set_trusted_validators(f.keys());
     held.verify(&mut f.card()).unwrap();
+    let a = f.tally(A);
     Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
-    // The file under the held handle was replaced: refused, nothing written.
+    // The file under the held handle was replaced by its archived version (another
+    // process archived it): the handle goes on with it, from its anchor.
+    held.write(&mut f.card(), &Body::now(Usage::Open { licence: A }))
+        .unwrap();
+    assert_eq!(held.generation(), 1);
+    assert_eq!(held.header().first_counter, f.read().0.first_counter);
+    assert!(held.vouched().is_some());
+    assert_eq!(f.tally(A).opens, a.opens + 1);
+    f.verify(f.keys()).unwrap();
+    // Replaced by something that is not this trail archived — here the same records with
+    // one of the kept ones changed: refused, nothing written.
+    let (h, recs) = f.read();
+    let mut changed = recs.clone();
+    changed[recs.len() - 1].signature.0[0] ^= 1;
+    let path = f.trail.clone();
+    std::fs::remove_file(&path).unwrap();
+    f.rewrite(h.first_counter, &changed);
     let before = std::fs::read(&f.trail).unwrap();
     let e = held
         .write(&mut f.card(), &Body::now(Usage::Open { licence: A }))
         .unwrap_err();
     assert_eq!(e.check(), "replaced", "{e}");
     assert_eq!(std::fs::read(&f.trail).unwrap(), before);
-    // A fresh handle goes on.
-    f.write(Usage::Open { licence: A });
-    f.verify(f.keys()).unwrap();
 }

@@ -347,8 +347,12 @@ pub struct BackupPlan {
     pub transport: std::sync::Arc<dyn Transport>,
     /// For the schedule.
     pub clock: std::sync::Arc<dyn crate::policy::Clock>,
-    /// Where each attempt is noted for `status` (`Home::backup_status_path`), if anywhere.
-    pub status_file: Option<std::path::PathBuf>,
+    /// The reader's home: each attempt is noted there for `status`
+    /// (`Home::backup_status_path`), and after a round the server's key joins the home's
+    /// trusted validation servers, as after `tally-view trail vouch` (the headless trail
+    /// commands, which read that list, then start from its records and can read a trail it
+    /// archived). `None`: neither.
+    pub home: Option<crate::home::Home>,
     /// When to vouch and archive.
     pub policy: BackupPolicy,
 }
@@ -631,6 +635,11 @@ fn run(
         ) {
             Ok(report) => {
                 not_before = None;
+                if let Some(home) = &plan.home {
+                    // Narrows nothing and widens nothing for any licence: openings trust
+                    // only their keyfile's server; this list serves the trail commands.
+                    let _ = home.add_trusted_validator(&plan.server.key);
+                }
                 let archived = meter
                     .archive(plan.policy.archive_above)
                     .map(|a| a.map(|a| a.records))
@@ -649,9 +658,10 @@ fn run(
             s.running = false;
             s.last = Some((ended, outcome.clone()));
         });
-        if let Some(path) = &plan.status_file {
+        if let Some(home) = &plan.home {
             // Informational: a status that can't be saved stops nothing.
-            let _ = crate::fsutil::atomic_write(path, noted.encode().as_bytes());
+            let path = home.backup_status_path(&plan.identity.serial);
+            let _ = crate::fsutil::atomic_write(&path, noted.encode().as_bytes());
         }
     }
 }
@@ -681,5 +691,96 @@ pub fn backup_lines(home: &crate::home::Home, keyfile: &VerifiedKeyfile) -> Vec<
                 last: None,
             })
             .lines(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(unix: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn a_round_is_due_past_the_record_threshold_or_the_schedule() {
+        let p = BackupPolicy::default();
+        let day = 24 * 3600;
+        let state = |since, last: Option<i64>| BackupState {
+            since,
+            last_at: last.map(at),
+            records: since + 10,
+        };
+        let now = at(10 * day);
+        // Never vouched for: at once, as soon as there is anything.
+        assert!(p.due(&state(1, None), now));
+        assert!(!p.due(&state(0, None), now));
+        // Recently vouched: only past the threshold.
+        assert!(!p.due(&state(999, Some(10 * day - 60)), now));
+        assert!(p.due(&state(1000, Some(10 * day - 60)), now));
+        // A day later: due if anything followed.
+        assert!(p.due(&state(1, Some(9 * day)), now));
+        assert!(!p.due(&state(0, Some(9 * day)), now));
+        // A validator dated after "now" (a clock set back) waits for the threshold.
+        assert!(!p.due(&state(5, Some(11 * day)), now));
+    }
+
+    #[test]
+    fn the_noted_status_reads_back_and_anything_else_is_no_status() {
+        let done = BackupStatus {
+            server: "http://acme.example".into(),
+            running: false,
+            last: Some((
+                at(1_800_000_000),
+                BackupOutcome::Done {
+                    report: VouchReport {
+                        upto: 41,
+                        validator_counter: 43,
+                        written: 2,
+                        backup: Err("HTTP 409: changed\nmeanwhile".into()),
+                    },
+                    archived: Ok(Some(30)),
+                },
+            )),
+        };
+        let failed = BackupStatus {
+            last: Some((at(1_800_000_000), BackupOutcome::Failed("no route".into()))),
+            ..done.clone()
+        };
+        let never = BackupStatus {
+            last: None,
+            ..done.clone()
+        };
+        for s in [&done, &failed, &never] {
+            let back = BackupStatus::parse(&s.encode()).unwrap();
+            match (&back.last, &s.last) {
+                (
+                    Some((_, BackupOutcome::Done { report: a, .. })),
+                    Some((_, BackupOutcome::Done { report: b, .. })),
+                ) => {
+                    assert_eq!((a.upto, a.validator_counter), (b.upto, b.validator_counter));
+                    // Kept on one line.
+                    assert_eq!(a.backup, Err("HTTP 409: changed meanwhile".into()));
+                }
+                _ => assert_eq!(&back, s),
+            }
+        }
+        assert!(
+            done.lines()
+                .iter()
+                .any(|l| l.contains("30 vouched records"))
+        );
+        assert!(failed.lines()[0].contains("no route"));
+        for bad in [
+            "",
+            "tally-backup-status/2\nserver x\n",
+            "tally-backup-status/1\n",
+            "tally-backup-status/1\nserver x\nat soon\n",
+            "tally-backup-status/1\nserver x\nat 5\nvouched 1 2\nbackup 3\n",
+            "tally-backup-status/1\nserver x\nat 5\nvouched 1 2 3\nbackup x\n",
+            "tally-backup-status/1\nserver x\nat 5\nhappy\n",
+        ] {
+            assert_eq!(BackupStatus::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -564,7 +564,7 @@ fn backup_plan(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Option<super::
         identity: keyfile.card().clone(),
         transport: inputs.transport.clone(),
         clock: inputs.clock.clone(),
-        status_file: Some(inputs.home.backup_status_path(&serial)),
+        home: Some(inputs.home.clone()),
         policy: super::BackupPolicy::default(),
     })
 }
