@@ -183,6 +183,41 @@ impl Home {
         }
     }
 
+    /// The setting file of the automatic backup: absent or `on` — a reading session has its
+    /// trail vouched for and backed up by the licence's validation server on its own —, or
+    /// `off` (`tally-view backup off`).
+    pub fn backup_setting_path(&self) -> PathBuf {
+        self.root.join("backup")
+    }
+
+    /// Whether reading sessions back the trail up on their own (on unless the reader turned
+    /// it off). Turning it off costs only speed and backup safety — the opening then
+    /// checks every record not vouched for, and a lost trail comes back from an older
+    /// backup — and loosens no rule. A malformed setting is an error, never a guess.
+    pub fn auto_backup(&self) -> Result<bool, SettingsError> {
+        let path = self.backup_setting_path();
+        let Some(bytes) = read_setting(&path, 64)? else {
+            return Ok(true);
+        };
+        match std::str::from_utf8(&bytes).map(str::trim) {
+            Ok("on") => Ok(true),
+            Ok("off") => Ok(false),
+            _ => Err(SettingsError::Backup(path)),
+        }
+    }
+
+    /// Turns the automatic backup on or off.
+    pub fn set_auto_backup(&self, on: bool) -> Result<(), SettingsError> {
+        let text = if on { "on\n" } else { "off\n" };
+        self.write_setting(&self.backup_setting_path(), text)
+    }
+
+    /// Where the automatic backup of card `serial`'s trail notes its last attempt (read by
+    /// `tally-view status`; informational only).
+    pub fn backup_status_path(&self, serial: &Serial) -> PathBuf {
+        self.root.join("trails").join(format!("{serial}.backup"))
+    }
+
     /// The mirror copy of the trail of card `serial`, when a mirror folder is set.
     pub fn mirror_path(&self, serial: &Serial) -> Result<Option<PathBuf>, SettingsError> {
         Ok(self
@@ -217,6 +252,9 @@ pub enum SettingsError {
     /// The mirror setting is not one absolute folder path.
     #[error("{0}: not one absolute folder path (set it with `tally-view trail mirror DIR`)")]
     Mirror(PathBuf),
+    /// The automatic backup setting is neither `on` nor `off`.
+    #[error("{0}: expected `on` or `off` (set it with `tally-view backup on|off`)")]
+    Backup(PathBuf),
 }
 
 /// Which card to talk to: `emulated`, `emulated:PATH`, `pcsc` or `pcsc:READER`.

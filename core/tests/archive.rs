@@ -40,15 +40,15 @@ fn use_some(f: &Fx, n: u32) {
 fn archiving_keeps_the_totals_and_the_trail_valid() {
     let f = fx();
     use_some(&f, 5); // genesis 50, then 51..=60
-    f.vouch(); // validator at 61, upto 60
-    use_some(&f, 1); // 62, 63
+    f.vouch(); // totals at 61, validator at 62, upto 60
+    use_some(&f, 1); // 63, 64
     let (a, b) = (f.tally(A), f.tally(B));
     let archive = Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
     assert_eq!((archive.first, archive.upto, archive.records), (50, 60, 11));
-    assert_eq!(archive.kept, 3);
+    assert_eq!(archive.kept, 4);
     let (h, recs) = f.read();
     assert_eq!(h.first_counter, 61);
-    assert_eq!(recs.len(), 3);
+    assert_eq!(recs.len(), 4);
     // The archive is a trail prefix that verifies on its own.
     let arch = std::fs::read(&archive.path).unwrap();
     assert_eq!(Header::decode(&arch).unwrap().first_counter, 50);
@@ -76,8 +76,8 @@ fn archiving_keeps_the_totals_and_the_trail_valid() {
 fn an_archived_trail_needs_its_anchor_and_a_cut_elsewhere_is_refused() {
     let f = fx();
     use_some(&f, 3);
-    f.vouch(); // upto 56, validator at 57
-    use_some(&f, 2); // 58..=61
+    f.vouch(); // upto 56, totals at 57, validator at 58
+    use_some(&f, 2); // 59..=62
     Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
     // Without the server's key the archived trail can't be validated.
     let e = f.verify(vec![]).unwrap_err();
@@ -88,16 +88,16 @@ fn an_archived_trail_needs_its_anchor_and_a_cut_elsewhere_is_refused() {
         "start"
     );
     let (_, recs) = f.read();
-    // The front cut one record later (the anchor itself dropped): no anchor, refused.
-    f.rewrite(58, &recs[1..]);
+    // The front cut two records later (the anchor and its totals dropped): no anchor.
+    f.rewrite(59, &recs[2..]);
     assert_eq!(f.verify(f.keys()).unwrap_err().check(), "start");
-    // A trail that was never archived, with its beginning cut at a validator's upto + 2.
+    // A trail that was never archived, with its beginning cut just after a validator.
     let g = fx();
     use_some(&g, 3);
     g.vouch();
     use_some(&g, 2);
     let (_, recs) = g.read();
-    g.rewrite(recs[8].counter, &recs[8..]);
+    g.rewrite(recs[9].counter, &recs[9..]);
     assert_eq!(g.verify(g.keys()).unwrap_err().check(), "start");
     // The anchor's header claims a first counter before the card's origin.
     g.rewrite(10, &recs);
@@ -172,7 +172,7 @@ fn an_every_licence_recovery_is_never_archived() {
 }
 
 #[test]
-fn a_handle_open_while_the_trail_is_archived_stops_instead_of_misreading() {
+fn a_handle_open_while_the_trail_is_archived_follows_it_and_anything_else_stops_it() {
     let f = fx();
     use_some(&f, 3);
     f.vouch();
@@ -180,15 +180,29 @@ fn a_handle_open_while_the_trail_is_archived_stops_instead_of_misreading() {
     let mut held = Trail::open(&f.trail, &f.id).unwrap();
     held.set_trusted_validators(f.keys());
     held.verify(&mut f.card()).unwrap();
+    let a = f.tally(A);
     Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
-    // The file under the held handle was replaced: refused, nothing written.
+    // The file under the held handle was replaced by its archived version (another
+    // process archived it): the handle goes on with it, from its anchor.
+    held.write(&mut f.card(), &Body::now(Usage::Open { licence: A }))
+        .unwrap();
+    assert_eq!(held.generation(), 1);
+    assert_eq!(held.header().first_counter, f.read().0.first_counter);
+    assert!(held.vouched().is_some());
+    assert_eq!(f.tally(A).opens, a.opens + 1);
+    f.verify(f.keys()).unwrap();
+    // Replaced by something that is not this trail archived — here the same records with
+    // one of the kept ones changed: refused, nothing written.
+    let (h, recs) = f.read();
+    let mut changed = recs.clone();
+    changed[recs.len() - 1].signature.0[0] ^= 1;
+    let path = f.trail.clone();
+    std::fs::remove_file(&path).unwrap();
+    f.rewrite(h.first_counter, &changed);
     let before = std::fs::read(&f.trail).unwrap();
     let e = held
         .write(&mut f.card(), &Body::now(Usage::Open { licence: A }))
         .unwrap_err();
     assert_eq!(e.check(), "replaced", "{e}");
     assert_eq!(std::fs::read(&f.trail).unwrap(), before);
-    // A fresh handle goes on.
-    f.write(Usage::Open { licence: A });
-    f.verify(f.keys()).unwrap();
 }

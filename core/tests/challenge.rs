@@ -66,7 +66,7 @@ impl Transport for MemoryServer {
                 match tally_core::trail::validator::vouch(&self.key, &self.card, &req.trail, now) {
                     Ok(b) => {
                         self.backups.lock().unwrap().push(req.trail.to_vec());
-                        (200, b.encode().into_bytes())
+                        (200, b.encode())
                     }
                     Err(e) => (422, e.to_string().into_bytes()),
                 },

@@ -103,7 +103,10 @@ fn restored() -> &'static Restored {
                 restore_support::now(),
             )
             .unwrap();
-            write(v.usage);
+            let mut t = Trail::open(&tp, &identity).unwrap();
+            t.set_trusted_validators(keys.clone());
+            let bodies: Vec<Body> = v.bodies().cloned().collect();
+            t.write_all(&mut card(), &bodies).unwrap();
         };
         (0..3).for_each(|_| write(open()));
         vouch();

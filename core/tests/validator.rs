@@ -14,7 +14,7 @@ use tally_core::card::{Card, CardIdentity};
 use tally_core::policy::{Tally, TimeWeights};
 use tally_core::trail::body::LicenceTotals;
 use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
-use tally_core::trail::validator::{VouchError, chain_hash, vouch};
+use tally_core::trail::validator::{VouchError, Vouching, chain_hash, vouch};
 use tally_core::trail::{Body, LicenceId, Record, Trail, TrailError, Usage};
 use tally_core::validation::ServerSecret;
 
@@ -84,6 +84,25 @@ impl Fixture {
         t.write(&mut self.card(), body).unwrap();
     }
 
+    /// Appends a server's answer as the reader does: its bodies in one batch.
+    fn append(&self, v: &Vouching) {
+        self.append_trusting(v, &[]);
+    }
+
+    fn append_trusting(&self, v: &Vouching, trusted: &[&ServerSecret]) {
+        let mut t = self.open(trusted);
+        let bodies: Vec<Body> = v.bodies().cloned().collect();
+        t.write_all(&mut self.card(), &bodies).unwrap();
+    }
+
+    /// Has `s` vouch for the trail as it is, and appends the answer (trusting `s`, so an
+    /// archived trail can be written to).
+    fn vouched_by(&self, s: &ServerSecret) -> Vouching {
+        let v = vouch(s, &self.identity, &self.bytes(), now()).unwrap();
+        self.append_trusting(&v, &[s]);
+        v
+    }
+
     fn open(&self, trusted: &[&ServerSecret]) -> Trail {
         let mut t = Trail::open(&self.trail_path, &self.identity).unwrap();
         t.set_trusted_validators(trusted.iter().map(|s| s.public().clone()).collect());
@@ -138,29 +157,31 @@ fn tallies(f: &Fixture, lic: LicenceId, trusted: &ServerSecret) -> (Tally, Tally
 fn a_vouched_trail_fast_starts_with_the_same_totals() {
     let f = Fixture::new(10); // genesis + 40 records: counters 7..=47
     let s = server();
-    let body = vouch(&s, &f.identity, &f.bytes(), now()).unwrap();
-    let Usage::Validator(v) = &body.usage else {
-        panic!("{body:?}")
+    let vouching = vouch(&s, &f.identity, &f.bytes(), now()).unwrap();
+    let Usage::Validator(v) = &vouching.validator.usage else {
+        panic!("{vouching:?}")
     };
     assert_eq!(v.upto, 47);
     assert_eq!(v.chain, chain_hash(&f.identity, 7, &f.records()));
-    f.write(&body); // counter 48, signed by the card
+    // Two licences: one totals record, then the validator.
+    assert_eq!(vouching.parts.len(), 1);
+    f.append(&vouching); // counters 48 and 49, signed by the card
     for u in uses(10) {
-        f.write(&Body::now(u)); // 49..=52
+        f.write(&Body::now(u)); // 50..=53
     }
 
     // Default (no trusted key): exactly the old behaviour, every record verified.
     let full = f.open(&[]).verify(&mut f.card()).unwrap();
-    assert_eq!(full.newly_verified, 47); // 46 existing + the nonce record
+    assert_eq!(full.newly_verified, 48); // 47 existing + the nonce record
     // Trusting the server: only the records after `upto` are verified by signature.
     let mut t = f.open(&[&s]);
     let fast = t.verify(&mut f.card()).unwrap();
-    assert_eq!(fast.records, 48);
-    assert_eq!(fast.last_counter, 54);
-    // 48..=54: the validator, 4 uses, the full run's nonce, this run's nonce.
-    assert_eq!(fast.newly_verified, 7);
+    assert_eq!(fast.records, 49);
+    assert_eq!(fast.last_counter, 55);
+    // 48..=55: the totals, the validator, 4 uses, the full run's nonce, this run's nonce.
+    assert_eq!(fast.newly_verified, 8);
     let vouched = t.vouched().unwrap();
-    assert_eq!((vouched.index, vouched.counter, vouched.upto), (41, 48, 47));
+    assert_eq!((vouched.index, vouched.counter, vouched.upto), (42, 49, 47));
     assert_eq!(vouched.server_key, s.public().fingerprint());
 
     for lic in [A, B] {
@@ -185,12 +206,13 @@ fn a_vouched_trail_fast_starts_with_the_same_totals() {
 fn the_newest_trusted_validator_is_used() {
     let f = Fixture::new(3);
     let s = server();
-    f.write(&vouch(&s, &f.identity, &f.bytes(), now()).unwrap());
+    f.vouched_by(&s);
     f.write(&Body::now(Usage::Open { licence: A }));
-    f.write(&vouch(&s, &f.identity, &f.bytes(), now()).unwrap());
+    f.vouched_by(&s);
     let mut t = f.open(&[&s]);
-    assert_eq!(t.verify_offline().unwrap(), 1);
-    assert_eq!(t.vouched().unwrap().upto, 7 + 14);
+    // The second validator and its totals record.
+    assert_eq!(t.verify_offline().unwrap(), 2);
+    assert_eq!(t.vouched().unwrap().upto, 7 + 15);
     let (full, fast) = tallies(&f, A, &s);
     assert_eq!(full.opens, 4);
     assert_eq!(fast.opens, 4);
@@ -200,7 +222,7 @@ fn the_newest_trusted_validator_is_used() {
 fn a_validator_from_an_untrusted_server_is_not_used() {
     let f = Fixture::new(3);
     let (trusted, other) = (server(), server());
-    f.write(&vouch(&other, &f.identity, &f.bytes(), now()).unwrap());
+    f.vouched_by(&other);
     let mut t = f.open(&[&trusted]);
     let v = t.verify(&mut f.card()).unwrap();
     assert!(t.vouched().is_none());
@@ -212,24 +234,26 @@ fn a_forged_validator_naming_a_trusted_key_is_refused() {
     let f = Fixture::new(3);
     let (trusted, forger) = (server(), server());
     // Signed by the forger's key but claiming to be the trusted server.
-    let mut body = vouch(&forger, &f.identity, &f.bytes(), now()).unwrap();
-    if let Usage::Validator(v) = &mut body.usage {
+    let mut vouching = vouch(&forger, &f.identity, &f.bytes(), now()).unwrap();
+    if let Usage::Validator(v) = &mut vouching.validator.usage {
         v.server_key = trusted.public().fingerprint();
     }
-    f.write(&body);
+    f.append(&vouching);
     let err = f.open(&[&trusted]).verify(&mut f.card()).unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
-    assert_eq!(err.record(), Some(13));
+    assert_eq!(err.record(), Some(14));
     assert!(err.to_string().contains("signature"), "{err}");
-    // Inflated totals under a genuine key's name are refused the same way.
+    // Lowered totals under a genuine key's name are refused the same way: the validator
+    // signs their digest.
     let g = Fixture::new(3);
-    let mut body = vouch(&trusted, &g.identity, &g.bytes(), now()).unwrap();
-    if let Usage::Validator(v) = &mut body.usage {
-        v.totals[0].opens = 0;
+    let mut vouching = vouch(&trusted, &g.identity, &g.bytes(), now()).unwrap();
+    if let Usage::Totals(p) = &mut vouching.parts[0].usage {
+        p.totals[0].opens = 0;
     }
-    g.write(&body);
+    g.append(&vouching);
     let err = g.open(&[&trusted]).verify_offline().unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
+    assert!(err.to_string().contains("digest"), "{err}");
     // Without trust in any key the trail is still a valid trail (the card signed it all).
     g.open(&[]).verify(&mut g.card()).unwrap();
 }
@@ -239,7 +263,7 @@ fn a_validator_for_another_card_is_refused() {
     let (f, g) = (Fixture::new(2), Fixture::new(2));
     let s = server();
     // g's validator, appended to f's trail by f's card: the signature covers g's serial.
-    f.write(&vouch(&s, &g.identity, &g.bytes(), now()).unwrap());
+    f.append(&vouch(&s, &g.identity, &g.bytes(), now()).unwrap());
     let err = f.open(&[&s]).verify_offline().unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
 }
@@ -248,7 +272,7 @@ fn a_validator_for_another_card_is_refused() {
 fn tampering_before_the_validator_is_caught_by_the_chain_hash() {
     let f = Fixture::new(5);
     let s = server();
-    f.write(&vouch(&s, &f.identity, &f.bytes(), now()).unwrap());
+    f.vouched_by(&s);
     f.write(&Body::now(Usage::Open { licence: B }));
     let good = f.records();
 
@@ -326,18 +350,181 @@ fn the_server_refuses_to_vouch_for_an_invalid_trail() {
     ));
 }
 
+/// Licence `i` of many.
+fn lic(i: u32) -> LicenceId {
+    let mut id = [0x5a; 16];
+    id[12..].copy_from_slice(&i.to_be_bytes());
+    LicenceId(id)
+}
+
+/// What a licence's totals say, for comparing a full count with a fast start.
+fn summary(t: &Tally) -> (u64, u64, u64, u64, u64, u32, Option<i64>, bool) {
+    (
+        t.opens,
+        t.page_views,
+        t.printed,
+        t.copies,
+        t.copied_chars,
+        t.newest_version,
+        t.first_open().map(|t| t.unix_timestamp()),
+        t.history_unknown(),
+    )
+}
+
 #[test]
-fn too_many_licences_are_not_vouched_for() {
-    let f = Fixture::new(0);
-    for i in 0..6u8 {
-        f.write(&Body::now(Usage::Open {
-            licence: LicenceId([i; 16]),
-        }));
+fn any_number_of_licences_is_vouched_for_fast_started_archived_and_resumed() {
+    for n in [6u32, 20, 200] {
+        let f = Fixture::new(0);
+        let mut card = f.card();
+        let mut t = Trail::open(&f.trail_path, &f.identity).unwrap();
+        for i in 0..n {
+            let at = 1_800_000_000 + i64::from(i);
+            let mut uses = vec![
+                Usage::Open { licence: lic(i) },
+                Usage::Pages {
+                    licence: lic(i),
+                    first: 1,
+                    count: i + 1,
+                },
+                Usage::Copy {
+                    licence: lic(i),
+                    chars: 10 * i,
+                },
+            ];
+            if i % 3 == 0 {
+                uses.insert(
+                    0,
+                    Usage::Renewal {
+                        licence: lic(i),
+                        version: 2 + i,
+                    },
+                );
+            }
+            let bodies: Vec<Body> = uses.into_iter().map(|u| Body::at_unix(u, at)).collect();
+            t.write_all(&mut card, &bodies).unwrap();
+        }
+        drop((t, card));
+        let s = server();
+        let v = f.vouched_by(&s);
+        // Every body bounded, however many licences: four licences per totals record.
+        assert_eq!(v.parts.len(), n.div_ceil(4) as usize, "{n}");
+        assert!(
+            v.bodies()
+                .all(|b| b.encode().len() <= tally_core::trail::body::MAX_BODY)
+        );
+        // Use after the validator: a second opening, and a copy.
+        f.write(&Body::at_unix(
+            Usage::Open { licence: lic(1) },
+            1_900_000_000,
+        ));
+        f.write(&Body::at_unix(
+            Usage::Copy {
+                licence: lic(1),
+                chars: 5,
+            },
+            1_900_000_000,
+        ));
+        let servers = [s.public().fingerprint()];
+        let mut full = f.open(&[]);
+        full.verify_offline().unwrap();
+        let mut fast = f.open(&[&s]);
+        fast.verify_offline().unwrap();
+        let vouched = fast.vouched().unwrap();
+        assert_eq!(vouched.totals.len(), n as usize);
+        let expected: Vec<_> = (0..n)
+            .map(|i| summary(&tally_core::rental::tally_of(&full, lic(i), &servers)))
+            .collect();
+        for i in 0..n {
+            // Read from the validator's totals alone (no vouched record replayed).
+            let later: Vec<Body> = fast.unvouched_bodies().map(|(_, b)| b).collect();
+            let resumed = Tally::resume(lic(i), &servers, fast.vouched(), &later);
+            assert_eq!(summary(&resumed), expected[i as usize], "{n}: licence {i}");
+        }
+        assert_eq!(expected[1].0, 2);
+        assert_eq!(expected[1].3, 2);
+        assert_eq!(expected[3].5, 5);
+        assert_eq!(expected[4].6, Some(1_800_000_004));
+        // Archived: the vouched records leave the working trail, every total stays.
+        let a = Trail::archive(&f.trail_path, &f.identity, vec![s.public().clone()]).unwrap();
+        assert_eq!(a.upto, vouched.upto);
+        let mut after = f.open(&[&s]);
+        after.verify(&mut f.card()).unwrap();
+        for i in 0..n {
+            let t = tally_core::rental::tally_of(&after, lic(i), &servers);
+            assert_eq!(
+                summary(&t),
+                expected[i as usize],
+                "{n}: archived licence {i}"
+            );
+        }
+        // And vouched again on top of the archived trail: the server's totals start from
+        // its own validator's, and still carry everything.
+        f.vouched_by(&s);
+        let a = Trail::archive(&f.trail_path, &f.identity, vec![s.public().clone()]).unwrap();
+        assert_eq!(a.records, 4 + u64::from(n.div_ceil(4)));
+        let mut again = f.open(&[&s]);
+        again.verify(&mut f.card()).unwrap();
+        for i in 0..n {
+            let t = tally_core::rental::tally_of(&again, lic(i), &servers);
+            assert_eq!(summary(&t), expected[i as usize], "{n}: twice archived {i}");
+        }
     }
+}
+
+#[test]
+fn a_renewal_archived_still_refuses_the_older_keyfile() {
+    use tally_core::policy::{Limits, Reason, TestClock, evaluate};
+    let f = Fixture::new(0);
+    f.write(&Body::now(Usage::Open { licence: A }));
+    f.write(&Body::now(Usage::Renewal {
+        licence: A,
+        version: 2,
+    }));
+    f.write(&Body::now(Usage::Open { licence: A }));
+    let s = server();
+    f.vouched_by(&s);
+    Trail::archive(&f.trail_path, &f.identity, vec![s.public().clone()]).unwrap();
+    let mut t = f.open(&[&s]);
+    t.verify(&mut f.card()).unwrap();
+    assert!(
+        t.records()
+            .iter()
+            .all(|r| !String::from_utf8_lossy(&r.body).contains(" renewal ")),
+        "the renewal record is in the archive"
+    );
+    let tally = tally_core::rental::tally_of(&t, A, &[s.public().fingerprint()]);
+    assert_eq!(tally.newest_version, 2);
+    let clock = TestClock::at(time::OffsetDateTime::now_utc());
+    let v1 = Limits::default();
     assert!(matches!(
-        vouch(&server(), &f.identity, &f.bytes(), now()),
-        Err(VouchError::TooManyLicences(6))
+        evaluate(&v1, &tally, &clock).reason(),
+        Some(Reason::Superseded { newest: 2, this: 1 })
     ));
+    let v2 = Limits::parse(b"tally-policy/1\nlicence-version 2\n").unwrap();
+    assert!(evaluate(&v2, &tally, &clock).is_allowed());
+}
+
+#[test]
+fn a_validator_whose_totals_records_are_missing_or_moved_is_refused() {
+    let f = Fixture::new(2);
+    let s = server();
+    let v = vouch(&s, &f.identity, &f.bytes(), now()).unwrap();
+    // The validator written without its totals record.
+    f.write(&v.validator);
+    let err = f.open(&[&s]).verify_offline().unwrap_err();
+    assert_eq!(err.check(), "validator", "{err}");
+    assert!(err.to_string().contains("totals records"), "{err}");
+    // Or with another record between them (written one by one, not as one batch).
+    let g = Fixture::new(2);
+    let v = vouch(&s, &g.identity, &g.bytes(), now()).unwrap();
+    g.write(&v.parts[0]);
+    g.write(&Body::now(Usage::Open { licence: A }));
+    g.write(&v.validator);
+    let err = g.open(&[&s]).verify_offline().unwrap_err();
+    assert_eq!(err.check(), "validator", "{err}");
+    // Without trust in the key, both are valid trails (the card signed every record).
+    f.open(&[]).verify(&mut f.card()).unwrap();
+    g.open(&[]).verify(&mut g.card()).unwrap();
 }
 
 #[test]
@@ -355,6 +542,7 @@ fn vouched_time_records_cost_the_heaviest_weight() {
             seconds: 180,
             prints: 0,
             times: 3,
+            history: None,
         }],
         recoveries: vec![],
     };
@@ -375,9 +563,10 @@ fn the_reader_checks_the_servers_answer_before_appending_it() {
     use tally_core::trail::validator::check_answer;
     let f = Fixture::new(2);
     let (s, other) = (server(), server());
-    let answer = vouch(&s, &f.identity, &f.bytes(), now()).unwrap().encode();
+    let vouching = vouch(&s, &f.identity, &f.bytes(), now()).unwrap();
+    let answer = String::from_utf8(vouching.encode()).unwrap();
     let records = f.records();
-    let body = check_answer(
+    let checked = check_answer(
         answer.as_bytes(),
         s.public(),
         &f.identity,
@@ -385,7 +574,27 @@ fn the_reader_checks_the_servers_answer_before_appending_it() {
         &records,
     )
     .unwrap();
-    assert_eq!(body.encode(), answer);
+    assert_eq!(checked, vouching);
+    assert_eq!(answer.lines().count(), 2, "{answer}");
+    // The totals records dropped, reordered, changed or duplicated: refused.
+    let (part, validator) = answer.split_once('\n').unwrap();
+    let changed_part = part.replace("opens=", "opens=1");
+    for bad in [
+        validator.to_string(),
+        format!("{validator}\n{part}"),
+        format!("{changed_part}\n{validator}"),
+        format!("{part}\n{part}\n{validator}"),
+    ] {
+        let err = check_answer(
+            bad.as_bytes(),
+            s.public(),
+            &f.identity,
+            f.identity.origin,
+            &records,
+        )
+        .unwrap_err();
+        assert_eq!(err.check(), "validator", "{bad}: {err}");
+    }
     // Another key, a body that is not a validator, garbage.
     let err = check_answer(
         answer.as_bytes(),
@@ -452,7 +661,7 @@ fn the_reader_checks_the_servers_answer_before_appending_it() {
 }
 
 #[test]
-fn a_fast_start_reads_copies_renewals_and_the_first_opening_from_the_vouched_records() {
+fn a_fast_start_reads_copies_renewals_and_the_first_opening_from_the_totals() {
     let f = Fixture::new(0);
     for u in [
         Usage::Open { licence: A },
@@ -468,7 +677,58 @@ fn a_fast_start_reads_copies_renewals_and_the_first_opening_from_the_vouched_rec
         f.write(&Body::at_unix(u, 1_800_000_000));
     }
     let s = server();
-    f.write(&vouch(&s, &f.identity, &f.bytes(), now()).unwrap());
+    f.vouched_by(&s);
+    f.write(&Body::at_unix(Usage::Open { licence: A }, 1_800_003_600));
+    let servers = [s.public().fingerprint()];
+    let mut fast = f.open(&[&s]);
+    fast.verify_offline().unwrap();
+    let later: Vec<Body> = fast.unvouched_bodies().map(|(_, b)| b).collect();
+    let t = Tally::resume(A, &servers, fast.vouched(), &later);
+    assert!(!t.history_unknown());
+    assert_eq!((t.opens, t.copies, t.copied_chars), (2, 1, 40));
+    assert_eq!(
+        t.first_open().map(|t| t.unix_timestamp()),
+        Some(1_800_000_000)
+    );
+    assert_eq!(t.newest_version, 2);
+}
+
+/// A validator of the first form (totals inline, without copies, versions or the first
+/// opening), as servers wrote them before `totals` records: it still parses and verifies.
+#[test]
+fn a_first_form_validator_still_fast_starts_and_its_records_are_read_for_what_it_lacks() {
+    let f = Fixture::new(0);
+    for u in [
+        Usage::Open { licence: A },
+        Usage::Copy {
+            licence: A,
+            chars: 40,
+        },
+        Usage::Renewal {
+            licence: A,
+            version: 2,
+        },
+    ] {
+        f.write(&Body::at_unix(u, 1_800_000_000));
+    }
+    let s = server();
+    let v = vouch(&s, &f.identity, &f.bytes(), now()).unwrap();
+    let mut first_form = v.validator.clone();
+    if let Usage::Validator(val) = &mut first_form.usage {
+        val.parts = None;
+        val.totals = v
+            .parts
+            .iter()
+            .flat_map(|p| match &p.usage {
+                Usage::Totals(p) => p.totals.clone(),
+                _ => vec![],
+            })
+            .map(|t| LicenceTotals { history: None, ..t })
+            .collect();
+    }
+    assert!(s.sign_body(&f.identity.serial, &mut first_form));
+    assert!(!first_form.encode().contains("copies="));
+    f.write(&first_form);
     f.write(&Body::at_unix(Usage::Open { licence: A }, 1_800_003_600));
     f.write(&Body::at_unix(
         Usage::Copy {

@@ -229,6 +229,11 @@ impl Reader {
     fn write(&self, body: &Body) {
         self.open(&[]).write(&mut self.card(), body).unwrap();
     }
+    /// Appends a server's answer: its totals records and validator, in one batch.
+    fn append(&self, v: &tally_core::trail::validator::Vouching) {
+        let bodies: Vec<Body> = v.bodies().cloned().collect();
+        self.open(&[]).write_all(&mut self.card(), &bodies).unwrap();
+    }
     fn rewrite(&self, records: &[Record]) {
         let mut out = Header::for_card(&self.identity, self.identity.origin)
             .encode()
@@ -307,7 +312,7 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
 
     let (sent, (status, _, answer)) = send(&server.url, &key, &ada);
     assert_eq!(status, 200, "{answer}");
-    let body = check_answer(
+    let vouching = check_answer(
         answer.as_bytes(),
         &key,
         &ada.identity,
@@ -315,17 +320,20 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
         &ada.records(),
     )
     .unwrap();
-    let Usage::Validator(v) = &body.usage else {
-        panic!("{body:?}")
+    assert_eq!(vouching.upto(), 130); // genesis at 100, then 30 records
+    let [part] = &vouching.parts[..] else {
+        panic!("{vouching:?}")
     };
-    assert_eq!(v.upto, 130); // genesis at 100, then 30 records
-    assert_eq!(v.totals.len(), 1);
+    let Usage::Totals(p) = &part.usage else {
+        panic!("{part:?}")
+    };
+    assert_eq!(p.totals.len(), 1);
     assert_eq!(
-        (v.totals[0].opens, v.totals[0].pages, v.totals[0].prints),
+        (p.totals[0].opens, p.totals[0].pages, p.totals[0].prints),
         (10, 40, 20)
     );
-    ada.write(&body); // counter 131, signed by the card
-    ada.write(&usage(0)); // 132
+    ada.append(&vouching); // counters 131 and 132, signed by the card
+    ada.write(&usage(0)); // 133
 
     // The backup: the envelope exactly as sent (still encrypted), vouching up to 130.
     let (upto, records, stored) = env.backup(&ada.identity.serial).unwrap();
@@ -336,7 +344,7 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
     let mut t = ada.open(std::slice::from_ref(&key));
     let r = t.verify(&mut ada.card()).unwrap();
     assert_eq!(t.vouched().unwrap().upto, 130);
-    assert_eq!(r.newly_verified, 3); // the validator, the open, the nonce record
+    assert_eq!(r.newly_verified, 4); // the totals, the validator, the open, the nonce record
     let later: Vec<Body> = t.unvouched_bodies().map(|(_, b)| b).collect();
     let fast = tally_core::policy::Tally::resume(LIC, &[key.fingerprint()], t.vouched(), &later);
     assert_eq!((fast.opens, fast.page_views, fast.printed), (11, 40, 20));
@@ -347,7 +355,7 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
     // A second request vouches for more and replaces the backup.
     let (sent2, (status, _, answer2)) = send(&server.url, &key, &ada);
     assert_eq!(status, 200, "{answer2}");
-    ada.write(
+    ada.append(
         &check_answer(
             answer2.as_bytes(),
             &key,
@@ -358,11 +366,11 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
         .unwrap(),
     );
     let (upto, _, stored) = env.backup(&ada.identity.serial).unwrap();
-    assert_eq!(upto, "00000000000000000134");
+    assert_eq!(upto, "00000000000000000135");
     assert_eq!(stored, sent2);
     let mut t = ada.open(std::slice::from_ref(&key));
     t.verify_offline().unwrap();
-    assert_eq!(t.vouched().unwrap().upto, 134);
+    assert_eq!(t.vouched().unwrap().upto, 135);
 }
 
 fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
@@ -395,18 +403,18 @@ fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
         time::OffsetDateTime::now_utc().unix_timestamp(),
     )
     .unwrap();
-    if let Usage::Validator(v) = &mut forged.usage {
+    if let Usage::Validator(v) = &mut forged.validator.usage {
         v.server_key = key.fingerprint();
     }
     let good = ada.records();
-    ada.write(&forged);
+    ada.append(&forged);
     let err = ada
         .open(std::slice::from_ref(&key))
         .verify(&mut ada.card())
         .unwrap_err();
     assert_eq!(
         (err.check(), err.record()),
-        ("validator", Some(13)),
+        ("validator", Some(14)),
         "{err}"
     );
     ada.rewrite(&good);
@@ -416,7 +424,7 @@ fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
     let bob = env.reader("Bob", 12, true);
     let (_, (status, _, answer)) = send(&server.url, &key, &bob);
     assert_eq!(status, 200, "{answer}");
-    bob.write(
+    bob.append(
         &check_answer(
             answer.as_bytes(),
             &key,

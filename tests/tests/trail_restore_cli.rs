@@ -85,7 +85,14 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let upto = json(&out.stdout)["upto"].as_u64().unwrap();
+    let vouched = json(&out.stdout);
+    // The server's backup covers the answer it gave: its totals record and validator.
+    let validator = vouched["validator_counter"].as_u64().unwrap();
+    assert_eq!(
+        vouched["backup_upto"].as_u64(),
+        Some(validator),
+        "{vouched}"
+    );
     // More use after the backup, then the disk is lost.
     for _ in 0..3 {
         view().args(["trail", "verify"]).assert().success();
@@ -105,11 +112,11 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
     let r = json(&out.stdout);
     assert_eq!(r["restored"], true);
     assert_eq!(r["charge"], "full");
-    // Lost: the vouch's validator record, the three verify nonces, the restore request.
+    // Lost: the three verify nonces and the restore request.
     let from = r["lost_from"].as_u64().unwrap();
     let to = r["lost_to"].as_u64().unwrap();
-    assert_eq!(from, upto + 1);
-    assert_eq!(to - from + 1, 5, "{r}");
+    assert_eq!(from, validator + 1);
+    assert_eq!(to - from + 1, 4, "{r}");
     assert_eq!(r["recovery_counter"].as_u64().unwrap(), to + 1);
     // The restored trail validates, and the rental reads as used up (cover page only).
     view().args(["trail", "verify"]).assert().success();
@@ -242,6 +249,96 @@ fn a_lost_trail_is_restored_and_the_lost_use_is_charged_in_full() {
     let (code, text) = post(&url, "/v1/trail/restore", &flipped);
     assert_eq!(code, 400, "{text}");
     drop(server);
+}
+
+#[test]
+fn a_restore_right_after_a_vouch_charges_nothing_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    // The server charges lost records in full (the default, `--lost-records full`).
+    let (package, keyfile, _server, url) = setup(dir, &home);
+    let view = || view_at(&home);
+    let (identity, _) =
+        CardIdentity::from_export(&std::fs::read(dir.join("reader.card")).unwrap()).unwrap();
+    let trail = Home::new(&home).trail_path(&identity.serial);
+    view().args(["trail", "verify"]).assert().success();
+    let out = view()
+        .args(["trail", "vouch", "--json", "--keyfile"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out.stdout);
+    let validator = v["validator_counter"].as_u64().unwrap();
+    assert_eq!(v["backup_upto"].as_u64(), Some(validator), "{v}");
+    assert!(v["backup_error"].is_null(), "{v}");
+    // The answer sent again (a replay, or a second reader process): the backup already
+    // covers it, so the server refuses with 409 and changes nothing.
+    let key = {
+        let vendor = tally_core::vendor::VendorPublic::from_export(
+            &std::fs::read(dir.join("vendor/vendor.pub")).unwrap(),
+        )
+        .unwrap();
+        let kf = tally_core::keyfile::Keyfile::open(&std::fs::read(&keyfile).unwrap(), &[vendor])
+            .unwrap();
+        kf.server().unwrap().public_key.clone()
+    };
+    let records = {
+        let bytes = std::fs::read(&trail).unwrap();
+        tally_core::trail::file::parse_frames(
+            &bytes[tally_core::trail::file::HEADER_LEN..],
+            tally_core::trail::file::HEADER_LEN as u64,
+            0,
+        )
+        .unwrap()
+        .records
+    };
+    let answer = &records[records.len() - 2..];
+    assert_eq!(answer[1].counter, validator);
+    let env = tally_core::validation::seal_backup_extension(
+        &key,
+        &identity,
+        answer,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let (code, text) = post(&url, "/v1/trail/extend", &env);
+    assert_eq!(code, 409, "{text}");
+    // Ordinary records are no answer to a vouch: they extend nothing.
+    let env = tally_core::validation::seal_backup_extension(
+        &key,
+        &identity,
+        &records[1..3],
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    assert_eq!(post(&url, "/v1/trail/extend", &env).0, 409);
+    let (code, text) = post(&url, "/v1/trail/extend", b"not an extension");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("backup extension refused"), "{text}");
+    assert_eq!(post(&url, "/v1/trail/extend", &vec![0u8; 2 << 20]).0, 413);
+    // The disk is lost right after the vouch: only the restore request's own counter is
+    // missing, and nothing is charged.
+    lose(&trail);
+    let out = view()
+        .args(["trail", "restore", "--json", "--keyfile"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out.stdout);
+    assert_eq!(r["lost_from"].as_u64(), Some(validator + 1), "{r}");
+    assert_eq!(r["lost_to"], r["lost_from"], "{r}");
+    assert_eq!(r["charge"], "forgive", "{r}");
+    view().args(["trail", "verify"]).assert().success();
+    view()
+        .arg("status")
+        .arg(&package)
+        .arg(&keyfile)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("reading is allowed"));
 }
 
 #[test]
@@ -390,7 +487,8 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
         audited["licences"][0]["opens"], after["used"]["opens"],
         "{audited}"
     );
-    // Lost: the record the validator wrote, and the restore request's counter.
+    // The backup covers the validator: lost are a nonce written after it, and the restore
+    // request's counter.
     let validator_at = {
         let out = view().args(["trail", "show", "--json"]).output().unwrap();
         let shown = json(&out.stdout);
@@ -408,6 +506,7 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
             .unwrap()
             .licence()
     };
+    view().args(["trail", "verify"]).assert().success();
     lose(&trail);
     let out = view()
         .args(["trail", "restore", "--keyfile"])
@@ -431,8 +530,9 @@ fn the_vouched_prefix_is_archived_and_the_archived_trail_keeps_working() {
     );
     let want = [
         format!(
-            "Lost: 2 card counters ({validator_at} to {}) were used after the server's backup, the last by this restore request; the server never saw their records, so it cannot tell what they were.",
-            validator_at + 1
+            "Lost: 2 card counters ({} to {}) were used after the server's backup, the last by this restore request; the server never saw their records, so it cannot tell what they were.",
+            validator_at + 1,
+            validator_at + 2
         ),
         format!(
             "Charged in full, as the publisher's policy says for lost use: licence {licence} (this keyfile's) now counts as used up."

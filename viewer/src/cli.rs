@@ -64,6 +64,8 @@ pub enum Command {
     Return(crate::commands::returning::ReturnArgs),
     /// Validate this copy online with the publisher's server (exit 0 validated, 1 refused).
     Validate(crate::commands::validate::ValidateArgs),
+    /// Whether your reading record is backed up on its own while you read (on by default).
+    Backup(crate::commands::backup::BackupArgs),
 }
 
 /// Arguments of `status`.

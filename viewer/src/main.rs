@@ -22,6 +22,7 @@ fn main() -> ExitCode {
             Some(Command::Trust(t)) => commands::trust::run(t, &home),
             Some(Command::Validate(v)) => commands::validate::run(v, &home, &cli.card),
             Some(Command::Return(r)) => commands::returning::run(r, &home, &cli.card),
+            Some(Command::Backup(b)) => commands::backup::run(b, &home),
             None => commands::open::run(&cli, &home),
         }
     })();

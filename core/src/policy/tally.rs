@@ -55,9 +55,10 @@ pub struct Tally {
     first_open: Option<OffsetDateTime>,
     /// Time of the licence's first `return` record in card order (see [`Tally::returned`]).
     returned: Option<OffsetDateTime>,
-    /// A fast start's validator names use of this licence in records not read one by one
-    /// (\[0094\]): its totals carry neither copies nor the first opening's time, so those
-    /// stay unknown until [`Tally::replay_vouched`] reads the vouched-for records.
+    /// A fast start's validator of the first form (inline totals, \[0094\]) names use of
+    /// this licence in records not read one by one: its totals carry neither copies, the
+    /// newest licence version nor the first opening's time, so those stay unknown until
+    /// [`Tally::replay_vouched`] reads the vouched-for records.
     history_unknown: bool,
     /// Time records by the UTC minute of day they were charged in: enough to weigh them
     /// with any [`TimeWeights`] (\[0103\]) without keeping every record.
@@ -201,7 +202,10 @@ impl Tally {
     /// any [`TimeWeights`] (never less than they cost; exact for flat weights), and the
     /// times of vouched-for records are not known (the validator record's own time, which
     /// is among `later`, stands in for them in `newest_any`). A validator does not carry
-    /// `page_records` or `newest_own`: they count only the records in `later`.
+    /// `page_records` or `newest_own`: they count only the records in `later`. Copies, the
+    /// newest licence version and the first opening come from the validator's totals when it
+    /// carries them (its `totals` records); a validator of the first form leaves them
+    /// unknown ([`Tally::history_unknown`]).
     pub fn resume<'a>(
         licence: LicenceId,
         servers: &[Hash],
@@ -216,8 +220,21 @@ impl Tally {
             t.printed = u64::from(v.prints);
             t.time_records = u64::from(v.times);
             t.vouched_time_records = u64::from(v.times);
-            // Copies and the first opening's time are not among a validator's totals.
-            t.history_unknown = [v.opens, v.pages, v.seconds, v.prints, v.times] != [0; 5];
+            match &v.history {
+                // Copies, the newest version and the first opening, carried since the
+                // validator's totals are in `totals` records: archiving forgets nothing.
+                Some(h) => {
+                    t.copies = u64::from(h.copies);
+                    t.copied_chars = u64::from(h.chars);
+                    t.newest_version = h.version.max(1);
+                    t.first_open = h.opened;
+                }
+                // A validator of the first form carries none of them: unknown unless the
+                // licence had no use at all (copies and renewals come with openings).
+                None => {
+                    t.history_unknown = [v.opens, v.pages, v.seconds, v.prints, v.times] != [0; 5];
+                }
+            }
             if v.is_written_off() {
                 t.write_off();
             }
@@ -353,6 +370,7 @@ impl Tally {
             Usage::Genesis
             | Usage::Nonce { .. }
             | Usage::Challenge { .. }
+            | Usage::Totals(_)
             | Usage::Validator(_) => {}
             // Only reached for a recovery naming no licence of its own (`licence()` is None):
             // handled above the licence filter.

@@ -780,6 +780,7 @@ fn vouched_one_open() -> crate::trail::validator::Vouched {
             seconds: 0,
             prints: 0,
             times: 0,
+            history: None,
         }],
         recoveries: Vec::new(),
     }

@@ -16,12 +16,8 @@ use crate::home::CardSpec;
 use crate::home::Home;
 use crate::keyfile::VerifiedKeyfile;
 use crate::policy::Clock;
-use crate::trail::file::{HEADER_LEN, parse_frames};
-use crate::trail::validator::check_answer;
-use crate::trail::{Body, Record, Trail, TrailError, Usage};
+use crate::trail::{Trail, TrailError};
 use crate::validation::challenge::{CHALLENGE_ENDPOINT, Challenge, ChallengeError, open_challenge};
-use crate::validation::{MAX_TRAIL_REQUEST_TRAIL, seal_trail_request};
-use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +99,9 @@ pub enum ContactError {
     /// The trail is larger than a validation request carries.
     #[error("the trail is larger than the 64 MiB a validation request carries")]
     TooLarge,
+    /// The trail file could not be read for sending.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl ContactError {
@@ -119,7 +118,8 @@ impl ContactError {
             | Self::Unreachable { .. }
             | Self::NoCard(_)
             | Self::Stopped
-            | Self::TooLarge => false,
+            | Self::TooLarge
+            | Self::Local(_) => false,
         }
     }
 }
@@ -203,71 +203,51 @@ pub fn write_answer(
 pub struct Vouched {
     /// The last counter the server vouched for (the trail as sent).
     pub upto: u64,
-    /// The validator record appended (card-signed).
-    pub record: Record,
+    /// The validator record's counter (card-signed, after the `totals` records).
+    pub validator_counter: u64,
+    /// How far the server's backup now reaches, or why it could not be extended.
+    pub backup: Result<u64, String>,
 }
 
-/// The trusted trail validation service of \[0094\] with the backup of \[0062\]: ValidateTrail
-/// with the card (a nonce record proves the trail current, [`Trail::verify`]), the whole
-/// trail file sent encrypted to the server key with the card's serial, the answer checked —
-/// a validator body signed by that key for this card, vouching for exactly the records sent
-/// ([`check_answer`]) — and appended through Write, so the card signs it. The server keeps
-/// the encrypted trail as the card's backup. Trust in the server's records for later
-/// verifications is the caller's to set ([`Trail::set_trusted_validators`]).
+/// The trusted trail validation service of \[0094\] with the backup of \[0062\], for a trail
+/// and card the caller holds: ValidateTrail with the card first (never send, or vouch on top
+/// of, a trail that is not valid here), then one round of [`super::vouch_and_back_up`] — the
+/// one implementation of the exchange, shared with the automatic backup. Trust in the
+/// server's records for later verifications is the caller's to set
+/// ([`Trail::set_trusted_validators`]).
 pub fn vouch_trail(
     trail: &mut Trail,
     card: &mut Card,
     server: &ServerContact<'_>,
 ) -> Result<Vouched, ContactError> {
-    // ValidateTrail first: never send (or vouch on top of) a trail that is not valid here.
     trail.verify(card)?;
+    server.endpoint(TRAIL_ENDPOINT)?;
     let path = trail.path().to_path_buf();
-    let io = |e: std::io::Error| TrailError::Io {
-        path: path.clone(),
-        error: e,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .map_err(io)?
-        .take(MAX_TRAIL_REQUEST_TRAIL as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() > MAX_TRAIL_REQUEST_TRAIL {
-        return Err(ContactError::TooLarge);
-    }
-    // The records sent, exactly: the answer must vouch for these.
-    let sent = parse_frames(
-        bytes.get(HEADER_LEN..).unwrap_or_default(),
-        HEADER_LEN as u64,
-        0,
-    )
-    .map_err(TrailError::from)?
-    .records;
     let identity = trail.identity().clone();
-    let envelope = seal_trail_request(
-        server.key,
-        &identity.serial,
-        &bytes,
-        &mut crate::crypto::OsRng,
-    )
-    .map_err(|_| ContactError::TooLarge)?;
-    let (status, answer) = server.post(TRAIL_ENDPOINT, &envelope, VOUCH_TIMEOUT)?;
-    if status != 200 {
-        return Err(refused(status, &answer));
-    }
-    let body: Body = check_answer(
-        &answer,
-        server.key,
+    let report = super::vouch_and_back_up(
+        &path,
         &identity,
-        trail.header().first_counter,
-        &sent,
-    )?;
-    let upto = match &body.usage {
-        Usage::Validator(v) => v.upto,
-        _ => 0,
-    };
-    let record = trail.write(card, &body)?;
-    Ok(Vouched { upto, record })
+        &super::BackupServer {
+            url: server.url.to_string(),
+            key: server.key.clone(),
+        },
+        server.transport,
+        VOUCH_TIMEOUT,
+        &mut super::DirectWriter { trail, card },
+    )
+    .map_err(|e| match e {
+        super::VouchFailure::Unreachable { endpoint, reason } => {
+            ContactError::Unreachable { endpoint, reason }
+        }
+        super::VouchFailure::Refused { status, text } => ContactError::Refused { status, text },
+        super::VouchFailure::Answer(t) | super::VouchFailure::Write(t) => ContactError::Trail(t),
+        super::VouchFailure::Local(why) => ContactError::Local(why),
+    })?;
+    Ok(Vouched {
+        upto: report.upto,
+        validator_counter: report.validator_counter,
+        backup: report.backup,
+    })
 }
 
 /// What [`answer_challenge`] did.

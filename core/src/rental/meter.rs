@@ -5,9 +5,10 @@ use super::Problem;
 use crate::card::{CardError, TransportError};
 use crate::crypto::{Hash, PublicKey};
 use crate::policy::{self, Clock, Decision, Limits, Tally};
-use crate::trail::{Body, LicenceId, Trail, TrailError, Usage};
+use crate::trail::{Archive, Body, LicenceId, Record, Trail, TrailError, Usage};
 use crate::validation::{CardProgress, CardProof, RequestSigner};
 use crate::{Card, CardIdentity};
+use std::path::Path;
 
 /// One charge the session asks the meter to record on the card-signed trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,23 @@ pub trait Meter: Send {
     fn warning(&self) -> Option<String> {
         None
     }
+    /// Where the trail stands for the automatic backup ([`super::AutoBackup`]): how many
+    /// records came after the newest validator record of the licence's server, and when
+    /// that was written. `None` for a meter that keeps no trail.
+    fn backup_state(&self) -> Option<super::BackupState> {
+        None
+    }
+    /// Writes a validation server's answer through Write, the way charges are written
+    /// ([`super::VouchWriter::append_vouched`]).
+    fn append_vouched(&mut self, _bodies: &[Body], _after: u64) -> Result<Vec<Record>, TrailError> {
+        Err(TrailError::NotArchivable("this meter keeps no trail"))
+    }
+    /// Moves the records the newest validator vouches for out of the working trail when it
+    /// holds more than `above` records ([`Trail::archive`]), and goes on with the archived
+    /// trail. `None` when there was nothing to do.
+    fn archive_vouched(&mut self, _above: u64) -> Result<Option<Archive>, TrailError> {
+        Ok(None)
+    }
 }
 
 /// Translates a trail failure into what the reader is told.
@@ -140,6 +158,10 @@ pub struct CardMeter {
     licence: LicenceId,
     /// Fingerprints of the licence's validation servers (its keyfile's).
     servers: Vec<Hash>,
+    /// Their keys (the trail trusts them for validator records and archive anchors).
+    validators: Vec<PublicKey>,
+    /// The trail's [`Trail::generation`] when `tallied` was counted.
+    generation: u64,
     limits: Limits,
     clock: std::sync::Arc<dyn Clock>,
     tally: Tally,
@@ -188,13 +210,15 @@ impl CardMeter {
         let mut trail =
             Trail::open_or_create(trail_path, &mut card, &identity).map_err(trail_problem)?;
         let servers = fingerprints(&validators);
-        trail.set_trusted_validators(validators);
+        trail.set_trusted_validators(validators.clone());
         trail.verify(&mut card).map_err(trail_problem)?;
         let mut m = Self {
             card,
+            generation: trail.generation(),
             trail,
             licence,
             servers,
+            validators,
             limits,
             clock,
             tally: Tally::new(licence),
@@ -238,7 +262,11 @@ impl CardMeter {
     /// Adds the verified records not yet counted to the tally (incremental, \[0094\]).
     fn catch_up(&mut self) {
         let verified = self.trail.verified_len();
-        if self.tallied == 0 || self.tallied > verified {
+        if self.tallied == 0
+            || self.tallied > verified
+            || self.generation != self.trail.generation()
+        {
+            self.generation = self.trail.generation();
             // From the start (first count, or the trail was re-read from scratch).
             self.tally = tally_of(&self.trail, self.licence, &self.servers);
             self.tallied = verified;
@@ -296,6 +324,22 @@ impl RequestSigner for CardMeter {
             .map_err(|e| trail_problem(e).to_string())?;
         self.catch_up();
         Ok(proof)
+    }
+}
+
+/// The answer of the licence's validation server is written like a charge: through Write,
+/// under the trail lock, in the card transaction of this meter (\[0094\]).
+impl super::VouchWriter for CardMeter {
+    fn append_vouched(&mut self, bodies: &[Body], after: u64) -> Result<Vec<Record>, TrailError> {
+        let written = self.trail.write_all(&mut self.card, bodies);
+        // Counted whatever happened: a batch cut short still wrote its first records.
+        self.catch_up();
+        let written = written?;
+        Ok(super::backup::records_between(
+            self.trail.records(),
+            after,
+            &written,
+        ))
     }
 }
 
@@ -370,6 +414,34 @@ impl Meter for CardMeter {
                 "The mirror copy of your usage record could not be updated ({e}). Your reading is still recorded on this computer."
             )
         })
+    }
+
+    fn backup_state(&self) -> Option<super::BackupState> {
+        Some(super::BackupState::of(self.trail.records(), &self.servers))
+    }
+
+    fn append_vouched(&mut self, bodies: &[Body], after: u64) -> Result<Vec<Record>, TrailError> {
+        super::VouchWriter::append_vouched(self, bodies, after)
+    }
+
+    fn archive_vouched(&mut self, above: u64) -> Result<Option<Archive>, TrailError> {
+        if self.trail.records().len() as u64 <= above {
+            return Ok(None);
+        }
+        let path = self.trail.path().to_path_buf();
+        let identity = self.trail.identity().clone();
+        let archived = Trail::archive(&path, &identity, self.validators.clone())?;
+        // This handle read the file the archive replaced: go on with the new one (its
+        // records from the validator's anchor on, checked by the fast start), and bring
+        // the mirror copy in step with it now.
+        let mut t = Trail::open(&path, &identity)?;
+        t.set_trusted_validators(self.validators.clone());
+        t.verify_offline()?;
+        t.set_mirror_now(self.trail.mirror_path().map(Path::to_path_buf));
+        self.trail = t;
+        self.tallied = 0;
+        self.catch_up();
+        Ok(Some(archived))
     }
 
     fn standing(&mut self) -> Result<Decision, Problem> {

@@ -31,6 +31,7 @@
 //! # Ok::<(), tally_core::rental::Problem>(())
 //! ```
 
+mod backup;
 mod contact;
 mod meter;
 mod online;
@@ -39,6 +40,10 @@ mod problem;
 mod returning;
 mod session;
 
+pub use backup::{
+    AutoBackup, BackupOutcome, BackupPlan, BackupPolicy, BackupServer, BackupState, BackupStatus,
+    DirectWriter, VouchFailure, VouchReport, VouchWriter, backup_lines, vouch_and_back_up,
+};
 pub use contact::{
     AnsweredChallenge, CHALLENGE_TIMEOUT, ChallengeOutcome, ContactError, ContactResult,
     ServerContact, TRAIL_ENDPOINT, VOUCH_TIMEOUT, Vouched, answer_challenge, fetch_challenge,

@@ -64,6 +64,9 @@ pub struct Opened {
     /// The background contact with the licence's validation server that [`Opened::start`]
     /// makes (`None`: the licence names no server).
     contact: Option<super::contact::Job>,
+    /// The automatic backup [`Opened::start`] starts: when the licence names a validation
+    /// server and the reader left the automatic backup on (`Home::auto_backup`).
+    pub backup: Option<super::BackupPlan>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -77,9 +80,10 @@ impl std::fmt::Debug for Opened {
 
 impl Opened {
     /// Starts reading: the meter moves to its own thread (`wake` is called after each of
-    /// its answers, so a UI can repaint), and the session asks for page 1, whose view is
-    /// charged before it is shown. Returns the session and the document for the caller's
-    /// renderer.
+    /// its answers, so a UI can repaint), the session asks for page 1, whose view is
+    /// charged before it is shown, and the automatic backup starts on a thread of its own
+    /// (when [`Opened::backup`] is set). Returns the session and the document for the
+    /// caller's renderer.
     ///
     /// When the licence names a validation server, a background thread asks it whether the
     /// publisher has a challenge pending for the card and answers it (\[0104\],
@@ -96,6 +100,9 @@ impl Opened {
             }
         }
         session.go_to(0);
+        if let Some(plan) = self.backup {
+            session.start_backup(plan);
+        }
         Ok((session, self.document))
     }
 }
@@ -537,7 +544,9 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
             keyfile.vendor().name()
         ),
     };
+    let backup = backup_plan(inputs, &keyfile);
     Ok(Opened {
+        backup,
         info: RentalInfo {
             title: header.title().to_string(),
             customer: keyfile.customer_name().to_string(),
@@ -557,6 +566,27 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
             transport: inputs.transport.clone(),
             clock: inputs.clock.clone(),
         }),
+    })
+}
+
+/// The automatic backup of an opening's trail: with the validation server the licence's
+/// vendor-signed keyfile names — never one the reader names (T29) — unless the reader
+/// turned it off in the home (`Home::auto_backup`; an unreadable setting leaves it off,
+/// and `tally-view status` says why).
+fn backup_plan(inputs: &OpenInputs, keyfile: &VerifiedKeyfile) -> Option<super::BackupPlan> {
+    let server = super::BackupServer::of(keyfile)?;
+    if !inputs.home.auto_backup().unwrap_or(false) {
+        return None;
+    }
+    let serial = keyfile.card().serial;
+    Some(super::BackupPlan {
+        server,
+        trail: inputs.home.trail_path(&serial),
+        identity: keyfile.card().clone(),
+        transport: inputs.transport.clone(),
+        clock: inputs.clock.clone(),
+        home: Some(inputs.home.clone()),
+        policy: super::BackupPolicy::default(),
     })
 }
 

@@ -27,9 +27,35 @@ pub enum MeterEvent {
     Warning(String),
 }
 
+/// What the meter thread is asked to do: charges, in the order the session sends them,
+/// and the automatic backup's requests ([`super::AutoBackup`]) — the same thread, so the
+/// backup's records go through the same Write path, lock and card as the charges.
+pub(crate) enum Job {
+    /// A charge from the session.
+    Charge(Charge),
+    /// Where the trail stands for the backup.
+    State(Sender<Option<super::BackupState>>),
+    /// A validation server's answer to write ([`Meter::append_vouched`]).
+    Append {
+        /// The bodies, in order.
+        bodies: Vec<crate::trail::Body>,
+        /// The last counter sent to the server.
+        after: u64,
+        /// Where the result goes.
+        reply: Sender<Result<Vec<crate::trail::Record>, crate::trail::TrailError>>,
+    },
+    /// Archive vouched records when the working trail holds more than this many.
+    Archive(
+        u64,
+        Sender<Result<Option<crate::trail::Archive>, crate::trail::TrailError>>,
+    ),
+    /// The session ended: finish and stop.
+    Stop,
+}
+
 /// A meter running on its own thread.
 pub struct MeterWorker {
-    tx: Option<Sender<Charge>>,
+    tx: Option<Sender<Job>>,
     rx: Receiver<MeterEvent>,
     thread: Option<JoinHandle<()>>,
 }
@@ -43,13 +69,35 @@ impl std::fmt::Debug for MeterWorker {
 impl MeterWorker {
     /// Moves `meter` onto a new thread. `wake` is called after every answer.
     pub fn spawn(mut meter: Box<dyn Meter>, wake: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
-        let (tx, rx_charge) = channel::<Charge>();
+        let (tx, rx_job) = channel::<Job>();
         let (tx_ev, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("tally-meter".into())
             .spawn(move || {
                 let mut warned: Option<String> = None;
-                while let Ok(c) = rx_charge.recv() {
+                while let Ok(job) = rx_job.recv() {
+                    let c = match job {
+                        Job::Charge(c) => c,
+                        Job::Stop => return,
+                        // The backup's requests: answered to the backup thread, never to the
+                        // session (a closed reply channel means it gave up waiting).
+                        Job::State(reply) => {
+                            let _ = reply.send(meter.backup_state());
+                            continue;
+                        }
+                        Job::Append {
+                            bodies,
+                            after,
+                            reply,
+                        } => {
+                            let _ = reply.send(meter.append_vouched(&bodies, after));
+                            continue;
+                        }
+                        Job::Archive(above, reply) => {
+                            let _ = reply.send(meter.archive_vouched(above));
+                            continue;
+                        }
+                    };
                     let ev = match meter.charge(c) {
                         Ok((charged, decision)) => MeterEvent::Charged(charged, decision),
                         Err(p) => MeterEvent::Failed(c, p),
@@ -79,23 +127,75 @@ impl MeterWorker {
 
     fn send(&self, c: Charge) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(c);
+            let _ = tx.send(Job::Charge(c));
         }
     }
 
     fn try_recv(&self) -> Option<MeterEvent> {
         self.rx.try_recv().ok()
     }
+
+    /// A handle for the automatic backup's thread, to ask this worker for the trail's
+    /// state and to have records written through it.
+    pub(crate) fn handle(&self) -> Option<MeterHandle> {
+        self.tx.clone().map(MeterHandle)
+    }
 }
 
 impl Drop for MeterWorker {
     fn drop(&mut self) {
-        // Closing the channel ends the worker after the charge in progress, so a record
-        // being written is never cut off.
-        self.tx = None;
+        // Stop after the jobs already sent, so a record being written is never cut off
+        // (the backup thread may still hold a sender: the channel alone would not close).
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Job::Stop);
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The automatic backup's way to the meter thread ([`MeterWorker::handle`]).
+#[derive(Clone)]
+pub(crate) struct MeterHandle(Sender<Job>);
+
+impl MeterHandle {
+    /// Where the trail stands; `None` when the session ended.
+    pub(crate) fn state(&self) -> Option<super::BackupState> {
+        let (tx, rx) = channel();
+        self.0.send(Job::State(tx)).ok()?;
+        rx.recv().ok().flatten()
+    }
+
+    /// Archives through the meter; `Ok(None)` also when the session ended.
+    pub(crate) fn archive(
+        &self,
+        above: u64,
+    ) -> Result<Option<crate::trail::Archive>, crate::trail::TrailError> {
+        let (tx, rx) = channel();
+        if self.0.send(Job::Archive(above, tx)).is_err() {
+            return Ok(None);
+        }
+        rx.recv().unwrap_or(Ok(None))
+    }
+}
+
+impl super::VouchWriter for MeterHandle {
+    fn append_vouched(
+        &mut self,
+        bodies: &[crate::trail::Body],
+        after: u64,
+    ) -> Result<Vec<crate::trail::Record>, crate::trail::TrailError> {
+        let ended = || crate::trail::TrailError::NotArchivable("the reading session ended");
+        let (tx, rx) = channel();
+        self.0
+            .send(Job::Append {
+                bodies: bodies.to_vec(),
+                after,
+                reply: tx,
+            })
+            .map_err(|_| ended())?;
+        rx.recv().map_err(|_| ended())?
     }
 }
 
@@ -151,6 +251,8 @@ pub struct Session {
     last_input: Option<Instant>,
     notice: Option<String>,
     records: u64,
+    // Declared before the meter: dropped first, so it lets go of the meter thread.
+    backup: Option<super::AutoBackup>,
     meter: MeterWorker,
     contact: Option<std::thread::JoinHandle<super::contact::ContactResult>>,
     contacted: Option<super::contact::ContactResult>,
@@ -186,6 +288,7 @@ impl Session {
             last_input: None,
             notice: None,
             records: 0,
+            backup: None,
             meter,
             contact: None,
             contacted: None,
@@ -214,6 +317,20 @@ impl Session {
             self.contacted = Some(h.join().unwrap_or(Err(super::ContactError::Stopped)));
         }
         self.contacted.as_ref()
+    }
+
+    /// Starts the automatic backup of this session's trail ([`super::AutoBackup`]) on a
+    /// thread of its own, writing through this session's meter.
+    pub(crate) fn start_backup(&mut self, plan: super::BackupPlan) {
+        if let Some(handle) = self.meter.handle() {
+            self.backup = super::AutoBackup::start(plan, handle);
+        }
+    }
+
+    /// Where the automatic backup of the trail stands (`None`: it is not running — the
+    /// licence names no validation server, or the reader turned it off).
+    pub fn backup_status(&self) -> Option<super::BackupStatus> {
+        self.backup.as_ref().map(super::AutoBackup::status)
     }
 
     /// The rental's facts.

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! body    = "tally/1" SP kind SP "at=" time *(SP field)
-//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "return" | "nonce" | "challenge" | "validator" | "recovery"
+//! kind    = "genesis" | "open" | "pages" | "time" | "print" | "copy" | "renewal" | "return" | "nonce" | "challenge" | "totals" | "validator" | "recovery"
 //! time    = RFC 3339 UTC with whole seconds, e.g. 2026-11-25T13:04:26Z
 //! field   = key "=" value            ; keys in the fixed order of each kind
 //! value   = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "+" / "-" )
@@ -32,6 +32,7 @@
 //! | return  | `lic=`                                     | the reader returned the licence (`tally-view return`): it never opens again on this card |
 //! | nonce   | `value=`                                   | a nonce written by ValidateTrail (\[0060\] step \[2\]), a validation or restore request |
 //! | challenge | `key= nonce=`                            | the answer to a publisher's nonce challenge (\[0104\]): `nonce` (64 hex digits) was handed out by the validation server with key fingerprint `key` (64 hex digits); see `crate::validation::challenge` |
+//! | totals  | `upto= part=` totals…                      | part of a validator's per-licence totals, written just before it (\[0094\]) |
 //! | validator | `key= upto= chain=` totals… `sig=`         | a validation server vouches for every record up to counter `upto` (\[0094\]) |
 //! | recovery | `key= from= to= chain= charge= scope=` lic… `sig=` | a validation server restored this trail from its backup (\[0062\]); the card counters `from..=to` were lost, and are charged as `charge` says to the licences of `scope` |
 //!
@@ -124,6 +125,8 @@ pub enum Usage {
         /// The challenge's random nonce.
         nonce: [u8; 32],
     },
+    /// Part of the per-licence totals of the validator record that follows (\[0094\]).
+    Totals(Box<TotalsPart>),
     /// A validation server vouches for the records before it (\[0094\]).
     Validator(Box<Validator>),
     /// A validation server restored the trail from its backup and accounts for the card
@@ -187,10 +190,32 @@ impl Recovery {
     }
 }
 
-/// Most licences one validator record carries totals for: with every total at `u32::MAX`
-/// a validator body is then still at most [`MAX_BODY`] bytes (see the test
-/// `largest_validator_fits`). A card with more licences is not vouched for.
+/// Most licences a validator record of the first form carries totals for inline (with
+/// every total at `u32::MAX` such a body is at most [`MAX_BODY`] bytes). Such records still
+/// parse and verify; a server now puts the totals of any number of licences in `totals`
+/// records before the validator ([`Usage::Totals`], [`Parts`]).
 pub const MAX_VALIDATOR_LICENCES: usize = 5;
+
+/// Most licences one `totals` record carries: with every number at its largest, a totals
+/// body is then still at most [`MAX_BODY`] bytes (see the test `largest_totals_part_fits`).
+pub const MAX_PART_LICENCES: usize = 4;
+
+/// Domain tag of the digest a validator signs over its totals records' totals.
+pub const TOTALS_TAG: &[u8] = b"tally/totals/v1";
+
+/// What a licence's totals say beyond the counts of the first validator form: the policy
+/// needs them after the records they come from are archived (\[0094\]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    /// `copy` records.
+    pub copies: u32,
+    /// Characters copied (the sum of `copy` records' `chars`).
+    pub chars: u32,
+    /// The newest licence version opened on the card (`renewal` records; 1 without any).
+    pub version: u32,
+    /// The time of the licence's first `open` record in card order, if it has one.
+    pub opened: Option<OffsetDateTime>,
+}
 
 /// One licence's totals over the records a validator vouches for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +232,10 @@ pub struct LicenceTotals {
     pub prints: u32,
     /// `time` records (so weighted time units can be bounded, \[0103\]).
     pub times: u32,
+    /// Copies, the newest licence version and the first opening: `None` in a validator of
+    /// the first form (which did not carry them), or when the server itself no longer knew
+    /// them (`history=unknown`: its own first-form validator anchored the trail it vouched).
+    pub history: Option<History>,
 }
 
 impl LicenceTotals {
@@ -235,10 +264,79 @@ pub struct Validator {
     pub upto: u64,
     /// The chain hash after the record with counter `upto`.
     pub chain: Hash,
-    /// Totals per licence, in ascending licence order, at most [`MAX_VALIDATOR_LICENCES`].
+    /// Totals per licence carried inline, in ascending licence order, at most
+    /// [`MAX_VALIDATOR_LICENCES`] (the first form; empty when `parts` is set).
     pub totals: Vec<LicenceTotals>,
+    /// The totals are in the `parts.count` `totals` records written just before this one,
+    /// and `parts.digest` binds them ([`totals_digest`]).
+    pub parts: Option<Parts>,
     /// The server's signature.
     pub signature: Signature,
+}
+
+/// Where a validator's totals are: in `count` `totals` records right before it (parts
+/// `1..=count`, in card order), whose totals, in ascending licence order, have the digest
+/// `digest` ([`totals_digest`]). The server signs the digest with the rest of the
+/// validator, so every body stays at most [`MAX_BODY`] bytes however many licences a card
+/// holds (\[0023\]: one counter for any number of rented documents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// How many `totals` records.
+    pub count: u32,
+    /// The digest of the totals they carry.
+    pub digest: Hash,
+}
+
+/// One `totals` record: part `part` (1-based) of the totals of the validator that vouches
+/// up to `upto` (\[0094\]). Its numbers are authenticated by that validator's signed
+/// [`Parts::digest`], and the record itself by the card like any record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalsPart {
+    /// The validator's `upto`.
+    pub upto: u64,
+    /// Which part (1-based).
+    pub part: u32,
+    /// 1 to [`MAX_PART_LICENCES`] licences' totals, in ascending licence order.
+    pub totals: Vec<LicenceTotals>,
+}
+
+/// The digest a validator signs over its totals (\[0094\]): `tagged_hash("tally/totals/v1",
+/// [upto:u64 BE, group_1, group_2, …])`, each group the canonical text of one licence's
+/// totals as a `totals` record writes it (`lic=… opened=…`), in ascending licence order.
+pub fn totals_digest(upto: u64, totals: &[LicenceTotals]) -> Hash {
+    let upto = upto.to_be_bytes();
+    let groups: Vec<String> = totals.iter().map(|t| group_text(t, true)).collect();
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(totals.len() + 1);
+    parts.push(&upto);
+    parts.extend(groups.iter().map(String::as_bytes));
+    crate::crypto::tagged_hash(TOTALS_TAG, &parts)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// One licence's totals as text (no leading space): the counts, and with `history` (a
+/// `totals` record) what the first form did not carry.
+fn group_text(t: &LicenceTotals, history: bool) -> String {
+    let mut s = format!(
+        "lic={} opens={} pages={} seconds={} prints={} times={}",
+        t.licence, t.opens, t.pages, t.seconds, t.prints, t.times
+    );
+    if history {
+        match &t.history {
+            None => s.push_str(" history=unknown"),
+            Some(h) => s.push_str(&format!(
+                " copies={} chars={} version={} opened={}",
+                h.copies,
+                h.chars,
+                h.version,
+                h.opened.map_or_else(|| "never".to_string(), rfc3339)
+            )),
+        }
+    }
+    s
 }
 
 impl Usage {
@@ -255,6 +353,7 @@ impl Usage {
             Usage::Genesis
             | Usage::Nonce { .. }
             | Usage::Challenge { .. }
+            | Usage::Totals(_)
             | Usage::Validator(_)
             | Usage::Recovery(_) => None,
         }
@@ -273,6 +372,7 @@ impl Usage {
             Usage::Return { .. } => "return",
             Usage::Nonce { .. } => "nonce",
             Usage::Challenge { .. } => "challenge",
+            Usage::Totals(_) => "totals",
             Usage::Validator(_) => "validator",
             Usage::Recovery(_) => "recovery",
         }
@@ -381,13 +481,25 @@ impl Body {
                     v.upto,
                     hex::encode(v.chain)
                 ));
-                for t in &v.totals {
+                if let Some(p) = &v.parts {
                     s.push_str(&format!(
-                        " lic={} opens={} pages={} seconds={} prints={} times={}",
-                        t.licence, t.opens, t.pages, t.seconds, t.prints, t.times
+                        " parts={} totals={}",
+                        p.count,
+                        hex::encode(p.digest)
                     ));
                 }
+                for t in &v.totals {
+                    s.push(' ');
+                    s.push_str(&group_text(t, false));
+                }
                 s.push_str(&format!(" sig={}", hex::encode(v.signature.0)));
+            }
+            Usage::Totals(p) => {
+                s.push_str(&format!(" upto={} part={}", p.upto, p.part));
+                for t in &p.totals {
+                    s.push(' ');
+                    s.push_str(&group_text(t, true));
+                }
             }
             Usage::Recovery(r) => {
                 s.push_str(&format!(
@@ -532,6 +644,7 @@ impl Body {
             // `field` is not used on this path: the validator reads its own words, because
             // `sig=` is longer than 64 characters.
             "validator" => Usage::Validator(Box::new(parse_validator(&mut words)?)),
+            "totals" => Usage::Totals(Box::new(parse_totals(&mut words)?)),
             "recovery" => Usage::Recovery(Box::new(parse_recovery(&mut words)?)),
             other => return Err(BodyError::UnknownKind(other.chars().take(20).collect())),
         };
@@ -665,40 +778,124 @@ fn parse_validator(words: &mut std::str::Split<'_, char>) -> Result<Validator, B
     let upto = num64("upto", take(words, "upto", 20)?)?;
     let chain = hex_exact::<32>("chain", take(words, "chain", 64)?)?;
     let mut totals: Vec<LicenceTotals> = Vec::new();
+    let mut parts = None;
     loop {
         let w = words.next().ok_or(bad("sig", "missing"))?;
         if let Some(v) = w.strip_prefix("sig=") {
-            if v.len() != 128 || !valid_value_chars(v) {
-                return Err(bad("sig", "expected 128 hex digits"));
-            }
-            let signature = Signature(hex_exact::<64>("sig", v)?);
             return Ok(Validator {
                 server_key,
                 upto,
                 chain,
                 totals,
-                signature,
+                parts,
+                signature: parse_sig(v)?,
             });
+        }
+        if let Some(v) = w.strip_prefix("parts=") {
+            if parts.is_some() || !totals.is_empty() {
+                return Err(bad("parts", "only once, and never with inline totals"));
+            }
+            if v.is_empty() || v.len() > 10 || !valid_value_chars(v) {
+                return Err(bad("parts", "bad characters or length"));
+            }
+            parts = Some(Parts {
+                count: num32("parts", v)?,
+                digest: hex_exact::<32>("totals", take(words, "totals", 64)?)?,
+            });
+            continue;
         }
         let v = w
             .strip_prefix("lic=")
-            .ok_or(bad("lic", "expected `lic=` or `sig=`"))?;
+            .ok_or(bad("lic", "expected `lic=`, `parts=` or `sig=`"))?;
+        if parts.is_some() {
+            return Err(bad("lic", "inline totals after `parts=`"));
+        }
         if totals.len() >= MAX_VALIDATOR_LICENCES {
             return Err(bad("lic", "too many licences"));
         }
-        let licence = LicenceId(hex_exact::<16>("lic", v)?);
-        if totals.last().is_some_and(|t| t.licence >= licence) {
+        let t = parse_counts(words, v)?;
+        if totals.last().is_some_and(|p| p.licence >= t.licence) {
             return Err(bad("lic", "licences not in strictly ascending order"));
         }
-        totals.push(LicenceTotals {
-            licence,
-            opens: num32("opens", take(words, "opens", 10)?)?,
-            pages: num32("pages", take(words, "pages", 10)?)?,
-            seconds: num32("seconds", take(words, "seconds", 10)?)?,
-            prints: num32("prints", take(words, "prints", 10)?)?,
-            times: num32("times", take(words, "times", 10)?)?,
-        });
+        totals.push(t);
     }
+}
+
+/// The counts of one licence after its `lic=` value `lic`.
+fn parse_counts(
+    words: &mut std::str::Split<'_, char>,
+    lic: &str,
+) -> Result<LicenceTotals, BodyError> {
+    Ok(LicenceTotals {
+        licence: LicenceId(hex_exact::<16>("lic", lic)?),
+        opens: num32("opens", take(words, "opens", 10)?)?,
+        pages: num32("pages", take(words, "pages", 10)?)?,
+        seconds: num32("seconds", take(words, "seconds", 10)?)?,
+        prints: num32("prints", take(words, "prints", 10)?)?,
+        times: num32("times", take(words, "times", 10)?)?,
+        history: None,
+    })
+}
+
+/// An RFC 3339 time in UTC with whole seconds, as `at=` is written.
+fn parse_time(name: &'static str, v: &str) -> Result<OffsetDateTime, BodyError> {
+    let at = OffsetDateTime::parse(v, &Rfc3339).map_err(|_| bad(name, "not an RFC 3339 time"))?;
+    if at.offset() != time::UtcOffset::UTC || at.nanosecond() != 0 {
+        return Err(bad(name, "must be UTC with whole seconds"));
+    }
+    Ok(at)
+}
+
+/// The fields of a totals body after `at=` (strict; canonical form is checked by the caller).
+fn parse_totals(words: &mut std::str::Split<'_, char>) -> Result<TotalsPart, BodyError> {
+    let upto = num64("upto", take(words, "upto", 20)?)?;
+    let part = num32("part", take(words, "part", 10)?)?;
+    if part == 0 {
+        return Err(bad("part", "parts count from 1"));
+    }
+    let mut totals: Vec<LicenceTotals> = Vec::new();
+    while let Some(w) = words.next() {
+        let v = w
+            .strip_prefix("lic=")
+            .ok_or(bad("lic", "expected `lic=`"))?;
+        if totals.len() >= MAX_PART_LICENCES {
+            return Err(bad("lic", "too many licences"));
+        }
+        let mut t = parse_counts(words, v)?;
+        let w = words.next().ok_or(bad("copies", "missing"))?;
+        if w != "history=unknown" {
+            let copies = w
+                .strip_prefix("copies=")
+                .ok_or(bad("copies", "expected `copies=` or `history=unknown`"))?;
+            if copies.is_empty() || copies.len() > 10 || !valid_value_chars(copies) {
+                return Err(bad("copies", "bad characters or length"));
+            }
+            let copies = num32("copies", copies)?;
+            let chars = num32("chars", take(words, "chars", 10)?)?;
+            let version = num32("version", take(words, "version", 10)?)?;
+            if version == 0 {
+                return Err(bad("version", "licence versions count from 1"));
+            }
+            let opened = match take(words, "opened", 25)? {
+                "never" => None,
+                v => Some(parse_time("opened", v)?),
+            };
+            t.history = Some(History {
+                copies,
+                chars,
+                version,
+                opened,
+            });
+        }
+        if totals.last().is_some_and(|p| p.licence >= t.licence) {
+            return Err(bad("lic", "licences not in strictly ascending order"));
+        }
+        totals.push(t);
+    }
+    if totals.is_empty() {
+        return Err(bad("lic", "a totals record carries at least one licence"));
+    }
+    Ok(TotalsPart { upto, part, totals })
 }
 
 #[cfg(test)]
@@ -743,6 +940,11 @@ mod tests {
                 server_key: [0xcd; 32],
                 nonce: [0x01; 32],
             },
+            Usage::Totals(Box::new(TotalsPart {
+                upto: 9,
+                part: 1,
+                totals: vec![group(1, false, Some(history(false)))],
+            })),
         ] {
             let b = Body::at_unix(usage, 1_764_000_000);
             let text = b.encode();
@@ -833,6 +1035,7 @@ mod tests {
                 seconds: v,
                 prints: v,
                 times: v,
+                history: None,
             })
             .collect();
         Body::at_unix(
@@ -841,10 +1044,194 @@ mod tests {
                 upto: if big { u64::MAX } else { 41 },
                 chain: [0x22; 32],
                 totals,
+                parts: None,
                 signature: Signature([0x33; 64]),
             })),
             1_764_000_000,
         )
+    }
+
+    fn group(i: u8, big: bool, history: Option<History>) -> LicenceTotals {
+        let v = if big { u32::MAX } else { 7 };
+        LicenceTotals {
+            licence: LicenceId([i; 16]),
+            opens: v,
+            pages: v,
+            seconds: v,
+            prints: v,
+            times: v,
+            history,
+        }
+    }
+
+    fn history(big: bool) -> History {
+        let v = if big { u32::MAX } else { 3 };
+        History {
+            copies: v,
+            chars: v,
+            version: v,
+            opened: OffsetDateTime::from_unix_timestamp(if big {
+                253_402_300_799 // 9999-12-31T23:59:59Z, the longest time written
+            } else {
+                1_764_000_000
+            })
+            .ok(),
+        }
+    }
+
+    fn part(n: usize, big: bool) -> Body {
+        Body::at_unix(
+            Usage::Totals(Box::new(TotalsPart {
+                upto: if big { u64::MAX } else { 41 },
+                part: if big { u32::MAX } else { 2 },
+                totals: (0..n)
+                    .map(|i| {
+                        let h = match i % 3 {
+                            0 => Some(history(big)),
+                            1 => None,
+                            _ => Some(History {
+                                opened: None,
+                                ..history(big)
+                            }),
+                        };
+                        group(i as u8, big, if big { Some(history(true)) } else { h })
+                    })
+                    .collect(),
+            })),
+            if big { 253_402_300_799 } else { 1_764_000_000 },
+        )
+    }
+
+    #[test]
+    fn totals_parts_round_trip_and_the_largest_fits() {
+        for n in 1..=MAX_PART_LICENCES {
+            let b = part(n, false);
+            let text = b.encode();
+            assert_eq!(Body::parse(text.as_bytes()).unwrap(), b, "{text}");
+            assert_eq!(b.usage.licence(), None);
+        }
+        let text = part(MAX_PART_LICENCES, true).encode();
+        assert!(text.len() <= MAX_BODY, "{} bytes", text.len());
+        assert_eq!(
+            Body::parse(text.as_bytes()).unwrap(),
+            part(MAX_PART_LICENCES, true)
+        );
+    }
+
+    #[test]
+    fn validator_with_parts_round_trips_and_signs_the_digest() {
+        let totals: Vec<LicenceTotals> = (0..9)
+            .map(|i| group(i, false, Some(history(false))))
+            .collect();
+        let digest = totals_digest(41, &totals);
+        let b = Body::at_unix(
+            Usage::Validator(Box::new(Validator {
+                server_key: [0xab; 32],
+                upto: 41,
+                chain: [0x22; 32],
+                totals: vec![],
+                parts: Some(Parts { count: 3, digest }),
+                signature: Signature([0x33; 64]),
+            })),
+            1_764_000_000,
+        );
+        let text = b.encode();
+        assert!(text.contains(&format!(" parts=3 totals={} sig=", hex::encode(digest))));
+        assert_eq!(Body::parse(text.as_bytes()).unwrap(), b);
+        assert!(b.validator_signed_text().unwrap().contains("totals="));
+        // Every number and every licence is bound: change one and the digest changes.
+        let mut other = totals.clone();
+        other[4].history = Some(History {
+            version: 4,
+            ..history(false)
+        });
+        assert_ne!(totals_digest(41, &other), digest);
+        let mut other = totals.clone();
+        other[8].history = None;
+        assert_ne!(totals_digest(41, &other), digest);
+        assert_ne!(totals_digest(42, &totals), digest);
+        assert_ne!(totals_digest(41, &totals[..8]), digest);
+    }
+
+    #[test]
+    fn malformed_totals_are_named() {
+        let good = part(3, false).encode();
+        let g = |i: u8| group_text(&group(i, false, Some(history(false))), true);
+        let cases: Vec<(String, &str)> = vec![
+            (good.replace("part=2", "part=0"), "`part`"),
+            (good.replace("part=2", "part=02"), "leading zero"),
+            (good.replace(" upto=41", ""), "`upto`"),
+            (good.replace(" history=unknown", ""), "`copies`"),
+            (good.replace("history=unknown", "history=known"), "`copies`"),
+            (good.replace("version=3", "version=0"), "`version`"),
+            (good.replace("opened=never", "opened=yesterday"), "`opened`"),
+            (
+                good.replace(
+                    "opened=2025-11-24T16:00:00Z",
+                    "opened=2025-11-24T16:00:00+00:00",
+                ),
+                "canonical",
+            ),
+            (format!("{good} x=1"), "`lic`"),
+            (
+                "tally/1 totals at=2026-01-01T00:00:00Z upto=41 part=1".to_string(),
+                "at least one licence",
+            ),
+            (
+                format!(
+                    "tally/1 totals at=2025-11-24T16:00:00Z upto=41 part=1 {} {}",
+                    g(2),
+                    g(1)
+                ),
+                "ascending",
+            ),
+            (
+                format!(
+                    "tally/1 totals at=2025-11-24T16:00:00Z upto=41 part=1 {} {} {} {} {}",
+                    g(1),
+                    g(2),
+                    g(3),
+                    g(4),
+                    g(5)
+                ),
+                "too many licences",
+            ),
+        ];
+        for (text, want) in &cases {
+            let err = Body::parse(text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        // A validator: `parts=` once, with its digest, and never beside inline totals.
+        let v = validator(1, false).encode();
+        let sig = format!(" sig={}", "33".repeat(64));
+        let parts = format!(" parts=2 totals={}", "44".repeat(32));
+        for (text, want) in [
+            (
+                v.replace(&sig, &format!("{parts}{sig}")),
+                "never with inline",
+            ),
+            (
+                validator(0, false)
+                    .encode()
+                    .replace(&sig, &format!("{parts}{parts}{sig}")),
+                "only once",
+            ),
+            (
+                validator(0, false)
+                    .encode()
+                    .replace(&sig, &format!(" parts=2{sig}")),
+                "`totals`",
+            ),
+            (
+                validator(0, false)
+                    .encode()
+                    .replace(&sig, &format!(" parts=02 totals={}{sig}", "44".repeat(32))),
+                "leading zero",
+            ),
+        ] {
+            let err = Body::parse(text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

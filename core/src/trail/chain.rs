@@ -255,7 +255,7 @@ pub fn verify_server_signed(
 }
 
 /// Cheap test for a validator body, before any parsing.
-pub(super) fn looks_like_validator(body: &[u8]) -> bool {
+pub fn looks_like_validator(body: &[u8]) -> bool {
     body.starts_with(b"tally/1 validator ")
 }
 

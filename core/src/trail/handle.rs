@@ -49,6 +49,9 @@ pub struct Trail {
     // A copy held in memory ([`Trail::from_backup`]): `path` only names it, and nothing
     // that reads or writes the file may run.
     pub(super) in_memory: bool,
+    // How many times this handle followed its file being replaced by an archive of it
+    // (`Trail::generation`).
+    pub(super) generation: u64,
 }
 
 impl std::fmt::Debug for Trail {
@@ -93,6 +96,7 @@ impl Trail {
             mirror: None,
             mirror_error: None,
             in_memory: false,
+            generation: 0,
         }
     }
 
@@ -283,7 +287,7 @@ impl Trail {
         let meta = f.metadata().map_err(io(&self.path))?;
         let id = (meta.dev(), meta.ino());
         if *self.file_id.get_or_insert(id) != id {
-            return Err(TrailError::Shrunk);
+            return self.follow_archive(&mut f, meta.len(), id);
         }
         let len = meta.len();
         if len < self.end {
@@ -303,6 +307,58 @@ impl Trail {
         self.records.extend(frames.records);
         self.end = frames.end;
         self.torn = frames.torn_bytes;
+        Ok(())
+    }
+
+    /// How many times this handle followed its trail file being replaced by an archived
+    /// version of it (another process's [`Trail::archive`]): its records then start later,
+    /// so positions into [`Trail::records`] taken before a change of this number no longer
+    /// hold.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The trail file was replaced while this handle held it open. When the new file is
+    /// this trail archived — the same card, a later first counter, and every record this
+    /// handle had from that counter on, byte for byte, at the start of it — the handle
+    /// follows it: it holds the new file's records, nothing verified yet, so the next
+    /// verification starts again from the new file's anchor (a fresh open's rules,
+    /// including the trusted key the anchor needs). Anything else is [`TrailError::Shrunk`].
+    fn follow_archive(&mut self, f: &mut File, len: u64, id: (u64, u64)) -> Result<(), TrailError> {
+        if len > MAX_TRAIL_BYTES {
+            return Err(TrailError::Shrunk);
+        }
+        let buf = file::read_from(f, 0, MAX_TRAIL_BYTES).map_err(io(&self.path))?;
+        let Ok(header) = Header::decode(&buf) else {
+            return Err(TrailError::Shrunk);
+        };
+        if header.serial != self.header.serial
+            || header.key_fingerprint != self.header.key_fingerprint
+            || header.first_counter <= self.header.first_counter
+        {
+            return Err(TrailError::Shrunk);
+        }
+        let frames = file::parse_frames(
+            buf.get(HEADER_LEN..).unwrap_or_default(),
+            HEADER_LEN as u64,
+            0,
+        )?;
+        let ours = self
+            .records
+            .iter()
+            .skip_while(|r| r.counter < header.first_counter);
+        let kept = ours.clone().count();
+        if kept > frames.records.len() || !ours.zip(&frames.records).all(|(a, b)| a == b) {
+            return Err(TrailError::Shrunk);
+        }
+        self.header = header;
+        self.records = frames.records;
+        self.end = frames.end;
+        self.torn = frames.torn_bytes;
+        self.file_id = Some(id);
+        self.verified = 0;
+        self.vouched = None;
+        self.generation += 1;
         Ok(())
     }
 

@@ -31,6 +31,11 @@ impl Trail {
         }
     }
 
+    /// Where the mirror copy is kept, if one is ([`Trail::set_mirror`]).
+    pub fn mirror_path(&self) -> Option<&Path> {
+        self.mirror.as_deref()
+    }
+
     /// Why the mirror could not be brought up to date at the last write, if it could not.
     pub fn mirror_error(&self) -> Option<&str> {
         self.mirror_error.as_deref()

@@ -58,12 +58,14 @@
 // module (whose `vouch` verifies a whole trail); this is their public place.
 pub use super::chain::{
     CHAIN_TAG, RECOVERY_SIG_DOMAIN, SIG_DOMAIN, chain_from, chain_hash, chain_origin, chain_start,
-    chain_step, check_recovery, looks_like_recovery, prefix_chain, server_message,
-    verify_server_signed,
+    chain_step, check_recovery, looks_like_recovery, looks_like_validator, prefix_chain,
+    server_message, verify_server_signed,
 };
 
-use super::body::{Body, LicenceTotals, Recovery, Usage, Validator};
-use super::chain::looks_like_validator;
+use super::body::{
+    Body, History, LicenceId, LicenceTotals, MAX_PART_LICENCES, Parts, Recovery, TotalsPart, Usage,
+    Validator, totals_digest,
+};
 use super::error::TrailError;
 use super::record::Record;
 use crate::card::CardIdentity;
@@ -83,7 +85,8 @@ pub struct Vouched {
     pub prefix: usize,
     /// Fingerprint of the server that signed it.
     pub server_key: Hash,
-    /// Each licence's totals up to `upto`.
+    /// Each licence's totals up to `upto`, in ascending licence order: the validator's
+    /// inline totals (first form) or those of its `totals` records.
     pub totals: Vec<LicenceTotals>,
     /// The recovery records among the records vouched for (\[0062\]): a licence they charge
     /// in full stays charged in full after a fast start ([`crate::policy::Tally::resume`]).
@@ -195,15 +198,80 @@ pub fn fast_start(
             reason: "the chain hash of the records it vouches for does not match — a record before it was changed",
         });
     }
+    let totals = match &v.parts {
+        None => v.totals.clone(),
+        Some(p) => parts_before(records, index, len, v.upto, p).ok_or(TrailError::BadValidator {
+            index: idx,
+            reason: "its totals records are not the ones right before it, or their totals do not match its digest",
+        })?,
+    };
     Ok(Some(Vouched {
         index: idx,
         counter: records[index].counter,
         upto: v.upto,
         prefix: len,
         server_key: v.server_key,
-        totals: v.totals.clone(),
+        totals,
         recoveries,
     }))
+}
+
+/// The totals of the validator `records[index]` whose totals are in `parts`: the
+/// `parts.count` records right before it, after the `len` records it vouches for, must be
+/// its `totals` records 1..=count for `upto`, their licences in strictly ascending order,
+/// with the signed digest. `None` when they are not.
+fn parts_before(
+    records: &[Record],
+    index: usize,
+    len: usize,
+    upto: u64,
+    parts: &Parts,
+) -> Option<Vec<LicenceTotals>> {
+    let start = index.checked_sub(usize::try_from(parts.count).ok()?)?;
+    if start < len {
+        return None;
+    }
+    let mut totals: Vec<LicenceTotals> = Vec::new();
+    for (k, r) in records[start..index].iter().enumerate() {
+        let Usage::Totals(p) = Body::parse(&r.body).ok()?.usage else {
+            return None;
+        };
+        if p.upto != upto || usize::try_from(p.part).ok()? != k + 1 {
+            return None;
+        }
+        for t in p.totals {
+            if totals.last().is_some_and(|l| l.licence >= t.licence) {
+                return None;
+            }
+            totals.push(t);
+        }
+    }
+    (totals_digest(upto, &totals) == parts.digest).then_some(totals)
+}
+
+/// The `totals` bodies carrying `totals` (in ascending licence order) for a validator
+/// vouching up to `upto`, at most [`MAX_PART_LICENCES`] licences each, stamped `at_unix`,
+/// and the [`Parts`] the validator signs for them.
+pub fn totals_parts(upto: u64, totals: &[LicenceTotals], at_unix: i64) -> (Vec<Body>, Parts) {
+    let bodies: Vec<Body> = totals
+        .chunks(MAX_PART_LICENCES)
+        .enumerate()
+        .map(|(k, chunk)| {
+            Body::at_unix(
+                Usage::Totals(Box::new(TotalsPart {
+                    upto,
+                    part: u32::try_from(k + 1).unwrap_or(u32::MAX),
+                    totals: chunk.to_vec(),
+                })),
+                at_unix,
+            )
+        })
+        .collect();
+    let parts = Parts {
+        count: u32::try_from(bodies.len()).unwrap_or(u32::MAX),
+        digest: totals_digest(upto, totals),
+    };
+    (bodies, parts)
 }
 
 /// Why a validation server would not vouch for a trail.
@@ -216,79 +284,215 @@ pub enum VouchError {
     /// The trail has no records.
     #[error("the trail has no records")]
     Empty,
-    /// More licences than one validator record has room for.
-    #[error("the trail holds {0} licences; a validator record carries at most {max}", max = super::body::MAX_VALIDATOR_LICENCES)]
-    TooManyLicences(usize),
     /// A licence's total does not fit the validator's 32-bit fields.
     #[error("licence {0}: a total is larger than a validator record can carry")]
     TotalTooLarge(super::body::LicenceId),
 }
 
+/// What a validation server answers for a trail (\[0094\]): the bodies the reader
+/// appends, in this order — the `totals` records, then the validator record that signs
+/// their digest. On the wire ([`Vouching::encode`]) they are lines of text, the validator
+/// last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vouching {
+    /// The `totals` records (none for a trail that names no licence).
+    pub parts: Vec<Body>,
+    /// The validator record.
+    pub validator: Body,
+}
+
+impl Vouching {
+    /// Every body, in the order they are written.
+    pub fn bodies(&self) -> impl Iterator<Item = &Body> {
+        self.parts.iter().chain(std::iter::once(&self.validator))
+    }
+
+    /// The last counter vouched for.
+    pub fn upto(&self) -> u64 {
+        match &self.validator.usage {
+            Usage::Validator(v) => v.upto,
+            _ => 0,
+        }
+    }
+
+    /// The wire form: each body's text, one per line (`\n`), the validator last.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in self.bodies() {
+            if !out.is_empty() {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(b.encode().as_bytes());
+        }
+        out
+    }
+}
+
+/// One licence's totals while a server sums a trail: the counts of the first validator
+/// form, and what the policy also needs once records are archived.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    counts: [u64; 5],
+    copies: u64,
+    chars: u64,
+    version: u32,
+    opened: Option<time::OffsetDateTime>,
+    /// The copies, version and first opening are not known (a first-form anchor).
+    unknown: bool,
+}
+
+impl Sum {
+    fn from_totals(t: &LicenceTotals) -> Self {
+        let counts = [t.opens, t.pages, t.seconds, t.prints, t.times].map(u64::from);
+        match &t.history {
+            Some(h) => Self {
+                counts,
+                copies: u64::from(h.copies),
+                chars: u64::from(h.chars),
+                version: h.version,
+                opened: h.opened,
+                unknown: false,
+            },
+            // A first-form total says nothing of copies, renewals or the first opening; one
+            // that counts no use at all implies there were none (copies and renewals come
+            // with openings).
+            None => Self {
+                counts,
+                unknown: counts != [0; 5],
+                ..Self::default()
+            },
+        }
+    }
+
+    fn add(&mut self, body: &Body) {
+        let s = &mut self.counts;
+        match &body.usage {
+            Usage::Open { .. } => {
+                s[0] += 1;
+                self.opened.get_or_insert(body.at);
+            }
+            Usage::Pages { count, .. } => s[1] += u64::from(*count),
+            Usage::Time { seconds, .. } => {
+                s[2] += u64::from(*seconds);
+                s[4] += 1;
+            }
+            Usage::Print { pages, .. } => s[3] += u64::from(*pages),
+            Usage::Copy { chars, .. } => {
+                self.copies += 1;
+                self.chars += u64::from(*chars);
+            }
+            Usage::Renewal { version, .. } => self.version = self.version.max(*version),
+            _ => {}
+        }
+    }
+
+    fn write_off(&mut self) {
+        let max = u64::from(u32::MAX);
+        self.counts = [max; 5];
+        self.copies = max;
+        self.chars = max;
+    }
+
+    fn totals(&self, licence: LicenceId) -> Result<LicenceTotals, VouchError> {
+        let f = |x: u64| u32::try_from(x).map_err(|_| VouchError::TotalTooLarge(licence));
+        let [opens, pages, seconds, prints, times] = self.counts;
+        Ok(LicenceTotals {
+            licence,
+            opens: f(opens)?,
+            pages: f(pages)?,
+            seconds: f(seconds)?,
+            prints: f(prints)?,
+            times: f(times)?,
+            history: if self.unknown {
+                None
+            } else {
+                Some(History {
+                    copies: f(self.copies)?,
+                    chars: f(self.chars)?,
+                    version: self.version.max(1),
+                    opened: self.opened,
+                })
+            },
+        })
+    }
+}
+
 /// The server's side of \[0094\]: checks a whole trail file (`bytes`, as stored on disk)
 /// against the card `identity` — format, every card signature, the counter sequence from the
-/// card's origin, the start rule, no torn tail — and returns a validator body vouching for
-/// all its records, time-stamped `at_unix` and signed by `secret`. The caller appends it
-/// with the card (Write), so it becomes a card-signed record too.
+/// card's origin, the start rule, no torn tail — and returns the bodies vouching for all
+/// its records, time-stamped `at_unix`: one `totals` record per [`MAX_PART_LICENCES`]
+/// licences and a validator record, signed by `secret`, binding their digest. The caller
+/// appends them with the card (Write, in one batch), so they become card-signed records
+/// too. Records this server vouched for before are checked by its validator's chain hash
+/// (the fast start), not one signature each.
 pub fn vouch(
     secret: &crate::validation::ServerSecret,
     identity: &CardIdentity,
     bytes: &[u8],
     at_unix: i64,
-) -> Result<Body, VouchError> {
-    // The server trusts its own recovery records ([0062]) and archive anchors, no other
-    // server's.
+) -> Result<Vouching, VouchError> {
+    // The server trusts its own recovery records ([0062]), archive anchors and validator
+    // records, no other server's.
     let own = std::slice::from_ref(secret.public());
-    let (header, records) = super::verify::verify_trail_bytes(bytes, identity, own)?;
-    let last = records.last().ok_or(VouchError::Empty)?.counter;
     let verifier = crate::crypto::default_verifier();
+    let (header, records) = super::verify::parse_trail_bytes(bytes, identity)?;
+    let verify_from = |from: usize| {
+        super::verify::verify_range(
+            &records,
+            from,
+            identity,
+            header.first_counter,
+            own,
+            verifier,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )
+    };
+    let fast = match fast_start(&records, identity, header.first_counter, own, verifier) {
+        Ok(f) => f,
+        // Its own validator does not match the records: verify them all, so the refusal
+        // names the record that was changed when one was.
+        Err(e) => {
+            verify_from(0)?;
+            return Err(e.into());
+        }
+    };
+    verify_from(fast.as_ref().map_or(0, |v| v.prefix))?;
+    let last = records.last().ok_or(VouchError::Empty)?.counter;
     // Totals per licence, exactly as `policy::Tally` counts them from the same bodies. An
     // archived trail no longer holds its first records: its totals start from the newest
     // validator of this server in it (as `Tally::resume` does), and only later records add.
-    let mut sums: std::collections::BTreeMap<super::body::LicenceId, [u64; 5]> = Default::default();
+    let mut sums: std::collections::BTreeMap<LicenceId, Sum> = Default::default();
     let mut recoveries: Vec<Recovery> = Vec::new();
     let mut written_off = std::collections::BTreeSet::new();
     let mut from = 0;
     if header.first_counter != identity.origin
-        && let Some(v) = fast_start(&records, identity, header.first_counter, own, verifier)?
+        && let Some(v) = fast
     {
         for t in &v.totals {
             if t.is_written_off() {
                 written_off.insert(t.licence);
             }
-            sums.insert(
-                t.licence,
-                [t.opens, t.pages, t.seconds, t.prints, t.times].map(u64::from),
-            );
+            sums.insert(t.licence, Sum::from_totals(t));
         }
         recoveries.extend(v.recoveries);
         from = v.prefix;
     }
     for r in &records[from..] {
-        // Bodies of verified records always parse (checked by `verify_range`).
+        // Bodies of verified records always parse (checked by `verify_range`, or by this
+        // server before it vouched for them).
         let Ok(body) = Body::parse(&r.body) else {
             continue;
         };
         if let Usage::Recovery(rec) = &body.usage {
             recoveries.push((**rec).clone());
         }
-        let Some(lic) = body.usage.licence() else {
-            continue;
-        };
-        let s = sums.entry(lic).or_default();
-        match body.usage {
-            Usage::Open { .. } => s[0] += 1,
-            Usage::Pages { count, .. } => s[1] += u64::from(count),
-            Usage::Time { seconds, .. } => {
-                s[2] += u64::from(seconds);
-                s[4] += 1;
-            }
-            Usage::Print { pages, .. } => s[3] += u64::from(pages),
+        if let Some(lic) = body.usage.licence() {
             // A returned licence never opens again ([`Usage::Return`]): its totals are
             // written as fully used, so the return outlives the archiving of its record.
-            Usage::Return { .. } => {
+            if matches!(body.usage, Usage::Return { .. }) {
                 written_off.insert(lic);
             }
-            _ => {}
+            sums.entry(lic).or_default().add(&body);
         }
     }
     // Lost records charged in full ([0062]): the licences charged carry totals of
@@ -319,26 +523,14 @@ pub fn vouch(
         }
     }
     for lic in written_off {
-        sums.insert(lic, [u64::from(u32::MAX); 5]);
-    }
-    if sums.len() > super::body::MAX_VALIDATOR_LICENCES {
-        return Err(VouchError::TooManyLicences(sums.len()));
+        sums.entry(lic).or_default().write_off();
     }
     let totals = sums
-        .into_iter()
-        .map(|(licence, s)| {
-            let f = |x: u64| u32::try_from(x).map_err(|_| VouchError::TotalTooLarge(licence));
-            Ok(LicenceTotals {
-                licence,
-                opens: f(s[0])?,
-                pages: f(s[1])?,
-                seconds: f(s[2])?,
-                prints: f(s[3])?,
-                times: f(s[4])?,
-            })
-        })
+        .iter()
+        .map(|(licence, s)| s.totals(*licence))
         .collect::<Result<Vec<_>, VouchError>>()?;
-    let mut body = Body::at_unix(
+    let (parts, digest) = totals_parts(last, &totals, at_unix);
+    let mut validator = Body::at_unix(
         Usage::Validator(Box::new(Validator {
             server_key: secret.public().fingerprint(),
             upto: last,
@@ -350,33 +542,49 @@ pub fn vouch(
                 own,
                 verifier,
             )?,
-            totals,
+            totals: Vec::new(),
+            parts: Some(digest),
             signature: crate::crypto::Signature([0; 64]),
         })),
         at_unix,
     );
-    secret.sign_body(&identity.serial, &mut body);
-    Ok(body)
+    secret.sign_body(&identity.serial, &mut validator);
+    Ok(Vouching { parts, validator })
 }
 
-/// The reader's check of a server's answer before appending it: `answer` must be a
-/// canonical validator body signed by `server` for this card, vouching for a prefix of
-/// `records` (the reader's trail, first counter `identity.origin`) with the right chain
-/// hash (from the trail's header's `first_counter`: an archived trail's chain starts at its
-/// anchor, [`chain_origin`]). The body is returned, ready for Write. Errors are [`TrailError::BadValidator`]
-/// (with the position the record would have taken) or [`TrailError::BadBody`].
+/// Largest answer a reader accepts from a server vouching for its trail: the validator
+/// and the `totals` records of 50 000 licences.
+pub const MAX_VOUCH_ANSWER: usize = 16 << 20;
+
+/// The reader's check of a server's answer before appending it: `answer` must be the
+/// bodies of a [`Vouching`] (one per line, the validator last; an older server's answer is
+/// the validator alone): a canonical validator body signed by `server` for this card,
+/// vouching for a prefix of `records` (the reader's trail, whose header says
+/// `first_counter`: an archived trail's chain starts at its anchor, [`chain_origin`]) with
+/// the right chain hash, and, when its totals are in `totals` records, exactly those
+/// records, parts `1..=n` for its `upto`, whose totals have the digest it signs. The
+/// bodies are returned, ready for Write (in one batch, so that the `totals` records are
+/// right before their validator). Errors are [`TrailError::BadValidator`] (with the
+/// position the record would have taken) or [`TrailError::BadBody`].
 pub fn check_answer(
     answer: &[u8],
     server: &PublicKey,
     identity: &CardIdentity,
     first_counter: u64,
     records: &[Record],
-) -> Result<Body, TrailError> {
+) -> Result<Vouching, TrailError> {
     let index = records.len() as u64;
     let refuse = |reason| TrailError::BadValidator { index, reason };
-    let body = Body::parse(answer).map_err(|error| TrailError::BadBody { index, error })?;
+    if answer.len() > MAX_VOUCH_ANSWER {
+        return Err(refuse("the server's answer is too long"));
+    }
+    let mut lines: Vec<&[u8]> = answer.split(|b| *b == b'\n').collect();
+    let last = lines.pop().unwrap_or_default();
+    let body = Body::parse(last).map_err(|error| TrailError::BadBody { index, error })?;
     let Usage::Validator(v) = &body.usage else {
-        return Err(refuse("the server's answer is not a validator record"));
+        return Err(refuse(
+            "the server's answer does not end with a validator record",
+        ));
     };
     if v.server_key != server.fingerprint() {
         return Err(refuse("the answer names another server key"));
@@ -388,6 +596,43 @@ pub fn check_answer(
         crate::crypto::default_verifier(),
     ) {
         return Err(refuse("the server's signature does not verify"));
+    }
+    let mut parts = Vec::with_capacity(lines.len());
+    let mut totals: Vec<LicenceTotals> = Vec::new();
+    for (k, line) in lines.iter().enumerate() {
+        let index = index + k as u64;
+        let part = Body::parse(line).map_err(|error| TrailError::BadBody { index, error })?;
+        let Usage::Totals(p) = &part.usage else {
+            return Err(refuse(
+                "the server's answer holds a record that is not a totals record",
+            ));
+        };
+        if p.upto != v.upto || usize::try_from(p.part).ok() != Some(k + 1) {
+            return Err(refuse(
+                "a totals record of the answer is for another validator or out of order",
+            ));
+        }
+        for t in &p.totals {
+            if totals.last().is_some_and(|l| l.licence >= t.licence) {
+                return Err(refuse(
+                    "the answer's totals are not in ascending licence order",
+                ));
+            }
+            totals.push(*t);
+        }
+        parts.push(part);
+    }
+    let parts_match = match &v.parts {
+        Some(p) => {
+            usize::try_from(p.count).ok() == Some(parts.len())
+                && totals_digest(v.upto, &totals) == p.digest
+        }
+        None => parts.is_empty(),
+    };
+    if !parts_match {
+        return Err(refuse(
+            "the answer's totals records are not the ones its validator signs the digest of",
+        ));
     }
     let k = records
         .iter()
@@ -406,5 +651,8 @@ pub fn check_answer(
             "its chain hash does not match this trail — the server saw other records",
         ));
     }
-    Ok(body)
+    Ok(Vouching {
+        parts,
+        validator: body,
+    })
 }

@@ -57,6 +57,29 @@ pub fn verify_trail_bytes(
     identity: &CardIdentity,
     trusted: &[PublicKey],
 ) -> Result<(Header, Vec<Record>), TrailError> {
+    let (header, records) = parse_trail_bytes(bytes, identity)?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    // The start rule (the origin, or an archived trail's anchor) is `check_sequence`'s.
+    verify_range(
+        &records,
+        0,
+        identity,
+        header.first_counter,
+        trusted,
+        crate::crypto::default_verifier(),
+        threads,
+    )?;
+    Ok((header, records))
+}
+
+/// The format half of [`verify_trail_bytes`]: the header names the card `identity`, the
+/// frames are intact, no torn tail. Nothing is verified yet.
+pub fn parse_trail_bytes(
+    bytes: &[u8],
+    identity: &CardIdentity,
+) -> Result<(Header, Vec<Record>), TrailError> {
     let header = Header::decode(bytes)?;
     if header.serial != identity.serial
         || header.key_fingerprint != identity.public_key.fingerprint()
@@ -76,19 +99,12 @@ pub fn verify_trail_bytes(
             bytes: frames.torn_bytes,
         });
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    // The start rule (the origin, or an archived trail's anchor) is `check_sequence`'s.
-    verify_range(
-        &frames.records,
-        0,
-        identity,
-        header.first_counter,
-        trusted,
-        crate::crypto::default_verifier(),
-        threads,
-    )?;
+    if header.first_counter < identity.origin {
+        return Err(TrailError::NotAtOrigin {
+            first: header.first_counter,
+            origin: identity.origin,
+        });
+    }
     Ok((header, frames.records))
 }
 

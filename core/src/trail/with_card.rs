@@ -63,7 +63,8 @@ impl Trail {
             records: self.records.len() as u64,
             first_counter: self.header.first_counter,
             last_counter: rec.counter,
-            newly_verified: ((self.records.len() - before) as u64)
+            // (A handle that followed an archive holds fewer records than before.)
+            newly_verified: (self.records.len().saturating_sub(before) as u64)
                 .saturating_sub(self.skipped - skipped_before),
         })
     }

@@ -287,6 +287,25 @@ impl Trail {
         self.write_locked(&mut s, body, next)
     }
 
+    /// Write of several records in one go (a validator and its `totals` records, \[0094\]):
+    /// under one lock and one card transaction, so no other writer's record comes between
+    /// them and they take consecutive counters. A crash part way leaves the records
+    /// written so far, each complete and card-signed like any record.
+    pub fn write_all(
+        &mut self,
+        card: &mut Card,
+        bodies: &[Body],
+    ) -> Result<Vec<Record>, TrailError> {
+        let _lock = LockGuard::acquire(&self.path).map_err(io(&self.path))?;
+        let mut s = self.in_step(card)?;
+        let mut out = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let next = self.next_counter();
+            out.push(self.write_locked(&mut s, body, next)?);
+        }
+        Ok(out)
+    }
+
     /// Under the trail lock: reads what other processes appended and verifies it, opens a
     /// card session, checks it is the expected card, and brings trail and card in step.
     ///

@@ -32,6 +32,7 @@
 //! Every parse is strict and fixed-size; every error is "invalid" (T21, T25).
 
 mod account;
+mod backup;
 pub mod challenge;
 pub(crate) mod client;
 mod ecies;
@@ -43,6 +44,10 @@ mod wire;
 pub use account::{
     Hole, MAX_ACCOUNT_ANSWER, MAX_ACCOUNTS, check_accounts, encode_accounts, plan_accounts,
     unaccounted_holes,
+};
+pub use backup::{
+    ExtendError, Extended, MAX_EXTENSION_ENVELOPE, MAX_EXTENSION_TRAIL, extend_backup,
+    extension_fragment, seal_backup_extension,
 };
 pub use challenge::{
     Answer, CHALLENGE_ENDPOINT, Challenge, ChallengeError, ChallengeStatus, answer_in,

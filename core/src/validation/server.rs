@@ -95,6 +95,14 @@ impl ServerSecret {
         super::trail_req::open_trail_request(&self.secret, &self.public, envelope)
     }
 
+    /// Decrypts a backup extension ([`super::seal_backup_extension`]).
+    pub fn open_backup_extension(
+        &self,
+        envelope: &[u8],
+    ) -> Result<super::TrailRequest, ValidationError> {
+        super::backup::open_backup_extension(&self.secret, &self.public, envelope)
+    }
+
     /// Signs a validator (\[0094\]) or recovery (\[0062\]) body for card `serial` in place:
     /// its `sig=` becomes this key's signature of `trail::validator::server_message`, which
     /// is domain-separated by the kind, so this signs nothing else. Returns false (and

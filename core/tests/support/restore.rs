@@ -117,12 +117,15 @@ impl Fx {
         t.write(&mut self.card(), &Body::now(usage)).unwrap();
     }
 
-    /// The server vouches for the trail as it is; the reader appends the validator.
+    /// The server vouches for the trail as it is; the reader appends its answer (the totals
+    /// records and the validator, in one batch).
     pub fn vouch(&self) {
         let bytes = std::fs::read(&self.trail).unwrap();
-        let body =
-            tally_core::trail::validator::vouch(&self.server, &self.id, &bytes, now()).unwrap();
-        self.write(body.usage);
+        let v = tally_core::trail::validator::vouch(&self.server, &self.id, &bytes, now()).unwrap();
+        let mut t = Trail::open(&self.trail, &self.id).unwrap();
+        t.set_trusted_validators(self.keys());
+        let bodies: Vec<Body> = v.bodies().cloned().collect();
+        t.write_all(&mut self.card(), &bodies).unwrap();
     }
 
     /// The trail file as the server would back it up now.

@@ -198,6 +198,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         .route("/v1/validate", post(validate))
         .route("/v1/server-key", get(server_key))
         .route("/v1/trail/validate", post(trail::trail_validate))
+        .route("/v1/trail/extend", post(trail::trail_extend))
         .route("/v1/trail/restore", post(restore::trail_restore))
         .route("/v1/trail/account", post(restore::trail_account))
         .route("/v1/challenge", post(challenge::challenge))

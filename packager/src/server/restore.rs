@@ -72,7 +72,7 @@ pub(super) async fn trail_account(State(app): State<Arc<App>>, req: Request) -> 
 }
 
 /// The newest backup envelope of `serial`, if any.
-fn backup_envelope(db: &mut Db, serial: &Serial) -> Result<Option<Vec<u8>>> {
+pub(super) fn backup_envelope(db: &mut Db, serial: &Serial) -> Result<Option<Vec<u8>>> {
     db.query_opt(
         "SELECT envelope FROM trail_backups WHERE serial = $1",
         params![serial.to_hex()],

@@ -6,8 +6,9 @@
 //! `MAX_TRAIL_ENVELOPE` bytes. The server finds the customer registered with that card,
 //! checks the trail against the card's registered key (`tally_core::trail::validator::vouch`:
 //! every signature, the counters from the origin, the start rule) and answers 200 with a
-//! validator body signed by the server key (text, at most 1024 bytes), which the reader
-//! appends as a card-signed record. It keeps the request, still encrypted, as the card's
+//! validator body signed by the server key, preceded by the `totals` bodies whose digest it
+//! signs (text, one body per line, each at most 1024 bytes), which the reader appends as
+//! card-signed records. It keeps the request, still encrypted, as the card's
 //! backup (table `trail_backups`, migration 4), replacing an older one only by one that
 //! vouches for more records, and notes the answers to the publisher's challenges it holds
 //! ([`super::challenge`]). Refusals: 400 (not a request for this server), 404 (no
@@ -24,9 +25,10 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use tally_core::card::{CardIdentity, Serial};
 use tally_core::crypto::PublicKey;
-use tally_core::trail::Usage;
 use tally_core::trail::validator::{VouchError, vouch};
-use tally_core::validation::MAX_TRAIL_ENVELOPE;
+use tally_core::validation::{
+    ExtendError, MAX_EXTENSION_ENVELOPE, MAX_TRAIL_ENVELOPE, extend_backup, seal_trail_request,
+};
 
 /// Migration 4 of the registry.
 pub const MIGRATION_SQL: &str = "CREATE TABLE trail_backups (
@@ -116,6 +118,35 @@ pub(super) async fn receive_trail(
     Ok((body, receiving, slot))
 }
 
+/// How long a client may take to send a backup extension (at most about 1 MiB).
+const EXTEND_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The handler of `POST /v1/trail/extend` (\[0062\]): the records a reader wrote after the
+/// trail this server last backed up — the answer to that vouch, and what was metered
+/// meanwhile — sealed to the server key (`tally_core::validation::seal_backup_extension`).
+/// The server checks them (`tally_core::validation::extend_backup`: this card's records,
+/// continuing the backup with no hole, every card signature, and this server's validator
+/// record vouching for exactly the backup among them) and stores the extended backup,
+/// encrypted to its own key like a received trail, so a restore right after a vouch finds
+/// nothing lost. 200 with one line of text; 400 (not an extension for this server), 404
+/// (no customer has this card, or no backup), 409 (the backup changed meanwhile: the
+/// records do not start after it, or a longer one was stored), 422 (`x-tally-check` names
+/// the check).
+pub(super) async fn trail_extend(State(app): State<Arc<App>>, req: Request) -> Response {
+    let body = match read_body(
+        req,
+        MAX_EXTENSION_ENVELOPE,
+        EXTEND_BODY_TIMEOUT,
+        "backup extension",
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    blocking(move || app.handle_extend(&body)).await
+}
+
 /// The registered customer and card for `serial`.
 pub fn customer_by_serial(db: &mut Db, serial: &Serial) -> Result<Option<(String, CardIdentity)>> {
     customer_row(db, serial, "")
@@ -203,6 +234,94 @@ fn trail_bodies(trail: &[u8]) -> Vec<(u64, tally_core::trail::Body)> {
 }
 
 impl App {
+    fn handle_extend(&self, envelope: &[u8]) -> Result<Response> {
+        let req = match self.key.open_backup_extension(envelope) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("backup extension refused: {e}"),
+                ));
+            }
+        };
+        let (found, stored) = {
+            let mut db = self.pool.get(super::POOL_WAIT)?;
+            (
+                customer_by_serial(&mut db, &req.serial)?,
+                super::restore::backup_envelope(&mut db, &req.serial)?,
+            )
+        };
+        let Some((customer, card)) = found else {
+            return Ok(bad(
+                StatusCode::NOT_FOUND,
+                format!("no customer is registered with card {}", req.serial),
+            ));
+        };
+        let Some(stored) = stored else {
+            return Ok(bad(
+                StatusCode::NOT_FOUND,
+                format!("no backup of card {}'s trail to extend", req.serial),
+            ));
+        };
+        let backup = self
+            .key
+            .open_trail_request(&stored)
+            .context("the stored backup does not decrypt under this server's key")?
+            .trail;
+        let extended = match extend_backup(&self.key, &card, &backup, &req.trail) {
+            Ok(x) => x,
+            Err(e @ ExtendError::NotNext { .. }) => {
+                return Ok(bad(
+                    StatusCode::CONFLICT,
+                    format!("backup of card {} not extended: {e}", req.serial),
+                ));
+            }
+            Err(e) => {
+                return Ok(unprocessable(
+                    e.check(),
+                    format!("backup of card {} not extended: {e}\n", req.serial),
+                ));
+            }
+        };
+        // Kept as a received trail is: encrypted to this server's own key.
+        let sealed = seal_trail_request(
+            self.key.public(),
+            &req.serial,
+            &extended.trail,
+            &mut tally_core::crypto::OsRng,
+        )
+        .context("sealing the extended backup")?;
+        let at = self
+            .clock
+            .now()
+            .format(&time::format_description::well_known::Rfc3339)
+            .context("formatting the time")?;
+        let kept = store_backup(
+            &mut *self.pool.get(super::POOL_WAIT)?,
+            &req.serial,
+            &customer,
+            extended.upto,
+            extended.records,
+            &sealed,
+            &at,
+        )?;
+        if !kept {
+            return Ok(bad(
+                StatusCode::CONFLICT,
+                format!(
+                    "backup of card {} not extended: a longer backup was stored meanwhile",
+                    req.serial
+                ),
+            ));
+        }
+        Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("backup extended up to counter {}\n", extended.upto),
+        )
+            .into_response())
+    }
+
     fn handle_trail(&self, envelope: &[u8]) -> Result<Response> {
         let req = match self.key.open_trail_request(envelope) {
             Ok(r) => r,
@@ -222,13 +341,12 @@ impl App {
         };
         let now = self.clock.now();
         // The whole check runs without the database lock: it is the expensive part.
-        let body = match vouch(&self.key, &card, &req.trail, now.unix_timestamp()) {
+        let vouching = match vouch(&self.key, &card, &req.trail, now.unix_timestamp()) {
             Ok(b) => b,
             Err(e) => {
                 let check = match &e {
                     VouchError::Trail(t) => t.check(),
                     VouchError::Empty => "empty",
-                    VouchError::TooManyLicences(_) => "too-many-licences",
                     VouchError::TotalTooLarge(_) => "total-too-large",
                     _ => "refused",
                 };
@@ -238,10 +356,8 @@ impl App {
                 ));
             }
         };
-        let Usage::Validator(v) = &body.usage else {
-            anyhow::bail!("vouch returned a body that is not a validator");
-        };
-        let records = v.upto.saturating_sub(card.origin).saturating_add(1);
+        let upto = vouching.upto();
+        let records = upto.saturating_sub(card.origin).saturating_add(1);
         let at = now
             .format(&time::format_description::well_known::Rfc3339)
             .context("formatting the time")?;
@@ -251,7 +367,7 @@ impl App {
                 &mut db,
                 &req.serial,
                 &customer,
-                v.upto,
+                upto,
                 records,
                 envelope,
                 &at,
@@ -268,7 +384,7 @@ impl App {
         Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            body.encode(),
+            vouching.encode(),
         )
             .into_response())
     }

@@ -79,7 +79,7 @@ pub fn run(args: &AnswerArgs, home: &Home, spec: &CardSpec) -> Outcome {
                         "counter": counter,
                         "newly_written": a.newly_written,
                         "upto": a.vouched.upto,
-                        "validator_counter": a.vouched.record.counter,
+                        "validator_counter": a.vouched.validator_counter,
                         "newly_trusted": newly_trusted,
                     })
                 );

@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod archive;
+pub mod backup;
 pub mod card;
 pub mod mirror;
 pub mod open;

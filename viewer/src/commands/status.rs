@@ -2,15 +2,16 @@
 //! checks of an opening (the keyfile against the trusted publishers, the package, the
 //! card, the trail against the card's counter, the policy, the last ticket), then what is
 //! left, in the same words as the window's status bar. Exit 0 when reading is allowed, 1
-//! when not (with the reason). It spends no card counter and goes nowhere online
-//! (`tally_core::rental::check_standing`): opening the document and `validate` do those.
+//! when not (with the reason), and what the automatic backup of the trail last did. It
+//! spends no card counter and goes nowhere online (`tally_core::rental::check_standing`):
+//! opening the document and `validate` do those.
 
 use super::{Failure, Outcome};
 use crate::cli::StatusArgs;
 use std::sync::Arc;
 use tally_core::home::{CardSpec, Home};
 use tally_core::policy::{Decision, SystemClock};
-use tally_core::rental::{OpenInputs, check_standing, left_lines};
+use tally_core::rental::{OpenInputs, backup_lines, check_standing, left_lines};
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -70,6 +71,9 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
     let ok = standing.as_ref().ok();
     let online = ok.and_then(|s| s.online);
     let due = ok.and_then(|s| s.online_due.clone());
+    let backup = ok
+        .map(|s| backup_lines(home, &s.keyfile))
+        .unwrap_or_default();
     if args.json {
         let remaining = match ok.map(|s| &s.decision) {
             Some(Decision::Allowed { remaining }) => serde_json::json!({
@@ -99,6 +103,7 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
                 "last_validated": online.map(|s| rfc3339(s.last_validated)),
                 "valid_until": online.map(|s| rfc3339(s.valid_until)),
                 "online_check_due": due,
+                "backup": backup,
             })
         );
     } else if allowed {
@@ -112,6 +117,9 @@ pub fn run(args: &StatusArgs, home: &Home, card: &CardSpec, demo: bool) -> Outco
         }
         if let Some(d) = &due {
             println!("an online check is due ({d}): opening the document makes it");
+        }
+        for line in &backup {
+            println!("backup: {line}");
         }
     } else {
         println!("not allowed: {headline}");

@@ -182,6 +182,15 @@ fn describe(usage: &Usage) -> (String, Option<String>) {
             ),
             None,
         ),
+        Usage::Totals(p) => (
+            format!(
+                "totals part {} of the validator up to counter {}: {}",
+                p.part,
+                p.upto,
+                super::plural(p.totals.len() as u64, "licence", "licences")
+            ),
+            None,
+        ),
         Usage::Validator(v) => (
             format!(
                 "validator up to counter {} by server {}",

@@ -1,19 +1,22 @@
 //! `tally-view trail vouch --keyfile KEYFILE [--server URL] [--server-key HEX] [--json]`:
 //! the trusted audit-trail validation service of EP 0 895 148 \[0094\], headless.
 //!
-//! Runs ValidateTrail locally, sends the whole trail (encrypted to the server key, with the
-//! card's serial) to `POST /v1/trail/validate`, checks the answer — a validator body signed
-//! by that server key for this card, vouching for exactly these records — and appends it
-//! through Write, so the card signs it, and adds the server key to the home's trusted
-//! validation servers (`<home>/validators`): later ValidateTrails — `trail verify`, `trail
-//! show`, opening a document — start from it. The server keeps the encrypted trail as a
-//! backup (\[0062\]). A challenge the publisher has pending for the card (\[0104\]) is answered
-//! on the way, so the backup holds the answer.
+//! Runs ValidateTrail locally, then one round of `tally_core::rental::vouch_trail`:
+//! sends the whole trail (encrypted to the server key, with the card's serial) to
+//! `POST /v1/trail/validate`, checks the answer — `totals` records and a validator body
+//! signed by that server key for this card, vouching for exactly these records — appends it
+//! through Write, so the card signs it, and sends the records written since to
+//! `POST /v1/trail/extend`, so the server's encrypted backup (\[0062\]) covers them. Then
+//! adds the server key to the home's trusted validation servers (`<home>/validators`): later
+//! ValidateTrails — `trail verify`, `trail show`, opening a document — start from it. A
+//! reading session does the same on its own (`tally-view backup`). A challenge the publisher has
+//! pending for the card (\[0104\]) is answered first, so the backup holds the answer
+//! (`tally_core::rental::write_answer`).
 //!
 //! Exit 0 when the validator record was appended; 1 when the local trail is invalid, the
 //! server refused the trail, or its answer does not verify; 2 when the server can't be
-//! reached or a file can't be read. The rules are tally-core's
-//! (`tally_core::rental::vouch_trail`, `tally_core::rental::write_answer`).
+//! reached or a file can't be read. The rules are `tally_core::trail::validator` and
+//! `tally_core::rental::vouch_and_back_up`.
 
 use super::{Failure, Outcome, contact_failure, trail_failure};
 use anyhow::{Context as _, anyhow};
@@ -129,17 +132,16 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
         }
         None => None,
     };
-    let vouched = vouch_trail(&mut trail, &mut card, &contact).map_err(contact_failure)?;
+    let report = vouch_trail(&mut trail, &mut card, &contact).map_err(contact_failure)?;
     super::warn_mirror(&trail);
-    let rec = vouched.record;
-    let upto = vouched.upto;
+    let upto = report.upto;
+    let counter = report.validator_counter;
     // From now on `trail verify`, `trail show` and opening a document start from this
     // server's validator records ([0094]); the record is already written, so a failure
     // here is reported as such.
     let newly_trusted = home.add_trusted_validator(&key).map_err(|e| {
         Failure::Usage(anyhow!(e).context(format!(
-            "the validator record was written at counter {}, but the server key could not be added to the trusted validation servers",
-            rec.counter
+            "the validator record was written at counter {counter}, but the server key could not be added to the trusted validation servers"
         )))
     })?;
     if args.json {
@@ -150,7 +152,9 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
                 "server": url,
                 "server_key": hex::encode(key.fingerprint()),
                 "upto": upto,
-                "validator_counter": rec.counter,
+                "validator_counter": counter,
+                "backup_upto": report.backup.as_ref().ok(),
+                "backup_error": report.backup.as_ref().err(),
                 "newly_trusted": newly_trusted,
                 "challenge": answered.as_ref().map(|(c, counter)| serde_json::json!({
                     "nonce": c.nonce_hex(),
@@ -166,10 +170,15 @@ pub fn run(args: &VouchArgs, home: &Home, spec: &CardSpec) -> Outcome {
             );
         }
         println!(
-            "trail vouched for by {url} up to counter {upto} (server key {}); its record is at counter {}, and the server keeps a backup of the trail",
+            "trail vouched for by {url} up to counter {upto} (server key {}); its record is at counter {counter}",
             hex::encode(&key.fingerprint()[..8]),
-            rec.counter
         );
+        match &report.backup {
+            Ok(b) => println!("the server's backup of the trail reaches counter {b}"),
+            Err(e) => println!(
+                "note: the server's backup of the trail ends at counter {upto}: {e} (the next vouch brings it up to date)"
+            ),
+        }
         if newly_trusted {
             println!(
                 "note: this server is now trusted to vouch for your trail, so later checks start from its record ({})",

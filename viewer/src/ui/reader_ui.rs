@@ -169,6 +169,19 @@ fn status_bar(r: &mut Reader, ui: &mut egui::Ui) {
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
             ui.label(RichText::new(format!("Licensed to {}", r.session.info().customer)).weak());
+            // The automatic backup (tally-core runs it; shown only while it runs for this
+            // licence): one quiet word, the details on hover.
+            if let Some(b) = r.session.backup_status() {
+                let word = match &b.last {
+                    _ if b.running => "Backing up…",
+                    Some((_, tally_core::rental::BackupOutcome::Done { .. })) => "Backed up",
+                    Some((_, tally_core::rental::BackupOutcome::Failed(_))) => "Backup pending",
+                    None => "Backup: not yet",
+                };
+                ui.separator();
+                ui.label(RichText::new(word).weak())
+                    .on_hover_text(b.lines().join("\n"));
+            }
         });
     });
     if let Some(n) = &r.notice {
