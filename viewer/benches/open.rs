@@ -5,6 +5,13 @@
 //!    signature + the nonce record), policy, decryption, the `open` record, the first page
 //!    block charged through the meter worker, and page 1 rendered by pdfium — everything
 //!    before the reader sees the page, except drawing. Goal: ≤ 500 ms at 10⁴.
+//!    Then the same 10⁵-record trail as automatic vouching keeps it (issue 13): the
+//!    licence names its validation server, whose validator record (with its `totals`
+//!    record) vouches for all but the last 2,000 records, so the fresh ValidateTrail
+//!    starts from it; the row prints the share of records the fast start skipped. The
+//!    server is not reachable (the opening's online round and the background backup fail
+//!    at once), so the row includes that round: reading this viewer's executable for its
+//!    ICV and the card-signed request record. Goal: ≤ 300 ms.
 //! 2. The UI thread's cost of a page turn including metering (Session::next + tick, the
 //!    render request, and, when the worker's reply arrives, handing its ready-made
 //!    `egui::ColorImage` to `load_texture`; the bitmap is converted on the render worker),
@@ -138,6 +145,122 @@ fn card_with_trail(home: &Home, n: u64) -> (CardIdentity, PublicKey) {
             .collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
+    let last = records.last().unwrap();
+    state.counter = identity.origin + n;
+    state.last = Some(LastSignature {
+        h: last.h1(),
+        counter: last.counter,
+        signature: last.signature,
+    });
+    EmulatedCard::create(home.card_path(), &state).unwrap();
+    let path = home.trail_path(&identity.serial);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut bytes = Header::for_card(&identity, identity.origin)
+        .encode()
+        .to_vec();
+    for r in &records {
+        bytes.extend(encode_frame(r));
+    }
+    std::fs::write(&path, bytes).unwrap();
+    (identity, state.agreement_key())
+}
+
+/// A card in `home` whose trail holds `n` records of which the last `after` follow a
+/// validator record of `server` (and its `totals` record) vouching for the rest, as the
+/// automatic backup leaves a trail: genesis, this licence's opening, page blocks, the
+/// server's answer, page blocks.
+fn card_with_vouched_trail(
+    home: &Home,
+    n: u64,
+    after: u64,
+    server: &tally_core::validation::ServerSecret,
+) -> (CardIdentity, PublicKey) {
+    use tally_core::trail::body::{History, LicenceTotals};
+    use tally_core::trail::validator::{chain_hash, totals_parts};
+    let mut state = CardState::generate(&mut OsRng, 1_000, "bench card");
+    let identity = CardIdentity {
+        serial: state.serial,
+        public_key: PublicKey::from_verifying_key(state.key.verifying_key()),
+        origin: state.origin,
+    };
+    let key = state.key.clone();
+    // One record with `body` at `counter`, signed as the card would.
+    let signed = |counter: u64, body: &Body| {
+        let mut r = Record {
+            nonce: tally_core::nonce::generate(),
+            body: body.encode().into_bytes(),
+            counter,
+            signature: tally_core::crypto::Signature([0; 64]),
+        };
+        r.signature = sign_low_s(&key, &r.signed_message(&identity));
+        r
+    };
+    let body = |i: u64| {
+        let usage = match i {
+            0 => Usage::Genesis,
+            1 => Usage::Open { licence: LICENCE },
+            _ => Usage::Pages {
+                licence: LICENCE,
+                first: 1,
+                count: 10,
+            },
+        };
+        Body::at_unix(usage, 1_764_000_000 + i as i64)
+    };
+    // Records 0..k, signed on two threads.
+    let sign_range = |from: u64, to: u64| -> Vec<Record> {
+        let per = (to - from).div_ceil(2);
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2u64)
+                .map(|t| {
+                    let (signed, body, origin) = (&signed, &body, identity.origin);
+                    s.spawn(move || {
+                        (from + t * per..(from + (t + 1) * per).min(to))
+                            .map(|i| signed(origin + i, &body(i)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let k = n - after - 2;
+    let mut records = sign_range(0, k);
+    let upto = records.last().unwrap().counter;
+    let totals = [LicenceTotals {
+        licence: LICENCE,
+        opens: 1,
+        pages: 10 * (k as u32 - 2),
+        seconds: 0,
+        prints: 0,
+        times: 0,
+        history: Some(History {
+            copies: 0,
+            chars: 0,
+            version: 1,
+            opened: Some(body(1).at),
+        }),
+    }];
+    let at = 1_764_000_000 + k as i64;
+    let (parts, digest) = totals_parts(upto, &totals, at);
+    let mut validator = Body::at_unix(
+        Usage::Validator(Box::new(tally_core::trail::body::Validator {
+            server_key: server.public().fingerprint(),
+            upto,
+            chain: chain_hash(&identity, identity.origin, &records),
+            totals: Vec::new(),
+            parts: Some(digest),
+            signature: tally_core::crypto::Signature([0; 64]),
+        })),
+        at,
+    );
+    assert!(server.sign_body(&identity.serial, &mut validator));
+    for b in parts.iter().chain(std::iter::once(&validator)) {
+        let c = identity.origin + records.len() as u64;
+        records.push(signed(c, b));
+    }
+    // The page blocks after the answer (their counters follow it).
+    records.extend(sign_range(k + 2, n));
     let last = records.last().unwrap();
     state.counter = identity.origin + n;
     state.last = Some(LastSignature {
@@ -402,6 +525,8 @@ fn main() {
         last_session = Some((session, renderer));
     }
 
+    auto_vouched_table(&dir, &package, &header, &key, &limits, &vendor, &ctx);
+
     // Page turns on the 10⁵-record session: the UI thread's work, and key-to-pixels.
     let (mut session, renderer) = last_session.unwrap();
     let mut ui_cost = Vec::new();
@@ -457,6 +582,112 @@ fn main() {
         c.iter().cloned().fold(0.0, f64::max)
     );
     decryption_table(&vendor, &doc);
+}
+
+/// Records after the newest validator record in the automatic-vouching row: at most what
+/// the automatic backup lets accumulate (it vouches at 1,000, so 2,000 is the bound the
+/// issue sets).
+const AFTER_VALIDATOR: u64 = 2_000;
+
+/// Table 1, second part: open → first page on a 10⁵-record trail kept by automatic
+/// vouching (best of 3 runs, each on a fresh copy of the same home).
+fn auto_vouched_table(
+    dir: &tempfile::TempDir,
+    package: &std::path::Path,
+    header: &tally_core::package::PackageHeader,
+    key: &tally_core::package::ContentKey,
+    limits: &Limits,
+    vendor: &VendorSecret,
+    ctx: &egui::Context,
+) {
+    let n = 100_000u64;
+    let server = tally_core::validation::ServerSecret::random(&mut OsRng);
+    let src = Home::new(dir.path().join("home-auto-src"));
+    let (identity, agreement) = card_with_vouched_trail(&src, n, AFTER_VALIDATOR, &server);
+    let cis = Cis {
+        licence: LICENCE,
+        document: header.document_id(),
+        card: identity.clone(),
+        card_agreement_key: agreement,
+        issuers: Vec::new(),
+        customer_name: "Bench Reader".into(),
+        content_key: key.clone(),
+        limits: limits.clone(),
+        allow_emulated_card: true,
+        // Nothing listens there: the opening's round and the backup fail at once.
+        server: Some(tally_core::keyfile::ServerInfo {
+            url: "http://127.0.0.1:9".into(),
+            public_key: server.public().clone(),
+            require_online_every_days: None,
+        }),
+        issued_at: time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap(),
+    };
+    let keyfile = dir.path().join("bench-auto.tkey");
+    std::fs::write(&keyfile, Keyfile::issue(vendor, &cis, &mut OsRng).unwrap()).unwrap();
+    println!();
+    println!(
+        "| automatic vouching on (best of 3) | records checked by signature | skipped by the fast start | checks+ValidateTrail+decrypt+open | first page block charged | page 1 rendered | open → first page (goal ≤ 300 ms) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut best: Option<(f64, String)> = None;
+    for run in 0..3 {
+        let home = Home::new(dir.path().join(format!("home-auto-{run}")));
+        let trail = home.trail_path(&identity.serial);
+        std::fs::create_dir_all(trail.parent().unwrap()).unwrap();
+        std::fs::copy(src.card_path(), home.card_path()).unwrap();
+        std::fs::copy(src.trail_path(&identity.serial), &trail).unwrap();
+        let inputs = OpenInputs {
+            package: package.to_path_buf(),
+            keyfile: keyfile.clone(),
+            home: home.clone(),
+            card: CardSpec::Emulated(None),
+            trusted: vec![vendor.public().clone()],
+            clock: Arc::new(SystemClock),
+            transport: Arc::new(tally_core::rental::NoNetwork),
+        };
+        let t0 = Instant::now();
+        let opened = open_rental(&inputs).expect("opens");
+        let t_open = t0.elapsed();
+        assert!(opened.backup.is_some(), "automatic vouching is on");
+        let t = opened.meter.trail();
+        let prefix = t
+            .vouched()
+            .expect("the fast start began at the validator")
+            .prefix;
+        let records = t.records().len();
+        let share = 100.0 * prefix as f64 / records as f64;
+        let newer = records - prefix;
+        let (mut session, document) = opened.start(Box::new(|| {})).unwrap();
+        let renderer =
+            Renderer::start(document, "Licensed to Bench Reader".into(), Box::new(|| {}));
+        renderer.send(Request::Page {
+            index: 0,
+            width: WIDTH,
+        });
+        while !session.page_shown() {
+            session.tick(Instant::now(), false);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let t_block = t0.elapsed();
+        let img = wait_page(&renderer, 0);
+        let t_page = t0.elapsed();
+        let _ = ctx.load_texture("a0", img.into_color_image(), egui::TextureOptions::LINEAR);
+        let t_first = t0.elapsed().as_secs_f64();
+        let row = format!(
+            "| {records} | {newer} | {share:.1} % ({prefix} records) | {:.1} ms | {:.1} ms | {:.1} ms | **{:.1} ms** |",
+            t_open.as_secs_f64() * 1e3,
+            t_block.as_secs_f64() * 1e3,
+            t_page.as_secs_f64() * 1e3,
+            t_first * 1e3
+        );
+        if best.as_ref().is_none_or(|(b, _)| t_first < *b) {
+            best = Some((t_first, row));
+        }
+        drop(session);
+    }
+    println!("{}", best.unwrap().1);
 }
 
 /// The page-turn goal for the UI thread, p99.
