@@ -197,7 +197,10 @@ fn a_handle_open_while_the_trail_is_archived_follows_it_and_anything_else_stops_
     let mut changed = recs.clone();
     changed[recs.len() - 1].signature.0[0] ^= 1;
     let path = f.trail.clone();
-    std::fs::remove_file(&path).unwrap();
+    // Moved aside, not deleted: a deleted file's inode number may be reused at once for the
+    // new one, which the handle (following its file by device and inode) would take for
+    // the file it holds (noted as a limit in the closing note).
+    std::fs::rename(&path, path.with_extension("aside")).unwrap();
     f.rewrite(h.first_counter, &changed);
     let before = std::fs::read(&f.trail).unwrap();
     let e = held

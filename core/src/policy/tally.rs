@@ -237,6 +237,14 @@ impl Tally {
             }
             if v.is_written_off() {
                 t.write_off();
+                // Totals written off do not say why: a return (T38) is read from the
+                // vouched-for records while they are here ([`Tally::replay_vouched`], which
+                // counts copies again from them); once archived, "written off" is all there is.
+                if v.history.is_some() {
+                    t.copies = 0;
+                    t.copied_chars = 0;
+                    t.history_unknown = true;
+                }
             }
         }
         // Lost records the validator's prefix charged in full stay charged in full ([0062]),
