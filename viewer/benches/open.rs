@@ -455,6 +455,11 @@ fn main() {
     let ctx = egui::Context::default();
     // Warm-up: binds pdfium once (as the first window would) so rows compare like with like.
     tally_viewer::render::pdfium().unwrap();
+    // `TALLY_BENCH_TABLE=auto` prints only the automatic-vouching row.
+    if std::env::var("TALLY_BENCH_TABLE").as_deref() == Ok("auto") {
+        auto_vouched_table(&dir, &package, &header, &key, &limits, &vendor, &ctx);
+        return;
+    }
 
     println!(
         "tally-view open benchmark ({PAGES}-page PDF, {} KiB; page 1 at {WIDTH} px)",

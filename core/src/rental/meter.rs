@@ -166,6 +166,8 @@ pub struct CardMeter {
     clock: std::sync::Arc<dyn Clock>,
     tally: Tally,
     tallied: usize,
+    /// The card's progress over the records tallied (T34), kept up to date with them.
+    progress: CardProgress,
 }
 
 impl std::fmt::Debug for CardMeter {
@@ -223,6 +225,7 @@ impl CardMeter {
             clock,
             tally: Tally::new(licence),
             tallied: 0,
+            progress: CardProgress::default(),
         };
         m.catch_up();
         Ok(m)
@@ -256,7 +259,7 @@ impl CardMeter {
     /// What the card-signed trail says about the licence's use (T34: offline use is
     /// bounded by the card's progress since the last ticket).
     pub fn progress(&self) -> CardProgress {
-        CardProgress::of(self.trail.records(), self.licence)
+        self.progress.clone()
     }
 
     /// Adds the verified records not yet counted to the tally (incremental, \[0094\]).
@@ -269,6 +272,7 @@ impl CardMeter {
             self.generation = self.trail.generation();
             // From the start (first count, or the trail was re-read from scratch).
             self.tally = tally_of(&self.trail, self.licence, &self.servers);
+            self.progress = CardProgress::of(&self.trail.records()[..verified], self.licence);
             self.tallied = verified;
             return;
         }
@@ -276,6 +280,7 @@ impl CardMeter {
             if let Ok(b) = Body::parse(&r.body) {
                 self.tally.add(&b);
             }
+            self.progress.add(r, self.licence);
         }
         self.tallied = verified;
     }

@@ -230,8 +230,11 @@ impl Trail {
     /// Totals = the validator's totals + these ([`crate::policy::Tally::resume`]).
     pub fn unvouched_bodies(&self) -> impl Iterator<Item = (u64, Body)> + '_ {
         let upto = self.vouched.as_ref().map(|v| v.upto);
-        self.verified_bodies()
-            .filter(move |(c, _)| upto.is_none_or(|u| *c > u))
+        // Only the records after `upto` are parsed: a fast start skips the rest.
+        self.records[..self.verified]
+            .iter()
+            .filter(move |r| upto.is_none_or(|u| r.counter > u))
+            .filter_map(|r| Body::parse(&r.body).ok().map(|b| (r.counter, b)))
     }
 
     /// The records read so far, in trail order. Only the first [`Trail::verified_len`] are verified.

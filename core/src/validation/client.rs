@@ -115,23 +115,49 @@ impl CardProgress {
     pub fn of(records: &[Record], licence: LicenceId) -> Self {
         let mut p = Self::default();
         for r in records {
-            p.last_counter = Some(p.last_counter.map_or(r.counter, |c| c.max(r.counter)));
-            let Ok(b) = Body::parse(&r.body) else {
-                continue;
-            };
-            p.dated.push((r.counter, b.at.unix_timestamp()));
-            if let Usage::Time {
-                licence: l,
-                seconds,
-            } = b.usage
-                && l == licence
-            {
-                p.time_records.push((r.counter, seconds));
-            }
+            p.add(r, licence);
         }
         p
     }
 
+    /// Adds one more verified record (after those already added, in counter order). Only
+    /// its time is read from the body — the third word, `at=` — and only a `time` record is
+    /// parsed in full, so a long trail costs little (a fresh open reads every record).
+    pub fn add(&mut self, r: &Record, licence: LicenceId) {
+        self.last_counter = Some(self.last_counter.map_or(r.counter, |c| c.max(r.counter)));
+        if r.body.starts_with(b"tally/1 time ") {
+            if let Ok(b) = Body::parse(&r.body) {
+                self.dated.push((r.counter, b.at.unix_timestamp()));
+                if let Usage::Time {
+                    licence: l,
+                    seconds,
+                } = b.usage
+                    && l == licence
+                {
+                    self.time_records.push((r.counter, seconds));
+                }
+            }
+            return;
+        }
+        if let Some(at) = body_time(&r.body) {
+            self.dated.push((r.counter, at));
+        }
+    }
+}
+
+/// The time (Unix seconds) of a record body: its `at=` word, the third — what
+/// [`Body::parse`] would read, without the rest of the body (verified bodies are canonical).
+fn body_time(body: &[u8]) -> Option<i64> {
+    let rest = body.strip_prefix(b"tally/1 ")?;
+    let kind_end = rest.iter().position(|b| *b == b' ')?;
+    let at = rest[kind_end + 1..].strip_prefix(b"at=")?;
+    let end = at.iter().position(|b| *b == b' ').unwrap_or(at.len());
+    let text = std::str::from_utf8(&at[..end]).ok()?;
+    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp())
+}
+
+impl CardProgress {
     /// Records the card signed after counter `c`.
     pub fn records_after(&self, c: u64) -> u64 {
         self.last_counter.map_or(0, |l| l.saturating_sub(c))
