@@ -209,3 +209,47 @@ fn a_handle_open_while_the_trail_is_archived_follows_it_and_anything_else_stops_
     assert_eq!(e.check(), "replaced", "{e}");
     assert_eq!(std::fs::read(&f.trail).unwrap(), before);
 }
+
+#[test]
+fn a_licence_that_does_not_trust_the_anchor_gets_the_archived_records_back() {
+    use tally_core::policy::{Limits, SystemClock};
+    use tally_core::rental::CardMeter;
+    let f = fx();
+    use_some(&f, 4); // B's page blocks are among the records to archive
+    f.vouch();
+    use_some(&f, 1);
+    let b_before = f.tally(B).page_views;
+    assert_eq!(b_before, 20);
+    Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
+    assert_ne!(f.read().0.first_counter, f.id.origin);
+    // Licence B's opening trusts only its own publisher's server (here: none). It can't
+    // take A's server's word for the records before the anchor, so they are put back from
+    // the archive beside the trail and verified by their card signatures.
+    let meter = CardMeter::validate(
+        f.card(),
+        &f.id,
+        &f.trail,
+        B,
+        Limits::default(),
+        std::sync::Arc::new(SystemClock),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(meter.tally().page_views, b_before);
+    assert!(meter.trail().vouched().is_none());
+    drop(meter);
+    assert_eq!(f.read().0.first_counter, f.id.origin);
+    // The reader trusting A's server reads the same trail, now whole, as before.
+    assert_eq!(f.tally(B).page_views, b_before);
+    f.verify(f.keys()).unwrap();
+    // With the archive gone, nothing can be put back: refused, never guessed.
+    Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
+    for e in std::fs::read_dir(f.trail.parent().unwrap()).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().contains(".archive-") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let e = Trail::rejoin(&f.trail, &f.id).unwrap_err();
+    assert_eq!(e.check(), "start", "{e}");
+}

@@ -591,7 +591,96 @@ fn a_restore_request_raced_to_two_nodes_is_served_once(db: Backend) {
     );
 }
 
+fn the_backup_is_extended_by_the_answer_and_by_nothing_else(db: Backend) {
+    let Some(env) = Env::new(
+        db,
+        "the_backup_is_extended_by_the_answer_and_by_nothing_else",
+    ) else {
+        return;
+    };
+    let ada = env.reader("Ada", 10, true);
+    let nodes = [env.serve(), env.serve()];
+    let key = server_key(&nodes[0].url);
+    let (sent, (status, _, answer)) = send(&nodes[0].url, &key, &ada);
+    assert_eq!(status, 200, "{answer}");
+    let before = ada.records().len();
+    ada.append(
+        &check_answer(
+            answer.as_bytes(),
+            &key,
+            &ada.identity,
+            ada.identity.origin,
+            &ada.records(),
+        )
+        .unwrap(),
+    );
+    let written = ada.records()[before..].to_vec();
+    let seal = |records: &[Record]| {
+        tally_core::validation::seal_backup_extension(
+            &key,
+            &ada.identity,
+            records,
+            &mut rand_core::OsRng,
+        )
+        .unwrap()
+    };
+    // Ordinary use is no answer to a vouch: refused, the backup as it was.
+    ada.write(&usage(0));
+    let (status, check, text) = post_to(
+        &nodes[1].url,
+        "/v1/trail/extend",
+        &seal(&ada.records()[before + 2..]),
+    );
+    assert_eq!((status, check.as_deref()), (409, None), "{text}");
+    let (_, _, stored) = env.backup(&ada.identity.serial).unwrap();
+    assert_eq!(stored, sent);
+    // The answer, through another node: the backup now ends with the validator.
+    let (status, _, text) = post_to(&nodes[1].url, "/v1/trail/extend", &seal(&written));
+    assert_eq!(status, 200, "{text}");
+    let validator = written.last().unwrap().counter;
+    assert!(
+        text.contains(&format!("up to counter {validator}")),
+        "{text}"
+    );
+    let (upto, records, _) = env.backup(&ada.identity.serial).unwrap();
+    assert_eq!(upto, format!("{validator:020}"));
+    assert_eq!(records, before as i64 + 2);
+    // Sent again: the backup already covers it.
+    let (status, _, text) = post_to(&nodes[0].url, "/v1/trail/extend", &seal(&written));
+    assert_eq!(status, 409, "{text}");
+    // A card no customer has, garbage, an envelope for another server.
+    let eve = env.reader("Eve", 2, false);
+    let (status, _, text) = post_to(
+        &nodes[0].url,
+        "/v1/trail/extend",
+        &tally_core::validation::seal_backup_extension(
+            &key,
+            &eve.identity,
+            &eve.records(),
+            &mut rand_core::OsRng,
+        )
+        .unwrap(),
+    );
+    assert_eq!(status, 404, "{text}");
+    let (status, _, _) = post_to(&nodes[0].url, "/v1/trail/extend", b"garbage");
+    assert_eq!(status, 400);
+    let other = ServerSecret::random(&mut rand_core::OsRng);
+    let (status, _, _) = post_to(
+        &nodes[0].url,
+        "/v1/trail/extend",
+        &tally_core::validation::seal_backup_extension(
+            other.public(),
+            &ada.identity,
+            &written,
+            &mut rand_core::OsRng,
+        )
+        .unwrap(),
+    );
+    assert_eq!(status, 400);
+}
+
 on_both_databases!(
+    the_backup_is_extended_by_the_answer_and_by_nothing_else,
     a_vouched_trail_fast_starts_and_is_backed_up,
     forged_validators_and_tampered_trails_are_refused,
     the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail,

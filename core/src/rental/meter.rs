@@ -209,11 +209,23 @@ impl CardMeter {
                 identity.serial.to_hex()
             )));
         }
-        let mut trail =
-            Trail::open_or_create(trail_path, &mut card, &identity).map_err(trail_problem)?;
         let servers = fingerprints(&validators);
-        trail.set_trusted_validators(validators.clone());
-        trail.verify(&mut card).map_err(trail_problem)?;
+        let open = |card: &mut Card| {
+            let mut t = Trail::open_or_create(trail_path, card, &identity)?;
+            t.set_trusted_validators(validators.clone());
+            t.verify(card).map(|_| t)
+        };
+        let trail = match open(&mut card) {
+            // Archived at a validator this licence's server did not sign (another
+            // publisher's automatic backup): the archived records are put back, so this
+            // licence reads its own use from the card-signed records themselves (T30).
+            Err(TrailError::Archived { .. }) => {
+                Trail::rejoin(trail_path, &identity).map_err(trail_problem)?;
+                open(&mut card)
+            }
+            other => other,
+        }
+        .map_err(trail_problem)?;
         let mut m = Self {
             card,
             generation: trail.generation(),

@@ -622,10 +622,22 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
     let (mut card, identity) = licence_card(inputs, &keyfile)?;
     let trail_path = inputs.home.trail_path(&identity.serial);
     let (tally, progress) = if trail_path.exists() {
-        let mut trail = Trail::open(&trail_path, &identity).map_err(trail_problem)?;
         let servers = super::meter::fingerprints(&validators);
-        trail.set_trusted_validators(validators);
-        trail.check_with_card(&mut card).map_err(trail_problem)?;
+        let check = |card: &mut crate::Card| {
+            let mut t = Trail::open(&trail_path, &identity)?;
+            t.set_trusted_validators(validators.clone());
+            t.check_with_card(card).map(|()| t)
+        };
+        // As an opening does: a trail archived at a validator this licence's server did
+        // not sign gets its archived records back (`Trail::rejoin`; no counter is spent).
+        let trail = match check(&mut card) {
+            Err(crate::trail::TrailError::Archived { .. }) => {
+                Trail::rejoin(&trail_path, &identity).map_err(trail_problem)?;
+                check(&mut card)
+            }
+            other => other,
+        }
+        .map_err(trail_problem)?;
         (
             super::meter::tally_of(&trail, keyfile.licence(), &servers),
             CardProgress::of(trail.records(), keyfile.licence()),

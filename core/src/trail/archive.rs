@@ -123,3 +123,84 @@ impl Trail {
         })
     }
 }
+
+impl Trail {
+    /// Puts archived records back in front of the working trail (the reverse of
+    /// [`Trail::archive`]), for a reader whose licence does not trust the validator that
+    /// anchors the archived trail: a licence of another publisher, whose own server never
+    /// vouched for those records (T30), must see them to count its own use and to know
+    /// nothing before the anchor was dropped. The archives `<trail>.archive-<first>-<upto>`
+    /// beside it are chained back to the card's origin; the joined trail must verify in
+    /// full — every card signature, the counters from the origin — before it replaces the
+    /// working trail (atomically). Returns how many records were put back (`None`: the
+    /// trail was not archived). Refused with [`TrailError::Archived`] when an archive is
+    /// missing: then only a licence trusting the anchor can read the trail.
+    ///
+    /// Needs no card. Another process holding the trail open sees it replaced and stops
+    /// with [`TrailError::Shrunk`].
+    pub fn rejoin(
+        path: impl Into<PathBuf>,
+        identity: &CardIdentity,
+    ) -> Result<Option<u64>, TrailError> {
+        let path = path.into();
+        let _lock = LockGuard::acquire(&path).map_err(io(&path))?;
+        let t = Self::open(&path, identity)?;
+        let start = t.header.first_counter;
+        if start == identity.origin {
+            return Ok(None);
+        }
+        let missing = || TrailError::Archived { first: start };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(missing)?;
+        let dir = crate::fsutil::parent_dir(&path).to_path_buf();
+        let mut first = start;
+        let mut front: Vec<Record> = Vec::new();
+        while first > identity.origin {
+            let upto = first - 1;
+            let found = std::fs::read_dir(&dir)
+                .map_err(io(&dir))?
+                .filter_map(|e| e.ok())
+                .find_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let range = n.strip_prefix(&format!("{name}.archive-"))?.to_string();
+                    let (a, b) = range.split_once('-')?;
+                    (b.parse::<u64>().ok()? == upto).then(|| (a.parse::<u64>().ok(), e.path()))
+                });
+            let Some((Some(a), file)) = found else {
+                return Err(missing());
+            };
+            let archived = Self::open(&file, identity)?;
+            let recs = archived.records;
+            if archived.header.first_counter != a
+                || recs.first().map(|r| r.counter) != Some(a)
+                || recs.last().map(|r| r.counter) != Some(upto)
+                || archived.torn > 0
+            {
+                return Err(missing());
+            }
+            front.splice(0..0, recs);
+            first = a;
+        }
+        let put_back = front.len() as u64;
+        let mut joined = Header::for_card(identity, identity.origin)
+            .encode()
+            .to_vec();
+        for r in front.iter().chain(&t.records) {
+            joined.extend(file::encode_frame(r));
+        }
+        let mut tmp = path.as_os_str().to_os_string();
+        tmp.push(".rejoining");
+        let tmp = PathBuf::from(tmp);
+        crate::fsutil::atomic_write(&tmp, &joined).map_err(io(&tmp))?;
+        // In full, trusting no server: the card's signatures alone.
+        if let Err(e) = Self::open(&tmp, identity).and_then(|mut n| n.verify_offline()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        crate::fsutil::sync_dir(crate::fsutil::parent_dir(&path)).map_err(io(&path))?;
+        Ok(Some(put_back))
+    }
+}
