@@ -522,9 +522,20 @@ fn a_validator_whose_totals_records_are_missing_or_moved_is_refused() {
     g.write(&v.validator);
     let err = g.open(&[&s]).verify_offline().unwrap_err();
     assert_eq!(err.check(), "validator", "{err}");
-    // Without trust in the key, both are valid trails (the card signed every record).
+    // Or with its totals record stamped at another time than the validator.
+    let h = Fixture::new(2);
+    let v = vouch(&s, &h.identity, &h.bytes(), now()).unwrap();
+    let mut retimed = v.parts[0].clone();
+    retimed.at += time::Duration::SECOND;
+    h.write(&retimed);
+    h.write(&v.validator);
+    let err = h.open(&[&s]).verify_offline().unwrap_err();
+    assert_eq!(err.check(), "validator", "{err}");
+    assert!(err.to_string().contains("totals records"), "{err}");
+    // Without trust in the key, all are valid trails (the card signed every record).
     f.open(&[]).verify(&mut f.card()).unwrap();
     g.open(&[]).verify(&mut g.card()).unwrap();
+    h.open(&[]).verify(&mut h.card()).unwrap();
 }
 
 #[test]
@@ -579,10 +590,16 @@ fn the_reader_checks_the_servers_answer_before_appending_it() {
     // The totals records dropped, reordered, changed or duplicated: refused.
     let (part, validator) = answer.split_once('\n').unwrap();
     let changed_part = part.replace("opens=", "opens=1");
+    // The digest binds the totals, the validator's time binds the part's time (a byte of
+    // the answer that nothing signed would let it be re-spelled: found by fuzzing).
+    let mut retimed = Body::parse(part.as_bytes()).unwrap();
+    retimed.at += time::Duration::SECOND;
+    let retimed = retimed.encode();
     for bad in [
         validator.to_string(),
         format!("{validator}\n{part}"),
         format!("{changed_part}\n{validator}"),
+        format!("{retimed}\n{validator}"),
         format!("{part}\n{part}\n{validator}"),
     ] {
         let err = check_answer(

@@ -200,7 +200,7 @@ pub fn fast_start(
     }
     let totals = match &v.parts {
         None => v.totals.clone(),
-        Some(p) => parts_before(records, index, len, v.upto, p).ok_or(TrailError::BadValidator {
+        Some(p) => parts_before(records, index, len, v.upto, body.at, p).ok_or(TrailError::BadValidator {
             index: idx,
             reason: "its totals records are not the ones right before it, or their totals do not match its digest",
         })?,
@@ -218,13 +218,14 @@ pub fn fast_start(
 
 /// The totals of the validator `records[index]` whose totals are in `parts`: the
 /// `parts.count` records right before it, after the `len` records it vouches for, must be
-/// its `totals` records 1..=count for `upto`, their licences in strictly ascending order,
-/// with the signed digest. `None` when they are not.
+/// its `totals` records 1..=count for `upto`, stamped with the validator's time `at`, their
+/// licences in strictly ascending order, with the signed digest. `None` when they are not.
 fn parts_before(
     records: &[Record],
     index: usize,
     len: usize,
     upto: u64,
+    at: time::OffsetDateTime,
     parts: &Parts,
 ) -> Option<Vec<LicenceTotals>> {
     let start = index.checked_sub(usize::try_from(parts.count).ok()?)?;
@@ -233,7 +234,13 @@ fn parts_before(
     }
     let mut totals: Vec<LicenceTotals> = Vec::new();
     for (k, r) in records[start..index].iter().enumerate() {
-        let Usage::Totals(p) = Body::parse(&r.body).ok()?.usage else {
+        let part = Body::parse(&r.body).ok()?;
+        // The digest binds the totals, not the time: a part is stamped with its
+        // validator's time, so no byte of it is left for anyone to re-spell.
+        if part.at != at {
+            return None;
+        }
+        let Usage::Totals(p) = part.usage else {
             return None;
         };
         if p.upto != upto || usize::try_from(p.part).ok()? != k + 1 {
@@ -607,6 +614,11 @@ pub fn check_answer(
                 "the server's answer holds a record that is not a totals record",
             ));
         };
+        if part.at != body.at {
+            return Err(refuse(
+                "a totals record of the answer is not stamped with its validator's time",
+            ));
+        }
         if p.upto != v.upto || usize::try_from(p.part).ok() != Some(k + 1) {
             return Err(refuse(
                 "a totals record of the answer is for another validator or out of order",
