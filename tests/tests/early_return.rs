@@ -187,10 +187,30 @@ fn t38_a_returned_loan_never_opens_again_and_its_receipt_frees_the_place() {
         .stdout(predicate::str::contains("This licence was returned on "));
     let d = open(dir, &home, &package, &keyfile);
     assert!(matches!(d.reason(), Some(Reason::Returned { .. })), "{d:?}");
+    // Returning it again writes nothing: the saved receipt is sent once more, and the
+    // server answers the replay as it answered the first.
+    let out = give_back(&home, &package, &keyfile, &[]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let again = json(&out.stdout);
+    assert_eq!(again["again"], true, "{again}");
+    assert_eq!(again["counter"], r["counter"], "no second return record: {again}");
+    assert_eq!(again["answer"], r["answer"], "{again}");
+    // Without its saved receipt, or with a file that is not this card's receipt of this
+    // licence in its place, there is nothing to send: refused, as returned.
+    let kept = std::fs::read(&saved).unwrap();
+    for replaced in [&b"not a receipt"[..], &kept[..kept.len() - 1]] {
+        std::fs::write(&saved, replaced).unwrap();
+        give_back(&home, &package, &keyfile, &[])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("This licence was returned on "));
+    }
+    std::fs::remove_file(&saved).unwrap();
     give_back(&home, &package, &keyfile, &[])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("This licence was returned on "));
+    std::fs::write(&saved, &kept).unwrap();
     view_at(&home)
         .args(["trail", "show"])
         .assert()
@@ -482,4 +502,67 @@ fn t38_edited_foreign_and_replayed_receipts_are_refused_by_the_publisher() {
             "return of licence {licence}"
         )));
     status(&home, &package, &kept).assert().success();
+}
+
+#[test]
+fn t38_a_receipt_the_server_could_not_take_is_sent_again_when_it_is_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    // The licence names a server that is down when the reader gives the loan back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    pack(dir)
+        .args(["loans", "--cap", "1"])
+        .arg(&package)
+        .assert()
+        .success();
+    let (keyfile, licence) = issue(dir, "Ada", &package, "ada.tkey", &["--server", &url]);
+    let out = give_back(&home, &package, &keyfile, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let first = json(&out.stdout);
+    assert_eq!(first["delivery"], "unreachable", "{first}");
+    assert_eq!(first["again"], false, "{first}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give the receipt file"),
+        "{out:?}"
+    );
+    // Still refused on the card, and the publisher's place is still taken.
+    status(&home, &package, &keyfile)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("This licence was returned on "));
+    pack(dir)
+        .arg("returns")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&licence).not());
+
+    // The server is back: the reader returns the licence again, and the saved receipt goes.
+    let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(served, url);
+    let out = give_back(&home, &package, &keyfile, &[]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let again = json(&out.stdout);
+    assert_eq!(again["again"], true, "{again}");
+    assert_eq!(again["delivery"], "accepted", "{again}");
+    assert_eq!(again["counter"], first["counter"], "{again}");
+    let mut text = view_at(&home);
+    text.arg("return").arg(&package).arg(&keyfile);
+    text.assert()
+        .success()
+        .stdout(predicate::str::contains("already returned: “sample”"))
+        .stdout(predicate::str::contains("its saved receipt was sent again"));
+    pack(dir)
+        .arg("returns")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "Ada licence {licence} of “sample”"
+        )));
 }

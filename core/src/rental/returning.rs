@@ -11,7 +11,8 @@
 //! ([`crate::home::Home::receipt_path`]) and sent to the validation server that the
 //! licence's vendor-signed keyfile names (`POST <server>/v1/return`, [`deliver_receipt`]) —
 //! never to a server the reader names (T29). Without a server, or when it can't be reached,
-//! the reader hands the receipt file over (`tally-pack returns RECEIPT`).
+//! the reader hands the receipt file over (`tally-pack returns RECEIPT`), or returns the
+//! licence again later: that writes nothing and sends the saved receipt once more.
 
 use super::Problem;
 use super::meter::CardMeter;
@@ -75,13 +76,18 @@ pub struct Returned {
     pub saved: PathBuf,
     /// What the publisher's validation server made of it.
     pub delivery: Delivery,
+    /// The licence was returned before (`receipt` is the one saved then): this call only
+    /// sent the receipt again.
+    pub again: bool,
 }
 
 /// Returns the licence of `inputs.keyfile` (module docs): every check of an opening up to
 /// ValidateTrail, then the `return` record, the receipt saved in the home, and the receipt
 /// sent to the keyfile's validation server through `inputs.transport` when it names one.
-/// Refused ([`Problem::Refused`] with [`crate::policy::Reason::Returned`]) when the licence
-/// was already returned on this card.
+/// When the licence was already returned on this card, the receipt saved then is sent
+/// again ([`Returned::again`]: the server was unreachable, or its answer lost); refused
+/// ([`Problem::Refused`] with [`crate::policy::Reason::Returned`]) when no receipt of this
+/// card for this licence is saved in the home.
 pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
     let keyfile = read_keyfile(inputs)?;
     let header = read_package_header(inputs, &keyfile)?;
@@ -102,12 +108,32 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
         validators,
     )?;
     meter.mirror_to(mirror);
-    let record = meter.record_return()?;
+    let saved = inputs.home.receipt_path(&keyfile.licence());
+    let record = match meter.record_return() {
+        Ok(record) => record,
+        // Returned already on this card: the receipt saved then is sent again (its server was
+        // unreachable then, or its answer was lost). Only a receipt this card signed for
+        // this licence is sent; the server answers a replay as it answered the first.
+        Err(Problem::Refused(crate::policy::Reason::Returned { on })) => {
+            let Some(receipt) = saved_receipt(&saved, &identity, &keyfile.licence()) else {
+                return Err(Problem::Refused(crate::policy::Reason::Returned { on }));
+            };
+            let delivery = send(&keyfile, &receipt, inputs);
+            return Ok(Returned {
+                keyfile,
+                title: header.title().to_string(),
+                receipt,
+                saved,
+                delivery,
+                again: true,
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let receipt = Receipt::new(&identity, record)
         .map_err(|e| Problem::Other(format!("the return record makes no receipt: {e}")))?;
     // Saved before anything is sent: the return is done, and the receipt is the reader's
     // proof of it whatever the network does.
-    let saved = inputs.home.receipt_path(&keyfile.licence());
     if let Some(dir) = saved.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             Problem::Other(format!(
@@ -122,17 +148,44 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
             saved.display()
         ))
     })?;
-    let delivery = match keyfile.server() {
-        Some(s) => deliver_receipt(&receipt, &s.url, inputs.transport.as_ref(), RETURN_TIMEOUT),
-        None => Delivery::NoServer,
-    };
+    let delivery = send(&keyfile, &receipt, inputs);
     Ok(Returned {
         keyfile,
         title: header.title().to_string(),
         receipt,
         saved,
         delivery,
+        again: false,
     })
+}
+
+/// Sends `receipt` to the server the vendor-signed keyfile names (never one the reader
+/// names, T29).
+fn send(keyfile: &VerifiedKeyfile, receipt: &Receipt, inputs: &OpenInputs) -> Delivery {
+    match keyfile.server() {
+        Some(s) => deliver_receipt(receipt, &s.url, inputs.transport.as_ref(), RETURN_TIMEOUT),
+        None => Delivery::NoServer,
+    }
+}
+
+/// The receipt saved in the home at `path` when it is this card's signed return of
+/// `licence`; `None` for a missing, oversized, malformed or foreign file (the home is the
+/// reader's: a file put there proves nothing until it verifies).
+fn saved_receipt(
+    path: &std::path::Path,
+    identity: &crate::card::CardIdentity,
+    licence: &crate::trail::LicenceId,
+) -> Option<Receipt> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_RECEIPT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let receipt = Receipt::parse(&bytes).ok()?;
+    receipt.verify(identity, licence).ok()?;
+    Some(receipt)
 }
 
 /// Sends `receipt` to the validation server at `url` (`POST <url>/v1/return`, the receipt's

@@ -5,7 +5,9 @@
 //! The record is the reader's receipt: saved in the home (`returns/<licence>.treceipt`),
 //! written to RECEIPT when asked, and sent to the validation server the licence names, which
 //! frees the loan for the next reader. Without a server, or when it can't be reached, hand
-//! the receipt file to the publisher (`tally-pack returns RECEIPT`).
+//! the receipt file to the publisher (`tally-pack returns RECEIPT`), or run `return` again
+//! when the server is back: a licence already returned writes nothing more, and its saved
+//! receipt is sent again.
 //!
 //! Exit 0 when the licence was returned and the publisher's server took the receipt (or the
 //! licence names no server); 1 when a check refused the return (already returned, wrong
@@ -90,6 +92,7 @@ pub fn run(args: &ReturnArgs, home: &Home, card: &CardSpec) -> Outcome {
             "{:#}",
             serde_json::json!({
                 "returned": true,
+                "again": r.again,
                 "licence": r.receipt.licence.to_hex(),
                 "title": r.title,
                 "returned_at": rfc3339(r.receipt.returned_at),
@@ -101,6 +104,13 @@ pub fn run(args: &ReturnArgs, home: &Home, card: &CardSpec) -> Outcome {
                 "answer": answer,
             })
         );
+    } else if r.again {
+        println!(
+            "already returned: “{}” (licence {}) on {}; its saved receipt was sent again",
+            r.title,
+            r.receipt.licence,
+            rfc3339(r.receipt.returned_at)
+        );
     } else {
         println!(
             "returned: “{}” (licence {}) at {}; it no longer opens on this card",
@@ -108,6 +118,8 @@ pub fn run(args: &ReturnArgs, home: &Home, card: &CardSpec) -> Outcome {
             r.receipt.licence,
             rfc3339(r.receipt.returned_at)
         );
+    }
+    if !args.json {
         println!("receipt: {}", hand_over.display());
         match &r.delivery {
             Delivery::NoServer => println!(
