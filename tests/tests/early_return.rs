@@ -193,7 +193,10 @@ fn t38_a_returned_loan_never_opens_again_and_its_receipt_frees_the_place() {
     assert!(out.status.success(), "{out:?}");
     let again = json(&out.stdout);
     assert_eq!(again["again"], true, "{again}");
-    assert_eq!(again["counter"], r["counter"], "no second return record: {again}");
+    assert_eq!(
+        again["counter"], r["counter"],
+        "no second return record: {again}"
+    );
     assert_eq!(again["answer"], r["answer"], "{again}");
     // Without its saved receipt, or with a file that is not this card's receipt of this
     // licence in its place, there is nothing to send: refused, as returned.
