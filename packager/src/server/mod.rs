@@ -107,7 +107,14 @@ struct App {
     /// The registered card of a copy by the UI of its next request (a copy's card never
     /// changes), so a copy's next validation on this node finds it without a query.
     cards: Mutex<HashMap<Ui, CardIdentity>>,
+    /// Viewer builds found registered (a build is never unregistered), so the common
+    /// request makes one query fewer; one not found is asked again each time, since
+    /// another node may register it meanwhile.
+    viewers: Mutex<std::collections::HashSet<Icv>>,
 }
+
+/// Viewer builds a node remembers as registered; past this the set is emptied.
+const MAX_VIEWER_ENTRIES: usize = 4096;
 
 /// Copies whose card a node remembers (≈ 150 bytes each); past this the map is emptied.
 const MAX_CARD_ENTRIES: usize = 100_000;
@@ -193,6 +200,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         in_flight: Mutex::new(HashMap::new()),
         validations: tokio::sync::Semaphore::new(validation_threads),
         cards: Mutex::new(HashMap::new()),
+        viewers: Mutex::new(std::collections::HashSet::new()),
     });
     let router = Router::new()
         .route("/v1/validate", post(validate))
@@ -455,7 +463,7 @@ impl App {
             let now = self.clock.now().unix_timestamp();
             // One transaction per request, its commit shared with the requests beside it.
             let step = self.pool.group(POOL_WAIT, |db| {
-                let viewer_registered = db::viewer_registered(db, &req.viewer_icv)?;
+                let viewer_registered = self.viewer_registered(db, &req.viewer_icv)?;
                 let mut found = db::lookup_for_update(db, &req.ui)?;
                 if found.is_none() && db::sync_copy(db, &req.ui)? {
                     found = db::lookup_for_update(db, &req.ui)?;
@@ -580,6 +588,24 @@ impl App {
             signed,
         )
             .into_response())
+    }
+
+    /// Whether the viewer build `icv` is registered: from memory when this node found it
+    /// so before, else from the database (and remembered when it is).
+    fn viewer_registered(&self, db: &mut Db, icv: &Icv) -> Result<bool> {
+        let lock = || self.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().contains(icv) {
+            return Ok(true);
+        }
+        let registered = db::viewer_registered(db, icv)?;
+        if registered {
+            let mut known = lock();
+            if known.len() >= MAX_VIEWER_ENTRIES {
+                known.clear();
+            }
+            known.insert(*icv);
+        }
+        Ok(registered)
     }
 
     /// The chunk digests of a document's package (ICV V8): from memory, from the registry
