@@ -8,11 +8,12 @@
 //! A database written by a newer build (a version we don't know) is refused.
 
 use crate::params;
-use crate::sql::{Db, Row, Target};
+use crate::sql::{Db, Row, Target, Value};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use tally_core::card::{CardIdentity, Serial};
 use tally_core::crypto::PublicKey;
+use tally_core::keyfile::Cis;
 use tally_core::package::{ContentKey, DocumentId};
 use tally_core::vendor::VendorSecret;
 
@@ -497,6 +498,28 @@ fn row_to_customer(r: &Row) -> Result<Customer> {
         attestation: r.opt_blob(7)?,
         attested_by: r.opt_text(8)?,
     })
+}
+
+/// What an issued keyfile's registry row holds of the keyfile itself, bound in this order
+/// to `keyfiles (policy, sha256, issued_at, server_url, online_every_days, allow_emulated,
+/// issuers)`: the terms `cis`, the SHA-256 of the keyfile's bytes and the time now. `issue`
+/// inserts them with a new licence and `renew` writes them over the licence's row; one
+/// list keeps the two alike, so a renewed licence still holds all that audits and the next
+/// `renew --licence` read from its row.
+pub fn keyfile_columns(cis: &Cis, keyfile: &[u8]) -> Vec<Value> {
+    params![
+        cis.limits.to_text(),
+        hex::encode(tally_core::crypto::sha256(keyfile)),
+        crate::commands::now_rfc3339(),
+        cis.server.as_ref().map(|s| s.url.clone()),
+        cis.server
+            .as_ref()
+            .and_then(|s| s.require_online_every_days)
+            .map(i64::from),
+        i64::from(cis.allow_emulated_card),
+        crate::commands::issue::issuers_json(&cis.issuers)
+    ]
+    .to_vec()
 }
 
 #[cfg(test)]

@@ -9,13 +9,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
 use predicates::prelude::*;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::Duration;
-use tally_core::card::applet::CardState;
+use std::path::PathBuf;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::card::{Card, CardIdentity};
 use tally_core::crypto::{PublicKey, default_verifier};
@@ -23,46 +18,17 @@ use tally_core::trail::file::{HEADER_LEN, Header, encode_frame, parse_frames};
 use tally_core::trail::{Body, LicenceId, Trail, Usage};
 use tally_core::validation::{Challenge, open_challenge, seal_trail_request};
 
-#[path = "support/pg.rs"]
-mod pg;
-use pg::{Backend, PgDb};
-
-/// Each test runs twice: on the SQLite registry and on a fresh PostgreSQL database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
+#[allow(
+    dead_code,
+    reason = "each test file is its own crate and uses only part of the shared set-up"
+)]
+mod support;
+use support::{Backend, Env, NewCard, on_both_databases, post_bytes, server_key};
 
 on_both_databases!(
     a_challenge_is_handed_out_answered_and_audited_from_the_backup,
     old_backups_replayed_answers_and_edited_records_leave_a_challenge_pending,
 );
-
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    pg: Option<PgDb>,
-}
 
 /// Ada: an emulated card registered as a customer, a licence issued to her, her trail.
 struct Ada {
@@ -73,92 +39,17 @@ struct Ada {
 }
 
 impl Env {
-    fn new(db: Backend, test: &str) -> Option<Self> {
-        let pg = match db {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(pg::fresh(test)?),
-        };
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let env = Self { _tmp: tmp, dir, pg };
-        env.cmd(&["vendor", "init", "--name", "Test Press"])
-            .assert()
-            .success();
-        std::fs::create_dir_all(env.dir.join("packages")).unwrap();
-        Some(env)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        c.env("TALLY_VENDOR", self.dir.join("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-        match &self.pg {
-            Some(pg) => c.env("TALLY_DATABASE", &pg.url),
-            None => c.env_remove("TALLY_DATABASE"),
-        };
-        c.args(args);
-        Command::from_std(c)
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cmd(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
     /// Ada with a trail of genesis, an opening and a print of her licence.
     fn ada(&self) -> Ada {
-        let state = CardState::generate(&mut rand_core::OsRng, 500, "test card");
-        let card_path = self.dir.join("ada.state");
-        EmulatedCard::create(&card_path, &state).unwrap();
-        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()));
-        let identity = card.identity().unwrap();
-        let export = self.dir.join("ada.card");
-        std::fs::write(
-            &export,
-            tally_core::card::CardExport {
-                identity: identity.clone(),
-                agreement_key: Some(state.agreement_key()),
-                attestation: None,
-                label: None,
-            }
-            .to_text(),
-        )
-        .unwrap();
-        self.cmd(&[
-            "customer",
-            "add",
-            "--allow-emulated-card",
-            "--name",
-            "Ada",
-            "--card",
-            export.to_str().unwrap(),
-        ])
-        .assert()
-        .success();
-        let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
-        let package = self.dir.join("packages/doc.tly");
-        self.cmd(&[
-            "pack",
-            pdf.to_str().unwrap(),
-            "-o",
-            package.to_str().unwrap(),
-        ])
-        .assert()
-        .success();
+        let NewCard {
+            path: card_path,
+            identity,
+            ..
+        } = self.customer_card("Ada", "ada", 500, None);
+        let package = self.path("packages/doc.tly");
+        self.pack_sample(&package).assert().success();
         let out = self
-            .cmd(&[
-                "issue",
-                "--customer",
-                "Ada",
-                "--allow-emulated-card",
-                "--package",
-                package.to_str().unwrap(),
-                "-o",
-                self.dir.join("ada.tkey").to_str().unwrap(),
-                "--pages",
-                "50",
-            ])
+            .issue_cmd("Ada", &package, "ada.tkey", &["--pages", "50"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -168,7 +59,8 @@ impl Env {
             .find_map(|l| l.strip_prefix("licence: "))
             .and_then(|l| LicenceId::from_hex(l.trim()))
             .unwrap();
-        let trail_path = self.dir.join("ada.trail");
+        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()));
+        let trail_path = self.path("ada.trail");
         let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
         trail
             .write(&mut card, &Body::now(Usage::Open { licence }))
@@ -182,32 +74,6 @@ impl Env {
             identity,
             licence,
         }
-    }
-
-    fn serve(&self) -> Server {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        c.env("TALLY_VENDOR", self.dir.join("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-        if let Some(pg) = &self.pg {
-            c.env("TALLY_DATABASE", &pg.url);
-        }
-        let mut child = c
-            .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
-            .arg(self.dir.join("packages"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-            .to_string();
-        Server { child, url }
     }
 
     /// `tally-pack challenge --customer Ada --json`: the nonce, hex.
@@ -249,34 +115,9 @@ impl Ada {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-fn server_key(url: &str) -> PublicKey {
-    let mut r = agent().get(format!("{url}/v1/server-key")).call().unwrap();
-    let v: serde_json::Value =
-        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-    PublicKey::from_sec1(&hex::decode(v["public_key"].as_str().unwrap()).unwrap()).unwrap()
-}
-
-fn post(url: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut r = agent()
-        .post(format!("{url}{path}"))
-        .header("content-type", "application/octet-stream")
-        .send(body)
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_to_vec().unwrap())
-}
-
 /// Asks for Ada's pending challenge: the verified challenge, or `None` on 204.
 fn fetch(url: &str, key: &PublicKey, ada: &Ada) -> Option<Challenge> {
-    let (status, body) = post(url, "/v1/challenge", &ada.identity.serial.0);
+    let (status, _, body) = post_bytes(url, "/v1/challenge", &ada.identity.serial.0);
     match status {
         204 => None,
         200 => Some(
@@ -296,7 +137,7 @@ fn fetch(url: &str, key: &PublicKey, ada: &Ada) -> Option<Challenge> {
 /// Sends trail bytes for vouching; the HTTP status.
 fn send(url: &str, key: &PublicKey, ada: &Ada, trail: &[u8]) -> u16 {
     let env = seal_trail_request(key, &ada.identity.serial, trail, &mut rand_core::OsRng).unwrap();
-    post(url, "/v1/trail/validate", &env).0
+    post_bytes(url, "/v1/trail/validate", &env).0
 }
 
 fn challenges(audit: &serde_json::Value) -> Vec<(String, String, Option<u64>)> {
@@ -322,7 +163,7 @@ fn a_challenge_is_handed_out_answered_and_audited_from_the_backup(db: Backend) {
         return;
     };
     let ada = env.ada();
-    let server = env.serve();
+    let server = env.serve(&[]);
     let key = server_key(&server.url);
 
     // Nothing pending yet; no backup yet, so no audit without a file.
@@ -335,14 +176,14 @@ fn a_challenge_is_handed_out_answered_and_audited_from_the_backup(db: Backend) {
         ));
     // Bodies that are not a serial: 400, naming what was expected.
     for bad in [&[][..], &[1u8; 15][..], &[1u8; 17][..]] {
-        let (status, body) = post(&server.url, "/v1/challenge", bad);
+        let (status, _, body) = post_bytes(&server.url, "/v1/challenge", bad);
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
         assert!(String::from_utf8_lossy(&body).contains("16-byte serial"));
     }
-    let (status, _) = post(&server.url, "/v1/challenge", &[0u8; 65]);
+    let (status, _, _) = post_bytes(&server.url, "/v1/challenge", &[0u8; 65]);
     assert_eq!(status, 413);
     // An unknown card: nothing pending (the customer list is not probed this way).
-    let (status, _) = post(&server.url, "/v1/challenge", &[9u8; 16]);
+    let (status, _, _) = post_bytes(&server.url, "/v1/challenge", &[9u8; 16]);
     assert_eq!(status, 204);
 
     // Issued: the server hands out the newest open challenge, signed for Ada's card.
@@ -451,7 +292,7 @@ fn old_backups_replayed_answers_and_edited_records_leave_a_challenge_pending(db:
         return;
     };
     let ada = env.ada();
-    let server = env.serve();
+    let server = env.serve(&[]);
     let key = server_key(&server.url);
 
     // A backup made before the challenge: the challenge is pending.

@@ -9,98 +9,27 @@
 
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
 use predicates::prelude::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::Duration;
-use tally_core::card::applet::CardState;
-use tally_core::card::emulated::EmulatedCard;
-use tally_core::card::{Card, CardExport};
 
-#[path = "support/pg.rs"]
-mod pg;
-use pg::{Backend, PgDb};
+#[allow(
+    dead_code,
+    reason = "each test file is its own crate and uses only part of the shared set-up"
+)]
+mod support;
+use support::{Backend, Env, on_both_databases, post_to, sample_pdf};
 
-/// Each test runs twice: on the SQLite registry and on a fresh PostgreSQL database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-const PASSWORD: &str = "correct horse battery staple";
 /// The licences of the receipt vectors (core/tests/receipt_vectors.rs).
 const LICENCE: &str = "abababababababababababababababab";
 const OTHER_LICENCE: &str = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    pg: Option<PgDb>,
-}
-
 impl Env {
-    fn new(db: Backend, test: &str) -> Option<Self> {
-        let pg = match db {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(pg::fresh(test)?),
-        };
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let env = Self { _tmp: tmp, dir, pg };
-        env.cmd(&["vendor", "init", "--name", "Test Press"])
-            .assert()
-            .success();
-        std::fs::create_dir_all(env.path("packages")).unwrap();
-        Some(env)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn configure(&self, c: &mut std::process::Command) {
-        c.env("TALLY_VENDOR", self.path("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-        match &self.pg {
-            Some(pg) => c.env("TALLY_DATABASE", &pg.url),
-            None => c.env_remove("TALLY_DATABASE"),
-        };
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        self.configure(&mut c);
-        c.args(args);
-        Command::from_std(c)
-    }
-
     /// Packs the sample PDF as `packages/<name>.tly` with `extra` flags; returns its path
     /// and document id.
     fn pack(&self, name: &str, extra: &[&str]) -> (PathBuf, String) {
         let out = self.path(&format!("packages/{name}.tly"));
-        let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
         let o = self
-            .cmd(&["pack", pdf.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .pack_sample(&out)
             .args(["--title", name])
             .args(extra)
             .output()
@@ -118,33 +47,7 @@ impl Env {
 
     /// Registers a customer with a fresh emulated card.
     fn customer(&self, name: &str) {
-        let state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
-        let card_path = self.path(&format!("{name}.state"));
-        EmulatedCard::create(&card_path, &state).unwrap();
-        let identity = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()))
-            .identity()
-            .unwrap();
-        let export = self.path(&format!("{name}.card"));
-        std::fs::write(
-            &export,
-            CardExport {
-                identity,
-                agreement_key: Some(state.agreement_key()),
-                attestation: None,
-                label: None,
-            }
-            .to_text(),
-        )
-        .unwrap();
-        self.add_customer(name, &export);
-    }
-
-    fn add_customer(&self, name: &str, card: &Path) {
-        self.cmd(&["customer", "add", "--allow-emulated-card", "--name", name])
-            .arg("--card")
-            .arg(card)
-            .assert()
-            .success();
+        self.customer_card(name, name, 100, None);
     }
 
     /// Runs SQL on the registry (test set-up only: what `issue` would have recorded).
@@ -160,37 +63,6 @@ impl Env {
                 c.execute_batch(statement).unwrap();
             }
         }
-    }
-
-    /// `issue` for `customer` of `package` with `extra` flags.
-    fn issue(&self, customer: &str, package: &Path, out: &str, extra: &[&str]) -> Command {
-        let mut c = self.cmd(&["issue", "--customer", customer, "--allow-emulated-card"]);
-        c.arg("--package")
-            .arg(package)
-            .arg("-o")
-            .arg(self.path(out))
-            .args(extra);
-        c
-    }
-
-    fn serve(&self) -> Server {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        self.configure(&mut c);
-        c.args(["serve", "--listen", "127.0.0.1:0", "--packages"])
-            .arg(self.path("packages"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = c.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
-        Server { child, url }
     }
 }
 
@@ -289,36 +161,11 @@ fn receipt_vectors_through_tally_pack_returns(db: Backend) {
         .arg(env.path("missing.treceipt"))
         .assert()
         .code(2);
-    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
     env.cmd(&["returns"])
-        .arg(&pdf)
+        .arg(sample_pdf())
         .assert()
         .code(1)
         .stderr(predicate::str::contains("not a valid return receipt"));
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// POSTs `body` to `/v1/return`: the status, the `x-tally-check` header and the text.
-fn post_return(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
-    let mut r = agent()
-        .post(format!("{url}/v1/return"))
-        .header("content-type", "application/octet-stream")
-        .send(body)
-        .unwrap();
-    let check = r
-        .headers()
-        .get("x-tally-check")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = String::from_utf8_lossy(&r.body_mut().read_to_vec().unwrap()).into_owned();
-    (r.status().as_u16(), check, text)
 }
 
 fn receipt_vectors_through_the_return_endpoint(db: Backend) {
@@ -328,10 +175,10 @@ fn receipt_vectors_through_the_return_endpoint(db: Backend) {
     // Only the vectors' main licence is this publisher's here: a receipt for the other one
     // names a licence it never issued.
     vector_customer(&env, &[LICENCE]);
-    let server = env.serve();
+    let server = env.serve(&[]);
     let mut first_answer = None;
     for (name, expect, bytes) in &vectors() {
-        let (status, check, text) = post_return(&server.url, bytes);
+        let (status, check, text) = post_to(&server.url, "/v1/return", bytes);
         match expect.as_str() {
             "ok" => {
                 assert_eq!(status, 200, "{name}: {text}");
@@ -361,7 +208,7 @@ fn receipt_vectors_through_the_return_endpoint(db: Backend) {
     }
     // A replay of the good receipt: the same answer, nothing recorded twice.
     let good = &vectors().into_iter().find(|v| v.0 == "good").unwrap().2;
-    let (status, _, text) = post_return(&server.url, good);
+    let (status, _, text) = post_to(&server.url, "/v1/return", good);
     assert_eq!(status, 200);
     assert_eq!(Some(text), first_answer);
     let out = env.cmd(&["returns", "--json"]).output().unwrap();
@@ -369,7 +216,7 @@ fn receipt_vectors_through_the_return_endpoint(db: Backend) {
     assert_eq!(v["returns"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["returns"][0]["via"], "server");
     // Too large a body is refused before it is read in full.
-    let (status, _, text) = post_return(&server.url, &vec![0u8; 2000]);
+    let (status, _, text) = post_to(&server.url, "/v1/return", &vec![0u8; 2000]);
     assert_eq!(status, 413, "{text}");
 }
 
@@ -388,10 +235,14 @@ fn issue_refuses_beyond_the_cap_and_a_revoked_loan_frees_a_place(db: Backend) {
     env.customer("Bob");
     env.customer("Cy");
     let (book, doc) = env.pack("Capped Book", &["--loans", "2"]);
-    env.issue("Ada", &book, "ada.key", &[]).assert().success();
-    env.issue("Bob", &book, "bob.key", &[]).assert().success();
+    env.issue_cmd("Ada", &book, "ada.key", &[])
+        .assert()
+        .success();
+    env.issue_cmd("Bob", &book, "bob.key", &[])
+        .assert()
+        .success();
     // The third loan: refused with the count, and no keyfile left behind.
-    env.issue("Cy", &book, "cy.key", &[])
+    env.issue_cmd("Cy", &book, "cy.key", &[])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -403,7 +254,7 @@ fn issue_refuses_beyond_the_cap_and_a_revoked_loan_frees_a_place(db: Backend) {
     assert_eq!((v["cap"].as_u64(), v["out"].as_u64()), (Some(2), Some(2)));
     assert_eq!((loan_of(&v, 0), loan_of(&v, 1)), ("out", "out"));
     // A superseding licence takes the place of the one it replaces.
-    env.issue("Bob", &book, "bob2.key", &["--supersede"])
+    env.issue_cmd("Bob", &book, "bob2.key", &["--supersede"])
         .assert()
         .success();
     // Revoking a loan frees its place.
@@ -414,7 +265,7 @@ fn issue_refuses_beyond_the_cap_and_a_revoked_loan_frees_a_place(db: Backend) {
         v["loans"][0]["licence"].as_str().unwrap().to_string()
     };
     env.cmd(&["revoke", "--copy", &ada]).assert().success();
-    env.issue("Cy", &book, "cy.key", &[]).assert().success();
+    env.issue_cmd("Cy", &book, "cy.key", &[]).assert().success();
     env.cmd(&["loans", &doc])
         .assert()
         .success()
@@ -423,7 +274,7 @@ fn issue_refuses_beyond_the_cap_and_a_revoked_loan_frees_a_place(db: Backend) {
         .stdout(predicate::str::contains("  revoked: licence"));
     // A loan that has ended frees its place too.
     env.cmd(&["loans", &doc, "--cap", "3"]).assert().success();
-    env.issue(
+    env.issue_cmd(
         "Ada",
         &book,
         "ada-old.key",
@@ -431,10 +282,10 @@ fn issue_refuses_beyond_the_cap_and_a_revoked_loan_frees_a_place(db: Backend) {
     )
     .assert()
     .success();
-    env.issue("Ada", &book, "ada-new.key", &["--keep-both"])
+    env.issue_cmd("Ada", &book, "ada-new.key", &["--keep-both"])
         .assert()
         .success();
-    env.issue("Ada", &book, "ada-more.key", &["--keep-both"])
+    env.issue_cmd("Ada", &book, "ada-more.key", &["--keep-both"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -445,7 +296,7 @@ fn issue_refuses_beyond_the_cap_and_a_revoked_loan_frees_a_place(db: Backend) {
         .assert()
         .success()
         .stdout(predicate::str::contains("no cap"));
-    env.issue("Ada", &book, "ada-more.key", &["--keep-both"])
+    env.issue_cmd("Ada", &book, "ada-more.key", &["--keep-both"])
         .assert()
         .success();
     // A document this vendor did not pack.

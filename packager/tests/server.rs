@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use tally_core::card::Card;
-use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::crypto::PublicKey;
 use tally_core::icv::{Icv, IcvVariant, executable_icv};
@@ -26,43 +24,14 @@ use tally_core::validation::{
 };
 use tally_core::vendor::VendorPublic;
 
-#[path = "support/pg.rs"]
-mod pg;
-use pg::{Backend, PgDb};
+#[allow(
+    dead_code,
+    reason = "each test file is its own crate and uses only part of the shared set-up"
+)]
+mod support;
+use support::{Backend, Env, on_both_databases};
 
-/// Each test runs twice: on the SQLite registry and on a fresh PostgreSQL database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-const PASSWORD: &str = "correct horse battery staple";
 const VIEWER_BUILD: &[u8] = b"\x7fELF pretend viewer build 1.0 with metering";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    /// The PostgreSQL database, when the test runs on one (dropped after the servers).
-    pg: Option<PgDb>,
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Reply {
     status: u16,
@@ -87,93 +56,24 @@ struct Copy {
     trail: PathBuf,
 }
 
+/// A vendor with two customers, a package and a registered viewer, on `db`; `None` when
+/// `db` is PostgreSQL and no server is configured (see `support/pg.rs`).
+fn set_up(db: Backend, test: &str) -> Option<Env> {
+    let env = Env::new(db, test)?;
+    env.customer_card("Ada", "ada", 100, Some("test card"));
+    env.customer_card("Bob", "bob", 100, Some("test card"));
+    env.pack_sample(&env.path("packages/doc.tly"))
+        .assert()
+        .success();
+    let build = env.path("tally-view-1.0");
+    std::fs::write(&build, VIEWER_BUILD).unwrap();
+    env.cmd(&["viewer", "register", build.to_str().unwrap()])
+        .assert()
+        .success();
+    Some(env)
+}
+
 impl Env {
-    /// A vendor with two customers, a package and a registered viewer, on `db`; `None`
-    /// when `db` is PostgreSQL and no server is configured (see `support/pg.rs`).
-    fn new(db: Backend, test: &str) -> Option<Self> {
-        let pg = match db {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(pg::fresh(test)?),
-        };
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let env = Self { _tmp: tmp, dir, pg };
-        env.cmd(&["vendor", "init", "--name", "Test Press"])
-            .assert()
-            .success();
-        env.add_customer("Ada", "ada");
-        env.add_customer("Bob", "bob");
-        std::fs::create_dir_all(env.path("packages")).unwrap();
-        let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
-        env.cmd(&[
-            "pack",
-            pdf.to_str().unwrap(),
-            "-o",
-            env.path("packages/doc.tly").to_str().unwrap(),
-        ])
-        .assert()
-        .success();
-        let build = env.path("tally-view-1.0");
-        std::fs::write(&build, VIEWER_BUILD).unwrap();
-        env.cmd(&["viewer", "register", build.to_str().unwrap()])
-            .assert()
-            .success();
-        Some(env)
-    }
-
-    /// The environment every `tally-pack` of this test gets: vendor, password, database.
-    fn configure(&self, c: &mut std::process::Command) {
-        c.env("TALLY_VENDOR", self.path("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-        match &self.pg {
-            Some(pg) => c.env("TALLY_DATABASE", &pg.url),
-            None => c.env_remove("TALLY_DATABASE"),
-        };
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        self.configure(&mut c);
-        c.args(args);
-        Command::from_std(c)
-    }
-
-    fn add_customer(&self, name: &str, file: &str) {
-        let state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
-        let card_path = self.path(&format!("{file}.state"));
-        EmulatedCard::create(&card_path, &state).unwrap();
-        let identity = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()))
-            .identity()
-            .unwrap();
-        let export = self.path(&format!("{file}.card"));
-        std::fs::write(
-            &export,
-            tally_core::card::CardExport {
-                identity: identity.clone(),
-                agreement_key: Some(state.agreement_key()),
-                attestation: None,
-                label: Some("test card".into()),
-            }
-            .to_text(),
-        )
-        .unwrap();
-        self.cmd(&[
-            "customer",
-            "add",
-            "--allow-emulated-card",
-            "--name",
-            name,
-            "--card",
-            export.to_str().unwrap(),
-        ])
-        .assert()
-        .success();
-    }
-
     /// Issues a keyfile for the package at `package` (online every 3 days).
     fn issue_for(&self, customer: &str, out: &str, package: &Path) -> Copy {
         self.issue_package(customer, out, "3", package)
@@ -185,24 +85,21 @@ impl Env {
     }
 
     fn issue_package(&self, customer: &str, out: &str, days: &str, package: &Path) -> Copy {
-        let out = self.path(out);
-        self.cmd(&[
-            "issue",
-            "--customer",
+        self.issue_cmd(
             customer,
-            "--package",
-            package.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--allow-emulated-card",
-            "--keep-both",
-            "--server",
-            "http://127.0.0.1:1/",
-            "--require-online-every",
-            days,
-        ])
+            package,
+            out,
+            &[
+                "--keep-both",
+                "--server",
+                "http://127.0.0.1:1/",
+                "--require-online-every",
+                days,
+            ],
+        )
         .assert()
         .success();
+        let out = self.path(out);
         let vendor =
             VendorPublic::from_export(&std::fs::read(self.path("vendor/vendor.pub")).unwrap())
                 .unwrap();
@@ -219,43 +116,8 @@ impl Env {
         }
     }
 
-    fn serve(&self, extra: &[&str]) -> Server {
-        let mut args = vec!["--packages", self.path("packages").to_str().unwrap()]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.serve_logged(&args, Stdio::null())
-    }
-
-    /// A `serve` node with exactly these arguments; its stderr (one line per request) goes
-    /// to `log`.
-    fn serve_logged(&self, extra: &[&str], log: Stdio) -> Server {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        self.configure(&mut c);
-        c.args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = c.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-            .parse()
-            .unwrap();
-        Server { child, addr }
-    }
-
     fn copies(&self) -> serde_json::Value {
-        let out = self.cmd(&["copies", "--json"]).output().unwrap();
-        assert!(out.status.success());
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.json(&["copies", "--json"])
     }
 }
 
@@ -416,7 +278,7 @@ fn copy_json<'a>(all: &'a serde_json::Value, licence: &LicenceId) -> &'a serde_j
 }
 
 fn validations_survive_a_server_restart_and_are_logged(db: Backend) {
-    let Some(env) = Env::new(db, "validations_survive_a_server_restart_and_are_logged") else {
+    let Some(env) = set_up(db, "validations_survive_a_server_restart_and_are_logged") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -470,7 +332,7 @@ fn validations_survive_a_server_restart_and_are_logged(db: Backend) {
 }
 
 fn t15_a_cloned_copy_is_flagged_and_revoked(db: Backend) {
-    let Some(env) = Env::new(db, "t15_a_cloned_copy_is_flagged_and_revoked") else {
+    let Some(env) = set_up(db, "t15_a_cloned_copy_is_flagged_and_revoked") else {
         return;
     };
     let mut a = env.issue("Ada", "ada.key", "3");
@@ -501,7 +363,7 @@ fn t15_a_cloned_copy_is_flagged_and_revoked(db: Backend) {
 }
 
 fn t15_clones_that_alternate_are_caught_too(db: Backend) {
-    let Some(env) = Env::new(db, "t15_clones_that_alternate_are_caught_too") else {
+    let Some(env) = set_up(db, "t15_clones_that_alternate_are_caught_too") else {
         return;
     };
     let mut a = env.issue("Ada", "ada.key", "3");
@@ -531,7 +393,7 @@ fn t15_clones_that_alternate_are_caught_too(db: Backend) {
 }
 
 fn t17_every_replay_is_rejected(db: Backend) {
-    let Some(env) = Env::new(db, "t17_every_replay_is_rejected") else {
+    let Some(env) = set_up(db, "t17_every_replay_is_rejected") else {
         return;
     };
     let mut ada = env.issue("Ada", "ada.key", "3");
@@ -573,7 +435,7 @@ fn t17_every_replay_is_rejected(db: Backend) {
 }
 
 fn t18_tickets_expire_with_an_injected_clock(db: Backend) {
-    let Some(env) = Env::new(db, "t18_tickets_expire_with_an_injected_clock") else {
+    let Some(env) = set_up(db, "t18_tickets_expire_with_an_injected_clock") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "2");
@@ -619,7 +481,7 @@ fn t18_tickets_expire_with_an_injected_clock(db: Backend) {
 }
 
 fn t19_a_huge_sequence_number_does_not_brick_the_copy(db: Backend) {
-    let Some(env) = Env::new(db, "t19_a_huge_sequence_number_does_not_brick_the_copy") else {
+    let Some(env) = set_up(db, "t19_a_huge_sequence_number_does_not_brick_the_copy") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -653,7 +515,7 @@ fn t19_a_huge_sequence_number_does_not_brick_the_copy(db: Backend) {
 }
 
 fn t23_a_revoked_copy_is_refused_at_its_next_validation(db: Backend) {
-    let Some(env) = Env::new(db, "t23_a_revoked_copy_is_refused_at_its_next_validation") else {
+    let Some(env) = set_up(db, "t23_a_revoked_copy_is_refused_at_its_next_validation") else {
         return;
     };
     let mut ada = env.issue("Ada", "ada.key", "3");
@@ -692,7 +554,7 @@ fn t23_a_revoked_copy_is_refused_at_its_next_validation(db: Backend) {
 }
 
 fn a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused(db: Backend) {
-    let Some(env) = Env::new(
+    let Some(env) = set_up(
         db,
         "a_modified_viewer_an_unknown_copy_and_a_weak_variant_are_refused",
     ) else {
@@ -759,7 +621,7 @@ fn post_raw(path: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason(db: Backend) {
-    let Some(env) = Env::new(
+    let Some(env) = set_up(
         db,
         "t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason",
     ) else {
@@ -826,7 +688,7 @@ fn t25_oversized_and_malformed_requests_get_a_4xx_with_a_reason(db: Backend) {
 }
 
 fn a_server_missing_the_package_judges_no_copy(db: Backend) {
-    let Some(env) = Env::new(db, "a_server_missing_the_package_judges_no_copy") else {
+    let Some(env) = set_up(db, "a_server_missing_the_package_judges_no_copy") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -851,7 +713,7 @@ fn a_server_missing_the_package_judges_no_copy(db: Backend) {
 /// The README's flow: `pack -o book.tly` anywhere, then `serve` with no `--packages`:
 /// the server finds the package where `pack` wrote it.
 fn the_server_finds_the_package_where_pack_wrote_it(db: Backend) {
-    let Some(env) = Env::new(db, "the_server_finds_the_package_where_pack_wrote_it") else {
+    let Some(env) = set_up(db, "the_server_finds_the_package_where_pack_wrote_it") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -876,7 +738,7 @@ fn the_server_finds_the_package_where_pack_wrote_it(db: Backend) {
 
 /// One line per request on stderr: method, endpoint, status, outcome, client, time.
 fn every_request_is_logged_on_one_line(db: Backend) {
-    let Some(env) = Env::new(db, "every_request_is_logged_on_one_line") else {
+    let Some(env) = set_up(db, "every_request_is_logged_on_one_line") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -908,7 +770,7 @@ fn every_request_is_logged_on_one_line(db: Backend) {
 /// A client holding its requests open cannot take more than its share: the next one from
 /// the same address gets 429 at once, and the server goes on serving.
 fn one_client_gets_a_bounded_share(db: Backend) {
-    let Some(env) = Env::new(db, "one_client_gets_a_bounded_share") else {
+    let Some(env) = set_up(db, "one_client_gets_a_bounded_share") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -937,7 +799,7 @@ fn one_client_gets_a_bounded_share(db: Backend) {
 /// is a clone, flagged and revoked, whichever node it reaches; a revocation made while
 /// the nodes run is seen by both.
 fn two_nodes_on_one_database_keep_every_rule(db: Backend) {
-    let Some(env) = Env::new(db, "two_nodes_on_one_database_keep_every_rule") else {
+    let Some(env) = set_up(db, "two_nodes_on_one_database_keep_every_rule") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -1009,7 +871,7 @@ fn two_nodes_on_one_database_keep_every_rule(db: Backend) {
 /// ICV V8 (V7 over the chunk digests `pack` stored): accepted by default, computed with
 /// no package file at all, and a changed package byte is still an ICV mismatch.
 fn v8_is_checked_from_the_digests_pack_stored(db: Backend) {
-    let Some(env) = Env::new(db, "v8_is_checked_from_the_digests_pack_stored") else {
+    let Some(env) = set_up(db, "v8_is_checked_from_the_digests_pack_stored") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -1044,7 +906,7 @@ fn v8_is_checked_from_the_digests_pack_stored(db: Backend) {
 /// A package larger than the server's cache (`--package-cache-mib 0`) is hashed from disk
 /// for each request (never held whole in memory): the same verdicts as from memory.
 fn a_package_larger_than_the_cache_is_hashed_from_disk(db: Backend) {
-    let Some(env) = Env::new(db, "a_package_larger_than_the_cache_is_hashed_from_disk") else {
+    let Some(env) = set_up(db, "a_package_larger_than_the_cache_is_hashed_from_disk") else {
         return;
     };
     let mut copy = env.issue("Ada", "ada.key", "3");
@@ -1066,7 +928,7 @@ fn standing(env: &Env, licence: &LicenceId) -> (serde_json::Value, serde_json::V
 }
 
 fn t32_requests_without_the_readers_card_change_nothing(db: Backend) {
-    let Some(env) = Env::new(db, "t32_requests_without_the_readers_card_change_nothing") else {
+    let Some(env) = set_up(db, "t32_requests_without_the_readers_card_change_nothing") else {
         return;
     };
     let mut ada = env.issue("Ada", "ada.key", "3");
@@ -1133,7 +995,7 @@ fn t32_requests_without_the_readers_card_change_nothing(db: Backend) {
 }
 
 fn t33_a_ticket_from_another_copy_does_not_count_offline(db: Backend) {
-    let Some(env) = Env::new(db, "t33_a_ticket_from_another_copy_does_not_count_offline") else {
+    let Some(env) = set_up(db, "t33_a_ticket_from_another_copy_does_not_count_offline") else {
         return;
     };
     let mut ada = env.issue("Ada", "ada.key", "3");

@@ -8,12 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::Duration;
-use tally_core::card::applet::CardState;
 use tally_core::card::emulated::EmulatedCard;
 use tally_core::card::{Card, CardIdentity, Serial};
 use tally_core::crypto::PublicKey;
@@ -24,42 +20,14 @@ use tally_core::validation::{
     ServerSecret, restore_request_body, seal_restore_request, seal_trail_request,
 };
 
-#[path = "support/pg.rs"]
-mod pg;
-use pg::{Backend, PgDb};
+#[allow(
+    dead_code,
+    reason = "each test file is its own crate and uses only part of the shared set-up"
+)]
+mod support;
+use support::{Backend, Env, NewCard, on_both_databases, post_to, server_key};
 
-/// Each test runs twice: on the SQLite registry and on a fresh PostgreSQL database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-const PASSWORD: &str = "correct horse battery staple";
 const LIC: LicenceId = LicenceId([0x5a; 16]);
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    pg: Option<PgDb>,
-}
 
 struct Reader {
     card_path: PathBuf,
@@ -68,72 +36,19 @@ struct Reader {
 }
 
 impl Env {
-    fn new(db: Backend, test: &str) -> Option<Self> {
-        let pg = match db {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(pg::fresh(test)?),
-        };
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let env = Self { _tmp: tmp, dir, pg };
-        env.cmd(&["vendor", "init", "--name", "Test Press"])
-            .assert()
-            .success();
-        std::fs::create_dir_all(env.dir.join("packages")).unwrap();
-        Some(env)
-    }
-
-    /// The environment every `tally-pack` of this test gets: vendor, password, database.
-    fn configure(&self, c: &mut std::process::Command) {
-        c.env("TALLY_VENDOR", self.dir.join("vendor"))
-            .env("TALLY_VENDOR_PASSWORD", PASSWORD);
-        match &self.pg {
-            Some(pg) => c.env("TALLY_DATABASE", &pg.url),
-            None => c.env_remove("TALLY_DATABASE"),
-        };
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        self.configure(&mut c);
-        c.args(args);
-        Command::from_std(c)
-    }
-
     /// A reader with an emulated card and a trail of genesis + `n` records; registered as
     /// customer `name` when `register`.
     fn reader(&self, name: &str, n: u32, register: bool) -> Reader {
-        let state = CardState::generate(&mut rand_core::OsRng, 100, "test card");
-        let card_path = self.dir.join(format!("{name}.state"));
-        EmulatedCard::create(&card_path, &state).unwrap();
-        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()));
-        let identity = card.identity().unwrap();
+        let NewCard {
+            path: card_path,
+            identity,
+            export,
+        } = self.emulated_card(name, 100, Some("test card"));
         if register {
-            let export = self.dir.join(format!("{name}.card"));
-            std::fs::write(
-                &export,
-                tally_core::card::CardExport {
-                    identity: identity.clone(),
-                    agreement_key: Some(state.agreement_key()),
-                    attestation: None,
-                    label: Some("test card".into()),
-                }
-                .to_text(),
-            )
-            .unwrap();
-            self.cmd(&[
-                "customer",
-                "add",
-                "--allow-emulated-card",
-                "--name",
-                name,
-                "--card",
-                export.to_str().unwrap(),
-            ])
-            .assert()
-            .success();
+            self.add_customer(name, &export);
         }
-        let trail_path = self.dir.join(format!("{name}.trail"));
+        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).unwrap()));
+        let trail_path = self.path(&format!("{name}.trail"));
         let mut trail = Trail::create(&trail_path, &mut card, &identity).unwrap();
         for i in 0..n {
             trail.write(&mut card, &usage(i)).unwrap();
@@ -143,28 +58,6 @@ impl Env {
             trail_path,
             identity,
         }
-    }
-
-    fn serve(&self) -> Server {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tally-pack"));
-        self.configure(&mut c);
-        let mut child = c
-            .args(["serve", "--listen", "127.0.0.1:0", "--packages"])
-            .arg(self.dir.join("packages"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-            .to_string();
-        Server { child, url }
     }
 
     /// The stored backup of `serial`: (upto, records, envelope), read from the database
@@ -245,48 +138,10 @@ impl Reader {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-fn server_key(url: &str) -> PublicKey {
-    let mut r = agent().get(format!("{url}/v1/server-key")).call().unwrap();
-    let v: serde_json::Value =
-        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-    PublicKey::from_sec1(&hex::decode(v["public_key"].as_str().unwrap()).unwrap()).unwrap()
-}
-
 /// POSTs `body` to the trail endpoint; returns the HTTP status, the `x-tally-check`
 /// header and the body.
 fn post(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
     post_to(url, "/v1/trail/validate", body)
-}
-
-/// POSTs `body` to `path`; returns the HTTP status, the `x-tally-check` header and the
-/// body (lossy text).
-fn post_to(url: &str, path: &str, body: &[u8]) -> (u16, Option<String>, String) {
-    let mut r = agent()
-        .post(format!("{url}{path}"))
-        .header("content-type", "application/octet-stream")
-        .send(body)
-        .unwrap();
-    let check = r
-        .headers()
-        .get("x-tally-check")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = r
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .unwrap();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    (r.status().as_u16(), check, text)
 }
 
 /// Sends `reader`'s trail and returns the envelope sent and the HTTP reply.
@@ -307,7 +162,7 @@ fn a_vouched_trail_fast_starts_and_is_backed_up(db: Backend) {
         return;
     };
     let ada = env.reader("Ada", 30, true);
-    let server = env.serve();
+    let server = env.serve(&[]);
     let key = server_key(&server.url);
 
     let (sent, (status, _, answer)) = send(&server.url, &key, &ada);
@@ -378,7 +233,7 @@ fn forged_validators_and_tampered_trails_are_refused(db: Backend) {
         return;
     };
     let ada = env.reader("Ada", 12, true);
-    let server = env.serve();
+    let server = env.serve(&[]);
     let key = server_key(&server.url);
     let forger = ServerSecret::random(&mut rand_core::OsRng);
 
@@ -510,12 +365,12 @@ fn the_backup_survives_a_server_restart_and_is_not_replaced_by_an_older_trail(db
     let ada = env.reader("Ada", 6, true);
     let old = ada.bytes();
     ada.write(&usage(1));
-    let server = env.serve();
+    let server = env.serve(&[]);
     let key = server_key(&server.url);
     let (sent, (status, _, text)) = send(&server.url, &key, &ada);
     assert_eq!(status, 200, "{text}");
     drop(server);
-    let server = env.serve();
+    let server = env.serve(&[]);
     assert_eq!(server_key(&server.url), key);
     // The older copy of the trail is still valid and vouched for, but does not replace the backup.
     let env_old =
@@ -535,7 +390,7 @@ fn a_restore_request_raced_to_two_nodes_is_served_once(db: Backend) {
         return;
     };
     let ada = env.reader("Ada", 8, true);
-    let nodes = [env.serve(), env.serve()];
+    let nodes = [env.serve(&[]), env.serve(&[])];
     let key = server_key(&nodes[0].url);
     let (_, (status, _, text)) = send(&nodes[0].url, &key, &ada);
     assert_eq!(status, 200, "{text}");
@@ -599,7 +454,7 @@ fn the_backup_is_extended_by_the_answer_and_by_nothing_else(db: Backend) {
         return;
     };
     let ada = env.reader("Ada", 10, true);
-    let nodes = [env.serve(), env.serve()];
+    let nodes = [env.serve(&[]), env.serve(&[])];
     let key = server_key(&nodes[0].url);
     let (sent, (status, _, answer)) = send(&nodes[0].url, &key, &ada);
     assert_eq!(status, 200, "{answer}");

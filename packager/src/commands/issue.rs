@@ -13,6 +13,7 @@
 
 use super::{Ctx, refused};
 use crate::params;
+use crate::registry::keyfile_columns;
 use crate::sql::Db;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -440,27 +441,20 @@ pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
         // Counting and recording are one step, so two issues at once never both take the
         // last place.
         check_loan_cap(db, &doc_hex, header.title(), &leaving, true)?;
+        let mut row = params![
+            licence.to_hex(),
+            &customer.name,
+            customer.card.serial.to_hex(),
+            document.to_hex(),
+            header.title(),
+        ]
+        .to_vec();
+        row.extend(keyfile_columns(&cis, &bytes));
         db.execute(
             "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at,
                                    server_url, online_every_days, allow_emulated, issuers)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            params![
-                licence.to_hex(),
-                &customer.name,
-                customer.card.serial.to_hex(),
-                document.to_hex(),
-                header.title(),
-                cis.limits.to_text(),
-                hex::encode(tally_core::crypto::sha256(&bytes)),
-                super::now_rfc3339(),
-                cis.server.as_ref().map(|s| s.url.clone()),
-                cis.server
-                    .as_ref()
-                    .and_then(|s| s.require_online_every_days)
-                    .map(i64::from),
-                i64::from(cis.allow_emulated_card),
-                issuers_json(&cis.issuers)
-            ],
+            &row,
         )
         .context("recording the keyfile in the registry")
     });

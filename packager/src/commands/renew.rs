@@ -14,10 +14,10 @@
 //! issued (migration 9). A licence issued before that is renewed once with `--keyfile`,
 //! which records them. A licence that is unknown, revoked or superseded is refused.
 
-use super::issue::{LimitArgs, apply_limits, issuers_json, summary};
+use super::issue::{LimitArgs, apply_limits, summary};
 use super::{Ctx, refused};
 use crate::params;
-use crate::registry::Registry;
+use crate::registry::{Registry, keyfile_columns};
 use crate::sql::Db;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
@@ -313,25 +313,15 @@ pub fn run(ctx: &Ctx, args: RenewArgs) -> Result<ExitCode> {
     // The registry's licence is the renewed one from now on (audits judge by its policy),
     // with what the next renewal by id needs (a licence issued before migration 9 gets it
     // here, from its keyfile).
+    let mut row = keyfile_columns(&cis, &new);
+    row.push(licence.to_hex().into());
     let updated = registry
         .connection()
         .execute(
-            "UPDATE keyfiles SET policy = $1, sha256 = $2, issued_at = $3, server_url = $5,
-                    online_every_days = $6, allow_emulated = $7, issuers = $8
-             WHERE licence_id = $4",
-            params![
-                cis.limits.to_text(),
-                hex::encode(tally_core::crypto::sha256(&new)),
-                super::now_rfc3339(),
-                licence.to_hex(),
-                cis.server.as_ref().map(|s| s.url.clone()),
-                cis.server
-                    .as_ref()
-                    .and_then(|s| s.require_online_every_days)
-                    .map(i64::from),
-                i64::from(cis.allow_emulated_card),
-                issuers_json(&cis.issuers)
-            ],
+            "UPDATE keyfiles SET policy = $1, sha256 = $2, issued_at = $3, server_url = $4,
+                    online_every_days = $5, allow_emulated = $6, issuers = $7
+             WHERE licence_id = $8",
+            &row,
         )
         .context("recording the renewal in the registry")?;
     if updated != 1 {
