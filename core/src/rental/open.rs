@@ -261,6 +261,51 @@ pub(super) fn validators_for(keyfile: &VerifiedKeyfile) -> Vec<crate::crypto::Pu
 /// policy, (6) the online validation the keyfile requires ([`check_validation`], which
 /// goes online when it is due).
 pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
+    let LicenceReady {
+        keyfile,
+        header,
+        identity,
+        mut meter,
+        clock,
+    } = validate_licence(inputs)?;
+    raise_to_ticket(&clock, inputs, &keyfile, &meter.progress());
+    let decision = meter.evaluate_opening();
+    if let Decision::Denied { reason } = &decision {
+        return Err(Problem::Refused(reason.clone()));
+    }
+    let online = check_validation(inputs, &keyfile, &mut meter)?;
+    // A round just made brought the server's time: the policy decides again by it.
+    raise_to_ticket(&clock, inputs, &keyfile, &meter.progress());
+    let decision = meter.evaluate_opening();
+    if let Decision::Denied { reason } = &decision {
+        return Err(Problem::Refused(reason.clone()));
+    }
+    Ok(Checked {
+        keyfile,
+        header,
+        identity,
+        meter,
+        decision,
+        online,
+    })
+}
+
+/// What every step on a licence starts from ([`validate_licence`]).
+pub(super) struct LicenceReady {
+    pub(super) keyfile: VerifiedKeyfile,
+    pub(super) header: PackageHeader,
+    pub(super) identity: CardIdentity,
+    /// The licence's meter, its trail validated and mirrored where the reader asked.
+    pub(super) meter: CardMeter,
+    /// The clock the meter's date rules read.
+    pub(super) clock: Arc<FloorClock>,
+}
+
+/// The checks every step on a licence starts with, an opening as a return: the keyfile
+/// against the trusted publishers, the package for that licence from the same publisher,
+/// the licence's card, and ValidateTrail (\[0060\]) on the card's trail, which is then
+/// mirrored where the reader's setting says.
+pub(super) fn validate_licence(inputs: &OpenInputs) -> Result<LicenceReady, Problem> {
     let keyfile = read_keyfile(inputs)?;
     let header = read_package_header(inputs, &keyfile)?;
     let validators = validators_for(&keyfile);
@@ -283,25 +328,12 @@ pub fn check_rental(inputs: &OpenInputs) -> Result<Checked, Problem> {
         validators,
     )?;
     meter.mirror_to(mirror);
-    raise_to_ticket(&clock, inputs, &keyfile, &meter.progress());
-    let decision = meter.evaluate_opening();
-    if let Decision::Denied { reason } = &decision {
-        return Err(Problem::Refused(reason.clone()));
-    }
-    let online = check_validation(inputs, &keyfile, &mut meter)?;
-    // A round just made brought the server's time: the policy decides again by it.
-    raise_to_ticket(&clock, inputs, &keyfile, &meter.progress());
-    let decision = meter.evaluate_opening();
-    if let Decision::Denied { reason } = &decision {
-        return Err(Problem::Refused(reason.clone()));
-    }
-    Ok(Checked {
+    Ok(LicenceReady {
         keyfile,
         header,
         identity,
         meter,
-        decision,
-        online,
+        clock,
     })
 }
 

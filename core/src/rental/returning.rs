@@ -15,14 +15,11 @@
 //! licence again later: that writes nothing and sends the saved receipt once more.
 
 use super::Problem;
-use super::meter::CardMeter;
 use super::online::Transport;
-use super::open::{OpenInputs, licence_card, read_keyfile, read_package_header, validators_for};
+use super::open::{LicenceReady, OpenInputs, validate_licence};
 use crate::keyfile::VerifiedKeyfile;
-use crate::policy::FloorClock;
 use crate::receipt::{MAX_RECEIPT, Receipt};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a return waits for the validation server.
@@ -89,25 +86,13 @@ pub struct Returned {
 /// ([`Problem::Refused`] with [`crate::policy::Reason::Returned`]) when no receipt of this
 /// card for this licence is saved in the home.
 pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
-    let keyfile = read_keyfile(inputs)?;
-    let header = read_package_header(inputs, &keyfile)?;
-    let validators = validators_for(&keyfile);
-    let (card, identity) = licence_card(inputs, &keyfile)?;
-    let mirror = inputs
-        .home
-        .mirror_path(&identity.serial)
-        .map_err(|e| Problem::Other(format!("the mirror setting is unreadable: {e}")))?;
-    let clock = Arc::new(FloorClock::new(inputs.clock.clone()));
-    let mut meter = CardMeter::validate(
-        card,
-        keyfile.card(),
-        &inputs.home.trail_path(&identity.serial),
-        keyfile.licence(),
-        keyfile.limits().clone(),
-        clock,
-        validators,
-    )?;
-    meter.mirror_to(mirror);
+    let LicenceReady {
+        keyfile,
+        header,
+        identity,
+        mut meter,
+        clock: _,
+    } = validate_licence(inputs)?;
     let saved = inputs.home.receipt_path(&keyfile.licence());
     let record = match meter.record_return() {
         Ok(record) => record,
