@@ -180,6 +180,26 @@ impl std::fmt::Debug for CardMeter {
     }
 }
 
+/// Runs `attempt` on the trail at `path` (an opening's ValidateTrail, a standing check);
+/// when it finds the trail archived at a validator this licence's server did not sign
+/// (another publisher's automatic backup), puts the archived records back
+/// ([`Trail::rejoin`]; no card counter is spent) and runs it once more, so the licence reads
+/// its own use from the card-signed records themselves (T30).
+pub(super) fn rejoining<T>(
+    path: &Path,
+    identity: &CardIdentity,
+    mut attempt: impl FnMut() -> Result<T, TrailError>,
+) -> Result<T, Problem> {
+    match attempt() {
+        Err(TrailError::Archived { .. }) => {
+            Trail::rejoin(path, identity).map_err(trail_problem)?;
+            attempt()
+        }
+        other => other,
+    }
+    .map_err(trail_problem)
+}
+
 impl CardMeter {
     /// Keeps the trail's mirror copy at `path` (\[0062\]), bringing it up to date now; a
     /// failure stops nothing and shows as [`Meter::warning`].
@@ -215,17 +235,7 @@ impl CardMeter {
             t.set_trusted_validators(validators.clone());
             t.verify(card).map(|_| t)
         };
-        let trail = match open(&mut card) {
-            // Archived at a validator this licence's server did not sign (another
-            // publisher's automatic backup): the archived records are put back, so this
-            // licence reads its own use from the card-signed records themselves (T30).
-            Err(TrailError::Archived { .. }) => {
-                Trail::rejoin(trail_path, &identity).map_err(trail_problem)?;
-                open(&mut card)
-            }
-            other => other,
-        }
-        .map_err(trail_problem)?;
+        let trail = rejoining(trail_path, &identity, || open(&mut card))?;
         let mut m = Self {
             card,
             generation: trail.generation(),

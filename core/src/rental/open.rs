@@ -660,16 +660,7 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
             t.set_trusted_validators(validators.clone());
             t.check_with_card(card).map(|()| t)
         };
-        // As an opening does: a trail archived at a validator this licence's server did
-        // not sign gets its archived records back (`Trail::rejoin`; no counter is spent).
-        let trail = match check(&mut card) {
-            Err(crate::trail::TrailError::Archived { .. }) => {
-                Trail::rejoin(&trail_path, &identity).map_err(trail_problem)?;
-                check(&mut card)
-            }
-            other => other,
-        }
-        .map_err(trail_problem)?;
+        let trail = super::meter::rejoining(&trail_path, &identity, || check(&mut card))?;
         (
             super::meter::tally_of(&trail, keyfile.licence(), &servers),
             CardProgress::of(trail.records(), keyfile.licence()),
