@@ -575,6 +575,8 @@ pub struct ReaderApp {
     last: Option<(PathBuf, PathBuf)>,
     /// True in `--demo` (the screens say so).
     pub demo: bool,
+    /// The window title last asked for, so it is sent only when it changes.
+    title: String,
 }
 
 impl ReaderApp {
@@ -596,6 +598,7 @@ impl ReaderApp {
             inputs,
             last: None,
             demo: false,
+            title: String::new(),
         };
         if let Some((p, k)) = initial {
             app.open(ctx, p, k);
@@ -617,6 +620,7 @@ impl ReaderApp {
             inputs: None,
             last: None,
             demo: false,
+            title: String::new(),
         }
     }
 
@@ -695,12 +699,28 @@ impl ReaderApp {
         if let Screen::Reading(r) = &mut self.screen {
             r.poll(ctx, now);
             r.handle_keys(ctx);
+
             if let Mode::Stopped(p) = r.session.mode() {
                 let p = p.clone();
                 self.screen = Screen::Problem(p);
             } else if let Some(end) = r.session.unit_ends() {
                 ctx.request_repaint_after(end.saturating_duration_since(now));
             }
+        }
+        // The title names the document and the page while reading, as a reader's window list
+        // shows it (and what a test driving the real window waits on between key presses).
+        let title = match &self.screen {
+            Screen::Reading(r) => format!(
+                "{} — page {} of {} — Tally reader",
+                r.session.info().title,
+                r.session.current() + 1,
+                r.session.page_count()
+            ),
+            _ => "Tally reader".to_string(),
+        };
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
         }
     }
 

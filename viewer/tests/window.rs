@@ -151,9 +151,41 @@ fn real_window_turns_pages_and_the_trail_grows() {
 
     // Twelve page views: six forward, six back. The first block prepaid ten (the
     // sample has seven pages), so a second block must be charged.
+    // Each key is sent once the window's title shows the page the last one turned to, and
+    // sent again only if the window never saw it: a synthetic key press can be lost when the
+    // machine is loaded, and a lost one would leave one page view too few.
+    let title = || xdotool(&display, &["getwindowname", &window]);
+    let mut page = 1u32;
+    wait_for_with("the title to show page 1", 30, title, || {
+        title().contains("page 1 of 7")
+    });
     for key in std::iter::repeat_n("Right", 6).chain(std::iter::repeat_n("Left", 6)) {
-        xdotool(&display, &["key", "--window", &window, key]);
-        std::thread::sleep(Duration::from_millis(150));
+        page = if key == "Right" {
+            (page + 1).min(7)
+        } else {
+            (page - 1).max(1)
+        };
+        let want = format!("page {page} of 7");
+        let mut shown = false;
+        for _attempt in 0..3 {
+            xdotool(&display, &["key", "--window", &window, key]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if title().contains(&want) {
+                    shown = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if shown {
+                break;
+            }
+        }
+        assert!(
+            shown,
+            "{key} never showed {want}: the title is {:?}",
+            title()
+        );
     }
     let shown = || format!("{:?}", usages(home.path(), &identity));
     wait_for_with("a second page block", 30, shown, || {
