@@ -297,49 +297,109 @@ fn time_op(budget: Duration, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// The request's own cryptography, both sides, in µs: (server, client).
-fn crypto_cost(digests: &ChunkDigests, viewer: Icv) -> (f64, f64) {
-    let secret = ServerSecret::random(&mut rand_core::OsRng);
-    let key = secret.public().clone();
-    let card = SoftCard::new(Serial([7; 16]));
-    let identity = card.identity();
-    let mut copy = Copy::new([7; 16], card.for_another_copy());
-    let env = copy.request(digests, &key, viewer);
-    let (req, hash, _) = secret.open_request(&env).unwrap();
-    let verdict = Verdict {
-        status: Status::Ok,
-        licence: LicenceId([7; 16]),
-        ui: req.ui,
-        psi: req.psi,
-        vssi: 1,
-        card_counter: 0,
-        dt: 0,
-        vsi: secret.vsi(),
-        iv: Iv([9; 32]),
-        expires: 0,
-        offline_records: DEFAULT_OFFLINE_RECORDS,
-        request: hash,
-    };
-    let signed = secret.sign(&verdict);
-    let budget = Duration::from_millis(400);
-    let server = time_op(budget, || {
-        let (req, hash, proof) = secret.open_request(&env).unwrap();
+/// One request's own cryptography, both sides, on fixed inputs: what the ceiling is made of.
+struct Crypto {
+    secret: ServerSecret,
+    key: PublicKey,
+    card: SoftCard,
+    identity: tally_core::card::CardIdentity,
+    env: Vec<u8>,
+    verdict: Verdict,
+    signed: Vec<u8>,
+    digests: Arc<ChunkDigests>,
+    viewer: Icv,
+}
+
+impl Crypto {
+    fn new(digests: &Arc<ChunkDigests>, viewer: Icv) -> Self {
+        let secret = ServerSecret::random(&mut rand_core::OsRng);
+        let key = secret.public().clone();
+        let card = SoftCard::new(Serial([7; 16]));
+        let identity = card.identity();
+        let mut copy = Copy::new([7; 16], card.for_another_copy());
+        let env = copy.request(digests, &key, viewer);
+        let (req, hash, _) = secret.open_request(&env).unwrap();
+        let verdict = Verdict {
+            status: Status::Ok,
+            licence: LicenceId([7; 16]),
+            ui: req.ui,
+            psi: req.psi,
+            vssi: 1,
+            card_counter: 0,
+            dt: 0,
+            vsi: secret.vsi(),
+            iv: Iv([9; 32]),
+            expires: 0,
+            offline_records: DEFAULT_OFFLINE_RECORDS,
+            request: hash,
+        };
+        let signed = secret.sign(&verdict);
+        Self {
+            secret,
+            key,
+            card,
+            identity,
+            env,
+            verdict,
+            signed,
+            digests: digests.clone(),
+            viewer,
+        }
+    }
+
+    /// The server's: ECIES open, the card's signature, the V8 ICV, the VAL_OK's signature,
+    /// the UI roll.
+    fn server(&self) {
+        let (req, hash, proof) = self.secret.open_request(&self.env).unwrap();
         std::hint::black_box(tally_core::validation::CardCheck::of(
             &req,
             &hash,
             proof.as_ref(),
-            Some(&identity),
+            Some(&self.identity),
         ));
-        std::hint::black_box(compute_v8(digests, &req.ui, &req.iv));
-        std::hint::black_box(secret.sign(&verdict));
+        std::hint::black_box(compute_v8(&self.digests, &req.ui, &req.iv));
+        std::hint::black_box(self.secret.sign(&self.verdict));
         std::hint::black_box(req.ui.roll(&req.iv));
-    });
-    let client = time_op(budget, || {
-        let mut c = Copy::new([7; 16], card.for_another_copy());
-        std::hint::black_box(c.request(digests, &key, viewer));
-        std::hint::black_box(Verdict::open(&signed, &key).unwrap());
-    });
-    (server, client)
+    }
+
+    /// The client's: the V8 ICV, the card's signature, ECIES seal, the VAL_OK's check.
+    fn client(&self) {
+        let mut c = Copy::new([7; 16], self.card.for_another_copy());
+        std::hint::black_box(c.request(&self.digests, &self.key, self.viewer));
+        std::hint::black_box(Verdict::open(&self.signed, &self.key).unwrap());
+    }
+}
+
+/// The request's own cryptography: each side's median µs on one thread, and the ceiling —
+/// whole rounds (both sides) per second with every core running them and nothing else,
+/// measured so (not one core's rate times the cores: two busy cores of a VM do less than
+/// twice one, as `openssl speed -multi` shows here too).
+fn crypto_cost(digests: &Arc<ChunkDigests>, viewer: Icv, cores: usize) -> (f64, f64, f64) {
+    let one = Crypto::new(digests, viewer);
+    let budget = Duration::from_millis(400);
+    let server = time_op(budget, || one.server());
+    let client = time_op(budget, || one.client());
+    let barrier = Arc::new(Barrier::new(cores));
+    let run = Duration::from_millis(1500);
+    let workers: Vec<_> = (0..cores)
+        .map(|_| {
+            let (digests, barrier) = (digests.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mine = Crypto::new(&digests, viewer);
+                barrier.wait();
+                let start = Instant::now();
+                let mut rounds = 0u64;
+                while start.elapsed() < run {
+                    mine.server();
+                    mine.client();
+                    rounds += 1;
+                }
+                rounds as f64 / start.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
+    let ceiling = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    (server, client, ceiling)
 }
 
 struct Row {
@@ -369,12 +429,82 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Runs one row: `clients` threads, each its own copy. `pace` `None` is a closed loop (each
-/// client sends its next request as soon as the answer came: the most the server does).
-/// `Some(rate)` is an open loop offering `rate` requests per second in all: each client
-/// sends on its own schedule (evenly spaced, starts staggered), and a request's latency
-/// counts from when it was due, not from when it was sent, so a stalled server is charged
-/// for the requests it held back (no coordinated omission).
+/// A keep-alive HTTP/1.1 connection to the server: the load generator's own client, a
+/// request written in one call and the answer read by its `content-length`. The clients are
+/// tasks on as many threads as there are cores (as a load generator such as wrk runs), not
+/// a thread each: 32 or 128 threads taking turns on two cores with the server would charge
+/// the server's share of the machine for the clients' context switches.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    head: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(url: &str) -> Self {
+        let rest = url.strip_prefix("http://").expect("an http:// URL");
+        let (host, path) = rest.split_once('/').expect("a URL with a path");
+        let stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let head = format!(
+            "POST /{path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/octet-stream\r\ncontent-length: "
+        )
+        .into_bytes();
+        Self {
+            stream,
+            head,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// POSTs `body`; returns the status and the answer's body.
+    async fn post(&mut self, body: &[u8]) -> (u16, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut req = Vec::with_capacity(self.head.len() + 16 + body.len());
+        req.extend_from_slice(&self.head);
+        req.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(body);
+        self.stream.write_all(&req).await.unwrap();
+        self.buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap();
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .expect("an HTTP status line");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .expect("an answer with a content-length");
+                let start = end + 4;
+                while self.buf.len() < start + length {
+                    let n = self.stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "the server closed the connection mid-answer");
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                return (status, self.buf[start..start + length].to_vec());
+            }
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Runs one row: `clients` clients, each its own copy on its own connection. `pace` `None`
+/// is a closed loop (each client sends its next request as soon as the answer came: the
+/// most the server does). `Some(rate)` is an open loop offering `rate` requests per second
+/// in all: each client sends on its own schedule (evenly spaced, starts staggered), and a
+/// request's latency counts from when it was due, not from when it was sent, so a stalled
+/// server (or a busy client thread) is charged for the requests it held back (no
+/// coordinated omission).
 #[allow(clippy::too_many_arguments)] // one row's whole set-up, each argument used once
 fn run_row(
     url: &str,
@@ -386,14 +516,18 @@ fn run_row(
     viewer: Icv,
     pace: Option<f64>,
     server_pid: u32,
+    cores: usize,
 ) -> Row {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .unwrap();
     let server_pid = server_pid.to_string();
-    let (server0, client0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     let interval = pace.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
-    let barrier = Arc::new(Barrier::new(clients));
-    let mut handles = Vec::new();
+    let barrier = Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let mut tasks = Vec::new();
     let mine: Vec<Copy> = copies.drain(..clients).collect();
-    let start = Instant::now();
     for (i, mut copy) in mine.into_iter().enumerate() {
         let (barrier, digests, url, key) = (
             barrier.clone(),
@@ -401,35 +535,23 @@ fn run_row(
             url.to_string(),
             key.clone(),
         );
-        handles.push(std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .build()
-                .into();
+        tasks.push(rt.spawn(async move {
+            let mut conn = Conn::open(&url).await;
             let mut lat = Vec::new();
-            barrier.wait();
+            barrier.wait().await;
             let t0 = Instant::now();
             let mut due = interval.map(|iv| t0 + iv.mul_f64(i as f64 / clients as f64));
             while t0.elapsed() < Duration::from_secs(seconds) {
                 let s = match (due, interval) {
                     (Some(d), Some(iv)) => {
-                        if let Some(wait) = d.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
+                        tokio::time::sleep_until(d.into()).await;
                         due = Some(d + iv);
                         d
                     }
                     _ => Instant::now(),
                 };
                 let env = copy.request(&digests, &key, viewer);
-                let mut r = agent
-                    .post(&url)
-                    .header("content-type", "application/octet-stream")
-                    .send(&env[..])
-                    .unwrap();
-                let status = r.status().as_u16();
-                let body = r.body_mut().read_to_vec().unwrap();
+                let (status, body) = conn.post(&env).await;
                 assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
                 copy.accept(&body, &key);
                 lat.push(s.elapsed());
@@ -437,17 +559,26 @@ fn run_row(
             (copy, lat)
         }));
     }
-    let mut lat = Vec::new();
-    for h in handles {
-        let (copy, l) = h.join().unwrap();
-        lat.extend(l);
-        copies.push(copy);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let (server_cpu, client_cpu) = (
-        cpu_seconds(&server_pid) - server0,
-        cpu_seconds("self") - client0,
-    );
+    let (lat, secs, server_cpu, client_cpu) = rt.block_on(async {
+        // Every connection is open before the clock starts.
+        barrier.wait().await;
+        let (server0, client0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+        let start = Instant::now();
+        let mut lat = Vec::new();
+        for t in tasks {
+            let (copy, l) = t.await.unwrap();
+            lat.extend(l);
+            copies.push(copy);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        (
+            lat,
+            secs,
+            cpu_seconds(&server_pid) - server0,
+            cpu_seconds("self") - client0,
+        )
+    });
+    let mut lat = lat;
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)].as_secs_f64() * 1e3;
     Row {
@@ -612,10 +743,9 @@ fn main() {
         };
         let url = format!("{base}/v1/validate");
         for (p, (label, _, digests, size)) in packages.iter().enumerate() {
-            let (s_us, c_us) = crypto_cost(digests, viewer);
-            // Both sides' cryptography per request, spread over every core: the most the
+            // Both sides' cryptography per request with every core busy on it: the most the
             // machine could do if HTTP, the database and scheduling cost nothing.
-            let ceiling = cores as f64 * 1e6 / (s_us + c_us);
+            let (s_us, c_us, ceiling) = crypto_cost(digests, viewer, cores);
             ceilings.push((*name, *label, *size, s_us, c_us, ceiling));
             let closed = clients.iter().map(|&c| (c, None));
             let paced = paced_clients
@@ -632,6 +762,7 @@ fn main() {
                     viewer,
                     pace,
                     server.0.id(),
+                    cores,
                 );
                 let rate = row.requests as f64 / row.secs;
                 let who = match pace {
@@ -655,10 +786,14 @@ fn main() {
     }
     println!();
     println!(
-        "{:>9} {:>8} {:>12} {:>12} {:>12} {:>14}",
-        "database", "package", "bytes", "server µs", "client µs", "ceiling req/s"
+        "{:>9} {:>8} {:>12} {:>12} {:>12} {:>14} {:>16}",
+        "database", "package", "bytes", "server µs", "client µs", "ceiling req/s", "cores × 1 core"
     );
     for (name, label, size, s, c, ceiling) in ceilings {
-        println!("{name:>9} {label:>8} {size:>12} {s:>12.1} {c:>12.1} {ceiling:>14.0}");
+        // Beside the measured ceiling, what one core's rate times the cores would claim.
+        let naive = cores as f64 * 1e6 / (s + c);
+        println!(
+            "{name:>9} {label:>8} {size:>12} {s:>12.1} {c:>12.1} {ceiling:>14.0} {naive:>16.0}"
+        );
     }
 }

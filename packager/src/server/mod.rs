@@ -53,7 +53,7 @@ use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv, Ui};
 use tally_core::policy::Clock;
 use tally_core::validation::{
     CardCheck, ENVELOPE_LEN, ENVELOPE_V1_LEN, Lookup, Presented, ServerSecret, Status, Terms,
-    decide,
+    ValReq, decide,
 };
 
 /// Largest request body accepted (the real one is `ENVELOPE_LEN` bytes).
@@ -291,12 +291,15 @@ async fn admit_and_log(
         .find_map(|h| response.headers().get(*h))
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    eprintln!(
-        "{method} {path} {} {outcome} {} {:.1}ms",
+    // Formatted first and written in one call: standard error is unbuffered, and
+    // `eprintln!` would make a system call for each piece of the line.
+    let line = format!(
+        "{method} {path} {} {outcome} {} {:.1}ms\n",
         response.status().as_u16(),
         ip.map_or_else(|| "-".to_string(), |i| i.to_string()),
         start.elapsed().as_secs_f64() * 1000.0
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     response
 }
 
@@ -314,20 +317,30 @@ fn bad(code: StatusCode, reason: impl Into<String>) -> Response {
 /// Runs a handler's database and crypto work off the async runtime; an error or a panic
 /// in it is a 500 naming it (never a dropped connection).
 pub(crate) async fn blocking(f: impl FnOnce() -> Result<Response> + Send + 'static) -> Response {
+    match blocking_value(f).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// [`blocking`] for work that returns a value: the value, or the answer to send instead
+/// (503 when the database is busy, 500 naming any other error or a panic).
+pub(crate) async fn blocking_value<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::sql::Busy>()) => bad(
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::sql::Busy>()) => Err(bad(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("server busy, try again later: {e:#}"),
-        ),
-        Ok(Err(e)) => bad(
+        )),
+        Ok(Err(e)) => Err(bad(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("server error: {e:#}"),
-        ),
-        Err(_) => bad(
+        )),
+        Err(_) => Err(bad(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server error: handler failed",
-        ),
+        )),
     }
 }
 
@@ -417,8 +430,45 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
     let Ok(_permit) = app.validations.acquire().await else {
         return bad(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
     };
-    let handler = app.clone();
-    blocking(move || handler.handle(&body)).await
+    // The request's own cryptography (ECIES open, the card's signature; at the end the
+    // VAL_OK's signature) runs here, on the runtime's threads — as many as the cores, so
+    // the CPU-bound part of every request takes turns on few threads instead of switching
+    // among dozens; only the database step (and any package-sized work) goes to a thread
+    // that may block.
+    let (req, hash, proof) = match app.key.open_request(&body) {
+        Ok(x) => x,
+        Err(e) => {
+            return bad(StatusCode::BAD_REQUEST, format!("VAL_REQ refused: {e}"));
+        }
+    };
+    // The card's signature is checked once, before any lock (T32): the registered card of
+    // the copy never changes, and the counter order is applied under the lock.
+    let cached = app
+        .cards
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&req.ui)
+        .cloned();
+    let registered = match cached {
+        Some(card) => Some(card),
+        None => {
+            let (a, ui) = (app.clone(), req.ui);
+            match blocking_value(move || db::registered_card(&mut *a.pool.get(POOL_WAIT)?, &ui))
+                .await
+            {
+                Ok(card) => card,
+                Err(answer) => return answer,
+            }
+        }
+    };
+    let card = CardCheck::of(&req, &hash, proof.as_ref(), registered.as_ref());
+    let (handler, req) = (app.clone(), Arc::new(req));
+    let shared = req.clone();
+    let decision = match blocking_value(move || handler.decide(&shared, hash, card)).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(answer)) | Err(answer) => return answer,
+    };
+    app.answer(&req, registered.as_ref(), &decision)
 }
 
 /// What one pass over the copy's locked row found.
@@ -431,30 +481,16 @@ enum Step {
 }
 
 impl App {
-    fn handle(&self, body: &[u8]) -> Result<Response> {
-        let (req, hash, proof) = match self.key.open_request(body) {
-            Ok(x) => x,
-            Err(e) => {
-                return Ok(bad(
-                    StatusCode::BAD_REQUEST,
-                    format!("VAL_REQ refused: {e}"),
-                ));
-            }
-        };
+    /// The database step of a validation (and the ICV, when the node does not hold the
+    /// package's chunk digests): the copy's row locked, `decide`, the new state stored, all
+    /// in one transaction. The decision, or the answer to send instead (no package).
+    fn decide(
+        &self,
+        req: &ValReq,
+        hash: [u8; 32],
+        card: CardCheck,
+    ) -> Result<std::result::Result<tally_core::validation::Decision, Response>> {
         let variant_accepted = self.variants.contains(&req.variant);
-        // The card's signature is checked once, before any lock (T32): the registered card
-        // of the copy never changes, and the counter order is applied under the lock.
-        let cached = self
-            .cards
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&req.ui)
-            .cloned();
-        let registered = match cached {
-            Some(card) => Some(card),
-            None => db::registered_card(&mut *self.pool.get(POOL_WAIT)?, &req.ui)?,
-        };
-        let card = CardCheck::of(&req, &hash, proof.as_ref(), registered.as_ref());
         // The ICV over the package, once computed (it depends only on the request).
         let mut computed: Option<Icv> = None;
         let decision = loop {
@@ -480,7 +516,7 @@ impl App {
                         &self.key,
                         row.map(|r| &r.state),
                         Presented {
-                            req: &req,
+                            req,
                             request_hash: hash,
                             lookup: how,
                             expected_icv: Some(expected),
@@ -535,7 +571,7 @@ impl App {
                 Step::NeedIcv(document) if req.variant == IcvVariant::V8 => {
                     let db = self.pool.get(POOL_WAIT)?;
                     let Some(d) = self.chunk_digests(db, &document)? else {
-                        return Ok(no_package(&document));
+                        return Ok(Err(no_package(&document)));
                     };
                     computed = Some(icv::compute_v8(&d, &req.ui, &req.iv));
                 }
@@ -545,7 +581,7 @@ impl App {
                     // No connection is held while the package is read and hashed.
                     drop(db);
                     let Some(p) = self.package(&document, located)? else {
-                        return Ok(no_package(&document));
+                        return Ok(Err(no_package(&document)));
                     };
                     computed = Some(match p {
                         Found::Bytes(p) => icv::compute(req.variant, &p, &req.ui, &req.iv),
@@ -559,8 +595,19 @@ impl App {
                 }
             }
         };
+        Ok(Ok(decision))
+    }
+
+    /// The signed answer to a decided validation; the copy's card is remembered under the
+    /// UI of its next request.
+    fn answer(
+        &self,
+        req: &ValReq,
+        registered: Option<&CardIdentity>,
+        decision: &tally_core::validation::Decision,
+    ) -> Response {
         if let (Some(card), Some(next)) = (
-            &registered,
+            registered,
             decision.new_state.as_ref().and_then(|s| s.pending.as_ref()),
         ) {
             let mut cards = self.cards.lock().unwrap_or_else(|e| e.into_inner());
@@ -576,7 +623,7 @@ impl App {
         } else {
             StatusCode::FORBIDDEN
         };
-        Ok((
+        (
             code,
             [
                 (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -587,7 +634,7 @@ impl App {
             ],
             signed,
         )
-            .into_response())
+            .into_response()
     }
 
     /// Whether the viewer build `icv` is registered: from memory when this node found it
