@@ -905,6 +905,140 @@ impl Pool {
     }
 }
 
+/// What a queued job leaves to do once its group has ended: answer with the commit's
+/// outcome (`Err` the reason the commit failed).
+type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+/// A job for the [`Writer`]: run as a member on the connection (`None`: no connection came
+/// free in time), returning what answers it once the group has ended.
+type Job = Box<dyn FnOnce(Option<&mut Db>) -> Finish + Send>;
+
+/// A SQLite pool's group writer: one thread that takes whatever jobs are queued (at most
+/// [`GROUP_MEMBERS`]), runs each as a member of one transaction — a savepoint each, so a
+/// failing one keeps nothing — commits them with one fsync, and only then answers them.
+/// Jobs queue while it commits, so a group is as large as the load makes it, with no
+/// waiting to fill one. A request awaits one answer instead of a blocking thread, the
+/// connection's condition variable and the commit's (measured: about 12 futex calls per
+/// validation before). Other users of the pool take the connection between groups, as
+/// before.
+pub struct Writer {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// The writer of `pool`, when it is SQLite's (PostgreSQL groups commits itself: its
+    /// transactions run on pooled connections, see [`Pool::group`]).
+    pub fn of(pool: &Arc<Pool>) -> Result<Option<Self>> {
+        if pool.commits.is_none() {
+            return Ok(None);
+        }
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let pool = pool.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < GROUP_MEMBERS {
+                        match queue.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    pool.write_batch(batch);
+                }
+            })
+            .context("starting the database writer thread")?;
+        Ok(Some(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }))
+    }
+
+    /// Runs `f` as a member of the writer's next group; returns once the group's commit
+    /// made its writes durable (an error if `f` failed, the commit failed, or no
+    /// connection came free within the pool's wait).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&mut Db) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (answer, answered) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |db: Option<&mut Db>| {
+            let out = match db {
+                Some(db) => db.group_member(f).0,
+                None => Err(Busy(WAIT).into()),
+            };
+            Box::new(move |commit: std::result::Result<(), String>| {
+                let _ = answer.send(match (out, commit) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(_), Err(why)) => Err(anyhow!("database: the group commit failed: {why}")),
+                    (Err(e), _) => Err(e),
+                });
+            })
+        });
+        self.jobs
+            .as_ref()
+            .context("database writer stopped")?
+            .send(job)
+            .map_err(|_| anyhow!("database writer stopped"))?;
+        answered
+            .await
+            .map_err(|_| anyhow!("database writer: the job failed"))?
+    }
+}
+
+impl Drop for Writer {
+    /// Lets the thread finish the queued jobs, then waits for it.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Pool {
+    /// One group of the [`Writer`]: every job a member of one transaction, one commit,
+    /// then every job answered. A job that panics is rolled back and the others go on.
+    fn write_batch(&self, batch: Vec<Job>) {
+        let mut db = match self.get(WAIT) {
+            Ok(db) => db,
+            Err(_) => {
+                for job in batch {
+                    job(None)(Ok(()));
+                }
+                return;
+            }
+        };
+        let mut finishes = Vec::with_capacity(batch.len());
+        for job in batch {
+            let conn: &mut Db = &mut db;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(conn)))) {
+                Ok(finish) => finishes.push(finish),
+                Err(_) => {
+                    // Its answer was dropped with it (the request gets a 500); its
+                    // savepoint must not be committed with the others.
+                    if let Db::Sqlite(l) = &mut *db
+                        && l.member
+                    {
+                        l.member = false;
+                        let _ = l.conn.execute_batch("ROLLBACK TO member; RELEASE member");
+                    }
+                }
+            }
+        }
+        let commit = match &mut *db {
+            Db::Sqlite(l) => l.end_group().map_err(|e| format!("{e:#}")),
+            Db::Postgres(_) => Ok(()),
+        };
+        drop(db);
+        for finish in finishes {
+            finish(commit.clone());
+        }
+    }
+}
+
 /// The registry path in a vendor folder, as a target.
 pub fn default_target(vendor_dir: &Path) -> Target {
     Target::Sqlite(vendor_dir.join(crate::registry::FILE))
@@ -1082,5 +1216,64 @@ mod tests {
             .int(0)
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_writer_commits_queued_jobs_together_and_keeps_nothing_of_a_failed_or_panicking_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.sqlite"));
+        let mut first = Db::open(&target).unwrap();
+        first
+            .batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who INTEGER)")
+            .unwrap();
+        let pool = Arc::new(Pool::new(target.clone(), first, 1));
+        let writer = Arc::new(Writer::of(&pool).unwrap().expect("SQLite has a writer"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        // Held while the jobs queue, so the writer's first group takes them all at once.
+        let held = pool.get(WAIT).unwrap();
+        let tasks: Vec<_> = (0..40_i64)
+            .map(|who| {
+                let writer = writer.clone();
+                rt.spawn(async move {
+                    writer
+                        .run(move |db| {
+                            db.execute("INSERT INTO t (who) VALUES ($1)", params![who])?;
+                            match who % 10 {
+                                8 => bail!("member {who} fails after writing"),
+                                9 => panic!("member {who} panics after writing"),
+                                _ => Ok(who),
+                            }
+                        })
+                        .await
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+        let outcomes: Vec<Result<i64>> =
+            tasks.into_iter().map(|t| rt.block_on(t).unwrap()).collect();
+        drop(writer);
+        let ok: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok().copied())
+            .collect();
+        assert_eq!(ok.len(), 32, "{outcomes:?}");
+        for (who, o) in outcomes.iter().enumerate() {
+            match who % 10 {
+                8 => assert!(format!("{:#}", o.as_ref().unwrap_err()).contains("fails")),
+                9 => assert!(o.is_err(), "a panicking job is answered with an error"),
+                _ => assert_eq!(o.as_ref().unwrap(), &(who as i64)),
+            }
+        }
+        assert_eq!(counted(&pool), 32, "only the jobs that succeeded are kept");
+        let commits = pool.commits.as_ref().unwrap();
+        assert!(
+            commits.log().next <= 3,
+            "the queued jobs went in one or two groups, not {}",
+            commits.log().next - 1
+        );
     }
 }

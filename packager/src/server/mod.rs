@@ -91,7 +91,9 @@ pub struct Config {
 
 struct App {
     key: ServerSecret,
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// SQLite's group writer: every validation's database step (`None` on PostgreSQL).
+    writer: Option<crate::sql::Writer>,
     package_dirs: Vec<PathBuf>,
     packages: Mutex<PackageCache>,
     digests: Mutex<HashMap<String, Arc<ChunkDigests>>>,
@@ -181,9 +183,12 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
     // threads meant smaller groups and fewer validations per second on both databases).
     let validation_threads = (2 * config.pool_size).max(32);
     db::sync_copies(&mut first)?;
+    let pool = Arc::new(Pool::new(config.db, first, config.pool_size));
+    let writer = crate::sql::Writer::of(&pool)?;
     let app = Arc::new(App {
         key: config.key,
-        pool: Pool::new(config.db, first, config.pool_size),
+        pool,
+        writer,
         package_dirs: config.package_dirs,
         packages: Mutex::new(PackageCache {
             limit: config.package_cache,
@@ -329,18 +334,26 @@ pub(crate) async fn blocking_value<T: Send + 'static>(
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::sql::Busy>()) => Err(bad(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("server busy, try again later: {e:#}"),
-        )),
-        Ok(Err(e)) => Err(bad(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("server error: {e:#}"),
-        )),
+        Ok(Err(e)) => Err(error_answer(e)),
         Err(_) => Err(bad(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server error: handler failed",
         )),
+    }
+}
+
+/// The answer to a handler's error: 503 when the database is busy, else 500 naming it.
+pub(crate) fn error_answer(e: anyhow::Error) -> Response {
+    if e.chain().any(|c| c.is::<crate::sql::Busy>()) {
+        bad(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("server busy, try again later: {e:#}"),
+        )
+    } else {
+        bad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("server error: {e:#}"),
+        )
     }
 }
 
@@ -462,13 +475,53 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     };
     let card = CardCheck::of(&req, &hash, proof.as_ref(), registered.as_ref());
-    let (handler, req) = (app.clone(), Arc::new(req));
-    let shared = req.clone();
-    let decision = match blocking_value(move || handler.decide(&shared, hash, card)).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(answer)) | Err(answer) => return answer,
+    let req = Arc::new(req);
+    let decision = match decided(&app, &req, hash, card).await {
+        Ok(d) => d,
+        Err(answer) => return answer,
     };
     app.answer(&req, registered.as_ref(), &decision)
+}
+
+/// A validation decided and stored: its database step, by SQLite's group writer or in a
+/// transaction on a pooled PostgreSQL connection, then — if the step needs the ICV and the
+/// node does not hold the package's digests — the ICV on a blocking thread and the step
+/// again. The decision, or the answer to send instead.
+async fn decided(
+    app: &Arc<App>,
+    req: &Arc<ValReq>,
+    hash: [u8; 32],
+    card: CardCheck,
+) -> Result<tally_core::validation::Decision, Response> {
+    let variant_accepted = app.variants.contains(&req.variant);
+    // The ICV over the package, once computed (it depends only on the request).
+    let mut computed: Option<Icv> = None;
+    loop {
+        let mut iv = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+        let now = app.clock.now().unix_timestamp();
+        let (a, r) = (app.clone(), req.clone());
+        let step =
+            move |db: &mut Db| a.step(db, &r, hash, card, computed, now, Iv(iv), variant_accepted);
+        // One transaction per request, its commit shared with the requests beside it.
+        let step = match &app.writer {
+            Some(w) => w.run(step).await.map_err(error_answer)?,
+            None => {
+                let a = app.clone();
+                blocking_value(move || a.pool.group(POOL_WAIT, step)).await?
+            }
+        };
+        match step {
+            Step::Done(d) => return Ok(*d),
+            Step::NeedIcv(document) => {
+                let (a, r, d) = (app.clone(), req.clone(), document.clone());
+                match blocking_value(move || a.icv_for(&r, &d)).await? {
+                    Some(icv) => computed = Some(icv),
+                    None => return Err(no_package(&document)),
+                }
+            }
+        }
+    }
 }
 
 /// What one pass over the copy's locked row found.
@@ -481,121 +534,114 @@ enum Step {
 }
 
 impl App {
-    /// The database step of a validation (and the ICV, when the node does not hold the
-    /// package's chunk digests): the copy's row locked, `decide`, the new state stored, all
-    /// in one transaction. The decision, or the answer to send instead (no package).
-    fn decide(
+    /// The database step of a validation, in one transaction: the copy's row locked,
+    /// `decide`, the new state stored, the request logged. `computed` is the ICV once
+    /// known; without it the step asks for it ([`Step::NeedIcv`]) unless the node holds
+    /// the package's chunk digests (V8 over them costs microseconds, so it is computed here,
+    /// under the row lock, saving a second transaction).
+    #[allow(clippy::too_many_arguments)] // one request's inputs to `decide`, each used once
+    fn step(
         &self,
+        db: &mut Db,
         req: &ValReq,
         hash: [u8; 32],
         card: CardCheck,
-    ) -> Result<std::result::Result<tally_core::validation::Decision, Response>> {
-        let variant_accepted = self.variants.contains(&req.variant);
-        // The ICV over the package, once computed (it depends only on the request).
-        let mut computed: Option<Icv> = None;
-        let decision = loop {
-            let mut iv = [0u8; 32];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
-            let now = self.clock.now().unix_timestamp();
-            // One transaction per request, its commit shared with the requests beside it.
-            let step = self.pool.group(POOL_WAIT, |db| {
-                let viewer_registered = self.viewer_registered(db, &req.viewer_icv)?;
-                let mut found = db::lookup_for_update(db, &req.ui)?;
-                if found.is_none() && db::sync_copy(db, &req.ui)? {
-                    found = db::lookup_for_update(db, &req.ui)?;
-                }
-                let (row, how) = match &found {
-                    Some((r, h)) => (Some(r), *h),
-                    None => (None, Lookup::Unknown),
-                };
-                // Until the ICV is computed, decide as if it matched: any other refusal
-                // comes first in `decide`, so a replayed, revoked, cloned or unknown copy
-                // is answered without touching the package.
-                let judge = |expected: Icv| {
-                    decide(
-                        &self.key,
-                        row.map(|r| &r.state),
-                        Presented {
-                            req,
-                            request_hash: hash,
-                            lookup: how,
-                            expected_icv: Some(expected),
-                            viewer_registered,
-                            variant_accepted,
-                            card,
-                        },
-                        now,
-                        self.terms,
-                        Iv(iv),
-                    )
-                };
-                let mut d = judge(computed.unwrap_or(req.icv));
-                if let Some(r) = row {
-                    if d.verdict.status == Status::Ok && computed.is_none() {
-                        // V8 over digests this node holds in memory (≤ 32 KiB) costs
-                        // microseconds whatever the package's size: computed here, under the
-                        // row lock, it saves a second transaction. Anything package-sized
-                        // is done outside any transaction.
-                        match self.cached_digests(&r.document) {
-                            Some(digests) if req.variant == IcvVariant::V8 => {
-                                let icv = icv::compute_v8(&digests, &req.ui, &req.iv);
-                                computed = Some(icv);
-                                d = judge(icv);
-                            }
-                            _ => return Ok(Step::NeedIcv(r.document.clone())),
-                        }
+        computed: Option<Icv>,
+        now: i64,
+        iv: Iv,
+        variant_accepted: bool,
+    ) -> Result<Step> {
+        let viewer_registered = self.viewer_registered(db, &req.viewer_icv)?;
+        let mut found = db::lookup_for_update(db, &req.ui)?;
+        if found.is_none() && db::sync_copy(db, &req.ui)? {
+            found = db::lookup_for_update(db, &req.ui)?;
+        }
+        let (row, how) = match &found {
+            Some((r, h)) => (Some(r), *h),
+            None => (None, Lookup::Unknown),
+        };
+        // Until the ICV is computed, decide as if it matched: any other refusal
+        // comes first in `decide`, so a replayed, revoked, cloned or unknown copy
+        // is answered without touching the package.
+        let judge = |expected: Icv| {
+            decide(
+                &self.key,
+                row.map(|r| &r.state),
+                Presented {
+                    req,
+                    request_hash: hash,
+                    lookup: how,
+                    expected_icv: Some(expected),
+                    viewer_registered,
+                    variant_accepted,
+                    card,
+                },
+                now,
+                self.terms,
+                iv,
+            )
+        };
+        let mut d = judge(computed.unwrap_or(req.icv));
+        if let Some(r) = row {
+            if d.verdict.status == Status::Ok && computed.is_none() {
+                // V8 over digests this node holds in memory (≤ 32 KiB) costs
+                // microseconds whatever the package's size: computed here, under the
+                // row lock, it saves a second transaction. Anything package-sized
+                // is done outside any transaction.
+                match self.cached_digests(&r.document) {
+                    Some(digests) if req.variant == IcvVariant::V8 => {
+                        d = judge(icv::compute_v8(&digests, &req.ui, &req.iv));
                     }
-                    if let Some(s) = &d.new_state {
-                        db::store(db, r.id, s)?;
-                    }
-                    db::retire(db, r.id, &d.retired)?;
-                    if let Some(f) = d.flag {
-                        db::flag(db, r.id, f)?;
-                    }
-                }
-                // A request the licence's card did not sign is not the copy's: it is logged
-                // without it, so forged requests do not inflate its history (T32).
-                let by_the_copy = d.verdict.status != Status::NotCardSigned;
-                db::log(
-                    db,
-                    row.filter(|_| by_the_copy).map(|r| r.id),
-                    now,
-                    d.verdict.status.name(),
-                    req.psi,
-                    d.verdict.vssi,
-                )?;
-                Ok(Step::Done(Box::new(d)))
-            })?;
-            match step {
-                Step::Done(d) => break *d,
-                Step::NeedIcv(document) if req.variant == IcvVariant::V8 => {
-                    let db = self.pool.get(POOL_WAIT)?;
-                    let Some(d) = self.chunk_digests(db, &document)? else {
-                        return Ok(Err(no_package(&document)));
-                    };
-                    computed = Some(icv::compute_v8(&d, &req.ui, &req.iv));
-                }
-                Step::NeedIcv(document) => {
-                    let mut db = self.pool.get(POOL_WAIT)?;
-                    let located = self.locate(&mut db, &document)?;
-                    // No connection is held while the package is read and hashed.
-                    drop(db);
-                    let Some(p) = self.package(&document, located)? else {
-                        return Ok(Err(no_package(&document)));
-                    };
-                    computed = Some(match p {
-                        Found::Bytes(p) => icv::compute(req.variant, &p, &req.ui, &req.iv),
-                        Found::Large(path, len) => {
-                            let mut f = std::fs::File::open(&path)
-                                .with_context(|| format!("opening {}", path.display()))?;
-                            icv::compute_from_reader(req.variant, &mut f, len, &req.ui, &req.iv)
-                                .with_context(|| format!("reading {}", path.display()))?
-                        }
-                    });
+                    _ => return Ok(Step::NeedIcv(r.document.clone())),
                 }
             }
+            if let Some(s) = &d.new_state {
+                db::store(db, r.id, s)?;
+            }
+            db::retire(db, r.id, &d.retired)?;
+            if let Some(f) = d.flag {
+                db::flag(db, r.id, f)?;
+            }
+        }
+        // A request the licence's card did not sign is not the copy's: it is logged
+        // without it, so forged requests do not inflate its history (T32).
+        let by_the_copy = d.verdict.status != Status::NotCardSigned;
+        db::log(
+            db,
+            row.filter(|_| by_the_copy).map(|r| r.id),
+            now,
+            d.verdict.status.name(),
+            req.psi,
+            d.verdict.vssi,
+        )?;
+        Ok(Step::Done(Box::new(d)))
+    }
+
+    /// The ICV a request should carry, computed outside any transaction and without a
+    /// connection held while a package is read: from the chunk digests (V8) or the package
+    /// itself. `None` when this node finds neither.
+    fn icv_for(&self, req: &ValReq, document: &str) -> Result<Option<Icv>> {
+        if req.variant == IcvVariant::V8 {
+            let db = self.pool.get(POOL_WAIT)?;
+            return Ok(self
+                .chunk_digests(db, document)?
+                .map(|d| icv::compute_v8(&d, &req.ui, &req.iv)));
+        }
+        let mut db = self.pool.get(POOL_WAIT)?;
+        let located = self.locate(&mut db, document)?;
+        drop(db);
+        let Some(p) = self.package(document, located)? else {
+            return Ok(None);
         };
-        Ok(Ok(decision))
+        Ok(Some(match p {
+            Found::Bytes(p) => icv::compute(req.variant, &p, &req.ui, &req.iv),
+            Found::Large(path, len) => {
+                let mut f = std::fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                icv::compute_from_reader(req.variant, &mut f, len, &req.ui, &req.iv)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+        }))
     }
 
     /// The signed answer to a decided validation; the copy's card is remembered under the
