@@ -12,7 +12,8 @@
 //! latency counted from when a request was due — what readers see at a given load). Each row
 //! also prints the CPU µs per request of the server process and of the clients (this
 //! process), beside the crypto µs of each side: the gap is HTTP, database and scheduling
-//! (PostgreSQL's own processes are not counted in the server's).
+//! (PostgreSQL's own processes are counted apart, in `pg µs`, when the database runs on this
+//! machine).
 //!
 //! `cargo bench -p tally-packager --bench scale` prints a table; nothing is asserted.
 //! Environment (all optional): `TALLY_BENCH_COPIES` (registered copies, default 1000000),
@@ -411,6 +412,30 @@ struct Row {
     server_cpu: f64,
     /// CPU seconds this process (the clients) used during the row.
     client_cpu: f64,
+    /// CPU seconds the machine's PostgreSQL processes used during the row (0 on SQLite,
+    /// which runs inside the server).
+    db_cpu: f64,
+}
+
+/// CPU seconds (user + system) every `postgres` process of this machine has used so far
+/// (the backends serving the server, the WAL writer, the checkpointer): the database's
+/// share of the cores the benchmark runs on.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|e| cpu_seconds(&e.file_name().to_string_lossy()))
+        .sum()
 }
 
 /// CPU seconds (user + system) process `pid` has used so far, from `/proc/PID/stat`.
@@ -559,10 +584,14 @@ fn run_row(
             (copy, lat)
         }));
     }
-    let (lat, secs, server_cpu, client_cpu) = rt.block_on(async {
+    let (lat, secs, server_cpu, client_cpu, db_cpu) = rt.block_on(async {
         // Every connection is open before the clock starts.
         barrier.wait().await;
-        let (server0, client0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+        let (server0, client0, db0) = (
+            cpu_seconds(&server_pid),
+            cpu_seconds("self"),
+            postgres_cpu_seconds(),
+        );
         let start = Instant::now();
         let mut lat = Vec::new();
         for t in tasks {
@@ -576,6 +605,7 @@ fn run_row(
             secs,
             cpu_seconds(&server_pid) - server0,
             cpu_seconds("self") - client0,
+            postgres_cpu_seconds() - db0,
         )
     });
     let mut lat = lat;
@@ -588,6 +618,7 @@ fn run_row(
         p99: pct(99),
         server_cpu,
         client_cpu,
+        db_cpu,
     }
 }
 
@@ -631,7 +662,7 @@ fn main() {
         "{n_copies} registered copies; {seconds} s per row; ICV V8; {cores} cores shared by clients and server"
     );
     println!(
-        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12} {:>10} {:>10}",
+        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12} {:>10} {:>10} {:>10}",
         "database",
         "package",
         "clients",
@@ -641,7 +672,8 @@ fn main() {
         "p99 ms",
         "% ceiling",
         "server µs",
-        "client µs"
+        "client µs",
+        "pg µs"
     );
     let mut ceilings = Vec::new();
     for (name, pgdb) in &databases {
@@ -771,13 +803,14 @@ fn main() {
                 };
                 let per = |cpu: f64| cpu * 1e6 / row.requests.max(1) as f64;
                 println!(
-                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}% {:>10.0} {:>10.0}",
+                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}% {:>10.0} {:>10.0} {:>10.0}",
                     row.requests,
                     row.p50,
                     row.p99,
                     100.0 * rate / ceiling,
                     per(row.server_cpu),
                     per(row.client_cpu),
+                    per(row.db_cpu),
                 );
                 let _ = std::io::stdout().flush();
             }

@@ -294,16 +294,77 @@ pub fn log(
     psi: u64,
     vssi: u64,
 ) -> Result<()> {
-    let at = time::OffsetDateTime::from_unix_timestamp(unix)
+    db.execute(
+        "INSERT INTO validations (copy_id, at, unix, status, psi, vssi) VALUES ($1, $2, $3, $4, $5, $6)",
+        params![copy, rfc3339(unix), unix, status, to_sql(psi), to_sql(vssi)],
+    )?;
+    Ok(())
+}
+
+/// The `at` column of a validation: its time as RFC 3339 (the number if out of range).
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| unix.to_string());
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// [`store`], [`retire`] and [`log`] of one validation of copy `id` in one PostgreSQL
+/// statement (a data-modifying `WITH`): every statement is a round trip to the database
+/// and a wake-up of its backend, and this makes the common validation four (BEGIN, the
+/// locked lookup, this, COMMIT) instead of six. `logged_copy` is the copy the log row
+/// names (`None` for a request its card did not sign). PostgreSQL only: SQLite has no
+/// data-modifying `WITH`, and its statements cost no round trip.
+#[allow(clippy::too_many_arguments)] // the three statements' inputs, each used once
+pub fn store_retire_log(
+    db: &mut Db,
+    id: i64,
+    s: &CopyState,
+    retired: &[Ui],
+    logged_copy: Option<i64>,
+    unix: i64,
+    status: &str,
+    psi: u64,
+    vssi: u64,
+) -> Result<()> {
+    let (pu, pv, pi) = match &s.pending {
+        Some((u, v, i)) => (Some(u.to_hex()), Some(to_sql(*v)), Some(i.0.to_vec())),
+        None => (None, None, None),
+    };
+    // UIs are hex: a comma joins them safely, and '' is no UI at all.
+    let retired = retired.iter().map(Ui::to_hex).collect::<Vec<_>>().join(",");
     db.execute(
-        "INSERT INTO validations (copy_id, at, unix, status, psi, vssi) VALUES ($1, $2, $3, $4, $5, $6)",
-        params![copy, at, unix, status, to_sql(psi), to_sql(vssi)],
+        "WITH s AS (UPDATE copies SET ui = $2, vssi = $3, iv = $4, pending_ui = $5,
+                    pending_vssi = $6, pending_iv = $7, last_psi = $8,
+                    status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END, card_counter = $10
+                    WHERE id = $1),
+              r AS (INSERT INTO retired_uis (ui, copy_id)
+                    SELECT u, $1 FROM unnest(string_to_array($11, ',')) AS u
+                    ON CONFLICT DO NOTHING)
+         INSERT INTO validations (copy_id, at, unix, status, psi, vssi)
+         VALUES ($12, $13, $14, $15, $16, $17)",
+        params![
+            id,
+            s.ui.to_hex(),
+            to_sql(s.vssi),
+            s.iv.0.to_vec(),
+            pu,
+            pv,
+            pi,
+            to_sql(s.last_psi),
+            i64::from(s.revoked),
+            s.card_counter.map(to_sql),
+            retired,
+            logged_copy,
+            rfc3339(unix),
+            unix,
+            status,
+            to_sql(psi),
+            to_sql(vssi)
+        ],
     )?;
     Ok(())
 }

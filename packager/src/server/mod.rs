@@ -582,38 +582,53 @@ impl App {
             )
         };
         let mut d = judge(computed.unwrap_or(req.icv));
-        if let Some(r) = row {
-            if d.verdict.status == Status::Ok && computed.is_none() {
-                // V8 over digests this node holds in memory (≤ 32 KiB) costs
-                // microseconds whatever the package's size: computed here, under the
-                // row lock, it saves a second transaction. Anything package-sized
-                // is done outside any transaction.
-                match self.cached_digests(&r.document) {
-                    Some(digests) if req.variant == IcvVariant::V8 => {
-                        d = judge(icv::compute_v8(&digests, &req.ui, &req.iv));
-                    }
-                    _ => return Ok(Step::NeedIcv(r.document.clone())),
+        if let Some(r) = row
+            && d.verdict.status == Status::Ok
+            && computed.is_none()
+        {
+            // V8 over digests this node holds in memory (≤ 32 KiB) costs microseconds
+            // whatever the package's size: computed here, under the row lock, it saves a
+            // second transaction. Anything package-sized is done outside any transaction.
+            match self.cached_digests(&r.document) {
+                Some(digests) if req.variant == IcvVariant::V8 => {
+                    d = judge(icv::compute_v8(&digests, &req.ui, &req.iv));
                 }
-            }
-            if let Some(s) = &d.new_state {
-                db::store(db, r.id, s)?;
-            }
-            db::retire(db, r.id, &d.retired)?;
-            if let Some(f) = d.flag {
-                db::flag(db, r.id, f)?;
+                _ => return Ok(Step::NeedIcv(r.document.clone())),
             }
         }
         // A request the licence's card did not sign is not the copy's: it is logged
         // without it, so forged requests do not inflate its history (T32).
         let by_the_copy = d.verdict.status != Status::NotCardSigned;
-        db::log(
-            db,
-            row.filter(|_| by_the_copy).map(|r| r.id),
-            now,
-            d.verdict.status.name(),
-            req.psi,
-            d.verdict.vssi,
-        )?;
+        let logged_copy = row.filter(|_| by_the_copy).map(|r| r.id);
+        let (status, vssi) = (d.verdict.status.name(), d.verdict.vssi);
+        match (row, &d.new_state) {
+            // The common validation on PostgreSQL: its writes in one round trip.
+            (Some(r), Some(s)) if db.is_postgres() && d.flag.is_none() => {
+                db::store_retire_log(
+                    db,
+                    r.id,
+                    s,
+                    &d.retired,
+                    logged_copy,
+                    now,
+                    status,
+                    req.psi,
+                    vssi,
+                )?;
+            }
+            _ => {
+                if let Some(r) = row {
+                    if let Some(s) = &d.new_state {
+                        db::store(db, r.id, s)?;
+                    }
+                    db::retire(db, r.id, &d.retired)?;
+                    if let Some(f) = d.flag {
+                        db::flag(db, r.id, f)?;
+                    }
+                }
+                db::log(db, logged_copy, now, status, req.psi, vssi)?;
+            }
+        }
         Ok(Step::Done(Box::new(d)))
     }
 
