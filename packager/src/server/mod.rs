@@ -103,8 +103,8 @@ struct App {
     lost_records: tally_core::trail::body::LostCharge,
     max_per_client: usize,
     in_flight: Mutex<HashMap<IpAddr, usize>>,
-    /// Validations handed to threads at once; the rest wait here, on the async runtime,
-    /// rather than as threads contending for database connections and cores.
+    /// Validations in flight at once; the rest wait here, on the async runtime, rather
+    /// than contending for database connections and cores.
     validations: tokio::sync::Semaphore,
     /// The registered card of a copy by the UI of its next request (a copy's card never
     /// changes), so a copy's next validation on this node finds it without a query.
@@ -178,9 +178,10 @@ impl PackageCache {
 fn build(config: Config) -> Result<(Router, Arc<App>)> {
     let registry = crate::registry::Registry::open_target(&config.db)?;
     let mut first = registry.into_db();
-    // A bound on the threads validating at once: twice the database connections, and at
-    // least 32 so SQLite's group commits have members to share them (measured: fewer
-    // threads meant smaller groups and fewer validations per second on both databases).
+    // A bound on the validations in flight at once (the rest wait on the async runtime):
+    // twice the database connections, and at least 32 so SQLite's group commits have
+    // members to share them (measured: fewer meant smaller groups and fewer validations per
+    // second on both databases).
     let validation_threads = (2 * config.pool_size).max(32);
     db::sync_copies(&mut first)?;
     let pool = Arc::new(Pool::new(config.db, first, config.pool_size));
