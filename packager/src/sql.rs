@@ -184,7 +184,7 @@ pub enum Db {
     Postgres(Box<Pg>),
 }
 
-/// A SQLite connection and the group commit open on it, if any (see [`Pool::group`]).
+/// A SQLite connection and the group commit open on it, if any (see [`Writer`]).
 pub struct Lite {
     conn: rusqlite::Connection,
     /// The open group: a `BEGIN IMMEDIATE` transaction holding the writes of its members.
@@ -483,7 +483,7 @@ impl Db {
         }
     }
 
-    /// Runs `f` as one member of a group commit (SQLite; see [`Pool::group`]): inside the
+    /// Runs `f` as one member of a group commit (SQLite; see [`Writer`]): inside the
     /// open group's transaction (opening one if none is), in a savepoint that is rolled back
     /// when `f` fails. Returns `f`'s result and the group's number; the member's writes are
     /// durable only once that group has ended. PostgreSQL commits concurrent transactions
@@ -806,57 +806,6 @@ impl Pool {
         }
     }
 
-    /// Runs `f` in a transaction whose commit is shared with the requests running beside it
-    /// (group commit): on SQLite, where one connection takes every write in turn, each
-    /// member runs in a savepoint of one open transaction, and the last member out — when
-    /// no other request waits to join, or the group has [`GROUP_MEMBERS`] members or is
-    /// [`GROUP_AGE`] old — commits it for all, with one fsync. Returns only once `f`'s writes
-    /// are durable (an error if the group's commit failed), so an answer built from them is
-    /// never sent before they are. On PostgreSQL, which groups concurrent commits itself,
-    /// this is a plain [`Db::transaction`] on a pooled connection.
-    pub fn group<T>(&self, wait: Duration, f: impl FnMut(&mut Db) -> Result<T>) -> Result<T> {
-        let mut db = self.get(wait)?;
-        let (out, number) = db.group_member(f);
-        drop(db);
-        match (out, number) {
-            (Ok(v), Some(number)) => self.await_group(number, wait).map(|()| v),
-            (out, _) => out,
-        }
-    }
-
-    /// Waits until group `number` has ended; its commit's error if it failed. A group left
-    /// open past `GROUP_AGE` with nobody taking the connection (a waiter that gave up) is
-    /// ended here.
-    fn await_group(&self, number: u64, wait: Duration) -> Result<()> {
-        let Some(commits) = &self.commits else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + wait;
-        let mut log = commits.log();
-        while log.ended_upto < number {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Busy(wait).into());
-            }
-            let (l, timeout) = commits
-                .ended
-                .wait_timeout(log, (GROUP_AGE * 2).min(deadline - now))
-                .unwrap_or_else(|e| e.into_inner());
-            log = l;
-            if timeout.timed_out() && log.ended_upto < number {
-                drop(log);
-                // Taking the connection and giving it back ends the group when nobody
-                // else is waiting for it, or it is due (it is by now).
-                drop(self.get(deadline.saturating_duration_since(Instant::now()))?);
-                log = commits.log();
-            }
-        }
-        match log.failed.iter().find(|(n, _)| *n == number) {
-            Some((_, why)) => Err(anyhow!("database: the group commit failed: {why}")),
-            None => Ok(()),
-        }
-    }
-
     /// A connection: an idle one, a new one while under `size`, or the next one freed
     /// (waiting at most `wait`).
     pub fn get(&self, wait: Duration) -> Result<Pooled<'_>> {
@@ -929,7 +878,7 @@ pub struct Writer {
 
 impl Writer {
     /// The writer of `pool`, when it is SQLite's (PostgreSQL groups commits itself: its
-    /// transactions run on pooled connections, see [`Pool::group`]).
+    /// transactions run on pooled connections).
     pub fn of(pool: &Arc<Pool>) -> Result<Option<Self>> {
         if pool.commits.is_none() {
             return Ok(None);
@@ -1127,81 +1076,6 @@ mod tests {
             .unwrap()
             .int(0)
             .unwrap()
-    }
-
-    #[test]
-    fn group_members_commit_together_and_a_failed_member_keeps_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = Target::Sqlite(dir.path().join("t.sqlite"));
-        let mut first = Db::open(&target).unwrap();
-        first
-            .batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who INTEGER)")
-            .unwrap();
-        let pool = Pool::new(target.clone(), first, 1);
-        std::thread::scope(|s| {
-            for who in 0..8_i64 {
-                let pool = &pool;
-                s.spawn(move || {
-                    for i in 0..40_i64 {
-                        let r = pool.group(WAIT, |db| {
-                            db.execute("INSERT INTO t (who) VALUES ($1)", params![who])?;
-                            if i % 10 == 9 {
-                                bail!("member {who}/{i} fails after writing");
-                            }
-                            Ok(())
-                        });
-                        assert_eq!(r.is_err(), i % 10 == 9, "{r:?}");
-                    }
-                });
-            }
-        });
-        // Every successful member's row, none of a failed one's, and all of them durable:
-        // another connection (as after a restart) sees them.
-        assert_eq!(counted(&pool), 8 * 36);
-        drop(pool);
-        let mut other = Db::open(&target).unwrap();
-        let n = other
-            .query_opt("SELECT COUNT(*) FROM t", &[])
-            .unwrap()
-            .unwrap()
-            .int(0)
-            .unwrap();
-        assert_eq!(n, 8 * 36);
-    }
-
-    #[test]
-    fn a_member_with_another_request_waiting_leaves_the_group_open_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = Target::Sqlite(dir.path().join("t.sqlite"));
-        let mut first = Db::open(&target).unwrap();
-        first
-            .batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who INTEGER)")
-            .unwrap();
-        let pool = Pool::new(target, first, 1);
-        let held = pool.get(WAIT).unwrap();
-        std::thread::scope(|s| {
-            for who in 0..2_i64 {
-                let pool = &pool;
-                s.spawn(move || {
-                    pool.group(WAIT, |db| {
-                        db.execute("INSERT INTO t (who) VALUES ($1)", params![who])
-                    })
-                    .unwrap();
-                });
-            }
-            // Both wait for the connection before it is given back: the first member out
-            // sees the second waiting and leaves the group to it, which commits both.
-            let start = Instant::now();
-            while pool.waiting.load(Ordering::SeqCst) < 2 {
-                assert!(start.elapsed() < WAIT, "the two members never waited");
-                std::thread::yield_now();
-            }
-            drop(held);
-        });
-        let commits = pool.commits.as_ref().unwrap();
-        assert_eq!(commits.log().next, 2, "one group for both members");
-        assert_eq!(commits.log().ended_upto, 1);
-        assert_eq!(counted(&pool), 2);
     }
 
     #[test]

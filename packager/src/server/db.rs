@@ -312,16 +312,19 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// [`store`], [`retire`] and [`log`] of one validation of copy `id` in one PostgreSQL
-/// statement (a data-modifying `WITH`): every statement is a round trip to the database
-/// and a wake-up of its backend, and this makes the common validation four (BEGIN, the
-/// locked lookup, this, COMMIT) instead of six. `logged_copy` is the copy the log row
-/// names (`None` for a request its card did not sign). PostgreSQL only: SQLite has no
-/// data-modifying `WITH`, and its statements cost no round trip.
+/// [`store`], [`retire`] and [`log`] of one validation of the copy `seen` in one
+/// PostgreSQL statement (a data-modifying `WITH`), done only if the copy's row is still as
+/// `seen` was read (its UIs, VSSI, PSI, status, flags and card counter): whether it was.
+/// Every statement is a round trip to the database and a wake-up of its backend; with
+/// this a validation is two (the read, this) outside any transaction — optimistic: a row
+/// another request changed meanwhile writes nothing, and the validation is decided again
+/// on the new row. Under the row's lock it is simply true. `logged_copy` is the copy the
+/// log row names (`None` for a request its card did not sign). PostgreSQL only: SQLite has
+/// no data-modifying `WITH`, and its statements cost no round trip.
 #[allow(clippy::too_many_arguments)] // the three statements' inputs, each used once
 pub fn store_retire_log(
     db: &mut Db,
-    id: i64,
+    seen: &CopyRow,
     s: &CopyState,
     retired: &[Ui],
     logged_copy: Option<i64>,
@@ -329,25 +332,30 @@ pub fn store_retire_log(
     status: &str,
     psi: u64,
     vssi: u64,
-) -> Result<()> {
+) -> Result<bool> {
     let (pu, pv, pi) = match &s.pending {
         Some((u, v, i)) => (Some(u.to_hex()), Some(to_sql(*v)), Some(i.0.to_vec())),
         None => (None, None, None),
     };
     // UIs are hex: a comma joins them safely, and '' is no UI at all.
     let retired = retired.iter().map(Ui::to_hex).collect::<Vec<_>>().join(",");
-    db.execute(
+    let was = &seen.state;
+    let n = db.execute(
         "WITH s AS (UPDATE copies SET ui = $2, vssi = $3, iv = $4, pending_ui = $5,
                     pending_vssi = $6, pending_iv = $7, last_psi = $8,
                     status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END, card_counter = $10
-                    WHERE id = $1),
+                    WHERE id = $1 AND ui = $18 AND pending_ui IS NOT DISTINCT FROM $19
+                      AND vssi = $20 AND last_psi = $21
+                      AND (CASE WHEN status = 'revoked' THEN 1 ELSE 0 END) = $22
+                      AND flags = $23 AND card_counter IS NOT DISTINCT FROM $24
+                    RETURNING id),
               r AS (INSERT INTO retired_uis (ui, copy_id)
-                    SELECT u, $1 FROM unnest(string_to_array($11, ',')) AS u
+                    SELECT u, s.id FROM s, unnest(string_to_array($11, ',')) AS u
                     ON CONFLICT DO NOTHING)
          INSERT INTO validations (copy_id, at, unix, status, psi, vssi)
-         VALUES ($12, $13, $14, $15, $16, $17)",
+         SELECT $12::BIGINT, $13::TEXT, $14::BIGINT, $15::TEXT, $16::BIGINT, $17::BIGINT FROM s",
         params![
-            id,
+            seen.id,
             s.ui.to_hex(),
             to_sql(s.vssi),
             s.iv.0.to_vec(),
@@ -363,10 +371,22 @@ pub fn store_retire_log(
             unix,
             status,
             to_sql(psi),
-            to_sql(vssi)
+            to_sql(vssi),
+            was.ui.to_hex(),
+            was.pending.as_ref().map(|(u, _, _)| u.to_hex()),
+            to_sql(was.vssi),
+            to_sql(was.last_psi),
+            i64::from(was.revoked),
+            seen.flags.clone(),
+            was.card_counter.map(to_sql)
         ],
     )?;
-    Ok(())
+    Ok(n == 1)
+}
+
+/// Finds the copy a UI belongs to, and how, without locking it (see [`store_retire_log`]).
+pub fn lookup(db: &mut Db, ui: &Ui) -> Result<Option<(CopyRow, Lookup)>> {
+    find(db, ui, "")
 }
 
 /// Whether a viewer build is registered.

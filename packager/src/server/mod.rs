@@ -8,8 +8,11 @@
 //! computed only for a request that would otherwise pass: a V8 ICV over chunk digests the
 //! node holds (≤ 32 KiB) at once, in the same transaction; anything package-sized with no
 //! database connection or lock held, the decision then taken again under the copy's row
-//! lock. On SQLite the transactions of validations running side by side share one commit
-//! (`sql::Pool::group`); no answer is sent before its writes are durable. Per client
+//! lock. On SQLite the validations running side by side share one commit, made by one
+//! writer thread (`sql::Writer`); on PostgreSQL the common validation is one unlocked read
+//! and one write done only if the row is still as read (else the locked transaction). No
+//! answer is sent before its writes are durable. A request's cryptography runs on the
+//! async runtime's threads (as many as cores); only database work waits on others. Per client
 //! address at most `max_per_client` requests are in flight (429 beyond); every request is
 //! logged to stderr as one line (method, path, status, outcome, milliseconds).
 //!
@@ -124,6 +127,9 @@ const MAX_CARD_ENTRIES: usize = 100_000;
 /// Documents whose chunk digests a node keeps in memory (≤ 32 KiB each); past this the
 /// map is emptied and filled again from the database.
 const MAX_DIGEST_ENTRIES: usize = 4096;
+
+/// Optimistic tries of a PostgreSQL validation before it takes the row's lock.
+const OPTIMISTIC_TRIES: usize = 3;
 
 /// Package files in memory, bounded in bytes; the least recently used go first.
 struct PackageCache {
@@ -504,12 +510,17 @@ async fn decided(
         let (a, r) = (app.clone(), req.clone());
         let step =
             move |db: &mut Db| a.step(db, &r, hash, card, computed, now, Iv(iv), variant_accepted);
-        // One transaction per request, its commit shared with the requests beside it.
+        // SQLite: one transaction per request, its commit shared with the requests beside
+        // it. PostgreSQL: optimistic, else one locked transaction.
         let step = match &app.writer {
             Some(w) => w.run(step).await.map_err(error_answer)?,
             None => {
-                let a = app.clone();
-                blocking_value(move || a.pool.group(POOL_WAIT, step)).await?
+                drop(step);
+                let (a, r) = (app.clone(), req.clone());
+                blocking_value(move || {
+                    a.step_postgres(&r, hash, card, computed, now, Iv(iv), variant_accepted)
+                })
+                .await?
             }
         };
         match step {
@@ -605,9 +616,9 @@ impl App {
         match (row, &d.new_state) {
             // The common validation on PostgreSQL: its writes in one round trip.
             (Some(r), Some(s)) if db.is_postgres() && d.flag.is_none() => {
-                db::store_retire_log(
+                let stored = db::store_retire_log(
                     db,
-                    r.id,
+                    r,
                     s,
                     &d.retired,
                     logged_copy,
@@ -616,6 +627,7 @@ impl App {
                     req.psi,
                     vssi,
                 )?;
+                anyhow::ensure!(stored, "registry: copy {} changed under its row lock", r.id);
             }
             _ => {
                 if let Some(r) = row {
@@ -631,6 +643,77 @@ impl App {
             }
         }
         Ok(Step::Done(Box::new(d)))
+    }
+
+    /// A validation's database step on PostgreSQL: first optimistically — the copy read
+    /// without a lock or a transaction, decided, and its writes done by one statement only if
+    /// the row is still as read ([`db::store_retire_log`]): two round trips, where the locked
+    /// transaction takes four — and decided again on the new row when another request
+    /// changed it meanwhile. A request that is not the common case (an unknown copy, a
+    /// refusal, a flag) and a copy still contended after a few tries take the locked
+    /// transaction ([`App::step`]), as every request did before; the rules are the same.
+    #[allow(clippy::too_many_arguments)] // one request's inputs to `decide`, each used once
+    fn step_postgres(
+        &self,
+        req: &ValReq,
+        hash: [u8; 32],
+        card: CardCheck,
+        computed: Option<Icv>,
+        now: i64,
+        iv: Iv,
+        variant_accepted: bool,
+    ) -> Result<Step> {
+        let mut db = self.pool.get(POOL_WAIT)?;
+        for _ in 0..OPTIMISTIC_TRIES {
+            let viewer_registered = self.viewer_registered(&mut db, &req.viewer_icv)?;
+            let Some((row, how)) = db::lookup(&mut db, &req.ui)? else {
+                break;
+            };
+            let judge = |expected: Icv| {
+                decide(
+                    &self.key,
+                    Some(&row.state),
+                    Presented {
+                        req,
+                        request_hash: hash,
+                        lookup: how,
+                        expected_icv: Some(expected),
+                        viewer_registered,
+                        variant_accepted,
+                        card,
+                    },
+                    now,
+                    self.terms,
+                    iv,
+                )
+            };
+            let mut d = judge(computed.unwrap_or(req.icv));
+            if d.verdict.status == Status::Ok && computed.is_none() {
+                match self.cached_digests(&row.document) {
+                    Some(digests) if req.variant == IcvVariant::V8 => {
+                        d = judge(icv::compute_v8(&digests, &req.ui, &req.iv));
+                    }
+                    _ => return Ok(Step::NeedIcv(row.document.clone())),
+                }
+            }
+            let (Some(s), None, Status::Ok) = (&d.new_state, d.flag, d.verdict.status) else {
+                break;
+            };
+            if db::store_retire_log(
+                &mut db,
+                &row,
+                s,
+                &d.retired,
+                Some(row.id),
+                now,
+                d.verdict.status.name(),
+                req.psi,
+                d.verdict.vssi,
+            )? {
+                return Ok(Step::Done(Box::new(d)));
+            }
+        }
+        db.transaction(|db| self.step(db, req, hash, card, computed, now, iv, variant_accepted))
     }
 
     /// The ICV a request should carry, computed outside any transaction and without a
