@@ -2,8 +2,11 @@
 //! loopback against a release `tally-pack serve`, with 10⁶ registered copies in the
 //! database, for 1, 8, 32 and 128 clients, on SQLite and on PostgreSQL, for the small
 //! sample package and a 100 MB one, beside the raw cost of each request's own cryptography
-//! measured in the same run. Each client is its own copy doing the whole round with ICV V8
-//! (V7 over the chunk digests `pack` stored): seal the VAL_REQ (ECIES), POST it, verify the
+//! measured in the same run: its ceiling (rounds per second with every core on nothing
+//! else) is measured for one second just before and just after each row, and the row is
+//! judged against their mean, because this shared VM's speed drifts within minutes. Each
+//! client is its own copy doing the whole round with ICV V8 (V7 over the chunk digests
+//! `pack` stored): seal the VAL_REQ (ECIES), POST it, verify the
 //! VAL_OK (ECDSA), roll the UI. Clients and server share the machine's cores.
 //!
 //! Two kinds of rows: closed loop (`8`: each client sends its next request as soon as it has
@@ -371,17 +374,23 @@ impl Crypto {
     }
 }
 
-/// The request's own cryptography: each side's median µs on one thread, and the ceiling —
-/// whole rounds (both sides) per second with every core running them and nothing else,
-/// measured so (not one core's rate times the cores: two busy cores of a VM do less than
-/// twice one, as `openssl speed -multi` shows here too).
-fn crypto_cost(digests: &Arc<ChunkDigests>, viewer: Icv, cores: usize) -> (f64, f64, f64) {
+/// The request's own cryptography: each side's median µs on one thread.
+fn crypto_cost(digests: &Arc<ChunkDigests>, viewer: Icv) -> (f64, f64) {
     let one = Crypto::new(digests, viewer);
     let budget = Duration::from_millis(400);
-    let server = time_op(budget, || one.server());
-    let client = time_op(budget, || one.client());
+    (
+        time_op(budget, || one.server()),
+        time_op(budget, || one.client()),
+    )
+}
+
+/// The ceiling: whole rounds of the request's cryptography (both sides) per second with
+/// every core running them and nothing else, measured so for `run` (not one core's rate
+/// times the cores: two busy cores of a VM do less than twice one, or more when the host
+/// gave more meanwhile). Measured just before and just after each row, since this shared
+/// VM's speed drifts by a third within minutes.
+fn ceiling(digests: &Arc<ChunkDigests>, viewer: Icv, cores: usize, run: Duration) -> f64 {
     let barrier = Arc::new(Barrier::new(cores));
-    let run = Duration::from_millis(1500);
     let workers: Vec<_> = (0..cores)
         .map(|_| {
             let (digests, barrier) = (digests.clone(), barrier.clone());
@@ -399,8 +408,7 @@ fn crypto_cost(digests: &Arc<ChunkDigests>, viewer: Icv, cores: usize) -> (f64, 
             })
         })
         .collect();
-    let ceiling = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    (server, client, ceiling)
+    workers.into_iter().map(|w| w.join().unwrap()).sum()
 }
 
 struct Row {
@@ -662,7 +670,7 @@ fn main() {
         "{n_copies} registered copies; {seconds} s per row; ICV V8; {cores} cores shared by clients and server"
     );
     println!(
-        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12} {:>10} {:>10} {:>10}",
+        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>12} {:>10} {:>10} {:>10}",
         "database",
         "package",
         "clients",
@@ -670,6 +678,7 @@ fn main() {
         "VAL_REQ/s",
         "p50 ms",
         "p99 ms",
+        "ceiling/s",
         "% ceiling",
         "server µs",
         "client µs",
@@ -775,15 +784,16 @@ fn main() {
         };
         let url = format!("{base}/v1/validate");
         for (p, (label, _, digests, size)) in packages.iter().enumerate() {
-            // Both sides' cryptography per request with every core busy on it: the most the
-            // machine could do if HTTP, the database and scheduling cost nothing.
-            let (s_us, c_us, ceiling) = crypto_cost(digests, viewer, cores);
-            ceilings.push((*name, *label, *size, s_us, c_us, ceiling));
+            let (s_us, c_us) = crypto_cost(digests, viewer);
+            let mut measured = Vec::new();
             let closed = clients.iter().map(|&c| (c, None));
             let paced = paced_clients
                 .into_iter()
-                .flat_map(|c| loads.iter().map(move |l| (c, Some(l * ceiling))));
-            for (c, pace) in closed.chain(paced) {
+                .flat_map(|c| loads.iter().map(move |&l| (c, Some(l))));
+            for (c, load) in closed.chain(paced) {
+                // Both sides' cryptography per request with every core busy on it: the most
+                // the machine could do if HTTP, the database and scheduling cost nothing.
+                let before = ceiling(digests, viewer, cores, Duration::from_secs(1));
                 let row = run_row(
                     &url,
                     &key,
@@ -792,18 +802,21 @@ fn main() {
                     c,
                     seconds,
                     viewer,
-                    pace,
+                    load.map(|l| l * before),
                     server.0.id(),
                     cores,
                 );
+                let after = ceiling(digests, viewer, cores, Duration::from_secs(1));
+                let ceiling = (before + after) / 2.0;
+                measured.push(ceiling);
                 let rate = row.requests as f64 / row.secs;
-                let who = match pace {
+                let who = match load {
                     None => c.to_string(),
-                    Some(r) => format!("{c}@{:.0}%", 100.0 * r / ceiling),
+                    Some(l) => format!("{c}@{:.0}%", 100.0 * l),
                 };
                 let per = |cpu: f64| cpu * 1e6 / row.requests.max(1) as f64;
                 println!(
-                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {:>11.0}% {:>10.0} {:>10.0} {:>10.0}",
+                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {ceiling:>10.0} {:>11.0}% {:>10.0} {:>10.0} {:>10.0}",
                     row.requests,
                     row.p50,
                     row.p99,
@@ -814,13 +827,15 @@ fn main() {
                 );
                 let _ = std::io::stdout().flush();
             }
+            let mean = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
+            ceilings.push((*name, *label, *size, s_us, c_us, mean));
         }
         drop(server);
     }
     println!();
     println!(
         "{:>9} {:>8} {:>12} {:>12} {:>12} {:>14} {:>16}",
-        "database", "package", "bytes", "server µs", "client µs", "ceiling req/s", "cores × 1 core"
+        "database", "package", "bytes", "server µs", "client µs", "mean ceiling", "cores × 1 core"
     );
     for (name, label, size, s, c, ceiling) in ceilings {
         // Beside the measured ceiling, what one core's rate times the cores would claim.
