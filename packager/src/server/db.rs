@@ -6,7 +6,7 @@
 //! stores its next state, so requests for one copy racing across nodes take turns.
 
 use crate::params;
-use crate::sql::{Db, Row};
+use crate::sql::{Db, Row, Value};
 use anyhow::{Context, Result};
 use tally_core::card::{CardIdentity, Serial};
 use tally_core::icv::{Icv, Iv, Ui};
@@ -226,29 +226,42 @@ pub fn registered_card(db: &mut Db, ui: &Ui) -> Result<Option<CardIdentity>> {
     Ok(super::trail::customer_by_serial(db, &serial)?.map(|(_, card)| card))
 }
 
-/// Stores a copy's new state.
-pub fn store(db: &mut Db, id: i64, s: &CopyState) -> Result<()> {
+/// The columns a validation sets on its copy's row, as `$2`…`$10` (`$1` is the row's id;
+/// the values are [`state_params`]).
+macro_rules! set_state {
+    () => {
+        "ui = $2, vssi = $3, iv = $4, pending_ui = $5, pending_vssi = $6, pending_iv = $7,
+         last_psi = $8, status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END,
+         card_counter = $10"
+    };
+}
+
+/// `$1`…`$10` of [`set_state!`]: the row's id and the copy's new state.
+fn state_params(id: i64, s: &CopyState) -> Vec<Value> {
     let (pu, pv, pi) = match &s.pending {
         Some((u, v, i)) => (Some(u.to_hex()), Some(to_sql(*v)), Some(i.0.to_vec())),
         None => (None, None, None),
     };
+    params![
+        id,
+        s.ui.to_hex(),
+        to_sql(s.vssi),
+        s.iv.0.to_vec(),
+        pu,
+        pv,
+        pi,
+        to_sql(s.last_psi),
+        i64::from(s.revoked),
+        s.card_counter.map(to_sql)
+    ]
+    .to_vec()
+}
+
+/// Stores a copy's new state.
+pub fn store(db: &mut Db, id: i64, s: &CopyState) -> Result<()> {
     db.execute(
-        "UPDATE copies SET ui = $2, vssi = $3, iv = $4, pending_ui = $5, pending_vssi = $6,
-         pending_iv = $7, last_psi = $8, status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END,
-         card_counter = $10
-         WHERE id = $1",
-        params![
-            id,
-            s.ui.to_hex(),
-            to_sql(s.vssi),
-            s.iv.0.to_vec(),
-            pu,
-            pv,
-            pi,
-            to_sql(s.last_psi),
-            i64::from(s.revoked),
-            s.card_counter.map(to_sql)
-        ],
+        concat!("UPDATE copies SET ", set_state!(), " WHERE id = $1"),
+        &state_params(id, s),
     )?;
     Ok(())
 }
@@ -333,18 +346,31 @@ pub fn store_retire_log(
     psi: u64,
     vssi: u64,
 ) -> Result<bool> {
-    let (pu, pv, pi) = match &s.pending {
-        Some((u, v, i)) => (Some(u.to_hex()), Some(to_sql(*v)), Some(i.0.to_vec())),
-        None => (None, None, None),
-    };
     // UIs are hex: a comma joins them safely, and '' is no UI at all.
     let retired = retired.iter().map(Ui::to_hex).collect::<Vec<_>>().join(",");
     let was = &seen.state;
+    let mut p = state_params(seen.id, s);
+    p.extend_from_slice(params![
+        retired,
+        logged_copy,
+        rfc3339(unix),
+        unix,
+        status,
+        to_sql(psi),
+        to_sql(vssi),
+        was.ui.to_hex(),
+        was.pending.as_ref().map(|(u, _, _)| u.to_hex()),
+        to_sql(was.vssi),
+        to_sql(was.last_psi),
+        i64::from(was.revoked),
+        seen.flags.clone(),
+        was.card_counter.map(to_sql)
+    ]);
     let n = db.execute(
-        "WITH s AS (UPDATE copies SET ui = $2, vssi = $3, iv = $4, pending_ui = $5,
-                    pending_vssi = $6, pending_iv = $7, last_psi = $8,
-                    status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END, card_counter = $10
-                    WHERE id = $1 AND ui = $18 AND pending_ui IS NOT DISTINCT FROM $19
+        concat!(
+            "WITH s AS (UPDATE copies SET ",
+            set_state!(),
+            " WHERE id = $1 AND ui = $18 AND pending_ui IS NOT DISTINCT FROM $19
                       AND vssi = $20 AND last_psi = $21
                       AND (CASE WHEN status = 'revoked' THEN 1 ELSE 0 END) = $22
                       AND flags = $23 AND card_counter IS NOT DISTINCT FROM $24
@@ -353,33 +379,9 @@ pub fn store_retire_log(
                     SELECT u, s.id FROM s, unnest(string_to_array($11, ',')) AS u
                     ON CONFLICT DO NOTHING)
          INSERT INTO validations (copy_id, at, unix, status, psi, vssi)
-         SELECT $12::BIGINT, $13::TEXT, $14::BIGINT, $15::TEXT, $16::BIGINT, $17::BIGINT FROM s",
-        params![
-            seen.id,
-            s.ui.to_hex(),
-            to_sql(s.vssi),
-            s.iv.0.to_vec(),
-            pu,
-            pv,
-            pi,
-            to_sql(s.last_psi),
-            i64::from(s.revoked),
-            s.card_counter.map(to_sql),
-            retired,
-            logged_copy,
-            rfc3339(unix),
-            unix,
-            status,
-            to_sql(psi),
-            to_sql(vssi),
-            was.ui.to_hex(),
-            was.pending.as_ref().map(|(u, _, _)| u.to_hex()),
-            to_sql(was.vssi),
-            to_sql(was.last_psi),
-            i64::from(was.revoked),
-            seen.flags.clone(),
-            was.card_counter.map(to_sql)
-        ],
+         SELECT $12::BIGINT, $13::TEXT, $14::BIGINT, $15::TEXT, $16::BIGINT, $17::BIGINT FROM s"
+        ),
+        &p,
     )?;
     Ok(n == 1)
 }

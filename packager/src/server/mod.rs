@@ -501,27 +501,28 @@ async fn decided(
     card: CardCheck,
 ) -> Result<tally_core::validation::Decision, Response> {
     let variant_accepted = app.variants.contains(&req.variant);
-    // The ICV over the package, once computed (it depends only on the request).
     let mut computed: Option<Icv> = None;
     loop {
         let mut iv = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
         let now = app.clock.now().unix_timestamp();
+        let inputs = Inputs {
+            hash,
+            card,
+            computed,
+            now,
+            iv: Iv(iv),
+            variant_accepted,
+        };
         let (a, r) = (app.clone(), req.clone());
-        let step =
-            move |db: &mut Db| a.step(db, &r, hash, card, computed, now, Iv(iv), variant_accepted);
         // SQLite: one transaction per request, its commit shared with the requests beside
         // it. PostgreSQL: optimistic, else one locked transaction.
         let step = match &app.writer {
-            Some(w) => w.run(step).await.map_err(error_answer)?,
-            None => {
-                drop(step);
-                let (a, r) = (app.clone(), req.clone());
-                blocking_value(move || {
-                    a.step_postgres(&r, hash, card, computed, now, Iv(iv), variant_accepted)
-                })
-                .await?
-            }
+            Some(w) => w
+                .run(move |db: &mut Db| a.step(db, &r, &inputs))
+                .await
+                .map_err(error_answer)?,
+            None => blocking_value(move || a.step_postgres(&r, &inputs)).await?,
         };
         match step {
             Step::Done(d) => return Ok(*d),
@@ -536,6 +537,19 @@ async fn decided(
     }
 }
 
+/// One request's inputs to `decide` beside the request itself, the same for each of its
+/// database steps.
+#[derive(Clone, Copy)]
+struct Inputs {
+    hash: [u8; 32],
+    card: CardCheck,
+    /// The ICV over the package, once computed (it depends only on the request).
+    computed: Option<Icv>,
+    now: i64,
+    iv: Iv,
+    variant_accepted: bool,
+}
+
 /// What one pass over the copy's locked row found.
 enum Step {
     /// Decided and stored.
@@ -546,23 +560,57 @@ enum Step {
 }
 
 impl App {
-    /// The database step of a validation, in one transaction: the copy's row locked,
-    /// `decide`, the new state stored, the request logged. `computed` is the ICV once
-    /// known; without it the step asks for it ([`Step::NeedIcv`]) unless the node holds
-    /// the package's chunk digests (V8 over them costs microseconds, so it is computed here,
-    /// under the row lock, saving a second transaction).
-    #[allow(clippy::too_many_arguments)] // one request's inputs to `decide`, each used once
-    fn step(
+    /// `decide` on the copy's row as read (`None`: no copy has the UI). Until the ICV is
+    /// computed, decide as if it matched: any other refusal comes first in `decide`, so a
+    /// replayed, revoked, cloned or unknown copy is answered without touching the package.
+    /// A request that would pass needs its ICV: V8 over chunk digests this node holds in
+    /// memory (≤ 32 KiB) costs microseconds whatever the package's size, so it is computed
+    /// here, in the same step; anything else is asked for ([`Step::NeedIcv`]) and done
+    /// outside any transaction. [`Step::Done`] here is decided, not yet stored.
+    fn judge(
         &self,
-        db: &mut Db,
         req: &ValReq,
-        hash: [u8; 32],
-        card: CardCheck,
-        computed: Option<Icv>,
-        now: i64,
-        iv: Iv,
-        variant_accepted: bool,
-    ) -> Result<Step> {
+        inputs: &Inputs,
+        row: Option<&db::CopyRow>,
+        how: Lookup,
+        viewer_registered: bool,
+    ) -> Step {
+        let judge = |expected: Icv| {
+            decide(
+                &self.key,
+                row.map(|r| &r.state),
+                Presented {
+                    req,
+                    request_hash: inputs.hash,
+                    lookup: how,
+                    expected_icv: Some(expected),
+                    viewer_registered,
+                    variant_accepted: inputs.variant_accepted,
+                    card: inputs.card,
+                },
+                inputs.now,
+                self.terms,
+                inputs.iv,
+            )
+        };
+        let mut d = judge(inputs.computed.unwrap_or(req.icv));
+        if let Some(r) = row
+            && d.verdict.status == Status::Ok
+            && inputs.computed.is_none()
+        {
+            match self.cached_digests(&r.document) {
+                Some(digests) if req.variant == IcvVariant::V8 => {
+                    d = judge(icv::compute_v8(&digests, &req.ui, &req.iv));
+                }
+                _ => return Step::NeedIcv(r.document.clone()),
+            }
+        }
+        Step::Done(Box::new(d))
+    }
+
+    /// The database step of a validation, in one transaction: the copy's row locked,
+    /// judged ([`App::judge`]), the new state stored, the request logged.
+    fn step(&self, db: &mut Db, req: &ValReq, inputs: &Inputs) -> Result<Step> {
         let viewer_registered = self.viewer_registered(db, &req.viewer_icv)?;
         let mut found = db::lookup_for_update(db, &req.ui)?;
         if found.is_none() && db::sync_copy(db, &req.ui)? {
@@ -572,42 +620,11 @@ impl App {
             Some((r, h)) => (Some(r), *h),
             None => (None, Lookup::Unknown),
         };
-        // Until the ICV is computed, decide as if it matched: any other refusal
-        // comes first in `decide`, so a replayed, revoked, cloned or unknown copy
-        // is answered without touching the package.
-        let judge = |expected: Icv| {
-            decide(
-                &self.key,
-                row.map(|r| &r.state),
-                Presented {
-                    req,
-                    request_hash: hash,
-                    lookup: how,
-                    expected_icv: Some(expected),
-                    viewer_registered,
-                    variant_accepted,
-                    card,
-                },
-                now,
-                self.terms,
-                iv,
-            )
+        let d = match self.judge(req, inputs, row, how, viewer_registered) {
+            Step::Done(d) => d,
+            need => return Ok(need),
         };
-        let mut d = judge(computed.unwrap_or(req.icv));
-        if let Some(r) = row
-            && d.verdict.status == Status::Ok
-            && computed.is_none()
-        {
-            // V8 over digests this node holds in memory (≤ 32 KiB) costs microseconds
-            // whatever the package's size: computed here, under the row lock, it saves a
-            // second transaction. Anything package-sized is done outside any transaction.
-            match self.cached_digests(&r.document) {
-                Some(digests) if req.variant == IcvVariant::V8 => {
-                    d = judge(icv::compute_v8(&digests, &req.ui, &req.iv));
-                }
-                _ => return Ok(Step::NeedIcv(r.document.clone())),
-            }
-        }
+        let now = inputs.now;
         // A request the licence's card did not sign is not the copy's: it is logged
         // without it, so forged requests do not inflate its history (T32).
         let by_the_copy = d.verdict.status != Status::NotCardSigned;
@@ -642,60 +659,27 @@ impl App {
                 db::log(db, logged_copy, now, status, req.psi, vssi)?;
             }
         }
-        Ok(Step::Done(Box::new(d)))
+        Ok(Step::Done(d))
     }
 
     /// A validation's database step on PostgreSQL: first optimistically — the copy read
-    /// without a lock or a transaction, decided, and its writes done by one statement only if
+    /// without a lock or a transaction, judged, and its writes done by one statement only if
     /// the row is still as read ([`db::store_retire_log`]): two round trips, where the locked
-    /// transaction takes four — and decided again on the new row when another request
+    /// transaction takes four — and judged again on the new row when another request
     /// changed it meanwhile. A request that is not the common case (an unknown copy, a
     /// refusal, a flag) and a copy still contended after a few tries take the locked
     /// transaction ([`App::step`]), as every request did before; the rules are the same.
-    #[allow(clippy::too_many_arguments)] // one request's inputs to `decide`, each used once
-    fn step_postgres(
-        &self,
-        req: &ValReq,
-        hash: [u8; 32],
-        card: CardCheck,
-        computed: Option<Icv>,
-        now: i64,
-        iv: Iv,
-        variant_accepted: bool,
-    ) -> Result<Step> {
+    fn step_postgres(&self, req: &ValReq, inputs: &Inputs) -> Result<Step> {
         let mut db = self.pool.get(POOL_WAIT)?;
         for _ in 0..OPTIMISTIC_TRIES {
             let viewer_registered = self.viewer_registered(&mut db, &req.viewer_icv)?;
             let Some((row, how)) = db::lookup(&mut db, &req.ui)? else {
                 break;
             };
-            let judge = |expected: Icv| {
-                decide(
-                    &self.key,
-                    Some(&row.state),
-                    Presented {
-                        req,
-                        request_hash: hash,
-                        lookup: how,
-                        expected_icv: Some(expected),
-                        viewer_registered,
-                        variant_accepted,
-                        card,
-                    },
-                    now,
-                    self.terms,
-                    iv,
-                )
+            let d = match self.judge(req, inputs, Some(&row), how, viewer_registered) {
+                Step::Done(d) => d,
+                need => return Ok(need),
             };
-            let mut d = judge(computed.unwrap_or(req.icv));
-            if d.verdict.status == Status::Ok && computed.is_none() {
-                match self.cached_digests(&row.document) {
-                    Some(digests) if req.variant == IcvVariant::V8 => {
-                        d = judge(icv::compute_v8(&digests, &req.ui, &req.iv));
-                    }
-                    _ => return Ok(Step::NeedIcv(row.document.clone())),
-                }
-            }
             let (Some(s), None, Status::Ok) = (&d.new_state, d.flag, d.verdict.status) else {
                 break;
             };
@@ -705,15 +689,15 @@ impl App {
                 s,
                 &d.retired,
                 Some(row.id),
-                now,
+                inputs.now,
                 d.verdict.status.name(),
                 req.psi,
                 d.verdict.vssi,
             )? {
-                return Ok(Step::Done(Box::new(d)));
+                return Ok(Step::Done(d));
             }
         }
-        db.transaction(|db| self.step(db, req, hash, card, computed, now, iv, variant_accepted))
+        db.transaction(|db| self.step(db, req, inputs))
     }
 
     /// The ICV a request should carry, computed outside any transaction and without a
