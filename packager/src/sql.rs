@@ -17,9 +17,8 @@
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,19 +207,14 @@ const MAX_PREPARED: usize = 256;
 /// One group commit: the members whose writes one `COMMIT` (one fsync) makes durable.
 struct Group {
     number: u64,
-    members: usize,
-    started: Instant,
 }
 
-/// A group ends at once, whoever is waiting, once it has this many members…
+/// The most validations the [`Writer`] puts in one group (one commit).
 const GROUP_MEMBERS: usize = 64;
-/// …or has been open this long, so no member waits long for its commit.
-const GROUP_AGE: Duration = Duration::from_millis(10);
 
-/// How the groups of one SQLite pool ended: members wait here for their group's commit.
+/// How the groups of one SQLite pool ended: the [`Writer`] answers each member from it.
 struct Commits {
     log: Mutex<CommitLog>,
-    ended: Condvar,
 }
 
 struct CommitLog {
@@ -240,7 +234,6 @@ impl Commits {
                 ended_upto: 0,
                 failed: VecDeque::new(),
             }),
-            ended: Condvar::new(),
         }
     }
 
@@ -268,7 +261,6 @@ impl Lite {
                     log.failed.pop_front();
                 }
             }
-            c.ended.notify_all();
         }
         result.context("database: COMMIT of a group of validations")
     }
@@ -280,12 +272,6 @@ impl Lite {
             return Ok(());
         }
         self.end_group()
-    }
-
-    fn group_is_due(&self) -> bool {
-        self.group
-            .as_ref()
-            .is_some_and(|g| g.members >= GROUP_MEMBERS || g.started.elapsed() >= GROUP_AGE)
     }
 }
 
@@ -495,11 +481,6 @@ impl Db {
         let number = match self {
             Self::Postgres(_) => return (self.transaction(f), None),
             Self::Sqlite(l) => {
-                if l.group_is_due()
-                    && let Err(e) = l.end_group()
-                {
-                    return (Err(e), None);
-                }
                 if l.group.is_none() {
                     if let Err(e) = l.conn.execute_batch("BEGIN IMMEDIATE") {
                         return (Err(e).context("database: BEGIN IMMEDIATE"), None);
@@ -509,11 +490,7 @@ impl Db {
                         log.next += 1;
                         log.next - 1
                     });
-                    l.group = Some(Group {
-                        number,
-                        members: 0,
-                        started: Instant::now(),
-                    });
+                    l.group = Some(Group { number });
                 }
                 if let Err(e) = l.conn.execute_batch("SAVEPOINT member") {
                     return (Err(e).context("database: SAVEPOINT"), None);
@@ -540,12 +517,8 @@ impl Db {
                 let mut log = c.log();
                 log.ended_upto = log.ended_upto.max(number);
                 log.failed.push_back((number, e.to_string()));
-                c.ended.notify_all();
             }
             return (Err(e).context("database: ending a savepoint"), None);
-        }
-        if let Some(g) = &mut l.group {
-            g.members += 1;
         }
         (out, Some(number))
     }
@@ -715,8 +688,6 @@ pub struct Pool {
     size: usize,
     inner: Mutex<PoolState>,
     freed: Condvar,
-    /// Threads waiting for a connection: while any is, a SQLite group stays open for it.
-    waiting: AtomicUsize,
     /// How SQLite groups ended (`None` for PostgreSQL).
     commits: Option<Arc<Commits>>,
 }
@@ -750,9 +721,9 @@ impl std::ops::DerefMut for Pooled<'_> {
 }
 
 impl Drop for Pooled<'_> {
-    /// Gives the connection back. The last user out ends an open group: when nobody is
-    /// waiting for the connection (nobody else can join the group), or when the group is
-    /// due; otherwise the next user takes the connection with the group still open.
+    /// Gives the connection back, with no group open: the [`Writer`] ends its own, and one
+    /// left open (a batch cut short) is committed here, its members answered from the
+    /// commit log.
     fn drop(&mut self) {
         if let Some(Db::Sqlite(l)) = self.db.as_mut() {
             if l.member {
@@ -760,12 +731,8 @@ impl Drop for Pooled<'_> {
                 l.member = false;
                 let _ = l.conn.execute_batch("ROLLBACK TO member; RELEASE member");
             }
-            if l.group.is_some()
-                && (self.pool.waiting.load(Ordering::SeqCst) == 0 || l.group_is_due())
-            {
-                // How it ended is announced to the members; they report it.
-                let _ = l.end_group();
-            }
+            // How it ended is in the commit log.
+            let _ = l.end_group();
         }
         let mut st = self.pool.inner.lock().unwrap_or_else(|e| e.into_inner());
         match self.db.take() {
@@ -801,7 +768,6 @@ impl Pool {
                 open: 1,
             }),
             freed: Condvar::new(),
-            waiting: AtomicUsize::new(0),
             commits,
         }
     }
@@ -843,13 +809,11 @@ impl Pool {
             if now >= deadline {
                 return Err(Busy(wait).into());
             }
-            self.waiting.fetch_add(1, Ordering::SeqCst);
             st = self
                 .freed
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -997,8 +961,9 @@ impl Pool {
             let _ = l.end_group();
         }
         drop(db);
-        // A member's group is usually the batch's one, but a group past its age is ended by
-        // the next member (`group_member`): each member gets its own group's outcome.
+        // A member's group is the batch's one, unless a member's savepoint could not be
+        // ended (the group is then rolled back and a new one begun): each member gets its
+        // own group's outcome.
         let outcomes: Vec<std::result::Result<(), String>> = {
             let log = self.commits.as_ref().map(|c| c.log());
             finishes
@@ -1174,8 +1139,8 @@ mod tests {
         }
         assert_eq!(counted(&pool), 32, "only the jobs that succeeded are kept");
         let commits = pool.commits.as_ref().unwrap();
-        // Queued jobs share commits (a group also ends when it is older than GROUP_AGE, and
-        // a panic's backtrace takes that long): far fewer groups than jobs.
+        // Queued jobs share commits: far fewer groups than jobs (the first batch may be
+        // taken before every job is queued).
         assert!(
             commits.log().next - 1 <= 10,
             "40 queued jobs went in {} groups",
