@@ -220,10 +220,19 @@ struct Commits {
 struct CommitLog {
     /// The number the next group gets.
     next: u64,
-    /// Every group numbered up to this has ended (groups end in order: one connection).
-    ended_upto: u64,
     /// The latest groups whose commit failed, and why.
     failed: VecDeque<(u64, String)>,
+}
+
+impl CommitLog {
+    /// Records that group `number` failed, keeping the latest 64 (more than one batch of
+    /// the [`Writer`], which answers its members as soon as their group has ended).
+    fn record_failure(&mut self, number: u64, why: String) {
+        self.failed.push_back((number, why));
+        if self.failed.len() > 64 {
+            self.failed.pop_front();
+        }
+    }
 }
 
 impl Commits {
@@ -231,7 +240,6 @@ impl Commits {
         Self {
             log: Mutex::new(CommitLog {
                 next: 1,
-                ended_upto: 0,
                 failed: VecDeque::new(),
             }),
         }
@@ -243,7 +251,8 @@ impl Commits {
 }
 
 impl Lite {
-    /// Commits the open group (one fsync for all its members) and announces how it ended.
+    /// Commits the open group (one fsync for all its members); a failure is logged for its
+    /// members.
     fn end_group(&mut self) -> Result<()> {
         let Some(group) = self.group.take() else {
             return Ok(());
@@ -252,15 +261,8 @@ impl Lite {
         if result.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-        if let Some(c) = &self.commits {
-            let mut log = c.log();
-            log.ended_upto = log.ended_upto.max(group.number);
-            if let Err(e) = &result {
-                log.failed.push_back((group.number, e.to_string()));
-                if log.failed.len() > 64 {
-                    log.failed.pop_front();
-                }
-            }
+        if let (Some(c), Err(e)) = (&self.commits, &result) {
+            c.log().record_failure(group.number, e.to_string());
         }
         result.context("database: COMMIT of a group of validations")
     }
@@ -514,9 +516,7 @@ impl Db {
             let _ = l.conn.execute_batch("ROLLBACK");
             l.group = None;
             if let Some(c) = &l.commits {
-                let mut log = c.log();
-                log.ended_upto = log.ended_upto.max(number);
-                log.failed.push_back((number, e.to_string()));
+                c.log().record_failure(number, e.to_string());
             }
             return (Err(e).context("database: ending a savepoint"), None);
         }
@@ -1070,13 +1070,15 @@ mod tests {
         let (r, number) = db.group_member(|db| db.execute("INSERT INTO t (who) VALUES (1)", &[]));
         r.unwrap();
         assert_eq!(number, Some(1));
-        assert_eq!(commits.log().ended_upto, 0, "the group is still open");
+        let open = |db: &Db| matches!(db, Db::Sqlite(l) if l.group.is_some());
+        assert!(open(&db), "the group is still open");
         // A read joins the open group; a write (here a whole transaction) ends it first.
         assert!(db.query("SELECT who FROM t", &[]).is_ok());
-        assert_eq!(commits.log().ended_upto, 0);
+        assert!(open(&db));
         db.transaction(|db| db.execute("INSERT INTO t (who) VALUES (2)", &[]))
             .unwrap();
-        assert_eq!(commits.log().ended_upto, 1);
+        assert!(!open(&db), "the group was committed");
+        assert!(commits.log().failed.is_empty());
         let n = Db::open(&target)
             .unwrap()
             .query_opt("SELECT COUNT(*) FROM t", &[])
@@ -1138,6 +1140,15 @@ mod tests {
             }
         }
         assert_eq!(counted(&pool), 32, "only the jobs that succeeded are kept");
+        // And durable: another connection (as after a restart) sees them.
+        let n = Db::open(&target)
+            .unwrap()
+            .query_opt("SELECT COUNT(*) FROM t", &[])
+            .unwrap()
+            .unwrap()
+            .int(0)
+            .unwrap();
+        assert_eq!(n, 32);
         let commits = pool.commits.as_ref().unwrap();
         // Queued jobs share commits: far fewer groups than jobs (the first batch may be
         // taken before every job is queued).
