@@ -21,6 +21,7 @@
 //! `cargo bench -p tally-packager --bench scale` prints a table; nothing is asserted.
 //! Environment (all optional): `TALLY_BENCH_COPIES` (registered copies, default 1000000),
 //! `TALLY_BENCH_SECONDS` (per row, default 5), `TALLY_BENCH_BIG_MB` (default 100),
+//! `TALLY_BENCH_DATABASES` (default `sqlite,postgres`),
 //! `TALLY_BENCH_CLIENTS` (closed-loop rows, default `1,8,32,128`), `TALLY_BENCH_PACED`
 //! (clients of the open-loop rows, default 32; 0 for none), `TALLY_BENCH_LOAD` (their
 //! offered loads as shares of the ceiling, default `0.5,0.7`), `TALLY_PG_URL` (a PostgreSQL
@@ -661,9 +662,17 @@ fn main() {
     let viewer = executable_icv(VIEWER).unwrap();
 
     let pg = std::env::var("TALLY_PG_URL").ok();
-    let mut databases: Vec<(&str, Option<PgDb>)> = vec![("sqlite", None)];
+    let wanted = std::env::var("TALLY_BENCH_DATABASES").unwrap_or("sqlite,postgres".into());
+    let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+    let mut databases: Vec<(&str, Option<PgDb>)> = Vec::new();
+    if wanted.contains(&"sqlite") {
+        databases.push(("sqlite", None));
+    }
     match &pg {
-        Some(admin) => databases.push(("postgres", Some(fresh_pg(admin)))),
+        Some(admin) if wanted.contains(&"postgres") => {
+            databases.push(("postgres", Some(fresh_pg(admin))));
+        }
+        Some(_) => {}
         None => println!("PostgreSQL rows skipped: TALLY_PG_URL is not set"),
     }
     println!(

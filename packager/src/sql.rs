@@ -926,6 +926,98 @@ impl Drop for Writer {
     }
 }
 
+/// A job for a [`Batcher`]: its data and where its answer goes.
+type Batched<J, R> = (J, tokio::sync::oneshot::Sender<Result<R>>);
+
+/// PostgreSQL's counterpart of [`Writer`], for writes that one statement can make for
+/// many requests: one thread takes the jobs queued while it ran the last batch (at most
+/// [`GROUP_MEMBERS`]) and hands them together to `run` on one pooled connection — one round
+/// trip, one statement, one commit for all — then answers each. Measured with `pgbench` on
+/// 10⁶ copies: a validation's write alone costs the database ~300 µs of CPU, sixteen in one
+/// statement ~120 µs each. Jobs queue while a batch runs, so a batch is as large as the
+/// load makes it, with no waiting to fill one. `run` answers each job (`Vec` in job order);
+/// when it fails as a whole (or no connection comes free in time) every job gets the error.
+pub struct Batcher<J: Send + 'static, R: Send + 'static> {
+    jobs: Option<std::sync::mpsc::Sender<Batched<J, R>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
+    /// Starts the thread `name`, running batches of `pool`'s jobs with `run`.
+    pub fn start(
+        pool: Arc<Pool>,
+        name: &str,
+        mut run: impl FnMut(&mut Db, &[J]) -> Result<Vec<R>> + Send + 'static,
+    ) -> Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Batched<J, R>>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < GROUP_MEMBERS {
+                        match queue.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    let (data, answers): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
+                    let outcome = pool.get(WAIT).and_then(|mut db| {
+                        let out = run(&mut db, &data)?;
+                        anyhow::ensure!(
+                            out.len() == data.len(),
+                            "database: a batch of {} jobs gave {} answers",
+                            data.len(),
+                            out.len()
+                        );
+                        Ok(out)
+                    });
+                    match outcome {
+                        Ok(out) => {
+                            for (answer, r) in answers.into_iter().zip(out) {
+                                let _ = answer.send(Ok(r));
+                            }
+                        }
+                        Err(e) => {
+                            let why = format!("{e:#}");
+                            for answer in answers {
+                                let _ = answer.send(Err(anyhow!("{why}")));
+                            }
+                        }
+                    }
+                }
+            })
+            .with_context(|| format!("starting the database thread {name}"))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `job` for the next batch and waits for its answer.
+    pub async fn run(&self, job: J) -> Result<R> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .as_ref()
+            .context("database: the batch thread has stopped")?
+            .send((job, answer))
+            .map_err(|_| anyhow!("database: the batch thread has stopped"))?;
+        answered
+            .await
+            .map_err(|_| anyhow!("database: the batch thread dropped a job"))?
+    }
+}
+
+impl<J: Send + 'static, R: Send + 'static> Drop for Batcher<J, R> {
+    /// Lets the thread finish the queued jobs, then waits for it.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Pool {
     /// One group of the [`Writer`]: every job a member of one transaction, one commit,
     /// then every job answered. A job that panics is rolled back and the others go on.

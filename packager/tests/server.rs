@@ -868,6 +868,37 @@ fn two_nodes_on_one_database_keep_every_rule(db: Backend) {
     );
 }
 
+/// A PostgreSQL node judges a copy's next request on the row it last wrote for it, with no
+/// read; when another node moved the copy on meanwhile that row is stale, and the write
+/// made on it must not happen: a second installation of one state, validated first on the
+/// other node, leaves the first installation's same request refused, not served again.
+/// (Deterministic where the race above is not; on SQLite the same answers.)
+fn a_row_a_node_remembers_never_outvotes_the_database(db: Backend) {
+    let Some(env) = set_up(db, "a_row_a_node_remembers_never_outvotes_the_database") else {
+        return;
+    };
+    let mut copy = env.issue("Ada", "ada.key", "3");
+    let nodes = [env.serve(&[]), env.serve(&[])];
+    // Node 0 serves the copy and remembers its row under the UI of its next request.
+    copy.validate(nodes[0].addr).unwrap();
+    copy.validate(nodes[0].addr).unwrap();
+    // The same state, installed twice: the twin's next request is served by node 1.
+    let mut twin = copy.cloned();
+    twin.validate(nodes[1].addr).unwrap();
+    // The first installation's next request reaches node 0, whose remembered row is stale.
+    assert_eq!(
+        copy.validate(nodes[0].addr),
+        Err(ValidationError::Refused(Status::Replay))
+    );
+    // The twin goes on, on either node: node 0 now decides on the database's row.
+    twin.validate(nodes[0].addr).unwrap();
+    twin.validate(nodes[1].addr).unwrap();
+    twin.validate(nodes[0].addr).unwrap();
+    let all = env.copies();
+    assert_eq!(copy_json(&all, &copy.licence())["validations_ok"], 6);
+    assert_eq!(copy_json(&all, &copy.licence())["validations"], 7);
+}
+
 /// ICV V8 (V7 over the chunk digests `pack` stored): accepted by default, computed with
 /// no package file at all, and a changed package byte is still an ICV mismatch.
 fn v8_is_checked_from_the_digests_pack_stored(db: Backend) {
@@ -1037,6 +1068,7 @@ on_both_databases!(
     every_request_is_logged_on_one_line,
     one_client_gets_a_bounded_share,
     two_nodes_on_one_database_keep_every_rule,
+    a_row_a_node_remembers_never_outvotes_the_database,
     validations_survive_a_server_restart_and_are_logged,
     t15_a_cloned_copy_is_flagged_and_revoked,
     t15_clones_that_alternate_are_caught_too,

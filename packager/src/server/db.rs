@@ -226,17 +226,7 @@ pub fn registered_card(db: &mut Db, ui: &Ui) -> Result<Option<CardIdentity>> {
     Ok(super::trail::customer_by_serial(db, &serial)?.map(|(_, card)| card))
 }
 
-/// The columns a validation sets on its copy's row, as `$2`…`$10` (`$1` is the row's id;
-/// the values are [`state_params`]).
-macro_rules! set_state {
-    () => {
-        "ui = $2, vssi = $3, iv = $4, pending_ui = $5, pending_vssi = $6, pending_iv = $7,
-         last_psi = $8, status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END,
-         card_counter = $10"
-    };
-}
-
-/// `$1`…`$10` of [`set_state!`]: the row's id and the copy's new state.
+/// `$1`…`$10` of [`store`]: the row's id and the copy's new state.
 fn state_params(id: i64, s: &CopyState) -> Vec<Value> {
     let (pu, pv, pi) = match &s.pending {
         Some((u, v, i)) => (Some(u.to_hex()), Some(to_sql(*v)), Some(i.0.to_vec())),
@@ -260,7 +250,10 @@ fn state_params(id: i64, s: &CopyState) -> Vec<Value> {
 /// Stores a copy's new state.
 pub fn store(db: &mut Db, id: i64, s: &CopyState) -> Result<()> {
     db.execute(
-        concat!("UPDATE copies SET ", set_state!(), " WHERE id = $1"),
+        "UPDATE copies SET ui = $2, vssi = $3, iv = $4, pending_ui = $5, pending_vssi = $6,
+         pending_iv = $7, last_psi = $8,
+         status = CASE WHEN $9 = 1 THEN 'revoked' ELSE status END, card_counter = $10
+         WHERE id = $1",
         &state_params(id, s),
     )?;
     Ok(())
@@ -325,65 +318,124 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// [`store`], [`retire`] and [`log`] of one validation of the copy `seen` in one
-/// PostgreSQL statement (a data-modifying `WITH`), done only if the copy's row is still as
-/// `seen` was read (its UIs, VSSI, PSI, status, flags and card counter): whether it was.
-/// Every statement is a round trip to the database and a wake-up of its backend; with
-/// this a validation is two (the read, this) outside any transaction — optimistic: a row
-/// another request changed meanwhile writes nothing, and the validation is decided again
-/// on the new row. Under the row's lock it is simply true. `logged_copy` is the copy the
-/// log row names (`None` for a request its card did not sign). PostgreSQL only: SQLite has
-/// no data-modifying `WITH`, and its statements cost no round trip.
-#[allow(clippy::too_many_arguments)] // the three statements' inputs, each used once
-pub fn store_retire_log(
-    db: &mut Db,
-    seen: &CopyRow,
-    s: &CopyState,
-    retired: &[Ui],
-    logged_copy: Option<i64>,
-    unix: i64,
-    status: &str,
-    psi: u64,
-    vssi: u64,
-) -> Result<bool> {
-    // UIs are hex: a comma joins them safely, and '' is no UI at all.
-    let retired = retired.iter().map(Ui::to_hex).collect::<Vec<_>>().join(",");
-    let was = &seen.state;
-    let mut p = state_params(seen.id, s);
-    p.extend_from_slice(params![
-        retired,
-        logged_copy,
-        rfc3339(unix),
-        unix,
-        status,
-        to_sql(psi),
-        to_sql(vssi),
-        was.ui.to_hex(),
-        was.pending.as_ref().map(|(u, _, _)| u.to_hex()),
-        to_sql(was.vssi),
-        to_sql(was.last_psi),
-        i64::from(was.revoked),
-        seen.flags.clone(),
-        was.card_counter.map(to_sql)
-    ]);
-    let n = db.execute(
-        concat!(
-            "WITH s AS (UPDATE copies SET ",
-            set_state!(),
-            " WHERE id = $1 AND ui = $18 AND pending_ui IS NOT DISTINCT FROM $19
-                      AND vssi = $20 AND last_psi = $21
-                      AND (CASE WHEN status = 'revoked' THEN 1 ELSE 0 END) = $22
-                      AND flags = $23 AND card_counter IS NOT DISTINCT FROM $24
-                    RETURNING id),
+/// One validation's writes for [`store_retire_log`]: the copy's row as the decision read
+/// it, its new state, the UIs it moved on from, and the log row.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// The copy's row as read.
+    pub seen: CopyRow,
+    /// Its new state.
+    pub state: CopyState,
+    /// UIs to retire.
+    pub retired: Vec<Ui>,
+    /// The copy the log row names (`None` for a request its card did not sign).
+    pub logged_copy: Option<i64>,
+    /// When (Unix seconds).
+    pub unix: i64,
+    /// The outcome, by name.
+    pub status: &'static str,
+    /// The request's PSI.
+    pub psi: u64,
+    /// The VSSI answered.
+    pub vssi: u64,
+}
+
+/// [`store`], [`retire`] and [`log`] of any number of validations in one PostgreSQL
+/// statement (a data-modifying `WITH` over the writes given as one JSON parameter), each
+/// done only if its copy's row is still as its `seen` was read (UIs, VSSI, PSI, status,
+/// flags, card counter): for each write, whether it was. Every statement is a round trip
+/// to the database, a wake-up of its backend and, alone, a commit; with this the common
+/// validation is one read and a share of one statement — optimistic: a write whose row
+/// another request changed meanwhile writes nothing, and that validation is decided again
+/// on the new row. Under the row's lock (one write) it is simply true. Two writes for one
+/// copy in one call: only the first is tried (an `UPDATE … FROM` applies one of them, but
+/// which is not defined), the other answered false, to be decided again. PostgreSQL only:
+/// SQLite has no data-modifying `WITH`, and its statements cost no round trip.
+pub fn store_retire_log(db: &mut Db, writes: &[Write]) -> Result<Vec<bool>> {
+    let mut ids = std::collections::HashSet::new();
+    let mut tried = Vec::with_capacity(writes.len());
+    let members: Vec<serde_json::Value> = writes
+        .iter()
+        .filter_map(|w| {
+            let first = ids.insert(w.seen.id);
+            tried.push(first);
+            first.then(|| write_json(w))
+        })
+        .collect();
+    if members.is_empty() {
+        return Ok(tried);
+    }
+    let rows = db.query(
+        "WITH v AS (SELECT * FROM json_to_recordset($1::text::json) AS v(
+                id BIGINT, ui TEXT, vssi BIGINT, iv TEXT, pu TEXT, pv BIGINT, pi TEXT,
+                last_psi BIGINT, revoke INTEGER, cc BIGINT, retired TEXT, log_copy BIGINT,
+                at TEXT, unix BIGINT, status TEXT, psi BIGINT, log_vssi BIGINT,
+                was_ui TEXT, was_pu TEXT, was_vssi BIGINT, was_psi BIGINT, was_revoked INTEGER,
+                was_flags TEXT, was_cc BIGINT)),
+              s AS (UPDATE copies c SET ui = v.ui, vssi = v.vssi, iv = decode(v.iv, 'hex'),
+                        pending_ui = v.pu, pending_vssi = v.pv, pending_iv = decode(v.pi, 'hex'),
+                        last_psi = v.last_psi,
+                        status = CASE WHEN v.revoke = 1 THEN 'revoked' ELSE c.status END,
+                        card_counter = v.cc
+                    FROM v
+                    WHERE c.id = v.id AND c.ui = v.was_ui
+                      AND c.pending_ui IS NOT DISTINCT FROM v.was_pu
+                      AND c.vssi = v.was_vssi AND c.last_psi = v.was_psi
+                      AND (CASE WHEN c.status = 'revoked' THEN 1 ELSE 0 END) = v.was_revoked
+                      AND c.flags = v.was_flags AND c.card_counter IS NOT DISTINCT FROM v.was_cc
+                    RETURNING c.id),
               r AS (INSERT INTO retired_uis (ui, copy_id)
-                    SELECT u, s.id FROM s, unnest(string_to_array($11, ',')) AS u
-                    ON CONFLICT DO NOTHING)
-         INSERT INTO validations (copy_id, at, unix, status, psi, vssi)
-         SELECT $12::BIGINT, $13::TEXT, $14::BIGINT, $15::TEXT, $16::BIGINT, $17::BIGINT FROM s"
-        ),
-        &p,
+                    SELECT u, v.id FROM v JOIN s ON s.id = v.id,
+                         unnest(string_to_array(v.retired, ',')) AS u
+                    ON CONFLICT DO NOTHING),
+              l AS (INSERT INTO validations (copy_id, at, unix, status, psi, vssi)
+                    SELECT v.log_copy, v.at, v.unix, v.status, v.psi, v.log_vssi
+                    FROM v JOIN s ON s.id = v.id)
+         SELECT id FROM s",
+        params![serde_json::Value::Array(members).to_string()],
     )?;
-    Ok(n == 1)
+    let mut applied = std::collections::HashSet::with_capacity(rows.len());
+    for r in &rows {
+        applied.insert(r.int(0)?);
+    }
+    Ok(writes
+        .iter()
+        .zip(tried)
+        .map(|(w, tried)| tried && applied.contains(&w.seen.id))
+        .collect())
+}
+
+/// One member of [`store_retire_log`]'s JSON: bytes as hex, UIs joined by commas (hex
+/// never holds one; '' is no UI at all), u64 as the BIGINT it is stored as.
+fn write_json(w: &Write) -> serde_json::Value {
+    let (s, was) = (&w.state, &w.seen.state);
+    let pending = s.pending.as_ref();
+    serde_json::json!({
+        "id": w.seen.id,
+        "ui": s.ui.to_hex(),
+        "vssi": to_sql(s.vssi),
+        "iv": hex::encode(s.iv.0),
+        "pu": pending.map(|(u, _, _)| u.to_hex()),
+        "pv": pending.map(|(_, v, _)| to_sql(*v)),
+        "pi": pending.map(|(_, _, i)| hex::encode(i.0)),
+        "last_psi": to_sql(s.last_psi),
+        "revoke": i64::from(s.revoked),
+        "cc": s.card_counter.map(to_sql),
+        "retired": w.retired.iter().map(Ui::to_hex).collect::<Vec<_>>().join(","),
+        "log_copy": w.logged_copy,
+        "at": rfc3339(w.unix),
+        "unix": w.unix,
+        "status": w.status,
+        "psi": to_sql(w.psi),
+        "log_vssi": to_sql(w.vssi),
+        "was_ui": was.ui.to_hex(),
+        "was_pu": was.pending.as_ref().map(|(u, _, _)| u.to_hex()),
+        "was_vssi": to_sql(was.vssi),
+        "was_psi": to_sql(was.last_psi),
+        "was_revoked": i64::from(was.revoked),
+        "was_flags": w.seen.flags,
+        "was_cc": was.card_counter.map(to_sql),
+    })
 }
 
 /// Finds the copy a UI belongs to, and how, without locking it (see [`store_retire_log`]).

@@ -55,8 +55,8 @@ use tally_core::CardIdentity;
 use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv, Ui};
 use tally_core::policy::Clock;
 use tally_core::validation::{
-    CardCheck, ENVELOPE_LEN, ENVELOPE_V1_LEN, Lookup, Presented, ServerSecret, Status, Terms,
-    ValReq, decide,
+    CardCheck, CopyState, ENVELOPE_LEN, ENVELOPE_V1_LEN, Lookup, Presented, ServerSecret, Status,
+    Terms, ValReq, decide,
 };
 
 /// Largest request body accepted (the real one is `ENVELOPE_LEN` bytes).
@@ -97,6 +97,14 @@ struct App {
     pool: Arc<Pool>,
     /// SQLite's group writer: every validation's database step (`None` on PostgreSQL).
     writer: Option<crate::sql::Writer>,
+    /// PostgreSQL's batch writer: the common validations' writes, many to a statement
+    /// (`None` on SQLite).
+    batcher: Option<crate::sql::Batcher<db::Write, bool>>,
+    /// A copy's row as this node last wrote it, by the UI of its next request, so that
+    /// request, when it comes to this node, is judged without a read (PostgreSQL): its
+    /// write is done only if the row is still so ([`db::store_retire_log`]), so a row
+    /// another node changed since costs a read then, never a wrong decision.
+    rows: Mutex<HashMap<Ui, db::CopyRow>>,
     package_dirs: Vec<PathBuf>,
     packages: Mutex<PackageCache>,
     digests: Mutex<HashMap<String, Arc<ChunkDigests>>>,
@@ -127,6 +135,9 @@ const MAX_CARD_ENTRIES: usize = 100_000;
 /// Documents whose chunk digests a node keeps in memory (≤ 32 KiB each); past this the
 /// map is emptied and filled again from the database.
 const MAX_DIGEST_ENTRIES: usize = 4096;
+
+/// Copy rows a node remembers (≈ 500 bytes each); past this the map is emptied.
+const MAX_ROW_ENTRIES: usize = 100_000;
 
 /// Optimistic tries of a PostgreSQL validation before it takes the row's lock.
 const OPTIMISTIC_TRIES: usize = 3;
@@ -192,10 +203,20 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
     db::sync_copies(&mut first)?;
     let pool = Arc::new(Pool::new(config.db, first, config.pool_size));
     let writer = crate::sql::Writer::of(&pool)?;
+    let batcher = match writer {
+        Some(_) => None,
+        None => Some(crate::sql::Batcher::start(
+            pool.clone(),
+            "postgres-writer",
+            db::store_retire_log,
+        )?),
+    };
     let app = Arc::new(App {
         key: config.key,
         pool,
         writer,
+        batcher,
+        rows: Mutex::new(HashMap::new()),
         package_dirs: config.package_dirs,
         packages: Mutex::new(PackageCache {
             limit: config.package_cache,
@@ -522,7 +543,7 @@ async fn decided(
                 .run(move |db: &mut Db| a.step(db, &r, &inputs))
                 .await
                 .map_err(error_answer)?,
-            None => blocking_value(move || a.step_postgres(&r, &inputs)).await?,
+            None => step_postgres(&a, &r, inputs).await?,
         };
         match step {
             Step::Done(d) => return Ok(*d),
@@ -535,6 +556,86 @@ async fn decided(
             }
         }
     }
+}
+
+/// A validation's database step on PostgreSQL: first optimistically — the copy's row as
+/// this node last wrote it, or else read without a lock or a transaction; judged; and its
+/// writes queued for the node's batch writer, which does them, with the other requests'
+/// queued meanwhile, in one statement and only if the row is still as read
+/// ([`db::store_retire_log`]). The common validation thus costs one read (none when the
+/// copy's last validation was on this node) and a share of one statement, where the locked
+/// transaction takes four round trips of its own. When another request changed the row
+/// meanwhile it is read and judged again. A request that is not the common case (an
+/// unknown copy, a refusal, a flag), a copy still contended after a few tries and a failed
+/// batch take the locked transaction ([`App::step`]); the rules are the same.
+async fn step_postgres(
+    app: &Arc<App>,
+    req: &Arc<ValReq>,
+    inputs: Inputs,
+) -> Result<Step, Response> {
+    if let Some(batcher) = &app.batcher {
+        for attempt in 0..OPTIMISTIC_TRIES {
+            let remembered = if attempt == 0 {
+                app.remembered(req)
+            } else {
+                None
+            };
+            let (viewer_registered, (row, how)) = match remembered {
+                Some(found) => (true, found),
+                None => {
+                    let (a, r) = (app.clone(), req.clone());
+                    let read = blocking_value(move || {
+                        let mut db = a.pool.get(POOL_WAIT)?;
+                        let viewer = a.viewer_registered(&mut db, &r.viewer_icv)?;
+                        Ok((viewer, db::lookup(&mut db, &r.ui)?))
+                    })
+                    .await?;
+                    match read {
+                        (viewer, Some(found)) => (viewer, found),
+                        (_, None) => break,
+                    }
+                }
+            };
+            let d = match app.judge(req, &inputs, Some(&row), how, viewer_registered) {
+                Step::Done(d) => d,
+                need => return Ok(need),
+            };
+            let (Some(s), None, Status::Ok) = (&d.new_state, d.flag, d.verdict.status) else {
+                break;
+            };
+            let write = db::Write {
+                seen: row.clone(),
+                state: s.clone(),
+                retired: d.retired.clone(),
+                logged_copy: Some(row.id),
+                unix: inputs.now,
+                status: d.verdict.status.name(),
+                psi: req.psi,
+                vssi: d.verdict.vssi,
+            };
+            match batcher.run(write).await {
+                Ok(true) => {
+                    app.remember(req, row, s);
+                    return Ok(Step::Done(d));
+                }
+                Ok(false) => app.forget(req),
+                Err(e) => {
+                    // Rare (a deadlock between two nodes' batches, a lost connection): said
+                    // once per request that met it, then the locked transaction.
+                    eprintln!("validation: the batched write failed, taking the row lock: {e:#}");
+                    app.forget(req);
+                    break;
+                }
+            }
+        }
+    }
+    let (a, r) = (app.clone(), req.clone());
+    blocking_value(move || {
+        a.pool
+            .get(POOL_WAIT)?
+            .transaction(|db| a.step(db, &r, &inputs))
+    })
+    .await
 }
 
 /// One request's inputs to `decide` beside the request itself, the same for each of its
@@ -633,18 +734,22 @@ impl App {
         match (row, &d.new_state) {
             // The common validation on PostgreSQL: its writes in one round trip.
             (Some(r), Some(s)) if db.is_postgres() && d.flag.is_none() => {
-                let stored = db::store_retire_log(
-                    db,
-                    r,
-                    s,
-                    &d.retired,
+                let write = db::Write {
+                    seen: r.clone(),
+                    state: s.clone(),
+                    retired: d.retired.clone(),
                     logged_copy,
-                    now,
+                    unix: now,
                     status,
-                    req.psi,
+                    psi: req.psi,
                     vssi,
-                )?;
-                anyhow::ensure!(stored, "registry: copy {} changed under its row lock", r.id);
+                };
+                let stored = db::store_retire_log(db, &[write])?;
+                anyhow::ensure!(
+                    stored == [true],
+                    "registry: copy {} changed under its row lock",
+                    r.id
+                );
             }
             _ => {
                 if let Some(r) = row {
@@ -662,42 +767,56 @@ impl App {
         Ok(Step::Done(d))
     }
 
-    /// A validation's database step on PostgreSQL: first optimistically — the copy read
-    /// without a lock or a transaction, judged, and its writes done by one statement only if
-    /// the row is still as read ([`db::store_retire_log`]): two round trips, where the locked
-    /// transaction takes four — and judged again on the new row when another request
-    /// changed it meanwhile. A request that is not the common case (an unknown copy, a
-    /// refusal, a flag) and a copy still contended after a few tries take the locked
-    /// transaction ([`App::step`]), as every request did before; the rules are the same.
-    fn step_postgres(&self, req: &ValReq, inputs: &Inputs) -> Result<Step> {
-        let mut db = self.pool.get(POOL_WAIT)?;
-        for _ in 0..OPTIMISTIC_TRIES {
-            let viewer_registered = self.viewer_registered(&mut db, &req.viewer_icv)?;
-            let Some((row, how)) = db::lookup(&mut db, &req.ui)? else {
-                break;
-            };
-            let d = match self.judge(req, inputs, Some(&row), how, viewer_registered) {
-                Step::Done(d) => d,
-                need => return Ok(need),
-            };
-            let (Some(s), None, Status::Ok) = (&d.new_state, d.flag, d.verdict.status) else {
-                break;
-            };
-            if db::store_retire_log(
-                &mut db,
-                &row,
-                s,
-                &d.retired,
-                Some(row.id),
-                inputs.now,
-                d.verdict.status.name(),
-                req.psi,
-                d.verdict.vssi,
-            )? {
-                return Ok(Step::Done(d));
-            }
+    /// The copy's row as this node last wrote it, if the request presents the UI that
+    /// write issued (or the one before it) and its viewer build is known registered.
+    fn remembered(&self, req: &ValReq) -> Option<(db::CopyRow, Lookup)> {
+        if !self
+            .viewers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&req.viewer_icv)
+        {
+            return None;
         }
-        db.transaction(|db| self.step(db, req, inputs))
+        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let row = rows.get(&req.ui)?;
+        let how = if row.state.ui == req.ui {
+            Lookup::Current
+        } else if row.state.pending.as_ref().is_some_and(|p| p.0 == req.ui) {
+            Lookup::Pending
+        } else {
+            return None;
+        };
+        Some((row.clone(), how))
+    }
+
+    /// Remembers a copy's row as just written (`seen` with its new `state`) under the UI
+    /// of its next request, and forgets it under the one just presented.
+    fn remember(&self, req: &ValReq, seen: db::CopyRow, state: &CopyState) {
+        let Some(next) = state.pending.as_ref().map(|p| p.0) else {
+            self.forget(req);
+            return;
+        };
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        rows.remove(&req.ui);
+        if rows.len() >= MAX_ROW_ENTRIES {
+            rows.clear();
+        }
+        rows.insert(
+            next,
+            db::CopyRow {
+                state: state.clone(),
+                ..seen
+            },
+        );
+    }
+
+    /// Forgets the row remembered under the UI a request presented.
+    fn forget(&self, req: &ValReq) {
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req.ui);
     }
 
     /// The ICV a request should carry, computed outside any transaction and without a
