@@ -936,7 +936,8 @@ type Batched<J, R> = (J, tokio::sync::oneshot::Sender<Result<R>>);
 /// 10⁶ copies: a validation's write alone costs the database ~300 µs of CPU, sixteen in one
 /// statement ~120 µs each. Jobs queue while a batch runs, so a batch is as large as the
 /// load makes it, with no waiting to fill one. `run` answers each job (`Vec` in job order);
-/// when it fails as a whole (or no connection comes free in time) every job gets the error.
+/// when it fails as a whole, panics, or no connection comes free in time, every job of the
+/// batch gets the error, and the thread goes on with the next batch.
 pub struct Batcher<J: Send + 'static, R: Send + 'static> {
     jobs: Option<std::sync::mpsc::Sender<Batched<J, R>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -963,7 +964,10 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
                     }
                     let (data, answers): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
                     let outcome = pool.get(WAIT).and_then(|mut db| {
-                        let out = run(&mut db, &data)?;
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run(&mut db, &data)
+                        }));
+                        let out = ran.map_err(|_| anyhow!("database: a batch panicked"))??;
                         anyhow::ensure!(
                             out.len() == data.len(),
                             "database: a batch of {} jobs gave {} answers",
@@ -1179,6 +1183,75 @@ mod tests {
             .int(0)
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_batcher_runs_queued_jobs_together_and_answers_each_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.sqlite"));
+        let pool = Arc::new(Pool::new(target.clone(), Db::open(&target).unwrap(), 1));
+        let batches = Arc::new(Mutex::new(Vec::<Vec<i64>>::new()));
+        let seen = batches.clone();
+        // Job -1 fails its batch, job -2 panics in it; any other job is answered ×10.
+        let batcher = Arc::new(
+            Batcher::start(
+                pool.clone(),
+                "test-batcher",
+                move |db: &mut Db, jobs: &[i64]| {
+                    db.query_opt("SELECT 1", &[])?;
+                    seen.lock().unwrap().push(jobs.to_vec());
+                    if jobs.contains(&-1) {
+                        bail!("a batch holding -1 fails");
+                    }
+                    assert!(!jobs.contains(&-2), "a batch holding -2 panics");
+                    Ok(jobs.iter().map(|j| j * 10).collect())
+                },
+            )
+            .unwrap(),
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        // Held while the jobs queue: the thread waits for it with its first batch, and the
+        // jobs queued meanwhile make the next one.
+        let held = pool.get(WAIT).unwrap();
+        let jobs: Vec<i64> = (0..40).chain([-1]).collect();
+        let tasks: Vec<_> = jobs
+            .iter()
+            .map(|&job| {
+                let batcher = batcher.clone();
+                rt.spawn(async move { batcher.run(job).await })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+        let answers: Vec<Result<i64>> =
+            tasks.into_iter().map(|t| rt.block_on(t).unwrap()).collect();
+        let batches = batches.lock().unwrap().clone();
+        assert_eq!(
+            batches.iter().map(Vec::len).sum::<usize>(),
+            jobs.len(),
+            "every job ran once: {batches:?}"
+        );
+        assert!(
+            batches.len() <= 3,
+            "jobs queued together ran together: {batches:?}"
+        );
+        for (job, answer) in jobs.iter().zip(&answers) {
+            let batch = batches.iter().find(|b| b.contains(job)).unwrap();
+            match answer {
+                Ok(v) => assert!(*v == job * 10 && !batch.contains(&-1), "{job}: {v}"),
+                Err(e) => {
+                    assert!(batch.contains(&-1), "{job}: {e:#}");
+                    assert!(format!("{e:#}").contains("-1 fails"), "{e:#}");
+                }
+            }
+        }
+        // A batch that panics is answered with an error, and the thread goes on.
+        let e = rt.block_on(batcher.run(-2)).unwrap_err();
+        assert!(format!("{e:#}").contains("panicked"), "{e:#}");
+        assert_eq!(rt.block_on(batcher.run(41)).unwrap(), 410);
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! database connection or lock held, the decision then taken again under the copy's row
 //! lock. On SQLite the validations running side by side share one commit, made by one
 //! writer thread (`sql::Writer`); on PostgreSQL the common validation is one unlocked read
-//! and one write done only if the row is still as read (else the locked transaction). No
-//! answer is sent before its writes are durable. A request's cryptography runs on the
-//! async runtime's threads (as many as cores); only database work waits on others. Per client
+//! (none when this node made the copy's last validation) and its share of a batch writer's
+//! statement, each write done only if its row is still as read (else the locked
+//! transaction). No answer is sent before its writes are durable. A request's cryptography
+//! runs on the async runtime's threads (as many as cores); only database work waits on
+//! others. Per client
 //! address at most `max_per_client` requests are in flight (429 beyond); every request is
 //! logged to stderr as one line (method, path, status, outcome, milliseconds).
 //!
