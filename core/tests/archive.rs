@@ -10,7 +10,7 @@
 use tally_core::trail::body::LostCharge;
 use tally_core::trail::file::Header;
 use tally_core::trail::{Body, LicenceId, Trail, TrailError, Usage};
-use tally_core::validation::ServerSecret;
+use tally_core::validation::{CardProgress, ServerSecret};
 
 #[path = "support/restore.rs"]
 mod restore_support;
@@ -252,4 +252,49 @@ fn a_licence_that_does_not_trust_the_anchor_gets_the_archived_records_back() {
     }
     let e = Trail::rejoin(&f.trail, &f.id).unwrap_err();
     assert_eq!(e.check(), "start", "{e}");
+}
+
+/// T34 after an archive: reading time charged after a ticket's request still counts toward
+/// the offline bound when the records that charged it were archived — the working trail no
+/// longer holds them, the validator's totals do. (Before, only the trail's own records
+/// counted, and an archive made after the ticket gave that reading time back.)
+#[test]
+fn t34_time_charged_after_a_ticket_still_counts_once_archived() {
+    let f = fx();
+    let time = |licence, seconds| f.write(Usage::Time { licence, seconds });
+    // As a viewer reads it: trusting the server, verified against the file (no card write).
+    let progress = |f: &Fx| {
+        let mut t = Trail::open(&f.trail, &f.id).unwrap();
+        t.set_trusted_validators(f.keys());
+        t.verify_offline().unwrap();
+        CardProgress::of_trail(&t, A)
+    };
+    let last = |f: &Fx| f.read().1.last().unwrap().counter;
+    time(A, 100); // before the ticket
+    let ticket = last(&f); // the card counter of the ticket's request: what follows counts
+    time(A, 3_600);
+    time(B, 50); // another licence's
+    time(A, 7_200);
+    assert_eq!(progress(&f).seconds_after(ticket), 10_800);
+    assert_eq!(progress(&f).archived, None);
+    f.vouch();
+    time(A, 60);
+    let archive = Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
+    assert!(archive.upto > ticket);
+    let after = progress(&f);
+    assert_eq!(
+        after.archived.map(|a| (a.first_counter, a.seconds)),
+        Some((archive.upto + 1, 10_900))
+    );
+    // The archived records after the ticket count; the one before it is not told apart in
+    // the archive and counts too (more, never less, than was read since).
+    assert_eq!(after.seconds_after(ticket), 10_960);
+    // A ticket after the cut: only what the trail holds after it.
+    assert_eq!(after.seconds_after(last(&f) - 1), 60);
+    assert_eq!(after.seconds_after(last(&f)), 0);
+    // Vouched and archived once more: still counted, from the new anchor's totals.
+    f.vouch();
+    Trail::archive(&f.trail, &f.id, f.keys()).unwrap();
+    assert_eq!(progress(&f).seconds_after(ticket), 10_960);
+    assert_eq!(progress(&f).seconds_after(last(&f)), 0);
 }

@@ -835,6 +835,19 @@ type Job = Box<dyn FnOnce(Option<&mut Db>) -> (Finish, Option<u64>) + Send>;
 /// checkpoint thread of its own beside the writer was worse: docs/validation.md.)
 const WRITER_CHECKPOINT_PAGES: i64 = 100;
 
+/// The jobs a batch thread runs next: the first to come (waiting for it), and whatever else
+/// is queued then, at most [`GROUP_MEMBERS`]. `None` once every sender is gone.
+fn next_batch<T>(queue: &std::sync::mpsc::Receiver<T>) -> Option<Vec<T>> {
+    let mut batch = vec![queue.recv().ok()?];
+    while batch.len() < GROUP_MEMBERS {
+        match queue.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// A SQLite pool's group writer: one thread that takes whatever jobs are queued (at most
 /// [`GROUP_MEMBERS`]), runs each as a member of one transaction — a savepoint each, so a
 /// failing one keeps nothing — commits them with one fsync, and only then answers them.
@@ -865,14 +878,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                while let Ok(first) = queue.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < GROUP_MEMBERS {
-                        match queue.try_recv() {
-                            Ok(j) => batch.push(j),
-                            Err(_) => break,
-                        }
-                    }
+                while let Some(batch) = next_batch(&queue) {
                     pool.write_batch(batch);
                 }
             })
@@ -954,14 +960,7 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                while let Ok(first) = queue.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < GROUP_MEMBERS {
-                        match queue.try_recv() {
-                            Ok(j) => batch.push(j),
-                            Err(_) => break,
-                        }
-                    }
+                while let Some(batch) = next_batch(&queue) {
                     let (data, answers): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
                     let outcome = pool.get(WAIT).and_then(|mut db| {
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

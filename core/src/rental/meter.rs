@@ -294,7 +294,7 @@ impl CardMeter {
             self.generation = self.trail.generation();
             // From the start (first count, or the trail was re-read from scratch).
             self.tally = tally_of(&self.trail, self.licence, &self.servers);
-            self.progress = CardProgress::of(&self.trail.records()[..verified], self.licence);
+            self.progress = CardProgress::of_trail(&self.trail, self.licence);
             self.tallied = verified;
             return;
         }

@@ -663,7 +663,7 @@ pub fn check_standing(inputs: &OpenInputs) -> Result<Standing, Problem> {
         let trail = super::meter::rejoining(&trail_path, &identity, || check(&mut card))?;
         (
             super::meter::tally_of(&trail, keyfile.licence(), &servers),
-            CardProgress::of(trail.records(), keyfile.licence()),
+            CardProgress::of_trail(&trail, keyfile.licence()),
         )
     } else {
         // No trail: nothing used if the card never signed (the first opening creates the

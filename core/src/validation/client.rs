@@ -108,10 +108,58 @@ pub struct CardProgress {
     pub dated: Vec<(u64, i64)>,
     /// This licence's `time` records: (counter, seconds charged), in counter order.
     pub time_records: Vec<(u64, u32)>,
+    /// The records the trail no longer holds: it was archived (\[0094\]), and starts after
+    /// them. `None` for a trail that starts at the card's origin.
+    pub archived: Option<Archived>,
+}
+
+/// What an archived trail says about the records moved out of it, for the T34 bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Archived {
+    /// The trail's first counter: the records before it are in the archive.
+    pub first_counter: u64,
+    /// The seconds the archived records charged the licence: the totals of the validator
+    /// record the trail was verified from (a server signed them, up to its `upto`), less
+    /// the `time` records up to that `upto` the trail still holds.
+    pub seconds: u64,
 }
 
 impl CardProgress {
-    /// The progress a verified trail's `records` show for `licence`.
+    /// The progress a verified trail shows for `licence`: its verified records, and — when
+    /// it was archived — the reading time the archived records charged the licence, as the
+    /// validator record it was verified from says (an archived trail verifies only from one).
+    /// Without that, time charged after a ticket would stop counting toward the offline
+    /// bound once the records charging it were archived (T34).
+    pub fn of_trail(trail: &crate::trail::Trail, licence: LicenceId) -> Self {
+        let mut p = Self::of(&trail.records()[..trail.verified_len()], licence);
+        let first_counter = trail.header().first_counter;
+        if first_counter > trail.identity().origin {
+            // No validator to say what the archive charged: every second there is (fail
+            // closed; a trail cut without a trusted anchor does not verify anyway).
+            let seconds = trail.vouched().map_or(u64::MAX, |v| {
+                let vouched = v
+                    .totals
+                    .iter()
+                    .find(|t| t.licence == licence)
+                    .map_or(0, |t| u64::from(t.seconds));
+                let held: u64 = p
+                    .time_records
+                    .iter()
+                    .filter(|(k, _)| *k <= v.upto)
+                    .map(|(_, s)| u64::from(*s))
+                    .sum();
+                vouched.saturating_sub(held)
+            });
+            p.archived = Some(Archived {
+                first_counter,
+                seconds,
+            });
+        }
+        p
+    }
+
+    /// The progress the verified `records` of a trail starting at the card's origin show
+    /// for `licence` (an archived trail: [`CardProgress::of_trail`]).
     pub fn of(records: &[Record], licence: LicenceId) -> Self {
         let mut p = Self::default();
         for r in records {
@@ -175,15 +223,21 @@ impl CardProgress {
     }
 
     /// Seconds of reading charged to the licence after counter `c`: time that really
-    /// passed after the record at `c`, whatever the clock says.
+    /// passed after the record at `c`, whatever the clock says. When records after `c` were
+    /// archived, all the archived records' time counts (which of it came after `c` the
+    /// trail no longer tells): more, never less, than was read since.
     pub fn seconds_after(&self, c: u64) -> i64 {
-        let s: u64 = self
+        let held: u64 = self
             .time_records
             .iter()
             .filter(|(k, _)| *k > c)
             .map(|(_, s)| u64::from(*s))
             .sum();
-        i64::try_from(s).unwrap_or(i64::MAX)
+        let archived = self
+            .archived
+            .filter(|a| c.saturating_add(1) < a.first_counter)
+            .map_or(0, |a| a.seconds);
+        i64::try_from(held.saturating_add(archived)).unwrap_or(i64::MAX)
     }
 }
 
