@@ -21,7 +21,9 @@
 //! `cargo bench -p tally-packager --bench scale` prints a table; nothing is asserted.
 //! Environment (all optional): `TALLY_BENCH_COPIES` (registered copies, default 1000000),
 //! `TALLY_BENCH_SECONDS` (per row, default 5), `TALLY_BENCH_BIG_MB` (default 100),
-//! `TALLY_BENCH_DATABASES` (default `sqlite,postgres`),
+//! `TALLY_BENCH_DATABASES` (default `sqlite,postgres`), `TALLY_BENCH_NODES` (`serve`
+//! processes on the one database, default 1; clients take them in turn; `server µs` counts
+//! them all),
 //! `TALLY_BENCH_CLIENTS` (closed-loop rows, default `1,8,32,128`), `TALLY_BENCH_PACED`
 //! (clients of the open-loop rows, default 32; 0 for none), `TALLY_BENCH_LOAD` (their
 //! offered loads as shares of the ceiling, default `0.5,0.7`), `TALLY_PG_URL` (a PostgreSQL
@@ -541,7 +543,7 @@ impl Conn {
 /// coordinated omission).
 #[allow(clippy::too_many_arguments)] // one row's whole set-up, each argument used once
 fn run_row(
-    url: &str,
+    urls: &[String],
     key: &PublicKey,
     digests: &Arc<ChunkDigests>,
     copies: &mut Vec<Copy>,
@@ -549,7 +551,7 @@ fn run_row(
     seconds: u64,
     viewer: Icv,
     pace: Option<f64>,
-    server_pid: u32,
+    server_pids: &[u32],
     cores: usize,
 ) -> Row {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -557,16 +559,22 @@ fn run_row(
         .enable_all()
         .build()
         .unwrap();
-    let server_pid = server_pid.to_string();
+    let server_cpu = || -> f64 {
+        server_pids
+            .iter()
+            .map(|p| cpu_seconds(&p.to_string()))
+            .sum()
+    };
     let interval = pace.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
     let barrier = Arc::new(tokio::sync::Barrier::new(clients + 1));
     let mut tasks = Vec::new();
     let mine: Vec<Copy> = copies.drain(..clients).collect();
     for (i, mut copy) in mine.into_iter().enumerate() {
+        // With several nodes, the clients take them in turn (as a round-robin balancer).
         let (barrier, digests, url, key) = (
             barrier.clone(),
             digests.clone(),
-            url.to_string(),
+            urls[i % urls.len()].clone(),
             key.clone(),
         );
         tasks.push(rt.spawn(async move {
@@ -596,11 +604,7 @@ fn run_row(
     let (lat, secs, server_cpu, client_cpu, db_cpu) = rt.block_on(async {
         // Every connection is open before the clock starts.
         barrier.wait().await;
-        let (server0, client0, db0) = (
-            cpu_seconds(&server_pid),
-            cpu_seconds("self"),
-            postgres_cpu_seconds(),
-        );
+        let (server0, client0, db0) = (server_cpu(), cpu_seconds("self"), postgres_cpu_seconds());
         let start = Instant::now();
         let mut lat = Vec::new();
         for t in tasks {
@@ -612,7 +616,7 @@ fn run_row(
         (
             lat,
             secs,
-            cpu_seconds(&server_pid) - server0,
+            server_cpu() - server0,
             cpu_seconds("self") - client0,
             postgres_cpu_seconds() - db0,
         )
@@ -633,6 +637,7 @@ fn run_row(
 
 fn main() {
     let n_copies: i64 = env_or("TALLY_BENCH_COPIES", 1_000_000);
+    let nodes: usize = env_or::<usize>("TALLY_BENCH_NODES", 1).max(1);
     let seconds: u64 = env_or("TALLY_BENCH_SECONDS", 5);
     let big_mb: usize = env_or("TALLY_BENCH_BIG_MB", 100);
     let clients: Vec<usize> = std::env::var("TALLY_BENCH_CLIENTS")
@@ -676,7 +681,7 @@ fn main() {
         None => println!("PostgreSQL rows skipped: TALLY_PG_URL is not set"),
     }
     println!(
-        "{n_copies} registered copies; {seconds} s per row; ICV V8; {cores} cores shared by clients and server"
+        "{n_copies} registered copies; {seconds} s per row; ICV V8; {nodes} serve node(s); {cores} cores shared by clients and server"
     );
     println!(
         "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>12} {:>10} {:>10} {:>10}",
@@ -797,14 +802,19 @@ fn main() {
             c.batch_execute("VACUUM ANALYZE").unwrap();
             c.batch_execute("CHECKPOINT").unwrap();
         }
-        let (server, base) = setup.serve();
+        let servers: Vec<(Server, String)> = (0..nodes).map(|_| setup.serve()).collect();
+        let base = servers[0].1.clone();
         let key = {
             let mut r = ureq::get(format!("{base}/v1/server-key")).call().unwrap();
             let v: serde_json::Value =
                 serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
             PublicKey::from_sec1(&hex::decode(v["public_key"].as_str().unwrap()).unwrap()).unwrap()
         };
-        let url = format!("{base}/v1/validate");
+        let urls: Vec<String> = servers
+            .iter()
+            .map(|(_, b)| format!("{b}/v1/validate"))
+            .collect();
+        let pids: Vec<u32> = servers.iter().map(|(s, _)| s.0.id()).collect();
         for (p, (label, _, digests, size)) in packages.iter().enumerate() {
             let (s_us, c_us) = crypto_cost(digests, viewer);
             let mut measured = Vec::new();
@@ -817,7 +827,7 @@ fn main() {
                 // the machine could do if HTTP, the database and scheduling cost nothing.
                 let before = ceiling(digests, viewer, cores, Duration::from_secs(1));
                 let row = run_row(
-                    &url,
+                    &urls,
                     &key,
                     digests,
                     &mut client_copies[p],
@@ -825,7 +835,7 @@ fn main() {
                     seconds,
                     viewer,
                     load.map(|l| l * before),
-                    server.0.id(),
+                    &pids,
                     cores,
                 );
                 let after = ceiling(digests, viewer, cores, Duration::from_secs(1));
@@ -852,7 +862,7 @@ fn main() {
             let mean = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
             ceilings.push((*name, *label, *size, s_us, c_us, mean));
         }
-        drop(server);
+        drop(servers);
     }
     println!();
     println!(
