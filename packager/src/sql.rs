@@ -862,8 +862,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// The writer of `pool`, when it is SQLite's (PostgreSQL groups commits itself: its
-    /// transactions run on pooled connections).
+    /// The writer of `pool`, when it is SQLite's (on PostgreSQL transactions run on pooled
+    /// connections, and the validations' common writes go to a [`Batcher`]).
     pub fn of(pool: &Arc<Pool>) -> Result<Option<Self>> {
         if pool.commits.is_none() {
             return Ok(None);

@@ -14,9 +14,9 @@
 //! statement, each write done only if its row is still as read (else the locked
 //! transaction). No answer is sent before its writes are durable. A request's cryptography
 //! runs on the async runtime's threads (as many as cores); only database work waits on
-//! others. Per client
-//! address at most `max_per_client` requests are in flight (429 beyond); every request is
-//! logged to stderr as one line (method, path, status, outcome, milliseconds).
+//! others. Per client address at most `max_per_client` requests are in flight (429
+//! beyond); every request is logged to stderr as one line (method, path, status, outcome,
+//! milliseconds).
 //!
 //! * `POST /v1/validate` — body: an encrypted VAL_REQ (exactly `ENVELOPE_LEN` bytes).
 //!   200 with a signed VAL_OK, or 403 with a signed refusal (header `x-tally-status`
@@ -770,7 +770,7 @@ impl App {
     }
 
     /// The copy's row as this node last wrote it, if the request presents the UI that
-    /// write issued (or the one before it) and its viewer build is known registered.
+    /// write issued and its viewer build is known registered.
     fn remembered(&self, req: &ValReq) -> Option<(db::CopyRow, Lookup)> {
         if !self
             .viewers
