@@ -569,3 +569,70 @@ fn t38_a_receipt_the_server_could_not_take_is_sent_again_when_it_is_back() {
             "Ada licence {licence} of “sample”"
         )));
 }
+
+/// A receipt the server could not take goes with the next session of any licence naming
+/// that server — in the background, nothing asked of the reader — so reading another of the
+/// publisher's books frees the returned loan's place. The receipt's marker names the server
+/// only by its key; the address is the session's vendor-signed keyfile's (T29).
+#[test]
+fn t38_a_pending_receipt_goes_with_the_next_session_on_that_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
+    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &url]);
+    let out = give_back(&home, &package, &lent, &[]).output().unwrap();
+    assert_eq!(json(&out.stdout)["delivery"], "unreachable", "{out:?}");
+    let marker = Home::new(&home)
+        .receipt_path(&LicenceId::from_hex(&licence).unwrap())
+        .with_extension("pending");
+    assert!(marker.exists(), "the receipt is marked pending");
+    let foreign = marker.with_file_name(format!("{}.pending", "ff".repeat(16)));
+    std::fs::write(&foreign, "00".repeat(32)).unwrap();
+
+    // The server is back; the reader opens the other licence in a viewer linking tally-core
+    // (this test's own process, whose build the publisher registers; over real HTTP).
+    let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(served, url);
+    pack(dir)
+        .args(["viewer", "register"])
+        .arg(std::env::current_exe().unwrap())
+        .assert()
+        .success();
+    let vendor =
+        VendorPublic::from_export(&std::fs::read(dir.join("vendor/vendor.pub")).unwrap()).unwrap();
+    let opened = open_rental(&OpenInputs {
+        package: package.clone(),
+        keyfile: kept,
+        home: Home::new(&home),
+        card: CardSpec::Emulated(None),
+        trusted: vec![vendor],
+        clock: Arc::new(SystemClock),
+        transport: Arc::new(tally_viewer::online::Http),
+    })
+    .unwrap();
+    assert!(opened.decision.is_allowed(), "{:?}", opened.decision);
+    let (mut session, _document) = opened.start(Box::new(|| {})).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while session.server_contact().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no contact in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!marker.exists(), "sent, and no longer pending");
+    pack(dir)
+        .arg("returns")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "Ada licence {licence} of “sample”"
+        )));
+    // A marker naming another server's key is left alone (and its receipt not sent).
+    assert!(foreign.exists());
+}

@@ -58,7 +58,9 @@ pub use open::{
     check_standing, check_validation, open_rental, validate_now,
 };
 pub use problem::Problem;
-pub use returning::{Delivery, RETURN_TIMEOUT, Returned, deliver_receipt, return_licence};
+pub use returning::{
+    Delivery, RETURN_TIMEOUT, Returned, deliver_receipt, return_licence, send_pending,
+};
 pub use session::{MeterEvent, MeterWorker, Mode, RentalInfo, Session};
 
 use crate::policy::Remaining;

@@ -12,7 +12,11 @@
 //! licence's vendor-signed keyfile names (`POST <server>/v1/return`, [`deliver_receipt`]) —
 //! never to a server the reader names (T29). Without a server, or when it can't be reached,
 //! the reader hands the receipt file over (`tally-pack returns RECEIPT`), or returns the
-//! licence again later: that writes nothing and sends the saved receipt once more.
+//! licence again later: that writes nothing and sends the saved receipt once more. A receipt
+//! the server could not take is also marked pending (`<licence>.pending` beside it, naming
+//! the server's key), and the next session of any licence naming that same server sends it
+//! in the background ([`send_pending`]), so the loan's place is freed without the reader
+//! asking.
 
 use super::Problem;
 use super::online::Transport;
@@ -104,6 +108,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
                 return Err(Problem::Refused(crate::policy::Reason::Returned { on }));
             };
             let delivery = send(&keyfile, &receipt, inputs);
+            mark_pending(&inputs.home, &keyfile, &delivery);
             return Ok(Returned {
                 keyfile,
                 title: header.title().to_string(),
@@ -134,6 +139,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
         ))
     })?;
     let delivery = send(&keyfile, &receipt, inputs);
+    mark_pending(&inputs.home, &keyfile, &delivery);
     Ok(Returned {
         keyfile,
         title: header.title().to_string(),
@@ -151,6 +157,95 @@ fn send(keyfile: &VerifiedKeyfile, receipt: &Receipt, inputs: &OpenInputs) -> De
         Some(s) => deliver_receipt(receipt, &s.url, inputs.transport.as_ref(), RETURN_TIMEOUT),
         None => Delivery::NoServer,
     }
+}
+
+/// The marker of a receipt saved in the home and not yet taken by its server:
+/// `<home>/returns/<licence>.pending`, holding the hex fingerprint of that server's key.
+fn pending_path(home: &crate::home::Home, licence: &crate::trail::LicenceId) -> PathBuf {
+    home.receipt_path(licence).with_extension(PENDING_EXTENSION)
+}
+
+/// The extension of a pending receipt's marker.
+const PENDING_EXTENSION: &str = "pending";
+
+/// Pending receipts one session sends at most (each is a request to the server).
+const MAX_PENDING_SENT: usize = 16;
+
+/// Marks the receipt of `keyfile`'s licence pending when its server could not take it, and
+/// unmarks it once the server answered (accepted, or refused: a verdict, not worth sending
+/// again). Best effort: the receipt itself is saved, and `return` sends it again anyway.
+fn mark_pending(home: &crate::home::Home, keyfile: &VerifiedKeyfile, delivery: &Delivery) {
+    let path = pending_path(home, &keyfile.licence());
+    match (delivery, keyfile.server()) {
+        (Delivery::Unreachable { .. }, Some(server)) => {
+            let _ = crate::files::atomic_write(
+                &path,
+                hex::encode(server.public_key.fingerprint()).as_bytes(),
+            );
+        }
+        _ => {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Sends the receipts marked pending for the validation server `keyfile` names (its key's
+/// fingerprint in the marker) to that server — the address and key from this vendor-signed
+/// keyfile, never from the marker, which the reader can edit (T29: at worst it sends a
+/// receipt of theirs to another publisher's server, which refuses it). Run in the
+/// background of a session ([`super::contact`]). Each receipt is read with a size limit
+/// and must parse and name the licence its file does; the server checks its card
+/// signature. A receipt the server answered is unmarked. Returns what became of each one
+/// sent.
+pub fn send_pending(
+    home: &crate::home::Home,
+    keyfile: &VerifiedKeyfile,
+    transport: &dyn Transport,
+) -> Vec<(crate::trail::LicenceId, Delivery)> {
+    use std::io::Read as _;
+    let Some(server) = keyfile.server() else {
+        return Vec::new();
+    };
+    let ours = hex::encode(server.public_key.fingerprint());
+    let dir = home.receipt_path(&keyfile.licence());
+    let Some(Ok(entries)) = dir.parent().map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    let mut sent = Vec::new();
+    for entry in entries.flatten().take(4096) {
+        if sent.len() >= MAX_PENDING_SENT {
+            break;
+        }
+        let marker = entry.path();
+        if marker.extension().and_then(|e| e.to_str()) != Some(PENDING_EXTENSION) {
+            continue;
+        }
+        let Some(licence) = marker
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(crate::trail::LicenceId::from_hex)
+        else {
+            continue;
+        };
+        let mut named = Vec::new();
+        let read = std::fs::File::open(&marker).and_then(|f| f.take(256).read_to_end(&mut named));
+        if read.is_err() || named.trim_ascii() != ours.as_bytes() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(home.receipt_path(&licence))
+            .and_then(|f| f.take(MAX_RECEIPT as u64 + 1).read_to_end(&mut bytes));
+        let receipt = match read.ok().and_then(|_| Receipt::parse(&bytes).ok()) {
+            Some(r) if r.licence == licence => r,
+            _ => continue,
+        };
+        let delivery = deliver_receipt(&receipt, &server.url, transport, RETURN_TIMEOUT);
+        if !matches!(delivery, Delivery::Unreachable { .. }) {
+            let _ = std::fs::remove_file(&marker);
+        }
+        sent.push((licence, delivery));
+    }
+    sent
 }
 
 /// The receipt saved in the home at `path` when it is this card's signed return of
