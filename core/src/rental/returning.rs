@@ -193,7 +193,7 @@ fn mark_pending(home: &crate::home::Home, keyfile: &VerifiedKeyfile, delivery: &
 /// fingerprint in the marker) to that server — the address and key from this vendor-signed
 /// keyfile, never from the marker, which the reader can edit (T29: at worst it sends a
 /// receipt of theirs to another publisher's server, which refuses it). Run in the
-/// background of a session ([`super::contact`]). Each receipt is read with a size limit
+/// background of a session ([`super::Opened::start`]). Each receipt is read with a size limit
 /// and must parse and name the licence its file does; the server checks its card
 /// signature. A receipt the server answered is unmarked. Returns what became of each one
 /// sent.
