@@ -507,6 +507,16 @@ fn t38_edited_foreign_and_replayed_receipts_are_refused_by_the_publisher() {
     status(&home, &package, &kept).assert().success();
 }
 
+/// A free loopback port and its URL: a server that is down now, started there later.
+fn server_not_yet_up() -> (u16, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("http://127.0.0.1:{port}"))
+}
+
 #[test]
 fn t38_a_receipt_the_server_could_not_take_is_sent_again_when_it_is_back() {
     let tmp = tempfile::tempdir().unwrap();
@@ -514,12 +524,7 @@ fn t38_a_receipt_the_server_could_not_take_is_sent_again_when_it_is_back() {
     let home = dir.join("home");
     let package = publisher_and_reader(dir, &home);
     // The licence names a server that is down when the reader gives the loan back.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let (port, url) = server_not_yet_up();
     pack(dir)
         .args(["loans", "--cap", "1"])
         .arg(&package)
@@ -580,12 +585,7 @@ fn t38_a_pending_receipt_goes_with_the_next_session_on_that_server() {
     let dir = tmp.path();
     let home = dir.join("home");
     let package = publisher_and_reader(dir, &home);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let (port, url) = server_not_yet_up();
     let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
     let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &url]);
     let out = give_back(&home, &package, &lent, &[]).output().unwrap();
