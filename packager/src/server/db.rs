@@ -340,6 +340,29 @@ pub struct Write {
     pub vssi: u64,
 }
 
+impl Write {
+    /// The writes of decision `d` on the copy's row `seen`, which moves it to `state`.
+    pub fn of(
+        seen: &CopyRow,
+        state: &CopyState,
+        d: &tally_core::validation::Decision,
+        logged_copy: Option<i64>,
+        unix: i64,
+        psi: u64,
+    ) -> Self {
+        Self {
+            seen: seen.clone(),
+            state: state.clone(),
+            retired: d.retired.clone(),
+            logged_copy,
+            unix,
+            status: d.verdict.status.name(),
+            psi,
+            vssi: d.verdict.vssi,
+        }
+    }
+}
+
 /// [`store`], [`retire`] and [`log`] of any number of validations in one PostgreSQL
 /// statement (a data-modifying `WITH` over the writes given as one JSON parameter), each
 /// done only if its copy's row is still as its `seen` was read (UIs, VSSI, PSI, status,

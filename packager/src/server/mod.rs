@@ -605,16 +605,7 @@ async fn step_postgres(
             let (Some(s), None, Status::Ok) = (&d.new_state, d.flag, d.verdict.status) else {
                 break;
             };
-            let write = db::Write {
-                seen: row.clone(),
-                state: s.clone(),
-                retired: d.retired.clone(),
-                logged_copy: Some(row.id),
-                unix: inputs.now,
-                status: d.verdict.status.name(),
-                psi: req.psi,
-                vssi: d.verdict.vssi,
-            };
+            let write = db::Write::of(&row, s, &d, Some(row.id), inputs.now, req.psi);
             match batcher.run(write).await {
                 Ok(true) => {
                     app.remember(req, row, s);
@@ -736,16 +727,7 @@ impl App {
         match (row, &d.new_state) {
             // The common validation on PostgreSQL: its writes in one round trip.
             (Some(r), Some(s)) if db.is_postgres() && d.flag.is_none() => {
-                let write = db::Write {
-                    seen: r.clone(),
-                    state: s.clone(),
-                    retired: d.retired.clone(),
-                    logged_copy,
-                    unix: now,
-                    status,
-                    psi: req.psi,
-                    vssi,
-                };
+                let write = db::Write::of(r, s, &d, logged_copy, now, req.psi);
                 let stored = db::store_retire_log(db, &[write])?;
                 anyhow::ensure!(
                     stored == [true],
