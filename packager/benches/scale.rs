@@ -12,7 +12,12 @@
 //! Two kinds of rows: closed loop (`8`: each client sends its next request as soon as it has
 //! the answer — the most the server does, with latency set by the queue) and open loop
 //! (`32@50%`: the clients together offer that share of the ceiling, each on its own schedule,
-//! latency counted from when a request was due — what readers see at a given load). Each row
+//! latency counted from when a request was due — what readers see at a given load). A
+//! request's latency ends when its answer has arrived and starts when it is sent (closed
+//! loop) or was due (open loop): the client seals it beforehand — just before sending it
+//! (closed loop), or as soon as it has the previous answer (open loop: a viewer has its
+//! request ready before it connects) — so the latency is the server's and the network's, as
+//! wrk measures it, and not the client's own cryptography on a core the server shares. Each row
 //! also prints the CPU µs per request of the server process and of the clients (this
 //! process), beside the crypto µs of each side: the gap is HTTP, database and scheduling
 //! (PostgreSQL's own processes are counted apart, in `pg µs`, when the database runs on this
@@ -28,7 +33,10 @@
 //! (clients of the open-loop rows, default 32; 0 for none), `TALLY_BENCH_LOAD` (their
 //! offered loads as shares of the ceiling, default `0.5,0.7`), `TALLY_PG_URL` (a PostgreSQL
 //! server whose superuser may create a database; without it the PostgreSQL rows are
-//! skipped, said so).
+//! skipped, said so), `TALLY_BENCH_TRACE` (set: after each row, on standard error, where
+//! the requests slower than 10 ms were due, in 100 ms buckets, and the VM's steal time — one
+//! stall or a broad tail), `TALLY_BENCH_SERVER_LOG` (a file the servers' standard error,
+//! one line per request with its time in the server, is appended to).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -161,7 +169,15 @@ impl Setup {
                 "1024",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("TALLY_BENCH_SERVER_LOG") {
+                // The server's one line per request (and anything it reports), appended.
+                Some(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+                None => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -247,6 +263,8 @@ struct Copy {
     psi: u64,
     vssi: u64,
     card: SoftCard,
+    /// The next request, already sealed (open-loop rows seal it before it is due).
+    ready: Option<Vec<u8>>,
 }
 
 impl Copy {
@@ -258,6 +276,7 @@ impl Copy {
             psi: 0,
             vssi: 0,
             card,
+            ready: None,
         }
     }
 
@@ -449,6 +468,16 @@ fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
+/// CPU seconds the hypervisor took from this VM so far (all cores; `/proc/stat`'s `steal`).
+fn steal_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|f| f.parse::<f64>().ok())
+        .map_or(0.0, |t| t / 100.0)
+}
+
 /// CPU seconds (user + system) process `pid` has used so far, from `/proc/PID/stat`.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -584,6 +613,10 @@ fn run_row(
             let t0 = Instant::now();
             let mut due = interval.map(|iv| t0 + iv.mul_f64(i as f64 / clients as f64));
             while t0.elapsed() < Duration::from_secs(seconds) {
+                if due.is_none() && copy.ready.is_none() {
+                    // Closed loop: sealed now, and the clock starts when it is sent.
+                    copy.ready = Some(copy.request(&digests, &key, viewer));
+                }
                 let s = match (due, interval) {
                     (Some(d), Some(iv)) => {
                         tokio::time::sleep_until(d.into()).await;
@@ -592,15 +625,25 @@ fn run_row(
                     }
                     _ => Instant::now(),
                 };
-                let env = copy.request(&digests, &key, viewer);
+                let env = copy
+                    .ready
+                    .take()
+                    .unwrap_or_else(|| copy.request(&digests, &key, viewer));
                 let (status, body) = conn.post(&env).await;
+                lat.push((s.saturating_duration_since(t0), s.elapsed()));
                 assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
                 copy.accept(&body, &key);
-                lat.push(s.elapsed());
+                if due.is_some() {
+                    // The next request, sealed while it is not yet due (a viewer has its
+                    // request ready before it connects); kept for the next row if this
+                    // one ends first.
+                    copy.ready = Some(copy.request(&digests, &key, viewer));
+                }
             }
             (copy, lat)
         }));
     }
+    let steal0 = steal_seconds();
     let (lat, secs, server_cpu, client_cpu, db_cpu) = rt.block_on(async {
         // Every connection is open before the clock starts.
         barrier.wait().await;
@@ -621,7 +664,35 @@ fn run_row(
             postgres_cpu_seconds() - db0,
         )
     });
-    let mut lat = lat;
+    // Where the slow requests were due (100 ms buckets from the row's start), to tell one
+    // stall from a broad tail.
+    if std::env::var_os("TALLY_BENCH_TRACE").is_some() {
+        let mut buckets = std::collections::BTreeMap::<u128, (usize, Duration)>::new();
+        for (due, l) in &lat {
+            if *l > Duration::from_millis(10) {
+                let b = buckets.entry(due.as_millis() / 100).or_default();
+                b.0 += 1;
+                b.1 = b.1.max(*l);
+            }
+        }
+        let list: Vec<String> = buckets
+            .iter()
+            .map(|(b, (n, m))| {
+                format!(
+                    "{:.1}s:{n}({:.0}ms)",
+                    *b as f64 / 10.0,
+                    m.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        eprintln!(
+            "  steal {:.2} s of {:.1} s; slow (> 10 ms) by due time: {}",
+            steal_seconds() - steal0,
+            secs,
+            list.join(" ")
+        );
+    }
+    let mut lat: Vec<Duration> = lat.into_iter().map(|(_, l)| l).collect();
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)].as_secs_f64() * 1e3;
     Row {

@@ -201,6 +201,24 @@ fn find(db: &mut Db, ui: &Ui, lock: &str) -> Result<Option<(CopyRow, Lookup)>> {
         .transpose()
 }
 
+/// The card serial a keyfile was issued for.
+const KEYFILE_SERIAL: &str = "SELECT serial FROM keyfiles WHERE licence_id = $1";
+
+/// Readies a new connection for validations: runs the statements a validation reads with,
+/// on values that match nothing, and prepares the batch writer's, so the first validations
+/// a node serves find them parsed and planned and the backend's caches loaded.
+pub fn warm(db: &mut Db) -> Result<()> {
+    let nothing = Ui([0; tally_core::icv::UI_LEN]);
+    find(db, &nothing, "")?;
+    viewer_registered(db, &Icv([0; 32]))?;
+    db.query_opt(KEYFILE_SERIAL, params![String::new()])?;
+    super::trail::customer_by_serial(db, &Serial([0; 16]))?;
+    if db.is_postgres() {
+        db.prepare(STORE_RETIRE_LOG)?;
+    }
+    Ok(())
+}
+
 /// The card registered for the copy a UI belongs to (any of its UIs: current, pending or
 /// retired): the card serial of the copy's keyfile, with the key its customer registered.
 /// `None` when no copy has this UI, or no customer is registered with the keyfile's card.
@@ -213,10 +231,7 @@ pub fn registered_card(db: &mut Db, ui: &Ui) -> Result<Option<CardIdentity>> {
     let Some((row, _)) = found else {
         return Ok(None);
     };
-    let serial = db.query_opt(
-        "SELECT serial FROM keyfiles WHERE licence_id = $1",
-        params![row.licence],
-    )?;
+    let serial = db.query_opt(KEYFILE_SERIAL, params![row.licence])?;
     let Some(serial) = serial else {
         return Ok(None);
     };
@@ -363,6 +378,35 @@ impl Write {
     }
 }
 
+/// [`store_retire_log`]'s statement: the writes of many validations, each applied only if
+/// its copy's row is still as read.
+const STORE_RETIRE_LOG: &str = "WITH v AS (SELECT * FROM json_to_recordset($1::text::json) AS v(
+        id BIGINT, ui TEXT, vssi BIGINT, iv TEXT, pu TEXT, pv BIGINT, pi TEXT,
+        last_psi BIGINT, revoke INTEGER, cc BIGINT, retired TEXT, log_copy BIGINT,
+        at TEXT, unix BIGINT, status TEXT, psi BIGINT, log_vssi BIGINT,
+        was_ui TEXT, was_pu TEXT, was_vssi BIGINT, was_psi BIGINT, was_revoked INTEGER,
+        was_flags TEXT, was_cc BIGINT)),
+      s AS (UPDATE copies c SET ui = v.ui, vssi = v.vssi, iv = decode(v.iv, 'hex'),
+                pending_ui = v.pu, pending_vssi = v.pv, pending_iv = decode(v.pi, 'hex'),
+                last_psi = v.last_psi,
+                status = CASE WHEN v.revoke = 1 THEN 'revoked' ELSE c.status END,
+                card_counter = v.cc
+            FROM v
+            WHERE c.id = v.id AND c.ui = v.was_ui
+              AND c.pending_ui IS NOT DISTINCT FROM v.was_pu
+              AND c.vssi = v.was_vssi AND c.last_psi = v.was_psi
+              AND (CASE WHEN c.status = 'revoked' THEN 1 ELSE 0 END) = v.was_revoked
+              AND c.flags = v.was_flags AND c.card_counter IS NOT DISTINCT FROM v.was_cc
+            RETURNING c.id),
+      r AS (INSERT INTO retired_uis (ui, copy_id)
+            SELECT u, v.id FROM v JOIN s ON s.id = v.id,
+                 unnest(string_to_array(v.retired, ',')) AS u
+            ON CONFLICT DO NOTHING),
+      l AS (INSERT INTO validations (copy_id, at, unix, status, psi, vssi)
+            SELECT v.log_copy, v.at, v.unix, v.status, v.psi, v.log_vssi
+            FROM v JOIN s ON s.id = v.id)
+SELECT id FROM s";
+
 /// [`store`], [`retire`] and [`log`] of any number of validations in one PostgreSQL
 /// statement (a data-modifying `WITH` over the writes given as one JSON parameter), each
 /// done only if its copy's row is still as its `seen` was read (UIs, VSSI, PSI, status,
@@ -394,32 +438,7 @@ pub fn store_retire_log(db: &mut Db, writes: &[Write]) -> Result<Vec<bool>> {
     members.sort_unstable_by_key(|(id, _)| *id);
     let members: Vec<serde_json::Value> = members.into_iter().map(|(_, m)| m).collect();
     let rows = db.query(
-        "WITH v AS (SELECT * FROM json_to_recordset($1::text::json) AS v(
-                id BIGINT, ui TEXT, vssi BIGINT, iv TEXT, pu TEXT, pv BIGINT, pi TEXT,
-                last_psi BIGINT, revoke INTEGER, cc BIGINT, retired TEXT, log_copy BIGINT,
-                at TEXT, unix BIGINT, status TEXT, psi BIGINT, log_vssi BIGINT,
-                was_ui TEXT, was_pu TEXT, was_vssi BIGINT, was_psi BIGINT, was_revoked INTEGER,
-                was_flags TEXT, was_cc BIGINT)),
-              s AS (UPDATE copies c SET ui = v.ui, vssi = v.vssi, iv = decode(v.iv, 'hex'),
-                        pending_ui = v.pu, pending_vssi = v.pv, pending_iv = decode(v.pi, 'hex'),
-                        last_psi = v.last_psi,
-                        status = CASE WHEN v.revoke = 1 THEN 'revoked' ELSE c.status END,
-                        card_counter = v.cc
-                    FROM v
-                    WHERE c.id = v.id AND c.ui = v.was_ui
-                      AND c.pending_ui IS NOT DISTINCT FROM v.was_pu
-                      AND c.vssi = v.was_vssi AND c.last_psi = v.was_psi
-                      AND (CASE WHEN c.status = 'revoked' THEN 1 ELSE 0 END) = v.was_revoked
-                      AND c.flags = v.was_flags AND c.card_counter IS NOT DISTINCT FROM v.was_cc
-                    RETURNING c.id),
-              r AS (INSERT INTO retired_uis (ui, copy_id)
-                    SELECT u, v.id FROM v JOIN s ON s.id = v.id,
-                         unnest(string_to_array(v.retired, ',')) AS u
-                    ON CONFLICT DO NOTHING),
-              l AS (INSERT INTO validations (copy_id, at, unix, status, psi, vssi)
-                    SELECT v.log_copy, v.at, v.unix, v.status, v.psi, v.log_vssi
-                    FROM v JOIN s ON s.id = v.id)
-         SELECT id FROM s",
+        STORE_RETIRE_LOG,
         params![serde_json::Value::Array(members).to_string()],
     )?;
     let mut applied = std::collections::HashSet::with_capacity(rows.len());

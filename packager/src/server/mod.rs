@@ -36,6 +36,7 @@
 
 pub mod challenge;
 pub mod db;
+mod next_ui;
 pub mod restore;
 pub mod returns;
 pub mod trail;
@@ -54,7 +55,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tally_core::CardIdentity;
-use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv, Ui};
+use tally_core::icv::{self, ChunkDigests, Icv, IcvVariant, Iv};
 use tally_core::policy::Clock;
 use tally_core::validation::{
     CardCheck, CopyState, ENVELOPE_LEN, ENVELOPE_V1_LEN, Lookup, Presented, ServerSecret, Status,
@@ -106,7 +107,7 @@ struct App {
     /// request, when it comes to this node, is judged without a read (PostgreSQL): its
     /// write is done only if the row is still so ([`db::store_retire_log`]), so a row
     /// another node changed since costs a read then, never a wrong decision.
-    rows: Mutex<HashMap<Ui, db::CopyRow>>,
+    rows: next_ui::NextUi<db::CopyRow>,
     package_dirs: Vec<PathBuf>,
     packages: Mutex<PackageCache>,
     digests: Mutex<HashMap<String, Arc<ChunkDigests>>>,
@@ -120,8 +121,9 @@ struct App {
     /// than contending for database connections and cores.
     validations: tokio::sync::Semaphore,
     /// The registered card of a copy by the UI of its next request (a copy's card never
-    /// changes), so a copy's next validation on this node finds it without a query.
-    cards: Mutex<HashMap<Ui, CardIdentity>>,
+    /// changes), so a copy's next validation on this node finds it without a query: one
+    /// entry per copy this node validated.
+    cards: next_ui::NextUi<CardIdentity>,
     /// Viewer builds found registered (a build is never unregistered), so the common
     /// request makes one query fewer; one not found is asked again each time, since
     /// another node may register it meanwhile.
@@ -205,6 +207,28 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
     db::sync_copies(&mut first)?;
     let pool = Arc::new(Pool::new(config.db, first, config.pool_size));
     let writer = crate::sql::Writer::of(&pool)?;
+    if writer.is_none() {
+        // The pool's PostgreSQL connections opened and readied beside the first requests,
+        // not by them (a request meanwhile takes a ready one or opens its own).
+        let pool = pool.clone();
+        std::thread::Builder::new()
+            .name("postgres-warm".into())
+            .spawn(move || {
+                loop {
+                    match pool.grow(db::warm) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            eprintln!(
+                                "database: readying a connection failed, the rest open when needed: {e:#}"
+                            );
+                            break;
+                        }
+                    }
+                }
+            })
+            .context("starting the database warm-up thread")?;
+    }
     let batcher = match writer {
         Some(_) => None,
         None => Some(crate::sql::Batcher::start(
@@ -218,7 +242,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         pool,
         writer,
         batcher,
-        rows: Mutex::new(HashMap::new()),
+        rows: next_ui::NextUi::new(MAX_ROW_ENTRIES),
         package_dirs: config.package_dirs,
         packages: Mutex::new(PackageCache {
             limit: config.package_cache,
@@ -234,7 +258,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         max_per_client: config.max_per_client.max(1),
         in_flight: Mutex::new(HashMap::new()),
         validations: tokio::sync::Semaphore::new(validation_threads),
-        cards: Mutex::new(HashMap::new()),
+        cards: next_ui::NextUi::new(MAX_CARD_ENTRIES),
         viewers: Mutex::new(std::collections::HashSet::new()),
     });
     let router = Router::new()
@@ -486,12 +510,7 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     // The card's signature is checked once, before any lock (T32): the registered card of
     // the copy never changes, and the counter order is applied under the lock.
-    let cached = app
-        .cards
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&req.ui)
-        .cloned();
+    let cached = app.cards.get(&req.ui);
     let registered = match cached {
         Some(card) => Some(card),
         None => {
@@ -762,8 +781,7 @@ impl App {
         {
             return None;
         }
-        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        let row = rows.get(&req.ui)?;
+        let row = self.rows.get(&req.ui)?;
         let how = if row.state.ui == req.ui {
             Lookup::Current
         } else if row.state.pending.as_ref().is_some_and(|p| p.0 == req.ui) {
@@ -771,7 +789,7 @@ impl App {
         } else {
             return None;
         };
-        Some((row.clone(), how))
+        Some((row, how))
     }
 
     /// Remembers a copy's row as just written (`seen` with its new `state`) under the UI
@@ -781,12 +799,8 @@ impl App {
             self.forget(req);
             return;
         };
-        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        rows.remove(&req.ui);
-        if rows.len() >= MAX_ROW_ENTRIES {
-            rows.clear();
-        }
-        rows.insert(
+        self.rows.advance(
+            &req.ui,
             next,
             db::CopyRow {
                 state: state.clone(),
@@ -797,10 +811,7 @@ impl App {
 
     /// Forgets the row remembered under the UI a request presented.
     fn forget(&self, req: &ValReq) {
-        self.rows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&req.ui);
+        self.rows.forget(&req.ui);
     }
 
     /// The ICV a request should carry, computed outside any transaction and without a
@@ -842,12 +853,10 @@ impl App {
             registered,
             decision.new_state.as_ref().and_then(|s| s.pending.as_ref()),
         ) {
-            let mut cards = self.cards.lock().unwrap_or_else(|e| e.into_inner());
-            if cards.len() >= MAX_CARD_ENTRIES {
-                cards.clear();
-            }
-            cards.insert(req.ui, card.clone());
-            cards.insert(next.0, card.clone());
+            // Under the next request's UI only (keeping every UI a copy ever had filled the
+            // map with an entry per validation, emptied whole every 100,000 validations,
+            // each time sending every active copy's next request to the database at once).
+            self.cards.advance(&req.ui, next.0, card.clone());
         }
         let signed = self.key.sign(&decision.verdict);
         let code = if decision.verdict.status == Status::Ok {
