@@ -21,7 +21,8 @@
 //! also prints the CPU µs per request of the server process and of the clients (this
 //! process), beside the crypto µs of each side: the gap is HTTP, database and scheduling
 //! (PostgreSQL's own processes are counted apart, in `pg µs`, when the database runs on this
-//! machine).
+//! machine), and `steal`: the share of the VM's CPU time the hypervisor took during the row
+//! (`/proc/stat`), when a row's tail is the host's, not the server's.
 //!
 //! `cargo bench -p tally-packager --bench scale` prints a table; nothing is asserted.
 //! Environment (all optional): `TALLY_BENCH_COPIES` (registered copies, default 1000000),
@@ -34,7 +35,7 @@
 //! offered loads as shares of the ceiling, default `0.5,0.7`), `TALLY_PG_URL` (a PostgreSQL
 //! server whose superuser may create a database; without it the PostgreSQL rows are
 //! skipped, said so), `TALLY_BENCH_TRACE` (set: after each row, on standard error, where
-//! the requests slower than 10 ms were due, in 100 ms buckets, and the VM's steal time — one
+//! the requests slower than 10 ms were due, in 100 ms buckets: one
 //! stall or a broad tail), `TALLY_BENCH_SERVER_LOG` (a file the servers' standard error,
 //! one line per request with its time in the server, is appended to).
 
@@ -445,6 +446,8 @@ struct Row {
     /// CPU seconds the machine's PostgreSQL processes used during the row (0 on SQLite,
     /// which runs inside the server).
     db_cpu: f64,
+    /// CPU seconds the hypervisor took from this VM during the row (all cores).
+    steal: f64,
 }
 
 /// CPU seconds (user + system) every `postgres` process of this machine has used so far
@@ -685,12 +688,7 @@ fn run_row(
                 )
             })
             .collect();
-        eprintln!(
-            "  steal {:.2} s of {:.1} s; slow (> 10 ms) by due time: {}",
-            steal_seconds() - steal0,
-            secs,
-            list.join(" ")
-        );
+        eprintln!("  slow (> 10 ms) by due time: {}", list.join(" "));
     }
     let mut lat: Vec<Duration> = lat.into_iter().map(|(_, l)| l).collect();
     lat.sort();
@@ -703,6 +701,7 @@ fn run_row(
         server_cpu,
         client_cpu,
         db_cpu,
+        steal: steal_seconds() - steal0,
     }
 }
 
@@ -755,7 +754,7 @@ fn main() {
         "{n_copies} registered copies; {seconds} s per row; ICV V8; {nodes} serve node(s); {cores} cores shared by clients and server"
     );
     println!(
-        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>12} {:>10} {:>10} {:>10}",
+        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>7}",
         "database",
         "package",
         "clients",
@@ -767,7 +766,8 @@ fn main() {
         "% ceiling",
         "server µs",
         "client µs",
-        "pg µs"
+        "pg µs",
+        "steal"
     );
     let mut ceilings = Vec::new();
     for (name, pgdb) in &databases {
@@ -919,7 +919,7 @@ fn main() {
                 };
                 let per = |cpu: f64| cpu * 1e6 / row.requests.max(1) as f64;
                 println!(
-                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {ceiling:>10.0} {:>11.0}% {:>10.0} {:>10.0} {:>10.0}",
+                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {ceiling:>10.0} {:>11.0}% {:>10.0} {:>10.0} {:>10.0} {:>6.0}%",
                     row.requests,
                     row.p50,
                     row.p99,
@@ -927,6 +927,7 @@ fn main() {
                     per(row.server_cpu),
                     per(row.client_cpu),
                     per(row.db_cpu),
+                    100.0 * row.steal / (row.secs * cores as f64),
                 );
                 let _ = std::io::stdout().flush();
             }
