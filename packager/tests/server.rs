@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -749,6 +749,18 @@ fn every_request_is_logged_on_one_line(db: Backend) {
     post(server.addr, "/v1/validate", &replayed);
     post(server.addr, "/v1/validate", &replayed);
     post(server.addr, "/v1/validate", b"short");
+    // A line is written by the log's thread just after its answer went: waited for.
+    let posts = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("POST "))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while posts() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     drop(server);
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("POST ")).collect();
@@ -765,6 +777,55 @@ fn every_request_is_logged_on_one_line(db: Backend) {
         );
         assert!(line.ends_with("ms"), "{line}");
     }
+}
+
+/// A node whose standard error nobody reads (a full pipe: a stopped log collector) goes on
+/// answering; the lines it could not write are dropped, and counted once it can.
+fn a_node_whose_log_is_not_read_goes_on_answering(db: Backend) {
+    let Some(env) = set_up(db, "a_node_whose_log_is_not_read_goes_on_answering") else {
+        return;
+    };
+    let packages = env.path("packages");
+    let mut server = env.serve_logged(&["--packages", packages.to_str().unwrap()], Stdio::piped());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let url = format!("{}/v1/server-key", server.url);
+    let key = || agent.get(&url).call().expect("the node answers").status();
+    // A pipe holds 64 KiB, about 1,500 of these lines, and the log's queue 1,024 more.
+    for _ in 0..4000 {
+        assert_eq!(key(), 200);
+    }
+    // Read now: the log's thread writes what it queued, after a count of what it dropped.
+    let stderr = BufReader::new(server.take_stderr().unwrap());
+    let (lines, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut logged, mut count) = (0, None);
+    while count.is_none() {
+        let line = read
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the node's log goes on once read");
+        if line.starts_with("GET /v1/server-key 200") {
+            logged += 1;
+        }
+        if let Some(rest) = line.strip_prefix("log: ") {
+            count = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok());
+        }
+    }
+    let dropped = count.unwrap();
+    assert!(
+        dropped > 0 && logged > 1000,
+        "{logged} logged, {dropped} dropped"
+    );
+    assert_eq!(key(), 200);
 }
 
 /// A client holding its requests open cannot take more than its share: the next one from
@@ -1066,6 +1127,7 @@ on_both_databases!(
     v8_is_checked_from_the_digests_pack_stored,
     the_server_finds_the_package_where_pack_wrote_it,
     every_request_is_logged_on_one_line,
+    a_node_whose_log_is_not_read_goes_on_answering,
     one_client_gets_a_bounded_share,
     two_nodes_on_one_database_keep_every_rule,
     a_row_a_node_remembers_never_outvotes_the_database,

@@ -37,6 +37,7 @@
 pub mod challenge;
 pub mod db;
 mod next_ui;
+mod request_log;
 pub mod restore;
 pub mod returns;
 pub mod trail;
@@ -128,6 +129,8 @@ struct App {
     /// request makes one query fewer; one not found is asked again each time, since
     /// another node may register it meanwhile.
     viewers: Mutex<std::collections::HashSet<Icv>>,
+    /// One line per request, written to standard error by a thread of its own.
+    log: request_log::RequestLog,
 }
 
 /// Viewer builds a node remembers as registered; past this the set is emptied.
@@ -260,6 +263,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         validations: tokio::sync::Semaphore::new(validation_threads),
         cards: next_ui::NextUi::new(MAX_CARD_ENTRIES),
         viewers: Mutex::new(std::collections::HashSet::new()),
+        log: request_log::RequestLog::start().context("starting the request log thread")?,
     });
     let router = Router::new()
         .route("/v1/validate", post(validate))
@@ -350,15 +354,16 @@ async fn admit_and_log(
         .find_map(|h| response.headers().get(*h))
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    // Formatted first and written in one call: standard error is unbuffered, and
-    // `eprintln!` would make a system call for each piece of the line.
+    // Formatted first and written in one call by the log's thread (standard error is
+    // unbuffered, and `eprintln!` makes a system call for each piece of a line): a standard
+    // error nobody reads must not stop the server answering.
     let line = format!(
         "{method} {path} {} {outcome} {} {:.1}ms\n",
         response.status().as_u16(),
         ip.map_or_else(|| "-".to_string(), |i| i.to_string()),
         start.elapsed().as_secs_f64() * 1000.0
     );
-    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    app.log.line(line);
     response
 }
 
@@ -634,7 +639,9 @@ async fn step_postgres(
                 Err(e) => {
                     // Rare (a deadlock between two nodes' batches, a lost connection): said
                     // once per request that met it, then the locked transaction.
-                    eprintln!("validation: the batched write failed, taking the row lock: {e:#}");
+                    app.log.line(format!(
+                        "validation: the batched write failed, taking the row lock: {e:#}\n"
+                    ));
                     app.forget(req);
                     break;
                 }

@@ -50,6 +50,13 @@ pub struct Server {
     pub addr: SocketAddr,
 }
 
+impl Server {
+    /// The node's standard error, when it was started with a pipe for it (once).
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
