@@ -98,12 +98,21 @@ mod tests {
 
     /// An output that blocks every write until let go, and keeps what was written.
     #[derive(Clone, Default)]
-    struct Held(Arc<(Mutex<(bool, Vec<u8>)>, Condvar)>);
+    struct Held(Arc<HeldState>);
+
+    /// Whether writes may go on, what was written; and the signal that they may.
+    #[derive(Default)]
+    struct HeldState {
+        written: Mutex<(bool, Vec<u8>)>,
+        opened: Condvar,
+    }
 
     impl std::io::Write for Held {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let (m, c) = &*self.0;
-            let mut st = c.wait_while(m.lock().unwrap(), |(open, _)| !*open).unwrap();
+            let HeldState { written, opened } = &*self.0;
+            let mut st = opened
+                .wait_while(written.lock().unwrap(), |(open, _)| !*open)
+                .unwrap();
             st.1.extend_from_slice(buf);
             Ok(buf.len())
         }
@@ -114,11 +123,11 @@ mod tests {
 
     impl Held {
         fn open(&self) {
-            self.0.0.lock().unwrap().0 = true;
-            self.0.1.notify_all();
+            self.0.written.lock().unwrap().0 = true;
+            self.0.opened.notify_all();
         }
         fn text(&self) -> String {
-            String::from_utf8(self.0.0.lock().unwrap().1.clone()).unwrap()
+            String::from_utf8(self.0.written.lock().unwrap().1.clone()).unwrap()
         }
     }
 
