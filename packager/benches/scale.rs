@@ -12,7 +12,10 @@
 //! Two kinds of rows: closed loop (`8`: each client sends its next request as soon as it has
 //! the answer — the most the server does, with latency set by the queue) and open loop
 //! (`32@50%`: the clients together offer that share of the ceiling, each on its own schedule,
-//! latency counted from when a request was due — what readers see at a given load). A
+//! latency counted from when a request was due — what readers see at a given load), and one
+//! open-loop row of requests each from a copy the node has not served yet (`32@50%new`: its
+//! card and row are read from the database, where a copy validating again on the same node
+//! finds both in the node's memory — what a reader opening a document after a while costs). A
 //! request's latency ends when its answer has arrived and starts when it is sent (closed
 //! loop) or was due (open loop): the client seals it beforehand — just before sending it
 //! (closed loop), or as soon as it has the previous answer (open loop: a viewer has its
@@ -32,7 +35,8 @@
 //! them all),
 //! `TALLY_BENCH_CLIENTS` (closed-loop rows, default `1,8,32,128`), `TALLY_BENCH_PACED`
 //! (clients of the open-loop rows, default 32; 0 for none), `TALLY_BENCH_LOAD` (their
-//! offered loads as shares of the ceiling, default `0.5,0.7`), `TALLY_PG_URL` (a PostgreSQL
+//! offered loads as shares of the ceiling, default `0.5,0.7`), `TALLY_BENCH_NEW` (the
+//! offered load of the `new` row, default 0.5; 0 for none), `TALLY_PG_URL` (a PostgreSQL
 //! server whose superuser may create a database; without it the PostgreSQL rows are
 //! skipped, said so), `TALLY_BENCH_TRACE` (set: after each row, on standard error, where
 //! the requests slower than 10 ms were due, in 100 ms buckets: one
@@ -221,6 +225,61 @@ impl Param for Vec<u8> {
     }
     fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
         self
+    }
+}
+
+/// Registers `copies` of document `doc` (licence, customer, first IV), each with a keyfile
+/// naming the bench reader's card `serial`: a few hundred rows per statement.
+fn register(setup: &Setup, doc: &str, serial: &str, copies: &[(String, String, Vec<u8>)]) {
+    for chunk in copies.chunks(400) {
+        let rows = |mark: char, per: usize, row: &dyn Fn(&[String]) -> String| -> String {
+            (0..chunk.len())
+                .map(|r| {
+                    let p: Vec<String> = (1..=per)
+                        .map(|k| format!("{mark}{}", r * per + k))
+                        .collect();
+                    row(&p)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let keyfile = |p: &[String]| {
+            format!(
+                "({}, 'Bench Reader', '{serial}', {}, 'bench', '', '', '2026-01-01T00:00:00Z')",
+                p[0], p[1]
+            )
+        };
+        let copy = |p: &[String]| {
+            format!(
+                "({}, {}, {}, {}, 0, {}, 0, 'active', '', '2026-01-01T00:00:00Z')",
+                p[0], p[1], p[2], p[0], p[3]
+            )
+        };
+        let keyfiles = "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at) VALUES ";
+        let copies_sql = "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created) VALUES ";
+        let doc = doc.to_string();
+        let mut params: Vec<&(dyn Param + Sync)> = Vec::new();
+        for (licence, _, _) in chunk {
+            params.push(licence);
+            params.push(&doc);
+        }
+        setup.sql(
+            &format!("{keyfiles}{}", rows('?', 2, &keyfile)),
+            &format!("{keyfiles}{}", rows('$', 2, &keyfile)),
+            &params,
+        );
+        let mut params: Vec<&(dyn Param + Sync)> = Vec::new();
+        for (licence, customer, iv) in chunk {
+            params.push(licence);
+            params.push(customer);
+            params.push(&doc);
+            params.push(iv);
+        }
+        setup.sql(
+            &format!("{copies_sql}{}", rows('?', 4, &copy)),
+            &format!("{copies_sql}{}", rows('$', 4, &copy)),
+            &params,
+        );
     }
 }
 
@@ -580,6 +639,7 @@ fn run_row(
     digests: &Arc<ChunkDigests>,
     copies: &mut Vec<Copy>,
     clients: usize,
+    per_client: usize,
     seconds: u64,
     viewer: Icv,
     pace: Option<f64>,
@@ -600,8 +660,13 @@ fn run_row(
     let interval = pace.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
     let barrier = Arc::new(tokio::sync::Barrier::new(clients + 1));
     let mut tasks = Vec::new();
-    let mine: Vec<Copy> = copies.drain(..clients).collect();
-    for (i, mut copy) in mine.into_iter().enumerate() {
+    // Each client's copies: one (the same copy all row long), or `per_client`, taken in turn
+    // (a new copy for each request: copies this node has not seen).
+    let mut sets: Vec<Vec<Copy>> = Vec::new();
+    for _ in 0..clients {
+        sets.push(copies.drain(..per_client.min(copies.len())).collect());
+    }
+    for (i, mut set) in sets.into_iter().enumerate() {
         // With several nodes, the clients take them in turn (as a round-robin balancer).
         let (barrier, digests, url, key) = (
             barrier.clone(),
@@ -615,7 +680,10 @@ fn run_row(
             barrier.wait().await;
             let t0 = Instant::now();
             let mut due = interval.map(|iv| t0 + iv.mul_f64(i as f64 / clients as f64));
+            let mut k = 0;
             while t0.elapsed() < Duration::from_secs(seconds) {
+                let n = set.len();
+                let copy = &mut set[k % n];
                 if due.is_none() && copy.ready.is_none() {
                     // Closed loop: sealed now, and the clock starts when it is sent.
                     copy.ready = Some(copy.request(&digests, &key, viewer));
@@ -636,14 +704,16 @@ fn run_row(
                 lat.push((s.saturating_duration_since(t0), s.elapsed()));
                 assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
                 copy.accept(&body, &key);
-                if due.is_some() {
+                k += 1;
+                let next = &mut set[k % n];
+                if due.is_some() && next.ready.is_none() {
                     // The next request, sealed while it is not yet due (a viewer has its
                     // request ready before it connects); kept for the next row if this
                     // one ends first.
-                    copy.ready = Some(copy.request(&digests, &key, viewer));
+                    next.ready = Some(next.request(&digests, &key, viewer));
                 }
             }
-            (copy, lat)
+            (set, lat)
         }));
     }
     let steal0 = steal_seconds();
@@ -654,9 +724,9 @@ fn run_row(
         let start = Instant::now();
         let mut lat = Vec::new();
         for t in tasks {
-            let (copy, l) = t.await.unwrap();
+            let (set, l) = t.await.unwrap();
             lat.extend(l);
-            copies.push(copy);
+            copies.extend(set);
         }
         let secs = start.elapsed().as_secs_f64();
         (
@@ -729,6 +799,15 @@ fn main() {
         .filter_map(|l| l.trim().parse().ok())
         .filter(|l| (0.01..=1.0).contains(l))
         .collect();
+    // The open-loop row whose every request comes from a copy the node has not served yet
+    // (its card and row read from the database): the paced clients offering this share.
+    let new_load: f64 = std::env::var("TALLY_BENCH_NEW")
+        .unwrap_or_else(|_| "0.5".into())
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| (0.01..=1.0).contains(l))
+        .unwrap_or(0.0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tmp = tempfile::tempdir().unwrap();
     let pdf_small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pdf");
@@ -827,35 +906,32 @@ fn main() {
             "--card",
             export.to_str().unwrap(),
         ]);
-        let mut client_copies = Vec::new();
+        // Per package: each client's own copy (`MAX_CLIENTS`), and the copies of the rows
+        // whose every request comes from a copy the node has not served (`new`): enough for
+        // the offered load at a ceiling of up to 2,500 rounds per second.
+        let new_copies = (new_load * 2_500.0 * seconds as f64).ceil() as usize;
+        let serial = hex::encode([0xbe; 16]);
+        let (mut client_copies, mut unseen_copies) = (Vec::new(), Vec::new());
         for (p, (_, doc, _, _)) in packages.iter().enumerate() {
-            let mut mine = Vec::new();
-            for c in 0..MAX_CLIENTS {
-                let mut licence = [0u8; 16];
-                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut licence);
-                let copy = Copy::new(licence, card.for_another_copy());
-                setup.sql(
-                    "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at)
-                     VALUES (?1, 'Bench Reader', ?2, ?3, 'bench', '', '', '2026-01-01T00:00:00Z')",
-                    "INSERT INTO keyfiles (licence_id, customer, serial, document_id, title, policy, sha256, issued_at)
-                     VALUES ($1, 'Bench Reader', $2, $3, 'bench', '', '', '2026-01-01T00:00:00Z')",
-                    &[&hex::encode(licence), &hex::encode([0xbe; 16]), doc],
-                );
-                setup.sql(
-                    "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
-                     VALUES (?1, ?2, ?3, ?1, 0, ?4, 0, 'active', '', '2026-01-01T00:00:00Z')",
-                    "INSERT INTO copies (licence_id, customer, document_id, ui, vssi, iv, last_psi, status, flags, created)
-                     VALUES ($1, $2, $3, $1, 0, $4, 0, 'active', '', '2026-01-01T00:00:00Z')",
-                    &[
-                        &hex::encode(licence),
-                        &format!("bench {p}/{c}"),
-                        doc,
-                        &copy.iv.0.to_vec(),
-                    ],
-                );
-                mine.push(copy);
-            }
-            client_copies.push(mine);
+            let make = |n: usize, who: &str| {
+                let mut copies = Vec::with_capacity(n);
+                let mut rows = Vec::with_capacity(n);
+                for c in 0..n {
+                    let mut licence = [0u8; 16];
+                    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut licence);
+                    let copy = Copy::new(licence, card.for_another_copy());
+                    rows.push((
+                        hex::encode(licence),
+                        format!("{who} {p}/{c}"),
+                        copy.iv.0.to_vec(),
+                    ));
+                    copies.push(copy);
+                }
+                register(&setup, doc, &serial, &rows);
+                copies
+            };
+            client_copies.push(make(MAX_CLIENTS, "bench"));
+            unseen_copies.push(make(new_copies, "bench new"));
         }
         if setup.database.is_none() {
             // The filler rows went through the write-ahead log: copied into the database now,
@@ -892,17 +968,34 @@ fn main() {
             let closed = clients.iter().map(|&c| (c, None));
             let paced = paced_clients
                 .into_iter()
-                .flat_map(|c| loads.iter().map(move |&l| (c, Some(l))));
-            for (c, load) in closed.chain(paced) {
+                .flat_map(|c| loads.iter().map(move |&l| (c, Some(l), false)));
+            let unseen = paced_clients
+                .filter(|_| new_load > 0.0)
+                .map(|c| (c, Some(new_load), true));
+            for (c, load, new) in closed
+                .map(|(c, l)| (c, l, false))
+                .chain(paced)
+                .chain(unseen)
+            {
                 // Both sides' cryptography per request with every core busy on it: the most
                 // the machine could do if HTTP, the database and scheduling cost nothing.
                 let before = ceiling(digests, viewer, cores, Duration::from_secs(1));
+                let per_client = if new {
+                    (unseen_copies[p].len() / c).max(1)
+                } else {
+                    1
+                };
                 let row = run_row(
                     &urls,
                     &key,
                     digests,
-                    &mut client_copies[p],
+                    if new {
+                        &mut unseen_copies[p]
+                    } else {
+                        &mut client_copies[p]
+                    },
                     c,
+                    per_client,
                     seconds,
                     viewer,
                     load.map(|l| l * before),
@@ -915,7 +1008,7 @@ fn main() {
                 let rate = row.requests as f64 / row.secs;
                 let who = match load {
                     None => c.to_string(),
-                    Some(l) => format!("{c}@{:.0}%", 100.0 * l),
+                    Some(l) => format!("{c}@{:.0}%{}", 100.0 * l, if new { "new" } else { "" }),
                 };
                 let per = |cpu: f64| cpu * 1e6 / row.requests.max(1) as f64;
                 println!(

@@ -210,6 +210,7 @@ const KEYFILE_SERIAL: &str = "SELECT serial FROM keyfiles WHERE licence_id = $1"
 pub fn warm(db: &mut Db) -> Result<()> {
     let nothing = Ui([0; tally_core::icv::UI_LEN]);
     find(db, &nothing, "")?;
+    row_and_card(db, &nothing)?;
     viewer_registered(db, &Icv([0; 32]))?;
     db.query_opt(KEYFILE_SERIAL, params![String::new()])?;
     super::trail::customer_by_serial(db, &Serial([0; 16]))?;
@@ -217,6 +218,53 @@ pub fn warm(db: &mut Db) -> Result<()> {
         db.prepare(STORE_RETIRE_LOG)?;
     }
     Ok(())
+}
+
+/// A copy's row, and how the UI a request presented found it.
+pub type Found = (CopyRow, Lookup);
+
+/// A copy's row found by its current or pending UI, with the card registered for it
+/// (`None`: no customer registered with its keyfile's card), in one query: a copy's first
+/// validation on a node reads both so, where separately it took four statements (the row, the
+/// keyfile's card serial, the customer, and the row again to judge). `None` when no copy has
+/// the UI as its current or pending one (a retired UI, an unknown or unsynced copy:
+/// [`registered_card`] sees to those). Read without a lock, like [`lookup`].
+pub fn row_and_card(db: &mut Db, ui: &Ui) -> Result<Option<(Found, Option<CardIdentity>)>> {
+    let columns: Vec<String> = COPY_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+    let Some(r) = db.query_opt(
+        &format!(
+            "SELECT {}, k.serial, u.name, u.public_key, u.origin FROM copies c
+             LEFT JOIN keyfiles k ON k.licence_id = c.licence_id
+             LEFT JOIN customers u ON u.serial = k.serial
+             WHERE c.ui = $1 OR c.pending_ui = $1",
+            columns.join(", ")
+        ),
+        params![ui.to_hex()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let row = to_row(&r)?;
+    let how = if row.state.ui == *ui {
+        Lookup::Current
+    } else {
+        Lookup::Pending
+    };
+    let n = columns.len();
+    let card = match (
+        r.opt_text(n)?,
+        r.opt_text(n + 1)?,
+        r.opt_blob(n + 2)?,
+        r.opt_text(n + 3)?,
+    ) {
+        (Some(serial), Some(name), Some(key), Some(origin)) => {
+            let serial = Serial::from_hex(&serial)
+                .with_context(|| format!("registry: bad card serial {serial:?}"))?;
+            Some(super::trail::card_identity(serial, &name, &key, &origin)?)
+        }
+        _ => None,
+    };
+    Ok(Some(((row, how), card)))
 }
 
 /// The card registered for the copy a UI belongs to (any of its UIs: current, pending or

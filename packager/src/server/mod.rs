@@ -515,22 +515,34 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     // The card's signature is checked once, before any lock (T32): the registered card of
     // the copy never changes, and the counter order is applied under the lock.
-    let cached = app.cards.get(&req.ui);
-    let registered = match cached {
-        Some(card) => Some(card),
+    let (registered, read) = match app.cards.get(&req.ui) {
+        Some(card) => (Some(card), None),
         None => {
-            let (a, ui) = (app.clone(), req.ui);
-            match blocking_value(move || db::registered_card(&mut *a.pool.get(POOL_WAIT)?, &ui))
-                .await
-            {
-                Ok(card) => card,
+            // A copy this node has not validated lately: its card and, in the same query,
+            // its row — which PostgreSQL's optimistic step then judges on (its write checks
+            // that the row is still so; SQLite's step reads it in its transaction).
+            let (a, ui, icv) = (app.clone(), req.ui, req.viewer_icv);
+            let found = blocking_value(move || {
+                let mut db = a.pool.get(POOL_WAIT)?;
+                match db::row_and_card(&mut db, &ui)? {
+                    Some((row, card)) if db.is_postgres() => {
+                        let viewer = a.viewer_registered(&mut db, &icv)?;
+                        Ok((card, Some((viewer, row))))
+                    }
+                    Some((_, card)) => Ok((card, None)),
+                    None => Ok((db::registered_card(&mut db, &ui)?, None)),
+                }
+            })
+            .await;
+            match found {
+                Ok(found) => found,
                 Err(answer) => return answer,
             }
         }
     };
     let card = CardCheck::of(&req, &hash, proof.as_ref(), registered.as_ref());
     let req = Arc::new(req);
-    let decision = match decided(&app, &req, hash, card).await {
+    let decision = match decided(&app, &req, hash, card, read).await {
         Ok(d) => d,
         Err(answer) => return answer,
     };
@@ -546,6 +558,7 @@ async fn decided(
     req: &Arc<ValReq>,
     hash: [u8; 32],
     card: CardCheck,
+    mut read: Option<Read>,
 ) -> Result<tally_core::validation::Decision, Response> {
     let variant_accepted = app.variants.contains(&req.variant);
     let mut computed: Option<Icv> = None;
@@ -569,7 +582,7 @@ async fn decided(
                 .run(move |db: &mut Db| a.step(db, &r, &inputs))
                 .await
                 .map_err(error_answer)?,
-            None => step_postgres(&a, &r, inputs).await?,
+            None => step_postgres(&a, &r, inputs, read.take()).await?,
         };
         match step {
             Step::Done(d) => return Ok(*d),
@@ -585,7 +598,8 @@ async fn decided(
 }
 
 /// A validation's database step on PostgreSQL: first optimistically — the copy's row as
-/// this node last wrote it, or else read without a lock or a transaction; judged; and its
+/// this node last wrote it, or as read with its card (`read`), or else read without a lock
+/// or a transaction; judged; and its
 /// writes queued for the node's batch writer, which does them, with the other requests'
 /// queued meanwhile, in one statement and only if the row is still as read
 /// ([`db::store_retire_log`]). The common validation thus costs one read (none when the
@@ -598,16 +612,19 @@ async fn step_postgres(
     app: &Arc<App>,
     req: &Arc<ValReq>,
     inputs: Inputs,
+    mut read: Option<Read>,
 ) -> Result<Step, Response> {
     if let Some(batcher) = &app.batcher {
         for attempt in 0..OPTIMISTIC_TRIES {
-            let remembered = if attempt == 0 {
+            let known = if attempt == 0 {
                 app.remembered(req)
+                    .map(|found| (true, found))
+                    .or(read.take())
             } else {
                 None
             };
-            let (viewer_registered, (row, how)) = match remembered {
-                Some(found) => (true, found),
+            let (viewer_registered, (row, how)) = match known {
+                Some(known) => known,
                 None => {
                     let (a, r) = (app.clone(), req.clone());
                     let read = blocking_value(move || {
@@ -656,6 +673,10 @@ async fn step_postgres(
     })
     .await
 }
+
+/// A copy's row as read with its card before the database step, and whether the request's
+/// viewer build is registered: what PostgreSQL's optimistic step judges on first.
+type Read = (bool, db::Found);
 
 /// One request's inputs to `decide` beside the request itself, the same for each of its
 /// database steps.

@@ -171,15 +171,20 @@ fn customer_row(
         return Ok(None);
     };
     let (name, key, origin) = (r.text(0)?, r.blob(1)?, r.text(2)?);
-    let card = CardIdentity {
-        serial: *serial,
-        public_key: PublicKey::from_sec1(&key)
+    let card = card_identity(*serial, &name, &key, &origin)?;
+    Ok(Some((name, card)))
+}
+
+/// The card a customer row registers: its serial, public key (SEC1) and origin.
+pub fn card_identity(serial: Serial, name: &str, key: &[u8], origin: &str) -> Result<CardIdentity> {
+    Ok(CardIdentity {
+        serial,
+        public_key: PublicKey::from_sec1(key)
             .with_context(|| format!("registry: customer {name}: bad key"))?,
         origin: origin
             .parse()
             .with_context(|| format!("registry: customer {name}: bad origin"))?,
-    };
-    Ok(Some((name, card)))
+    })
 }
 
 /// Keeps `envelope` as the backup of `serial` unless the stored one vouches for more.
