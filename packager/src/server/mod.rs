@@ -131,6 +131,9 @@ struct App {
     viewers: Mutex<std::collections::HashSet<Icv>>,
     /// One line per request, written to standard error by a thread of its own.
     log: request_log::RequestLog,
+    /// SQLite: a read-only connection for the cards of copies this node has not validated
+    /// lately (`None` on PostgreSQL, whose pool has many).
+    card_reader: Option<Mutex<Db>>,
 }
 
 /// Viewer builds a node remembers as registered; past this the set is emptied.
@@ -208,6 +211,18 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
     // second on both databases).
     let validation_threads = (2 * config.pool_size).max(32);
     db::sync_copies(&mut first)?;
+    // SQLite: a second, read-only connection for the cards of copies this node has not
+    // validated lately, so reading one never waits for the writer's group (which holds the
+    // pool's one connection through its statements and its fsync); WAL lets it read beside
+    // the writer, and a copy's card never changes.
+    let card_reader = match &config.db {
+        Target::Sqlite(_) => {
+            let mut db = Db::open(&config.db)?;
+            db.batch("PRAGMA query_only = ON")?;
+            Some(Mutex::new(db))
+        }
+        Target::Postgres(_) => None,
+    };
     let pool = Arc::new(Pool::new(config.db, first, config.pool_size));
     let writer = crate::sql::Writer::of(&pool)?;
     if writer.is_none() {
@@ -264,6 +279,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         cards: next_ui::NextUi::new(MAX_CARD_ENTRIES),
         viewers: Mutex::new(std::collections::HashSet::new()),
         log: request_log::RequestLog::start().context("starting the request log thread")?,
+        card_reader,
     });
     let router = Router::new()
         .route("/v1/validate", post(validate))
@@ -523,6 +539,12 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
             // that the row is still so; SQLite's step reads it in its transaction).
             let (a, ui, icv) = (app.clone(), req.ui, req.viewer_icv);
             let found = blocking_value(move || {
+                if let Some(reader) = &a.card_reader {
+                    let mut db = reader.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some((_, card)) = db::row_and_card(&mut db, &ui)? {
+                        return Ok((card, None));
+                    }
+                }
                 let mut db = a.pool.get(POOL_WAIT)?;
                 match db::row_and_card(&mut db, &ui)? {
                     Some((row, card)) if db.is_postgres() => {
