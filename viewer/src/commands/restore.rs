@@ -223,7 +223,14 @@ pub fn run(args: &RestoreArgs, home: &Home, spec: &CardSpec) -> Outcome {
             })
         );
     } else {
-        for line in restored_report(&url, backup_records, &recovery, this_licence.as_ref()) {
+        let returned = |l: &LicenceId| home.receipt_path(l).exists();
+        for line in restored_report(
+            &url,
+            backup_records,
+            &recovery,
+            this_licence.as_ref(),
+            &returned,
+        ) {
             println!("{line}");
         }
         if added {
@@ -347,12 +354,15 @@ fn this_licence(target: &ServerArgs, home: &Home) -> Option<LicenceId> {
 }
 
 /// What a restore did, in the reader's words: what came back, what was lost, and what the
-/// publisher's policy charged for it, licence by licence.
+/// publisher's policy charged for it, licence by licence. A licence `returned` on this card
+/// (its receipt is in the home) is charged in full whatever the policy (T38: a restore never
+/// reopens a returned licence), and said so, not put down to the policy.
 fn restored_report(
     url: &str,
     backup_records: u64,
     r: &Recovery,
     this: Option<&LicenceId>,
+    returned: &dyn Fn(&LicenceId) -> bool,
 ) -> Vec<String> {
     let lost = r.to.saturating_sub(r.from).saturating_add(1);
     let mut out = vec![format!(
@@ -384,12 +394,82 @@ fn restored_report(
         (LostCharge::Full, None) => {
             "Charged in full, as the publisher's policy says for lost use: every licence of this card now counts as used up.".to_string()
         }
-        (LostCharge::Full, Some(l)) => format!(
-            "Charged in full, as the publisher's policy says for lost use: {} {} now {} as used up.",
-            if l.len() == 1 { "licence" } else { "licences" },
-            l.iter().map(name).collect::<Vec<_>>().join(", "),
-            if l.len() == 1 { "counts" } else { "count" },
-        ),
+        (LostCharge::Full, Some(l)) => {
+            let (back, charged): (Vec<&LicenceId>, Vec<&LicenceId>) =
+                l.iter().partition(|l| returned(l));
+            let list = |l: &[&LicenceId]| l.iter().map(|l| name(l)).collect::<Vec<_>>().join(", ");
+            let mut said = Vec::new();
+            if !charged.is_empty() {
+                said.push(format!(
+                    "Charged in full, as the publisher's policy says for lost use: {} {} now {} as used up.",
+                    if charged.len() == 1 { "licence" } else { "licences" },
+                    list(&charged),
+                    if charged.len() == 1 { "counts" } else { "count" },
+                ));
+            }
+            if !back.is_empty() {
+                said.push(format!(
+                    "Returned on this card, and so used up whatever the policy: {} {} (a restore never reopens a returned licence).",
+                    if back.len() == 1 { "licence" } else { "licences" },
+                    list(&back),
+                ));
+            }
+            said.join(" ")
+        }
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recovery(licences: Vec<LicenceId>) -> Recovery {
+        Recovery {
+            server_key: [0; 32],
+            from: 5,
+            to: 7,
+            chain: [0; 32],
+            charge: LostCharge::Full,
+            licences: Some(licences),
+            signature: tally_core::crypto::Signature([0; 64]),
+        }
+    }
+
+    #[test]
+    fn a_returned_licence_is_said_returned_not_charged_by_the_policy() {
+        let (loan, kept) = (LicenceId([1; 16]), LicenceId([2; 16]));
+        let is_loan = |l: &LicenceId| *l == loan;
+        let text = restored_report("http://x", 3, &recovery(vec![loan]), None, &is_loan).join("\n");
+        assert!(
+            text.contains(&format!(
+                "Returned on this card, and so used up whatever the policy: licence {loan}"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("as the publisher's policy says"), "{text}");
+        let text = restored_report(
+            "http://x",
+            3,
+            &recovery(vec![loan, kept]),
+            Some(&kept),
+            &is_loan,
+        )
+        .join("\n");
+        assert!(
+            text.contains(&format!(
+                "policy says for lost use: licence {kept} (this keyfile's) now counts"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "used up whatever the policy: licence {loan} (a restore"
+            )),
+            "{text}"
+        );
+        let none = |_: &LicenceId| false;
+        let text = restored_report("http://x", 3, &recovery(vec![loan]), None, &none).join("\n");
+        assert!(!text.contains("Returned on this card"), "{text}");
+    }
 }
