@@ -290,7 +290,9 @@ fn account(
     for body in &bodies {
         let rec = trail.write(card, body).map_err(trail_failure)?;
         if let Usage::Recovery(r) = &body.usage {
-            lines.push(account_line(url, rec.counter, r));
+            lines.push(account_line(url, rec.counter, r, &|l: &LicenceId| {
+                home.receipt_path(l).exists()
+            }));
         }
     }
     super::warn_mirror(&trail);
@@ -323,8 +325,14 @@ fn account(
     Ok(())
 }
 
-/// One account, in the reader's words.
-fn account_line(url: &str, counter: u64, r: &Recovery) -> String {
+/// One account, in the reader's words (a licence `returned` on this card said so: it is
+/// charged in full whatever the policy, T38).
+fn account_line(
+    url: &str,
+    counter: u64,
+    r: &Recovery,
+    returned: &dyn Fn(&LicenceId) -> bool,
+) -> String {
     let charged = match (r.charge, &r.licences) {
         (LostCharge::Forgive, _) => "nothing charged (its publisher forgives lost use)".to_string(),
         (LostCharge::Full, None) => {
@@ -334,7 +342,11 @@ fn account_line(url: &str, counter: u64, r: &Recovery) -> String {
         (LostCharge::Full, Some(l)) => format!(
             "charged in full to {}",
             l.iter()
-                .map(|l| l.to_string())
+                .map(|l| if returned(l) {
+                    format!("{l} (returned on this card: used up whatever the policy)")
+                } else {
+                    l.to_string()
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -468,6 +480,8 @@ mod tests {
             )),
             "{text}"
         );
+        let line = account_line("http://x", 9, &recovery(vec![loan, kept]), &is_loan);
+        assert!(line.contains(&format!("charged in full to {loan} (returned on this card: used up whatever the policy), {kept} ")), "{line}");
         let none = |_: &LicenceId| false;
         let text = restored_report("http://x", 3, &recovery(vec![loan]), None, &none).join("\n");
         assert!(!text.contains("Returned on this card"), "{text}");
