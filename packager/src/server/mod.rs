@@ -621,13 +621,12 @@ async fn decided(
 
 /// A validation's database step on PostgreSQL: first optimistically — the copy's row as
 /// this node last wrote it, or as read with its card (`read`), or else read without a lock
-/// or a transaction; judged; and its
-/// writes queued for the node's batch writer, which does them, with the other requests'
-/// queued meanwhile, in one statement and only if the row is still as read
-/// ([`db::store_retire_log`]). The common validation thus costs one read (none when the
-/// copy's last validation was on this node) and a share of one statement, where the locked
-/// transaction takes four round trips of its own. When another request changed the row
-/// meanwhile it is read and judged again. A request that is not the common case (an
+/// or a transaction; judged; and its writes queued for the node's batch writer, which does
+/// them, with the other requests' queued meanwhile, in one statement and only if the row is
+/// still as read ([`db::store_retire_log`]). The common validation thus costs one read (none
+/// when the copy's last validation was on this node; the card's own query when it was not
+/// lately) and a share of one statement, where the locked transaction takes four round trips
+/// of its own. When another request changed the row meanwhile it is read and judged again. A request that is not the common case (an
 /// unknown copy, a refusal, a flag), a copy still contended after a few tries and a failed
 /// batch take the locked transaction ([`App::step`]); the rules are the same.
 async fn step_postgres(
