@@ -540,18 +540,26 @@ async fn validate(State(app): State<Arc<App>>, req: Request) -> Response {
             let (a, ui, icv) = (app.clone(), req.ui, req.viewer_icv);
             let found = blocking_value(move || {
                 if let Some(reader) = &a.card_reader {
-                    let mut db = reader.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some((_, card)) = db::row_and_card(&mut db, &ui)? {
-                        return Ok((card, None));
-                    }
+                    // SQLite: its own connection; what it does not find (a retired UI, a
+                    // copy not synced yet) the pool's connection looks up and syncs.
+                    let found = {
+                        let mut db = reader.lock().unwrap_or_else(|e| e.into_inner());
+                        db::row_and_card(&mut db, &ui)?
+                    };
+                    return match found {
+                        Some((_, card)) => Ok((card, None)),
+                        None => Ok((
+                            db::registered_card(&mut *a.pool.get(POOL_WAIT)?, &ui)?,
+                            None,
+                        )),
+                    };
                 }
                 let mut db = a.pool.get(POOL_WAIT)?;
                 match db::row_and_card(&mut db, &ui)? {
-                    Some((row, card)) if db.is_postgres() => {
+                    Some((row, card)) => {
                         let viewer = a.viewer_registered(&mut db, &icv)?;
                         Ok((card, Some((viewer, row))))
                     }
-                    Some((_, card)) => Ok((card, None)),
                     None => Ok((db::registered_card(&mut db, &ui)?, None)),
                 }
             })
