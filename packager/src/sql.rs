@@ -801,25 +801,30 @@ impl Pool {
             }
             st.open += 1;
         }
+        let db = self.open_counted(ready)?;
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .idle
+            .push(db);
+        self.freed.notify_one();
+        Ok(true)
+    }
+
+    /// Opens the connection the caller has already counted in `open`, readied with `ready`;
+    /// when either fails, it is uncounted again (and a waiter woken to open its own).
+    fn open_counted(&self, ready: impl FnOnce(&mut Db) -> Result<()>) -> Result<Db> {
         let opened = Db::open(&self.target).and_then(|mut db| {
             if let Db::Sqlite(l) = &mut db {
                 l.commits = self.commits.clone();
             }
             ready(&mut db).map(|()| db)
         });
-        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let grown = match opened {
-            Ok(db) => {
-                st.idle.push(db);
-                Ok(true)
-            }
-            Err(e) => {
-                st.open -= 1;
-                Err(e)
-            }
-        };
-        self.freed.notify_one();
-        grown
+        if opened.is_err() {
+            self.inner.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+            self.freed.notify_one();
+        }
+        opened
     }
 
     /// A connection: an idle one, a new one while under `size`, or the next one freed
@@ -837,23 +842,10 @@ impl Pool {
             if st.open < self.size {
                 st.open += 1;
                 drop(st);
-                return match Db::open(&self.target) {
-                    Ok(mut db) => {
-                        if let Db::Sqlite(l) = &mut db {
-                            l.commits = self.commits.clone();
-                        }
-                        Ok(Pooled {
-                            pool: self,
-                            db: Some(db),
-                        })
-                    }
-                    Err(e) => {
-                        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                        st.open -= 1;
-                        self.freed.notify_one();
-                        Err(e)
-                    }
-                };
+                return self.open_counted(|_| Ok(())).map(|db| Pooled {
+                    pool: self,
+                    db: Some(db),
+                });
             }
             let now = std::time::Instant::now();
             if now >= deadline {
