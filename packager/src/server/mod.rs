@@ -36,6 +36,7 @@
 
 pub mod challenge;
 pub mod db;
+mod generations;
 mod next_ui;
 mod request_log;
 pub mod restore;
@@ -111,7 +112,7 @@ struct App {
     rows: next_ui::NextUi<db::CopyRow>,
     package_dirs: Vec<PathBuf>,
     packages: Mutex<PackageCache>,
-    digests: Mutex<HashMap<String, Arc<ChunkDigests>>>,
+    digests: Mutex<generations::Generations<String, Arc<ChunkDigests>>>,
     terms: Terms,
     variants: Vec<IcvVariant>,
     clock: Arc<dyn Clock>,
@@ -128,7 +129,7 @@ struct App {
     /// Viewer builds found registered (a build is never unregistered), so the common
     /// request makes one query fewer; one not found is asked again each time, since
     /// another node may register it meanwhile.
-    viewers: Mutex<std::collections::HashSet<Icv>>,
+    viewers: Mutex<generations::Generations<Icv, ()>>,
     /// One line per request, written to standard error by a thread of its own.
     log: request_log::RequestLog,
     /// SQLite: a read-only connection for the cards of copies this node has not validated
@@ -136,17 +137,18 @@ struct App {
     card_reader: Option<Mutex<Db>>,
 }
 
-/// Viewer builds a node remembers as registered; past this the set is emptied.
+/// Viewer builds a node remembers as registered; past this those not used lately go.
 const MAX_VIEWER_ENTRIES: usize = 4096;
 
-/// Copies whose card a node remembers (≈ 150 bytes each); past this the map is emptied.
+/// Copies whose card a node remembers (≈ 150 bytes each); past this those not validated
+/// lately go.
 const MAX_CARD_ENTRIES: usize = 100_000;
 
-/// Documents whose chunk digests a node keeps in memory (≤ 32 KiB each); past this the
-/// map is emptied and filled again from the database.
+/// Documents whose chunk digests a node keeps in memory (≤ 32 KiB each); past this those
+/// not used lately go, and are read again from the database when asked for.
 const MAX_DIGEST_ENTRIES: usize = 4096;
 
-/// Copy rows a node remembers (≈ 500 bytes each); past this the map is emptied.
+/// Copy rows a node remembers (≈ 500 bytes each); past this those not validated lately go.
 const MAX_ROW_ENTRIES: usize = 100_000;
 
 /// Optimistic tries of a PostgreSQL validation before it takes the row's lock.
@@ -268,7 +270,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
             tick: 0,
             entries: HashMap::new(),
         }),
-        digests: Mutex::new(HashMap::new()),
+        digests: Mutex::new(generations::Generations::new(MAX_DIGEST_ENTRIES)),
         terms: config.terms,
         variants: config.variants,
         clock: config.clock,
@@ -277,7 +279,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         in_flight: Mutex::new(HashMap::new()),
         validations: tokio::sync::Semaphore::new(validation_threads),
         cards: next_ui::NextUi::new(MAX_CARD_ENTRIES),
-        viewers: Mutex::new(std::collections::HashSet::new()),
+        viewers: Mutex::new(generations::Generations::new(MAX_VIEWER_ENTRIES)),
         log: request_log::RequestLog::start().context("starting the request log thread")?,
         card_reader,
     });
@@ -944,11 +946,8 @@ impl App {
         }
         let registered = db::viewer_registered(db, icv)?;
         if registered {
-            let mut known = lock();
-            if known.len() >= MAX_VIEWER_ENTRIES {
-                known.clear();
-            }
-            known.insert(*icv);
+            let dropped = lock().insert(*icv, ());
+            drop(dropped);
         }
         Ok(registered)
     }
@@ -962,13 +961,8 @@ impl App {
         mut db: crate::sql::Pooled<'_>,
         document: &str,
     ) -> Result<Option<Arc<ChunkDigests>>> {
-        if let Some(d) = self
-            .digests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(document)
-        {
-            return Ok(Some(d.clone()));
+        if let Some(d) = self.cached_digests(document) {
+            return Ok(Some(d));
         }
         let stored = db
             .query_opt(
@@ -1001,20 +995,20 @@ impl App {
         };
         let digests = Arc::new(digests);
         let mut cache = self.digests.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_DIGEST_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(document.to_string(), digests.clone());
+        let dropped = cache.insert(document.to_string(), digests.clone());
+        drop(cache);
+        drop(dropped);
         Ok(Some(digests))
     }
 
     /// The chunk digests of a document if this node holds them in memory (no I/O).
     fn cached_digests(&self, document: &str) -> Option<Arc<ChunkDigests>> {
-        self.digests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(document)
-            .cloned()
+        let mut cache = self.digests.lock().unwrap_or_else(|e| e.into_inner());
+        let (found, dropped) = cache.get(document);
+        let found = found.cloned();
+        drop(cache);
+        drop(dropped);
+        found
     }
 
     /// The registry's SHA-256 of a document's package and where `pack` wrote it.

@@ -7,33 +7,37 @@
 //! here is trusted: a remembered card is the registered one (a copy's card never changes),
 //! and a remembered row is written back only if the database still holds it.
 
-use std::collections::HashMap;
+use super::generations::Generations;
 use std::sync::Mutex;
 use tally_core::icv::Ui;
 
-/// A bounded map from a copy's next UI to what this node remembers of it; emptied whole
-/// when full (a miss costs a read, never a wrong answer).
+/// A bounded map from a copy's next UI to what this node remembers of it; when full, the
+/// copies not validated lately are dropped, never the active ones
+/// ([`Generations`]; a miss costs a read, never a wrong answer).
 pub(crate) struct NextUi<V> {
-    map: Mutex<HashMap<Ui, V>>,
-    max: usize,
+    map: Mutex<Generations<Ui, V>>,
 }
 
 impl<V: Clone> NextUi<V> {
     /// An empty map holding at most `max` copies.
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
-            max: max.max(1),
+            map: Mutex::new(Generations::new(max)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Ui, V>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<Ui, V>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What is remembered under `ui`.
     pub(crate) fn get(&self, ui: &Ui) -> Option<V> {
-        self.lock().get(ui).cloned()
+        let mut map = self.lock();
+        let (found, dropped) = map.get(ui);
+        let found = found.cloned();
+        drop(map);
+        drop(dropped);
+        found
     }
 
     /// The copy that presented `presented` moves on to `next`: remembered under `next`
@@ -41,10 +45,9 @@ impl<V: Clone> NextUi<V> {
     pub(crate) fn advance(&self, presented: &Ui, next: Ui, value: V) {
         let mut map = self.lock();
         map.remove(presented);
-        if map.len() >= self.max {
-            map.clear();
-        }
-        map.insert(next, value);
+        let dropped = map.insert(next, value);
+        drop(map);
+        drop(dropped);
     }
 
     /// Forgets what is remembered under `ui`.
@@ -81,16 +84,18 @@ mod tests {
     }
 
     #[test]
-    fn a_full_map_is_emptied_and_keeps_the_newest() {
-        let m = NextUi::new(3);
-        for n in 0..3 {
-            m.advance(&ui(100 + n), ui(n), n);
+    fn a_full_map_keeps_the_copies_in_use() {
+        let m = NextUi::new(4);
+        // Copy "a" validates again and again while new copies come and go.
+        let mut presented = ui(0);
+        for n in 1..50u8 {
+            m.advance(&presented, ui(n), n);
+            presented = ui(n);
+            m.advance(&ui(200), ui(100 + n), n);
+            assert!(m.len() <= 4);
+            assert_eq!(m.get(&ui(n)), Some(n), "copy a lost after {n}");
         }
-        assert_eq!(m.len(), 3);
-        m.advance(&ui(103), ui(3), 3);
-        assert_eq!(m.len(), 1);
-        assert_eq!(m.get(&ui(3)), Some(3));
-        assert_eq!(m.get(&ui(0)), None);
+        assert_eq!(m.get(&ui(101)), None, "a copy not seen since is dropped");
     }
 
     #[test]
