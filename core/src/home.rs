@@ -40,9 +40,13 @@ impl Home {
     /// Where `tally-view return` keeps the receipt of a returned licence, whatever became of
     /// it (sent to the publisher's server or not): `<home>/returns/<licence>.treceipt`.
     pub fn receipt_path(&self, licence: &crate::trail::LicenceId) -> PathBuf {
-        self.root
-            .join("returns")
+        self.returns_dir()
             .join(format!("{licence}.{}", crate::receipt::RECEIPT_EXTENSION))
+    }
+
+    /// The folder of the receipts of returned licences: `<home>/returns`.
+    pub fn returns_dir(&self) -> PathBuf {
+        self.root.join("returns")
     }
 
     /// The folder of the publishers this reader trusts: their public files,

@@ -575,43 +575,26 @@ fn t38_a_receipt_the_server_could_not_take_is_sent_again_when_it_is_back() {
         )));
 }
 
-/// A receipt the server could not take goes with the next session of any licence naming
-/// that server — in the background, nothing asked of the reader — so reading another of the
-/// publisher's books frees the returned loan's place. The receipt's marker names the server
-/// only by its key; the address is the session's vendor-signed keyfile's (T29).
-#[test]
-fn t38_a_pending_receipt_goes_with_the_next_session_on_that_server() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let home = dir.join("home");
-    let package = publisher_and_reader(dir, &home);
-    let (port, url) = server_not_yet_up();
-    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
-    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &url]);
-    let out = give_back(&home, &package, &lent, &[]).output().unwrap();
+/// Returns `lent` while its server is down: the receipt is marked pending. The marker.
+fn returned_while_down(home: &Path, package: &Path, lent: &Path, licence: &str) -> PathBuf {
+    let out = give_back(home, package, lent, &[]).output().unwrap();
     assert_eq!(json(&out.stdout)["delivery"], "unreachable", "{out:?}");
-    let marker = Home::new(&home)
-        .receipt_path(&LicenceId::from_hex(&licence).unwrap())
+    let marker = Home::new(home)
+        .receipt_path(&LicenceId::from_hex(licence).unwrap())
         .with_extension("pending");
     assert!(marker.exists(), "the receipt is marked pending");
-    let foreign = marker.with_file_name(format!("{}.pending", "ff".repeat(16)));
-    std::fs::write(&foreign, "00".repeat(32)).unwrap();
+    marker
+}
 
-    // The server is back; the reader opens the other licence in a viewer linking tally-core
-    // (this test's own process, whose build the publisher registers; over real HTTP).
-    let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
-    assert_eq!(served, url);
-    pack(dir)
-        .args(["viewer", "register"])
-        .arg(std::env::current_exe().unwrap())
-        .assert()
-        .success();
+/// Opens `keyfile` in a viewer linking tally-core (this test's own process, over real
+/// HTTP) and waits for its session's background contact with the licence's server to end.
+fn session_contact(dir: &Path, home: &Path, package: &Path, keyfile: &Path) {
     let vendor =
         VendorPublic::from_export(&std::fs::read(dir.join("vendor/vendor.pub")).unwrap()).unwrap();
     let opened = open_rental(&OpenInputs {
-        package: package.clone(),
-        keyfile: kept,
-        home: Home::new(&home),
+        package: package.to_path_buf(),
+        keyfile: keyfile.to_path_buf(),
+        home: Home::new(home),
         card: CardSpec::Emulated(None),
         trusted: vec![vendor],
         clock: Arc::new(SystemClock),
@@ -625,7 +608,10 @@ fn t38_a_pending_receipt_goes_with_the_next_session_on_that_server() {
         assert!(std::time::Instant::now() < deadline, "no contact in 60 s");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(!marker.exists(), "sent, and no longer pending");
+}
+
+/// The publisher's server has recorded the return of `licence`.
+fn recorded(dir: &Path, licence: &str) {
     pack(dir)
         .arg("returns")
         .assert()
@@ -633,6 +619,71 @@ fn t38_a_pending_receipt_goes_with_the_next_session_on_that_server() {
         .stdout(predicate::str::contains(format!(
             "Ada licence {licence} of “sample”"
         )));
-    // A marker naming another server's key is left alone (and its receipt not sent).
-    assert!(foreign.exists());
+}
+
+/// A receipt the server could not take goes with the next session of any licence that
+/// contacts a server — in the background, nothing asked of the reader — to the server its
+/// own licence names: the marker keeps the returned licence's vendor-signed keyfile, so the
+/// address is the publisher's (T29). Here the session's own server is down the whole time.
+/// A marker whose keyfile is another licence's, or that is no keyfile, is left alone.
+#[test]
+fn t38_a_pending_receipt_goes_with_the_next_session_of_any_licence_to_its_own_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let (port, url) = server_not_yet_up();
+    let (_, elsewhere) = server_not_yet_up();
+    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
+    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &elsewhere]);
+    let marker = returned_while_down(&home, &package, &lent, &licence);
+    assert_eq!(
+        std::fs::read(&marker).unwrap(),
+        std::fs::read(&lent).unwrap(),
+        "the marker keeps the licence's keyfile"
+    );
+    let foreign = marker.with_file_name(format!("{}.pending", "ff".repeat(16)));
+    std::fs::write(&foreign, "00".repeat(32)).unwrap();
+    let swapped = marker.with_file_name(format!("{}.pending", "ee".repeat(16)));
+    std::fs::copy(&lent, &swapped).unwrap();
+
+    let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(served, url);
+    session_contact(dir, &home, &package, &kept);
+    assert!(!marker.exists(), "sent, and no longer pending");
+    recorded(dir, &licence);
+    assert!(foreign.exists(), "not a keyfile: not sent");
+    assert!(swapped.exists(), "another licence's keyfile: not sent");
+}
+
+/// A marker of the older form (written before the marker kept the keyfile: the server key's
+/// fingerprint) goes with the next session of a licence naming that server, at the address
+/// in that licence's vendor-signed keyfile.
+#[test]
+fn t38_an_older_pending_marker_goes_with_a_session_on_that_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let (port, url) = server_not_yet_up();
+    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
+    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &url]);
+    let marker = returned_while_down(&home, &package, &lent, &licence);
+    let vendor =
+        VendorPublic::from_export(&std::fs::read(dir.join("vendor/vendor.pub")).unwrap()).unwrap();
+    let keyfile =
+        tally_core::keyfile::Keyfile::open(&std::fs::read(&lent).unwrap(), &[vendor]).unwrap();
+    let server = keyfile.server().unwrap().public_key.fingerprint();
+    std::fs::write(&marker, hex::encode(server)).unwrap();
+
+    let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(served, url);
+    pack(dir)
+        .args(["viewer", "register"])
+        .arg(std::env::current_exe().unwrap())
+        .assert()
+        .success();
+    session_contact(dir, &home, &package, &kept);
+    assert!(!marker.exists(), "sent, and no longer pending");
+    recorded(dir, &licence);
 }

@@ -328,8 +328,8 @@ pub fn answer_challenge(
 pub type ContactResult = Result<ChallengeOutcome, ContactError>;
 
 /// The contact a started session makes with its licence's server, in the background
-/// ([`super::Opened::start`]): the pending receipts of returned licences this server could
-/// not take before ([`super::send_pending`]), then [`answer_challenge`] with a card
+/// ([`super::Opened::start`]): the pending receipts of returned licences, each to its own
+/// licence's server ([`super::send_pending`]), then [`answer_challenge`] with a card
 /// connection and trail handle of its own (the trail's lock and the card's transactions keep
 /// it in step with the session's meter), so a slow or unreachable server never holds up
 /// reading.
@@ -337,6 +337,9 @@ pub(crate) struct Job {
     pub(crate) home: Home,
     pub(crate) card: CardSpec,
     pub(crate) keyfile: VerifiedKeyfile,
+    /// The publishers the opening trusted: the keyfiles of pending receipts are verified
+    /// against them.
+    pub(crate) trusted: Vec<crate::vendor::VendorPublic>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -347,9 +350,14 @@ impl Job {
         std::thread::Builder::new()
             .name("tally-server-contact".into())
             .spawn(move || {
-                // Receipts of returned licences this server could not take before: sent
+                // Receipts of returned licences their servers could not take before: sent
                 // first (they need no card), whatever the challenge then does.
-                super::returning::send_pending(&self.home, &self.keyfile, self.transport.as_ref());
+                super::returning::send_pending(
+                    &self.home,
+                    &self.trusted,
+                    Some(&self.keyfile),
+                    self.transport.as_ref(),
+                );
                 let mut card = self
                     .card
                     .open(&self.home)

@@ -110,7 +110,11 @@ impl Opened {
 /// Largest package read into memory.
 pub const MAX_PACKAGE_BYTES: u64 = 1 << 31;
 
-fn read_bounded(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>, Problem> {
+pub(super) fn read_bounded(
+    path: &std::path::Path,
+    max: u64,
+    what: &str,
+) -> Result<Vec<u8>, Problem> {
     use std::io::Read as _;
     let f = std::fs::File::open(path)
         .map_err(|e| Problem::Other(format!("cannot read the {what} {}: {e}", path.display())))?;
@@ -595,6 +599,7 @@ pub fn open_rental(inputs: &OpenInputs) -> Result<Opened, Problem> {
             home: inputs.home.clone(),
             card: inputs.card.clone(),
             keyfile: keyfile.clone(),
+            trusted: inputs.trusted.clone(),
             transport: inputs.transport.clone(),
             clock: inputs.clock.clone(),
         }),

@@ -13,10 +13,10 @@
 //! never to a server the reader names (T29). Without a server, or when it can't be reached,
 //! the reader hands the receipt file over (`tally-pack returns RECEIPT`), or returns the
 //! licence again later: that writes nothing and sends the saved receipt once more. A receipt
-//! the server could not take is also marked pending (`<licence>.pending` beside it, naming
-//! the server's key), and the next session of any licence naming that same server sends it
-//! in the background ([`send_pending`]), so the loan's place is freed without the reader
-//! asking.
+//! the server could not take is also marked pending (`<licence>.pending` beside it, holding
+//! the licence's vendor-signed keyfile), and the next session of any licence that contacts a
+//! server sends it in the background to the server its own keyfile names
+//! ([`send_pending`]), so the loan's place is freed without the reader asking.
 
 use super::Problem;
 use super::online::Transport;
@@ -108,7 +108,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
                 return Err(Problem::Refused(crate::policy::Reason::Returned { on }));
             };
             let delivery = send(&keyfile, &receipt, inputs);
-            mark_pending(&inputs.home, &keyfile, &delivery);
+            mark_pending(&inputs.home, &keyfile, &inputs.keyfile, &delivery);
             return Ok(Returned {
                 keyfile,
                 title: header.title().to_string(),
@@ -139,7 +139,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
         ))
     })?;
     let delivery = send(&keyfile, &receipt, inputs);
-    mark_pending(&inputs.home, &keyfile, &delivery);
+    mark_pending(&inputs.home, &keyfile, &inputs.keyfile, &delivery);
     Ok(Returned {
         keyfile,
         title: header.title().to_string(),
@@ -160,7 +160,9 @@ fn send(keyfile: &VerifiedKeyfile, receipt: &Receipt, inputs: &OpenInputs) -> De
 }
 
 /// The marker of a receipt saved in the home and not yet taken by its server:
-/// `<home>/returns/<licence>.pending`, holding the hex fingerprint of that server's key.
+/// `<home>/returns/<licence>.pending`, holding the licence's keyfile (whose vendor-signed
+/// server address it goes to). A marker written before 2026-12-03 holds the hex fingerprint
+/// of that server's key instead: sent by a session of a licence naming that server.
 fn pending_path(home: &crate::home::Home, licence: &crate::trail::LicenceId) -> PathBuf {
     home.receipt_path(licence).with_extension(PENDING_EXTENSION)
 }
@@ -173,42 +175,53 @@ const MAX_PENDING_SENT: usize = 16;
 
 /// Marks the receipt of `keyfile`'s licence pending when its server could not take it, and
 /// unmarks it once the server answered (accepted, or refused: a verdict, not worth sending
-/// again). Best effort: the receipt itself is saved, and `return` sends it again anyway.
-fn mark_pending(home: &crate::home::Home, keyfile: &VerifiedKeyfile, delivery: &Delivery) {
-    let path = pending_path(home, &keyfile.licence());
+/// again). The marker holds the keyfile's bytes (read again from `path` and kept only if
+/// they are the keyfile verified: the file may have changed since), else the server key's
+/// fingerprint. Best effort: the receipt itself is saved, and `return` sends it again anyway.
+fn mark_pending(
+    home: &crate::home::Home,
+    keyfile: &VerifiedKeyfile,
+    path: &std::path::Path,
+    delivery: &Delivery,
+) {
+    let marker = pending_path(home, &keyfile.licence());
     match (delivery, keyfile.server()) {
         (Delivery::Unreachable { .. }, Some(server)) => {
-            let _ = crate::files::atomic_write(
-                &path,
-                hex::encode(server.public_key.fingerprint()).as_bytes(),
-            );
+            let bytes = super::open::read_bounded(
+                path,
+                crate::keyfile::MAX_KEYFILE_BYTES as u64,
+                "keyfile",
+            )
+            .ok()
+            .filter(|b| crate::crypto::sha256(b) == *keyfile.file_hash())
+            .unwrap_or_else(|| hex::encode(server.public_key.fingerprint()).into_bytes());
+            let _ = crate::files::atomic_write(&marker, &bytes);
         }
         _ => {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&marker);
         }
     }
 }
 
-/// Sends the receipts marked pending for the validation server `keyfile` names (its key's
-/// fingerprint in the marker) to that server — the address and key from this vendor-signed
-/// keyfile, never from the marker, which the reader can edit (T29: at worst it sends a
-/// receipt of theirs to another publisher's server, which refuses it). Run in the
-/// background of a session ([`super::Opened::start`]). Each receipt is read with a size limit
-/// and must parse and name the licence its file does; the server checks its card
-/// signature. A receipt the server answered is unmarked. Returns what became of each one
-/// sent.
+/// Sends the receipts marked pending in `home`, each to the validation server its own
+/// licence's keyfile names: the keyfile kept in the marker, verified again against
+/// `trusted` and naming the marker's licence — the address is always a vendor-signed
+/// keyfile's, never one the reader wrote (T29: a marker the reader edits can at worst send
+/// a receipt of theirs to another server their trusted publishers named, which refuses
+/// it). A marker of the older form (a server key's fingerprint) is sent to `session`'s
+/// server when that is the server it names. Run in the background of a session
+/// ([`super::Opened::start`]). Each file is read with a size limit, and the receipt must
+/// parse and name the licence its file does; the server checks its card signature. A
+/// receipt the server answered is unmarked; at most [`MAX_PENDING_SENT`] are sent. Returns
+/// what became of each one sent.
 pub fn send_pending(
     home: &crate::home::Home,
-    keyfile: &VerifiedKeyfile,
+    trusted: &[crate::vendor::VendorPublic],
+    session: Option<&VerifiedKeyfile>,
     transport: &dyn Transport,
 ) -> Vec<(crate::trail::LicenceId, Delivery)> {
     use std::io::Read as _;
-    let Some(server) = keyfile.server() else {
-        return Vec::new();
-    };
-    let ours = hex::encode(server.public_key.fingerprint());
-    let dir = home.receipt_path(&keyfile.licence());
-    let Some(Ok(entries)) = dir.parent().map(std::fs::read_dir) else {
+    let Ok(entries) = std::fs::read_dir(home.returns_dir()) else {
         return Vec::new();
     };
     let mut sent = Vec::new();
@@ -227,11 +240,14 @@ pub fn send_pending(
         else {
             continue;
         };
-        let mut named = Vec::new();
-        let read = std::fs::File::open(&marker).and_then(|f| f.take(256).read_to_end(&mut named));
-        if read.is_err() || named.trim_ascii() != ours.as_bytes() {
+        let Ok(named) =
+            super::open::read_bounded(&marker, crate::keyfile::MAX_KEYFILE_BYTES as u64, "marker")
+        else {
             continue;
-        }
+        };
+        let Some(url) = pending_server(&named, &licence, trusted, session) else {
+            continue;
+        };
         let mut bytes = Vec::new();
         let read = std::fs::File::open(home.receipt_path(&licence))
             .and_then(|f| f.take(MAX_RECEIPT as u64 + 1).read_to_end(&mut bytes));
@@ -239,13 +255,33 @@ pub fn send_pending(
             Some(r) if r.licence == licence => r,
             _ => continue,
         };
-        let delivery = deliver_receipt(&receipt, &server.url, transport, RETURN_TIMEOUT);
+        let delivery = deliver_receipt(&receipt, &url, transport, RETURN_TIMEOUT);
         if !matches!(delivery, Delivery::Unreachable { .. }) {
             let _ = std::fs::remove_file(&marker);
         }
         sent.push((licence, delivery));
     }
     sent
+}
+
+/// The server a pending marker's receipt goes to: the URL of the keyfile it holds, when
+/// that verifies under `trusted` and is `licence`'s; for a marker of the older form (a
+/// server key's hex fingerprint), `session`'s server when it is that one. `None`: not sent
+/// this time (the marker stays, and `return` sends the receipt again).
+fn pending_server(
+    marker: &[u8],
+    licence: &crate::trail::LicenceId,
+    trusted: &[crate::vendor::VendorPublic],
+    session: Option<&VerifiedKeyfile>,
+) -> Option<String> {
+    if let Ok(keyfile) = crate::keyfile::Keyfile::open(marker, trusted) {
+        return (keyfile.licence() == *licence)
+            .then(|| keyfile.server().map(|s| s.url.clone()))
+            .flatten();
+    }
+    let server = session?.server()?;
+    (marker.trim_ascii() == hex::encode(server.public_key.fingerprint()).as_bytes())
+        .then(|| server.url.clone())
 }
 
 /// The receipt saved in the home at `path` when it is this card's signed return of

@@ -141,7 +141,7 @@ pub fn run(args: &ReturnArgs, home: &Home, card: &CardSpec) -> Outcome {
             hand_over.display()
         ))),
         Delivery::Unreachable { endpoint, reason } => Err(Failure::Usage(anyhow!(
-            "the licence is returned, but the receipt could not be sent to {endpoint} ({reason}); give the receipt file {} to {vendor}",
+            "the licence is returned, but the receipt could not be sent to {endpoint} ({reason}); it goes there in the background the next time you read a document whose licence names a validation server, or run `tally-view return` again, or give the receipt file {} to {vendor}",
             hand_over.display()
         ))),
         Delivery::NoServer | Delivery::Accepted { .. } => Ok(()),
