@@ -232,28 +232,45 @@ fn parts_before(
     if start < len {
         return None;
     }
+    let bodies = records[start..index]
+        .iter()
+        .map(|r| Body::parse(&r.body).ok())
+        .collect::<Option<Vec<Body>>>()?;
+    let totals = gathered_totals(&bodies, upto, at).ok()?;
+    (totals_digest(upto, &totals) == parts.digest).then_some(totals)
+}
+
+/// The totals that `parts`, a validator's `totals` records in order, carry — when each is
+/// a `totals` record stamped with the validator's time `at`, they are its parts 1..=n for
+/// `upto`, and their licences are in strictly ascending order across them all; else why
+/// not. The one reading of the rules for a trail's records ([`parts_before`]) and a
+/// server's answer ([`check_answer`]).
+fn gathered_totals(
+    parts: &[Body],
+    upto: u64,
+    at: time::OffsetDateTime,
+) -> Result<Vec<LicenceTotals>, &'static str> {
     let mut totals: Vec<LicenceTotals> = Vec::new();
-    for (k, r) in records[start..index].iter().enumerate() {
-        let part = Body::parse(&r.body).ok()?;
+    for (k, part) in parts.iter().enumerate() {
+        let Usage::Totals(p) = &part.usage else {
+            return Err("a record among the validator's totals is not a totals record");
+        };
         // The digest binds the totals, not the time: a part is stamped with its
         // validator's time, so no byte of it is left for anyone to re-spell.
         if part.at != at {
-            return None;
+            return Err("a totals record is not stamped with its validator's time");
         }
-        let Usage::Totals(p) = part.usage else {
-            return None;
-        };
-        if p.upto != upto || usize::try_from(p.part).ok()? != k + 1 {
-            return None;
+        if p.upto != upto || usize::try_from(p.part).ok() != Some(k + 1) {
+            return Err("a totals record is for another validator or out of order");
         }
-        for t in p.totals {
+        for t in &p.totals {
             if totals.last().is_some_and(|l| l.licence >= t.licence) {
-                return None;
+                return Err("the totals are not in ascending licence order");
             }
-            totals.push(t);
+            totals.push(*t);
         }
     }
-    (totals_digest(upto, &totals) == parts.digest).then_some(totals)
+    Ok(totals)
 }
 
 /// The `totals` bodies carrying `totals` (in ascending licence order) for a validator
@@ -604,36 +621,17 @@ pub fn check_answer(
     ) {
         return Err(refuse("the server's signature does not verify"));
     }
-    let mut parts = Vec::with_capacity(lines.len());
-    let mut totals: Vec<LicenceTotals> = Vec::new();
-    for (k, line) in lines.iter().enumerate() {
-        let index = index + k as u64;
-        let part = Body::parse(line).map_err(|error| TrailError::BadBody { index, error })?;
-        let Usage::Totals(p) = &part.usage else {
-            return Err(refuse(
-                "the server's answer holds a record that is not a totals record",
-            ));
-        };
-        if part.at != body.at {
-            return Err(refuse(
-                "a totals record of the answer is not stamped with its validator's time",
-            ));
-        }
-        if p.upto != v.upto || usize::try_from(p.part).ok() != Some(k + 1) {
-            return Err(refuse(
-                "a totals record of the answer is for another validator or out of order",
-            ));
-        }
-        for t in &p.totals {
-            if totals.last().is_some_and(|l| l.licence >= t.licence) {
-                return Err(refuse(
-                    "the answer's totals are not in ascending licence order",
-                ));
-            }
-            totals.push(*t);
-        }
-        parts.push(part);
-    }
+    let parts = lines
+        .iter()
+        .enumerate()
+        .map(|(k, line)| {
+            Body::parse(line).map_err(|error| TrailError::BadBody {
+                index: index + k as u64,
+                error,
+            })
+        })
+        .collect::<Result<Vec<Body>, _>>()?;
+    let totals = gathered_totals(&parts, v.upto, body.at).map_err(refuse)?;
     let parts_match = match &v.parts {
         Some(p) => {
             usize::try_from(p.count).ok() == Some(parts.len())
