@@ -262,7 +262,13 @@ fn only_the_licence_servers_challenge_for_this_card_is_written() {
 fn an_unreachable_server_changes_nothing() {
     let f = fx(false);
     let e = f.answer().unwrap_err();
-    assert!(matches!(e, ContactError::Unreachable { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ContactError::Unreached(tally_core::rental::Unreached::Unreachable { .. })
+        ),
+        "{e}"
+    );
     assert!(!e.is_check());
     assert!(f.usages().is_empty());
 }

@@ -52,10 +52,6 @@ impl BackupServer {
             key: s.public_key.clone(),
         })
     }
-
-    fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.url.trim_end_matches('/'))
-    }
 }
 
 /// Where the server's answer is written: through Write, with the lock and the card
@@ -100,14 +96,10 @@ pub(crate) fn records_between(records: &[Record], after: u64, written: &[Record]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VouchFailure {
-    /// Nothing answered, or the answer could not be read: try again later.
-    #[error("cannot reach the validation server {endpoint}: {reason}")]
-    Unreachable {
-        /// The URL asked.
-        endpoint: String,
-        /// What the transport said.
-        reason: String,
-    },
+    /// The address is not http(s), or nothing answered or the answer could not be read:
+    /// try again later.
+    #[error(transparent)]
+    Unreached(#[from] super::Unreached),
     /// The server answered with a refusal (its reason; a 422 names the check that failed).
     #[error("the validation server refused the trail (HTTP {status}): {text}")]
     Refused {
@@ -189,17 +181,18 @@ pub fn vouch_and_back_up(
     )
     .map_err(|e| VouchFailure::Local(e.to_string()))?;
     drop(bytes);
-    let endpoint = server.endpoint("/v1/trail/validate");
-    let (status, answer) = transport
-        .post(&endpoint, &envelope, timeout, MAX_VOUCH_ANSWER as u64)
-        .map_err(|reason| VouchFailure::Unreachable {
-            endpoint: endpoint.clone(),
-            reason,
-        })?;
+    let (status, answer) = super::online::post_to(
+        transport,
+        &server.url,
+        super::TRAIL_ENDPOINT,
+        &envelope,
+        timeout,
+        MAX_VOUCH_ANSWER as u64,
+    )?;
     if status != 200 {
         return Err(VouchFailure::Refused {
             status,
-            text: answer_text(&answer),
+            text: super::online::answer_text(&answer),
         });
     }
     let vouching = check_answer(&answer, &server.key, identity, first_counter, &sent)
@@ -233,23 +226,22 @@ fn extend(
         .ok_or("nothing was written")?;
     let envelope = seal_backup_extension(&server.key, identity, records, &mut crate::crypto::OsRng)
         .map_err(|e| e.to_string())?;
-    let endpoint = server.endpoint("/v1/trail/extend");
-    let (status, answer) = transport
-        .post(&endpoint, &envelope, timeout, MAX_EXTEND_ANSWER)
-        .map_err(|reason| format!("cannot reach the validation server {endpoint}: {reason}"))?;
+    let (status, answer) = super::online::post_to(
+        transport,
+        &server.url,
+        "/v1/trail/extend",
+        &envelope,
+        timeout,
+        MAX_EXTEND_ANSWER,
+    )
+    .map_err(|e| e.to_string())?;
     if status != 200 {
         return Err(format!(
             "the validation server did not extend its backup (HTTP {status}): {}",
-            answer_text(&answer)
+            super::online::answer_text(&answer)
         ));
     }
     Ok(upto)
-}
-
-/// The start of a server's answer, as one line of text.
-fn answer_text(answer: &[u8]) -> String {
-    let text: String = String::from_utf8_lossy(answer).chars().take(300).collect();
-    text.trim().replace('\n', " ")
 }
 
 /// How often a reading session vouches on its own, and when it archives. These decide

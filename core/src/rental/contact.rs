@@ -61,17 +61,9 @@ pub enum ContactError {
     /// The licence names no validation server.
     #[error("this licence names no validation server")]
     NoServer,
-    /// The address is not `http://` or `https://`.
-    #[error("the validation server's address {0} is not an http(s) URL")]
-    BadUrl(String),
-    /// Nothing answered, or the answer could not be read.
-    #[error("cannot reach the validation server {endpoint}: {reason}")]
-    Unreachable {
-        /// The URL asked.
-        endpoint: String,
-        /// What the transport said.
-        reason: String,
-    },
+    /// The address is not http(s), or nothing answered or the answer could not be read.
+    #[error(transparent)]
+    Unreached(#[from] super::Unreached),
     /// The server answered with an HTTP error (a refused trail, an unknown card, …).
     #[error("the validation server answered HTTP {status}: {text}")]
     Refused {
@@ -114,8 +106,7 @@ impl ContactError {
             Self::Challenge(_) | Self::WrongCard(_) => true,
             Self::Trail(e) => e.is_invalid(),
             Self::NoServer
-            | Self::BadUrl(_)
-            | Self::Unreachable { .. }
+            | Self::Unreached(_)
             | Self::NoCard(_)
             | Self::Stopped
             | Self::TooLarge
@@ -125,31 +116,27 @@ impl ContactError {
 }
 
 impl ServerContact<'_> {
-    fn endpoint(&self, path: &str) -> Result<String, ContactError> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(ContactError::BadUrl(self.url.to_string()));
-        }
-        Ok(format!("{}{path}", self.url.trim_end_matches('/')))
-    }
-
     fn post(
         &self,
         path: &str,
         body: &[u8],
         timeout: Duration,
     ) -> Result<(u16, Vec<u8>), ContactError> {
-        let endpoint = self.endpoint(path)?;
-        self.transport
-            .post(&endpoint, body, timeout, MAX_ANSWER)
-            .map_err(|reason| ContactError::Unreachable { endpoint, reason })
+        Ok(super::online::post_to(
+            self.transport,
+            self.url,
+            path,
+            body,
+            timeout,
+            MAX_ANSWER,
+        )?)
     }
 }
 
 fn refused(status: u16, body: &[u8]) -> ContactError {
-    let text: String = String::from_utf8_lossy(body).chars().take(300).collect();
     ContactError::Refused {
         status,
-        text: text.trim().to_string(),
+        text: super::online::answer_text(body),
     }
 }
 
@@ -221,7 +208,6 @@ pub fn vouch_trail(
     server: &ServerContact<'_>,
 ) -> Result<Vouched, ContactError> {
     trail.verify(card)?;
-    server.endpoint(TRAIL_ENDPOINT)?;
     let path = trail.path().to_path_buf();
     let identity = trail.identity().clone();
     let report = super::vouch_and_back_up(
@@ -236,9 +222,7 @@ pub fn vouch_trail(
         &mut super::DirectWriter { trail, card },
     )
     .map_err(|e| match e {
-        super::VouchFailure::Unreachable { endpoint, reason } => {
-            ContactError::Unreachable { endpoint, reason }
-        }
+        super::VouchFailure::Unreached(u) => ContactError::Unreached(u),
         super::VouchFailure::Refused { status, text } => ContactError::Refused { status, text },
         super::VouchFailure::Answer(t) | super::VouchFailure::Write(t) => ContactError::Trail(t),
         super::VouchFailure::Local(why) => ContactError::Local(why),

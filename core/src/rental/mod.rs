@@ -51,7 +51,8 @@ pub use contact::{
 };
 pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, tally_of, trail_problem};
 pub use online::{
-    NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, standing_after_round, validate_online,
+    NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, Unreached, post_to,
+    standing_after_round, validate_online,
 };
 pub use open::{
     Checked, MAX_PACKAGE_BYTES, OpenInputs, Opened, Standing, Validated, check_rental,

@@ -35,6 +35,52 @@ pub trait Transport: Send + Sync {
     ) -> Result<(u16, Vec<u8>), String>;
 }
 
+/// Why an exchange with a validation server brought back no answer to read: the one
+/// vocabulary of every exchange (a round, a challenge, a vouching and backup, a return), so
+/// each caller's error says it the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreached {
+    /// The address is not `http://` or `https://`: nothing was sent.
+    #[error("the validation server's address {0} is not an http(s) URL")]
+    BadUrl(String),
+    /// Nothing answered, or the answer could not be read (connection refused, timeout,
+    /// DNS, TLS).
+    #[error("cannot reach the validation server {endpoint}: {reason}")]
+    Unreachable {
+        /// The URL asked.
+        endpoint: String,
+        /// What the transport said.
+        reason: String,
+    },
+}
+
+/// POSTs `body` to `path` on the validation server at `url` (a keyfile's, never one the
+/// reader names: T29) through `transport`: the HTTP status and at most `limit` bytes of the
+/// answer, whatever the status, or why there is none.
+pub fn post_to(
+    transport: &dyn Transport,
+    url: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+    limit: u64,
+) -> Result<(u16, Vec<u8>), Unreached> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Unreached::BadUrl(url.to_string()));
+    }
+    let endpoint = format!("{}{path}", url.trim_end_matches('/'));
+    transport
+        .post(&endpoint, body, timeout, limit)
+        .map_err(|reason| Unreached::Unreachable { endpoint, reason })
+}
+
+/// The start of a server's answer (at most 300 characters) as one line of text, for a
+/// message: what a refusal says, or what came instead of a verdict.
+pub(crate) fn answer_text(answer: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(answer).chars().take(300).collect();
+    text.trim().replace('\n', " ")
+}
+
 /// A transport with no network: every round finds the server unreachable, so the offline
 /// rule decides. For readers that never go online, and tests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,18 +144,10 @@ pub enum RoundError {
     /// The keyfile names no validation server.
     #[error("this keyfile names no validation server: the licence works offline only")]
     NoServer,
-    /// The URL is not `http://` or `https://`.
-    #[error("the validation server's address {0} is not an http(s) URL")]
-    BadUrl(String),
-    /// Nothing answered, or the answer could not be read (connection refused, timeout,
-    /// DNS, TLS): the copy's state is unchanged apart from one used sequence number.
-    #[error("cannot reach the validation server {endpoint}: {reason}")]
-    Unreachable {
-        /// The URL asked.
-        endpoint: String,
-        /// What the HTTP client said.
-        reason: String,
-    },
+    /// The address is not http(s), or nothing answered or the answer could not be read:
+    /// the copy's state is unchanged apart from one used sequence number.
+    #[error(transparent)]
+    Unreached(#[from] Unreached),
     /// The server answered something that is not a verdict (a 4xx with a reason, a proxy's
     /// error page).
     #[error("the validation server answered HTTP {status}: {text}")]
@@ -153,11 +191,10 @@ pub fn validate_online(
     transport: &dyn Transport,
 ) -> Result<(ClientState, Verdict), RoundError> {
     let server = keyfile.server().ok_or(RoundError::NoServer)?;
-    let url = round.url;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(RoundError::BadUrl(url.to_string()));
+    if !(round.url.starts_with("http://") || round.url.starts_with("https://")) {
+        // Refused before a sequence number is used.
+        return Err(Unreached::BadUrl(round.url.to_string()).into());
     }
-    let endpoint = format!("{}/v1/validate", url.trim_end_matches('/'));
     let mut state = match ClientState::load(home, &keyfile.licence()) {
         Ok(Some(s)) => s,
         Ok(None) => ClientState::new(keyfile.licence()),
@@ -175,17 +212,18 @@ pub fn validate_online(
         )
         .map_err(|e| RoundError::Local(e.to_string()))?;
     state.save(home).map_err(RoundError::StateUnsaved)?;
-    let (status, body) = transport
-        .post(&endpoint, &envelope, round.timeout, MAX_ANSWER)
-        .map_err(|reason| RoundError::Unreachable {
-            endpoint: endpoint.clone(),
-            reason,
-        })?;
+    let (status, body) = post_to(
+        transport,
+        round.url,
+        "/v1/validate",
+        &envelope,
+        round.timeout,
+        MAX_ANSWER,
+    )?;
     if body.len() != VERDICT_LEN {
-        let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         return Err(RoundError::NotAVerdict {
             status,
-            text: text.trim().to_string(),
+            text: answer_text(&body),
         });
     }
     let result = state.accept(&body, &server.public_key);

@@ -314,19 +314,18 @@ pub fn deliver_receipt(
     timeout: Duration,
 ) -> Delivery {
     let endpoint = format!("{}/v1/return", url.trim_end_matches('/'));
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Delivery::Unreachable {
-            endpoint,
-            reason: "the keyfile's server address is not an http(s) URL".into(),
-        };
-    }
     let bytes = receipt.encode();
     debug_assert!(bytes.len() <= MAX_RECEIPT);
-    match transport.post(&endpoint, &bytes, timeout, MAX_ANSWER) {
-        Err(reason) => Delivery::Unreachable { endpoint, reason },
+    match super::online::post_to(transport, url, "/v1/return", &bytes, timeout, MAX_ANSWER) {
+        Err(super::Unreached::BadUrl(_)) => Delivery::Unreachable {
+            endpoint,
+            reason: "the keyfile's server address is not an http(s) URL".into(),
+        },
+        Err(super::Unreached::Unreachable { endpoint, reason }) => {
+            Delivery::Unreachable { endpoint, reason }
+        }
         Ok((status, body)) => {
-            let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-            let text = text.trim().to_string();
+            let text = super::online::answer_text(&body);
             match status {
                 200 => Delivery::Accepted {
                     endpoint,
