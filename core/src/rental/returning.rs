@@ -212,7 +212,7 @@ fn mark_pending(
 /// server when that is the server it names. Run in the background of a session
 /// ([`super::Opened::start`]). Each file is read with a size limit, and the receipt must
 /// parse and name the licence its file does; the server checks its card signature. A
-/// receipt the server answered is unmarked; at most [`MAX_PENDING_SENT`] are sent. Returns
+/// receipt the server answered is unmarked; at most 16 are sent per session. Returns
 /// what became of each one sent.
 pub fn send_pending(
     home: &crate::home::Home,
