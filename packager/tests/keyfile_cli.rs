@@ -737,3 +737,38 @@ fn renew_refuses_revoked_superseded_and_unrecorded_licences() {
         open_keyfile(&env, "old.key").issuers()
     );
 }
+
+/// `issue` and `renew` never write over a keyfile already there (one handed out must not be
+/// lost to a mistyped name) unless `--force`; the file is left as it was.
+#[test]
+fn issue_and_renew_refuse_to_replace_a_keyfile_without_force() {
+    let env = Env::new();
+    env.issue("ada.key", &["--pages", "30"]).success();
+    let key = env.path("ada.key");
+    let before = std::fs::read(&key).unwrap();
+    env.issue("ada.key", &["--pages", "40"])
+        .failure()
+        .stderr(predicate::str::contains(
+            "exists; pass --force to replace it",
+        ));
+    let renew = |force: bool| {
+        let mut args = vec!["renew", "--keyfile", key.to_str().unwrap(), "--pages", "50"];
+        args.extend(["-o", key.to_str().unwrap()]);
+        if force {
+            args.push("--force");
+        }
+        env.pack(&args).assert()
+    };
+    renew(false).failure().stderr(predicate::str::contains(
+        "exists; pass --force to replace it",
+    ));
+    assert_eq!(std::fs::read(&key).unwrap(), before, "left as it was");
+    renew(true).success();
+    assert_ne!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "replaced with --force"
+    );
+    env.issue("ada.key", &["--pages", "40", "--force"])
+        .success();
+}

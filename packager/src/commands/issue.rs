@@ -326,12 +326,7 @@ pub fn apply_limits(mut l: Limits, args: &LimitArgs, replace: bool) -> Result<Li
 /// Runs `issue`.
 pub fn run(ctx: &Ctx, args: IssueArgs) -> Result<ExitCode> {
     let limits = build_limits(&args.limits)?;
-    if args.output.exists() && !args.force {
-        bail!(
-            "{} exists; pass --force to replace it",
-            args.output.display()
-        );
-    }
+    super::may_write(&args.output, args.force)?;
     let vendor = ctx.open_vendor()?;
     let mut registry = ctx.registry()?;
     let Some(customer) = registry.customer(&args.customer)? else {

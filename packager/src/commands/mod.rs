@@ -69,6 +69,15 @@ pub fn refused(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
 }
 
+/// Refuses to write a keyfile over an existing `output` unless `force` (`issue`, `renew`):
+/// a keyfile already handed out must not be lost by a mistyped name.
+pub fn may_write(output: &Path, force: bool) -> Result<()> {
+    if output.exists() && !force {
+        anyhow::bail!("{} exists; pass --force to replace it", output.display());
+    }
+    Ok(())
+}
+
 /// 1 when a check failed (a refused input, a file that does not verify, a wrong
 /// password), 2 for usage and I/O errors.
 pub fn exit_code(e: &anyhow::Error) -> u8 {

@@ -259,12 +259,7 @@ fn from_keyfile(
 
 /// Runs `renew`.
 pub fn run(ctx: &Ctx, args: RenewArgs) -> Result<ExitCode> {
-    if args.output.exists() && !args.force {
-        bail!(
-            "{} exists; pass --force to replace it",
-            args.output.display()
-        );
-    }
+    super::may_write(&args.output, args.force)?;
     let vendor = ctx.open_vendor()?;
     let mut registry = ctx.registry()?;
     let old = match (&args.licence, &args.keyfile) {
