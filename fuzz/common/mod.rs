@@ -4,6 +4,36 @@
 
 use std::path::{Path, PathBuf};
 
+/// A reader's emulated card, generated from the seed `seed` (the same card every run), in a
+/// fresh folder `<temp>/tally-fuzz-<name>-<pid>` with no trail `t.trail` in it yet: the
+/// folder, the card and its identity. The caller removes the folder once its fixtures are
+/// made (the card lives in memory from then on).
+pub fn fuzz_card(
+    name: &str,
+    seed: u8,
+) -> (
+    PathBuf,
+    tally_core::card::Card,
+    tally_core::card::CardIdentity,
+) {
+    use tally_core::card::applet::CardState;
+    use tally_core::card::emulated::EmulatedCard;
+    let dir = std::env::temp_dir().join(format!("tally-fuzz-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let card_path = dir.join("card.state");
+    let _ = std::fs::remove_file(&card_path);
+    let _ = std::fs::remove_file(dir.join("t.trail"));
+    EmulatedCard::create(
+        &card_path,
+        &CardState::generate(&mut Fixed(seed), 100, "fuzz card"),
+    )
+    .expect("card");
+    let mut card =
+        tally_core::card::Card::new(Box::new(EmulatedCard::open(&card_path).expect("card")));
+    let identity = card.identity().expect("identity");
+    (dir, card, identity)
+}
+
 /// `core/tests/data/<rel>`.
 pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,9 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use tally_core::card::applet::CardState;
-use tally_core::card::emulated::EmulatedCard;
-use tally_core::card::{Card, CardIdentity};
+use tally_core::card::CardIdentity;
 use tally_core::trail::file::{HEADER_LEN, parse_frames};
 use tally_core::trail::validator::{check_answer, vouch};
 use tally_core::trail::{Body, LicenceId, Record, Trail, Usage};
@@ -45,16 +43,8 @@ fn base() -> &'static Base {
     static B: OnceLock<Base> = OnceLock::new();
     B.get_or_init(|| {
         let server = ServerSecret::from_scalar(&[0x22; 32]).expect("scalar");
-        let dir = std::env::temp_dir().join(format!("tally-fuzz-backup-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let card_path = dir.join("card.state");
-        let _ = std::fs::remove_file(&card_path);
-        let state = CardState::generate(&mut Fixed(7), 100, "fuzz card");
-        EmulatedCard::create(&card_path, &state).expect("card");
-        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).expect("card")));
-        let identity = card.identity().expect("identity");
+        let (dir, mut card, identity) = common::fuzz_card("backup", 7);
         let path = dir.join("t.trail");
-        let _ = std::fs::remove_file(&path);
         let mut trail = Trail::create(&path, &mut card, &identity).expect("trail");
         for i in 0..6u8 {
             trail

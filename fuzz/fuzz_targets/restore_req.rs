@@ -8,9 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use tally_core::card::applet::CardState;
-use tally_core::card::emulated::EmulatedCard;
-use tally_core::card::{Card, CardIdentity};
+use tally_core::card::CardIdentity;
 use tally_core::trail::body::LostCharge;
 use tally_core::trail::file::Header;
 use tally_core::trail::{Record, Trail};
@@ -41,14 +39,7 @@ fn base() -> &'static Base {
     static B: OnceLock<Base> = OnceLock::new();
     B.get_or_init(|| {
         let server = ServerSecret::from_scalar(&[0x11; 32]).expect("scalar");
-        let dir = std::env::temp_dir().join(format!("tally-fuzz-restore-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let card_path = dir.join("card.state");
-        let _ = std::fs::remove_file(&card_path);
-        let state = CardState::generate(&mut Fixed(5), 100, "fuzz card");
-        EmulatedCard::create(&card_path, &state).expect("card");
-        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).expect("card")));
-        let identity = card.identity().expect("identity");
+        let (dir, mut card, identity) = common::fuzz_card("restore", 5);
         let record = Trail::sign_detached(
             &dir.join("t.trail"),
             &mut card,

@@ -11,9 +11,7 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use tally_core::card::applet::CardState;
-use tally_core::card::emulated::EmulatedCard;
-use tally_core::card::{Card, CardIdentity};
+use tally_core::card::CardIdentity;
 use tally_core::validation::{
     CardCheck, CardProof, ENVELOPE_LEN, ENVELOPE_V1_LEN, Icv, IcvVariant, Iv, PROOF_LEN,
     REQUEST_LEN, RequestSigner, ServerSecret, TrailSigner, Ui, ValReq, request_hash,
@@ -47,15 +45,7 @@ fn base() -> &'static Base {
             viewer_icv: Icv([0x54; 32]),
         };
         // The reader's card signs the request as a record of its trail.
-        let dir = std::env::temp_dir().join(format!("tally-fuzz-valreq-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let card_path = dir.join("card.state");
-        let _ = std::fs::remove_file(&card_path);
-        let _ = std::fs::remove_file(dir.join("t.trail"));
-        EmulatedCard::create(&card_path, &CardState::generate(&mut Fixed(5), 100, "fuzz card"))
-            .expect("card");
-        let mut card = Card::new(Box::new(EmulatedCard::open(&card_path).expect("card")));
-        let identity = card.identity().expect("identity");
+        let (dir, card, identity) = common::fuzz_card("valreq", 5);
         let mut signer = TrailSigner::open(card, &dir.join("t.trail")).expect("trail");
         let hash = request_hash(&request.encode());
         let proof = signer
