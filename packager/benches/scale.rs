@@ -24,8 +24,11 @@
 //! also prints the CPU µs per request of the server process and of the clients (this
 //! process), beside the crypto µs of each side: the gap is HTTP, database and scheduling
 //! (PostgreSQL's own processes are counted apart, in `pg µs`, when the database runs on this
-//! machine), and `steal`: the share of the VM's CPU time the hypervisor took during the row
-//! (`/proc/stat`), when a row's tail is the host's, not the server's.
+//! machine), `busy`: the share of the cores the server, the clients and PostgreSQL kept
+//! busy together in the row (what sets the latency at a given offered load here, more than
+//! the load's share of the ceiling), and `steal`: the share of the VM's CPU time the
+//! hypervisor took during the row (`/proc/stat`), when a row's tail is the host's, not the
+//! server's.
 //!
 //! `cargo bench -p tally-packager --bench scale` prints a table; nothing is asserted.
 //! Environment (all optional): `TALLY_BENCH_COPIES` (registered copies, default 1000000),
@@ -833,7 +836,7 @@ fn main() {
         "{n_copies} registered copies; {seconds} s per row; ICV V8; {nodes} serve node(s); {cores} cores shared by clients and server"
     );
     println!(
-        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>7}",
+        "{:>9} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>7} {:>7}",
         "database",
         "package",
         "clients",
@@ -846,6 +849,7 @@ fn main() {
         "server µs",
         "client µs",
         "pg µs",
+        "busy",
         "steal"
     );
     let mut ceilings = Vec::new();
@@ -1012,7 +1016,7 @@ fn main() {
                 };
                 let per = |cpu: f64| cpu * 1e6 / row.requests.max(1) as f64;
                 println!(
-                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {ceiling:>10.0} {:>11.0}% {:>10.0} {:>10.0} {:>10.0} {:>6.0}%",
+                    "{name:>9} {label:>8} {who:>9} {:>9} {rate:>11.0} {:>9.2} {:>9.2} {ceiling:>10.0} {:>11.0}% {:>10.0} {:>10.0} {:>10.0} {:>6.0}% {:>6.0}%",
                     row.requests,
                     row.p50,
                     row.p99,
@@ -1020,6 +1024,8 @@ fn main() {
                     per(row.server_cpu),
                     per(row.client_cpu),
                     per(row.db_cpu),
+                    100.0 * (row.server_cpu + row.client_cpu + row.db_cpu)
+                        / (row.secs * cores as f64),
                     100.0 * row.steal / (row.secs * cores as f64),
                 );
                 let _ = std::io::stdout().flush();
