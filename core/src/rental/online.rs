@@ -65,13 +65,20 @@ pub fn post_to(
     timeout: Duration,
     limit: u64,
 ) -> Result<(u16, Vec<u8>), Unreached> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(Unreached::BadUrl(url.to_string()));
-    }
+    http_url(url)?;
     let endpoint = format!("{}{path}", url.trim_end_matches('/'));
     transport
         .post(&endpoint, body, timeout, limit)
         .map_err(|reason| Unreached::Unreachable { endpoint, reason })
+}
+
+/// `url` when it is `http://` or `https://` (nothing else is ever sent to).
+fn http_url(url: &str) -> Result<&str, Unreached> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url)
+    } else {
+        Err(Unreached::BadUrl(url.to_string()))
+    }
 }
 
 /// The start of a server's answer (at most 300 characters) as one line of text, for a
@@ -191,10 +198,8 @@ pub fn validate_online(
     transport: &dyn Transport,
 ) -> Result<(ClientState, Verdict), RoundError> {
     let server = keyfile.server().ok_or(RoundError::NoServer)?;
-    if !(round.url.starts_with("http://") || round.url.starts_with("https://")) {
-        // Refused before a sequence number is used.
-        return Err(Unreached::BadUrl(round.url.to_string()).into());
-    }
+    // Refused before a sequence number is used.
+    http_url(round.url)?;
     let mut state = match ClientState::load(home, &keyfile.licence()) {
         Ok(Some(s)) => s,
         Ok(None) => ClientState::new(keyfile.licence()),
