@@ -56,6 +56,7 @@ impl<K: Hash + Eq, V> Generations<K, V> {
     }
 
     /// Whether `key` has an entry (without moving it).
+    #[cfg(test)]
     pub(crate) fn contains<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,

@@ -636,9 +636,10 @@ async fn decided(
 /// still as read ([`db::store_retire_log`]). The common validation thus costs one read (none
 /// when the copy's last validation was on this node; the card's own query when it was not
 /// lately) and a share of one statement, where the locked transaction takes four round trips
-/// of its own. When another request changed the row meanwhile it is read and judged again. A request that is not the common case (an
-/// unknown copy, a refusal, a flag), a copy still contended after a few tries and a failed
-/// batch take the locked transaction ([`App::step`]); the rules are the same.
+/// of its own. When another request changed the row meanwhile it is read and judged again.
+/// A request that is not the common case (an unknown copy, a refusal, a flag), a copy still
+/// contended after a few tries and a failed batch take the locked transaction
+/// ([`App::step`]); the rules are the same.
 async fn step_postgres(
     app: &Arc<App>,
     req: &Arc<ValReq>,
@@ -832,12 +833,7 @@ impl App {
     /// The copy's row as this node last wrote it, if the request presents the UI that
     /// write issued and its viewer build is known registered.
     fn remembered(&self, req: &ValReq) -> Option<(db::CopyRow, Lookup)> {
-        if !self
-            .viewers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&req.viewer_icv)
-        {
+        if !self.viewer_known(&req.viewer_icv) {
             return None;
         }
         let row = self.rows.get(&req.ui)?;
@@ -940,16 +936,28 @@ impl App {
     /// Whether the viewer build `icv` is registered: from memory when this node found it
     /// so before, else from the database (and remembered when it is).
     fn viewer_registered(&self, db: &mut Db, icv: &Icv) -> Result<bool> {
-        let lock = || self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        if lock().contains(icv) {
+        if self.viewer_known(icv) {
             return Ok(true);
         }
         let registered = db::viewer_registered(db, icv)?;
         if registered {
-            let dropped = lock().insert(*icv, ());
+            let mut known = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
+            let dropped = known.insert(*icv, ());
+            drop(known);
             drop(dropped);
         }
         Ok(registered)
+    }
+
+    /// Whether this node found the viewer build `icv` registered before (and still
+    /// remembers it): a build in use is kept, as the other caches keep theirs.
+    fn viewer_known(&self, icv: &Icv) -> bool {
+        let mut known = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        let (found, dropped) = known.get(icv);
+        let found = found.is_some();
+        drop(known);
+        drop(dropped);
+        found
     }
 
     /// The chunk digests of a document's package (ICV V8): from memory, from the registry
