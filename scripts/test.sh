@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # THE test command (README, .ci/run). In order:
-#   setup.sh → cargo fmt --check → cargo clippy -D warnings (and tally-core without PC/SC)
+#   setup.sh → cargo fmt --check (the workspace and fuzz/) → cargo clippy -D warnings (and tally-core without PC/SC)
 #   → start pcscd and Xvfb
 #   → cargo test (every test, doc tests included) → the benches build (dev profile, cheap)
 #   → fuzz smoke (scripts/fuzz.sh 3 dev: every fuzz target built and run for 3 s)
@@ -223,6 +223,8 @@ bash scripts/setup.sh || {
 . scripts/env.sh
 
 step fmt cargo fmt --all -- --check
+# fuzz/ is a workspace of its own, outside the one above.
+step fmt-fuzz cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # tally-core without its default `pcsc` feature (a viewer for the emulated card only) builds too.
 step no-pcsc cargo clippy -p tally-core --no-default-features --locked -- -D warnings

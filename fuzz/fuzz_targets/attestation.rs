@@ -3,8 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use tally_core::card::attestation::{Attestation, AttestedCard, IssuerPublic, IssuerSecret};
 use tally_core::card::applet::CardState;
+use tally_core::card::attestation::{Attestation, AttestedCard, IssuerPublic, IssuerSecret};
 
 struct Base {
     issuer: IssuerPublic,
@@ -52,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let ok = Attestation::parse(&cert)
-        .and_then(|a| a.verify(std::slice::from_ref(&b.issuer), &b.card, now).cloned())
+        .and_then(|a| {
+            a.verify(std::slice::from_ref(&b.issuer), &b.card, now)
+                .cloned()
+        })
         .is_ok();
     assert_eq!(ok, cert == b.cert, "an edited certificate verified");
 });

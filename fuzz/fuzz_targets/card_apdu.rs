@@ -9,9 +9,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
 use tally_core::card::applet::{Applet, CardState};
 use tally_core::card::emulated::decode_state;
-use std::sync::OnceLock;
 
 fn base() -> &'static CardState {
     static S: OnceLock<CardState> = OnceLock::new();
@@ -37,14 +37,25 @@ fuzz_target!(|data: &[u8]| {
         let before = state.counter;
         let fail_persist = apdu.first() == Some(&0xEE);
         let resp = applet.process(&mut state, apdu, &mut |_| {
-            if fail_persist { Err(std::io::Error::other("injected")) } else { Ok(()) }
+            if fail_persist {
+                Err(std::io::Error::other("injected"))
+            } else {
+                Ok(())
+            }
         });
         assert!(resp.len() >= 2);
         let ok = resp[resp.len() - 2..] == [0x90, 0x00];
         assert!(state.counter >= before, "counter went down");
         if state.counter != before {
-            assert!(ok && state.counter == before + 1, "counter moved without success");
-            assert_eq!(state.last.map(|l| l.counter), Some(before), "last signature not recorded");
+            assert!(
+                ok && state.counter == before + 1,
+                "counter moved without success"
+            );
+            assert_eq!(
+                state.last.map(|l| l.counter),
+                Some(before),
+                "last signature not recorded"
+            );
         }
     }
 });

@@ -54,11 +54,18 @@ fuzz_target!(|ops: &[u8]| {
         from_reader.is_ok(),
         "bytes and reader disagree"
     );
-    assert_eq!(from_bytes.is_ok(), in_place.is_ok(), "bytes and vec disagree");
+    assert_eq!(
+        from_bytes.is_ok(),
+        in_place.is_ok(),
+        "bytes and vec disagree"
+    );
     let mut rest = &edited[..];
     if let Ok((h, _)) = PackageHeader::read(&mut rest, &b.trust) {
         if h.check_body(rest).ok() == Some(BodyCheck::Signed) {
-            assert!(edited == b.package, "an edited package verified without the key");
+            assert!(
+                edited == b.package,
+                "an edited package verified without the key"
+            );
         }
     }
     if let Ok((_, plain)) = from_bytes {

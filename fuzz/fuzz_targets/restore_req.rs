@@ -52,9 +52,20 @@ fn base() -> &'static Base {
             seal_restore_request(server.public(), &identity.serial, &record, &mut Fixed(9))
                 .expect("sealed");
         let (req, server_key) = server.open_restore_request(&envelope).expect("opens");
-        let backup = Header::for_card(&identity, identity.origin).encode().to_vec();
-        let plan = plan_recovery(&server, &identity, &req, &backup, None, vec![], LostCharge::Full, NOW)
-            .expect("plan");
+        let backup = Header::for_card(&identity, identity.origin)
+            .encode()
+            .to_vec();
+        let plan = plan_recovery(
+            &server,
+            &identity,
+            &req,
+            &backup,
+            None,
+            vec![],
+            LostCharge::Full,
+            NOW,
+        )
+        .expect("plan");
         let answer = seal_restore_answer(&server_key, plan.body.encode().as_bytes(), &backup)
             .expect("answer");
         Base {
@@ -113,7 +124,10 @@ fuzz_target!(|data: &[u8]| {
                     record,
                 };
                 if plan(b, &req) {
-                    assert!(req.record == b.record, "an edited request record was honoured");
+                    assert!(
+                        req.record == b.record,
+                        "an edited request record was honoured"
+                    );
                 }
             }
         }

@@ -77,7 +77,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(s) = ClientState::parse(rest)
                 && rest.len() == STATE_LEN
             {
-                assert_eq!(s.encode(), rest, "client state parse/encode not a round trip");
+                assert_eq!(
+                    s.encode(),
+                    rest,
+                    "client state parse/encode not a round trip"
+                );
             }
         }
         1 => {

@@ -93,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
         // Arbitrary bytes as a body, as a plaintext and as a card proof.
         0 => {
             if let Ok((r, _, p)) = b.server.open_request(rest) {
-                assert!(!signed(b, &r, p.as_ref()), "arbitrary bytes signed by the card");
+                assert!(
+                    !signed(b, &r, p.as_ref()),
+                    "arbitrary bytes signed by the card"
+                );
             }
             if let Ok(r) = ValReq::parse(rest) {
                 assert_eq!(rest.len(), REQUEST_LEN);
@@ -106,7 +109,11 @@ fuzz_target!(|data: &[u8]| {
         }
         // A valid envelope (card-signed or not), edited.
         1 | 2 => {
-            let original = if mode % 5 == 1 { &b.envelope } else { &b.unsigned };
+            let original = if mode % 5 == 1 {
+                &b.envelope
+            } else {
+                &b.unsigned
+            };
             let edited = common::mutate(original, rest);
             if let Ok((r, _, p)) = b.server.open_request(&edited) {
                 assert!(&edited == original, "an edited VAL_REQ opened");
