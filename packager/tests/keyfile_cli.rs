@@ -772,3 +772,29 @@ fn issue_and_renew_refuse_to_replace_a_keyfile_without_force() {
     env.issue("ada.key", &["--pages", "40", "--force"])
         .success();
 }
+
+/// A keyfile naming a server address a viewer never sends to (not http(s)) would leave its
+/// reader with no server to validate with or to send a return receipt to: refused at once,
+/// nothing written.
+#[test]
+fn issue_refuses_a_server_address_that_is_not_http() {
+    let env = Env::new();
+    for bad in [
+        "ftp://127.0.0.1/tally",
+        "127.0.0.1:8680",
+        "file:///tmp/x",
+        "",
+    ] {
+        env.issue("ada.key", &["--pages", "30", "--server", bad])
+            .failure()
+            .stderr(predicate::str::contains(
+                "is not an http:// or https:// URL",
+            ));
+        assert!(!env.path("ada.key").exists(), "{bad:?}: nothing written");
+    }
+    env.issue(
+        "ada.key",
+        &["--pages", "30", "--server", "https://tally.example/v"],
+    )
+    .success();
+}

@@ -55,7 +55,7 @@ pub struct IssueArgs {
     pub allow_emulated_card: bool,
     /// The validation server this copy reports to (`tally-pack serve`); its key, derived
     /// from the vendor secret, goes into the keyfile with the URL.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = super::server_url)]
     pub server: Option<String>,
     /// Days between required online validations (needs `--server`).
     #[arg(long, value_name = "DAYS", requires = "server")]

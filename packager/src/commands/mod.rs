@@ -69,6 +69,17 @@ pub fn refused(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
 }
 
+/// `--server`'s value: an http(s) URL, the only kind a viewer ever sends anything to — a
+/// keyfile naming another would leave its reader with no server to validate with or send a
+/// return receipt to, so `issue` refuses it at once.
+pub fn server_url(url: &str) -> std::result::Result<String, String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.to_string())
+    } else {
+        Err(format!("{url:?} is not an http:// or https:// URL"))
+    }
+}
+
 /// Refuses to write a keyfile over an existing `output` unless `force` (`issue`, `renew`):
 /// a keyfile already handed out must not be lost by a mistyped name.
 pub fn may_write(output: &Path, force: bool) -> Result<()> {
