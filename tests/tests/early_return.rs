@@ -509,12 +509,20 @@ fn t38_edited_foreign_and_replayed_receipts_are_refused_by_the_publisher() {
 
 /// A free loopback port and its URL: a server that is down now, started there later.
 fn server_not_yet_up() -> (u16, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    (port, format!("http://127.0.0.1:{port}"))
+    let [one] = servers_not_yet_up();
+    one
+}
+
+/// `N` distinct free ports on loopback, with their servers' URLs: each port is held until all
+/// are chosen, so no two are the same.
+fn servers_not_yet_up<const N: usize>() -> [(u16, String); N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| {
+        let port = held[i].local_addr().unwrap().port();
+        (port, format!("http://127.0.0.1:{port}"))
+    })
 }
 
 #[test]
@@ -536,6 +544,7 @@ fn t38_a_receipt_the_server_could_not_take_is_sent_again_when_it_is_back() {
     let first = json(&out.stdout);
     assert_eq!(first["delivery"], "unreachable", "{first}");
     assert_eq!(first["again"], false, "{first}");
+    assert_eq!(first["pending"], true, "{first}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("give the receipt file"),
         "{out:?}"
@@ -559,6 +568,7 @@ fn t38_a_receipt_the_server_could_not_take_is_sent_again_when_it_is_back() {
     let again = json(&out.stdout);
     assert_eq!(again["again"], true, "{again}");
     assert_eq!(again["delivery"], "accepted", "{again}");
+    assert_eq!(again["pending"], false, "{again}");
     assert_eq!(again["counter"], first["counter"], "{again}");
     let mut text = view_at(&home);
     text.arg("return").arg(&package).arg(&keyfile);
@@ -587,8 +597,20 @@ fn returned_while_down(home: &Path, package: &Path, lent: &Path, licence: &str) 
 }
 
 /// Opens `keyfile` in a viewer linking tally-core (this test's own process, over real
-/// HTTP) and waits for its session's background contact with the licence's server to end.
+/// HTTP) and waits for its session's background contact with the licence's server, and its
+/// sending of pending receipts, to end.
 fn session_contact(dir: &Path, home: &Path, package: &Path, keyfile: &Path) {
+    let mut session = started(dir, home, package, keyfile);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while session.server_contact().is_none() || session.pending_returns_sent().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no contact in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A session of `keyfile` started in a viewer linking tally-core (this test's own process,
+/// over real HTTP): its background contact and sending of pending receipts are under way.
+fn started(dir: &Path, home: &Path, package: &Path, keyfile: &Path) -> tally_core::rental::Session {
     let vendor =
         VendorPublic::from_export(&std::fs::read(dir.join("vendor/vendor.pub")).unwrap()).unwrap();
     let opened = open_rental(&OpenInputs {
@@ -602,12 +624,16 @@ fn session_contact(dir: &Path, home: &Path, package: &Path, keyfile: &Path) {
     })
     .unwrap();
     assert!(opened.decision.is_allowed(), "{:?}", opened.decision);
-    let (mut session, _document) = opened.start(Box::new(|| {})).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while session.server_contact().is_none() {
-        assert!(std::time::Instant::now() < deadline, "no contact in 60 s");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    opened.start(Box::new(|| {})).unwrap().0
+}
+
+/// The publisher's server has not recorded the return of `licence`.
+fn not_recorded(dir: &Path, licence: &str) {
+    pack(dir)
+        .arg("returns")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(licence).not());
 }
 
 /// The publisher's server has recorded the return of `licence`.
@@ -625,16 +651,16 @@ fn recorded(dir: &Path, licence: &str) {
 /// contacts a server — in the background, nothing asked of the reader — to the server its
 /// own licence names: the marker keeps the returned licence's vendor-signed keyfile, so the
 /// address is the publisher's (T29). Here the session's own server is down the whole time.
-/// A marker whose keyfile is another licence's, or that is no keyfile, is left alone.
+/// A marker holding another licence's keyfile is not sent, not even to that keyfile's server.
 #[test]
 fn t38_a_pending_receipt_goes_with_the_next_session_of_any_licence_to_its_own_server() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let home = dir.join("home");
     let package = publisher_and_reader(dir, &home);
-    let (port, url) = server_not_yet_up();
-    let (_, elsewhere) = server_not_yet_up();
+    let [(port, url), (_, elsewhere)] = servers_not_yet_up();
     let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
+    let (other, other_licence) = issue(dir, "Ada", &package, "other.tkey", &["--server", &url]);
     let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &elsewhere]);
     let marker = returned_while_down(&home, &package, &lent, &licence);
     assert_eq!(
@@ -642,9 +668,9 @@ fn t38_a_pending_receipt_goes_with_the_next_session_of_any_licence_to_its_own_se
         std::fs::read(&lent).unwrap(),
         "the marker keeps the licence's keyfile"
     );
-    let foreign = marker.with_file_name(format!("{}.pending", "ff".repeat(16)));
-    std::fs::write(&foreign, "00".repeat(32)).unwrap();
-    let swapped = marker.with_file_name(format!("{}.pending", "ee".repeat(16)));
+    // Another returned licence, its receipt saved, whose marker now holds `lent`'s keyfile
+    // (a valid keyfile naming the server that will be up, but not this licence's).
+    let swapped = returned_while_down(&home, &package, &other, &other_licence);
     std::fs::copy(&lent, &swapped).unwrap();
 
     let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
@@ -652,8 +678,8 @@ fn t38_a_pending_receipt_goes_with_the_next_session_of_any_licence_to_its_own_se
     session_contact(dir, &home, &package, &kept);
     assert!(!marker.exists(), "sent, and no longer pending");
     recorded(dir, &licence);
-    assert!(foreign.exists(), "not a keyfile: not sent");
     assert!(swapped.exists(), "another licence's keyfile: not sent");
+    not_recorded(dir, &other_licence);
 }
 
 /// A marker of the older form (written before the marker kept the keyfile: the server key's
@@ -667,6 +693,7 @@ fn t38_an_older_pending_marker_goes_with_a_session_on_that_server() {
     let package = publisher_and_reader(dir, &home);
     let (port, url) = server_not_yet_up();
     let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
+    let (other, other_licence) = issue(dir, "Ada", &package, "other.tkey", &["--server", &url]);
     let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &url]);
     let marker = returned_while_down(&home, &package, &lent, &licence);
     let vendor =
@@ -675,6 +702,10 @@ fn t38_an_older_pending_marker_goes_with_a_session_on_that_server() {
         tally_core::keyfile::Keyfile::open(&std::fs::read(&lent).unwrap(), &[vendor]).unwrap();
     let server = keyfile.server().unwrap().public_key.fingerprint();
     std::fs::write(&marker, hex::encode(server)).unwrap();
+    // Another returned licence, its receipt saved, whose older-form marker names another
+    // server's key: not this session's server, so not sent to it.
+    let foreign = returned_while_down(&home, &package, &other, &other_licence);
+    std::fs::write(&foreign, "00".repeat(32)).unwrap();
 
     let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
     assert_eq!(served, url);
@@ -686,4 +717,104 @@ fn t38_an_older_pending_marker_goes_with_a_session_on_that_server() {
     session_contact(dir, &home, &package, &kept);
     assert!(!marker.exists(), "sent, and no longer pending");
     recorded(dir, &licence);
+    assert!(foreign.exists(), "another server's key: not sent");
+    not_recorded(dir, &other_licence);
+}
+
+/// A publisher moved its server: the returned licence's keyfile names the old address, which
+/// no longer answers, and the licence opened now names the same server key at the new one.
+/// The pending receipt goes to the new address.
+#[test]
+fn t38_a_pending_receipt_follows_its_server_to_a_new_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let [(_, old), (port, new)] = servers_not_yet_up();
+    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &old]);
+    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &new]);
+    let marker = returned_while_down(&home, &package, &lent, &licence);
+
+    let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(served, new);
+    pack(dir)
+        .args(["viewer", "register"])
+        .arg(std::env::current_exe().unwrap())
+        .assert()
+        .success();
+    session_contact(dir, &home, &package, &kept);
+    assert!(!marker.exists(), "sent, and no longer pending");
+    recorded(dir, &licence);
+}
+
+/// A pending receipt whose server takes the connection and never answers does not hold up
+/// the session's own contact with its server: that ends while the receipt's request is
+/// still waiting (sent one after the other, the contact would come only once the request
+/// had timed out and its connection was closed). The marker stays.
+#[test]
+fn t38_a_silent_server_of_a_pending_receipt_does_not_hold_up_the_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let [(port, silent), (_, down)] = servers_not_yet_up();
+    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &silent]);
+    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &down]);
+    let marker = returned_while_down(&home, &package, &lent, &licence);
+    // Now a server at the lent licence's address that accepts and never answers.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            let _ = tx.send(stream);
+        }
+    });
+
+    let mut session = started(dir, &home, &package, &kept);
+    let held = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the pending receipt's request came");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while session.server_contact().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no contact in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        session.server_contact().unwrap().is_err(),
+        "its server is down"
+    );
+    // The receipt's request is still open: the client has not given up on it.
+    held.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let mut reader = &held;
+    loop {
+        match std::io::Read::read(&mut reader, &mut byte) {
+            Ok(0) => panic!("the receipt's request was closed before the contact ended"),
+            Ok(_) => continue, // the request's own bytes
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "{e}"
+                );
+                break;
+            }
+        }
+    }
+    assert!(session.pending_returns_sent().is_none(), "still waiting");
+    drop(held);
+    while session.pending_returns_sent().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the send did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = session.pending_returns_sent().unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        matches!(sent[0].1, tally_core::rental::Delivery::Unreachable { .. }),
+        "{sent:?}"
+    );
+    assert!(marker.exists(), "still pending");
 }

@@ -312,11 +312,11 @@ pub fn answer_challenge(
 pub type ContactResult = Result<ChallengeOutcome, ContactError>;
 
 /// The contact a started session makes with its licence's server, in the background
-/// ([`super::Opened::start`]): the pending receipts of returned licences, each to its own
-/// licence's server ([`super::send_pending`]), then [`answer_challenge`] with a card
-/// connection and trail handle of its own (the trail's lock and the card's transactions keep
-/// it in step with the session's meter), so a slow or unreachable server never holds up
-/// reading.
+/// ([`super::Opened::start`]): [`answer_challenge`] with a card connection and trail handle
+/// of its own (the trail's lock and the card's transactions keep it in step with the
+/// session's meter), and beside it, on a thread of their own, the pending receipts of
+/// returned licences, each to its own licence's server ([`super::send_pending`]), so that
+/// neither a slow or unreachable server nor the other's waits hold up reading or each other.
 pub(crate) struct Job {
     pub(crate) home: Home,
     pub(crate) card: CardSpec,
@@ -334,14 +334,6 @@ impl Job {
         std::thread::Builder::new()
             .name("tally-server-contact".into())
             .spawn(move || {
-                // Receipts of returned licences their servers could not take before: sent
-                // first (they need no card), whatever the challenge then does.
-                super::returning::send_pending(
-                    &self.home,
-                    &self.trusted,
-                    Some(&self.keyfile),
-                    self.transport.as_ref(),
-                );
                 let mut card = self
                     .card
                     .open(&self.home)
@@ -354,6 +346,25 @@ impl Job {
                     self.transport.as_ref(),
                     self.clock.as_ref(),
                 )
+            })
+    }
+
+    /// Starts sending the receipts of returned licences their servers could not take before
+    /// ([`super::send_pending`]; they need no card) on a thread of its own: a dead server of
+    /// another licence's waits its timeout there, not before this session's challenge.
+    pub(crate) fn spawn_returns(
+        &self,
+    ) -> std::io::Result<std::thread::JoinHandle<Vec<super::PendingSent>>> {
+        let (home, trusted, keyfile, transport) = (
+            self.home.clone(),
+            self.trusted.clone(),
+            self.keyfile.clone(),
+            self.transport.clone(),
+        );
+        std::thread::Builder::new()
+            .name("tally-pending-returns".into())
+            .spawn(move || {
+                super::returning::send_pending(&home, &trusted, Some(&keyfile), transport.as_ref())
             })
     }
 }

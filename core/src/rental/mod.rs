@@ -60,7 +60,7 @@ pub use open::{
 };
 pub use problem::Problem;
 pub use returning::{
-    Delivery, RETURN_TIMEOUT, Returned, deliver_receipt, return_licence, send_pending,
+    Delivery, PendingSent, RETURN_TIMEOUT, Returned, deliver_receipt, return_licence, send_pending,
 };
 pub use session::{MeterEvent, MeterWorker, Mode, RentalInfo, Session};
 

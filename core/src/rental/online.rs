@@ -73,7 +73,7 @@ pub fn post_to(
 }
 
 /// `url` when it is `http://` or `https://` (nothing else is ever sent to).
-fn http_url(url: &str) -> Result<&str, Unreached> {
+pub(super) fn http_url(url: &str) -> Result<&str, Unreached> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(url)
     } else {

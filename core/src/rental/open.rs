@@ -88,13 +88,18 @@ impl Opened {
     /// When the licence names a validation server, a background thread asks it whether the
     /// publisher has a challenge pending for the card and answers it (\[0104\],
     /// [`super::answer_challenge`]): the reader does nothing and waits for nothing; the
-    /// outcome is [`super::Session::server_contact`].
+    /// outcome is [`super::Session::server_contact`]. Beside it, another sends the receipts
+    /// of returned licences still pending ([`super::send_pending`],
+    /// [`super::Session::pending_returns_sent`]).
     pub fn start(self, wake: Box<dyn Fn() + Send>) -> Result<(super::Session, Plaintext), Problem> {
         let worker = super::MeterWorker::spawn(Box::new(self.meter), wake)
             .map_err(|e| Problem::Other(format!("cannot start the meter: {e}")))?;
         let mut session = super::Session::new(self.info, self.page_count, self.decision, worker);
         if let Some(job) = self.contact {
             // A thread that cannot start only means no contact this time.
+            if let Ok(handle) = job.spawn_returns() {
+                session.attach_returns(handle);
+            }
             if let Ok(handle) = job.spawn() {
                 session.attach_contact(handle);
             }

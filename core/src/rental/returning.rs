@@ -80,6 +80,11 @@ pub struct Returned {
     /// The licence was returned before (`receipt` is the one saved then): this call only
     /// sent the receipt again.
     pub again: bool,
+    /// The server could not be reached and the receipt is marked pending with the licence's
+    /// keyfile: the next session of any licence that contacts a server sends it in the
+    /// background ([`send_pending`]). False when it went, when there is no server to send it
+    /// to (none named, or not an http(s) address), or when the marker could not be written.
+    pub pending: bool,
 }
 
 /// Returns the licence of `inputs.keyfile` (module docs): every check of an opening up to
@@ -108,7 +113,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
                 return Err(Problem::Refused(crate::policy::Reason::Returned { on }));
             };
             let delivery = send(&keyfile, &receipt, inputs);
-            mark_pending(&inputs.home, &keyfile, &inputs.keyfile, &delivery);
+            let pending = mark_pending(&inputs.home, &keyfile, &inputs.keyfile, &delivery);
             return Ok(Returned {
                 keyfile,
                 title: header.title().to_string(),
@@ -116,6 +121,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
                 saved,
                 delivery,
                 again: true,
+                pending,
             });
         }
         Err(e) => return Err(e),
@@ -139,7 +145,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
         ))
     })?;
     let delivery = send(&keyfile, &receipt, inputs);
-    mark_pending(&inputs.home, &keyfile, &inputs.keyfile, &delivery);
+    let pending = mark_pending(&inputs.home, &keyfile, &inputs.keyfile, &delivery);
     Ok(Returned {
         keyfile,
         title: header.title().to_string(),
@@ -147,6 +153,7 @@ pub fn return_licence(inputs: &OpenInputs) -> Result<Returned, Problem> {
         saved,
         delivery,
         again: false,
+        pending,
     })
 }
 
@@ -170,22 +177,28 @@ fn pending_path(home: &crate::home::Home, licence: &crate::trail::LicenceId) -> 
 /// The extension of a pending receipt's marker.
 const PENDING_EXTENSION: &str = "pending";
 
-/// Pending receipts one session sends at most (each is a request to the server).
+/// Pending receipts one session sends at most (each a request to its server, or two when its
+/// server has moved).
 const MAX_PENDING_SENT: usize = 16;
 
 /// Marks the receipt of `keyfile`'s licence pending when its server could not take it, and
 /// unmarks it once the server answered (accepted, or refused: a verdict, not worth sending
-/// again). The marker holds the keyfile's bytes (read again from `path` and kept only if
+/// again) or when there is nowhere to send it (no server, or an address that is not
+/// http(s)). The marker holds the keyfile's bytes (read again from `path` and kept only if
 /// they are the keyfile verified: the file may have changed since), else the server key's
 /// fingerprint. Best effort: the receipt itself is saved, and `return` sends it again anyway.
+/// Whether the receipt is marked pending now.
 fn mark_pending(
     home: &crate::home::Home,
     keyfile: &VerifiedKeyfile,
     path: &std::path::Path,
     delivery: &Delivery,
-) {
+) -> bool {
     let marker = pending_path(home, &keyfile.licence());
-    match (delivery, keyfile.server()) {
+    let server = keyfile
+        .server()
+        .filter(|s| super::online::http_url(&s.url).is_ok());
+    match (delivery, server) {
         (Delivery::Unreachable { .. }, Some(server)) => {
             let bytes = super::open::read_bounded(
                 path,
@@ -195,43 +208,60 @@ fn mark_pending(
             .ok()
             .filter(|b| crate::crypto::sha256(b) == *keyfile.file_hash())
             .unwrap_or_else(|| hex::encode(server.public_key.fingerprint()).into_bytes());
-            let _ = crate::files::atomic_write(&marker, &bytes);
+            crate::files::atomic_write(&marker, &bytes).is_ok()
         }
         _ => {
             let _ = std::fs::remove_file(&marker);
+            false
         }
     }
 }
 
+/// What became of one pending receipt sent: its licence, and the server's answer.
+pub type PendingSent = (crate::trail::LicenceId, Delivery);
+
 /// Sends the receipts marked pending in `home`, each to the validation server its own
 /// licence's keyfile names: the keyfile kept in the marker, verified again against
-/// `trusted` and naming the marker's licence — the address is always a vendor-signed
-/// keyfile's, never one the reader wrote (T29: a marker the reader edits can at worst send
-/// a receipt of theirs to another server their trusted publishers named, which refuses
-/// it). A marker of the older form (a server key's fingerprint) is sent to `session`'s
-/// server when that is the server it names. Run in the background of a session
-/// ([`super::Opened::start`]). Each file is read with a size limit, and the receipt must
-/// parse and name the licence its file does; the server checks its card signature. A
-/// receipt the server answered is unmarked; at most 16 are sent per session. Returns
-/// what became of each one sent.
+/// `trusted` (the publishers the reader's viewer trusts) and naming the marker's licence —
+/// so the address is a vendor-signed keyfile's, never one typed into the marker (T29: a
+/// marker the reader edits can at worst send a receipt of theirs to a server one of their
+/// trusted publishers named, which refuses it; and a reader who trusts a vendor of their
+/// own only sends their own receipt somewhere the publisher never hears of — `return`
+/// still owes it to the publisher's server). When that address cannot be reached and
+/// `session`'s keyfile names the same server key at another, that one is tried: the
+/// publisher's newer address, should the server have moved. A marker of the older form (a server key's fingerprint) is sent to
+/// `session`'s server when that is the server it names. Run in the background of a session
+/// ([`super::Opened::start`]), on a thread of its own. Each file is read with a size limit,
+/// and the receipt must parse and name the licence its file does; the server checks its
+/// card signature. A receipt the server answered is unmarked. At most 16 are sent per
+/// session, starting at a random marker (so markers of a dead server do not take every
+/// turn); once a server could not be reached, its other markers wait for the next session.
+/// Returns what became of each one sent.
 pub fn send_pending(
     home: &crate::home::Home,
     trusted: &[crate::vendor::VendorPublic],
     session: Option<&VerifiedKeyfile>,
     transport: &dyn Transport,
-) -> Vec<(crate::trail::LicenceId, Delivery)> {
+) -> Vec<PendingSent> {
     use std::io::Read as _;
     let Ok(entries) = std::fs::read_dir(home.returns_dir()) else {
         return Vec::new();
     };
+    let mut markers: Vec<PathBuf> = entries
+        .flatten()
+        .take(4096)
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(PENDING_EXTENSION))
+        .collect();
+    if !markers.is_empty() {
+        let start = rand::Rng::gen_range(&mut rand::thread_rng(), 0..markers.len());
+        markers.rotate_left(start);
+    }
     let mut sent = Vec::new();
-    for entry in entries.flatten().take(4096) {
+    let mut unreached: Vec<String> = Vec::new();
+    for marker in markers {
         if sent.len() >= MAX_PENDING_SENT {
             break;
-        }
-        let marker = entry.path();
-        if marker.extension().and_then(|e| e.to_str()) != Some(PENDING_EXTENSION) {
-            continue;
         }
         let Some(licence) = marker
             .file_stem()
@@ -245,9 +275,13 @@ pub fn send_pending(
         else {
             continue;
         };
-        let Some(url) = pending_server(&named, &licence, trusted, session) else {
+        let urls: Vec<String> = pending_servers(&named, &licence, trusted, session)
+            .into_iter()
+            .filter(|u| !unreached.contains(u))
+            .collect();
+        if urls.is_empty() {
             continue;
-        };
+        }
         let mut bytes = Vec::new();
         let read = std::fs::File::open(home.receipt_path(&licence))
             .and_then(|f| f.take(MAX_RECEIPT as u64 + 1).read_to_end(&mut bytes));
@@ -255,33 +289,56 @@ pub fn send_pending(
             Some(r) if r.licence == licence => r,
             _ => continue,
         };
-        let delivery = deliver_receipt(&receipt, &url, transport, RETURN_TIMEOUT);
-        if !matches!(delivery, Delivery::Unreachable { .. }) {
-            let _ = std::fs::remove_file(&marker);
+        let mut delivery = None;
+        for url in urls {
+            let d = deliver_receipt(&receipt, &url, transport, RETURN_TIMEOUT);
+            let reached = !matches!(d, Delivery::Unreachable { .. });
+            if !reached {
+                unreached.push(url);
+            }
+            delivery = Some(d);
+            if reached {
+                let _ = std::fs::remove_file(&marker);
+                break;
+            }
         }
-        sent.push((licence, delivery));
+        if let Some(d) = delivery {
+            sent.push((licence, d));
+        }
     }
     sent
 }
 
-/// The server a pending marker's receipt goes to: the URL of the keyfile it holds, when
-/// that verifies under `trusted` and is `licence`'s; for a marker of the older form (a
-/// server key's hex fingerprint), `session`'s server when it is that one. `None`: not sent
-/// this time (the marker stays, and `return` sends the receipt again).
-fn pending_server(
+/// The servers a pending marker's receipt goes to, in the order to try them: the URL of the
+/// keyfile it holds, when that verifies under `trusted` and is `licence`'s, then
+/// `session`'s URL when it names the same server key at another address (the publisher's
+/// newer one, should the server have moved); for a marker of the older form (a server key's
+/// hex fingerprint), `session`'s server when it is that one. Empty: not sent this time (the
+/// marker stays, and `return` sends the receipt again).
+fn pending_servers(
     marker: &[u8],
     licence: &crate::trail::LicenceId,
     trusted: &[crate::vendor::VendorPublic],
     session: Option<&VerifiedKeyfile>,
-) -> Option<String> {
+) -> Vec<String> {
+    let current = session.and_then(VerifiedKeyfile::server);
     if let Ok(keyfile) = crate::keyfile::Keyfile::open(marker, trusted) {
-        return (keyfile.licence() == *licence)
-            .then(|| keyfile.server().map(|s| s.url.clone()))
-            .flatten();
+        let Some(own) = keyfile.server().filter(|_| keyfile.licence() == *licence) else {
+            return Vec::new();
+        };
+        let mut urls = vec![own.url.clone()];
+        if let Some(s) = current
+            && s.public_key == own.public_key
+            && s.url != own.url
+        {
+            urls.push(s.url.clone());
+        }
+        return urls;
     }
-    let server = session?.server()?;
-    (marker.trim_ascii() == hex::encode(server.public_key.fingerprint()).as_bytes())
-        .then(|| server.url.clone())
+    current
+        .filter(|s| marker.trim_ascii() == hex::encode(s.public_key.fingerprint()).as_bytes())
+        .map(|s| vec![s.url.clone()])
+        .unwrap_or_default()
 }
 
 /// The receipt saved in the home at `path` when it is this card's signed return of

@@ -256,6 +256,8 @@ pub struct Session {
     meter: MeterWorker,
     contact: Option<std::thread::JoinHandle<super::contact::ContactResult>>,
     contacted: Option<super::contact::ContactResult>,
+    returns: Option<std::thread::JoinHandle<Vec<super::PendingSent>>>,
+    returned: Option<Vec<super::PendingSent>>,
 }
 
 impl Session {
@@ -292,6 +294,8 @@ impl Session {
             meter,
             contact: None,
             contacted: None,
+            returns: None,
+            returned: None,
         };
         s.apply_decision(decision);
         s
@@ -317,6 +321,27 @@ impl Session {
             self.contacted = Some(h.join().unwrap_or(Err(super::ContactError::Stopped)));
         }
         self.contacted.as_ref()
+    }
+
+    /// The background sending of receipts of returned licences still pending
+    /// ([`super::send_pending`]).
+    pub(crate) fn attach_returns(
+        &mut self,
+        handle: std::thread::JoinHandle<Vec<super::PendingSent>>,
+    ) {
+        self.returns = Some(handle);
+    }
+
+    /// The receipts of returned licences this session sent in the background, each with the
+    /// answer of its server, once that has ended (an empty list: none was pending, or none
+    /// could be sent). `None` while it runs, or when the licence names no server.
+    pub fn pending_returns_sent(&mut self) -> Option<&[super::PendingSent]> {
+        if self.returns.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.returns.take()
+        {
+            self.returned = Some(h.join().unwrap_or_default());
+        }
+        self.returned.as_deref()
     }
 
     /// Starts the automatic backup of this session's trail ([`super::AutoBackup`]) on a

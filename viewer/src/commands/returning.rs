@@ -102,6 +102,7 @@ pub fn run(args: &ReturnArgs, home: &Home, card: &CardSpec) -> Outcome {
                 "delivery": word,
                 "server": server,
                 "answer": answer,
+                "pending": r.pending,
             })
         );
     } else if r.again {
@@ -140,8 +141,12 @@ pub fn run(args: &ReturnArgs, home: &Home, card: &CardSpec) -> Outcome {
             "the licence is returned, but {endpoint} refused the receipt (HTTP {status}: {reason}); give the receipt file {} to {vendor}",
             hand_over.display()
         ))),
-        Delivery::Unreachable { endpoint, reason } => Err(Failure::Usage(anyhow!(
+        Delivery::Unreachable { endpoint, reason } if r.pending => Err(Failure::Usage(anyhow!(
             "the licence is returned, but the receipt could not be sent to {endpoint} ({reason}); it goes there in the background the next time you read a document whose licence names a validation server, or run `tally-view return` again, or give the receipt file {} to {vendor}",
+            hand_over.display()
+        ))),
+        Delivery::Unreachable { endpoint, reason } => Err(Failure::Usage(anyhow!(
+            "the licence is returned, but the receipt could not be sent to {endpoint} ({reason}); run `tally-view return` again later, or give the receipt file {} to {vendor}",
             hand_over.display()
         ))),
         Delivery::NoServer | Delivery::Accepted { .. } => Ok(()),
