@@ -36,7 +36,7 @@
 
 pub mod challenge;
 pub mod db;
-mod generations;
+mod lru;
 mod next_ui;
 mod request_log;
 pub mod restore;
@@ -112,7 +112,7 @@ struct App {
     rows: next_ui::NextUi<db::CopyRow>,
     package_dirs: Vec<PathBuf>,
     packages: Mutex<PackageCache>,
-    digests: Mutex<generations::Generations<String, Arc<ChunkDigests>>>,
+    digests: Mutex<lru::Lru<String, Arc<ChunkDigests>>>,
     terms: Terms,
     variants: Vec<IcvVariant>,
     clock: Arc<dyn Clock>,
@@ -129,7 +129,7 @@ struct App {
     /// Viewer builds found registered (a build is never unregistered), so the common
     /// request makes one query fewer; one not found is asked again each time, since
     /// another node may register it meanwhile.
-    viewers: Mutex<generations::Generations<Icv, ()>>,
+    viewers: Mutex<lru::Lru<Icv, ()>>,
     /// One line per request, written to standard error by a thread of its own.
     log: request_log::RequestLog,
     /// SQLite: a read-only connection for the cards of copies this node has not validated
@@ -270,7 +270,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
             tick: 0,
             entries: HashMap::new(),
         }),
-        digests: Mutex::new(generations::Generations::new(MAX_DIGEST_ENTRIES)),
+        digests: Mutex::new(lru::Lru::new(MAX_DIGEST_ENTRIES)),
         terms: config.terms,
         variants: config.variants,
         clock: config.clock,
@@ -279,7 +279,7 @@ fn build(config: Config) -> Result<(Router, Arc<App>)> {
         in_flight: Mutex::new(HashMap::new()),
         validations: tokio::sync::Semaphore::new(validation_threads),
         cards: next_ui::NextUi::new(MAX_CARD_ENTRIES),
-        viewers: Mutex::new(generations::Generations::new(MAX_VIEWER_ENTRIES)),
+        viewers: Mutex::new(lru::Lru::new(MAX_VIEWER_ENTRIES)),
         log: request_log::RequestLog::start().context("starting the request log thread")?,
         card_reader,
     });
@@ -941,10 +941,10 @@ impl App {
         }
         let registered = db::viewer_registered(db, icv)?;
         if registered {
-            let mut known = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-            let dropped = known.insert(*icv, ());
-            drop(known);
-            drop(dropped);
+            self.viewers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*icv, ());
         }
         Ok(registered)
     }
@@ -952,12 +952,11 @@ impl App {
     /// Whether this node found the viewer build `icv` registered before (and still
     /// remembers it): a build in use is kept, as the other caches keep theirs.
     fn viewer_known(&self, icv: &Icv) -> bool {
-        let mut known = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        let (found, dropped) = known.get(icv);
-        let found = found.is_some();
-        drop(known);
-        drop(dropped);
-        found
+        self.viewers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(icv)
+            .is_some()
     }
 
     /// The chunk digests of a document's package (ICV V8): from memory, from the registry
@@ -1002,21 +1001,20 @@ impl App {
             }
         };
         let digests = Arc::new(digests);
-        let mut cache = self.digests.lock().unwrap_or_else(|e| e.into_inner());
-        let dropped = cache.insert(document.to_string(), digests.clone());
-        drop(cache);
-        drop(dropped);
+        self.digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(document.to_string(), digests.clone());
         Ok(Some(digests))
     }
 
     /// The chunk digests of a document if this node holds them in memory (no I/O).
     fn cached_digests(&self, document: &str) -> Option<Arc<ChunkDigests>> {
-        let mut cache = self.digests.lock().unwrap_or_else(|e| e.into_inner());
-        let (found, dropped) = cache.get(document);
-        let found = found.cloned();
-        drop(cache);
-        drop(dropped);
-        found
+        self.digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(document)
+            .cloned()
     }
 
     /// The registry's SHA-256 of a document's package and where `pack` wrote it.

@@ -7,37 +7,32 @@
 //! here is trusted: a remembered card is the registered one (a copy's card never changes),
 //! and a remembered row is written back only if the database still holds it.
 
-use super::generations::Generations;
+use super::lru::Lru;
 use std::sync::Mutex;
 use tally_core::icv::Ui;
 
 /// A bounded map from a copy's next UI to what this node remembers of it; when full, the
-/// copies not validated lately are dropped, never the active ones
-/// ([`Generations`]; a miss costs a read, never a wrong answer).
+/// copy validated least recently is dropped ([`Lru`]; a miss costs a read, never a wrong
+/// answer).
 pub(crate) struct NextUi<V> {
-    map: Mutex<Generations<Ui, V>>,
+    map: Mutex<Lru<Ui, V>>,
 }
 
 impl<V: Clone> NextUi<V> {
     /// An empty map holding at most `max` copies.
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            map: Mutex::new(Generations::new(max)),
+            map: Mutex::new(Lru::new(max)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<Ui, V>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<Ui, V>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What is remembered under `ui`.
     pub(crate) fn get(&self, ui: &Ui) -> Option<V> {
-        let mut map = self.lock();
-        let (found, dropped) = map.get(ui);
-        let found = found.cloned();
-        drop(map);
-        drop(dropped);
-        found
+        self.lock().get(ui).cloned()
     }
 
     /// The copy that presented `presented` moves on to `next`: remembered under `next`
@@ -45,9 +40,7 @@ impl<V: Clone> NextUi<V> {
     pub(crate) fn advance(&self, presented: &Ui, next: Ui, value: V) {
         let mut map = self.lock();
         map.remove(presented);
-        let dropped = map.insert(next, value);
-        drop(map);
-        drop(dropped);
+        map.insert(next, value);
     }
 
     /// Forgets what is remembered under `ui`.
