@@ -51,7 +51,7 @@ pub use contact::{
 };
 pub use meter::{CardMeter, Charge, Charged, Meter, card_problem, tally_of, trail_problem};
 pub use online::{
-    NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, Unreached, post_to,
+    NoNetwork, OPEN_TIMEOUT, Round, RoundError, Transport, Unreached, http_url, post_to,
     standing_after_round, validate_online,
 };
 pub use open::{

@@ -39,6 +39,7 @@ pub trait Transport: Send + Sync {
 /// vocabulary of every exchange (a round, a challenge, a vouching and backup, a return), so
 /// each caller's error says it the same way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Unreached {
     /// The address is not `http://` or `https://`: nothing was sent.
     #[error("the validation server's address {0} is not an http(s) URL")]
@@ -54,9 +55,11 @@ pub enum Unreached {
     },
 }
 
-/// POSTs `body` to `path` on the validation server at `url` (a keyfile's, never one the
-/// reader names: T29) through `transport`: the HTTP status and at most `limit` bytes of the
-/// answer, whatever the status, or why there is none.
+/// POSTs `body` to `path` on the validation server at `url` through `transport`: the HTTP
+/// status and at most `limit` bytes of the answer, whatever the status, or why there is
+/// none. `url` is a vendor-signed keyfile's, or one the reader gave `validate --server`:
+/// either way what comes back is checked against the server key in the keyfile (T29), so
+/// the address decides nothing.
 pub fn post_to(
     transport: &dyn Transport,
     url: &str,
@@ -72,8 +75,10 @@ pub fn post_to(
         .map_err(|reason| Unreached::Unreachable { endpoint, reason })
 }
 
-/// `url` when it is `http://` or `https://` (nothing else is ever sent to).
-pub(super) fn http_url(url: &str) -> Result<&str, Unreached> {
+/// `url` when it is `http://` or `https://` (nothing else is ever sent to): the one check,
+/// for every exchange here and for the tools that take an address (`issue --server`,
+/// `validate --server`).
+pub fn http_url(url: &str) -> Result<&str, Unreached> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(url)
     } else {
@@ -151,8 +156,9 @@ pub enum RoundError {
     /// The keyfile names no validation server.
     #[error("this keyfile names no validation server: the licence works offline only")]
     NoServer,
-    /// The address is not http(s), or nothing answered or the answer could not be read:
-    /// the copy's state is unchanged apart from one used sequence number.
+    /// The address is not http(s) (nothing was sent, nothing used), or nothing answered or
+    /// the answer could not be read: the copy's state is unchanged apart from the one
+    /// sequence number the request that went used.
     #[error(transparent)]
     Unreached(#[from] Unreached),
     /// The server answered something that is not a verdict (a 4xx with a reason, a proxy's

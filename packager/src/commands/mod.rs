@@ -73,11 +73,9 @@ pub fn refused(msg: impl Into<String>) -> anyhow::Error {
 /// keyfile naming another would leave its reader with no server to validate with or send a
 /// return receipt to, so `issue` refuses it at once.
 pub fn server_url(url: &str) -> std::result::Result<String, String> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(url.to_string())
-    } else {
-        Err(format!("{url:?} is not an http:// or https:// URL"))
-    }
+    tally_core::rental::http_url(url)
+        .map(str::to_string)
+        .map_err(|e| e.to_string())
 }
 
 /// Refuses to write a keyfile over an existing `output` unless `force` (`issue`, `renew`):

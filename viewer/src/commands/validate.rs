@@ -51,10 +51,8 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 
 /// Runs `validate`.
 pub fn run(args: &ValidateArgs, home: &Home, card: &CardSpec) -> Outcome {
-    if let Some(url) = &args.server
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
+    if let Some(url) = &args.server {
+        tally_core::rental::http_url(url).map_err(|e| Failure::Usage(anyhow!("--server: {e}")))?;
     }
     let inputs = OpenInputs {
         package: args.package.clone(),

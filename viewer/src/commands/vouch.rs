@@ -96,9 +96,7 @@ pub(super) fn licence_server(
         }
     }
     let url = args.server.clone().unwrap_or_else(|| s.url.clone());
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(Failure::Usage(anyhow!("--server must be an http(s) URL")));
-    }
+    tally_core::rental::http_url(&url).map_err(|e| Failure::Usage(anyhow!("--server: {e}")))?;
     let key = s.public_key.clone();
     Ok((kf, url, key))
 }
