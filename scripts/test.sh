@@ -224,7 +224,7 @@ bash scripts/setup.sh || {
 
 step fmt cargo fmt --all -- --check
 # fuzz/ is a workspace of its own, outside the one above.
-step fmt-fuzz cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
+step fmt-fuzz cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # tally-core without its default `pcsc` feature (a viewer for the emulated card only) builds too.
 step no-pcsc cargo clippy -p tally-core --no-default-features --locked -- -D warnings

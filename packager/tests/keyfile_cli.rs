@@ -774,8 +774,8 @@ fn issue_and_renew_refuse_to_replace_a_keyfile_without_force() {
 }
 
 /// A keyfile naming a server address a viewer never sends to (not http(s)) would leave its
-/// reader with no server to validate with or to send a return receipt to: refused at once,
-/// nothing written.
+/// reader with no server to validate with or to send a return receipt to: refused as the
+/// arguments are read (the keyfile's own check would refuse it too, later), nothing written.
 #[test]
 fn issue_refuses_a_server_address_that_is_not_http() {
     let env = Env::new();

@@ -818,3 +818,55 @@ fn t38_a_silent_server_of_a_pending_receipt_does_not_hold_up_the_session() {
     );
     assert!(marker.exists(), "still pending");
 }
+
+/// A server that cannot be reached is tried once per session, whatever the number of
+/// receipts pending for it: three receipts for a server that closes every connection
+/// unanswered cost one connection, and all three stay pending.
+#[test]
+fn t38_an_unreachable_server_is_tried_once_per_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    let package = publisher_and_reader(dir, &home);
+    let [(port, closing), (_, down)] = servers_not_yet_up();
+    let markers: Vec<PathBuf> = (0..3)
+        .map(|n| {
+            let (lent, licence) = issue(
+                dir,
+                "Ada",
+                &package,
+                &format!("lent{n}.tkey"),
+                &["--server", &closing],
+            );
+            returned_while_down(&home, &package, &lent, &licence)
+        })
+        .collect();
+    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &down]);
+    // Now a server at their address that closes each connection without an answer.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut connections = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        drop(stream);
+                        connections += 1;
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+            connections
+        })
+    };
+    session_contact(dir, &home, &package, &kept);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let connections = closer.join().unwrap();
+    assert_eq!(connections, 1, "one try for the server");
+    for m in &markers {
+        assert!(m.exists(), "{} still pending", m.display());
+    }
+}

@@ -123,11 +123,17 @@ pub fn check_name(name: &str) -> Result<(), KeyfileError> {
     Ok(())
 }
 
+/// Whether `url` is `http://` or `https://`: the only servers anything is sent to (a
+/// keyfile's, checked here; one a reader gives a command, by [`crate::rental::http_url`]).
+pub(crate) fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
 fn check_url(url: &str) -> Result<(), KeyfileError> {
     if url.is_empty()
         || url.len() > MAX_URL_BYTES
         || !url.bytes().all(|b| b.is_ascii_graphic())
-        || !(url.starts_with("http://") || url.starts_with("https://"))
+        || !is_http(url)
     {
         return Err(KeyfileError::BadCis(
             "server URL must be http(s), printable ASCII, at most 512 bytes",

@@ -15,7 +15,7 @@
 //! cannot (a debugger attached to a viewer while the card deciphers for it), is written
 //! down in `docs/keyfile-format.md`.
 
-mod cis;
+pub(crate) mod cis;
 mod decoy;
 mod format;
 

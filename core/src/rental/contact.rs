@@ -85,7 +85,8 @@ pub enum ContactError {
     /// The trail here is invalid, or the server's validator answer does not verify for it.
     #[error(transparent)]
     Trail(#[from] TrailError),
-    /// The background thread making the contact ended without an answer (a bug).
+    /// The background thread making the contact ended without an answer (a bug), or could
+    /// not be started.
     #[error("the contact with the validation server stopped unexpectedly")]
     Stopped,
     /// The trail is larger than a validation request carries.

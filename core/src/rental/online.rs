@@ -57,9 +57,9 @@ pub enum Unreached {
 
 /// POSTs `body` to `path` on the validation server at `url` through `transport`: the HTTP
 /// status and at most `limit` bytes of the answer, whatever the status, or why there is
-/// none. `url` is a vendor-signed keyfile's, or one the reader gave `validate --server`:
-/// either way what comes back is checked against the server key in the keyfile (T29), so
-/// the address decides nothing.
+/// none. `url` is a vendor-signed keyfile's, or one the reader gave a command's `--server`
+/// (`validate`, `vouch`, `restore`, backups): either way what comes back is checked against
+/// the server key in the keyfile (T29), so the address decides nothing.
 pub fn post_to(
     transport: &dyn Transport,
     url: &str,
@@ -75,11 +75,11 @@ pub fn post_to(
         .map_err(|reason| Unreached::Unreachable { endpoint, reason })
 }
 
-/// `url` when it is `http://` or `https://` (nothing else is ever sent to): the one check,
-/// for every exchange here and for the tools that take an address (`issue --server`,
-/// `validate --server`).
+/// `url` when it is `http://` or `https://` (nothing else is ever sent to): checked before
+/// every exchange here, and by the tools for an address the reader gives them (`--server`).
+/// A keyfile's own address was checked when it was parsed (with the same rule).
 pub fn http_url(url: &str) -> Result<&str, Unreached> {
-    if url.starts_with("http://") || url.starts_with("https://") {
+    if crate::keyfile::cis::is_http(url) {
         Ok(url)
     } else {
         Err(Unreached::BadUrl(url.to_string()))

@@ -96,13 +96,9 @@ impl Opened {
             .map_err(|e| Problem::Other(format!("cannot start the meter: {e}")))?;
         let mut session = super::Session::new(self.info, self.page_count, self.decision, worker);
         if let Some(job) = self.contact {
-            // A thread that cannot start only means no contact this time.
-            if let Ok(handle) = job.spawn_returns() {
-                session.attach_returns(handle);
-            }
-            if let Ok(handle) = job.spawn() {
-                session.attach_contact(handle);
-            }
+            // A thread that cannot start only means no contact this time (said as such).
+            session.attach_returns(job.spawn_returns());
+            session.attach_contact(job.spawn());
         }
         session.go_to(0);
         if let Some(plan) = self.backup {

@@ -10,7 +10,9 @@
 //! The record is also the publisher's proof ([`Receipt`]): it is kept in the reader's home
 //! ([`crate::home::Home::receipt_path`]) and sent to the validation server that the
 //! licence's vendor-signed keyfile names (`POST <server>/v1/return`, [`deliver_receipt`]) —
-//! never to a server the reader names (T29). Without a server, or when it can't be reached,
+//! never to a server the reader names (T29); a pending receipt whose server has moved goes to
+//! the address a newer keyfile of the same publisher names for the same server key
+//! ([`send_pending`]). Without a server, or when it can't be reached,
 //! the reader hands the receipt file over (`tally-pack returns RECEIPT`), or returns the
 //! licence again later: that writes nothing and sends the saved receipt once more. A receipt
 //! the server could not take is also marked pending (`<licence>.pending` beside it, holding
@@ -82,8 +84,8 @@ pub struct Returned {
     pub again: bool,
     /// The server could not be reached and the receipt is marked pending with the licence's
     /// keyfile: the next session of any licence that contacts a server sends it in the
-    /// background ([`send_pending`]). False when it went, when there is no server to send it
-    /// to (none named, or not an http(s) address), or when the marker could not be written.
+    /// background ([`send_pending`]). False when it went, when the licence names no server,
+    /// or when the marker could not be written (or the keyfile changed meanwhile).
     pub pending: bool,
 }
 
@@ -183,11 +185,11 @@ const MAX_PENDING_SENT: usize = 16;
 
 /// Marks the receipt of `keyfile`'s licence pending when its server could not take it, and
 /// unmarks it once the server answered (accepted, or refused: a verdict, not worth sending
-/// again) or when there is nowhere to send it (no server, or an address that is not
-/// http(s)). The marker holds the keyfile's bytes (read again from `path` and kept only if
-/// they are the keyfile verified: the file may have changed since), else the server key's
-/// fingerprint. Best effort: the receipt itself is saved, and `return` sends it again anyway.
-/// Whether the receipt is marked pending now.
+/// again) or when there is nowhere to send it (no server). The marker holds the keyfile's
+/// bytes, read again from `path` and kept only if they are the keyfile verified (the file
+/// may have changed since: then no marker, since a server key's fingerprint — the older
+/// form — names no publisher). Best effort: the receipt itself is saved, and `return` sends
+/// it again anyway. Whether the receipt is marked pending now.
 fn mark_pending(
     home: &crate::home::Home,
     keyfile: &VerifiedKeyfile,
@@ -195,22 +197,17 @@ fn mark_pending(
     delivery: &Delivery,
 ) -> bool {
     let marker = pending_path(home, &keyfile.licence());
-    let server = keyfile
-        .server()
-        .filter(|s| super::online::http_url(&s.url).is_ok());
-    match (delivery, server) {
-        (Delivery::Unreachable { .. }, Some(server)) => {
-            let bytes = super::open::read_bounded(
-                path,
-                crate::keyfile::MAX_KEYFILE_BYTES as u64,
-                "keyfile",
-            )
-            .ok()
-            .filter(|b| crate::crypto::sha256(b) == *keyfile.file_hash())
-            .unwrap_or_else(|| hex::encode(server.public_key.fingerprint()).into_bytes());
-            crate::files::atomic_write(&marker, &bytes).is_ok()
+    let bytes = match (delivery, keyfile.server()) {
+        (Delivery::Unreachable { .. }, Some(_)) => {
+            super::open::read_bounded(path, crate::keyfile::MAX_KEYFILE_BYTES as u64, "keyfile")
+                .ok()
+                .filter(|b| crate::crypto::sha256(b) == *keyfile.file_hash())
         }
-        _ => {
+        _ => None,
+    };
+    match bytes {
+        Some(bytes) => crate::files::atomic_write(&marker, &bytes).is_ok(),
+        None => {
             let _ = std::fs::remove_file(&marker);
             false
         }
@@ -228,8 +225,8 @@ pub type PendingSent = (crate::trail::LicenceId, Delivery);
 /// trusted publishers named, which refuses it; and a reader who trusts a vendor of their
 /// own only sends their own receipt somewhere the publisher never hears of — `return`
 /// still owes it to the publisher's server). When that address cannot be reached and
-/// `session`'s keyfile names the same server key at another, that one is tried: the
-/// publisher's newer address, should the server have moved. A marker of the older form (a server key's fingerprint) is sent to
+/// `session`'s keyfile, signed by the same publisher, names the same server key at another,
+/// that one is tried: the publisher's newer address, should the server have moved. A marker of the older form (a server key's fingerprint) is sent to
 /// `session`'s server when that is the server it names. Run in the background of a session
 /// ([`super::Opened::start`]), on a thread of its own. Each file is read with a size limit,
 /// and the receipt must parse and name the licence its file does; the server checks its
@@ -311,10 +308,12 @@ pub fn send_pending(
 
 /// The servers a pending marker's receipt goes to, in the order to try them: the URL of the
 /// keyfile it holds, when that verifies under `trusted` and is `licence`'s, then
-/// `session`'s URL when it names the same server key at another address (the publisher's
-/// newer one, should the server have moved); for a marker of the older form (a server key's
-/// hex fingerprint), `session`'s server when it is that one. Empty: not sent this time (the
-/// marker stays, and `return` sends the receipt again).
+/// `session`'s URL when the same publisher signed it and it names the same server key at
+/// another address (the publisher's newer one, should the server have moved: a server key
+/// is public, so the key alone would let another trusted publisher take the receipt); for a
+/// marker of the older form (a server key's hex fingerprint, which names no publisher),
+/// `session`'s server when it is that one. Empty: not sent this time (the marker stays, and
+/// `return` sends the receipt again).
 fn pending_servers(
     marker: &[u8],
     licence: &crate::trail::LicenceId,
@@ -327,7 +326,9 @@ fn pending_servers(
             return Vec::new();
         };
         let mut urls = vec![own.url.clone()];
-        if let Some(s) = current
+        if let Some(session) = session
+            && let Some(s) = current
+            && session.vendor() == keyfile.vendor()
             && s.public_key == own.public_key
             && s.url != own.url
         {
@@ -404,5 +405,128 @@ pub fn deliver_receipt(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_servers;
+    use crate::card::{CardIdentity, Serial};
+    use crate::crypto::PublicKey;
+    use crate::keyfile::{Cis, Keyfile, ServerInfo, VerifiedKeyfile};
+    use crate::package::{ContentKey, DocumentId};
+    use crate::policy::Limits;
+    use crate::trail::LicenceId;
+    use crate::vendor::VendorSecret;
+    use rand_core::OsRng;
+
+    fn key(seed: u8) -> PublicKey {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+        PublicKey::from_verifying_key(sk.verifying_key())
+    }
+
+    /// Licence `licence`'s keyfile from `vendor`, naming the server `key` at `url`.
+    fn keyfile(vendor: &VendorSecret, licence: u8, url: &str, key: &PublicKey) -> Vec<u8> {
+        let agreement = p256::SecretKey::from_slice(&[0x87; 32])
+            .unwrap()
+            .public_key();
+        let cis = Cis {
+            licence: LicenceId([licence; 16]),
+            document: DocumentId([0xd0; 16]),
+            card: CardIdentity {
+                serial: Serial([7; 16]),
+                public_key: super::tests::key(7),
+                origin: 1007,
+            },
+            card_agreement_key: PublicKey::from_sec1(
+                p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&agreement, false)
+                    .as_bytes(),
+            )
+            .unwrap(),
+            issuers: Vec::new(),
+            customer_name: "Ada".into(),
+            content_key: ContentKey::from_bytes([0x5a; 32]),
+            limits: Limits::parse(b"tally-policy/1\npages 3\n").unwrap(),
+            allow_emulated_card: true,
+            server: Some(ServerInfo {
+                url: url.into(),
+                public_key: key.clone(),
+                require_online_every_days: None,
+            }),
+            issued_at: time::macros::datetime!(2026-12-01 12:00:00 UTC),
+        };
+        Keyfile::issue(vendor, &cis, &mut OsRng).unwrap()
+    }
+
+    fn verified(bytes: &[u8], trusted: &[crate::vendor::VendorPublic]) -> VerifiedKeyfile {
+        Keyfile::open(bytes, trusted).unwrap()
+    }
+
+    #[test]
+    fn a_moved_server_of_the_same_publisher_is_tried_after_the_keyfiles_own_address() {
+        let a = VendorSecret::generate("A Press", false, &mut OsRng).unwrap();
+        let trusted = [a.public().clone()];
+        let marker = keyfile(&a, 1, "http://old.example", &key(9));
+        let session = verified(&keyfile(&a, 2, "https://new.example", &key(9)), &trusted);
+        let urls = pending_servers(&marker, &LicenceId([1; 16]), &trusted, Some(&session));
+        assert_eq!(urls, ["http://old.example", "https://new.example"]);
+        // Another server key: only the keyfile's own address.
+        let other = verified(&keyfile(&a, 2, "https://new.example", &key(8)), &trusted);
+        let urls = pending_servers(&marker, &LicenceId([1; 16]), &trusted, Some(&other));
+        assert_eq!(urls, ["http://old.example"]);
+    }
+
+    #[test]
+    fn another_publisher_naming_the_same_server_key_is_never_tried() {
+        // A server key is public: publisher B can put A's in a keyfile of its own.
+        let a = VendorSecret::generate("A Press", false, &mut OsRng).unwrap();
+        let b = VendorSecret::generate("B Press", false, &mut OsRng).unwrap();
+        let trusted = [a.public().clone(), b.public().clone()];
+        let marker = keyfile(&a, 1, "http://a.example", &key(9));
+        let session = verified(&keyfile(&b, 2, "https://b.example", &key(9)), &trusted);
+        let urls = pending_servers(&marker, &LicenceId([1; 16]), &trusted, Some(&session));
+        assert_eq!(urls, ["http://a.example"]);
+    }
+
+    #[test]
+    fn a_marker_of_another_licence_or_an_untrusted_publisher_goes_nowhere() {
+        let a = VendorSecret::generate("A Press", false, &mut OsRng).unwrap();
+        let c = VendorSecret::generate("C Press", false, &mut OsRng).unwrap();
+        let trusted = [a.public().clone()];
+        let session = verified(&keyfile(&a, 2, "https://a.example", &key(9)), &trusted);
+        let another = keyfile(&a, 3, "http://a.example", &key(9));
+        assert!(
+            pending_servers(&another, &LicenceId([1; 16]), &trusted, Some(&session)).is_empty()
+        );
+        let untrusted = keyfile(&c, 1, "http://c.example", &key(9));
+        assert!(
+            pending_servers(&untrusted, &LicenceId([1; 16]), &trusted, Some(&session)).is_empty()
+        );
+    }
+
+    #[test]
+    fn an_older_marker_goes_only_to_the_session_server_it_names() {
+        let a = VendorSecret::generate("A Press", false, &mut OsRng).unwrap();
+        let trusted = [a.public().clone()];
+        let session = verified(&keyfile(&a, 2, "https://a.example", &key(9)), &trusted);
+        let named = hex::encode(key(9).fingerprint());
+        let urls = pending_servers(
+            named.as_bytes(),
+            &LicenceId([1; 16]),
+            &trusted,
+            Some(&session),
+        );
+        assert_eq!(urls, ["https://a.example"]);
+        let other = hex::encode(key(8).fingerprint());
+        assert!(
+            pending_servers(
+                other.as_bytes(),
+                &LicenceId([1; 16]),
+                &trusted,
+                Some(&session)
+            )
+            .is_empty()
+        );
+        assert!(pending_servers(named.as_bytes(), &LicenceId([1; 16]), &trusted, None).is_empty());
     }
 }

@@ -303,11 +303,15 @@ impl Session {
 
     /// The background contact with the licence's validation server (\[0104\]'s challenge,
     /// [`super::Opened::start`]).
+    /// A thread that could not start is an ended contact ([`super::ContactError::Stopped`]).
     pub(crate) fn attach_contact(
         &mut self,
-        handle: std::thread::JoinHandle<super::contact::ContactResult>,
+        handle: std::io::Result<std::thread::JoinHandle<super::contact::ContactResult>>,
     ) {
-        self.contact = Some(handle);
+        match handle {
+            Ok(h) => self.contact = Some(h),
+            Err(_) => self.contacted = Some(Err(super::ContactError::Stopped)),
+        }
     }
 
     /// How the background contact with the licence's validation server went, once it has
@@ -324,12 +328,15 @@ impl Session {
     }
 
     /// The background sending of receipts of returned licences still pending
-    /// ([`super::send_pending`]).
+    /// ([`super::send_pending`]); a thread that could not start sent none.
     pub(crate) fn attach_returns(
         &mut self,
-        handle: std::thread::JoinHandle<Vec<super::PendingSent>>,
+        handle: std::io::Result<std::thread::JoinHandle<Vec<super::PendingSent>>>,
     ) {
-        self.returns = Some(handle);
+        match handle {
+            Ok(h) => self.returns = Some(h),
+            Err(_) => self.returned = Some(Vec::new()),
+        }
     }
 
     /// The receipts of returned licences this session sent in the background, each with the
