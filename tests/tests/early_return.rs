@@ -647,6 +647,40 @@ fn recorded(dir: &Path, licence: &str) {
         )));
 }
 
+/// A reader with licences of the sample from one publisher: `lent`, naming the server at
+/// `lent_url`, returned while that server is down (its receipt marked pending: `marker`),
+/// and `kept`, naming `kept_url`, to open afterwards.
+struct Pending {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    home: PathBuf,
+    package: PathBuf,
+    lent: PathBuf,
+    licence: String,
+    kept: PathBuf,
+    marker: PathBuf,
+}
+
+fn returned_pending(lent_url: &str, kept_url: &str) -> Pending {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let home = dir.join("home");
+    let package = publisher_and_reader(&dir, &home);
+    let (lent, licence) = issue(&dir, "Ada", &package, "lent.tkey", &["--server", lent_url]);
+    let (kept, _) = issue(&dir, "Ada", &package, "kept.tkey", &["--server", kept_url]);
+    let marker = returned_while_down(&home, &package, &lent, &licence);
+    Pending {
+        _tmp: tmp,
+        dir,
+        home,
+        package,
+        lent,
+        licence,
+        kept,
+        marker,
+    }
+}
+
 /// A receipt the server could not take goes with the next session of any licence that
 /// contacts a server — in the background, nothing asked of the reader — to the server its
 /// own licence names: the marker keeps the returned licence's vendor-signed keyfile, so the
@@ -654,30 +688,25 @@ fn recorded(dir: &Path, licence: &str) {
 /// A marker holding another licence's keyfile is not sent, not even to that keyfile's server.
 #[test]
 fn t38_a_pending_receipt_goes_with_the_next_session_of_any_licence_to_its_own_server() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let home = dir.join("home");
-    let package = publisher_and_reader(dir, &home);
     let [(port, url), (_, elsewhere)] = servers_not_yet_up();
-    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
-    let (other, other_licence) = issue(dir, "Ada", &package, "other.tkey", &["--server", &url]);
-    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &elsewhere]);
-    let marker = returned_while_down(&home, &package, &lent, &licence);
+    let p = returned_pending(&url, &elsewhere);
+    let (dir, home, package, lent, marker) = (&p.dir, &p.home, &p.package, &p.lent, &p.marker);
+    let (other, other_licence) = issue(dir, "Ada", package, "other.tkey", &["--server", &url]);
     assert_eq!(
-        std::fs::read(&marker).unwrap(),
-        std::fs::read(&lent).unwrap(),
+        std::fs::read(marker).unwrap(),
+        std::fs::read(lent).unwrap(),
         "the marker keeps the licence's keyfile"
     );
     // Another returned licence, its receipt saved, whose marker now holds `lent`'s keyfile
     // (a valid keyfile naming the server that will be up, but not this licence's).
-    let swapped = returned_while_down(&home, &package, &other, &other_licence);
-    std::fs::copy(&lent, &swapped).unwrap();
+    let swapped = returned_while_down(home, package, &other, &other_licence);
+    std::fs::copy(lent, &swapped).unwrap();
 
     let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
     assert_eq!(served, url);
-    session_contact(dir, &home, &package, &kept);
+    session_contact(dir, home, package, &p.kept);
     assert!(!marker.exists(), "sent, and no longer pending");
-    recorded(dir, &licence);
+    recorded(dir, &p.licence);
     assert!(swapped.exists(), "another licence's keyfile: not sent");
     not_recorded(dir, &other_licence);
 }
@@ -687,24 +716,19 @@ fn t38_a_pending_receipt_goes_with_the_next_session_of_any_licence_to_its_own_se
 /// in that licence's vendor-signed keyfile.
 #[test]
 fn t38_an_older_pending_marker_goes_with_a_session_on_that_server() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let home = dir.join("home");
-    let package = publisher_and_reader(dir, &home);
     let (port, url) = server_not_yet_up();
-    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &url]);
-    let (other, other_licence) = issue(dir, "Ada", &package, "other.tkey", &["--server", &url]);
-    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &url]);
-    let marker = returned_while_down(&home, &package, &lent, &licence);
+    let p = returned_pending(&url, &url);
+    let (dir, home, package, marker) = (&p.dir, &p.home, &p.package, &p.marker);
+    let (other, other_licence) = issue(dir, "Ada", package, "other.tkey", &["--server", &url]);
     let vendor =
         VendorPublic::from_export(&std::fs::read(dir.join("vendor/vendor.pub")).unwrap()).unwrap();
     let keyfile =
-        tally_core::keyfile::Keyfile::open(&std::fs::read(&lent).unwrap(), &[vendor]).unwrap();
+        tally_core::keyfile::Keyfile::open(&std::fs::read(&p.lent).unwrap(), &[vendor]).unwrap();
     let server = keyfile.server().unwrap().public_key.fingerprint();
-    std::fs::write(&marker, hex::encode(server)).unwrap();
+    std::fs::write(marker, hex::encode(server)).unwrap();
     // Another returned licence, its receipt saved, whose older-form marker names another
     // server's key: not this session's server, so not sent to it.
-    let foreign = returned_while_down(&home, &package, &other, &other_licence);
+    let foreign = returned_while_down(home, package, &other, &other_licence);
     std::fs::write(&foreign, "00".repeat(32)).unwrap();
 
     let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
@@ -714,9 +738,9 @@ fn t38_an_older_pending_marker_goes_with_a_session_on_that_server() {
         .arg(std::env::current_exe().unwrap())
         .assert()
         .success();
-    session_contact(dir, &home, &package, &kept);
+    session_contact(dir, home, package, &p.kept);
     assert!(!marker.exists(), "sent, and no longer pending");
-    recorded(dir, &licence);
+    recorded(dir, &p.licence);
     assert!(foreign.exists(), "another server's key: not sent");
     not_recorded(dir, &other_licence);
 }
@@ -726,25 +750,18 @@ fn t38_an_older_pending_marker_goes_with_a_session_on_that_server() {
 /// The pending receipt goes to the new address.
 #[test]
 fn t38_a_pending_receipt_follows_its_server_to_a_new_address() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let home = dir.join("home");
-    let package = publisher_and_reader(dir, &home);
     let [(_, old), (port, new)] = servers_not_yet_up();
-    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &old]);
-    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &new]);
-    let marker = returned_while_down(&home, &package, &lent, &licence);
-
-    let (_server, served) = serve(dir, &format!("127.0.0.1:{port}"), &[]);
+    let p = returned_pending(&old, &new);
+    let (_server, served) = serve(&p.dir, &format!("127.0.0.1:{port}"), &[]);
     assert_eq!(served, new);
-    pack(dir)
+    pack(&p.dir)
         .args(["viewer", "register"])
         .arg(std::env::current_exe().unwrap())
         .assert()
         .success();
-    session_contact(dir, &home, &package, &kept);
-    assert!(!marker.exists(), "sent, and no longer pending");
-    recorded(dir, &licence);
+    session_contact(&p.dir, &p.home, &p.package, &p.kept);
+    assert!(!p.marker.exists(), "sent, and no longer pending");
+    recorded(&p.dir, &p.licence);
 }
 
 /// A pending receipt whose server takes the connection and never answers does not hold up
@@ -753,14 +770,8 @@ fn t38_a_pending_receipt_follows_its_server_to_a_new_address() {
 /// had timed out and its connection was closed). The marker stays.
 #[test]
 fn t38_a_silent_server_of_a_pending_receipt_does_not_hold_up_the_session() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let home = dir.join("home");
-    let package = publisher_and_reader(dir, &home);
     let [(port, silent), (_, down)] = servers_not_yet_up();
-    let (lent, licence) = issue(dir, "Ada", &package, "lent.tkey", &["--server", &silent]);
-    let (kept, _) = issue(dir, "Ada", &package, "kept.tkey", &["--server", &down]);
-    let marker = returned_while_down(&home, &package, &lent, &licence);
+    let p = returned_pending(&silent, &down);
     // Now a server at the lent licence's address that accepts and never answers.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -770,7 +781,7 @@ fn t38_a_silent_server_of_a_pending_receipt_does_not_hold_up_the_session() {
         }
     });
 
-    let mut session = started(dir, &home, &package, &kept);
+    let mut session = started(&p.dir, &p.home, &p.package, &p.kept);
     let held = rx
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("the pending receipt's request came");
@@ -816,7 +827,7 @@ fn t38_a_silent_server_of_a_pending_receipt_does_not_hold_up_the_session() {
         matches!(sent[0].1, tally_core::rental::Delivery::Unreachable { .. }),
         "{sent:?}"
     );
-    assert!(marker.exists(), "still pending");
+    assert!(p.marker.exists(), "still pending");
 }
 
 /// A server that cannot be reached is tried once per session, whatever the number of
