@@ -226,9 +226,10 @@ pub type PendingSent = (crate::trail::LicenceId, Delivery);
 /// own only sends their own receipt somewhere the publisher never hears of — `return`
 /// still owes it to the publisher's server). When that address cannot be reached and
 /// `session`'s keyfile, signed by the same publisher, names the same server key at another,
-/// that one is tried: the publisher's newer address, should the server have moved. A marker of the older form (a server key's fingerprint) is sent to
-/// `session`'s server when that is the server it names. Run in the background of a session
-/// ([`super::Opened::start`]), on a thread of its own. Each file is read with a size limit,
+/// that one is tried: the publisher's newer address, should the server have moved. A marker
+/// of the older form (a server key's fingerprint) is sent to `session`'s server when that is
+/// the server it names. Run in the background of a session ([`super::Opened::start`]), on a
+/// thread of its own. Each file is read with a size limit,
 /// and the receipt must parse and name the licence its file does; the server checks its
 /// card signature. A receipt the server answered is unmarked. At most 16 are sent per
 /// session, starting at a random marker (so markers of a dead server do not take every
@@ -320,14 +321,13 @@ fn pending_servers(
     trusted: &[crate::vendor::VendorPublic],
     session: Option<&VerifiedKeyfile>,
 ) -> Vec<String> {
-    let current = session.and_then(VerifiedKeyfile::server);
     if let Ok(keyfile) = crate::keyfile::Keyfile::open(marker, trusted) {
         let Some(own) = keyfile.server().filter(|_| keyfile.licence() == *licence) else {
             return Vec::new();
         };
         let mut urls = vec![own.url.clone()];
         if let Some(session) = session
-            && let Some(s) = current
+            && let Some(s) = session.server()
             && session.vendor() == keyfile.vendor()
             && s.public_key == own.public_key
             && s.url != own.url
@@ -336,7 +336,8 @@ fn pending_servers(
         }
         return urls;
     }
-    current
+    session
+        .and_then(VerifiedKeyfile::server)
         .filter(|s| marker.trim_ascii() == hex::encode(s.public_key.fingerprint()).as_bytes())
         .map(|s| vec![s.url.clone()])
         .unwrap_or_default()
@@ -425,8 +426,8 @@ mod tests {
         PublicKey::from_verifying_key(sk.verifying_key())
     }
 
-    /// Licence `licence`'s keyfile from `vendor`, naming the server `key` at `url`.
-    fn keyfile(vendor: &VendorSecret, licence: u8, url: &str, key: &PublicKey) -> Vec<u8> {
+    /// Licence `licence`'s keyfile from `vendor`, naming the server `server_key` at `url`.
+    fn keyfile(vendor: &VendorSecret, licence: u8, url: &str, server_key: &PublicKey) -> Vec<u8> {
         let agreement = p256::SecretKey::from_slice(&[0x87; 32])
             .unwrap()
             .public_key();
@@ -435,7 +436,7 @@ mod tests {
             document: DocumentId([0xd0; 16]),
             card: CardIdentity {
                 serial: Serial([7; 16]),
-                public_key: super::tests::key(7),
+                public_key: key(7),
                 origin: 1007,
             },
             card_agreement_key: PublicKey::from_sec1(
@@ -450,7 +451,7 @@ mod tests {
             allow_emulated_card: true,
             server: Some(ServerInfo {
                 url: url.into(),
-                public_key: key.clone(),
+                public_key: server_key.clone(),
                 require_online_every_days: None,
             }),
             issued_at: time::macros::datetime!(2026-12-01 12:00:00 UTC),

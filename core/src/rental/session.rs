@@ -302,8 +302,8 @@ impl Session {
     }
 
     /// The background contact with the licence's validation server (\[0104\]'s challenge,
-    /// [`super::Opened::start`]).
-    /// A thread that could not start is an ended contact ([`super::ContactError::Stopped`]).
+    /// [`super::Opened::start`]); a thread that could not start is an ended contact
+    /// ([`super::ContactError::Stopped`]).
     pub(crate) fn attach_contact(
         &mut self,
         handle: std::io::Result<std::thread::JoinHandle<super::contact::ContactResult>>,
