@@ -241,7 +241,6 @@ pub fn send_pending(
     session: Option<&VerifiedKeyfile>,
     transport: &dyn Transport,
 ) -> Vec<PendingSent> {
-    use std::io::Read as _;
     let Ok(entries) = std::fs::read_dir(home.returns_dir()) else {
         return Vec::new();
     };
@@ -280,10 +279,7 @@ pub fn send_pending(
         if urls.is_empty() {
             continue;
         }
-        let mut bytes = Vec::new();
-        let read = std::fs::File::open(home.receipt_path(&licence))
-            .and_then(|f| f.take(MAX_RECEIPT as u64 + 1).read_to_end(&mut bytes));
-        let receipt = match read.ok().and_then(|_| Receipt::parse(&bytes).ok()) {
+        let receipt = match read_receipt(&home.receipt_path(&licence)) {
             Some(r) if r.licence == licence => r,
             _ => continue,
         };
@@ -351,16 +347,16 @@ fn saved_receipt(
     identity: &crate::card::CardIdentity,
     licence: &crate::trail::LicenceId,
 ) -> Option<Receipt> {
-    use std::io::Read as _;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(MAX_RECEIPT as u64 + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    let receipt = Receipt::parse(&bytes).ok()?;
+    let receipt = read_receipt(path)?;
     receipt.verify(identity, licence).ok()?;
     Some(receipt)
+}
+
+/// The receipt in the file at `path`, read with its size limit; `None` for a missing,
+/// oversized or malformed file (nothing in it is verified yet).
+fn read_receipt(path: &std::path::Path) -> Option<Receipt> {
+    let bytes = super::open::read_bounded(path, MAX_RECEIPT as u64, "receipt").ok()?;
+    Receipt::parse(&bytes).ok()
 }
 
 /// Sends `receipt` to the validation server at `url` (`POST <url>/v1/return`, the receipt's
